@@ -1,0 +1,1 @@
+//! augur-connectors: wire formats, sources and sinks, and the built-in cluster simulator.

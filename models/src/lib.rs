@@ -1,0 +1,1 @@
+//! augur-models: detectors and models behind the [`augur_operators::Detector`] boundary.

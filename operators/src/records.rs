@@ -1,0 +1,234 @@
+//! Record types that flow through the dataflow.
+//!
+//! Every stream is stamped with a timely time that is a **window end** in milliseconds since
+//! the Unix epoch: a record whose event time `t` lies in `[E - W, E)` carries time `E`
+//! (see [`window_end`]). One timestamp per window keeps progress tracking cheap and makes a
+//! window complete exactly when the frontier no longer contains its end.
+
+use serde::{Deserialize, Serialize};
+
+/// Event time in milliseconds since the Unix epoch; also the timely timestamp type.
+pub type EventTime = u64;
+
+/// The end (exclusive) of the tumbling window of length `window_ms` that holds `t_ms`.
+pub fn window_end(t_ms: EventTime, window_ms: u64) -> EventTime {
+    (t_ms / window_ms + 1) * window_ms
+}
+
+/// OpenTelemetry span kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SpanKind {
+    Unspecified,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+/// One decoded, validated span: the fields of an OTLP span that augur uses.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Span {
+    /// 16-byte trace id as a big-endian integer.
+    pub trace_id: u128,
+    /// 8-byte span id as a big-endian integer (never 0).
+    pub span_id: u64,
+    /// Parent span id; `None` for a root span.
+    pub parent_span_id: Option<u64>,
+    /// `service.name` of the emitting resource.
+    pub service: String,
+    /// `service.instance.id`, else `k8s.pod.name`, else `host.name`, else the service name.
+    pub instance: String,
+    pub kind: SpanKind,
+    /// Span name (the operation, e.g. `/compose` or `ComposePost`).
+    pub name: String,
+    /// Start time, nanoseconds since the Unix epoch.
+    pub start_ns: u64,
+    /// End time, nanoseconds since the Unix epoch (`>= start_ns`).
+    pub end_ns: u64,
+    /// Status code ERROR.
+    pub error: bool,
+    /// `peer.service` attribute, for calls to peers that emit no spans of their own.
+    pub peer_service: Option<String>,
+}
+
+impl Span {
+    /// Event time of a span: when it ended, in ms. Spans are observed once they end.
+    pub fn event_ms(&self) -> EventTime {
+        self.end_ns / 1_000_000
+    }
+
+    /// Duration in milliseconds.
+    pub fn duration_ms(&self) -> f64 {
+        self.end_ns.saturating_sub(self.start_ns) as f64 / 1e6
+    }
+}
+
+/// The resource a metric measures, after the configured name mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    /// CPU utilization, fraction of the instance's CPU limit (0..=1, may exceed 1 when throttled).
+    Cpu,
+    /// Memory in use, bytes.
+    Memory,
+    /// Network traffic, bytes per second.
+    Network,
+    /// Disk I/O, bytes per second.
+    Disk,
+    /// Requests waiting in the instance's queue (a gauge).
+    Queue,
+}
+
+impl Resource {
+    pub const ALL: [Resource; 5] = [
+        Resource::Cpu,
+        Resource::Memory,
+        Resource::Network,
+        Resource::Disk,
+        Resource::Queue,
+    ];
+
+    /// Dense index, for per-resource arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Cpu => "cpu",
+            Resource::Memory => "memory",
+            Resource::Network => "network",
+            Resource::Disk => "disk",
+            Resource::Queue => "queue",
+        }
+    }
+}
+
+/// One resource-usage sample of one instance.
+#[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct MetricPoint {
+    pub service: String,
+    pub instance: String,
+    pub resource: Resource,
+    /// Sample time, nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    pub value: f64,
+}
+
+impl MetricPoint {
+    pub fn event_ms(&self) -> EventTime {
+        self.time_ns / 1_000_000
+    }
+}
+
+/// One RPC: a child span joined to its parent across a service boundary.
+#[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct RpcEdge {
+    pub trace_id: u128,
+    pub caller: String,
+    pub callee: String,
+    /// The callee's operation (server span name, or the client span name for peers).
+    pub operation: String,
+    /// Latency seen by the caller (client span), ms.
+    pub client_ms: f64,
+    /// Latency seen by the callee (server span), ms; `None` for an uninstrumented peer.
+    pub server_ms: Option<f64>,
+    /// `client_ms - server_ms`: network delay both ways plus any queueing before the server span.
+    pub gap_ms: Option<f64>,
+    pub error: bool,
+}
+
+/// Latency quantiles reported for services, edges and entry points.
+pub const LATENCY_QUANTILES: [f64; 5] = [0.5, 0.75, 0.9, 0.95, 0.99];
+/// Quantiles across replicas of per-replica resource usage (Sage's "vector of percentiles",
+/// so the shape of the feature doesn't change with the replica count): min, median, p90, max.
+pub const USAGE_QUANTILES: [f64; 4] = [0.0, 0.5, 0.9, 1.0];
+
+/// Per-service features of one window, merged across replicas and workers.
+#[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct ServiceFeatures {
+    pub window_end: EventTime,
+    pub service: String,
+    /// Server spans that ended in the window.
+    pub requests: u64,
+    /// Of those, with status ERROR.
+    pub errors: u64,
+    /// Server-side latency at [`LATENCY_QUANTILES`], ms (zeros when `requests == 0`).
+    pub latency_ms: [f64; 5],
+    /// Time-averaged requests in flight at the service (Little's law: summed server-span
+    /// time of the window's requests / window length): the queue depth Seer uses.
+    pub outstanding: f64,
+    /// Distinct instances seen in spans or metrics during the window.
+    pub replicas: u32,
+    /// Per resource (indexed by [`Resource::index`]), per-replica window means at
+    /// [`USAGE_QUANTILES`] across replicas; zeros when no replica reported it.
+    pub usage: [[f64; 4]; 5],
+}
+
+/// Per-edge features of one window (Sage's per-RPC latency nodes).
+#[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct EdgeFeatures {
+    pub window_end: EventTime,
+    pub caller: String,
+    pub callee: String,
+    pub calls: u64,
+    pub errors: u64,
+    pub client_ms: [f64; 5],
+    pub server_ms: [f64; 5],
+    pub gap_ms: [f64; 5],
+}
+
+/// End-to-end latency of one entry point (root server spans) in one window, checked
+/// against its SLO.
+#[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct QosVerdict {
+    pub window_end: EventTime,
+    /// The entry point: the root span's service (and operation, if the SLO names one).
+    pub entry: String,
+    pub requests: u64,
+    pub errors: u64,
+    /// End-to-end latency at [`LATENCY_QUANTILES`], ms.
+    pub latency_ms: [f64; 5],
+    /// The SLO's quantile and threshold, and the measured latency at that quantile.
+    pub quantile: f64,
+    pub slo_ms: f64,
+    pub measured_ms: f64,
+    pub violated: bool,
+}
+
+/// The RPC dependency graph after one window: what changed and the order services are in.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GraphUpdate {
+    pub window_end: EventTime,
+    /// Edges `(caller, callee)` that appeared in this window.
+    pub added: Vec<(String, String)>,
+    /// Edges that retired (not seen for the retention period).
+    pub removed: Vec<(String, String)>,
+    /// Every service in the graph, back end first: each service comes before its callers
+    /// (cycles are broken deterministically by name).
+    pub order: Vec<String>,
+}
+
+/// Everything known about one closed window: what detectors and models read.
+#[derive(Clone, Debug, Default, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct WindowSnapshot {
+    pub window_end: EventTime,
+    pub window_ms: u64,
+    /// Sorted by service name.
+    pub services: Vec<ServiceFeatures>,
+    /// Sorted by (caller, callee).
+    pub edges: Vec<EdgeFeatures>,
+    /// Sorted by entry.
+    pub qos: Vec<QosVerdict>,
+    /// Back end → front end, from the dependency graph.
+    pub order: Vec<String>,
+    /// Set when the dependency graph changed in this window.
+    pub topology_changed: bool,
+}
+
+impl WindowSnapshot {
+    pub fn violated(&self) -> bool {
+        self.qos.iter().any(|q| q.violated)
+    }
+}

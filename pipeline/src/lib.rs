@@ -1,0 +1,1 @@
+//! The augur application: CLI, config, dataflow assembly, evaluation.
