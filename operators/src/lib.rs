@@ -4,6 +4,8 @@
 //! state it keeps.
 
 pub mod alert;
+pub mod decide;
+pub mod detect;
 pub mod detector;
 pub mod records;
 

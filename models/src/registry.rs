@@ -1,0 +1,40 @@
+//! Detectors by name, as `augur eval --detector NAME` and the config's `detector.name` use them.
+
+use augur_operators::Detector;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::cpu_threshold::CpuThreshold;
+use crate::nsigma::{NSigma, NSigmaConfig};
+
+/// Names accepted by [`build`].
+pub const DETECTOR_NAMES: &[&str] = &["nsigma", "cpu-threshold-50", "cpu-threshold-70"];
+
+/// Settings of every detector; each reads its own section.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorSettings {
+    pub nsigma: NSigmaConfig,
+}
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("unknown detector `{name}`; known detectors: {}", DETECTOR_NAMES.join(", "))]
+    Unknown { name: String },
+}
+
+/// Builds the detector called `name`.
+pub fn build(
+    name: &str,
+    settings: &DetectorSettings,
+    horizon_ms: u64,
+) -> Result<Box<dyn Detector>, RegistryError> {
+    match name {
+        "nsigma" => Ok(Box::new(NSigma::new(settings.nsigma.clone(), horizon_ms))),
+        "cpu-threshold-50" => Ok(Box::new(CpuThreshold::new(0.5, horizon_ms))),
+        "cpu-threshold-70" => Ok(Box::new(CpuThreshold::new(0.7, horizon_ms))),
+        _ => Err(RegistryError::Unknown {
+            name: name.to_string(),
+        }),
+    }
+}

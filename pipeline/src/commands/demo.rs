@@ -1,0 +1,101 @@
+//! `augur demo`: simulator → dataflow → live alerts in the terminal. No broker, no files.
+
+use augur_connectors::simulator::{FaultPlan, SimConfig, Simulator, Topology};
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::cli::DemoArgs;
+use crate::commands::{load_config, slos_of, stop_on_signal};
+use crate::dataflow::JobSpec;
+use crate::display::{alert_line, clock, window_line};
+use crate::run::{RunOptions, run as run_job};
+use crate::source::WorkerSource;
+use crate::source::simulator::{EmptySource, SimulatorSource};
+
+/// A status line every this many windows, so the demo visibly lives between alerts.
+const STATUS_EVERY: usize = 5;
+
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    let mut config = load_config(args.job.config.as_deref())?;
+    if let Some(topology) = &args.topology {
+        config.simulator.topology = topology.clone();
+    }
+    if let Some(seed) = args.seed {
+        config.simulator.seed = seed;
+    }
+    if let Some(speed) = args.speed {
+        config.simulator.speed = speed;
+    }
+    let topology = Topology::load(&config.simulator.topology)?;
+    let slos = if config.slo.is_empty() { slos_of(&topology) } else { config.slo.clone() };
+    let mut sim_config = SimConfig::new(topology.clone(), config.simulator.seed);
+    sim_config.faults = FaultPlan::parse(&config.simulator.faults)?;
+    // Fail on a bad simulator config here, not inside a worker.
+    Simulator::new(sim_config.clone())?;
+
+    println!(
+        "augur demo: simulating {} ({} services) at {}x speed, seed {}; detector {}; window {} ms",
+        topology.name(),
+        topology.services().len(),
+        config.simulator.speed,
+        config.simulator.seed,
+        config.detector.name,
+        config.window.length_ms
+    );
+    for slo in &slos {
+        println!(
+            "  SLO: {} p{} <= {} ms",
+            slo.entry,
+            (slo.quantile * 100.0).round(),
+            slo.threshold_ms
+        );
+    }
+    println!("  faults are injected at random; alerts appear below as they happen. Ctrl-C stops.\n");
+
+    let (note_tx, note_rx): (Sender<String>, Receiver<String>) = crossbeam_channel::unbounded();
+    let speed = config.simulator.speed;
+    let duration_ms = args.duration.map(|d| d.as_millis() as u64);
+    let spec = JobSpec {
+        detectors: vec![config.detector.name.clone()],
+        slos,
+        workers: args.job.workers,
+        config,
+    };
+    let make_source = move |index: usize, _peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
+        if index == 0 {
+            let sim = Simulator::new(sim_config.clone())?;
+            Ok(Box::new(
+                SimulatorSource::new(sim, duration_ms, Some(speed)).announcing(note_tx.clone()),
+            ))
+        } else {
+            Ok(Box::new(EmptySource))
+        }
+    };
+    let mut windows_seen = 0usize;
+    let outcome = run_job(
+        spec,
+        make_source,
+        RunOptions {
+            progress: None,
+            keep_windows: false,
+        },
+        stop_on_signal(),
+        |alert| println!("{}", alert_line(alert)),
+        |window| {
+            for note in note_rx.try_iter() {
+                println!("{}  [simulator] {note}", clock(window.window_end));
+            }
+            windows_seen += 1;
+            if windows_seen % STATUS_EVERY == 0 {
+                println!("{}", window_line(window));
+            }
+        },
+    )?;
+    println!(
+        "\n{} windows, {} spans, {} alerts, {} dead letters",
+        windows_seen,
+        crate::stats::JobStats::get(&outcome.stats.spans),
+        outcome.alerts.iter().filter(|a| a.ends_at.is_none()).count(),
+        crate::stats::JobStats::get(&outcome.stats.dead_letters)
+    );
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! One module per `augur` command, and what they share.
+
+pub mod demo;
+pub mod eval;
+pub mod replay;
+pub mod simulate;
+pub mod validate;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use augur_connectors::otlp::MetricNames;
+use augur_connectors::simulator::Topology;
+use augur_operators::qos_check::Slo;
+
+use crate::config::Config;
+
+/// The config at `path`, or the defaults.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(path) => Ok(Config::load(path)?),
+        None => Ok(Config::default()),
+    }
+}
+
+/// The SLOs a built-in (or TOML) topology declares.
+pub fn topology_slos(topology: &str) -> anyhow::Result<Vec<Slo>> {
+    let topology = Topology::load(topology).with_context(|| format!("loading topology `{topology}`"))?;
+    Ok(slos_of(&topology))
+}
+
+pub fn slos_of(topology: &Topology) -> Vec<Slo> {
+    topology
+        .slos()
+        .iter()
+        .map(|s| Slo {
+            entry: s.entry.clone(),
+            operation: s.operation.clone(),
+            quantile: s.quantile,
+            threshold_ms: s.threshold_ms,
+        })
+        .collect()
+}
+
+/// Metric names: the semantic-convention defaults plus the config's extras.
+pub fn metric_names(config: &Config) -> MetricNames {
+    config
+        .metrics
+        .names
+        .iter()
+        .fold(MetricNames::default(), |names, (name, resource)| names.with(name, *resource))
+}
+
+/// A flag set on the first Ctrl-C / SIGTERM; a second one exits at once.
+pub fn stop_on_signal() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("stopping: finishing open windows (Ctrl-C again to quit now)");
+    });
+    if let Err(e) = installed {
+        tracing::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+    stop
+}
+
+/// The SLOs to check: the config's, else those of the topology named in `labels.json`.
+pub fn resolve_slos(config: &Config, input: &Path) -> anyhow::Result<Vec<Slo>> {
+    if !config.slo.is_empty() {
+        return Ok(config.slo.clone());
+    }
+    let labels = read_labels(input)?;
+    let topology = labels
+        .get("topology")
+        .and_then(|t| t.as_str())
+        .context("no [[slo]] in the config and labels.json names no topology to take SLOs from")?;
+    topology_slos(topology)
+}
+
+/// `DIR/labels.json` as JSON.
+pub fn read_labels(input: &Path) -> anyhow::Result<serde_json::Value> {
+    let path = input.join("labels.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}

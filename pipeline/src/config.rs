@@ -1,0 +1,241 @@
+//! The job config: typed, `deny_unknown_fields`, every field defaulted and documented.
+//! `configs/default.toml` spells out every default; `augur validate` checks a file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use augur_models::nsigma::NSigmaConfig;
+use augur_models::DetectorSettings;
+use augur_operators::decide::DecideConfig;
+use augur_operators::qos_check::Slo;
+use augur_operators::Resource;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub window: WindowConfig,
+    pub features: FeaturesConfig,
+    /// SLOs per entry point (`[[slo]]`). When empty and the input comes from the built-in
+    /// simulator, the topology's own SLOs are used.
+    pub slo: Vec<Slo>,
+    pub detector: DetectorConfig,
+    pub decide: DecideConfig,
+    pub metrics: MetricsConfig,
+    pub dead_letter: DeadLetterConfig,
+    pub simulator: SimulatorConfig,
+}
+
+/// Event-time windows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowConfig {
+    /// Tumbling window length, ms. Default 1000.
+    pub length_ms: u64,
+    /// How far behind the newest event time a record may arrive and still count, ms;
+    /// later records are counted and dead-lettered as late. Default 2000.
+    pub allowed_lateness_ms: u64,
+    /// How far ahead violations are predicted, ms. Default 1000.
+    pub horizon_ms: u64,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig {
+            length_ms: 1000,
+            allowed_lateness_ms: 2000,
+            horizon_ms: 1000,
+        }
+    }
+}
+
+/// Trace assembly and the dependency graph.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeaturesConfig {
+    /// How long an unmatched span waits for its parent or child, ms. Default 10000.
+    pub trace_ttl_ms: u64,
+    /// An RPC edge not seen for this long leaves the dependency graph, ms. Default 60000.
+    pub graph_retention_ms: u64,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        FeaturesConfig {
+            trace_ttl_ms: 10_000,
+            graph_retention_ms: 60_000,
+        }
+    }
+}
+
+/// Which detector runs in the job, and its settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// One of `nsigma`, `cpu-threshold-50`, `cpu-threshold-70`. Default `nsigma`.
+    pub name: String,
+    pub nsigma: NSigmaConfig,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            name: "nsigma".to_string(),
+            nsigma: NSigmaConfig::default(),
+        }
+    }
+}
+
+impl DetectorConfig {
+    pub fn settings(&self) -> DetectorSettings {
+        DetectorSettings {
+            nsigma: self.nsigma.clone(),
+        }
+    }
+}
+
+/// Metric names, beyond the OpenTelemetry semantic-convention defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Extra metric name → resource mappings, e.g. `"my_cpu_seconds" = "cpu"`.
+    pub names: BTreeMap<String, Resource>,
+}
+
+/// Where bad input goes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterConfig {
+    /// JSON-lines file of dead letters (file inputs and the simulator). Default `augur-dlq.jsonl`.
+    pub path: PathBuf,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            path: PathBuf::from("augur-dlq.jsonl"),
+        }
+    }
+}
+
+/// The built-in simulator, as `augur demo` uses it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    /// A built-in topology name or a TOML file. Default `social-network`.
+    pub topology: String,
+    /// Default 1.
+    pub seed: u64,
+    /// `random`, `none`, or a fault-plan file. Default `random`.
+    pub faults: String,
+    /// Simulated seconds per wall-clock second in `demo`. Default 4.
+    pub speed: f64,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            topology: "social-network".to_string(),
+            seed: 1,
+            faults: "random".to_string(),
+            speed: 4.0,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config {path}: field `{field}`: {reason}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks config text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.check().map_err(|(field, reason)| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            reason,
+        })?;
+        Ok(config)
+    }
+
+    /// Semantic checks that types can't express: `(field, reason)` of the first problem.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, reason: &str| Err((field.to_string(), reason.to_string()));
+        if self.window.length_ms == 0 {
+            return fail("window.length_ms", "must be at least 1");
+        }
+        if self.window.horizon_ms == 0 {
+            return fail("window.horizon_ms", "must be at least 1");
+        }
+        if self.features.graph_retention_ms < self.window.length_ms {
+            return fail(
+                "features.graph_retention_ms",
+                "must be at least one window (window.length_ms)",
+            );
+        }
+        for (i, slo) in self.slo.iter().enumerate() {
+            if !(slo.quantile > 0.0 && slo.quantile < 1.0) {
+                return fail(&format!("slo[{i}].quantile"), "must be in (0, 1), e.g. 0.99");
+            }
+            if !(slo.threshold_ms > 0.0 && slo.threshold_ms.is_finite()) {
+                return fail(&format!("slo[{i}].threshold_ms"), "must be a positive number");
+            }
+            if slo.entry.is_empty() {
+                return fail(&format!("slo[{i}].entry"), "must name the entry service");
+            }
+        }
+        if !augur_models::DETECTOR_NAMES.contains(&self.detector.name.as_str()) {
+            return fail(
+                "detector.name",
+                &format!(
+                    "unknown detector `{}`; known: {}",
+                    self.detector.name,
+                    augur_models::DETECTOR_NAMES.join(", ")
+                ),
+            );
+        }
+        if !(self.detector.nsigma.sigma > 0.0) {
+            return fail("detector.nsigma.sigma", "must be positive");
+        }
+        if self.detector.nsigma.history < self.detector.nsigma.min_history.max(2) {
+            return fail(
+                "detector.nsigma.history",
+                "must be at least detector.nsigma.min_history (and 2)",
+            );
+        }
+        if self.decide.fire_after == 0 || self.decide.clear_after == 0 {
+            return fail("decide.fire_after", "fire_after and clear_after must be at least 1");
+        }
+        if !(self.simulator.speed > 0.0) {
+            return fail("simulator.speed", "must be positive");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,237 @@
+//! Assembles augur's dataflow on every worker and drives it from a source.
+//!
+//! Source → unordered inputs stamped by window end (records older than the input's
+//! capability are late: counted and dead-lettered) → features (trace assembly, per-service
+//! and per-edge windows, dependency graph, QoS check, gathered per window on worker 0) →
+//! detectors + decide → events to the main thread.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use augur_connectors::dead_letter::DeadLetter;
+use augur_operators::detect::{DetectStage, detect};
+use augur_operators::qos_check::Slo;
+use augur_operators::{Alert, EventTime, FeatureParams, MetricPoint, Span, WindowSnapshot, features_dataflow, window_end};
+use crossbeam_channel::Sender;
+use timely::dataflow::operators::core::UnorderedInput;
+use timely::dataflow::operators::{Inspect, Probe};
+
+use crate::config::Config;
+use crate::source::{Batch, SourceState, WorkerSource};
+use crate::stats::JobStats;
+
+/// What the job tells the main thread.
+pub enum Event {
+    /// A closed window, with its features and QoS verdicts.
+    Window(Box<WindowSnapshot>),
+    Alert(Alert),
+    DeadLetter(DeadLetter),
+}
+
+/// What to run.
+#[derive(Clone)]
+pub struct JobSpec {
+    pub config: Config,
+    pub slos: Vec<Slo>,
+    /// Detector names; each gets its own decide state. Usually one.
+    pub detectors: Vec<String>,
+    pub workers: usize,
+}
+
+/// Windows the source may run ahead of the dataflow's output before it waits.
+const MAX_WINDOWS_IN_FLIGHT: u64 = 8;
+
+/// Runs the job to the end of its input (or until `stop` is set); events go to `events`.
+pub fn run_job<F>(
+    spec: JobSpec,
+    make_source: F,
+    events: Sender<Event>,
+    stats: Arc<JobStats>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()>
+where
+    F: Fn(usize, usize) -> anyhow::Result<Box<dyn WorkerSource>> + Send + Sync + 'static,
+{
+    let timely_config = timely::Config::process(spec.workers.max(1));
+    let guards = timely::execute(timely_config, move |worker| {
+        run_worker(worker, &spec, &make_source, &events, &stats, &stop)
+    })
+    .map_err(|e| anyhow!("starting workers: {e}"))?;
+    for result in guards.join() {
+        result.map_err(|e| anyhow!("worker panicked: {e}"))??;
+    }
+    Ok(())
+}
+
+fn run_worker<F>(
+    worker: &mut timely::worker::Worker<timely::communication::Allocator>,
+    spec: &JobSpec,
+    make_source: &F,
+    events: &Sender<Event>,
+    stats: &JobStats,
+    stop: &AtomicBool,
+) -> anyhow::Result<()>
+where
+    F: Fn(usize, usize) -> anyhow::Result<Box<dyn WorkerSource>>,
+{
+    let index = worker.index();
+    let peers = worker.peers();
+    let window_ms = spec.config.window.length_ms;
+    let lateness = spec.config.window.allowed_lateness_ms;
+    let params = FeatureParams {
+        window_ms,
+        trace_ttl_ms: spec.config.features.trace_ttl_ms,
+        graph_retention_ms: spec.config.features.graph_retention_ms,
+        slos: spec.slos.clone(),
+    };
+    let mut stages = Vec::new();
+    for name in &spec.detectors {
+        let detector = augur_models::build(name, &spec.config.detector.settings(), spec.config.window.horizon_ms)?;
+        stages.push(DetectStage::new(detector, spec.config.decide.clone()));
+    }
+    let window_events = events.clone();
+    let alert_events = events.clone();
+
+    let ((mut span_input, span_cap), (mut metric_input, metric_cap), probe) =
+        worker.dataflow::<EventTime, _, _>(|scope| {
+            let (span_handles, spans) = scope.new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<Span>>>();
+            let (metric_handles, metrics) =
+                scope.new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<MetricPoint>>>();
+            let snapshots = features_dataflow(spans, metrics, &params);
+            let snapshots = snapshots.inspect(move |snapshot: &WindowSnapshot| {
+                let _ = window_events.send(Event::Window(Box::new(snapshot.clone())));
+            });
+            let alerts = detect(snapshots, stages).inspect(move |alert: &Alert| {
+                let _ = alert_events.send(Event::Alert(alert.clone()));
+            });
+            let (probe, _) = alerts.probe();
+            (span_handles, metric_handles, probe)
+        });
+
+    let mut span_cap = Some(span_cap);
+    let mut metric_cap = Some(metric_cap);
+    let mut source = make_source(index, peers)?;
+    let mut batch = Batch::default();
+    let mut cap_time: EventTime = 0;
+    let mut by_window_spans: BTreeMap<EventTime, Vec<Span>> = BTreeMap::new();
+    let mut by_window_metrics: BTreeMap<EventTime, Vec<MetricPoint>> = BTreeMap::new();
+
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        batch.clear();
+        let state = source.poll(&mut batch)?;
+        JobStats::add(&stats.messages, batch.messages);
+        JobStats::add(&stats.spans, batch.spans.len() as u64);
+        JobStats::add(&stats.metric_points, batch.metrics.len() as u64);
+        for dead in batch.dead.drain(..) {
+            JobStats::add(&stats.dead_letters, 1);
+            let _ = events.send(Event::DeadLetter(dead));
+        }
+        for span in batch.spans.drain(..) {
+            let end = window_end(span.event_ms(), window_ms);
+            if end < cap_time {
+                late(stats, events, "span", span.event_ms(), cap_time, serde_json::to_vec(&span));
+            } else {
+                by_window_spans.entry(end).or_default().push(span);
+            }
+        }
+        for point in batch.metrics.drain(..) {
+            let end = window_end(point.event_ms(), window_ms);
+            if end < cap_time {
+                late(stats, events, "metric point", point.event_ms(), cap_time, serde_json::to_vec(&point));
+            } else {
+                by_window_metrics.entry(end).or_default().push(point);
+            }
+        }
+        if let Some(cap) = &span_cap {
+            for (end, mut spans) in std::mem::take(&mut by_window_spans) {
+                span_input.activate().session(&cap.delayed(&end)).give_container(&mut spans);
+            }
+        }
+        if let Some(cap) = &metric_cap {
+            for (end, mut points) in std::mem::take(&mut by_window_metrics) {
+                metric_input.activate().session(&cap.delayed(&end)).give_container(&mut points);
+            }
+        }
+        if let Ok(mut progress) = stats.progress.lock() {
+            progress.insert(index, source.progress());
+        }
+        match state {
+            SourceState::Exhausted => break,
+            SourceState::Active { watermark_ms, idle } => {
+                let next = window_end(watermark_ms.saturating_sub(lateness), window_ms);
+                if next > cap_time {
+                    if cap_time > 0 {
+                        note_closed(stats, cap_time, next, window_ms);
+                    }
+                    cap_time = next;
+                    if let Some(cap) = span_cap.as_mut() {
+                        cap.downgrade(&cap_time);
+                    }
+                    if let Some(cap) = metric_cap.as_mut() {
+                        cap.downgrade(&cap_time);
+                    }
+                }
+                if idle {
+                    worker.step_or_park(Some(Duration::from_millis(5)));
+                } else {
+                    worker.step();
+                }
+                // Don't let the source run far ahead of the dataflow.
+                let behind = cap_time.saturating_sub(MAX_WINDOWS_IN_FLIGHT * window_ms);
+                while probe.less_than(&behind) && !stop.load(Ordering::Relaxed) {
+                    worker.step_or_park(Some(Duration::from_millis(1)));
+                }
+            }
+        }
+    }
+    span_cap = None;
+    metric_cap = None;
+    drop((span_cap, metric_cap));
+    let final_close = Instant::now();
+    if let Ok(mut closed) = stats.window_closed_at.lock() {
+        // Everything still open closes now.
+        closed.entry(EventTime::MAX).or_insert(final_close);
+    }
+    while !probe.done() {
+        worker.step_or_park(Some(Duration::from_millis(1)));
+    }
+    Ok(())
+}
+
+fn note_closed(stats: &JobStats, from: EventTime, to: EventTime, window_ms: u64) {
+    let now = Instant::now();
+    if let Ok(mut closed) = stats.window_closed_at.lock() {
+        let mut end = from;
+        while end < to {
+            let slot = closed.entry(end).or_insert(now);
+            *slot = (*slot).max(now);
+            end += window_ms;
+        }
+    }
+}
+
+fn late(
+    stats: &JobStats,
+    events: &Sender<Event>,
+    what: &str,
+    event_ms: EventTime,
+    cap_time: EventTime,
+    payload: serde_json::Result<Vec<u8>>,
+) {
+    JobStats::add(&stats.late, 1);
+    JobStats::add(&stats.dead_letters, 1);
+    let _ = events.send(Event::DeadLetter(DeadLetter {
+        source: "watermark".to_string(),
+        offset: event_ms,
+        reason: format!(
+            "late {what}: event time {event_ms} ms is before the closed windows (windows before {cap_time} ms are closed)"
+        ),
+        payload: payload.unwrap_or_default(),
+    }));
+}

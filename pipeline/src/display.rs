@@ -1,0 +1,79 @@
+//! Readable one-line rendering of alerts and windows for terminals.
+
+use augur_operators::{Alert, AlertKind, WindowSnapshot, decide::rfc3339};
+
+/// `HH:MM:SS.mmm` of an event time.
+pub fn clock(t_ms: u64) -> String {
+    let stamp = rfc3339(t_ms);
+    stamp.get(11..23).unwrap_or(&stamp).to_string()
+}
+
+pub fn alert_line(alert: &Alert) -> String {
+    let when = clock(alert.window_end);
+    if alert.ends_at.is_some() {
+        return format!(
+            "{when}  RESOLVED  {:<24} {}  ({})",
+            alert.kind.as_str(),
+            alert.service,
+            alert.model.name
+        );
+    }
+    let marker = match alert.kind {
+        AlertKind::QosViolation => "VIOLATION",
+        AlertKind::QosViolationPredicted => "PREDICTED",
+        AlertKind::RootCause => "ROOTCAUSE",
+        AlertKind::LatencyForecast => "FORECAST ",
+        AlertKind::TopologyChanged => "TOPOLOGY ",
+    };
+    let mut line = format!(
+        "{when}  {marker} {:<24} {}  p={:.2}",
+        alert.kind.as_str(),
+        alert.service,
+        alert.probability
+    );
+    if alert.horizon_ms > 0 {
+        line.push_str(&format!(" within {} ms", alert.horizon_ms));
+    }
+    if !alert.culprits.is_empty() {
+        let culprits: Vec<String> = alert
+            .culprits
+            .iter()
+            .take(3)
+            .map(|c| match c.resource {
+                Some(r) => format!("{}[{}] {:.2}", c.service, r.as_str(), c.score),
+                None => format!("{} {:.2}", c.service, c.score),
+            })
+            .collect();
+        line.push_str(&format!("  culprits: {}", culprits.join(", ")));
+    }
+    if let Some(summary) = alert.annotations.get("summary") {
+        line.push_str(&format!("  — {summary}"));
+    }
+    line
+}
+
+/// A status line for a window: each entry point's latency against its SLO.
+pub fn window_line(window: &WindowSnapshot) -> String {
+    let entries: Vec<String> = window
+        .qos
+        .iter()
+        .map(|q| {
+            format!(
+                "{} p{} {:.0} ms / SLO {:.0} ms{}",
+                q.entry,
+                (q.quantile * 100.0).round(),
+                q.measured_ms,
+                q.slo_ms,
+                if q.violated { " VIOLATED" } else { "" }
+            )
+        })
+        .collect();
+    let requests: u64 = window.services.iter().map(|s| s.requests).sum();
+    format!(
+        "{}  window: {} services, {} requests, {}",
+        clock(window.window_end),
+        window.services.len(),
+        requests,
+        if entries.is_empty() { "no entry traffic".to_string() } else { entries.join("; ") }
+    )
+}

@@ -1,0 +1,238 @@
+//! Scores one detector's alerts against QoS ground truth and the injected faults.
+//!
+//! Definitions (the same for every detector, so figures compare):
+//! - A **violation episode** is a maximal run of windows whose QoS check failed; runs
+//!   separated by a single passing window merge. Its *onset* `v` is the end of its first
+//!   violating window (the moment the QoS check itself would know), its end `e` the end of
+//!   its last.
+//! - A firing alert at window end `t` **detects** an episode when `v - horizon ≤ t ≤ e`.
+//!   Recall is detected episodes / episodes; `predicted_recall` counts only alerts with
+//!   `t < v` (seen coming). Lead time is `v - t` of the earliest detecting alert.
+//! - Precision is firing alerts that detect some episode / firing alerts.
+//! - A window is *positive* when a violating window ends within `[w, w + horizon]`;
+//!   FPR is negative windows during which an alert was active (fired, not yet resolved) /
+//!   negative windows.
+//! - **RCA cases** are episodes that overlap exactly one injected fault (its interval
+//!   extended by `slack_ms` at the end, as queues take time to drain). AC@k: the fault's
+//!   service is among the top k culprits of the earliest alert detecting the episode; an
+//!   undetected case counts as a miss. Resource accuracy compares the top culprit's
+//!   resource with the fault's.
+
+use serde::Serialize;
+
+use augur_operators::{Alert, AlertKind, EventTime};
+
+/// One closed window's ground truth.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WindowTruth {
+    pub window_end: EventTime,
+    pub violated: bool,
+}
+
+/// One injected fault.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultTruth {
+    pub service: String,
+    pub resource: String,
+    pub start_ms: EventTime,
+    pub end_ms: EventTime,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ScoreParams {
+    pub window_ms: u64,
+    pub horizon_ms: u64,
+    pub slack_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Detection {
+    pub recall: f64,
+    pub predicted_recall: f64,
+    pub precision: f64,
+    pub fpr: f64,
+    pub lead_time_ms_p50: f64,
+    /// Firing alerts.
+    pub alerts: usize,
+    pub detected: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Rca {
+    pub cases: usize,
+    pub ac1: f64,
+    pub ac3: f64,
+    /// `None` when the detector names no resources.
+    pub resource_ac1: Option<f64>,
+    /// Episodes that overlap no fault (load spikes, noise).
+    pub episodes_without_fault: usize,
+    /// Episodes that overlap several faults (reported apart).
+    pub multi_fault_episodes: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Score {
+    pub windows: usize,
+    pub violating_windows: usize,
+    /// Violation episodes.
+    pub violations: usize,
+    pub detection: Detection,
+    pub rca: Rca,
+}
+
+struct Episode {
+    onset: EventTime,
+    end: EventTime,
+    first_window_start: EventTime,
+}
+
+fn episodes(windows: &[WindowTruth], window_ms: u64) -> Vec<Episode> {
+    let mut out: Vec<Episode> = Vec::new();
+    for w in windows.iter().filter(|w| w.violated) {
+        match out.last_mut() {
+            Some(last) if w.window_end <= last.end + 2 * window_ms => last.end = w.window_end,
+            _ => out.push(Episode {
+                onset: w.window_end,
+                end: w.window_end,
+                first_window_start: w.window_end.saturating_sub(window_ms),
+            }),
+        }
+    }
+    out
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs.sort_by(f64::total_cmp);
+    let mid = xs.len() / 2;
+    if xs.len() % 2 == 1 { xs[mid] } else { (xs[mid - 1] + xs[mid]) / 2.0 }
+}
+
+fn ratio(num: usize, den: usize) -> f64 {
+    if den == 0 { 0.0 } else { num as f64 / den as f64 }
+}
+
+/// Scores `alerts` (one detector's; resolved copies carry `ends_at`) against the truth.
+pub fn score(windows: &[WindowTruth], alerts: &[Alert], faults: &[FaultTruth], p: ScoreParams) -> Score {
+    let mut windows = windows.to_vec();
+    windows.sort_by_key(|w| w.window_end);
+    let episodes = episodes(&windows, p.window_ms);
+    let firing: Vec<&Alert> = {
+        let mut f: Vec<&Alert> = alerts
+            .iter()
+            .filter(|a| a.ends_at.is_none() && a.kind == AlertKind::QosViolationPredicted)
+            .collect();
+        f.sort_by_key(|a| a.window_end);
+        f
+    };
+    // When each firing alert stopped being active.
+    let resolved_at = |a: &Alert| -> EventTime {
+        alerts
+            .iter()
+            .filter(|r| r.id == a.id && r.ends_at.is_some())
+            .filter_map(|r| r.ends_at.as_deref())
+            .filter_map(|s| humantime::parse_rfc3339(s).ok())
+            .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as EventTime)
+            .next()
+            .unwrap_or(EventTime::MAX)
+    };
+
+    let mut detected = 0;
+    let mut predicted = 0;
+    let mut leads = Vec::new();
+    let mut first_detector: Vec<Option<&Alert>> = Vec::new();
+    for ep in &episodes {
+        let hit = firing
+            .iter()
+            .find(|a| a.window_end + p.horizon_ms >= ep.onset && a.window_end <= ep.end)
+            .copied();
+        if let Some(a) = hit {
+            detected += 1;
+            if a.window_end < ep.onset {
+                predicted += 1;
+            }
+            leads.push(ep.onset as f64 - a.window_end as f64);
+        }
+        first_detector.push(hit);
+    }
+    let true_alerts = firing
+        .iter()
+        .filter(|a| {
+            episodes
+                .iter()
+                .any(|ep| a.window_end + p.horizon_ms >= ep.onset && a.window_end <= ep.end)
+        })
+        .count();
+
+    let violating: Vec<EventTime> = windows.iter().filter(|w| w.violated).map(|w| w.window_end).collect();
+    let active: Vec<(EventTime, EventTime)> = firing.iter().map(|a| (a.window_end, resolved_at(a))).collect();
+    let (mut negatives, mut false_alarms) = (0usize, 0usize);
+    for w in &windows {
+        let positive = violating
+            .iter()
+            .any(|v| *v >= w.window_end && *v <= w.window_end + p.horizon_ms);
+        if positive {
+            continue;
+        }
+        negatives += 1;
+        if active.iter().any(|(from, to)| w.window_end >= *from && w.window_end < *to) {
+            false_alarms += 1;
+        }
+    }
+
+    let mut rca = Rca::default();
+    let (mut hit1, mut hit3, mut res_hit, mut res_named) = (0, 0, 0, 0);
+    for (ep, alert) in episodes.iter().zip(&first_detector) {
+        let overlapping: Vec<&FaultTruth> = faults
+            .iter()
+            .filter(|f| f.start_ms < ep.end && f.end_ms + p.slack_ms > ep.first_window_start)
+            .collect();
+        match overlapping.len() {
+            0 => rca.episodes_without_fault += 1,
+            1 => {
+                rca.cases += 1;
+                let fault = overlapping[0];
+                if let Some(alert) = alert {
+                    let rank = alert.culprits.iter().position(|c| c.service == fault.service);
+                    if rank == Some(0) {
+                        hit1 += 1;
+                    }
+                    if rank.is_some_and(|r| r < 3) {
+                        hit3 += 1;
+                    }
+                    if let Some(top) = alert.culprits.first() {
+                        if let Some(resource) = top.resource {
+                            res_named += 1;
+                            if top.service == fault.service && resource.as_str() == fault.resource {
+                                res_hit += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            _ => rca.multi_fault_episodes += 1,
+        }
+    }
+    rca.ac1 = ratio(hit1, rca.cases);
+    rca.ac3 = ratio(hit3, rca.cases);
+    rca.resource_ac1 = (res_named > 0).then(|| ratio(res_hit, rca.cases));
+
+    Score {
+        windows: windows.len(),
+        violating_windows: violating.len(),
+        violations: episodes.len(),
+        detection: Detection {
+            recall: ratio(detected, episodes.len()),
+            predicted_recall: ratio(predicted, episodes.len()),
+            precision: ratio(true_alerts, firing.len()),
+            fpr: ratio(false_alarms, negatives),
+            lead_time_ms_p50: median(leads),
+            alerts: firing.len(),
+            detected,
+        },
+        rca,
+    }
+}

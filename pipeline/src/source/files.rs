@@ -1,0 +1,137 @@
+//! Replay of recorded OTLP JSON-lines files (`traces.otlp.jsonl[.zst|.gz]` and
+//! `metrics.otlp.jsonl[...]` in a directory), as fast as possible.
+//!
+//! Every worker reads both files but decodes only the lines `line % workers == index`, so
+//! decoding — the expensive part — is spread over workers. Each file is a partition with
+//! its own watermark; the worker reads from whichever file is further behind in event time.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use augur_connectors::dead_letter::DeadLetter;
+use augur_connectors::files::{LineReader, find_input};
+use augur_connectors::otlp::{MetricNames, decode_metrics_json, decode_traces_json};
+
+use super::{Batch, PartitionWatermarks, SourceState, WorkerSource};
+
+/// Lines read per poll per partition: bounds the batch size.
+const LINES_PER_POLL: usize = 64;
+
+const TRACES: usize = 0;
+const METRICS: usize = 1;
+
+pub struct FileSource {
+    readers: Vec<(PathBuf, LineReader)>,
+    watermarks: PartitionWatermarks,
+    names: MetricNames,
+    index: u64,
+    peers: u64,
+    line: Vec<u8>,
+}
+
+/// The two input files of a recorded directory.
+pub fn input_files(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let traces = find_input(dir, "traces.otlp").with_context(|| format!("no traces in {}", dir.display()))?;
+    let metrics =
+        find_input(dir, "metrics.otlp").with_context(|| format!("no metrics in {}", dir.display()))?;
+    Ok((traces, metrics))
+}
+
+impl FileSource {
+    pub fn open(dir: &Path, names: MetricNames, index: usize, peers: usize) -> anyhow::Result<Self> {
+        let (traces, metrics) = input_files(dir)?;
+        let mut readers = Vec::new();
+        for path in [traces, metrics] {
+            let reader = LineReader::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            readers.push((path, reader));
+        }
+        Ok(FileSource {
+            readers,
+            watermarks: PartitionWatermarks::new(2),
+            names,
+            index: index as u64,
+            peers: peers.max(1) as u64,
+            line: Vec::new(),
+        })
+    }
+}
+
+impl WorkerSource for FileSource {
+    fn poll(&mut self, batch: &mut Batch) -> anyhow::Result<SourceState> {
+        let Some(partition) = self.watermarks.slowest() else {
+            return Ok(SourceState::Exhausted);
+        };
+        let (path, reader) = &mut self.readers[partition];
+        for _ in 0..LINES_PER_POLL {
+            let Some(line_no) = reader
+                .next_line(&mut self.line)
+                .with_context(|| format!("reading {}", path.display()))?
+            else {
+                self.watermarks.finish(partition);
+                break;
+            };
+            if line_no % self.peers != self.index {
+                continue;
+            }
+            batch.messages += 1;
+            if self.line.iter().all(u8::is_ascii_whitespace) {
+                batch.dead.push(DeadLetter {
+                    source: path.display().to_string(),
+                    offset: line_no,
+                    reason: "empty line".to_string(),
+                    payload: self.line.clone(),
+                });
+                continue;
+            }
+            let decoded = if partition == TRACES {
+                let before = batch.spans.len();
+                let result = decode_traces_json(&self.line, &mut batch.spans);
+                for span in &batch.spans[before..] {
+                    self.watermarks.observe(TRACES, span.event_ms());
+                }
+                result
+            } else {
+                debug_assert_eq!(partition, METRICS);
+                let before = batch.metrics.len();
+                let result = decode_metrics_json(&self.line, &self.names, &mut batch.metrics)
+                    .map(|decoded| decoded.errors);
+                for point in &batch.metrics[before..] {
+                    self.watermarks.observe(METRICS, point.event_ms());
+                }
+                result
+            };
+            match decoded {
+                Ok(record_errors) => {
+                    for error in record_errors {
+                        batch.dead.push(DeadLetter {
+                            source: path.display().to_string(),
+                            offset: line_no,
+                            reason: error.reason,
+                            payload: self.line.clone(),
+                        });
+                    }
+                }
+                Err(error) => batch.dead.push(DeadLetter {
+                    source: path.display().to_string(),
+                    offset: line_no,
+                    reason: error.to_string(),
+                    payload: self.line.clone(),
+                }),
+            }
+        }
+        if self.watermarks.all_done() {
+            return Ok(SourceState::Exhausted);
+        }
+        Ok(SourceState::Active {
+            watermark_ms: self.watermarks.watermark(),
+            idle: false,
+        })
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        self.readers.iter().fold((0, 0), |(done, total), (_, r)| {
+            let (d, t) = r.progress();
+            (done + d, total + t)
+        })
+    }
+}

@@ -1,0 +1,137 @@
+//! The built-in cluster simulator as a source (like Vector's `demo_logs`).
+//!
+//! The simulation is sequential, so it runs on worker 0; other workers get an empty
+//! source. Paced to `speed` simulated seconds per wall second (for `demo`), or as fast as
+//! possible when `speed` is `None`.
+
+use std::time::{Duration, Instant};
+
+use augur_connectors::simulator::Simulator;
+
+use super::{Batch, SourceState, WorkerSource};
+
+/// Simulated time advanced per poll at most, ms: bounds the batch size.
+const STEP_MS: u64 = 100;
+
+pub struct SimulatorSource {
+    sim: Simulator,
+    start_ms: u64,
+    end_ms: Option<u64>,
+    speed: Option<f64>,
+    started: Instant,
+    notes: Option<crossbeam_channel::Sender<String>>,
+    announced: std::collections::BTreeSet<String>,
+}
+
+impl SimulatorSource {
+    pub fn new(sim: Simulator, duration_ms: Option<u64>, speed: Option<f64>) -> Self {
+        let start_ms = sim.now_ms();
+        SimulatorSource {
+            sim,
+            start_ms,
+            end_ms: duration_ms.map(|d| start_ms + d),
+            speed,
+            started: Instant::now(),
+            notes: None,
+            announced: std::collections::BTreeSet::new(),
+        }
+    }
+}
+
+impl WorkerSource for SimulatorSource {
+    fn poll(&mut self, batch: &mut Batch) -> anyhow::Result<SourceState> {
+        let now = self.sim.now_ms();
+        if self.end_ms.is_some_and(|end| now >= end) {
+            return Ok(SourceState::Exhausted);
+        }
+        let mut target = now + STEP_MS;
+        if let Some(speed) = self.speed {
+            let paced = self.start_ms + (self.started.elapsed().as_secs_f64() * speed * 1000.0) as u64;
+            target = target.min(paced);
+        }
+        if let Some(end) = self.end_ms {
+            target = target.min(end);
+        }
+        if target <= now {
+            std::thread::sleep(Duration::from_millis(5));
+            return Ok(SourceState::Active {
+                watermark_ms: now,
+                idle: true,
+            });
+        }
+        let before = batch.spans.len() + batch.metrics.len();
+        self.sim.advance_to(target, &mut batch.spans, &mut batch.metrics);
+        batch.messages += (batch.spans.len() + batch.metrics.len() - before) as u64;
+        self.announce();
+        Ok(SourceState::Active {
+            watermark_ms: self.sim.now_ms(),
+            idle: false,
+        })
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        let done = self.sim.now_ms() - self.start_ms;
+        (done, self.end_ms.map_or(done, |end| end - self.start_ms))
+    }
+}
+
+/// A worker with no share of the input.
+pub struct EmptySource;
+
+impl WorkerSource for EmptySource {
+    fn poll(&mut self, _batch: &mut Batch) -> anyhow::Result<SourceState> {
+        Ok(SourceState::Exhausted)
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        (0, 0)
+    }
+}
+
+impl SimulatorSource {
+    /// Sends a line to `notes` when an injected fault or a deployment change starts (demo).
+    pub fn announcing(mut self, notes: crossbeam_channel::Sender<String>) -> Self {
+        self.notes = Some(notes);
+        self
+    }
+
+    fn announce(&mut self) {
+        let Some(notes) = &self.notes else { return };
+        let now = self.sim.now_ms();
+        let Ok(labels) = serde_json::to_value(self.sim.labels()) else { return };
+        for list in ["faults", "load_spikes", "changes"] {
+            let Some(items) = labels.get(list).and_then(|v| v.as_array()) else { continue };
+            for item in items {
+                let start = item
+                    .get("start_ms")
+                    .or_else(|| item.get("at_ms"))
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(u64::MAX);
+                if start > now || !self.announced.insert(item.to_string()) {
+                    continue;
+                }
+                let text = |k: &str| item.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                let line = match list {
+                    "faults" => format!(
+                        "fault injected: {} on {}{} ({}), {} s",
+                        text("kind"),
+                        text("service"),
+                        item.get("instance")
+                            .and_then(|v| v.as_str())
+                            .map(|i| format!(" / {i}"))
+                            .unwrap_or_default(),
+                        text("resource"),
+                        item.get("end_ms").and_then(|v| v.as_u64()).unwrap_or(start).saturating_sub(start) / 1000
+                    ),
+                    "load_spikes" => format!(
+                        "load spike (not a fault): x{:.1} for {} s",
+                        item.get("factor").and_then(|v| v.as_f64()).unwrap_or(0.0),
+                        item.get("end_ms").and_then(|v| v.as_u64()).unwrap_or(start).saturating_sub(start) / 1000
+                    ),
+                    _ => format!("deployment change: {} {}", text("kind"), text("service")),
+                };
+                let _ = notes.send(line);
+            }
+        }
+    }
+}
