@@ -146,3 +146,50 @@ impl Detector for NSigma {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use augur_operators::{ServiceFeatures, WindowSnapshot};
+
+    use super::*;
+
+    fn features(service: &str, p99: f64, outstanding: f64, end: u64) -> ServiceFeatures {
+        ServiceFeatures {
+            window_end: end,
+            service: service.into(),
+            requests: 100,
+            errors: 0,
+            latency_ms: [p99 / 2.0, p99 / 1.5, p99 / 1.2, p99 / 1.1, p99],
+            outstanding,
+            replicas: 1,
+            usage: [[0.0; 4]; 5],
+        }
+    }
+
+    /// Two services with steady noisy signals; at window 40 `db` jumps 3x, `fe` 1.3x.
+    #[test]
+    fn flags_the_jump_and_ranks_the_bigger_deviation_first() {
+        let mut d = NSigma::new(NSigmaConfig::default(), 1000);
+        let mut first_alarm = None;
+        for i in 0..50u64 {
+            let wobble = (i % 5) as f64;
+            let (db, fe) = if i >= 40 { (30.0 + wobble, 65.0 + wobble) } else { (10.0 + wobble, 50.0 + wobble) };
+            let w = WindowSnapshot {
+                window_end: i * 1000,
+                window_ms: 1000,
+                services: vec![features("db", db, db / 10.0, i * 1000), features("fe", fe, 2.0, i * 1000)],
+                ..WindowSnapshot::default()
+            };
+            let dets = d.observe(&w);
+            if i < 40 {
+                assert!(dets.is_empty(), "false alarm at window {i}: {dets:?}");
+            } else if first_alarm.is_none() && !dets.is_empty() {
+                first_alarm = Some(i);
+                assert_eq!(dets[0].service, "db");
+                assert_eq!(dets[0].culprits[0].service, "db");
+                assert!(dets[0].probability > 0.5);
+            }
+        }
+        assert_eq!(first_alarm, Some(40));
+    }
+}

@@ -184,3 +184,93 @@ fn build_alert(window: &WindowSnapshot, d: &Detection, model: &ModelRef) -> Aler
         model: model.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::QosVerdict;
+
+    fn window(end: EventTime, violated: bool) -> WindowSnapshot {
+        WindowSnapshot {
+            window_end: end,
+            window_ms: 1000,
+            qos: vec![QosVerdict {
+                window_end: end,
+                entry: "fe".into(),
+                requests: 10,
+                errors: 0,
+                latency_ms: [1.0; 5],
+                quantile: 0.99,
+                slo_ms: 100.0,
+                measured_ms: if violated { 150.0 } else { 50.0 },
+                violated,
+            }],
+            ..WindowSnapshot::default()
+        }
+    }
+
+    fn detection() -> Detection {
+        Detection {
+            kind: AlertKind::QosViolationPredicted,
+            service: "db".into(),
+            probability: 0.9,
+            horizon_ms: 1000,
+            culprits: vec![],
+            summary: "db slow".into(),
+        }
+    }
+
+    fn decider(fire_after: u32, clear_after: u32, cooldown_ms: u64) -> Decider {
+        Decider::new(
+            DecideConfig {
+                fire_after,
+                clear_after,
+                cooldown_ms,
+                max_alerts_per_window: 20,
+            },
+            ModelRef {
+                name: "t".into(),
+                version: "0".into(),
+            },
+        )
+    }
+
+    /// Detections on windows 1..=3 and 9, quiet otherwise.
+    fn run(d: &mut Decider) -> Vec<(EventTime, bool)> {
+        let mut out = Vec::new();
+        for i in 1..=12u64 {
+            let dets = if matches!(i, 1..=3 | 9) { vec![detection()] } else { vec![] };
+            for a in d.decide(&window(i * 1000, false), dets) {
+                // A resolved alert keeps its start window; report when it resolved.
+                let at = if a.ends_at.is_some() { i * 1000 } else { a.window_end };
+                out.push((at, a.ends_at.is_some()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fires_once_per_episode_and_resolves_after_quiet_windows() {
+        let mut d = decider(1, 2, 0);
+        // Fires at 1000, resolves after 2 quiet windows (5000), fires again at 9000,
+        // resolves at 11000.
+        assert_eq!(run(&mut d), vec![(1000, false), (5000, true), (9000, false), (11000, true)]);
+    }
+
+    #[test]
+    fn fire_after_delays_and_cooldown_suppresses() {
+        let mut d = decider(2, 2, 10_000);
+        // Needs two windows: fires at 2000; resolves at 5000; 9000 is inside the cooldown.
+        assert_eq!(run(&mut d), vec![(2000, false), (5000, true)]);
+    }
+
+    #[test]
+    fn qos_violations_alert_with_stable_ids() {
+        let mut d = decider(1, 1, 0);
+        let alerts = d.decide(&window(7000, true), vec![]);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].kind, AlertKind::QosViolation);
+        assert_eq!(alerts[0].id, "7000-fe-qos_violation");
+        assert_eq!(alerts[0].starts_at, "1970-01-01T00:00:07.000Z");
+    }
+}

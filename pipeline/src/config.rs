@@ -239,3 +239,36 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn default_toml_spells_out_the_defaults() {
+        let text = include_str!("../../configs/default.toml");
+        assert_eq!(parse(text).expect("default.toml parses"), Config::default());
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = parse("[window]\nlenght_ms = 5\n").expect_err("typo must fail").to_string();
+        assert!(err.contains("lenght_ms"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_field() {
+        let err = parse("[[slo]]\nentry = \"fe\"\nquantile = 99.0\nthreshold_ms = 200.0\n")
+            .expect_err("quantile 99 must fail")
+            .to_string();
+        assert!(err.contains("slo[0].quantile"), "{err}");
+        let err = parse("[detector]\nname = \"magic\"\n").expect_err("unknown detector").to_string();
+        assert!(err.contains("detector.name") && err.contains("nsigma"), "{err}");
+        let err = parse("[window]\nlength_ms = 0\n").expect_err("zero window").to_string();
+        assert!(err.contains("window.length_ms"), "{err}");
+    }
+}

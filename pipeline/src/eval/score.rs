@@ -236,3 +236,118 @@ pub fn score(windows: &[WindowTruth], alerts: &[Alert], faults: &[FaultTruth], p
         rca,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use augur_operators::{Culprit, ModelRef, Resource, decide::rfc3339};
+
+    use super::*;
+
+    const W: u64 = 1000;
+
+    fn alert(at: EventTime, culprits: &[&str], ends: Option<EventTime>) -> Alert {
+        Alert {
+            id: format!("{at}"),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            starts_at: rfc3339(at),
+            ends_at: ends.map(rfc3339),
+            kind: AlertKind::QosViolationPredicted,
+            service: culprits[0].to_string(),
+            probability: 0.9,
+            horizon_ms: 2000,
+            culprits: culprits
+                .iter()
+                .map(|s| Culprit {
+                    service: s.to_string(),
+                    score: 1.0,
+                    resource: Some(Resource::Cpu),
+                })
+                .collect(),
+            window_end: at,
+            model: ModelRef {
+                name: "t".into(),
+                version: "0".into(),
+            },
+        }
+    }
+
+    /// 20 windows; episodes at windows ending 6000–8000 and 15000; a fault on `b`
+    /// (cpu) 4500–8000 and nothing under the second episode (a load spike).
+    #[test]
+    fn hand_made_case() {
+        let windows: Vec<WindowTruth> = (1..=20)
+            .map(|i| WindowTruth {
+                window_end: i * W,
+                violated: matches!(i, 6..=8 | 15),
+            })
+            .collect();
+        let faults = vec![FaultTruth {
+            service: "b".into(),
+            resource: "cpu".into(),
+            start_ms: 4500,
+            end_ms: 8000,
+        }];
+        let a1 = alert(5000, &["a", "b"], None);
+        let a1_resolved = alert(5000, &["a", "b"], Some(10_000));
+        // A false alarm at 11000, active until 12000.
+        let a2 = alert(11_000, &["c"], None);
+        let a2_resolved = alert(11_000, &["c"], Some(12_000));
+        let alerts = vec![a1, a1_resolved, a2, a2_resolved];
+        let s = score(
+            &windows,
+            &alerts,
+            &faults,
+            ScoreParams {
+                window_ms: W,
+                horizon_ms: 2000,
+                slack_ms: 0,
+            },
+        );
+        assert_eq!(s.windows, 20);
+        assert_eq!(s.violating_windows, 4);
+        assert_eq!(s.violations, 2);
+        // Episode 1 detected 1000 ms ahead; episode 2 missed.
+        assert_eq!(s.detection.detected, 1);
+        assert!((s.detection.recall - 0.5).abs() < 1e-9);
+        assert!((s.detection.predicted_recall - 0.5).abs() < 1e-9);
+        assert!((s.detection.lead_time_ms_p50 - 1000.0).abs() < 1e-9);
+        assert_eq!(s.detection.alerts, 2);
+        assert!((s.detection.precision - 0.5).abs() < 1e-9);
+        // Positive windows: 4..=8 and 13..=15 (violation within [w, w+2000]) → 12 negatives.
+        // Active alarm on negatives: 9000 (a1 active 5000..10000) and 11000 (a2) → 2/12.
+        assert!((s.detection.fpr - 2.0 / 12.0).abs() < 1e-9, "{}", s.detection.fpr);
+        // One RCA case (episode 1, fault on b): b is second → AC@1 0, AC@3 1.
+        assert_eq!(s.rca.cases, 1);
+        assert_eq!(s.rca.episodes_without_fault, 1);
+        assert_eq!(s.rca.ac1, 0.0);
+        assert_eq!(s.rca.ac3, 1.0);
+        assert_eq!(s.rca.resource_ac1, Some(0.0));
+    }
+
+    #[test]
+    fn no_violations_no_alerts_is_all_zero_not_nan() {
+        let windows: Vec<WindowTruth> = (1..=5)
+            .map(|i| WindowTruth {
+                window_end: i * W,
+                violated: false,
+            })
+            .collect();
+        let s = score(
+            &windows,
+            &[],
+            &[],
+            ScoreParams {
+                window_ms: W,
+                horizon_ms: 1000,
+                slack_ms: 0,
+            },
+        );
+        assert_eq!(s.violations, 0);
+        assert_eq!(s.detection.recall, 0.0);
+        assert_eq!(s.detection.fpr, 0.0);
+        assert_eq!(s.rca.resource_ac1, None);
+    }
+}
