@@ -1,0 +1,178 @@
+//! End-to-end tests of the `augur` binary: simulate → replay / eval, as a user runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn augur(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_augur"))
+        .args(args)
+        .current_dir(cwd)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("augur runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "augur failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A CPU fault on the back-end tier of a 5-tier chain, 40 s into a 90 s run.
+fn simulate_chain(dir: &Path) -> PathBuf {
+    let plan = dir.join("faults.toml");
+    std::fs::write(
+        &plan,
+        "[[fault]]\nkind = \"cpu_contention\"\nservice = \"tier-4\"\nstart_ms = 40000\nduration_ms = 20000\nmagnitude = 5.0\n",
+    )
+    .unwrap();
+    let out = dir.join("chain");
+    ok(&augur(
+        &[
+            "simulate",
+            "--topology",
+            "chain",
+            "--duration",
+            "90s",
+            "--seed",
+            "7",
+            "--faults",
+            plan.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir,
+    ));
+    out
+}
+
+fn sorted_lines(path: &Path) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn simulate_then_eval_scores_the_injected_fault() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = simulate_chain(tmp.path());
+    for file in ["traces.otlp.jsonl", "metrics.otlp.jsonl", "labels.json"] {
+        assert!(data.join(file).exists(), "{file} missing");
+    }
+    let stdout = ok(&augur(
+        &["eval", "--input", data.to_str().unwrap(), "--detector", "all", "--json"],
+        tmp.path(),
+    ));
+    let reports: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(reports.len(), 3);
+    for r in &reports {
+        for field in [
+            "/detector",
+            "/windows",
+            "/violations",
+            "/detection/recall",
+            "/detection/precision",
+            "/detection/fpr",
+            "/detection/lead_time_ms_p50",
+            "/rca/cases",
+            "/rca/ac1",
+            "/rca/ac3",
+            "/pipeline/spans",
+            "/pipeline/spans_per_s",
+            "/pipeline/alert_latency_ms_p99",
+        ] {
+            assert!(r.pointer(field).is_some(), "{field} missing in {r}");
+        }
+        assert!(r["windows"].as_u64().unwrap() >= 80, "{r}");
+        assert!(r["pipeline"]["spans"].as_u64().unwrap() > 10_000, "{r}");
+    }
+    let nsigma = reports.iter().find(|r| r["detector"] == "nsigma").unwrap();
+    // The fault makes the entry point violate its SLO, and n-sigma sees it and blames tier-4.
+    assert!(nsigma["violations"].as_u64().unwrap() >= 1, "{nsigma}");
+    assert!(nsigma["detection"]["recall"].as_f64().unwrap() > 0.0, "{nsigma}");
+    assert!(nsigma["rca"]["cases"].as_u64().unwrap() >= 1, "{nsigma}");
+    assert!(nsigma["rca"]["ac3"].as_f64().unwrap() > 0.0, "{nsigma}");
+}
+
+#[test]
+fn one_and_two_workers_give_the_same_alerts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = simulate_chain(tmp.path());
+    let mut runs = Vec::new();
+    for workers in ["1", "2"] {
+        let alerts = tmp.path().join(format!("alerts-{workers}.jsonl"));
+        ok(&augur(
+            &[
+                "replay",
+                "--input",
+                data.to_str().unwrap(),
+                "-w",
+                workers,
+                "--alerts-out",
+                alerts.to_str().unwrap(),
+            ],
+            tmp.path(),
+        ));
+        runs.push(sorted_lines(&alerts));
+    }
+    assert!(!runs[0].is_empty(), "the fault should raise alerts");
+    assert_eq!(runs[0], runs[1]);
+}
+
+#[test]
+fn bad_lines_are_dead_lettered_and_the_replay_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = simulate_chain(tmp.path());
+    let traces = data.join("traces.otlp.jsonl");
+    let mut text = std::fs::read_to_string(&traces).unwrap();
+    let good_lines = text.lines().count();
+    // A line that isn't JSON, and one whose only span has end < start.
+    text.insert_str(0, "{not json\n");
+    text.push_str(
+        r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"x"}}]},"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"op","kind":2,"startTimeUnixNano":"1700000000500000000","endTimeUnixNano":"1700000000000000000"}]}]}]}"#,
+    );
+    text.push('\n');
+    std::fs::write(&traces, text).unwrap();
+    let dlq = tmp.path().join("dlq.jsonl");
+    let config = tmp.path().join("job.toml");
+    std::fs::write(&config, format!("[dead_letter]\npath = {:?}\n", dlq.to_str().unwrap())).unwrap();
+    let out = augur(
+        &["replay", "--input", data.to_str().unwrap(), "--config", config.to_str().unwrap()],
+        tmp.path(),
+    );
+    ok(&out);
+    let dead: Vec<serde_json::Value> = std::fs::read_to_string(&dlq)
+        .expect("a dead-letter file")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead[0]["offset"], 1);
+    assert_eq!(dead[1]["offset"], (good_lines + 2) as u64);
+    assert!(dead.iter().all(|d| !d["reason"].as_str().unwrap().is_empty()));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 dead letters"));
+}
+
+#[test]
+fn validate_names_the_bad_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/default.toml");
+    ok(&augur(&["validate", good.to_str().unwrap()], tmp.path()));
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "[window]\nlength_ms = 0\n").unwrap();
+    let out = augur(&["validate", bad.to_str().unwrap()], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("window.length_ms"));
+}
