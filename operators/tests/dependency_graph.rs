@@ -77,7 +77,7 @@ fn check(seed: u64, workers: usize, windows: u64, retention_windows: u64, cyclic
     let mut out = run(workers, feed(&seen), W, move |s, _| {
         dependency_graph(trace_assembly(s, 10_000).0, retention)
     });
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_by_key(|a| a.0);
     let updates: BTreeMap<u64, GraphUpdate> = out
         .iter()
         .map(|(t, u)| {

@@ -178,8 +178,7 @@ where
     for r in guards.join() {
         r.expect("worker ran");
     }
-    let v = out.lock().expect("lock").clone();
-    v
+    out.lock().expect("lock").clone()
 }
 
 pub fn close(a: f64, b: f64, rel: f64) -> bool {
