@@ -454,3 +454,26 @@ fn snapshots_identical_for_one_and_two_workers() {
             .is_some_and(|s| s.order.is_empty() && s.services.is_empty())
     );
 }
+
+#[test]
+fn params_and_slo_serde() {
+    let p: FeatureParams =
+        serde_json::from_str(r#"{"slos":[{"entry":"nginx","quantile":0.99,"threshold_ms":200}]}"#)
+            .expect("valid params");
+    assert_eq!(
+        (p.window_ms, p.trace_ttl_ms, p.graph_retention_ms),
+        (1000, 10_000, 60_000)
+    );
+    assert_eq!(p.slos[0].operation, None);
+    let p2 = FeatureParams {
+        window_ms: 300,
+        graph_retention_ms: 1000,
+        ..FeatureParams::default()
+    };
+    assert_eq!(p2.retention_windows_ms(), 1200);
+    assert!(
+        serde_json::from_str::<Slo>(r#"{"entry":"a","quantile":0.5,"threshold_ms":1,"oops":1}"#)
+            .is_err()
+    );
+    assert!(serde_json::from_str::<FeatureParams>(r#"{"window":5}"#).is_err());
+}
