@@ -1,14 +1,38 @@
 //! augur-operators: record types and the Timely/Differential operators of augur's dataflow.
 //!
 //! One operator per module; each module's doc says what goes in, what comes out and what
-//! state it keeps.
+//! state it keeps. Timestamps are window ends (see [`records::window_end`]).
+//!
+//! Wiring (what [`features_dataflow`] does):
+//! ```text
+//! spans ─┬─ trace_assembly ─ edges ─┬─ edge_features ───┐
+//!        │                          └─ dependency_graph ┤
+//!        ├─ service_features (+ metrics) ───────────────┼─ window_snapshot ─ WindowSnapshot
+//!        └─ qos_check (SLOs) ───────────────────────────┘
+//! ```
 
 pub mod alert;
 pub mod decide;
 pub mod detect;
+pub mod dependency_graph;
 pub mod detector;
+pub mod edge_features;
+pub mod features;
+pub mod qos_check;
 pub mod records;
+pub mod service_features;
+pub mod trace_assembly;
+pub mod window;
+pub mod window_snapshot;
 
 pub use alert::{Alert, AlertKind, Culprit, Detection, ModelRef};
+pub use dependency_graph::{back_end_first, dependency_graph};
 pub use detector::Detector;
+pub use edge_features::edge_features;
+pub use features::{FeatureParams, features_dataflow, features_dataflow_with_stats};
+pub use qos_check::{Slo, qos_check};
 pub use records::*;
+pub use service_features::service_features;
+pub use trace_assembly::{DEFAULT_TRACE_TTL_MS, TraceAssemblyStats, trace_assembly};
+pub use window::window_fold;
+pub use window_snapshot::window_snapshot;

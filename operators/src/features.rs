@@ -1,0 +1,81 @@
+//! The feature dataflow (design steps 3–6) wired together.
+//!
+//! **In:** [`Span`]s and [`MetricPoint`]s, each stamped with the end of the window of length
+//! [`FeatureParams::window_ms`] that holds its event time ([`crate::records::window_end`] of
+//! [`Span::event_ms`] / [`MetricPoint::event_ms`]); each window's records sent under a single
+//! time; the input frontier advanced past a window once it is complete (after the watermark).
+//!
+//! **Out:** one [`WindowSnapshot`] per window with any output, on worker 0, in window order.
+//! Identical for any number of workers.
+//!
+//! **State:** that of the operators it wires: [`trace_assembly`], [`service_features`],
+//! [`edge_features`], [`qos_check`], [`dependency_graph`], [`window_snapshot`].
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::StreamVec;
+
+use crate::dependency_graph::dependency_graph;
+use crate::edge_features::edge_features;
+use crate::qos_check::{Slo, qos_check};
+use crate::records::{MetricPoint, Span, WindowSnapshot};
+use crate::service_features::service_features;
+use crate::trace_assembly::{DEFAULT_TRACE_TTL_MS, TraceAssemblyStats, trace_assembly};
+use crate::window_snapshot::window_snapshot;
+
+/// Parameters of the feature dataflow (a config section).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeatureParams {
+    /// Window length, ms (> 0).
+    pub window_ms: u64,
+    /// How long a span waits for its parent or children, ms.
+    pub trace_ttl_ms: u64,
+    /// An RPC edge not seen for this long leaves the dependency graph, ms (rounded up to a
+    /// multiple of the window).
+    pub graph_retention_ms: u64,
+    pub slos: Vec<Slo>,
+}
+
+impl Default for FeatureParams {
+    fn default() -> Self {
+        FeatureParams {
+            window_ms: 1000,
+            trace_ttl_ms: DEFAULT_TRACE_TTL_MS,
+            graph_retention_ms: 60_000,
+            slos: Vec::new(),
+        }
+    }
+}
+
+impl FeatureParams {
+    /// Retention rounded up to a whole number (≥ 1) of windows.
+    pub fn retention_windows_ms(&self) -> u64 {
+        let w = self.window_ms.max(1);
+        self.graph_retention_ms.div_ceil(w).max(1) * w
+    }
+}
+
+/// Wires steps 3–6 and the snapshot gather; see the module docs.
+pub fn features_dataflow<'s>(
+    spans: StreamVec<'s, u64, Span>,
+    metrics: StreamVec<'s, u64, MetricPoint>,
+    params: &FeatureParams,
+) -> StreamVec<'s, u64, WindowSnapshot> {
+    features_dataflow_with_stats(spans, metrics, params).0
+}
+
+/// [`features_dataflow`], also returning the trace-assembly counters.
+pub fn features_dataflow_with_stats<'s>(
+    spans: StreamVec<'s, u64, Span>,
+    metrics: StreamVec<'s, u64, MetricPoint>,
+    params: &FeatureParams,
+) -> (StreamVec<'s, u64, WindowSnapshot>, TraceAssemblyStats) {
+    let window_ms = params.window_ms.max(1);
+    let (edges, stats) = trace_assembly(spans.clone(), params.trace_ttl_ms);
+    let services = service_features(spans.clone(), metrics, window_ms);
+    let qos = qos_check(spans, &params.slos);
+    let edge_feats = edge_features(edges.clone());
+    let graph = dependency_graph(edges, params.retention_windows_ms());
+    let snapshots = window_snapshot(services, edge_feats, qos, graph, window_ms);
+    (snapshots, stats)
+}

@@ -1,0 +1,173 @@
+//! Per-service window features (design step 4).
+//!
+//! **In:** [`Span`]s and [`MetricPoint`]s stamped with window ends, and the window length.
+//!
+//! **Out:** one [`ServiceFeatures`] per (window, service) that had any span or metric sample
+//! in the window, stamped with the window end, emitted when the window closes, sorted by
+//! service within a worker's batch. Rows of one service are produced on one worker.
+//! - `requests`/`errors`/`latency_ms`: `Server` spans only (DDSketch, 1 % relative accuracy;
+//!   sketches merge exactly across workers, so quantiles are identical for any worker count).
+//! - `outstanding`: Σ server-span durations (integer nanoseconds, so exact) / window length.
+//! - `replicas`: distinct instances seen in any span or metric sample of the service.
+//! - `usage`: per instance and resource, the mean of its samples in the window (summed in
+//!   sorted order, so independent of arrival order); then, across the instances that reported
+//!   the resource, the values at [`USAGE_QUANTILES`] with linear interpolation between closest
+//!   ranks (NumPy's default; min and max are exact). Zeros when no instance reported it.
+//!
+//! **State:** two window stages. Stage 1 (no exchange) keeps, per worker, window and service,
+//! a [`ServicePartial`]; stage 2 (exchanged by service) merges the partials of all workers.
+//! Both free a window's state when the input frontier passes its end.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sketches_ddsketch::DDSketch;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::Concat;
+use timely::dataflow::operators::vec::Map;
+
+use crate::records::{
+    LATENCY_QUANTILES, MetricPoint, Resource, ServiceFeatures, Span, SpanKind, USAGE_QUANTILES,
+};
+use crate::window::{interpolated_quantile, route, sketch_quantiles, stable_sum, window_fold};
+
+/// Partial aggregate of one service in one window on one worker.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct ServicePartial {
+    pub requests: u64,
+    pub errors: u64,
+    pub latency: DDSketch,
+    /// Σ server-span durations, ns.
+    pub busy_ns: u128,
+    pub instances: BTreeSet<String>,
+    /// Per instance, per resource ([`Resource::index`]): the samples of the window.
+    pub usage: BTreeMap<String, [Vec<f64>; 5]>,
+}
+
+impl ServicePartial {
+    pub fn add_span(&mut self, span: &Span) {
+        if !self.instances.contains(&span.instance) {
+            self.instances.insert(span.instance.clone());
+        }
+        if span.kind == SpanKind::Server {
+            self.requests += 1;
+            self.errors += u64::from(span.error);
+            self.latency.add(span.duration_ms());
+            self.busy_ns += u128::from(span.end_ns.saturating_sub(span.start_ns));
+        }
+    }
+
+    pub fn add_metric(&mut self, m: MetricPoint) {
+        if !self.instances.contains(&m.instance) {
+            self.instances.insert(m.instance.clone());
+        }
+        self.usage.entry(m.instance).or_default()[m.resource.index()].push(m.value);
+    }
+
+    pub fn merge(&mut self, other: ServicePartial) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.latency
+            .merge(&other.latency)
+            .expect("all sketches share the default config");
+        self.busy_ns += other.busy_ns;
+        self.instances.extend(other.instances);
+        for (inst, samples) in other.usage {
+            let mine = self.usage.entry(inst).or_default();
+            for (m, o) in mine.iter_mut().zip(samples) {
+                m.extend(o);
+            }
+        }
+    }
+
+    /// The features of this (complete) partial.
+    pub fn finish(mut self, window_end: u64, service: String, window_ms: u64) -> ServiceFeatures {
+        let mut usage = [[0.0; 4]; 5];
+        for r in Resource::ALL {
+            let mut means: Vec<f64> = self
+                .usage
+                .values_mut()
+                .filter(|s| !s[r.index()].is_empty())
+                .map(|s| {
+                    let n = s[r.index()].len() as f64;
+                    stable_sum(&mut s[r.index()]) / n
+                })
+                .collect();
+            means.sort_by(f64::total_cmp);
+            for (u, q) in usage[r.index()].iter_mut().zip(USAGE_QUANTILES) {
+                *u = interpolated_quantile(&means, q);
+            }
+        }
+        ServiceFeatures {
+            window_end,
+            service,
+            requests: self.requests,
+            errors: self.errors,
+            latency_ms: sketch_quantiles(&self.latency, &LATENCY_QUANTILES),
+            outstanding: self.busy_ns as f64 / 1e6 / window_ms.max(1) as f64,
+            replicas: u32::try_from(self.instances.len()).unwrap_or(u32::MAX),
+            usage,
+        }
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+enum Obs {
+    Span(Span),
+    Metric(MetricPoint),
+}
+
+/// Per-service features of each window; see the module docs.
+pub fn service_features<'s>(
+    spans: StreamVec<'s, u64, Span>,
+    metrics: StreamVec<'s, u64, MetricPoint>,
+    window_ms: u64,
+) -> StreamVec<'s, u64, ServiceFeatures> {
+    let obs = spans.map(Obs::Span).concat(metrics.map(Obs::Metric));
+    let partials = window_fold(
+        obs,
+        Pipeline,
+        "ServicePartials",
+        |acc: &mut BTreeMap<String, ServicePartial>, o: Obs| match o {
+            Obs::Span(s) => {
+                if let Some(p) = acc.get_mut(&s.service) {
+                    p.add_span(&s);
+                } else {
+                    let mut p = ServicePartial::default();
+                    p.add_span(&s);
+                    acc.insert(s.service, p);
+                }
+            }
+            Obs::Metric(m) => {
+                if let Some(p) = acc.get_mut(&m.service) {
+                    p.add_metric(m);
+                } else {
+                    let mut p = ServicePartial::default();
+                    let service = m.service.clone();
+                    p.add_metric(m);
+                    acc.insert(service, p);
+                }
+            }
+        },
+        |_t, acc| acc.into_iter().collect::<Vec<_>>(),
+    );
+    window_fold(
+        partials,
+        Exchange::new(|(service, _): &(String, ServicePartial)| route(service)),
+        "ServiceFeatures",
+        |acc: &mut BTreeMap<String, ServicePartial>, (service, p): (String, ServicePartial)| {
+            match acc.get_mut(&service) {
+                Some(mine) => mine.merge(p),
+                None => {
+                    acc.insert(service, p);
+                }
+            }
+        },
+        move |t, acc| {
+            acc.into_iter()
+                .map(|(service, p)| p.finish(t, service, window_ms))
+                .collect()
+        },
+    )
+}
