@@ -1,8 +1,8 @@
 //! OTLP trace codec tests: round trips, the Collector's JSON shape, bad input, speed.
 
 use augur_connectors::otlp::{
-    DecodeError, ExportTraceServiceRequest, decode_traces, decode_traces_json,
-    decode_traces_proto, encode_traces, encode_traces_json, encode_traces_proto,
+    DecodeError, ExportTraceServiceRequest, decode_traces, decode_traces_json, decode_traces_proto,
+    encode_traces, encode_traces_json, encode_traces_proto,
 };
 use augur_operators::records::{Span, SpanKind};
 use proptest::prelude::*;
@@ -19,17 +19,31 @@ const KINDS: [SpanKind; 6] = [
 
 fn arb_span() -> impl Strategy<Value = Span> {
     (
-        (1..=u128::MAX, 1..=u64::MAX, proptest::option::of(1..=u64::MAX)),
+        (
+            1..=u128::MAX,
+            1..=u64::MAX,
+            proptest::option::of(1..=u64::MAX),
+        ),
         (
             prop_oneof!["[a-z]{1,3}", "(?s).{1,10}"],
             prop_oneof!["[a-z0-9-]{1,3}", "(?s).{1,10}"],
             "(?s).{0,12}",
         ),
-        (0..6usize, 1..u64::MAX / 2, 0..1_000_000_000_000u64, any::<bool>()),
+        (
+            0..6usize,
+            1..u64::MAX / 2,
+            0..1_000_000_000_000u64,
+            any::<bool>(),
+        ),
         proptest::option::of("(?s).{1,8}"),
     )
         .prop_map(
-            |((trace_id, span_id, parent), (service, instance, name), (k, start, dur, error), peer)| Span {
+            |(
+                (trace_id, span_id, parent),
+                (service, instance, name),
+                (k, start, dur, error),
+                peer,
+            )| Span {
                 trace_id,
                 span_id,
                 parent_span_id: parent,
@@ -206,10 +220,28 @@ fn instance_fallbacks() {
     };
     let kv = |k: &str, v: &str| format!(r#"{{"key":"{k}","value":{{"stringValue":"{v}"}}}}"#);
     for (attrs, want) in [
-        (vec![kv("service.name", "a"), kv("host.name", "h"), kv("k8s.pod.name", "p"), kv("service.instance.id", "i")], "i"),
-        (vec![kv("service.name", "a"), kv("host.name", "h"), kv("k8s.pod.name", "p")], "p"),
+        (
+            vec![
+                kv("service.name", "a"),
+                kv("host.name", "h"),
+                kv("k8s.pod.name", "p"),
+                kv("service.instance.id", "i"),
+            ],
+            "i",
+        ),
+        (
+            vec![
+                kv("service.name", "a"),
+                kv("host.name", "h"),
+                kv("k8s.pod.name", "p"),
+            ],
+            "p",
+        ),
         (vec![kv("service.name", "a"), kv("host.name", "h")], "h"),
-        (vec![kv("service.name", "a"), kv("service.instance.id", "")], "a"),
+        (
+            vec![kv("service.name", "a"), kv("service.instance.id", "")],
+            "a",
+        ),
     ] {
         let mut out = Vec::new();
         let errs = decode_traces_json(line(&attrs.join(",")).as_bytes(), &mut out).expect("parses");
@@ -219,7 +251,14 @@ fn instance_fallbacks() {
     }
 }
 
-fn one_span_line(service: &str, trace: &str, span: &str, parent: &str, start: &str, end: &str) -> String {
+fn one_span_line(
+    service: &str,
+    trace: &str,
+    span: &str,
+    parent: &str,
+    start: &str,
+    end: &str,
+) -> String {
     format!(
         r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{trace}","spanId":"{span}","parentSpanId":"{parent}","name":"op","kind":2,"startTimeUnixNano":"{start}","endTimeUnixNano":"{end}"}}]}}]}}]}}"#
     )
@@ -241,7 +280,10 @@ fn one_error(line: &str) -> String {
 
 #[test]
 fn bad_spans_are_record_errors() {
-    assert_eq!(one_error(&one_span_line("", T, S, "", "1", "2")), "missing service.name");
+    assert_eq!(
+        one_error(&one_span_line("", T, S, "", "1", "2")),
+        "missing service.name"
+    );
     assert_eq!(
         one_error(&one_span_line("svc", "5b8e", S, "", "1", "2")),
         "trace id is 4 hex digits, expected 32"
@@ -274,7 +316,10 @@ fn bad_spans_are_record_errors() {
         one_error(&one_span_line("svc", T, S, "", "0", "10")),
         "missing start time (startTimeUnixNano is 0)"
     );
-    assert_eq!(one_error(&one_span_line("svc", "", S, "", "1", "2")), "missing trace id");
+    assert_eq!(
+        one_error(&one_span_line("svc", "", S, "", "1", "2")),
+        "missing trace id"
+    );
 }
 
 #[test]
@@ -284,7 +329,8 @@ fn two_good_one_bad() {
     for decoded in [
         {
             let mut out = Vec::new();
-            let e = decode_traces_json(encode_traces_json(&spans).as_bytes(), &mut out).expect("parses");
+            let e = decode_traces_json(encode_traces_json(&spans).as_bytes(), &mut out)
+                .expect("parses");
             (out, e)
         },
         {
@@ -301,8 +347,16 @@ fn two_good_one_bad() {
         let (out, errors) = decoded;
         assert_eq!(out.len(), 2);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].reason.starts_with("end time"), "{}", errors[0].reason);
-        assert!(errors[0].record.contains("eee19b7ec3c1b175"), "{}", errors[0].record);
+        assert!(
+            errors[0].reason.starts_with("end time"),
+            "{}",
+            errors[0].reason
+        );
+        assert!(
+            errors[0].record.contains("eee19b7ec3c1b175"),
+            "{}",
+            errors[0].record
+        );
     }
 }
 
@@ -311,14 +365,24 @@ fn unparseable_messages_are_errors() {
     let mut out = Vec::new();
     let e = decode_traces_json(b"not json", &mut out).unwrap_err();
     assert!(matches!(e, DecodeError::Json { line: 1, .. }), "{e}");
-    assert!(e.to_string().starts_with("invalid OTLP JSON at line 1 column"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("invalid OTLP JSON at line 1 column"),
+        "{e}"
+    );
 
     let e = decode_traces_json(b"", &mut out).unwrap_err();
     assert!(e.to_string().contains("EOF"), "{e}");
 
-    let e = decode_traces_json(br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":"x"}]}]}]}"#, &mut out)
-        .unwrap_err();
-    assert!(e.to_string().contains("\"x\" is not an unsigned integer"), "{e}");
+    let e = decode_traces_json(
+        br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":"x"}]}]}]}"#,
+        &mut out,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("\"x\" is not an unsigned integer"),
+        "{e}"
+    );
 
     let e = decode_traces_json(br#"{"resourceSpans":{}}"#, &mut out).unwrap_err();
     assert!(matches!(e, DecodeError::Json { .. }), "{e}");
@@ -335,7 +399,16 @@ fn unparseable_messages_are_errors() {
 }
 
 fn bench_spans(n: usize) -> Vec<Span> {
-    let services = ["frontend", "compose-post", "user", "media", "text", "url-shorten", "home-timeline", "social-graph"];
+    let services = [
+        "frontend",
+        "compose-post",
+        "user",
+        "media",
+        "text",
+        "url-shorten",
+        "home-timeline",
+        "social-graph",
+    ];
     (0..n)
         .map(|i| {
             let svc = services[i % services.len()];
@@ -345,7 +418,11 @@ fn bench_spans(n: usize) -> Vec<Span> {
                 parent_span_id: (i % 8 != 0).then_some(i as u64),
                 service: svc.to_owned(),
                 instance: format!("{svc}-{}", i % 3),
-                kind: if i % 2 == 0 { SpanKind::Server } else { SpanKind::Client },
+                kind: if i % 2 == 0 {
+                    SpanKind::Server
+                } else {
+                    SpanKind::Client
+                },
                 name: format!("/{svc}/op{}", i % 5),
                 start_ns: 1_700_000_000_000_000_000 + i as u64 * 1000,
                 end_ns: 1_700_000_000_000_000_000 + i as u64 * 1000 + 5_000_000,
