@@ -1,1 +1,5 @@
 //! augur-connectors: wire formats, sources and sinks, and the built-in cluster simulator.
+
+pub mod dead_letter;
+pub mod files;
+pub mod otlp;

@@ -1,0 +1,51 @@
+//! Decode errors: a whole message that can't be parsed ([`DecodeError`]), and one record
+//! inside a parseable message that failed validation ([`RecordError`]).
+
+use std::fmt;
+
+/// A message that could not be parsed at all; the caller dead-letters the whole message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not valid OTLP JSON (syntax, or a field of the wrong type).
+    #[error("invalid OTLP JSON at line {line} column {column}: {message}")]
+    Json {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// Not a valid protobuf encoding of the export request.
+    #[error("invalid protobuf: {0}")]
+    Protobuf(String),
+}
+
+impl From<serde_json::Error> for DecodeError {
+    fn from(e: serde_json::Error) -> Self {
+        // serde_json's Display appends " at line L column C"; keep only the message.
+        let full = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+        DecodeError::Json {
+            line: e.line(),
+            column: e.column(),
+            message,
+        }
+    }
+}
+
+/// One record (span or metric data point) that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// Why the record was rejected, e.g. `missing service.name`.
+    pub reason: String,
+    /// The bad record's identifying fields as one JSON object (ids in hex, times in ns,
+    /// service, name or metric name): enough to find it, and a dead-letter payload.
+    pub record: String,
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.record)
+    }
+}
+
+impl std::error::Error for RecordError {}

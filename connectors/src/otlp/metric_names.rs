@@ -1,0 +1,74 @@
+//! Which metric names measure which [`Resource`]: in, an OTLP metric name; out, the resource
+//! it maps to (or none: the metric is ignored). Defaults are the OpenTelemetry
+//! semantic-convention names; more can be added from config.
+
+use std::collections::HashMap;
+
+use augur_operators::records::Resource;
+
+/// Metric name → [`Resource`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricNames {
+    map: HashMap<String, Resource>,
+}
+
+impl Default for MetricNames {
+    /// The OpenTelemetry semantic-convention names (container, k8s pod, process and system
+    /// CPU/memory/network/disk), and `rpc.server.queue_length` for the queue gauge.
+    fn default() -> Self {
+        use Resource::*;
+        let defaults: [(&str, Resource); 14] = [
+            ("container.cpu.utilization", Cpu),
+            ("k8s.pod.cpu.utilization", Cpu),
+            ("process.cpu.utilization", Cpu),
+            ("system.cpu.utilization", Cpu),
+            ("container.memory.usage", Memory),
+            ("k8s.pod.memory.usage", Memory),
+            ("process.memory.usage", Memory),
+            ("system.memory.usage", Memory),
+            ("container.network.io", Network),
+            ("k8s.pod.network.io", Network),
+            ("system.network.io", Network),
+            ("container.disk.io", Disk),
+            ("system.disk.io", Disk),
+            ("rpc.server.queue_length", Queue),
+        ];
+        MetricNames {
+            map: defaults
+                .into_iter()
+                .map(|(n, r)| (n.to_owned(), r))
+                .collect(),
+        }
+    }
+}
+
+impl MetricNames {
+    /// No names mapped.
+    pub fn empty() -> Self {
+        MetricNames {
+            map: HashMap::new(),
+        }
+    }
+
+    /// Maps `name` to `r` (replacing any earlier mapping of `name`).
+    pub fn with(mut self, name: &str, r: Resource) -> Self {
+        self.map.insert(name.to_owned(), r);
+        self
+    }
+
+    /// The resource `name` measures, if mapped.
+    pub fn resource(&self, name: &str) -> Option<Resource> {
+        self.map.get(name).copied()
+    }
+
+    /// The name the encoders write for `r`.
+    pub fn canonical(r: Resource) -> &'static str {
+        match r {
+            Resource::Cpu => "container.cpu.utilization",
+            Resource::Memory => "container.memory.usage",
+            Resource::Network => "container.network.io",
+            Resource::Disk => "container.disk.io",
+            Resource::Queue => "rpc.server.queue_length",
+        }
+    }
+}

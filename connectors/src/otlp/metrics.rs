@@ -1,0 +1,233 @@
+//! Metric points ↔ OTLP metric export requests: the validation of one number data point
+//! shared by the decoders, decoding from a prost `ExportMetricsServiceRequest`, and encoding
+//! [`MetricPoint`]s as double gauges (one `ResourceMetrics` per `(service, instance)`) into a
+//! request, its protobuf bytes, or one OTLP/JSON line.
+
+use augur_operators::records::{MetricPoint, Resource};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::metrics::v1 as otlp;
+use prost::Message;
+
+use super::error::RecordError;
+use super::group::by_resource;
+use super::json_write::{push_f64, push_str, push_str_truncated, push_u64_str};
+use super::metric_names::MetricNames;
+use super::traces::{SCOPE_NAME, otlp_resource, otlp_scope, push_json_resource, resource_attrs};
+use super::view::ResourceAttrs;
+
+/// What a metrics request held besides the good points.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsDecoded {
+    /// Data points that failed validation.
+    pub errors: Vec<RecordError>,
+    /// Data points of metrics whose names aren't mapped, or of histograms and summaries:
+    /// normal, counted, not errors.
+    pub ignored: u64,
+}
+
+/// One number data point as found on the wire.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawPoint<'a> {
+    pub metric: &'a str,
+    pub resource: Resource,
+    pub time_ns: u64,
+    pub value: Option<f64>,
+}
+
+impl RawPoint<'_> {
+    /// Validates the point: identity from the resource attributes, else the point's own
+    /// (prometheus-style `service.name` labels); a time; a finite value.
+    pub fn validate(
+        &self,
+        res: &ResourceAttrs<'_>,
+        point: &ResourceAttrs<'_>,
+    ) -> Result<MetricPoint, RecordError> {
+        let attrs = res.or(*point);
+        let identity = attrs.identity();
+        let reason = match (identity, self.value) {
+            (None, _) => "missing service.name".to_owned(),
+            _ if self.time_ns == 0 => "missing time (timeUnixNano is 0)".to_owned(),
+            (_, None) => "data point has no value".to_owned(),
+            (_, Some(v)) if !v.is_finite() => format!("value {v} is not finite"),
+            (Some((service, instance)), Some(value)) => {
+                return Ok(MetricPoint {
+                    service: service.to_owned(),
+                    instance: instance.to_owned(),
+                    resource: self.resource,
+                    time_ns: self.time_ns,
+                    value,
+                });
+            }
+        };
+        let mut record = String::with_capacity(128);
+        record.push_str("{\"metric\":");
+        push_str_truncated(&mut record, self.metric, 256);
+        if let Some((service, instance)) = identity {
+            record.push_str(",\"service\":");
+            push_str(&mut record, service);
+            record.push_str(",\"instance\":");
+            push_str(&mut record, instance);
+        }
+        record.push_str(",\"timeUnixNano\":");
+        push_u64_str(&mut record, self.time_ns);
+        if let Some(v) = self.value {
+            record.push_str(",\"value\":");
+            push_f64(&mut record, v);
+        }
+        record.push('}');
+        Err(RecordError { reason, record })
+    }
+}
+
+/// Decodes an already-parsed request: good points are appended to `out`.
+pub fn decode_metrics(
+    req: &ExportMetricsServiceRequest,
+    names: &MetricNames,
+    out: &mut Vec<MetricPoint>,
+) -> MetricsDecoded {
+    let mut d = MetricsDecoded::default();
+    for rm in &req.resource_metrics {
+        let res = resource_attrs(rm.resource.as_ref());
+        for m in rm.scope_metrics.iter().flat_map(|sm| &sm.metrics) {
+            let points = match &m.data {
+                Some(otlp::metric::Data::Gauge(g)) => &g.data_points,
+                Some(otlp::metric::Data::Sum(s)) => &s.data_points,
+                Some(otlp::metric::Data::Histogram(h)) => {
+                    d.ignored += h.data_points.len() as u64;
+                    continue;
+                }
+                Some(otlp::metric::Data::ExponentialHistogram(h)) => {
+                    d.ignored += h.data_points.len() as u64;
+                    continue;
+                }
+                Some(otlp::metric::Data::Summary(s)) => {
+                    d.ignored += s.data_points.len() as u64;
+                    continue;
+                }
+                None => continue,
+            };
+            let Some(resource) = names.resource(&m.name) else {
+                d.ignored += points.len() as u64;
+                continue;
+            };
+            for p in points {
+                let mut pattrs = ResourceAttrs::default();
+                for kv in &p.attributes {
+                    if let Some(any_value::Value::StringValue(v)) =
+                        kv.value.as_ref().and_then(|v| v.value.as_ref())
+                    {
+                        pattrs.set(&kv.key, v);
+                    }
+                }
+                let raw = RawPoint {
+                    metric: &m.name,
+                    resource,
+                    time_ns: p.time_unix_nano,
+                    value: p.value.map(|v| match v {
+                        otlp::number_data_point::Value::AsDouble(x) => x,
+                        otlp::number_data_point::Value::AsInt(i) => i as f64,
+                    }),
+                };
+                match raw.validate(&res, &pattrs) {
+                    Ok(mp) => out.push(mp),
+                    Err(e) => d.errors.push(e),
+                }
+            }
+        }
+    }
+    d
+}
+
+/// Groups one resource's points by [`Resource`], in order of first appearance.
+fn by_metric<'a>(points: &[&'a MetricPoint]) -> Vec<(Resource, Vec<&'a MetricPoint>)> {
+    let mut groups: Vec<(Resource, Vec<&'a MetricPoint>)> = Vec::new();
+    for &p in points {
+        match groups.iter_mut().find(|(r, _)| *r == p.resource) {
+            Some((_, g)) => g.push(p),
+            None => groups.push((p.resource, vec![p])),
+        }
+    }
+    groups
+}
+
+/// Encodes points as one request of double gauges named by [`MetricNames::canonical`], one
+/// `ResourceMetrics` per `(service, instance)` with `service.name` and `service.instance.id`.
+pub fn encode_metrics(points: &[MetricPoint]) -> ExportMetricsServiceRequest {
+    let resource_metrics = by_resource(points, |p| (p.service.as_str(), p.instance.as_str()))
+        .into_iter()
+        .map(|((service, instance), group)| otlp::ResourceMetrics {
+            resource: Some(otlp_resource(service, instance)),
+            scope_metrics: vec![otlp::ScopeMetrics {
+                scope: Some(otlp_scope()),
+                metrics: by_metric(&group)
+                    .into_iter()
+                    .map(|(r, ps)| otlp::Metric {
+                        name: MetricNames::canonical(r).to_owned(),
+                        data: Some(otlp::metric::Data::Gauge(otlp::Gauge {
+                            data_points: ps
+                                .into_iter()
+                                .map(|p| otlp::NumberDataPoint {
+                                    time_unix_nano: p.time_ns,
+                                    value: Some(otlp::number_data_point::Value::AsDouble(p.value)),
+                                    ..Default::default()
+                                })
+                                .collect(),
+                        })),
+                        ..Default::default()
+                    })
+                    .collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        })
+        .collect();
+    ExportMetricsServiceRequest { resource_metrics }
+}
+
+/// Encodes points as protobuf `ExportMetricsServiceRequest` bytes (see [`encode_metrics`]).
+pub fn encode_metrics_proto(points: &[MetricPoint]) -> Vec<u8> {
+    encode_metrics(points).encode_to_vec()
+}
+
+/// Encodes points as one OTLP/JSON line (no trailing newline), Collector file-exporter shape.
+pub fn encode_metrics_json(points: &[MetricPoint]) -> String {
+    let mut out = String::with_capacity(64 + points.len() * 80);
+    out.push_str("{\"resourceMetrics\":[");
+    for (i, ((service, instance), group)) in
+        by_resource(points, |p| (p.service.as_str(), p.instance.as_str()))
+            .into_iter()
+            .enumerate()
+    {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        push_json_resource(&mut out, service, instance);
+        out.push_str(",\"scopeMetrics\":[{\"scope\":{\"name\":\"");
+        out.push_str(SCOPE_NAME);
+        out.push_str("\"},\"metrics\":[");
+        for (j, (r, ps)) in by_metric(&group).into_iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"name\":");
+            push_str(&mut out, MetricNames::canonical(r));
+            out.push_str(",\"gauge\":{\"dataPoints\":[");
+            for (k, p) in ps.into_iter().enumerate() {
+                if k > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"timeUnixNano\":");
+                push_u64_str(&mut out, p.time_ns);
+                out.push_str(",\"asDouble\":");
+                push_f64(&mut out, p.value);
+                out.push('}');
+            }
+            out.push_str("]}}");
+        }
+        out.push_str("]}]}");
+    }
+    out.push_str("]}");
+    out
+}

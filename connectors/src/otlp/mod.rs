@@ -1,0 +1,33 @@
+//! OTLP codecs: OpenTelemetry trace and metric export requests (protobuf, and OTLP/JSON as
+//! the Collector writes it) to and from augur's [`Span`](augur_operators::records::Span) and
+//! [`MetricPoint`](augur_operators::records::MetricPoint) records. Decoders validate each
+//! record: good ones are appended to the caller's buffer, bad ones come back as
+//! [`RecordError`]s for the dead-letter queue, and a message that can't be parsed at all is
+//! a [`DecodeError`]. No input makes them panic.
+
+mod error;
+mod group;
+mod json_model;
+mod json_write;
+mod metric_names;
+mod metrics;
+mod metrics_json;
+mod metrics_proto;
+mod traces;
+mod traces_json;
+mod traces_proto;
+mod view;
+mod wire;
+
+pub use error::{DecodeError, RecordError};
+pub use metric_names::MetricNames;
+pub use metrics::{
+    MetricsDecoded, decode_metrics, encode_metrics, encode_metrics_json, encode_metrics_proto,
+};
+pub use metrics_json::decode_metrics_json;
+pub use metrics_proto::decode_metrics_proto;
+pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+pub use traces::{decode_traces, encode_traces, encode_traces_json, encode_traces_proto};
+pub use traces_json::decode_traces_json;
+pub use traces_proto::decode_traces_proto;

@@ -1,0 +1,249 @@
+//! Borrowed views of what augur reads from OTLP — resource attributes and the fields of one
+//! span — filled in by every decoder (protobuf wire walk, JSON, prost structs), and the
+//! validation shared by all of them. In: a [`ResourceAttrs`] and a [`RawSpan`]; out: a
+//! validated [`Span`] or a [`RecordError`] saying why not.
+
+use augur_operators::records::{Span, SpanKind};
+
+use super::error::RecordError;
+use super::json_write::{push_str, push_str_truncated, push_u64_str};
+
+pub(crate) const SERVICE_NAME: &str = "service.name";
+pub(crate) const SERVICE_INSTANCE_ID: &str = "service.instance.id";
+pub(crate) const K8S_POD_NAME: &str = "k8s.pod.name";
+pub(crate) const HOST_NAME: &str = "host.name";
+pub(crate) const PEER_SERVICE: &str = "peer.service";
+
+/// The resource attributes augur uses; empty strings count as missing.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ResourceAttrs<'a> {
+    pub service: Option<&'a str>,
+    pub instance_id: Option<&'a str>,
+    pub pod: Option<&'a str>,
+    pub host: Option<&'a str>,
+}
+
+impl<'a> ResourceAttrs<'a> {
+    /// Records one string attribute if its key is one augur uses.
+    #[inline]
+    pub fn set(&mut self, key: &str, value: &'a str) {
+        if value.is_empty() {
+            return;
+        }
+        let slot = match key {
+            SERVICE_NAME => &mut self.service,
+            SERVICE_INSTANCE_ID => &mut self.instance_id,
+            K8S_POD_NAME => &mut self.pod,
+            HOST_NAME => &mut self.host,
+            _ => return,
+        };
+        *slot = Some(value);
+    }
+
+    /// Each attribute from `self`, else from `other`.
+    pub fn or(self, other: ResourceAttrs<'a>) -> ResourceAttrs<'a> {
+        ResourceAttrs {
+            service: self.service.or(other.service),
+            instance_id: self.instance_id.or(other.instance_id),
+            pod: self.pod.or(other.pod),
+            host: self.host.or(other.host),
+        }
+    }
+
+    /// `(service, instance)`: instance is `service.instance.id`, else `k8s.pod.name`, else
+    /// `host.name`, else the service name. `None` without a service name.
+    pub fn identity(&self) -> Option<(&'a str, &'a str)> {
+        let service = self.service?;
+        let instance = self
+            .instance_id
+            .or(self.pod)
+            .or(self.host)
+            .unwrap_or(service);
+        Some((service, instance))
+    }
+}
+
+/// A resource resolved once per `ResourceSpans`, so spans only clone its strings.
+#[derive(Debug)]
+pub(crate) struct OwnedIdentity {
+    /// `None` when `service.name` is missing: every span of the resource is rejected.
+    pub service_instance: Option<(String, String)>,
+}
+
+impl OwnedIdentity {
+    pub fn new(attrs: &ResourceAttrs<'_>) -> Self {
+        OwnedIdentity {
+            service_instance: attrs.identity().map(|(s, i)| (s.to_owned(), i.to_owned())),
+        }
+    }
+}
+
+/// An id as found on the wire: raw bytes (protobuf) or hex (JSON).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum IdRef<'a> {
+    Bytes(&'a [u8]),
+    Hex(&'a str),
+}
+
+impl Default for IdRef<'_> {
+    fn default() -> Self {
+        IdRef::Bytes(&[])
+    }
+}
+
+impl IdRef<'_> {
+    /// The id's `N` bytes; `Ok(None)` when empty.
+    fn decode<const N: usize>(&self, what: &str) -> Result<Option<[u8; N]>, String> {
+        let mut out = [0u8; N];
+        match *self {
+            IdRef::Bytes(b) => {
+                if b.is_empty() {
+                    return Ok(None);
+                }
+                if b.len() != N {
+                    return Err(format!("{what} is {} bytes, expected {N}", b.len()));
+                }
+                out.copy_from_slice(b);
+            }
+            IdRef::Hex(s) => {
+                if s.is_empty() {
+                    return Ok(None);
+                }
+                if s.len() != 2 * N {
+                    return Err(format!(
+                        "{what} is {} hex digits, expected {}",
+                        s.len(),
+                        2 * N
+                    ));
+                }
+                if hex::decode_to_slice(s, &mut out).is_err() {
+                    return Err(format!("{what} {s:?} is not hex"));
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Appends the id as a JSON hex string (cut short if absurdly long).
+    fn push_json(&self, out: &mut String) {
+        match *self {
+            IdRef::Bytes(b) => {
+                let b = &b[..b.len().min(32)];
+                out.push('"');
+                out.push_str(&hex::encode(b));
+                out.push('"');
+            }
+            IdRef::Hex(s) => push_str_truncated(out, s, 64),
+        }
+    }
+}
+
+/// The fields of one span augur reads, borrowed from the message.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RawSpan<'a> {
+    pub trace_id: IdRef<'a>,
+    pub span_id: IdRef<'a>,
+    pub parent_span_id: IdRef<'a>,
+    pub name: &'a str,
+    pub kind: i32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub status_code: i32,
+    pub peer_service: Option<&'a str>,
+}
+
+/// OTLP span kind number to [`SpanKind`]; unknown numbers are `Unspecified`.
+pub(crate) fn span_kind(k: i32) -> SpanKind {
+    match k {
+        1 => SpanKind::Internal,
+        2 => SpanKind::Server,
+        3 => SpanKind::Client,
+        4 => SpanKind::Producer,
+        5 => SpanKind::Consumer,
+        _ => SpanKind::Unspecified,
+    }
+}
+
+/// OTLP status code ERROR.
+pub(crate) const STATUS_ERROR: i32 = 2;
+
+impl RawSpan<'_> {
+    /// Validates the span against its resource.
+    pub fn validate(&self, res: &OwnedIdentity) -> Result<Span, RecordError> {
+        self.check(res).map_err(|reason| RecordError {
+            reason,
+            record: self.context(res),
+        })
+    }
+
+    fn check(&self, res: &OwnedIdentity) -> Result<Span, String> {
+        let Some((service, instance)) = &res.service_instance else {
+            return Err("missing service.name".to_owned());
+        };
+        let trace_id = match self.trace_id.decode::<16>("trace id")? {
+            Some(b) if b != [0; 16] => u128::from_be_bytes(b),
+            Some(_) => return Err("trace id is all zeros".to_owned()),
+            None => return Err("missing trace id".to_owned()),
+        };
+        let span_id = match self.span_id.decode::<8>("span id")? {
+            Some(b) if b != [0; 8] => u64::from_be_bytes(b),
+            Some(_) => return Err("span id is all zeros".to_owned()),
+            None => return Err("missing span id".to_owned()),
+        };
+        let parent_span_id = self
+            .parent_span_id
+            .decode::<8>("parent span id")?
+            .map(u64::from_be_bytes)
+            .filter(|&p| p != 0);
+        if self.start_ns == 0 {
+            return Err("missing start time (startTimeUnixNano is 0)".to_owned());
+        }
+        if self.end_ns < self.start_ns {
+            return Err(format!(
+                "end time {} is before start time {}",
+                self.end_ns, self.start_ns
+            ));
+        }
+        Ok(Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            service: service.clone(),
+            instance: instance.clone(),
+            kind: span_kind(self.kind),
+            name: self.name.to_owned(),
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+            error: self.status_code == STATUS_ERROR,
+            peer_service: self
+                .peer_service
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
+        })
+    }
+
+    /// The span's identifying fields as one JSON object.
+    fn context(&self, res: &OwnedIdentity) -> String {
+        let mut out = String::with_capacity(160);
+        out.push_str("{\"traceId\":");
+        self.trace_id.push_json(&mut out);
+        out.push_str(",\"spanId\":");
+        self.span_id.push_json(&mut out);
+        out.push_str(",\"parentSpanId\":");
+        self.parent_span_id.push_json(&mut out);
+        if let Some((service, instance)) = &res.service_instance {
+            out.push_str(",\"service\":");
+            push_str(&mut out, service);
+            out.push_str(",\"instance\":");
+            push_str(&mut out, instance);
+        }
+        out.push_str(",\"name\":");
+        push_str_truncated(&mut out, self.name, 256);
+        out.push_str(",\"startTimeUnixNano\":");
+        push_u64_str(&mut out, self.start_ns);
+        out.push_str(",\"endTimeUnixNano\":");
+        push_u64_str(&mut out, self.end_ns);
+        out.push('}');
+        out
+    }
+}

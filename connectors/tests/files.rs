@@ -1,0 +1,177 @@
+//! Line files (plain, zstd, gzip), input discovery and the dead-letter file.
+
+use augur_connectors::dead_letter::{DeadLetter, DeadLetterFile};
+use augur_connectors::files::{FileError, LineReader, LineWriter, find_input};
+
+fn lines() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = vec![
+        b"{\"resourceSpans\":[]}".to_vec(),
+        Vec::new(),
+        b"second \xff not utf8".to_vec(),
+        b"with \r inside".to_vec(),
+    ];
+    v.extend((0..5000).map(|i| format!("line {i} {}", "x".repeat(i % 300)).into_bytes()));
+    v
+}
+
+#[test]
+fn round_trip_plain_zst_gz() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["a.jsonl", "a.jsonl.zst", "a.jsonl.gz"] {
+        let path = dir.path().join(name);
+        let mut w = LineWriter::create(&path).expect("create");
+        for l in lines() {
+            w.write_line(&l).expect("write");
+        }
+        w.finish().expect("finish");
+
+        let raw = std::fs::read(&path).expect("read");
+        match name {
+            "a.jsonl.zst" => assert_eq!(&raw[..4], &[0x28, 0xb5, 0x2f, 0xfd], "zstd magic"),
+            "a.jsonl.gz" => assert_eq!(&raw[..2], &[0x1f, 0x8b], "gzip magic"),
+            _ => assert!(raw.starts_with(b"{\"resourceSpans\"")),
+        }
+
+        let mut r = LineReader::open(&path).expect("open");
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        let mut expect_no = 1;
+        while let Some(no) = r.next_line(&mut buf).expect("read line") {
+            assert_eq!(no, expect_no);
+            expect_no += 1;
+            got.push(buf.clone());
+        }
+        assert_eq!(got, lines(), "{name}");
+        let (done, total) = r.progress();
+        assert_eq!(total, raw.len() as u64);
+        assert_eq!(done, total, "{name}: all bytes consumed");
+        assert_eq!(r.next_line(&mut buf).expect("eof"), None);
+    }
+}
+
+#[test]
+fn drop_finishes_the_compressor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("d.jsonl.zst");
+    {
+        let mut w = LineWriter::create(&path).expect("create");
+        w.write_line(b"one").expect("write");
+    }
+    let mut r = LineReader::open(&path).expect("open");
+    let mut buf = Vec::new();
+    assert_eq!(r.next_line(&mut buf).expect("line"), Some(1));
+    assert_eq!(buf, b"one");
+}
+
+#[test]
+fn crlf_and_missing_final_newline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.jsonl");
+    std::fs::write(&path, b"a\r\nb\n\nc").expect("write");
+    let mut r = LineReader::open(&path).expect("open");
+    let mut buf = Vec::new();
+    let mut got = Vec::new();
+    while let Some(n) = r.next_line(&mut buf).expect("line") {
+        got.push((n, String::from_utf8(buf.clone()).expect("utf8")));
+    }
+    assert_eq!(
+        got,
+        [
+            (1, "a".into()),
+            (2, "b".into()),
+            (3, String::new()),
+            (4, "c".into())
+        ]
+    );
+}
+
+#[test]
+fn corrupt_compressed_file_is_an_error_naming_the_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.jsonl.gz");
+    std::fs::write(&path, b"this is not gzip at all\n").expect("write");
+    let mut r = LineReader::open(&path).expect("open");
+    let mut buf = Vec::new();
+    let e = r.next_line(&mut buf).unwrap_err();
+    assert!(matches!(e, FileError::Read { line: 1, .. }), "{e}");
+    assert!(e.to_string().contains("bad.jsonl.gz"), "{e}");
+}
+
+#[test]
+fn open_missing_names_the_path() {
+    let e = LineReader::open(std::path::Path::new("/nonexistent/x.jsonl")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/x.jsonl"), "{e}");
+}
+
+#[test]
+fn find_input_picks_existing_variant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = find_input(dir.path(), "traces.otlp").unwrap_err();
+    assert!(matches!(e, FileError::NotFound { .. }));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("traces.otlp.jsonl.zst") && msg.contains(&dir.path().display().to_string()),
+        "{msg}"
+    );
+
+    std::fs::write(dir.path().join("traces.otlp.jsonl.gz"), b"").expect("write");
+    assert_eq!(
+        find_input(dir.path(), "traces.otlp").expect("found"),
+        dir.path().join("traces.otlp.jsonl.gz")
+    );
+    std::fs::write(dir.path().join("traces.otlp.jsonl.zst"), b"").expect("write");
+    assert_eq!(
+        find_input(dir.path(), "traces.otlp").expect("found"),
+        dir.path().join("traces.otlp.jsonl.zst")
+    );
+    std::fs::write(dir.path().join("traces.otlp.jsonl"), b"").expect("write");
+    assert_eq!(
+        find_input(dir.path(), "traces.otlp").expect("found"),
+        dir.path().join("traces.otlp.jsonl")
+    );
+    // Another stem is not confused with it.
+    assert!(find_input(dir.path(), "metrics.otlp").is_err());
+}
+
+#[test]
+fn dead_letter_file_lines_parse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dlq.jsonl");
+    let mut f = DeadLetterFile::create(&path).expect("create");
+    assert_eq!(f.count(), 0);
+    f.write(&DeadLetter {
+        source: "data/traces.otlp.jsonl".into(),
+        offset: 17,
+        reason: "invalid OTLP JSON at line 1 column 3: expected value".into(),
+        payload: b"{\"oops\" \n".to_vec(),
+    })
+    .expect("write");
+    f.write(&DeadLetter {
+        source: "otlp_spans/3".into(),
+        offset: 123_456,
+        reason: "invalid protobuf: truncated varint".into(),
+        payload: vec![0x0a, 0xff, 0xfe],
+    })
+    .expect("write");
+    assert_eq!(f.count(), 2);
+    f.flush().expect("flush");
+
+    let text = std::fs::read_to_string(&path).expect("read");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["source"], "data/traces.otlp.jsonl");
+    assert_eq!(lines[0]["offset"], 17);
+    assert_eq!(lines[0]["payload"], "{\"oops\" \n");
+    assert!(lines[0].get("payload_base64").is_none());
+    let time = lines[0]["time"].as_str().expect("time");
+    assert!(
+        time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "{time}"
+    );
+    assert_eq!(lines[1]["offset"], 123_456);
+    assert_eq!(lines[1]["payload_base64"], "Cv/+");
+    assert!(lines[1].get("payload").is_none());
+}

@@ -1,0 +1,245 @@
+//! OTLP metric codec tests: round trips, Collector-shaped JSON, names, bad input.
+
+use augur_connectors::otlp::{
+    ExportMetricsServiceRequest, MetricNames, decode_metrics, decode_metrics_json,
+    decode_metrics_proto, encode_metrics, encode_metrics_json, encode_metrics_proto,
+};
+use augur_operators::records::{MetricPoint, Resource};
+use proptest::prelude::*;
+use prost::Message;
+
+fn arb_point() -> impl Strategy<Value = MetricPoint> {
+    (
+        prop_oneof!["[a-z]{1,3}", "(?s).{1,8}"],
+        "[a-z0-9]{1,3}",
+        0..5usize,
+        1..u64::MAX,
+        prop_oneof![
+            any::<f64>().prop_filter("finite", |v| v.is_finite()),
+            0.0..1.0f64,
+            (0..1u64 << 40).prop_map(|v| v as f64)
+        ],
+    )
+        .prop_map(|(service, instance, r, time_ns, value)| MetricPoint {
+            service,
+            instance,
+            resource: Resource::ALL[r],
+            time_ns,
+            value,
+        })
+}
+
+fn sorted(mut v: Vec<MetricPoint>) -> Vec<MetricPoint> {
+    v.sort_by(|a, b| {
+        (
+            &a.service,
+            &a.instance,
+            a.resource,
+            a.time_ns,
+            a.value.to_bits(),
+        )
+            .cmp(&(
+                &b.service,
+                &b.instance,
+                b.resource,
+                b.time_ns,
+                b.value.to_bits(),
+            ))
+    });
+    v
+}
+
+fn bits(v: &[MetricPoint]) -> Vec<u64> {
+    v.iter().map(|p| p.value.to_bits()).collect()
+}
+
+proptest! {
+    #[test]
+    fn json_round_trip(points in proptest::collection::vec(arb_point(), 0..20)) {
+        let line = encode_metrics_json(&points);
+        prop_assert!(!line.contains('\n'));
+        let mut out = Vec::new();
+        let d = decode_metrics_json(line.as_bytes(), &MetricNames::default(), &mut out).expect("parses");
+        prop_assert!(d.errors.is_empty(), "{:?}", d.errors);
+        prop_assert_eq!(d.ignored, 0);
+        let (out, points) = (sorted(out), sorted(points));
+        prop_assert_eq!(bits(&out), bits(&points), "values exact");
+        prop_assert_eq!(out, points);
+    }
+
+    #[test]
+    fn proto_round_trip(points in proptest::collection::vec(arb_point(), 0..20)) {
+        let bytes = encode_metrics_proto(&points);
+        prop_assert_eq!(&encode_metrics(&points).encode_to_vec(), &bytes);
+        let mut out = Vec::new();
+        let d = decode_metrics_proto(&bytes, &MetricNames::default(), &mut out).expect("parses");
+        prop_assert!(d.errors.is_empty());
+        prop_assert_eq!(sorted(out), sorted(points.clone()));
+        let req = ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("prost");
+        let mut out2 = Vec::new();
+        let d = decode_metrics(&req, &MetricNames::default(), &mut out2);
+        prop_assert!(d.errors.is_empty());
+        prop_assert_eq!(sorted(out2), sorted(points));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let mut out = Vec::new();
+        let names = MetricNames::default();
+        let _ = decode_metrics_proto(&bytes, &names, &mut out);
+        let _ = decode_metrics_json(&bytes, &names, &mut out);
+    }
+
+    #[test]
+    fn mutated_encodings_never_panic(
+        points in proptest::collection::vec(arb_point(), 1..4),
+        cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let names = MetricNames::default();
+        let mut proto = encode_metrics_proto(&points);
+        let mut json = encode_metrics_json(&points).into_bytes();
+        for (i, b) in &cuts {
+            let pi = i.index(proto.len());
+            proto[pi] = *b;
+            let ji = i.index(json.len());
+            json[ji] = *b;
+        }
+        let mut out = Vec::new();
+        if decode_metrics_proto(&proto, &names, &mut out).is_err() {
+            prop_assert!(out.is_empty());
+        }
+        let _ = decode_metrics_json(&json, &names, &mut out);
+    }
+}
+
+/// The Collector's file-exporter shape: gauge (asDouble), sum (asInt as a string), a
+/// histogram, an unmapped metric, and a prometheus-style resource-less point.
+const COLLECTOR_LINE: &str = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"user"}},{"key":"k8s.pod.name","value":{"stringValue":"user-5c6d"}}]},"scopeMetrics":[{"scope":{"name":"otelcol/kubeletstatsreceiver","version":"0.98.0"},"metrics":[{"name":"k8s.pod.cpu.utilization","unit":"1","gauge":{"dataPoints":[{"startTimeUnixNano":"1700000000000000000","timeUnixNano":"1700000001000000000","asDouble":0.25},{"timeUnixNano":"1700000002000000000","asDouble":0.5}]}},{"name":"k8s.pod.memory.usage","unit":"By","sum":{"dataPoints":[{"timeUnixNano":"1700000001000000000","asInt":"104857600"}],"aggregationTemporality":2,"isMonotonic":false}},{"name":"http.server.duration","histogram":{"dataPoints":[{"timeUnixNano":"1700000001000000000","count":"3","sum":1.5,"bucketCounts":["1","2"],"explicitBounds":[1.0]}],"aggregationTemporality":2}},{"name":"k8s.pod.filesystem.usage","gauge":{"dataPoints":[{"timeUnixNano":"1700000001000000000","asInt":"5"},{"timeUnixNano":"1700000002000000000","asInt":6}]}}]}]},{"resource":{},"scopeMetrics":[{"metrics":[{"name":"rpc.server.queue_length","gauge":{"dataPoints":[{"attributes":[{"key":"service.name","value":{"stringValue":"text"}},{"key":"service.instance.id","value":{"stringValue":"text-1"}}],"timeUnixNano":1700000001000000000,"asInt":7}]}}]}]}]}"#;
+
+#[test]
+fn collector_metrics_line() {
+    let mut out = Vec::new();
+    let d = decode_metrics_json(COLLECTOR_LINE.as_bytes(), &MetricNames::default(), &mut out)
+        .expect("parses");
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    assert_eq!(d.ignored, 3, "1 histogram point + 2 unmapped gauge points");
+    let p = |service: &str, instance: &str, resource, time_ns, value| MetricPoint {
+        service: service.into(),
+        instance: instance.into(),
+        resource,
+        time_ns,
+        value,
+    };
+    assert_eq!(
+        out,
+        vec![
+            p(
+                "user",
+                "user-5c6d",
+                Resource::Cpu,
+                1_700_000_001_000_000_000,
+                0.25
+            ),
+            p(
+                "user",
+                "user-5c6d",
+                Resource::Cpu,
+                1_700_000_002_000_000_000,
+                0.5
+            ),
+            p(
+                "user",
+                "user-5c6d",
+                Resource::Memory,
+                1_700_000_001_000_000_000,
+                104_857_600.0
+            ),
+            p(
+                "text",
+                "text-1",
+                Resource::Queue,
+                1_700_000_001_000_000_000,
+                7.0
+            ),
+        ]
+    );
+    // Extra names from config.
+    let names = MetricNames::default().with("k8s.pod.filesystem.usage", Resource::Disk);
+    let mut out = Vec::new();
+    let d = decode_metrics_json(COLLECTOR_LINE.as_bytes(), &names, &mut out).expect("parses");
+    assert_eq!(d.ignored, 1);
+    assert_eq!(
+        out.iter().filter(|p| p.resource == Resource::Disk).count(),
+        2
+    );
+}
+
+#[test]
+fn names() {
+    let n = MetricNames::default();
+    assert_eq!(n.resource("container.cpu.utilization"), Some(Resource::Cpu));
+    assert_eq!(n.resource("system.memory.usage"), Some(Resource::Memory));
+    assert_eq!(n.resource("k8s.pod.network.io"), Some(Resource::Network));
+    assert_eq!(n.resource("system.disk.io"), Some(Resource::Disk));
+    assert_eq!(n.resource("rpc.server.queue_length"), Some(Resource::Queue));
+    assert_eq!(n.resource("nope"), None);
+    for r in Resource::ALL {
+        assert_eq!(n.resource(MetricNames::canonical(r)), Some(r));
+    }
+    assert_eq!(
+        MetricNames::canonical(Resource::Memory),
+        "container.memory.usage"
+    );
+}
+
+#[test]
+fn bad_points_are_record_errors() {
+    let line = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"host.name","value":{"stringValue":"h"}}]},"scopeMetrics":[{"metrics":[{"name":"system.cpu.utilization","gauge":{"dataPoints":[{"timeUnixNano":"5","asDouble":0.1}]}}]}]},{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"s"}}]},"scopeMetrics":[{"metrics":[{"name":"system.cpu.utilization","gauge":{"dataPoints":[{"asDouble":0.1},{"timeUnixNano":"5"},{"timeUnixNano":"5","asDouble":"NaN"},{"timeUnixNano":"5","asDouble":0.3}]}}]}]}]}"#;
+    let mut out = Vec::new();
+    let d =
+        decode_metrics_json(line.as_bytes(), &MetricNames::default(), &mut out).expect("parses");
+    let reasons: Vec<&str> = d.errors.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "missing service.name",
+            "missing time (timeUnixNano is 0)",
+            "data point has no value",
+            "value NaN is not finite"
+        ]
+    );
+    for e in &d.errors {
+        let v: serde_json::Value = serde_json::from_str(&e.record).expect("context is JSON");
+        assert_eq!(v["metric"], "system.cpu.utilization");
+    }
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].instance, "s");
+    assert_eq!(out[0].value, 0.3);
+
+    let e = decode_metrics_json(b"[1,2", &MetricNames::default(), &mut out).unwrap_err();
+    assert!(
+        e.to_string().starts_with("invalid OTLP JSON at line 1"),
+        "{e}"
+    );
+    let bytes = encode_metrics_proto(&out);
+    let e = decode_metrics_proto(&bytes[..bytes.len() - 2], &MetricNames::default(), &mut out)
+        .unwrap_err();
+    assert!(e.to_string().starts_with("invalid protobuf: "), "{e}");
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn json_values_are_numbers_or_special_strings() {
+    let pts = vec![MetricPoint {
+        service: "s".into(),
+        instance: "i".into(),
+        resource: Resource::Cpu,
+        time_ns: 1,
+        value: 1e300,
+    }];
+    let line = encode_metrics_json(&pts);
+    let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    let dp = &v["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["gauge"]["dataPoints"][0];
+    assert_eq!(dp["asDouble"].as_f64(), Some(1e300));
+    assert_eq!(dp["timeUnixNano"], "1");
+}
