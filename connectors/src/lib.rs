@@ -1,1 +1,3 @@
 //! augur-connectors: wire formats, sources and sinks, and the built-in cluster simulator.
+
+pub mod simulator;
