@@ -246,13 +246,19 @@ impl Simulator {
             }
             FaultPlan::Random(plan) => {
                 let entries: HashSet<u32> = sim.model.requests.iter().map(|r| r.service).collect();
+                // Services on the hot path are hit more often: a fault on a service that few
+                // requests visit rarely moves the entry's tail latency.
+                let visits = sim.model.expected_visits();
                 let targets = sim
                     .model
                     .services
                     .iter()
                     .enumerate()
                     .filter(|(i, _)| !entries.contains(&(*i as u32)))
-                    .map(|(i, s)| (s.name.clone(), sim.model.initial_replicas[i]))
+                    .map(|(i, s)| {
+                        let weight = visits[i].min(1.0) + 0.05;
+                        (s.name.clone(), sim.model.initial_replicas[i], weight)
+                    })
                     .collect();
                 sim.planner = Some(RandomPlanner::new(plan.clone(), config.seed, targets));
             }

@@ -14,7 +14,7 @@ use super::topology::SpikeSpec;
 /// - `memory_contention`: service-time factor, applied with extra variance;
 /// - `network_delay`: extra one-way delay per RPC leg, ms;
 /// - `network_loss`: share of RPC legs that wait a 200 ms retransmission timeout;
-/// - `thread_pool_shrink`: threads per replica divided by this;
+/// - `thread_pool_shrink`: threads per replica divided by this (at least one stays);
 /// - `memory_leak`: service-time factor reached at the end (grows linearly from 1);
 /// - `error_fault`: share of requests that fail fast with status ERROR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -71,7 +71,7 @@ impl FaultKind {
             FaultKind::MemoryContention => rng.random_range(2.5..4.5),
             FaultKind::NetworkDelay => rng.random_range(20.0..60.0),
             FaultKind::NetworkLoss => rng.random_range(0.05..0.2),
-            FaultKind::ThreadPoolShrink => rng.random_range(4.0..10.0),
+            FaultKind::ThreadPoolShrink => rng.random_range(6.0..16.0),
             FaultKind::MemoryLeak => rng.random_range(4.0..8.0),
             FaultKind::ErrorFault => rng.random_range(0.1..0.4),
         })
@@ -204,14 +204,15 @@ pub(crate) enum Planned {
 pub(crate) struct RandomPlanner {
     plan: RandomPlan,
     rng: Xoshiro256PlusPlus,
-    /// Services a fault may hit (non-entry), with their replica counts.
-    targets: Vec<(String, u32)>,
+    /// Services a fault may hit (non-entry), with their replica counts and how often they
+    /// are picked.
+    targets: Vec<(String, u32, f64)>,
     /// Relative time (ms) from which the next gap starts.
     cursor_ms: u64,
 }
 
 impl RandomPlanner {
-    pub(crate) fn new(plan: RandomPlan, seed: u64, targets: Vec<(String, u32)>) -> Self {
+    pub(crate) fn new(plan: RandomPlan, seed: u64, targets: Vec<(String, u32, f64)>) -> Self {
         let cursor_ms = (plan.warmup_s * 1000.0).max(0.0) as u64;
         RandomPlanner {
             plan,
@@ -247,8 +248,17 @@ impl RandomPlanner {
         let start_ms = self.cursor_ms + gap_ms;
         let duration_ms = (uniform(&mut self.rng, self.plan.duration_s) * 1000.0) as u64;
         if !self.targets.is_empty() {
-            let (service, replicas) =
-                self.targets[self.rng.random_range(0..self.targets.len())].clone();
+            let total: f64 = self.targets.iter().map(|t| t.2).sum();
+            let mut x = self.rng.random::<f64>() * total;
+            let mut pick = self.targets.len() - 1;
+            for (i, t) in self.targets.iter().enumerate() {
+                if x < t.2 {
+                    pick = i;
+                    break;
+                }
+                x -= t.2;
+            }
+            let (service, replicas, _) = self.targets[pick].clone();
             let kind = self.random_kind();
             let instance = (replicas > 1
                 && self.rng.random::<f64>() < self.plan.single_replica_probability)

@@ -174,4 +174,26 @@ impl Model {
             .position(|s| s.name == name)
             .map(|i| i as u32)
     }
+
+    /// Expected number of times each service is called per request of the load mix
+    /// (probabilities multiplied along the call graph, which is acyclic).
+    pub fn expected_visits(&self) -> Vec<f64> {
+        fn visit(model: &Model, service: u32, op: u32, weight: f64, out: &mut [f64]) {
+            out[service as usize] += weight;
+            for call in model.services[service as usize].ops[op as usize]
+                .stages
+                .iter()
+                .flatten()
+            {
+                visit(model, call.service, call.op, weight * call.probability, out);
+            }
+        }
+        let mut out = vec![0.0; self.services.len()];
+        let mut previous = 0.0;
+        for (request, &cdf) in self.requests.iter().zip(&self.request_cdf) {
+            visit(self, request.service, request.op, cdf - previous, &mut out);
+            previous = cdf;
+        }
+        out
+    }
 }
