@@ -3,3 +3,4 @@
 pub mod dead_letter;
 pub mod files;
 pub mod otlp;
+pub mod simulator;

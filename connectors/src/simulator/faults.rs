@@ -1,0 +1,301 @@
+//! Fault kinds and fault plans: none, an explicit list from a TOML or JSON file, or a random
+//! schedule drawn from the seed (non-overlapping single faults with gaps, plus occasional
+//! load spikes).
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+use super::SimError;
+use super::topology::SpikeSpec;
+
+/// What a fault does. Magnitudes:
+/// - `cpu_contention`: service-time factor (e.g. 3.0), plus the hog's CPU share;
+/// - `memory_contention`: service-time factor, applied with extra variance;
+/// - `network_delay`: extra one-way delay per RPC leg, ms;
+/// - `network_loss`: share of RPC legs that wait a 200 ms retransmission timeout;
+/// - `thread_pool_shrink`: threads per replica divided by this (at least one stays);
+/// - `memory_leak`: service-time factor reached at the end (grows linearly from 1);
+/// - `error_fault`: share of requests that fail fast with status ERROR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    CpuContention,
+    MemoryContention,
+    NetworkDelay,
+    NetworkLoss,
+    ThreadPoolShrink,
+    MemoryLeak,
+    ErrorFault,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 7] = [
+        FaultKind::CpuContention,
+        FaultKind::MemoryContention,
+        FaultKind::NetworkDelay,
+        FaultKind::NetworkLoss,
+        FaultKind::ThreadPoolShrink,
+        FaultKind::MemoryLeak,
+        FaultKind::ErrorFault,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::CpuContention => "cpu_contention",
+            FaultKind::MemoryContention => "memory_contention",
+            FaultKind::NetworkDelay => "network_delay",
+            FaultKind::NetworkLoss => "network_loss",
+            FaultKind::ThreadPoolShrink => "thread_pool_shrink",
+            FaultKind::MemoryLeak => "memory_leak",
+            FaultKind::ErrorFault => "error_fault",
+        }
+    }
+
+    /// The resource string of the ground-truth label.
+    pub fn resource(self) -> &'static str {
+        match self {
+            FaultKind::CpuContention => "cpu",
+            FaultKind::MemoryContention | FaultKind::MemoryLeak => "memory",
+            FaultKind::NetworkDelay | FaultKind::NetworkLoss => "network",
+            FaultKind::ThreadPoolShrink => "threads",
+            FaultKind::ErrorFault => "errors",
+        }
+    }
+
+    /// A typical magnitude: strong enough to break a calibrated SLO, not absurd.
+    fn random_magnitude(self, rng: &mut Xoshiro256PlusPlus) -> f64 {
+        let round2 = |x: f64| (x * 100.0).round() / 100.0;
+        round2(match self {
+            FaultKind::CpuContention => rng.random_range(2.5..5.0),
+            FaultKind::MemoryContention => rng.random_range(2.5..4.5),
+            FaultKind::NetworkDelay => rng.random_range(20.0..60.0),
+            FaultKind::NetworkLoss => rng.random_range(0.05..0.2),
+            FaultKind::ThreadPoolShrink => rng.random_range(6.0..16.0),
+            FaultKind::MemoryLeak => rng.random_range(4.0..8.0),
+            FaultKind::ErrorFault => rng.random_range(0.1..0.4),
+        })
+    }
+}
+
+/// One fault to inject. Times are relative to the simulation start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub kind: FaultKind,
+    pub service: String,
+    /// A replica name such as `user-service-0`; absent = every replica.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// For network faults: only calls from this service (an edge caller → callee).
+    #[serde(default)]
+    pub caller: Option<String>,
+    pub start_ms: u64,
+    pub duration_ms: u64,
+    pub magnitude: f64,
+}
+
+/// An explicit plan file:
+///
+/// ```toml
+/// [[fault]]
+/// kind = "cpu_contention"
+/// service = "user-service"
+/// instance = "user-service-0"   # optional
+/// start_ms = 60000              # after the simulation start
+/// duration_ms = 30000
+/// magnitude = 4.0
+///
+/// [[load_spike]]                # optional
+/// start_s = 200
+/// duration_s = 10
+/// factor = 2.0
+/// ```
+///
+/// or the same as JSON: `{"fault": [...], "load_spike": [...]}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplicitPlan {
+    #[serde(rename = "fault", default)]
+    pub faults: Vec<FaultSpec>,
+    #[serde(rename = "load_spike", default)]
+    pub load_spikes: Vec<SpikeSpec>,
+}
+
+/// Parameters of the random plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomPlan {
+    /// Quiet time before the first fault, s.
+    pub warmup_s: f64,
+    /// Gap between the end of one fault and the start of the next, s (uniform range).
+    pub gap_s: (f64, f64),
+    /// Fault duration, s (uniform range).
+    pub duration_s: (f64, f64),
+    /// Probability that a gap also holds a load spike.
+    pub spike_probability: f64,
+    /// Probability that a fault hits one replica rather than all of them.
+    pub single_replica_probability: f64,
+}
+
+impl Default for RandomPlan {
+    fn default() -> Self {
+        RandomPlan {
+            warmup_s: 30.0,
+            gap_s: (30.0, 90.0),
+            duration_s: (10.0, 40.0),
+            spike_probability: 0.25,
+            single_replica_probability: 0.3,
+        }
+    }
+}
+
+/// Which faults to inject.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum FaultPlan {
+    #[default]
+    None,
+    Explicit(ExplicitPlan),
+    Random(RandomPlan),
+}
+
+impl FaultPlan {
+    /// `"none"`, `"random"`, or the path of a TOML or JSON plan file (see [`ExplicitPlan`]).
+    pub fn parse(arg: &str) -> Result<FaultPlan, SimError> {
+        match arg {
+            "none" | "" => Ok(FaultPlan::None),
+            "random" => Ok(FaultPlan::Random(RandomPlan::default())),
+            path => {
+                let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
+                    path: path.to_string(),
+                    source,
+                })?;
+                let plan = if path.ends_with(".json") {
+                    FaultPlan::from_json_str(&text)?
+                } else {
+                    FaultPlan::from_toml_str(&text)?
+                };
+                Ok(plan)
+            }
+        }
+    }
+
+    pub fn from_toml_str(s: &str) -> Result<FaultPlan, SimError> {
+        let plan: ExplicitPlan = toml::from_str(s).map_err(|e| SimError::Toml(e.to_string()))?;
+        Ok(FaultPlan::Explicit(plan))
+    }
+
+    pub fn from_json_str(s: &str) -> Result<FaultPlan, SimError> {
+        let plan: ExplicitPlan = serde_json::from_str(s)?;
+        Ok(FaultPlan::Explicit(plan))
+    }
+}
+
+/// What the random planner decided next (times relative to the start, ms).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Planned {
+    Fault(FaultSpec),
+    Spike(SpikeSpec),
+}
+
+/// Draws the random schedule lazily, on its own RNG stream so the schedule depends only on
+/// the seed, never on how the run is chunked.
+#[derive(Debug)]
+pub(crate) struct RandomPlanner {
+    plan: RandomPlan,
+    rng: Xoshiro256PlusPlus,
+    /// Services a fault may hit (non-entry), with their replica counts and how often they
+    /// are picked.
+    targets: Vec<(String, u32, f64)>,
+    /// Relative time (ms) from which the next gap starts.
+    cursor_ms: u64,
+}
+
+impl RandomPlanner {
+    pub(crate) fn new(plan: RandomPlan, seed: u64, targets: Vec<(String, u32, f64)>) -> Self {
+        let cursor_ms = (plan.warmup_s * 1000.0).max(0.0) as u64;
+        RandomPlanner {
+            plan,
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5eed_fa17_0000_0001),
+            targets,
+            cursor_ms,
+        }
+    }
+
+    /// Relative time up to which the schedule has been drawn.
+    pub(crate) fn cursor_ms(&self) -> u64 {
+        self.cursor_ms
+    }
+
+    /// Draws the next gap (maybe with a spike in it) and the fault after it.
+    pub(crate) fn next(&mut self) -> Vec<Planned> {
+        let mut out = Vec::new();
+        let uniform = |rng: &mut Xoshiro256PlusPlus, (lo, hi): (f64, f64)| {
+            if hi > lo { rng.random_range(lo..hi) } else { lo }
+        };
+        let gap_ms = (uniform(&mut self.rng, self.plan.gap_s) * 1000.0) as u64;
+        if self.rng.random::<f64>() < self.plan.spike_probability && gap_ms > 20_000 {
+            // A spike inside the gap, clear of both faults by at least 5 s.
+            let duration_ms = self.rng.random_range(5_000..15_000u64).min(gap_ms - 10_000);
+            let start_ms = self.cursor_ms + 5_000 + self.rng.random_range(0..=(gap_ms - 10_000 - duration_ms));
+            let factor = (self.rng.random_range(1.4..2.0f64) * 100.0).round() / 100.0;
+            out.push(Planned::Spike(SpikeSpec {
+                start_s: start_ms as f64 / 1000.0,
+                duration_s: duration_ms as f64 / 1000.0,
+                factor,
+            }));
+        }
+        let start_ms = self.cursor_ms + gap_ms;
+        let duration_ms = (uniform(&mut self.rng, self.plan.duration_s) * 1000.0) as u64;
+        if !self.targets.is_empty() {
+            let total: f64 = self.targets.iter().map(|t| t.2).sum();
+            let mut x = self.rng.random::<f64>() * total;
+            let mut pick = self.targets.len() - 1;
+            for (i, t) in self.targets.iter().enumerate() {
+                if x < t.2 {
+                    pick = i;
+                    break;
+                }
+                x -= t.2;
+            }
+            let (service, replicas, _) = self.targets[pick].clone();
+            let kind = self.random_kind();
+            let instance = (replicas > 1
+                && self.rng.random::<f64>() < self.plan.single_replica_probability)
+                .then(|| format!("{service}-{}", self.rng.random_range(0..replicas)));
+            let magnitude = kind.random_magnitude(&mut self.rng);
+            out.push(Planned::Fault(FaultSpec {
+                kind,
+                service,
+                instance,
+                caller: None,
+                start_ms,
+                duration_ms,
+                magnitude,
+            }));
+        }
+        self.cursor_ms = start_ms + duration_ms;
+        out
+    }
+
+    /// Weighted towards latency faults.
+    fn random_kind(&mut self) -> FaultKind {
+        const WEIGHTS: [(FaultKind, f64); 7] = [
+            (FaultKind::CpuContention, 0.25),
+            (FaultKind::MemoryContention, 0.15),
+            (FaultKind::NetworkDelay, 0.15),
+            (FaultKind::NetworkLoss, 0.1),
+            (FaultKind::ThreadPoolShrink, 0.1),
+            (FaultKind::MemoryLeak, 0.1),
+            (FaultKind::ErrorFault, 0.15),
+        ];
+        let mut x = self.rng.random::<f64>();
+        for (kind, w) in WEIGHTS {
+            if x < w {
+                return kind;
+            }
+            x -= w;
+        }
+        FaultKind::CpuContention
+    }
+}

@@ -1,0 +1,95 @@
+//! The built-in cluster simulator: a deterministic discrete-event simulation of a
+//! microservice application (replicas as multi-threaded queues, synchronous RPCs that hold
+//! their caller's thread, open-loop load) that emits spans and resource metrics together
+//! with ground-truth labels of the faults, load spikes and deployment changes it injected.
+//!
+//! ```no_run
+//! use augur_connectors::simulator::{SimConfig, Simulator, Topology, FaultPlan};
+//! let mut config = SimConfig::new(Topology::builtin("social-network")?, 7);
+//! config.faults = FaultPlan::parse("random")?;
+//! let mut sim = Simulator::new(config)?;
+//! let (mut spans, mut metrics) = (Vec::new(), Vec::new());
+//! sim.advance_to(sim.now_ms() + 60_000, &mut spans, &mut metrics);
+//! let labels = sim.labels();
+//! # Ok::<(), augur_connectors::simulator::SimError>(())
+//! ```
+
+mod changes;
+mod engine;
+mod faults;
+mod labels;
+mod model;
+mod topology;
+
+pub use changes::{ChangeAction, ChangeSpec, ChangesFile};
+pub use engine::Simulator;
+pub use faults::{ExplicitPlan, FaultKind, FaultPlan, FaultSpec, RandomPlan};
+pub use labels::{ChangeLabel, FaultLabel, Labels, SpikeLabel};
+pub use topology::{
+    CallRef, LoadSpec, OperationSpec, RequestSpec, ServiceSpec, SloSpec, SpikeSpec, Topology,
+    TopologySpec,
+};
+
+/// A fixed default start time (2023-11-14T22:13:20Z) so runs are reproducible.
+pub const DEFAULT_START_MS: u64 = 1_700_000_000_000;
+
+/// Everything a run needs.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub topology: Topology,
+    pub seed: u64,
+    /// Event time of the simulation start, ms since the Unix epoch.
+    pub start_ms: u64,
+    pub faults: FaultPlan,
+    pub changes: Vec<ChangeSpec>,
+    pub metrics_interval_ms: u64,
+    /// Multiplies the topology's load.
+    pub rate_scale: f64,
+}
+
+impl SimConfig {
+    /// No faults, no changes, metrics every 500 ms, the topology's own load, start at
+    /// [`DEFAULT_START_MS`].
+    pub fn new(topology: Topology, seed: u64) -> Self {
+        SimConfig {
+            topology,
+            seed,
+            start_ms: DEFAULT_START_MS,
+            faults: FaultPlan::None,
+            changes: Vec::new(),
+            metrics_interval_ms: 500,
+            rate_scale: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("unknown topology {0:?} (built-ins: chain, fanout, social-network, hotel-reservation, online-boutique)")]
+    UnknownTopology(String),
+    #[error("invalid TOML: {0}")]
+    Toml(String),
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot read or write {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("unknown service {service:?} in {context}")]
+    UnknownService { service: String, context: String },
+    #[error("service {service:?} has no operation {operation:?} (in {context})")]
+    UnknownOperation {
+        service: String,
+        operation: String,
+        context: String,
+    },
+    #[error("unknown instance {instance:?} of service {service:?} in {context}")]
+    UnknownInstance {
+        service: String,
+        instance: String,
+        context: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
