@@ -67,7 +67,7 @@ where
 }
 
 fn run_worker<F>(
-    worker: &mut timely::worker::Worker<timely::communication::Allocator>,
+    worker: &mut timely::worker::Worker,
     spec: &JobSpec,
     make_source: &F,
     events: &Sender<Event>,
@@ -204,10 +204,13 @@ where
     Ok(())
 }
 
+/// Records that windows ending in `[from, to)` closed now. The first watermark jumps from
+/// zero to the present, so only the last few thousand windows are recorded.
 fn note_closed(stats: &JobStats, from: EventTime, to: EventTime, window_ms: u64) {
+    const MAX_WINDOWS: u64 = 4096;
     let now = Instant::now();
     if let Ok(mut closed) = stats.window_closed_at.lock() {
-        let mut end = from;
+        let mut end = from.max(window_end(to.saturating_sub(MAX_WINDOWS * window_ms), window_ms));
         while end < to {
             let slot = closed.entry(end).or_insert(now);
             *slot = (*slot).max(now);
