@@ -10,9 +10,11 @@ pub fn clock(t_ms: u64) -> String {
 
 pub fn alert_line(alert: &Alert) -> String {
     let when = clock(alert.window_end);
-    if alert.ends_at.is_some() {
+    if let Some(ends_at) = &alert.ends_at {
+        // Shown at the time it resolved; the start is in the message.
+        let ended = ends_at.get(11..23).unwrap_or(ends_at);
         return format!(
-            "{when}  RESOLVED  {:<24} {}  ({})",
+            "{ended}  RESOLVED  {:<24} {}  (fired {when}, {})",
             alert.kind.as_str(),
             alert.service,
             alert.model.name

@@ -51,9 +51,13 @@ pub fn faults_from_labels(labels: &serde_json::Value) -> Vec<FaultTruth> {
         .unwrap_or_default()
 }
 
+/// Ground truth of the windows that saw traffic. When the input ends, the dependency
+/// graph retires its edges in snapshots with no services and no QoS verdicts; those aren't
+/// windows of the application and don't count.
 pub fn window_truth(windows: &[WindowSnapshot]) -> Vec<WindowTruth> {
     windows
         .iter()
+        .filter(|w| !w.services.is_empty() || !w.qos.is_empty())
         .map(|w| WindowTruth {
             window_end: w.window_end,
             violated: w.violated(),
