@@ -8,10 +8,16 @@ use augur_connectors::simulator::{SimConfig, Simulator, Topology};
 use augur_operators::{EventTime, FeatureParams, MetricPoint, Span, features_dataflow, window_end};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
-use timely::dataflow::operators::core::UnorderedInput;
 use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::core::UnorderedInput;
 
-fn simulated(seconds: u64) -> (Vec<Span>, Vec<MetricPoint>, Vec<augur_operators::qos_check::Slo>) {
+fn simulated(
+    seconds: u64,
+) -> (
+    Vec<Span>,
+    Vec<MetricPoint>,
+    Vec<augur_operators::qos_check::Slo>,
+) {
     let topology = Topology::load("social-network").expect("built-in topology");
     let slos = augur::commands::slos_of(&topology);
     let mut sim = Simulator::new(SimConfig::new(topology, 3)).expect("simulator");

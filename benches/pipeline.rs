@@ -14,7 +14,10 @@ use augur::eval::percentile;
 use augur::run::{RunOptions, run};
 use augur::source::{Batch, PartitionWatermarks, SourceState, WorkerSource};
 use augur::stats::JobStats;
-use augur_connectors::otlp::{MetricNames, decode_metrics_proto, decode_traces_proto, encode_metrics_proto, encode_traces_proto};
+use augur_connectors::otlp::{
+    MetricNames, decode_metrics_proto, decode_traces_proto, encode_metrics_proto,
+    encode_traces_proto,
+};
 use augur_connectors::simulator::{SimConfig, Simulator, Topology};
 
 /// Encoded messages: (partition 0 = spans / 1 = metrics, bytes).
@@ -106,16 +109,17 @@ fn main() -> anyhow::Result<()> {
             workers,
         };
         let messages = Arc::clone(&messages);
-        let make_source = move |index: usize, peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
-            Ok(Box::new(MemorySource {
-                messages: Arc::clone(&messages),
-                next: 0,
-                index,
-                peers,
-                watermarks: PartitionWatermarks::new(2),
-                names: MetricNames::default(),
-            }))
-        };
+        let make_source =
+            move |index: usize, peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
+                Ok(Box::new(MemorySource {
+                    messages: Arc::clone(&messages),
+                    next: 0,
+                    index,
+                    peers,
+                    watermarks: PartitionWatermarks::new(2),
+                    names: MetricNames::default(),
+                }))
+            };
         let started = Instant::now();
         let outcome = run(
             spec,

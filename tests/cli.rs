@@ -69,7 +69,14 @@ fn simulate_then_eval_scores_the_injected_fault() {
         assert!(data.join(file).exists(), "{file} missing");
     }
     let stdout = ok(&augur(
-        &["eval", "--input", data.to_str().unwrap(), "--detector", "all", "--json"],
+        &[
+            "eval",
+            "--input",
+            data.to_str().unwrap(),
+            "--detector",
+            "all",
+            "--json",
+        ],
         tmp.path(),
     ));
     let reports: Vec<serde_json::Value> = stdout
@@ -101,7 +108,10 @@ fn simulate_then_eval_scores_the_injected_fault() {
     let nsigma = reports.iter().find(|r| r["detector"] == "nsigma").unwrap();
     // The fault makes the entry point violate its SLO, and n-sigma sees it and blames tier-4.
     assert!(nsigma["violations"].as_u64().unwrap() >= 1, "{nsigma}");
-    assert!(nsigma["detection"]["recall"].as_f64().unwrap() > 0.0, "{nsigma}");
+    assert!(
+        nsigma["detection"]["recall"].as_f64().unwrap() > 0.0,
+        "{nsigma}"
+    );
     assert!(nsigma["rca"]["cases"].as_u64().unwrap() >= 1, "{nsigma}");
     assert!(nsigma["rca"]["ac3"].as_f64().unwrap() > 0.0, "{nsigma}");
 }
@@ -147,9 +157,19 @@ fn bad_lines_are_dead_lettered_and_the_replay_finishes() {
     std::fs::write(&traces, text).unwrap();
     let dlq = tmp.path().join("dlq.jsonl");
     let config = tmp.path().join("job.toml");
-    std::fs::write(&config, format!("[dead_letter]\npath = {:?}\n", dlq.to_str().unwrap())).unwrap();
+    std::fs::write(
+        &config,
+        format!("[dead_letter]\npath = {:?}\n", dlq.to_str().unwrap()),
+    )
+    .unwrap();
     let out = augur(
-        &["replay", "--input", data.to_str().unwrap(), "--config", config.to_str().unwrap()],
+        &[
+            "replay",
+            "--input",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
         tmp.path(),
     );
     ok(&out);
@@ -161,7 +181,10 @@ fn bad_lines_are_dead_lettered_and_the_replay_finishes() {
     assert_eq!(dead.len(), 2, "{dead:?}");
     assert_eq!(dead[0]["offset"], 1);
     assert_eq!(dead[1]["offset"], (good_lines + 2) as u64);
-    assert!(dead.iter().all(|d| !d["reason"].as_str().unwrap().is_empty()));
+    assert!(
+        dead.iter()
+            .all(|d| !d["reason"].as_str().unwrap().is_empty())
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 dead letters"));
 }
 

@@ -3,7 +3,9 @@
 //! Per service it keeps the recent history of two signals — server-side p99 latency and
 //! outstanding requests (queue depth) — and scores each window by how many standard
 //! deviations the current value lies above the history's mean. When any service scores
-//! above `sigma`, it predicts a QoS violation and ranks services by score. Windows that
+//! above `sigma`, it predicts a QoS violation and ranks services: those with no anomalous
+//! callee first, then by score — latency propagates from callees to callers, so the deepest
+//! anomaly is the likelier cause. Windows that
 //! score above the threshold are not added to the history, so a long fault doesn't become
 //! the new normal.
 
@@ -124,12 +126,42 @@ impl Detector for NSigma {
                 scored.push((score, &s.service, why));
             }
         }
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        // Services whose callees are anomalous too rank behind the deepest anomalies.
+        let anomalous: std::collections::BTreeSet<&str> = scored
+            .iter()
+            .filter(|(score, _, _)| *score >= self.config.sigma)
+            .map(|(_, service, _)| *service)
+            .collect();
+        let mut ranked: Vec<(bool, f64, &str, String)> = scored
+            .iter()
+            .map(|(score, service, why)| {
+                let callee_anomalous = window.edges.iter().any(|e| {
+                    e.caller == *service
+                        && e.callee != *service
+                        && anomalous.contains(e.callee.as_str())
+                });
+                (callee_anomalous, *score, *service, why.clone())
+            })
+            .collect();
+        ranked.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| b.1.total_cmp(&a.1))
+                .then_with(|| a.2.cmp(b.2))
+        });
+        let ranked: Vec<(f64, &str, String)> = ranked
+            .into_iter()
+            .map(|(_, score, service, why)| (score, service, why))
+            .collect();
+        let top_score = scored.iter().map(|s| s.0).fold(f64::NEG_INFINITY, f64::max);
+        if top_score < self.config.sigma {
+            return Vec::new();
+        }
+        let scored = ranked;
         match scored.first() {
-            Some((top, service, why)) if *top >= self.config.sigma => vec![Detection {
+            Some((_, service, why)) => vec![Detection {
                 kind: AlertKind::QosViolationPredicted,
                 service: service.to_string(),
-                probability: probability(*top, self.config.sigma),
+                probability: probability(top_score, self.config.sigma),
                 horizon_ms: self.horizon_ms,
                 culprits: scored
                     .iter()
@@ -142,7 +174,7 @@ impl Detector for NSigma {
                     .collect(),
                 summary: format!("{service}: {why}"),
             }],
-            _ => Vec::new(),
+            None => Vec::new(),
         }
     }
 }
@@ -173,11 +205,18 @@ mod tests {
         let mut first_alarm = None;
         for i in 0..50u64 {
             let wobble = (i % 5) as f64;
-            let (db, fe) = if i >= 40 { (30.0 + wobble, 65.0 + wobble) } else { (10.0 + wobble, 50.0 + wobble) };
+            let (db, fe) = if i >= 40 {
+                (30.0 + wobble, 65.0 + wobble)
+            } else {
+                (10.0 + wobble, 50.0 + wobble)
+            };
             let w = WindowSnapshot {
                 window_end: i * 1000,
                 window_ms: 1000,
-                services: vec![features("db", db, db / 10.0, i * 1000), features("fe", fe, 2.0, i * 1000)],
+                services: vec![
+                    features("db", db, db / 10.0, i * 1000),
+                    features("fe", fe, 2.0, i * 1000),
+                ],
                 ..WindowSnapshot::default()
             };
             let dets = d.observe(&w);
@@ -191,5 +230,65 @@ mod tests {
             }
         }
         assert_eq!(first_alarm, Some(40));
+    }
+}
+
+#[cfg(test)]
+mod ranking_tests {
+    use augur_operators::{EdgeFeatures, ServiceFeatures, WindowSnapshot};
+
+    use super::*;
+
+    fn svc(service: &str, p99: f64, end: u64) -> ServiceFeatures {
+        ServiceFeatures {
+            window_end: end,
+            service: service.into(),
+            requests: 100,
+            errors: 0,
+            latency_ms: [p99; 5],
+            outstanding: 1.0,
+            replicas: 1,
+            usage: [[0.0; 4]; 5],
+        }
+    }
+
+    fn edge(caller: &str, callee: &str, end: u64) -> EdgeFeatures {
+        EdgeFeatures {
+            window_end: end,
+            caller: caller.into(),
+            callee: callee.into(),
+            calls: 100,
+            errors: 0,
+            client_ms: [1.0; 5],
+            server_ms: [1.0; 5],
+            gap_ms: [0.0; 5],
+        }
+    }
+
+    /// fe → db. db slows down; fe's latency rises more (in σ) because it includes db's.
+    /// The culprit named first must be db, the deepest anomaly.
+    #[test]
+    fn deepest_anomaly_ranks_first() {
+        let mut d = NSigma::new(NSigmaConfig::default(), 1000);
+        let mut named = None;
+        for i in 0..30u64 {
+            let wobble = (i % 3) as f64;
+            let (db, fe) = if i >= 20 {
+                (20.0 + wobble, 60.0 + wobble)
+            } else {
+                (10.0 + wobble, 20.0 + wobble)
+            };
+            let w = WindowSnapshot {
+                window_end: i * 1000,
+                window_ms: 1000,
+                services: vec![svc("db", db, i * 1000), svc("fe", fe, i * 1000)],
+                edges: vec![edge("fe", "db", i * 1000)],
+                ..WindowSnapshot::default()
+            };
+            if let Some(det) = d.observe(&w).into_iter().next() {
+                named.get_or_insert(det.culprits[0].service.clone());
+            }
+        }
+        assert_eq!(named.as_deref(), Some("db"));
     }
 }

@@ -73,7 +73,11 @@ impl Decider {
     }
 
     /// Decides on one window. Windows must come in order.
-    pub fn decide(&mut self, window: &WindowSnapshot, mut detections: Vec<Detection>) -> Vec<Alert> {
+    pub fn decide(
+        &mut self,
+        window: &WindowSnapshot,
+        mut detections: Vec<Detection>,
+    ) -> Vec<Alert> {
         if let Some(worst) = window
             .qos
             .iter()
@@ -239,10 +243,18 @@ mod tests {
     fn run(d: &mut Decider) -> Vec<(EventTime, bool)> {
         let mut out = Vec::new();
         for i in 1..=12u64 {
-            let dets = if matches!(i, 1..=3 | 9) { vec![detection()] } else { vec![] };
+            let dets = if matches!(i, 1..=3 | 9) {
+                vec![detection()]
+            } else {
+                vec![]
+            };
             for a in d.decide(&window(i * 1000, false), dets) {
                 // A resolved alert keeps its start window; report when it resolved.
-                let at = if a.ends_at.is_some() { i * 1000 } else { a.window_end };
+                let at = if a.ends_at.is_some() {
+                    i * 1000
+                } else {
+                    a.window_end
+                };
                 out.push((at, a.ends_at.is_some()));
             }
         }
@@ -254,7 +266,10 @@ mod tests {
         let mut d = decider(1, 2, 0);
         // Fires at 1000, resolves after 2 quiet windows (5000), fires again at 9000,
         // resolves at 11000.
-        assert_eq!(run(&mut d), vec![(1000, false), (5000, true), (9000, false), (11000, true)]);
+        assert_eq!(
+            run(&mut d),
+            vec![(1000, false), (5000, true), (9000, false), (11000, true)]
+        );
     }
 
     #[test]

@@ -8,9 +8,9 @@
 
 use std::collections::BTreeMap;
 
+use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::Stream;
 
 use crate::alert::{Alert, ModelRef};
 use crate::decide::{DecideConfig, Decider};
@@ -49,8 +49,13 @@ pub fn detect<'scope>(
     mut stages: Vec<DetectStage>,
 ) -> Stream<'scope, EventTime, Vec<Alert>> {
     snapshots.unary_frontier(Pipeline, "Detect", move |_cap, _info| {
-        let mut pending: BTreeMap<EventTime, (timely::dataflow::operators::Capability<EventTime>, Vec<WindowSnapshot>)> =
-            BTreeMap::new();
+        let mut pending: BTreeMap<
+            EventTime,
+            (
+                timely::dataflow::operators::Capability<EventTime>,
+                Vec<WindowSnapshot>,
+            ),
+        > = BTreeMap::new();
         move |(input, frontier), output| {
             input.for_each(|cap, data| {
                 let Some(time) = cap.least().copied() else {

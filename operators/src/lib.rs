@@ -13,8 +13,8 @@
 
 pub mod alert;
 pub mod decide;
-pub mod detect;
 pub mod dependency_graph;
+pub mod detect;
 pub mod detector;
 pub mod edge_features;
 pub mod features;

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "augur", version, about = "Predicts QoS violations in microservices, finds their causes, forecasts latency")]
+#[command(
+    name = "augur",
+    version,
+    about = "Predicts QoS violations in microservices, finds their causes, forecasts latency"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

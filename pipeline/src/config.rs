@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use augur_models::nsigma::NSigmaConfig;
 use augur_models::DetectorSettings;
+use augur_models::nsigma::NSigmaConfig;
+use augur_operators::Resource;
 use augur_operators::decide::DecideConfig;
 use augur_operators::qos_check::Slo;
-use augur_operators::Resource;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -177,11 +177,13 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        config.check().map_err(|(field, reason)| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            field,
-            reason,
-        })?;
+        config
+            .check()
+            .map_err(|(field, reason)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field,
+                reason,
+            })?;
         Ok(config)
     }
 
@@ -202,10 +204,16 @@ impl Config {
         }
         for (i, slo) in self.slo.iter().enumerate() {
             if !(slo.quantile > 0.0 && slo.quantile < 1.0) {
-                return fail(&format!("slo[{i}].quantile"), "must be in (0, 1), e.g. 0.99");
+                return fail(
+                    &format!("slo[{i}].quantile"),
+                    "must be in (0, 1), e.g. 0.99",
+                );
             }
             if !(slo.threshold_ms > 0.0 && slo.threshold_ms.is_finite()) {
-                return fail(&format!("slo[{i}].threshold_ms"), "must be a positive number");
+                return fail(
+                    &format!("slo[{i}].threshold_ms"),
+                    "must be a positive number",
+                );
             }
             if slo.entry.is_empty() {
                 return fail(&format!("slo[{i}].entry"), "must name the entry service");
@@ -231,7 +239,10 @@ impl Config {
             );
         }
         if self.decide.fire_after == 0 || self.decide.clear_after == 0 {
-            return fail("decide.fire_after", "fire_after and clear_after must be at least 1");
+            return fail(
+                "decide.fire_after",
+                "fire_after and clear_after must be at least 1",
+            );
         }
         if !(self.simulator.speed > 0.0) {
             return fail("simulator.speed", "must be positive");
@@ -256,7 +267,9 @@ mod tests {
 
     #[test]
     fn unknown_field_is_named() {
-        let err = parse("[window]\nlenght_ms = 5\n").expect_err("typo must fail").to_string();
+        let err = parse("[window]\nlenght_ms = 5\n")
+            .expect_err("typo must fail")
+            .to_string();
         assert!(err.contains("lenght_ms"), "{err}");
     }
 
@@ -266,9 +279,16 @@ mod tests {
             .expect_err("quantile 99 must fail")
             .to_string();
         assert!(err.contains("slo[0].quantile"), "{err}");
-        let err = parse("[detector]\nname = \"magic\"\n").expect_err("unknown detector").to_string();
-        assert!(err.contains("detector.name") && err.contains("nsigma"), "{err}");
-        let err = parse("[window]\nlength_ms = 0\n").expect_err("zero window").to_string();
+        let err = parse("[detector]\nname = \"magic\"\n")
+            .expect_err("unknown detector")
+            .to_string();
+        assert!(
+            err.contains("detector.name") && err.contains("nsigma"),
+            "{err}"
+        );
+        let err = parse("[window]\nlength_ms = 0\n")
+            .expect_err("zero window")
+            .to_string();
         assert!(err.contains("window.length_ms"), "{err}");
     }
 }

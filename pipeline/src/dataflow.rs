@@ -14,7 +14,10 @@ use anyhow::anyhow;
 use augur_connectors::dead_letter::DeadLetter;
 use augur_operators::detect::{DetectStage, detect};
 use augur_operators::qos_check::Slo;
-use augur_operators::{Alert, EventTime, FeatureParams, MetricPoint, Span, WindowSnapshot, features_dataflow, window_end};
+use augur_operators::{
+    Alert, EventTime, FeatureParams, MetricPoint, Span, WindowSnapshot, features_dataflow,
+    window_end,
+};
 use crossbeam_channel::Sender;
 use timely::dataflow::operators::core::UnorderedInput;
 use timely::dataflow::operators::{Inspect, Probe};
@@ -89,7 +92,11 @@ where
     };
     let mut stages = Vec::new();
     for name in &spec.detectors {
-        let detector = augur_models::build(name, &spec.config.detector.settings(), spec.config.window.horizon_ms)?;
+        let detector = augur_models::build(
+            name,
+            &spec.config.detector.settings(),
+            spec.config.window.horizon_ms,
+        )?;
         stages.push(DetectStage::new(detector, spec.config.decide.clone()));
     }
     let window_events = events.clone();
@@ -135,7 +142,14 @@ where
         for span in batch.spans.drain(..) {
             let end = window_end(span.event_ms(), window_ms);
             if end < cap_time {
-                late(stats, events, "span", span.event_ms(), cap_time, serde_json::to_vec(&span));
+                late(
+                    stats,
+                    events,
+                    "span",
+                    span.event_ms(),
+                    cap_time,
+                    serde_json::to_vec(&span),
+                );
             } else {
                 by_window_spans.entry(end).or_default().push(span);
             }
@@ -143,19 +157,32 @@ where
         for point in batch.metrics.drain(..) {
             let end = window_end(point.event_ms(), window_ms);
             if end < cap_time {
-                late(stats, events, "metric point", point.event_ms(), cap_time, serde_json::to_vec(&point));
+                late(
+                    stats,
+                    events,
+                    "metric point",
+                    point.event_ms(),
+                    cap_time,
+                    serde_json::to_vec(&point),
+                );
             } else {
                 by_window_metrics.entry(end).or_default().push(point);
             }
         }
         if let Some(cap) = &span_cap {
             for (end, mut spans) in std::mem::take(&mut by_window_spans) {
-                span_input.activate().session(&cap.delayed(&end)).give_container(&mut spans);
+                span_input
+                    .activate()
+                    .session(&cap.delayed(&end))
+                    .give_container(&mut spans);
             }
         }
         if let Some(cap) = &metric_cap {
             for (end, mut points) in std::mem::take(&mut by_window_metrics) {
-                metric_input.activate().session(&cap.delayed(&end)).give_container(&mut points);
+                metric_input
+                    .activate()
+                    .session(&cap.delayed(&end))
+                    .give_container(&mut points);
             }
         }
         if let Ok(mut progress) = stats.progress.lock() {
@@ -210,7 +237,10 @@ fn note_closed(stats: &JobStats, from: EventTime, to: EventTime, window_ms: u64)
     const MAX_WINDOWS: u64 = 4096;
     let now = Instant::now();
     if let Ok(mut closed) = stats.window_closed_at.lock() {
-        let mut end = from.max(window_end(to.saturating_sub(MAX_WINDOWS * window_ms), window_ms));
+        let mut end = from.max(window_end(
+            to.saturating_sub(MAX_WINDOWS * window_ms),
+            window_ms,
+        ));
         while end < to {
             let slot = closed.entry(end).or_insert(now);
             *slot = (*slot).max(now);

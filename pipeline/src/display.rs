@@ -76,6 +76,10 @@ pub fn window_line(window: &WindowSnapshot) -> String {
         clock(window.window_end),
         window.services.len(),
         requests,
-        if entries.is_empty() { "no entry traffic".to_string() } else { entries.join("; ") }
+        if entries.is_empty() {
+            "no entry traffic".to_string()
+        } else {
+            entries.join("; ")
+        }
     )
 }

@@ -100,10 +100,9 @@ where
             }
             Ok(Event::DeadLetter(dead)) => {
                 if dlq.is_none() {
-                    dlq = Some(
-                        DeadLetterFile::create(&dlq_path)
-                            .with_context(|| format!("creating the dead-letter file {}", dlq_path.display()))?,
-                    );
+                    dlq = Some(DeadLetterFile::create(&dlq_path).with_context(|| {
+                        format!("creating the dead-letter file {}", dlq_path.display())
+                    })?);
                 }
                 if let Some(file) = dlq.as_mut() {
                     file.write(&dead)

@@ -26,7 +26,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         config.simulator.speed = speed;
     }
     let topology = Topology::load(&config.simulator.topology)?;
-    let slos = if config.slo.is_empty() { slos_of(&topology) } else { config.slo.clone() };
+    let slos = if config.slo.is_empty() {
+        slos_of(&topology)
+    } else {
+        config.slo.clone()
+    };
     let mut sim_config = SimConfig::new(topology.clone(), config.simulator.seed);
     sim_config.faults = FaultPlan::parse(&config.simulator.faults)?;
     // Fail on a bad simulator config here, not inside a worker.
@@ -49,7 +53,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             slo.threshold_ms
         );
     }
-    println!("  faults are injected at random; alerts appear below as they happen. Ctrl-C stops.\n");
+    println!(
+        "  faults are injected at random; alerts appear below as they happen. Ctrl-C stops.\n"
+    );
 
     let (note_tx, note_rx): (Sender<String>, Receiver<String>) = crossbeam_channel::unbounded();
     let speed = config.simulator.speed;
@@ -94,7 +100,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         "\n{} windows, {} spans, {} alerts, {} dead letters",
         windows_seen,
         crate::stats::JobStats::get(&outcome.stats.spans),
-        outcome.alerts.iter().filter(|a| a.ends_at.is_none()).count(),
+        outcome
+            .alerts
+            .iter()
+            .filter(|a| a.ends_at.is_none())
+            .count(),
         crate::stats::JobStats::get(&outcome.stats.dead_letters)
     );
     Ok(())

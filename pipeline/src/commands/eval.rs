@@ -4,7 +4,9 @@ use crate::cli::EvalArgs;
 use crate::commands::{load_config, metric_names, read_labels, resolve_slos, stop_on_signal};
 use crate::dataflow::JobSpec;
 use crate::eval::score::ScoreParams;
-use crate::eval::{PipelineFigures, faults_from_labels, percentile, report_for, table, window_truth};
+use crate::eval::{
+    PipelineFigures, faults_from_labels, percentile, report_for, table, window_truth,
+};
 use crate::run::{RunOptions, run as run_job};
 use crate::source::WorkerSource;
 use crate::source::files::{FileSource, input_files};
@@ -17,7 +19,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let slos = resolve_slos(&config, &args.input)?;
     let detectors: Vec<String> = match args.detector.as_deref() {
         None => vec![config.detector.name.clone()],
-        Some("all") => augur_models::DETECTOR_NAMES.iter().map(|s| s.to_string()).collect(),
+        Some("all") => augur_models::DETECTOR_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
     };
     for name in &detectors {
@@ -37,7 +42,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         workers: args.job.workers,
     };
     let make_source = move |index: usize, peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
-        Ok(Box::new(FileSource::open(&input, names.clone(), index, peers)?))
+        Ok(Box::new(FileSource::open(
+            &input,
+            names.clone(),
+            index,
+            peers,
+        )?))
     };
     let outcome = run_job(
         spec,
@@ -65,7 +75,16 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let faults = faults_from_labels(&labels);
     let reports: Vec<_> = detectors
         .iter()
-        .map(|d| report_for(d, &truth, &outcome.alerts, &faults, params, pipeline.clone()))
+        .map(|d| {
+            report_for(
+                d,
+                &truth,
+                &outcome.alerts,
+                &faults,
+                params,
+                pipeline.clone(),
+            )
+        })
         .collect();
     if args.json {
         for report in &reports {
@@ -75,7 +94,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         println!("{}", table(&reports));
         println!(
             "pipeline: {spans} spans in {secs:.1} s ({:.0} spans/s on {} worker(s)); window-close→alert p99 {:.1} ms; {} dead letters",
-            pipeline.spans_per_s, pipeline.workers, pipeline.alert_latency_ms_p99, pipeline.dead_letters
+            pipeline.spans_per_s,
+            pipeline.workers,
+            pipeline.alert_latency_ms_p99,
+            pipeline.dead_letters
         );
     }
     Ok(())

@@ -27,7 +27,8 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 
 /// The SLOs a built-in (or TOML) topology declares.
 pub fn topology_slos(topology: &str) -> anyhow::Result<Vec<Slo>> {
-    let topology = Topology::load(topology).with_context(|| format!("loading topology `{topology}`"))?;
+    let topology =
+        Topology::load(topology).with_context(|| format!("loading topology `{topology}`"))?;
     Ok(slos_of(&topology))
 }
 
@@ -50,7 +51,9 @@ pub fn metric_names(config: &Config) -> MetricNames {
         .metrics
         .names
         .iter()
-        .fold(MetricNames::default(), |names, (name, resource)| names.with(name, *resource))
+        .fold(MetricNames::default(), |names, (name, resource)| {
+            names.with(name, *resource)
+        })
 }
 
 /// A flag set on the first Ctrl-C / SIGTERM; a second one exits at once.
@@ -85,6 +88,7 @@ pub fn resolve_slos(config: &Config, input: &Path) -> anyhow::Result<Vec<Slo>> {
 /// `DIR/labels.json` as JSON.
 pub fn read_labels(input: &Path) -> anyhow::Result<serde_json::Value> {
     let path = input.join("labels.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }

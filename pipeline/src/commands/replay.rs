@@ -18,8 +18,15 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let config = load_config(args.job.config.as_deref())?;
     input_files(&args.input)?;
     let slos = resolve_slos(&config, &args.input)?;
-    let detector = args.detector.clone().unwrap_or_else(|| config.detector.name.clone());
-    augur_models::build(&detector, &config.detector.settings(), config.window.horizon_ms)?;
+    let detector = args
+        .detector
+        .clone()
+        .unwrap_or_else(|| config.detector.name.clone());
+    augur_models::build(
+        &detector,
+        &config.detector.settings(),
+        config.window.horizon_ms,
+    )?;
     let names = metric_names(&config);
     let input = args.input.clone();
     let spec = JobSpec {
@@ -29,10 +36,17 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         workers: args.job.workers,
     };
     let make_source = move |index: usize, peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
-        Ok(Box::new(FileSource::open(&input, names.clone(), index, peers)?))
+        Ok(Box::new(FileSource::open(
+            &input,
+            names.clone(),
+            index,
+            peers,
+        )?))
     };
     let mut writer = match &args.alerts_out {
-        Some(path) => Some(LineWriter::create(path).with_context(|| format!("creating {}", path.display()))?),
+        Some(path) => {
+            Some(LineWriter::create(path).with_context(|| format!("creating {}", path.display()))?)
+        }
         None => None,
     };
     let mut write_error = None;
@@ -69,7 +83,11 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     eprintln!(
         "replayed {spans} spans in {secs:.1} s ({:.0} spans/s); {} alerts; {} dead letters ({} late)",
         spans as f64 / secs,
-        outcome.alerts.iter().filter(|a| a.ends_at.is_none()).count(),
+        outcome
+            .alerts
+            .iter()
+            .filter(|a| a.ends_at.is_none())
+            .count(),
         JobStats::get(&outcome.stats.dead_letters),
         JobStats::get(&outcome.stats.late)
     );

@@ -21,7 +21,8 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.faults = FaultPlan::parse(&args.faults)?;
     config.rate_scale = args.rate_scale;
     let mut sim = Simulator::new(config)?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let ext = if args.zstd { "jsonl.zst" } else { "jsonl" };
     let traces_path = args.out.join(format!("traces.otlp.{ext}"));
     let metrics_path = args.out.join(format!("metrics.otlp.{ext}"));
@@ -32,8 +33,10 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let start = sim.now_ms();
     let bar = ProgressBar::new(duration_ms / 1000);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} simulated s · {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} simulated s · {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
     let (mut spans, mut points) = (Vec::new(), Vec::new());
@@ -60,7 +63,8 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let labels_path = args.out.join("labels.json");
     let labels = serde_json::to_string_pretty(&sim.labels())?;
-    std::fs::write(&labels_path, labels).with_context(|| format!("writing {}", labels_path.display()))?;
+    std::fs::write(&labels_path, labels)
+        .with_context(|| format!("writing {}", labels_path.display()))?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "simulated {} s of {} (seed {}): {span_count} spans, {point_count} metric points in {secs:.1} s ({:.0} spans/s incl. JSON encoding)",

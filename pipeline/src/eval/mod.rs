@@ -41,7 +41,11 @@ pub fn faults_from_labels(labels: &serde_json::Value) -> Vec<FaultTruth> {
                 .filter_map(|f| {
                     Some(FaultTruth {
                         service: f.get("service")?.as_str()?.to_string(),
-                        resource: f.get("resource").and_then(|r| r.as_str()).unwrap_or("").to_string(),
+                        resource: f
+                            .get("resource")
+                            .and_then(|r| r.as_str())
+                            .unwrap_or("")
+                            .to_string(),
                         start_ms: f.get("start_ms")?.as_u64()?,
                         end_ms: f.get("end_ms")?.as_u64()?,
                     })
@@ -74,7 +78,11 @@ pub fn report_for(
     params: ScoreParams,
     pipeline: PipelineFigures,
 ) -> Report {
-    let mine: Vec<Alert> = alerts.iter().filter(|a| a.model.name == detector).cloned().collect();
+    let mine: Vec<Alert> = alerts
+        .iter()
+        .filter(|a| a.model.name == detector)
+        .cloned()
+        .collect();
     Report {
         detector: detector.to_string(),
         score: score::score(windows, &mine, faults, params),

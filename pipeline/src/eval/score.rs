@@ -107,15 +107,28 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
     xs.sort_by(f64::total_cmp);
     let mid = xs.len() / 2;
-    if xs.len() % 2 == 1 { xs[mid] } else { (xs[mid - 1] + xs[mid]) / 2.0 }
+    if xs.len() % 2 == 1 {
+        xs[mid]
+    } else {
+        (xs[mid - 1] + xs[mid]) / 2.0
+    }
 }
 
 fn ratio(num: usize, den: usize) -> f64 {
-    if den == 0 { 0.0 } else { num as f64 / den as f64 }
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
 }
 
 /// Scores `alerts` (one detector's; resolved copies carry `ends_at`) against the truth.
-pub fn score(windows: &[WindowTruth], alerts: &[Alert], faults: &[FaultTruth], p: ScoreParams) -> Score {
+pub fn score(
+    windows: &[WindowTruth],
+    alerts: &[Alert],
+    faults: &[FaultTruth],
+    p: ScoreParams,
+) -> Score {
     let mut windows = windows.to_vec();
     windows.sort_by_key(|w| w.window_end);
     let episodes = episodes(&windows, p.window_ms);
@@ -167,8 +180,15 @@ pub fn score(windows: &[WindowTruth], alerts: &[Alert], faults: &[FaultTruth], p
         })
         .count();
 
-    let violating: Vec<EventTime> = windows.iter().filter(|w| w.violated).map(|w| w.window_end).collect();
-    let active: Vec<(EventTime, EventTime)> = firing.iter().map(|a| (a.window_end, resolved_at(a))).collect();
+    let violating: Vec<EventTime> = windows
+        .iter()
+        .filter(|w| w.violated)
+        .map(|w| w.window_end)
+        .collect();
+    let active: Vec<(EventTime, EventTime)> = firing
+        .iter()
+        .map(|a| (a.window_end, resolved_at(a)))
+        .collect();
     let (mut negatives, mut false_alarms) = (0usize, 0usize);
     for w in &windows {
         let positive = violating
@@ -178,7 +198,10 @@ pub fn score(windows: &[WindowTruth], alerts: &[Alert], faults: &[FaultTruth], p
             continue;
         }
         negatives += 1;
-        if active.iter().any(|(from, to)| w.window_end >= *from && w.window_end < *to) {
+        if active
+            .iter()
+            .any(|(from, to)| w.window_end >= *from && w.window_end < *to)
+        {
             false_alarms += 1;
         }
     }
@@ -196,7 +219,10 @@ pub fn score(windows: &[WindowTruth], alerts: &[Alert], faults: &[FaultTruth], p
                 rca.cases += 1;
                 let fault = overlapping[0];
                 if let Some(alert) = alert {
-                    let rank = alert.culprits.iter().position(|c| c.service == fault.service);
+                    let rank = alert
+                        .culprits
+                        .iter()
+                        .position(|c| c.service == fault.service);
                     if rank == Some(0) {
                         hit1 += 1;
                     }
@@ -318,7 +344,11 @@ mod tests {
         assert!((s.detection.precision - 0.5).abs() < 1e-9);
         // Positive windows: 4..=8 and 13..=15 (violation within [w, w+2000]) → 12 negatives.
         // Active alarm on negatives: 9000 (a1 active 5000..10000) and 11000 (a2) → 2/12.
-        assert!((s.detection.fpr - 2.0 / 12.0).abs() < 1e-9, "{}", s.detection.fpr);
+        assert!(
+            (s.detection.fpr - 2.0 / 12.0).abs() < 1e-9,
+            "{}",
+            s.detection.fpr
+        );
         // One RCA case (episode 1, fault on b): b is second → AC@1 0, AC@3 1.
         assert_eq!(s.rca.cases, 1);
         assert_eq!(s.rca.episodes_without_fault, 1);

@@ -31,18 +31,25 @@ pub struct FileSource {
 
 /// The two input files of a recorded directory.
 pub fn input_files(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let traces = find_input(dir, "traces.otlp").with_context(|| format!("no traces in {}", dir.display()))?;
-    let metrics =
-        find_input(dir, "metrics.otlp").with_context(|| format!("no metrics in {}", dir.display()))?;
+    let traces = find_input(dir, "traces.otlp")
+        .with_context(|| format!("no traces in {}", dir.display()))?;
+    let metrics = find_input(dir, "metrics.otlp")
+        .with_context(|| format!("no metrics in {}", dir.display()))?;
     Ok((traces, metrics))
 }
 
 impl FileSource {
-    pub fn open(dir: &Path, names: MetricNames, index: usize, peers: usize) -> anyhow::Result<Self> {
+    pub fn open(
+        dir: &Path,
+        names: MetricNames,
+        index: usize,
+        peers: usize,
+    ) -> anyhow::Result<Self> {
         let (traces, metrics) = input_files(dir)?;
         let mut readers = Vec::new();
         for path in [traces, metrics] {
-            let reader = LineReader::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let reader =
+                LineReader::open(&path).with_context(|| format!("opening {}", path.display()))?;
             readers.push((path, reader));
         }
         Ok(FileSource {

@@ -46,7 +46,8 @@ impl WorkerSource for SimulatorSource {
         }
         let mut target = now + STEP_MS;
         if let Some(speed) = self.speed {
-            let paced = self.start_ms + (self.started.elapsed().as_secs_f64() * speed * 1000.0) as u64;
+            let paced =
+                self.start_ms + (self.started.elapsed().as_secs_f64() * speed * 1000.0) as u64;
             target = target.min(paced);
         }
         if let Some(end) = self.end_ms {
@@ -60,7 +61,8 @@ impl WorkerSource for SimulatorSource {
             });
         }
         let before = batch.spans.len() + batch.metrics.len();
-        self.sim.advance_to(target, &mut batch.spans, &mut batch.metrics);
+        self.sim
+            .advance_to(target, &mut batch.spans, &mut batch.metrics);
         batch.messages += (batch.spans.len() + batch.metrics.len() - before) as u64;
         self.announce();
         Ok(SourceState::Active {
@@ -98,9 +100,13 @@ impl SimulatorSource {
     fn announce(&mut self) {
         let Some(notes) = &self.notes else { return };
         let now = self.sim.now_ms();
-        let Ok(labels) = serde_json::to_value(self.sim.labels()) else { return };
+        let Ok(labels) = serde_json::to_value(self.sim.labels()) else {
+            return;
+        };
         for list in ["faults", "load_spikes", "changes"] {
-            let Some(items) = labels.get(list).and_then(|v| v.as_array()) else { continue };
+            let Some(items) = labels.get(list).and_then(|v| v.as_array()) else {
+                continue;
+            };
             for item in items {
                 let start = item
                     .get("start_ms")
@@ -110,7 +116,12 @@ impl SimulatorSource {
                 if start > now || !self.announced.insert(item.to_string()) {
                     continue;
                 }
-                let text = |k: &str| item.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                let text = |k: &str| {
+                    item.get(k)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                        .to_string()
+                };
                 let line = match list {
                     "faults" => format!(
                         "fault injected: {} on {}{} ({}), {} s",
@@ -121,12 +132,20 @@ impl SimulatorSource {
                             .map(|i| format!(" / {i}"))
                             .unwrap_or_default(),
                         text("resource"),
-                        item.get("end_ms").and_then(|v| v.as_u64()).unwrap_or(start).saturating_sub(start) / 1000
+                        item.get("end_ms")
+                            .and_then(|v| v.as_u64())
+                            .unwrap_or(start)
+                            .saturating_sub(start)
+                            / 1000
                     ),
                     "load_spikes" => format!(
                         "load spike (not a fault): x{:.1} for {} s",
                         item.get("factor").and_then(|v| v.as_f64()).unwrap_or(0.0),
-                        item.get("end_ms").and_then(|v| v.as_u64()).unwrap_or(start).saturating_sub(start) / 1000
+                        item.get("end_ms")
+                            .and_then(|v| v.as_u64())
+                            .unwrap_or(start)
+                            .saturating_sub(start)
+                            / 1000
                     ),
                     _ => format!("deployment change: {} {}", text("kind"), text("service")),
                 };
