@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use augur_connectors::simulator::{FaultKind, FaultPlan, FaultSpec, ExplicitPlan, SimConfig, Simulator, Topology};
+use augur_connectors::simulator::{
+    ExplicitPlan, FaultKind, FaultPlan, FaultSpec, SimConfig, Simulator, Topology,
+};
 use augur_operators::records::{MetricPoint, Resource, Span};
 
 fn run(config: SimConfig, seconds: u64) -> (Vec<Span>, Vec<MetricPoint>, Simulator) {
@@ -20,7 +22,10 @@ fn window_p99(spans: &[Span], entry: &str) -> BTreeMap<u64, f64> {
     let mut by_window: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
     for s in spans {
         if s.parent_span_id.is_none() && s.service == entry {
-            by_window.entry(s.event_ms() / 1000).or_default().push(s.duration_ms());
+            by_window
+                .entry(s.event_ms() / 1000)
+                .or_default()
+                .push(s.duration_ms());
         }
     }
     by_window
@@ -39,15 +44,25 @@ fn summarize(name: &str, fault: Option<FaultSpec>) {
     let mut config = SimConfig::new(topology, 1);
     let start_s = config.start_ms / 1000;
     if let Some(f) = fault.clone() {
-        config.faults = FaultPlan::Explicit(ExplicitPlan { faults: vec![f], load_spikes: vec![] });
+        config.faults = FaultPlan::Explicit(ExplicitPlan {
+            faults: vec![f],
+            load_spikes: vec![],
+        });
     }
     let (spans, metrics, _) = run(config, 120);
     let p99 = window_p99(&spans, &slo.entry);
     let (lo, hi) = match &fault {
-        Some(f) => (start_s + f.start_ms / 1000, start_s + (f.start_ms + f.duration_ms) / 1000),
+        Some(f) => (
+            start_s + f.start_ms / 1000,
+            start_s + (f.start_ms + f.duration_ms) / 1000,
+        ),
         None => (start_s + 5, start_s + 120),
     };
-    let in_range: Vec<f64> = p99.iter().filter(|(w, _)| **w >= lo && **w < hi).map(|(_, v)| *v).collect();
+    let in_range: Vec<f64> = p99
+        .iter()
+        .filter(|(w, _)| **w >= lo && **w < hi)
+        .map(|(_, v)| *v)
+        .collect();
     let violated = in_range.iter().filter(|v| **v > slo.threshold_ms).count();
     let mut sorted = in_range.clone();
     sorted.sort_by(f64::total_cmp);
@@ -69,7 +84,10 @@ fn summarize(name: &str, fault: Option<FaultSpec>) {
             e.0 += m.value;
             e.1 += 1;
         }
-        let line: Vec<String> = cpu.iter().map(|(k, (s, n))| format!("{k}={:.2}", s / *n as f64)).collect();
+        let line: Vec<String> = cpu
+            .iter()
+            .map(|(k, (s, n))| format!("{k}={:.2}", s / *n as f64))
+            .collect();
         println!("  cpu: {}", line.join(" "));
     }
 }

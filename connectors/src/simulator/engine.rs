@@ -432,7 +432,9 @@ impl Simulator {
                 .ok_or_else(|| unknown(caller))?,
         };
         if spec.magnitude.is_nan() || spec.magnitude <= 0.0 {
-            return Err(SimError::Invalid(format!("{context}: magnitude must be > 0")));
+            return Err(SimError::Invalid(format!(
+                "{context}: magnitude must be > 0"
+            )));
         }
         let start_ms = self.start_ms + spec.start_ms;
         let end_ms = start_ms + spec.duration_ms;
@@ -481,12 +483,8 @@ impl Simulator {
     }
 
     fn validate_changes(&self, changes: &[ChangeSpec]) -> Result<(), SimError> {
-        let mut names: HashSet<String> = self
-            .model
-            .services
-            .iter()
-            .map(|s| s.name.clone())
-            .collect();
+        let mut names: HashSet<String> =
+            self.model.services.iter().map(|s| s.name.clone()).collect();
         for (i, change) in changes.iter().enumerate() {
             let context = format!("change {i} ({})", change.action.kind());
             let known = |name: &str, names: &HashSet<String>| {
@@ -565,7 +563,9 @@ impl Simulator {
                 ChangeAction::ScaleOut { replicas } | ChangeAction::ScaleIn { replicas } => {
                     known(&change.service, &names)?;
                     if *replicas == 0 {
-                        return Err(SimError::Invalid(format!("{context}: replicas must be > 0")));
+                        return Err(SimError::Invalid(format!(
+                            "{context}: replicas must be > 0"
+                        )));
                     }
                 }
             }
@@ -876,8 +876,7 @@ impl Simulator {
     /// One leg of an RPC between `caller` and the replica `callee`, with network faults.
     fn network_delay_ns(&mut self, caller: u32, callee: u32) -> u64 {
         let u = self.uniform();
-        let mut delay =
-            self.model.network_base_ns - self.model.network_jitter_ns * (1.0 - u).ln();
+        let mut delay = self.model.network_base_ns - self.model.network_jitter_ns * (1.0 - u).ln();
         let service = self.replicas[callee as usize].service;
         for i in 0..self.active_faults.len() {
             let fault = &self.faults[self.active_faults[i] as usize];
@@ -1019,20 +1018,20 @@ impl Simulator {
             let (z1, z2) = (self.normal(), self.normal());
             let svc = &self.model.services[service as usize];
             let rep = &mut self.replicas[r];
-            let cpu = (rep.cpu_busy_ns / (cores * self.interval_ns as f64)
-                + 0.02
-                + hog
-                + 0.005 * z1)
-                .max(0.0);
-            let memory = memory_base * (1.0 + 0.005 * z2)
-                + per_request * rep.inflight as f64
-                + memory_extra;
+            let cpu =
+                (rep.cpu_busy_ns / (cores * self.interval_ns as f64) + 0.02 + hog + 0.005 * z1)
+                    .max(0.0);
+            let memory =
+                memory_base * (1.0 + 0.005 * z2) + per_request * rep.inflight as f64 + memory_extra;
             let values = [
                 (Resource::Cpu, cpu),
                 (Resource::Memory, memory),
                 (Resource::Network, rep.net_bytes as f64 / interval_s),
                 (Resource::Disk, rep.disk_bytes as f64 / interval_s),
-                (Resource::Queue, (rep.queue.len() + rep.run_queue.len()) as f64),
+                (
+                    Resource::Queue,
+                    (rep.queue.len() + rep.run_queue.len()) as f64,
+                ),
             ];
             for (resource, value) in values {
                 metrics.push(MetricPoint {
@@ -1060,7 +1059,8 @@ impl Simulator {
             (FAULT, START) => {
                 self.active_faults.push(index);
                 let end = self.faults[index as usize].end_ns;
-                self.boundaries.push(Reverse((end.max(t), END, FAULT, index)));
+                self.boundaries
+                    .push(Reverse((end.max(t), END, FAULT, index)));
             }
             (FAULT, _) => {
                 self.active_faults.retain(|&f| f != index);
@@ -1074,7 +1074,8 @@ impl Simulator {
             (_, START) => {
                 self.active_spikes.push(index);
                 let end = self.spikes[index as usize].end_ms * MS;
-                self.boundaries.push(Reverse((end.max(t), END, SPIKE, index)));
+                self.boundaries
+                    .push(Reverse((end.max(t), END, SPIKE, index)));
                 self.update_spike_factor();
             }
             _ => {
@@ -1106,7 +1107,10 @@ impl Simulator {
                 for _ in 0..*replicas {
                     self.add_replica(s);
                 }
-                format!("replicas {before} -> {}", self.service_active[s as usize].len())
+                format!(
+                    "replicas {before} -> {}",
+                    self.service_active[s as usize].len()
+                )
             }
             (ChangeAction::ScaleIn { replicas }, Some(s)) => {
                 let before = self.service_active[s as usize].len();
@@ -1118,7 +1122,10 @@ impl Simulator {
                         self.replicas[r as usize].active = false;
                     }
                 }
-                format!("replicas {before} -> {}", self.service_active[s as usize].len())
+                format!(
+                    "replicas {before} -> {}",
+                    self.service_active[s as usize].len()
+                )
             }
             (
                 ChangeAction::Replace {

@@ -231,13 +231,18 @@ impl RandomPlanner {
     pub(crate) fn next(&mut self) -> Vec<Planned> {
         let mut out = Vec::new();
         let uniform = |rng: &mut Xoshiro256PlusPlus, (lo, hi): (f64, f64)| {
-            if hi > lo { rng.random_range(lo..hi) } else { lo }
+            if hi > lo {
+                rng.random_range(lo..hi)
+            } else {
+                lo
+            }
         };
         let gap_ms = (uniform(&mut self.rng, self.plan.gap_s) * 1000.0) as u64;
         if self.rng.random::<f64>() < self.plan.spike_probability && gap_ms > 20_000 {
             // A spike inside the gap, clear of both faults by at least 5 s.
             let duration_ms = self.rng.random_range(5_000..15_000u64).min(gap_ms - 10_000);
-            let start_ms = self.cursor_ms + 5_000 + self.rng.random_range(0..=(gap_ms - 10_000 - duration_ms));
+            let start_ms =
+                self.cursor_ms + 5_000 + self.rng.random_range(0..=(gap_ms - 10_000 - duration_ms));
             let factor = (self.rng.random_range(1.4..2.0f64) * 100.0).round() / 100.0;
             out.push(Planned::Spike(SpikeSpec {
                 start_s: start_ms as f64 / 1000.0,

@@ -65,7 +65,9 @@ impl SimConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("unknown topology {0:?} (built-ins: chain, fanout, social-network, hotel-reservation, online-boutique)")]
+    #[error(
+        "unknown topology {0:?} (built-ins: chain, fanout, social-network, hotel-reservation, online-boutique)"
+    )]
     UnknownTopology(String),
     #[error("invalid TOML: {0}")]
     Toml(String),

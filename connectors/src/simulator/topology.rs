@@ -194,7 +194,9 @@ impl CallRef {
             None => (target.trim(), None),
         };
         if service.is_empty() {
-            return Err(SimError::Invalid(format!("call {text:?}: empty service name")));
+            return Err(SimError::Invalid(format!(
+                "call {text:?}: empty service name"
+            )));
         }
         Ok(CallRef {
             service: service.to_string(),
@@ -295,7 +297,9 @@ fn validate(spec: &TopologySpec) -> Result<(), SimError> {
     }
     for spike in &spec.load.spikes {
         if spike.start_s < 0.0 || spike.duration_s <= 0.0 || spike.factor <= 0.0 {
-            return invalid(format!("load.spike {spike:?}: times and factor must be positive"));
+            return invalid(format!(
+                "load.spike {spike:?}: times and factor must be positive"
+            ));
         }
     }
     if !(0.0..=1.0).contains(&spec.error_propagation) {
@@ -310,7 +314,10 @@ fn validate(spec: &TopologySpec) -> Result<(), SimError> {
             return invalid(format!("service {:?} is declared twice", s.name));
         }
         if s.replicas == 0 || s.threads == 0 {
-            return invalid(format!("service {:?}: replicas and threads must be >= 1", s.name));
+            return invalid(format!(
+                "service {:?}: replicas and threads must be >= 1",
+                s.name
+            ));
         }
         if s.cores.is_nan() || s.cores <= 0.0 || s.memory_mb < 0.0 || s.memory_per_request_kb < 0.0
         {
@@ -351,10 +358,12 @@ fn validate(spec: &TopologySpec) -> Result<(), SimError> {
         }
     }
     let find_op = |service: &str, op: Option<&str>, context: &str| -> Result<(), SimError> {
-        let s = by_name.get(service).ok_or_else(|| SimError::UnknownService {
-            service: service.to_string(),
-            context: context.to_string(),
-        })?;
+        let s = by_name
+            .get(service)
+            .ok_or_else(|| SimError::UnknownService {
+                service: service.to_string(),
+                context: context.to_string(),
+            })?;
         if let Some(op) = op
             && !s.operations.iter().any(|o| o.name == op)
         {
