@@ -687,3 +687,119 @@ fn configuration_errors_are_clear() {
         }
     );
 }
+
+/// Each fault kind leaves its own signature on tier-3 of the chain (fault from 15 s to 35 s).
+#[test]
+fn each_fault_kind_has_its_signature() {
+    let run_fault = |kind: FaultKind, magnitude: f64| {
+        let mut c = config("chain", 4);
+        c.faults = explicit(vec![fault(kind, "tier-3", 15_000, 20_000, magnitude)]);
+        let t0 = c.start_ms;
+        let (spans, metrics, _) = run(c, 36);
+        (spans, metrics, t0)
+    };
+    let ratio = |spans: &[Span], service: &str, t0: u64| {
+        mean_server_ms(spans, service, t0 + 20_000, t0 + 35_000)
+            / mean_server_ms(spans, service, t0 + 5_000, t0 + 15_000)
+    };
+    let metric_delta = |metrics: &[MetricPoint], resource: Resource, t0: u64| {
+        mean_metric(metrics, "tier-3", resource, t0 + 20_000, t0 + 35_000)
+            - mean_metric(metrics, "tier-3", resource, t0 + 5_000, t0 + 15_000)
+    };
+    let error_share = |spans: &[Span], service: &str, parent: bool, t0: u64| {
+        let v: Vec<bool> = spans
+            .iter()
+            .filter(|s| {
+                s.service == service
+                    && s.kind == SpanKind::Server
+                    && s.parent_span_id.is_some() == parent
+            })
+            .filter(|s| (t0 + 20_000..t0 + 35_000).contains(&s.event_ms()))
+            .map(|s| s.error)
+            .collect();
+        v.iter().filter(|e| **e).count() as f64 / v.len() as f64
+    };
+
+    let (spans, metrics, t0) = run_fault(FaultKind::CpuContention, 3.0);
+    assert!(ratio(&spans, "tier-3", t0) > 2.5);
+    assert!(metric_delta(&metrics, Resource::Cpu, t0) > 0.4);
+
+    let (spans, metrics, t0) = run_fault(FaultKind::MemoryContention, 3.0);
+    assert!(ratio(&spans, "tier-3", t0) > 2.5);
+    let base = mean_metric(
+        &metrics,
+        "tier-3",
+        Resource::Memory,
+        t0 + 5_000,
+        t0 + 15_000,
+    );
+    assert!(metric_delta(&metrics, Resource::Memory, t0) > 0.2 * base);
+
+    let (spans, metrics, t0) = run_fault(FaultKind::MemoryLeak, 6.0);
+    let early = mean_metric(
+        &metrics,
+        "tier-3",
+        Resource::Memory,
+        t0 + 15_000,
+        t0 + 20_000,
+    );
+    let late = mean_metric(
+        &metrics,
+        "tier-3",
+        Resource::Memory,
+        t0 + 30_000,
+        t0 + 35_000,
+    );
+    assert!(late > 1.5 * early, "memory {early} -> {late}");
+    let early = mean_server_ms(&spans, "tier-3", t0 + 15_000, t0 + 18_000);
+    let late = mean_server_ms(&spans, "tier-3", t0 + 30_000, t0 + 35_000);
+    assert!(
+        late > 2.0 * early,
+        "a leak creeps: {early:.1} -> {late:.1} ms"
+    );
+
+    // A software bug, not a resource: queues grow, CPU does not.
+    let (spans, metrics, t0) = run_fault(FaultKind::ThreadPoolShrink, 16.0);
+    assert!(metric_delta(&metrics, Resource::Queue, t0) > 2.0);
+    assert!(metric_delta(&metrics, Resource::Cpu, t0) < 0.05);
+    assert!(ratio(&spans, "tier-3", t0) > 2.0);
+
+    // The delay is on the wire: tier-2's client spans grow, tier-3's server spans do not.
+    let (spans, _, t0) = run_fault(FaultKind::NetworkDelay, 30.0);
+    let client = |from: u64, to: u64| {
+        let v: Vec<f64> = spans
+            .iter()
+            .filter(|s| {
+                s.service == "tier-2"
+                    && s.kind == SpanKind::Client
+                    && (from..to).contains(&s.event_ms())
+            })
+            .map(|s| s.duration_ms())
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert!(client(t0 + 20_000, t0 + 35_000) > client(t0 + 5_000, t0 + 15_000) + 55.0);
+    assert!(ratio(&spans, "tier-3", t0) < 1.5);
+
+    let (spans, _, t0) = run_fault(FaultKind::NetworkLoss, 0.1);
+    let mut slow: Vec<f64> = spans
+        .iter()
+        .filter(|s| s.service == "tier-2" && s.kind == SpanKind::Client)
+        .filter(|s| (t0 + 20_000..t0 + 35_000).contains(&s.event_ms()))
+        .map(|s| s.duration_ms())
+        .collect();
+    slow.sort_by(f64::total_cmp);
+    let p95 = slow[slow.len() * 95 / 100];
+    assert!(
+        p95 > 200.0,
+        "retransmissions show in the tail: p95 {p95:.1} ms"
+    );
+
+    // Errors rise much more than latency.
+    let (spans, _, t0) = run_fault(FaultKind::ErrorFault, 0.3);
+    let share = error_share(&spans, "tier-3", true, t0);
+    assert!((0.2..0.4).contains(&share), "tier-3 error share {share}");
+    let root = error_share(&spans, "tier-0", false, t0);
+    assert!(root > 0.1, "errors propagate to the root: {root}");
+    assert!(ratio(&spans, "tier-3", t0) < 1.3);
+}

@@ -26,6 +26,8 @@ const RTO_NS: f64 = 200e6;
 /// A failing request gives up after this share of its normal processing time.
 const FAIL_FAST_SHARE: f64 = 0.2;
 const MS: u64 = 1_000_000;
+/// Headers and framing of one RPC message (HTTP/2 + gRPC or Thrift), bytes.
+const MESSAGE_OVERHEAD_BYTES: u64 = 300;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum EventKind {
@@ -716,7 +718,7 @@ impl Simulator {
         let capacity = self.capacity(r);
         let replica = &mut self.replicas[r as usize];
         replica.inflight += 1;
-        replica.net_bytes += bytes;
+        replica.net_bytes += bytes + MESSAGE_OVERHEAD_BYTES;
         if replica.busy < capacity {
             self.start(c);
         } else {
@@ -867,7 +869,7 @@ impl Simulator {
             error: false,
         });
         let bytes = self.op(target.service, target.op).request_bytes;
-        self.replicas[p.replica as usize].net_bytes += bytes;
+        self.replicas[p.replica as usize].net_bytes += bytes + MESSAGE_OVERHEAD_BYTES;
         let delay = self.network_delay_ns(p.service, replica);
         self.schedule(self.now_ns + delay, EventKind::Arrive, child);
         true
@@ -920,7 +922,7 @@ impl Simulator {
         }
         replica.busy -= 1;
         replica.inflight -= 1;
-        replica.net_bytes += op.response_bytes;
+        replica.net_bytes += op.response_bytes + MESSAGE_OVERHEAD_BYTES;
         if !call.error {
             replica.disk_bytes += op.disk_write_bytes;
         }
@@ -966,7 +968,7 @@ impl Simulator {
             error: call.error,
             peer_service: (!callee.instrumented).then(|| callee.name.clone()),
         });
-        caller_replica.net_bytes += op.response_bytes;
+        caller_replica.net_bytes += op.response_bytes + MESSAGE_OVERHEAD_BYTES;
         if call.error && self.uniform() < self.model.error_propagation {
             self.calls[p as usize].error = true;
         }
