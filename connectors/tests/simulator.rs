@@ -803,3 +803,25 @@ fn each_fault_kind_has_its_signature() {
     assert!(root > 0.1, "errors propagate to the root: {root}");
     assert!(ratio(&spans, "tier-3", t0) < 1.3);
 }
+
+#[test]
+fn chain_and_fanout_take_a_size() {
+    let chain = Topology::load("chain:8").expect("chain:8");
+    assert_eq!(chain.services().len(), 8);
+    assert_eq!(chain.entry_services(), vec!["tier-0".to_string()]);
+    assert_eq!(
+        Topology::chain(5).expect("chain 5").spec().services,
+        Topology::builtin("chain").expect("chain").spec().services
+    );
+    let fanout = Topology::builtin("fanout:10").expect("fanout:10");
+    assert_eq!(fanout.services().len(), 11);
+    let (spans, _, _) = run(SimConfig::new(chain, 2), 3);
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.service == "tier-7" && s.kind == SpanKind::Server)
+    );
+    let (spans, _, _) = run(SimConfig::new(fanout, 2), 3);
+    assert!(spans.iter().any(|s| s.service == "leaf-9"));
+    assert!(Topology::builtin("chain:0").is_err() && Topology::builtin("ring:3").is_err());
+}
