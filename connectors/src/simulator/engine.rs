@@ -13,7 +13,7 @@ use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::changes::{ChangeAction, ChangeSpec};
-use super::faults::{FaultKind, FaultPlan, FaultSpec, Planned, RandomPlanner};
+use super::faults::{FaultKind, FaultPlan, FaultSpec, FaultTarget, Planned, RandomPlanner};
 use super::labels::{ChangeLabel, FaultLabel, Labels, SpikeLabel};
 use super::model::{CallModel, Model, OpModel, ServiceModel};
 use super::topology::{SloSpec, SpikeSpec, Topology};
@@ -250,7 +250,8 @@ impl Simulator {
                 let entries: HashSet<u32> = sim.model.requests.iter().map(|r| r.service).collect();
                 // Services on the hot path are hit more often: a fault on a service that few
                 // requests visit rarely moves the entry's tail latency.
-                let visits = sim.model.expected_visits();
+                let (visits, thread_s) = sim.model.load_profile();
+                let rate = sim.base_rate_per_ns * 1e9;
                 let targets = sim
                     .model
                     .services
@@ -258,8 +259,14 @@ impl Simulator {
                     .enumerate()
                     .filter(|(i, _)| !entries.contains(&(*i as u32)))
                     .map(|(i, s)| {
-                        let weight = visits[i].min(1.0) + 0.05;
-                        (s.name.clone(), sim.model.initial_replicas[i], weight)
+                        let replicas = sim.model.initial_replicas[i];
+                        FaultTarget {
+                            service: s.name.clone(),
+                            replicas,
+                            threads: s.threads,
+                            weight: visits[i].min(1.0) + 0.05,
+                            occupancy: rate * thread_s[i] / f64::from(replicas),
+                        }
                     })
                     .collect();
                 sim.planner = Some(RandomPlanner::new(plan.clone(), config.seed, targets));
@@ -733,7 +740,7 @@ impl Simulator {
         for &f in &self.active_faults {
             let fault = &self.faults[f as usize];
             if fault.kind == FaultKind::ThreadPoolShrink && fault.hits(service, r) {
-                threads = ((threads as f64 / fault.magnitude).floor() as u32).max(1);
+                threads = ((f64::from(threads) / fault.magnitude).round() as u32).max(1);
             }
         }
         threads
