@@ -668,6 +668,16 @@ fn configuration_errors_are_clear() {
     c.faults = explicit(vec![f]);
     let err = Simulator::new(c).expect_err("unknown instance");
     assert!(err.to_string().contains("tier-1-7"), "{err}");
+    let changes = augur_connectors::simulator::ChangesFile::from_toml_str(
+        "[[change]]\nservice = \"tier-1\"\nat_ms = 500\naction = { kind = \"scale_out\", replicas = 2 }\n",
+    )
+    .expect("changes parse");
+    assert_eq!(changes[0].action, ChangeAction::ScaleOut { replicas: 2 });
+    let err = augur_connectors::simulator::ChangesFile::from_toml_str(
+        "[[change]]\nservice = \"tier-1\"\nat_ms = 500\naction = { kind = \"scale_up\" }\n",
+    )
+    .expect_err("unknown change kind");
+    assert!(err.to_string().contains("scale_up"), "{err}");
     // JSON plans parse too.
     let plan = FaultPlan::from_json_str(
         r#"{"fault":[{"kind":"error_fault","service":"tier-1","start_ms":0,"duration_ms":5,"magnitude":0.2}],
@@ -824,4 +834,124 @@ fn chain_and_fanout_take_a_size() {
     let (spans, _, _) = run(SimConfig::new(fanout, 2), 3);
     assert!(spans.iter().any(|s| s.service == "leaf-9"));
     assert!(Topology::builtin("chain:0").is_err() && Topology::builtin("ring:3").is_err());
+}
+
+#[test]
+fn load_follows_spikes_and_the_diurnal_cycle() {
+    let roots_per_s = |spans: &[Span], t0: u64, from_s: u64, to_s: u64| {
+        spans
+            .iter()
+            .filter(|s| s.parent_span_id.is_none())
+            .filter(|s| (t0 + from_s * 1000..t0 + to_s * 1000).contains(&s.event_ms()))
+            .count() as f64
+            / (to_s - from_s) as f64
+    };
+    let mut c = config("fanout", 8);
+    let t0 = c.start_ms;
+    c.faults = FaultPlan::Explicit(ExplicitPlan {
+        faults: vec![],
+        load_spikes: vec![SpikeSpec {
+            start_s: 10.0,
+            duration_s: 5.0,
+            factor: 2.0,
+        }],
+    });
+    c.rate_scale = 0.5;
+    let (spans, _, sim) = run(c, 20);
+    let (before, during) = (
+        roots_per_s(&spans, t0, 2, 10),
+        roots_per_s(&spans, t0, 10, 15),
+    );
+    assert!(
+        (170.0..230.0).contains(&before),
+        "rate_scale 0.5 of 400/s: {before}"
+    );
+    assert!(
+        (1.7..2.3).contains(&(during / before)),
+        "spike x2: {before} -> {during}"
+    );
+    assert_eq!(sim.labels().load_spikes.len(), 1);
+    assert!(sim.labels().faults.is_empty(), "a spike is not a fault");
+
+    let mut spec = Topology::builtin("fanout").expect("builtin").spec().clone();
+    spec.load.diurnal_amplitude = 0.5;
+    spec.load.diurnal_period_s = 40.0;
+    let (spans, _, _) = run(
+        SimConfig::new(Topology::from_spec(spec).expect("valid"), 8),
+        40,
+    );
+    let (peak, trough) = (
+        roots_per_s(&spans, t0, 5, 15),
+        roots_per_s(&spans, t0, 25, 35),
+    );
+    assert!(
+        peak > 2.0 * trough,
+        "diurnal peak {peak} vs trough {trough}"
+    );
+}
+
+#[test]
+fn scale_in_replace_and_remove_change_the_data() {
+    let mut c = config("social-network", 6);
+    let t0 = c.start_ms;
+    c.changes = vec![
+        ChangeSpec {
+            service: "post-storage-service".into(),
+            at_ms: 4_000,
+            action: ChangeAction::ScaleIn { replicas: 1 },
+        },
+        ChangeSpec {
+            service: "text-service".into(),
+            at_ms: 4_000,
+            action: ChangeAction::Replace {
+                service_time_factor: 5.0,
+            },
+        },
+        ChangeSpec {
+            service: "media-memcached".into(),
+            at_ms: 4_000,
+            action: ChangeAction::RemoveService,
+        },
+    ];
+    let mut bad = c.clone();
+    bad.changes.push(ChangeSpec {
+        service: "text-service".into(),
+        at_ms: 1,
+        action: ChangeAction::RemoveService,
+    });
+    let err = Simulator::new(bad).expect_err("text-service is not a leaf");
+    assert!(err.to_string().contains("leaf"), "{err}");
+
+    let (spans, _, sim) = run(c, 10);
+    let labels = sim.labels();
+    let kinds: Vec<&str> = labels.changes.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["scale_in", "replace", "remove_service"]);
+    assert!(labels.changes.iter().all(|c| c.at_ms == t0 + 4_000));
+    assert_eq!(labels.changes[0].detail, "replicas 2 -> 1");
+    let late = |s: &&Span| s.event_ms() > t0 + 5_000;
+    assert!(
+        !spans
+            .iter()
+            .filter(late)
+            .any(|s| s.instance == "post-storage-service-1")
+    );
+    assert!(
+        spans
+            .iter()
+            .filter(late)
+            .any(|s| s.instance == "post-storage-service-0")
+    );
+    assert!(
+        !spans
+            .iter()
+            .filter(late)
+            .any(|s| s.service == "media-memcached")
+    );
+    assert!(spans.iter().any(|s| s.service == "media-memcached"));
+    let slower = mean_server_ms(&spans, "text-service", t0 + 5_000, t0 + 10_000)
+        / mean_server_ms(&spans, "text-service", t0, t0 + 4_000);
+    assert!(
+        slower > 2.0,
+        "replaced text-service is slower: x{slower:.1}"
+    );
 }
