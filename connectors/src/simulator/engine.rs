@@ -25,6 +25,8 @@ const NONE: u32 = u32::MAX;
 const RTO_NS: f64 = 200e6;
 /// A failing request gives up after this share of its normal processing time.
 const FAIL_FAST_SHARE: f64 = 0.2;
+/// Processing time of rejecting a request that timed out in the queue.
+const REJECT_NS: f64 = 20_000.0;
 const MS: u64 = 1_000_000;
 /// Headers and framing of one RPC message (HTTP/2 + gRPC or Thrift), bytes.
 const MESSAGE_OVERHEAD_BYTES: u64 = 300;
@@ -757,6 +759,17 @@ impl Simulator {
         let z = self.normal();
         let mut time = (mu + sigma * z).exp();
         let mut fail = false;
+        if self.now_ns - call.arrive_ns > self.model.queue_timeout_ns {
+            // Deadline exceeded while queued: rejected at once, no children.
+            let call = &mut self.calls[c as usize];
+            call.error = true;
+            call.pre_ns = 0;
+            call.post_ns = REJECT_NS as u64;
+            call.stage = u32::MAX;
+            self.replicas[call.replica as usize].busy += 1;
+            self.request_core(c, true);
+            return;
+        }
         for i in 0..self.active_faults.len() {
             let fault = &self.faults[self.active_faults[i] as usize];
             if !fault.hits(call.service, call.replica) {
@@ -983,7 +996,12 @@ impl Simulator {
         let parent = &mut self.calls[p as usize];
         parent.pending -= 1;
         if parent.pending == 0 {
-            parent.stage += 1;
+            // A failed call aborts the rest of the caller's work: straight to its reply.
+            parent.stage = if parent.error {
+                u32::MAX
+            } else {
+                parent.stage + 1
+            };
             self.run_stages(p);
         }
     }

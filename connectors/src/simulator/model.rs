@@ -66,6 +66,7 @@ pub(crate) struct Model {
     pub network_base_ns: f64,
     pub network_jitter_ns: f64,
     pub error_propagation: f64,
+    pub queue_timeout_ns: u64,
 }
 
 impl Model {
@@ -165,6 +166,7 @@ impl Model {
             network_base_ns: spec.network_base_ms * 1e6,
             network_jitter_ns: spec.network_jitter_ms * 1e6,
             error_propagation: spec.error_propagation,
+            queue_timeout_ns: (spec.queue_timeout_ms * 1e6) as u64,
         })
     }
 

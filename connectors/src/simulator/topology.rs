@@ -66,6 +66,11 @@ pub struct TopologySpec {
     /// Probability that a caller whose child failed fails too.
     #[serde(default = "default_error_propagation")]
     pub error_propagation: f64,
+    /// A request that waited longer than this for a thread is rejected with an error when
+    /// it reaches one (a deadline, as RPC frameworks have), so overload ends in errors and
+    /// bounded latency rather than an ever-growing backlog.
+    #[serde(default = "default_queue_timeout_ms")]
+    pub queue_timeout_ms: f64,
     pub load: LoadSpec,
     #[serde(rename = "slo", default)]
     pub slos: Vec<SloSpec>,
@@ -384,6 +389,9 @@ fn validate(spec: &TopologySpec) -> Result<(), SimError> {
     if !(0.0..=1.0).contains(&spec.error_propagation) {
         return invalid("error_propagation must be in [0, 1]".into());
     }
+    if spec.queue_timeout_ms.is_nan() || spec.queue_timeout_ms <= 0.0 {
+        return invalid("queue_timeout_ms must be > 0".into());
+    }
     if spec.network_base_ms < 0.0 || spec.network_jitter_ms < 0.0 {
         return invalid("network_base_ms and network_jitter_ms must be >= 0".into());
     }
@@ -564,6 +572,9 @@ fn default_network_jitter_ms() -> f64 {
 }
 fn default_error_propagation() -> f64 {
     0.8
+}
+fn default_queue_timeout_ms() -> f64 {
+    1000.0
 }
 fn default_diurnal_period_s() -> f64 {
     3600.0
