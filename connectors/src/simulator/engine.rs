@@ -1,8 +1,13 @@
 //! The discrete-event engine: a binary heap of events keyed by (time, sequence number) drives
-//! calls through replicas (a FIFO queue in front of K worker threads, each thread held for
-//! the whole synchronous RPC including its children, which is how backpressure travels
-//! upstream), applies faults, load spikes and deployment changes at their times, and emits
-//! spans as they end and metric samples every interval.
+//! calls through replicas, applies faults, load spikes and deployment changes at their times,
+//! and emits spans as they end and metric samples every interval.
+//!
+//! A replica is a FIFO queue in front of K worker threads. A thread is held for the whole
+//! synchronous RPC, children included, which is how backpressure travels upstream: a slow
+//! back end holds its callers' threads and their queues grow. Local processing (split before
+//! and after the children) also needs one of the replica's C cores, with a FIFO run queue,
+//! so CPU contention saturates a busy replica the way a CPU hog does. A request that waited
+//! longer than the topology's `queue_timeout_ms` for a thread is rejected with an error.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet, VecDeque};
