@@ -217,3 +217,22 @@ fn spans_per_second() {
         span_count as f64 / elapsed
     );
 }
+
+/// Fault-free violation rate over longer runs and several seeds.
+#[test]
+#[ignore]
+fn fault_free_violation_rates() {
+    for name in Topology::builtin_names() {
+        let mut line = Vec::new();
+        for seed in 1..=3u64 {
+            let topology = Topology::builtin(name).expect("builtin");
+            let slo = topology.slos()[0].clone();
+            let (spans, _, _) = run(SimConfig::new(topology, seed), 300);
+            let p99 = window_p99(&spans, &slo.entry);
+            let windows: Vec<f64> = p99.values().skip(2).copied().collect();
+            let violated = windows.iter().filter(|v| **v > slo.threshold_ms).count();
+            line.push(format!("seed {seed}: {violated}/{}", windows.len()));
+        }
+        println!("{name} fault-free, 300 s: {}", line.join(", "));
+    }
+}
