@@ -130,6 +130,68 @@ fn calibrate_slos() {
     }
 }
 
+/// Under the random plan: share of 1-s windows violating the SLO inside faults, inside
+/// spikes, and elsewhere.
+#[test]
+#[ignore]
+fn random_plan_violation_rates() {
+    for name in Topology::builtin_names() {
+        for seed in [1u64, 2] {
+            let topology = Topology::builtin(name).expect("builtin");
+            let slo = topology.slos()[0].clone();
+            let mut config = SimConfig::new(topology, seed);
+            config.faults = FaultPlan::parse("random").expect("random");
+            let (spans, _, sim) = run(config, 900);
+            let labels = sim.labels();
+            let p99 = window_p99(&spans, &slo.entry);
+            let (mut fault_w, mut fault_v, mut spike_w, mut spike_v, mut quiet_w, mut quiet_v) =
+                (0, 0, 0, 0, 0, 0);
+            let mut per_fault = Vec::new();
+            for f in &labels.faults {
+                let windows: Vec<bool> = p99
+                    .iter()
+                    .filter(|(w, _)| **w * 1000 >= f.start_ms && **w * 1000 + 1000 <= f.end_ms)
+                    .map(|(_, v)| *v > slo.threshold_ms)
+                    .collect();
+                let share =
+                    windows.iter().filter(|v| **v).count() as f64 / windows.len().max(1) as f64;
+                per_fault.push(format!("{}@{}={:.0}%", f.kind, f.service, share * 100.0));
+            }
+            for (w, v) in &p99 {
+                let t = w * 1000;
+                let violated = *v > slo.threshold_ms;
+                if labels
+                    .faults
+                    .iter()
+                    .any(|f| t + 1000 > f.start_ms && t < f.end_ms + 10_000)
+                {
+                    fault_w += 1;
+                    fault_v += usize::from(violated);
+                } else if labels
+                    .load_spikes
+                    .iter()
+                    .any(|s| t + 1000 > s.start_ms && t < s.end_ms)
+                {
+                    spike_w += 1;
+                    spike_v += usize::from(violated);
+                } else if t >= labels.start_ms + 2000 {
+                    quiet_w += 1;
+                    quiet_v += usize::from(violated);
+                }
+            }
+            let pct = |v: usize, w: usize| 100.0 * v as f64 / w.max(1) as f64;
+            println!(
+                "{name} seed {seed}: faults {} windows {:.0}% violated; spikes {:.0}% of {spike_w}; quiet {:.1}% of {quiet_w}",
+                labels.faults.len(),
+                pct(fault_v, fault_w),
+                pct(spike_v, spike_w),
+                pct(quiet_v, quiet_w)
+            );
+            println!("  {}", per_fault.join(" "));
+        }
+    }
+}
+
 #[test]
 #[ignore]
 fn spans_per_second() {
@@ -154,4 +216,23 @@ fn spans_per_second() {
         "social-network, 60 s simulated: {span_count} spans, {metric_count} metrics in {elapsed:.3} s wall = {:.0} spans/s",
         span_count as f64 / elapsed
     );
+}
+
+/// Fault-free violation rate over longer runs and several seeds.
+#[test]
+#[ignore]
+fn fault_free_violation_rates() {
+    for name in Topology::builtin_names() {
+        let mut line = Vec::new();
+        for seed in 1..=3u64 {
+            let topology = Topology::builtin(name).expect("builtin");
+            let slo = topology.slos()[0].clone();
+            let (spans, _, _) = run(SimConfig::new(topology, seed), 300);
+            let p99 = window_p99(&spans, &slo.entry);
+            let windows: Vec<f64> = p99.values().skip(2).copied().collect();
+            let violated = windows.iter().filter(|v| **v > slo.threshold_ms).count();
+            line.push(format!("seed {seed}: {violated}/{}", windows.len()));
+        }
+        println!("{name} fault-free, 300 s: {}", line.join(", "));
+    }
 }

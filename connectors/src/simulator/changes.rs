@@ -66,4 +66,18 @@ impl ChangesFile {
         let file: ChangesFile = toml::from_str(s).map_err(|e| SimError::Toml(e.to_string()))?;
         Ok(file.changes)
     }
+
+    /// A TOML file, or JSON (`{"change": [...]}`) when the path ends in `.json`.
+    pub fn load(path: &str) -> Result<Vec<ChangeSpec>, SimError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
+            path: path.to_string(),
+            source,
+        })?;
+        if path.ends_with(".json") {
+            let file: ChangesFile = serde_json::from_str(&text)?;
+            Ok(file.changes)
+        } else {
+            ChangesFile::from_toml_str(&text)
+        }
+    }
 }

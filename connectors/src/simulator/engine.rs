@@ -1,8 +1,13 @@
 //! The discrete-event engine: a binary heap of events keyed by (time, sequence number) drives
-//! calls through replicas (a FIFO queue in front of K worker threads, each thread held for
-//! the whole synchronous RPC including its children, which is how backpressure travels
-//! upstream), applies faults, load spikes and deployment changes at their times, and emits
-//! spans as they end and metric samples every interval.
+//! calls through replicas, applies faults, load spikes and deployment changes at their times,
+//! and emits spans as they end and metric samples every interval.
+//!
+//! A replica is a FIFO queue in front of K worker threads. A thread is held for the whole
+//! synchronous RPC, children included, which is how backpressure travels upstream: a slow
+//! back end holds its callers' threads and their queues grow. Local processing (split before
+//! and after the children) also needs one of the replica's C cores, with a FIFO run queue,
+//! so CPU contention saturates a busy replica the way a CPU hog does. A request that waited
+//! longer than the topology's `queue_timeout_ms` for a thread is rejected with an error.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet, VecDeque};
@@ -13,7 +18,7 @@ use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::changes::{ChangeAction, ChangeSpec};
-use super::faults::{FaultKind, FaultPlan, FaultSpec, Planned, RandomPlanner};
+use super::faults::{FaultKind, FaultPlan, FaultSpec, FaultTarget, Planned, RandomPlanner};
 use super::labels::{ChangeLabel, FaultLabel, Labels, SpikeLabel};
 use super::model::{CallModel, Model, OpModel, ServiceModel};
 use super::topology::{SloSpec, SpikeSpec, Topology};
@@ -25,7 +30,11 @@ const NONE: u32 = u32::MAX;
 const RTO_NS: f64 = 200e6;
 /// A failing request gives up after this share of its normal processing time.
 const FAIL_FAST_SHARE: f64 = 0.2;
+/// Processing time of rejecting a request that timed out in the queue.
+const REJECT_NS: f64 = 20_000.0;
 const MS: u64 = 1_000_000;
+/// Headers and framing of one RPC message (HTTP/2 + gRPC or Thrift), bytes.
+const MESSAGE_OVERHEAD_BYTES: u64 = 300;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum EventKind {
@@ -248,7 +257,8 @@ impl Simulator {
                 let entries: HashSet<u32> = sim.model.requests.iter().map(|r| r.service).collect();
                 // Services on the hot path are hit more often: a fault on a service that few
                 // requests visit rarely moves the entry's tail latency.
-                let visits = sim.model.expected_visits();
+                let (visits, thread_s) = sim.model.load_profile();
+                let rate = sim.base_rate_per_ns * 1e9;
                 let targets = sim
                     .model
                     .services
@@ -256,8 +266,14 @@ impl Simulator {
                     .enumerate()
                     .filter(|(i, _)| !entries.contains(&(*i as u32)))
                     .map(|(i, s)| {
-                        let weight = visits[i].min(1.0) + 0.05;
-                        (s.name.clone(), sim.model.initial_replicas[i], weight)
+                        let replicas = sim.model.initial_replicas[i];
+                        FaultTarget {
+                            service: s.name.clone(),
+                            replicas,
+                            threads: s.threads,
+                            weight: visits[i].min(1.0) + 0.05,
+                            occupancy: rate * thread_s[i] / f64::from(replicas),
+                        }
                     })
                     .collect();
                 sim.planner = Some(RandomPlanner::new(plan.clone(), config.seed, targets));
@@ -716,7 +732,7 @@ impl Simulator {
         let capacity = self.capacity(r);
         let replica = &mut self.replicas[r as usize];
         replica.inflight += 1;
-        replica.net_bytes += bytes;
+        replica.net_bytes += bytes + MESSAGE_OVERHEAD_BYTES;
         if replica.busy < capacity {
             self.start(c);
         } else {
@@ -731,7 +747,7 @@ impl Simulator {
         for &f in &self.active_faults {
             let fault = &self.faults[f as usize];
             if fault.kind == FaultKind::ThreadPoolShrink && fault.hits(service, r) {
-                threads = ((threads as f64 / fault.magnitude).floor() as u32).max(1);
+                threads = ((f64::from(threads) / fault.magnitude).round() as u32).max(1);
             }
         }
         threads
@@ -748,6 +764,17 @@ impl Simulator {
         let z = self.normal();
         let mut time = (mu + sigma * z).exp();
         let mut fail = false;
+        if self.now_ns - call.arrive_ns > self.model.queue_timeout_ns {
+            // Deadline exceeded while queued: rejected at once, no children.
+            let call = &mut self.calls[c as usize];
+            call.error = true;
+            call.pre_ns = 0;
+            call.post_ns = REJECT_NS as u64;
+            call.stage = u32::MAX;
+            self.replicas[call.replica as usize].busy += 1;
+            self.request_core(c, true);
+            return;
+        }
         for i in 0..self.active_faults.len() {
             let fault = &self.faults[self.active_faults[i] as usize];
             if !fault.hits(call.service, call.replica) {
@@ -867,7 +894,7 @@ impl Simulator {
             error: false,
         });
         let bytes = self.op(target.service, target.op).request_bytes;
-        self.replicas[p.replica as usize].net_bytes += bytes;
+        self.replicas[p.replica as usize].net_bytes += bytes + MESSAGE_OVERHEAD_BYTES;
         let delay = self.network_delay_ns(p.service, replica);
         self.schedule(self.now_ns + delay, EventKind::Arrive, child);
         true
@@ -920,7 +947,7 @@ impl Simulator {
         }
         replica.busy -= 1;
         replica.inflight -= 1;
-        replica.net_bytes += op.response_bytes;
+        replica.net_bytes += op.response_bytes + MESSAGE_OVERHEAD_BYTES;
         if !call.error {
             replica.disk_bytes += op.disk_write_bytes;
         }
@@ -966,7 +993,7 @@ impl Simulator {
             error: call.error,
             peer_service: (!callee.instrumented).then(|| callee.name.clone()),
         });
-        caller_replica.net_bytes += op.response_bytes;
+        caller_replica.net_bytes += op.response_bytes + MESSAGE_OVERHEAD_BYTES;
         if call.error && self.uniform() < self.model.error_propagation {
             self.calls[p as usize].error = true;
         }
@@ -974,7 +1001,12 @@ impl Simulator {
         let parent = &mut self.calls[p as usize];
         parent.pending -= 1;
         if parent.pending == 0 {
-            parent.stage += 1;
+            // A failed call aborts the rest of the caller's work: straight to its reply.
+            parent.stage = if parent.error {
+                u32::MAX
+            } else {
+                parent.stage + 1
+            };
             self.run_stages(p);
         }
     }

@@ -14,7 +14,7 @@ use super::topology::SpikeSpec;
 /// - `memory_contention`: service-time factor, applied with extra variance;
 /// - `network_delay`: extra one-way delay per RPC leg, ms;
 /// - `network_loss`: share of RPC legs that wait a 200 ms retransmission timeout;
-/// - `thread_pool_shrink`: threads per replica divided by this (at least one stays);
+/// - `thread_pool_shrink`: threads per replica become `round(threads / magnitude)`, at least 1;
 /// - `memory_leak`: service-time factor reached at the end (grows linearly from 1);
 /// - `error_fault`: share of requests that fail fast with status ERROR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -71,6 +71,7 @@ impl FaultKind {
             FaultKind::MemoryContention => rng.random_range(2.5..4.5),
             FaultKind::NetworkDelay => rng.random_range(20.0..60.0),
             FaultKind::NetworkLoss => rng.random_range(0.05..0.2),
+            // Drawn from the target's thread occupancy in `RandomPlanner::next`.
             FaultKind::ThreadPoolShrink => rng.random_range(6.0..16.0),
             FaultKind::MemoryLeak => rng.random_range(4.0..8.0),
             FaultKind::ErrorFault => rng.random_range(0.1..0.4),
@@ -198,21 +199,32 @@ pub(crate) enum Planned {
     Spike(SpikeSpec),
 }
 
+/// A service the random plan may hit.
+#[derive(Clone, Debug)]
+pub(crate) struct FaultTarget {
+    pub service: String,
+    pub replicas: u32,
+    pub threads: u32,
+    /// How often it is picked (its share of the traffic, with a floor).
+    pub weight: f64,
+    /// Expected busy threads per replica at the topology's load.
+    pub occupancy: f64,
+}
+
 /// Draws the random schedule lazily, on its own RNG stream so the schedule depends only on
 /// the seed, never on how the run is chunked.
 #[derive(Debug)]
 pub(crate) struct RandomPlanner {
     plan: RandomPlan,
     rng: Xoshiro256PlusPlus,
-    /// Services a fault may hit (non-entry), with their replica counts and how often they
-    /// are picked.
-    targets: Vec<(String, u32, f64)>,
+    /// Services a fault may hit (non-entry).
+    targets: Vec<FaultTarget>,
     /// Relative time (ms) from which the next gap starts.
     cursor_ms: u64,
 }
 
 impl RandomPlanner {
-    pub(crate) fn new(plan: RandomPlan, seed: u64, targets: Vec<(String, u32, f64)>) -> Self {
+    pub(crate) fn new(plan: RandomPlan, seed: u64, targets: Vec<FaultTarget>) -> Self {
         let cursor_ms = (plan.warmup_s * 1000.0).max(0.0) as u64;
         RandomPlanner {
             plan,
@@ -253,22 +265,44 @@ impl RandomPlanner {
         let start_ms = self.cursor_ms + gap_ms;
         let duration_ms = (uniform(&mut self.rng, self.plan.duration_s) * 1000.0) as u64;
         if !self.targets.is_empty() {
-            let total: f64 = self.targets.iter().map(|t| t.2).sum();
+            let mut kind = self.random_kind();
+            // A smaller thread pool only hurts where threads are busy: shrink a pool that
+            // holds most of a busy thread per replica, else contend for CPU instead.
+            let busy_pools: Vec<usize> = (0..self.targets.len())
+                .filter(|&i| self.targets[i].occupancy >= 0.8)
+                .collect();
+            if kind == FaultKind::ThreadPoolShrink && busy_pools.is_empty() {
+                kind = FaultKind::CpuContention;
+            }
+            let candidates: Vec<usize> = if kind == FaultKind::ThreadPoolShrink {
+                busy_pools
+            } else {
+                (0..self.targets.len()).collect()
+            };
+            let total: f64 = candidates.iter().map(|&i| self.targets[i].weight).sum();
             let mut x = self.rng.random::<f64>() * total;
-            let mut pick = self.targets.len() - 1;
-            for (i, t) in self.targets.iter().enumerate() {
-                if x < t.2 {
+            let mut pick = candidates[candidates.len() - 1];
+            for &i in &candidates {
+                if x < self.targets[i].weight {
                     pick = i;
                     break;
                 }
-                x -= t.2;
+                x -= self.targets[i].weight;
             }
-            let (service, replicas, _) = self.targets[pick].clone();
-            let kind = self.random_kind();
+            let target = self.targets[pick].clone();
+            let (service, replicas) = (target.service, target.replicas);
             let instance = (replicas > 1
                 && self.rng.random::<f64>() < self.plan.single_replica_probability)
                 .then(|| format!("{service}-{}", self.rng.random_range(0..replicas)));
-            let magnitude = kind.random_magnitude(&mut self.rng);
+            let magnitude = if kind == FaultKind::ThreadPoolShrink {
+                // Leave fewer threads than are busy on average, so the queue grows.
+                let left = (target.occupancy * self.rng.random_range(0.4..0.8))
+                    .floor()
+                    .max(1.0);
+                (f64::from(target.threads) / left).max(1.0)
+            } else {
+                kind.random_magnitude(&mut self.rng)
+            };
             out.push(Planned::Fault(FaultSpec {
                 kind,
                 service,

@@ -66,6 +66,7 @@ pub(crate) struct Model {
     pub network_base_ns: f64,
     pub network_jitter_ns: f64,
     pub error_propagation: f64,
+    pub queue_timeout_ns: u64,
 }
 
 impl Model {
@@ -165,6 +166,7 @@ impl Model {
             network_base_ns: spec.network_base_ms * 1e6,
             network_jitter_ns: spec.network_jitter_ms * 1e6,
             error_propagation: spec.error_propagation,
+            queue_timeout_ns: (spec.queue_timeout_ms * 1e6) as u64,
         })
     }
 
@@ -175,23 +177,64 @@ impl Model {
             .map(|i| i as u32)
     }
 
-    /// Expected number of times each service is called per request of the load mix
-    /// (probabilities multiplied along the call graph, which is acyclic).
-    pub fn expected_visits(&self) -> Vec<f64> {
-        fn visit(model: &Model, service: u32, op: u32, weight: f64, out: &mut [f64]) {
-            out[service as usize] += weight;
+    /// Per service, per request of the load mix: the expected number of calls it receives
+    /// and the expected thread-seconds it holds (its own processing plus the time it waits
+    /// on its children, which is what fills a thread pool). The call graph is acyclic.
+    pub fn load_profile(&self) -> (Vec<f64>, Vec<f64>) {
+        let leg_s = 2.0 * (self.network_base_ns + self.network_jitter_ns) / 1e9;
+        fn holding_s(model: &Model, service: u32, op: u32, leg_s: f64) -> f64 {
+            let op = &model.services[service as usize].ops[op as usize];
+            let children: f64 = op
+                .stages
+                .iter()
+                .map(|stage| {
+                    stage
+                        .iter()
+                        .map(|c| c.probability * (holding_s(model, c.service, c.op, leg_s) + leg_s))
+                        .fold(0.0, f64::max)
+                })
+                .sum();
+            op.mean_ns / 1e9 + children
+        }
+        fn visit(
+            model: &Model,
+            service: u32,
+            op: u32,
+            weight: f64,
+            leg_s: f64,
+            out: &mut (Vec<f64>, Vec<f64>),
+        ) {
+            out.0[service as usize] += weight;
+            out.1[service as usize] += weight * holding_s(model, service, op, leg_s);
             for call in model.services[service as usize].ops[op as usize]
                 .stages
                 .iter()
                 .flatten()
             {
-                visit(model, call.service, call.op, weight * call.probability, out);
+                visit(
+                    model,
+                    call.service,
+                    call.op,
+                    weight * call.probability,
+                    leg_s,
+                    out,
+                );
             }
         }
-        let mut out = vec![0.0; self.services.len()];
+        let mut out = (
+            vec![0.0; self.services.len()],
+            vec![0.0; self.services.len()],
+        );
         let mut previous = 0.0;
         for (request, &cdf) in self.requests.iter().zip(&self.request_cdf) {
-            visit(self, request.service, request.op, cdf - previous, &mut out);
+            visit(
+                self,
+                request.service,
+                request.op,
+                cdf - previous,
+                leg_s,
+                &mut out,
+            );
             previous = cdf;
         }
         out

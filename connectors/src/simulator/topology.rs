@@ -66,6 +66,11 @@ pub struct TopologySpec {
     /// Probability that a caller whose child failed fails too.
     #[serde(default = "default_error_propagation")]
     pub error_propagation: f64,
+    /// A request that waited longer than this for a thread is rejected with an error when
+    /// it reaches one (a deadline, as RPC frameworks have), so overload ends in errors and
+    /// bounded latency rather than an ever-growing backlog.
+    #[serde(default = "default_queue_timeout_ms")]
+    pub queue_timeout_ms: f64,
     pub load: LoadSpec,
     #[serde(rename = "slo", default)]
     pub slos: Vec<SloSpec>,
@@ -213,8 +218,21 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// A built-in topology by name (see [`Topology::builtin_names`]).
+    /// A built-in topology by name (see [`Topology::builtin_names`]); `chain:N` and
+    /// `fanout:N` give a chain of N tiers or a fan-out to N leaves.
     pub fn builtin(name: &str) -> Result<Topology, SimError> {
+        if let Some((shape, n)) = name.split_once(':') {
+            let n: usize = n
+                .parse()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or_else(|| SimError::UnknownTopology(name.to_string()))?;
+            return match shape {
+                "chain" => Topology::chain(n),
+                "fanout" => Topology::fanout(n),
+                _ => Err(SimError::UnknownTopology(name.to_string())),
+            };
+        }
         let text = BUILTINS
             .iter()
             .find(|(n, _)| *n == name)
@@ -232,9 +250,75 @@ impl Topology {
         Topology::from_spec(spec)
     }
 
-    /// A built-in name, or the path of a TOML file.
+    /// A chain of `tiers` tiers shaped like the `chain` built-in (whose first and last
+    /// tiers are the templates); thread pools grow towards the front end and the SLO with
+    /// the depth.
+    pub fn chain(tiers: usize) -> Result<Topology, SimError> {
+        let base = Topology::builtin("chain")?.spec;
+        let tiers = tiers.max(1);
+        let mut spec = base.clone();
+        spec.name = format!("chain:{tiers}");
+        spec.services = (0..tiers)
+            .map(|i| {
+                let template = if i == 0 {
+                    &base.services[0]
+                } else {
+                    &base.services[base.services.len() - 1]
+                };
+                let mut service = template.clone();
+                service.name = format!("tier-{i}");
+                service.threads = if i == 0 {
+                    64.max(8 * (tiers as u32 + 3))
+                } else {
+                    8 * (tiers - i) as u32
+                };
+                let op = &mut service.operations[0];
+                if i > 0 {
+                    op.name = format!("Tier{i}");
+                }
+                op.stages = if i + 1 < tiers {
+                    vec![vec![format!("tier-{}:Tier{}", i + 1, i + 1)]]
+                } else {
+                    Vec::new()
+                };
+                service
+            })
+            .collect();
+        for slo in &mut spec.slos {
+            slo.threshold_ms = (7.0 * tiers as f64).max(15.0);
+        }
+        Topology::from_spec(spec)
+    }
+
+    /// A root calling `leaves` leaves in parallel, shaped like the `fanout` built-in.
+    pub fn fanout(leaves: usize) -> Result<Topology, SimError> {
+        let base = Topology::builtin("fanout")?.spec;
+        let leaves = leaves.max(1);
+        let mut spec = base.clone();
+        spec.name = format!("fanout:{leaves}");
+        let mut root = base.services[0].clone();
+        root.operations[0].stages = vec![(0..leaves).map(|i| format!("leaf-{i}:Leaf")).collect()];
+        spec.services = std::iter::once(root)
+            .chain((0..leaves).map(|i| {
+                let mut leaf = base.services[1].clone();
+                leaf.name = format!("leaf-{i}");
+                leaf
+            }))
+            .collect();
+        if leaves > 6 {
+            for slo in &mut spec.slos {
+                slo.threshold_ms += 5.0;
+            }
+        }
+        Topology::from_spec(spec)
+    }
+
+    /// A built-in name (or `chain:N`, `fanout:N`), or the path of a TOML file.
     pub fn load(path_or_name: &str) -> Result<Topology, SimError> {
-        if BUILTIN_NAMES.contains(&path_or_name) {
+        if BUILTIN_NAMES.contains(&path_or_name)
+            || path_or_name.starts_with("chain:")
+            || path_or_name.starts_with("fanout:")
+        {
             return Topology::builtin(path_or_name);
         }
         let text = std::fs::read_to_string(path_or_name).map_err(|source| SimError::Io {
@@ -304,6 +388,9 @@ fn validate(spec: &TopologySpec) -> Result<(), SimError> {
     }
     if !(0.0..=1.0).contains(&spec.error_propagation) {
         return invalid("error_propagation must be in [0, 1]".into());
+    }
+    if spec.queue_timeout_ms.is_nan() || spec.queue_timeout_ms <= 0.0 {
+        return invalid("queue_timeout_ms must be > 0".into());
     }
     if spec.network_base_ms < 0.0 || spec.network_jitter_ms < 0.0 {
         return invalid("network_base_ms and network_jitter_ms must be >= 0".into());
@@ -485,6 +572,9 @@ fn default_network_jitter_ms() -> f64 {
 }
 fn default_error_propagation() -> f64 {
     0.8
+}
+fn default_queue_timeout_ms() -> f64 {
+    1000.0
 }
 fn default_diurnal_period_s() -> f64 {
     3600.0
