@@ -1,4 +1,5 @@
 //! End-to-end tests of the `augur` binary: simulate → replay / eval, as a user runs them.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -209,7 +209,7 @@ impl Config {
                     "must be in (0, 1), e.g. 0.99",
                 );
             }
-            if !(slo.threshold_ms > 0.0 && slo.threshold_ms.is_finite()) {
+            if !is_positive(slo.threshold_ms) {
                 return fail(
                     &format!("slo[{i}].threshold_ms"),
                     "must be a positive number",
@@ -229,7 +229,7 @@ impl Config {
                 ),
             );
         }
-        if !(self.detector.nsigma.sigma > 0.0) {
+        if !is_positive(self.detector.nsigma.sigma) {
             return fail("detector.nsigma.sigma", "must be positive");
         }
         if self.detector.nsigma.history < self.detector.nsigma.min_history.max(2) {
@@ -244,11 +244,16 @@ impl Config {
                 "fire_after and clear_after must be at least 1",
             );
         }
-        if !(self.simulator.speed > 0.0) {
+        if !is_positive(self.simulator.speed) {
             return fail("simulator.speed", "must be positive");
         }
         Ok(())
     }
+}
+
+/// A finite number above zero (false for NaN).
+fn is_positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
 }
 
 #[cfg(test)]
