@@ -90,6 +90,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             for note in note_rx.try_iter() {
                 println!("{}  [simulator] {note}", clock(window.window_end));
             }
+            // After the input stops, the graph retires its edges in windows without traffic.
+            if window.services.is_empty() {
+                return;
+            }
             windows_seen += 1;
             if windows_seen % STATUS_EVERY == 0 {
                 println!("{}", window_line(window));
