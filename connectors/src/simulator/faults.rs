@@ -172,11 +172,14 @@ impl FaultPlan {
                     source,
                 })?;
                 let plan = if path.ends_with(".json") {
-                    FaultPlan::from_json_str(&text)?
+                    FaultPlan::from_json_str(&text)
                 } else {
-                    FaultPlan::from_toml_str(&text)?
+                    FaultPlan::from_toml_str(&text)
                 };
-                Ok(plan)
+                plan.map_err(|error| SimError::InFile {
+                    path: path.to_string(),
+                    error: Box::new(error),
+                })
             }
         }
     }

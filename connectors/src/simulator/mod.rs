@@ -73,7 +73,7 @@ pub enum SimError {
     Toml(String),
     #[error("invalid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("cannot read or write {path}: {source}")]
+    #[error("cannot read or write {path}")]
     Io {
         path: String,
         source: std::io::Error,
@@ -94,4 +94,7 @@ pub enum SimError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// An error in a file, named.
+    #[error("{path}: {error}")]
+    InFile { path: String, error: Box<SimError> },
 }

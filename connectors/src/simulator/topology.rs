@@ -321,11 +321,18 @@ impl Topology {
         {
             return Topology::builtin(path_or_name);
         }
+        let path = std::path::Path::new(path_or_name);
+        if !path.exists() && !path_or_name.contains('/') && !path_or_name.ends_with(".toml") {
+            return Err(SimError::UnknownTopology(path_or_name.to_string()));
+        }
         let text = std::fs::read_to_string(path_or_name).map_err(|source| SimError::Io {
             path: path_or_name.to_string(),
             source,
         })?;
-        Topology::from_toml_str(&text)
+        Topology::from_toml_str(&text).map_err(|error| SimError::InFile {
+            path: path_or_name.to_string(),
+            error: Box::new(error),
+        })
     }
 
     /// Validates a spec: every name referenced exists, values are in range, calls are acyclic.
