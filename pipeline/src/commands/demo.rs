@@ -1,6 +1,6 @@
 //! `augur demo`: simulator → dataflow → live alerts in the terminal. No broker, no files.
 
-use augur_connectors::simulator::{FaultPlan, SimConfig, Simulator, Topology};
+use augur_connectors::simulator::{FaultPlan, RandomPlan, SimConfig, Simulator, Topology};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::cli::DemoArgs;
@@ -32,7 +32,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         config.slo.clone()
     };
     let mut sim_config = SimConfig::new(topology.clone(), config.simulator.seed);
-    sim_config.faults = FaultPlan::parse(&config.simulator.faults)?;
+    sim_config.faults = match FaultPlan::parse(&config.simulator.faults)? {
+        // Faults come sooner and more often than in `simulate`, so a demo shows one
+        // within seconds (after a few windows of history for the detector).
+        FaultPlan::Random(plan) => FaultPlan::Random(RandomPlan {
+            warmup_s: 5.0,
+            gap_s: (15.0, 40.0),
+            ..plan
+        }),
+        plan => plan,
+    };
     // Fail on a bad simulator config here, not inside a worker.
     Simulator::new(sim_config.clone())?;
 
