@@ -2,8 +2,8 @@
 //! memory, through decode → features → graph → QoS → detector → alerts, on 1 and 2
 //! workers. Prints spans/s (total and per worker) and window-close→alert latency.
 //!
-//! `cargo bench --bench pipeline [-- SECONDS] [--dump DIR]` (default 120 simulated seconds).
-//! Spans/s is wall-clock; "per CPU s" divides by the process's CPU time during the run
+//! `cargo bench --bench pipeline [-- SECONDS] [--workers N] [--dump DIR]` (default 120 simulated seconds).
+//! `--workers N` runs only N workers (default: 1, then 2). Spans/s is wall-clock; "per CPU s" divides by the process's CPU time during the run
 //! (user + system, from `/proc/self/stat` on Linux), which is steadier on a shared machine.
 //! `--dump DIR` also keeps every window snapshot and alert and writes them as JSON lines to
 //! `DIR/windows-{workers}.jsonl` and `DIR/alerts-{workers}.jsonl` (to check that a change
@@ -89,15 +89,21 @@ fn cpu_seconds() -> Option<f64> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let dump = args
-        .iter()
-        .position(|a| a == "--dump")
-        .and_then(|i| args.get(i + 1))
-        .map(std::path::PathBuf::from);
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    let dump = flag("--dump").map(std::path::PathBuf::from);
+    let worker_counts: Vec<usize> = match flag("--workers") {
+        Some(w) => vec![w.parse()?],
+        None => vec![1, 2],
+    };
     let seconds: u64 = args
         .iter()
-        .filter(|a| !a.starts_with('-'))
-        .find_map(|a| a.parse().ok())
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || !args[*i - 1].starts_with("--"))
+        .find_map(|(_, a)| a.parse().ok())
         .unwrap_or(120);
     let topology = Topology::load("social-network")?;
     let mut sim_config = SimConfig::new(topology.clone(), 11);
@@ -125,7 +131,7 @@ fn main() -> anyhow::Result<()> {
         messages.len()
     );
     let slos = augur::commands::slos_of(&topology);
-    for workers in [1usize, 2] {
+    for workers in worker_counts {
         let spec = JobSpec {
             config: Config::default(),
             slos: slos.clone(),
