@@ -12,7 +12,7 @@
 //! **State:** stage 1 keeps an [`EdgePartial`] per worker, window and edge; stage 2
 //! (exchanged by edge) merges them. A window's state is freed when the frontier passes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sketches_ddsketch::DDSketch;
@@ -79,12 +79,21 @@ pub fn edge_features<'s>(edges: StreamVec<'s, u64, RpcEdge>) -> StreamVec<'s, u6
         edges,
         Pipeline,
         "EdgePartials",
-        |acc: &mut BTreeMap<EdgeKey, EdgePartial>, e: RpcEdge| {
-            acc.entry((e.caller.clone(), e.callee.clone()))
-                .or_default()
-                .add(&e);
+        |acc: &mut HashMap<EdgeKey, EdgePartial, foldhash::fast::RandomState>, e: RpcEdge| {
+            // The edge's strings become the key: moved, not copied.
+            let key = (e.caller, e.callee);
+            let rest = RpcEdge {
+                caller: String::new(),
+                callee: String::new(),
+                ..e
+            };
+            acc.entry(key).or_default().add(&rest);
         },
-        |_t, acc| acc.into_iter().collect::<Vec<_>>(),
+        |_t, acc| {
+            let mut out: Vec<_> = acc.into_iter().collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        },
     );
     window_fold(
         partials,
