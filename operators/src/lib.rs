@@ -30,9 +30,9 @@ pub mod window;
 pub mod window_snapshot;
 
 pub use alert::{Alert, AlertKind, Culprit, Detection, ModelRef};
-pub use dependency_graph::{back_end_first, dependency_graph};
+pub use dependency_graph::{back_end_first, dependency_graph, dependency_graph_of_pairs};
 pub use detector::Detector;
-pub use edge_features::edge_features;
+pub use edge_features::{edge_features, edge_features_of_partials, edge_partials};
 pub use features::{FeatureParams, features_dataflow, features_dataflow_with_stats};
 pub use qos_check::{Slo, qos_check, qos_verdicts};
 pub use records::*;
