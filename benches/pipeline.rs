@@ -2,7 +2,12 @@
 //! memory, through decode → features → graph → QoS → detector → alerts, on 1 and 2
 //! workers. Prints spans/s (total and per worker) and window-close→alert latency.
 //!
-//! `cargo bench --bench pipeline [-- SECONDS]` (default 120 simulated seconds).
+//! `cargo bench --bench pipeline [-- SECONDS] [--workers N] [--dump DIR]` (default 120 simulated seconds).
+//! `--workers N` runs only N workers (default: 1, then 2). Spans/s is wall-clock; "per CPU s" divides by the process's CPU time during the run
+//! (user + system, from `/proc/self/stat` on Linux), which is steadier on a shared machine.
+//! `--dump DIR` also keeps every window snapshot and alert and writes them as JSON lines to
+//! `DIR/windows-{workers}.jsonl` and `DIR/alerts-{workers}.jsonl` (to check that a change
+//! leaves results byte-identical; slower, so don't time with it).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -70,10 +75,35 @@ impl WorkerSource for MemorySource {
     }
 }
 
+/// CPU time of this process so far (user + system), seconds; `None` off Linux.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Clock ticks; 100 per second on every Linux configuration we run on.
+    Some((utime + stime) / 100.0)
+}
+
 fn main() -> anyhow::Result<()> {
-    let seconds: u64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    let dump = flag("--dump").map(std::path::PathBuf::from);
+    let worker_counts: Vec<usize> = match flag("--workers") {
+        Some(w) => vec![w.parse()?],
+        None => vec![1, 2],
+    };
+    let seconds: u64 = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || !args[*i - 1].starts_with("--"))
+        .find_map(|(_, a)| a.parse().ok())
         .unwrap_or(120);
     let topology = Topology::load("social-network")?;
     let mut sim_config = SimConfig::new(topology.clone(), 11);
@@ -101,7 +131,7 @@ fn main() -> anyhow::Result<()> {
         messages.len()
     );
     let slos = augur::commands::slos_of(&topology);
-    for workers in [1usize, 2] {
+    for workers in worker_counts {
         let spec = JobSpec {
             config: Config::default(),
             slos: slos.clone(),
@@ -121,27 +151,50 @@ fn main() -> anyhow::Result<()> {
                 }))
             };
         let started = Instant::now();
+        let cpu_before = cpu_seconds();
         let outcome = run(
             spec,
             make_source,
             RunOptions {
                 progress: None,
-                keep_windows: false,
+                keep_windows: dump.is_some(),
             },
             Arc::new(AtomicBool::new(false)),
             |_| {},
             |_| {},
         )?;
         let secs = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds()
+            .zip(cpu_before)
+            .map(|(after, before)| after - before);
         let spans = JobStats::get(&outcome.stats.spans);
+        let per_cpu = cpu.map_or_else(
+            || "n/a".to_string(),
+            |c| format!("{:.0}", spans as f64 / c.max(1e-9)),
+        );
         println!(
-            "workers {workers}: {spans} spans in {secs:.2} s = {:.0} spans/s ({:.0} per worker); alerts {}; window-close→alert p50 {:.1} ms p99 {:.1} ms",
+            "workers {workers}: {spans} spans in {secs:.2} s = {:.0} spans/s ({:.0} per worker, {per_cpu} per CPU s); alerts {}; window-close→alert p50 {:.1} ms p99 {:.1} ms",
             spans as f64 / secs,
             spans as f64 / secs / workers as f64,
             outcome.alerts.len(),
             percentile(&outcome.alert_latency_ms, 50.0),
             percentile(&outcome.alert_latency_ms, 99.0),
         );
+        if let Some(dir) = &dump {
+            std::fs::create_dir_all(dir)?;
+            let mut windows = String::new();
+            for w in &outcome.windows {
+                windows.push_str(&serde_json::to_string(w)?);
+                windows.push('\n');
+            }
+            std::fs::write(dir.join(format!("windows-{workers}.jsonl")), windows)?;
+            let mut alerts = String::new();
+            for a in &outcome.alerts {
+                alerts.push_str(&serde_json::to_string(a)?);
+                alerts.push('\n');
+            }
+            std::fs::write(dir.join(format!("alerts-{workers}.jsonl")), alerts)?;
+        }
     }
     Ok(())
 }

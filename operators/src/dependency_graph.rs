@@ -1,6 +1,7 @@
 //! The RPC dependency graph (design step 5), maintained by differential dataflow.
 //!
-//! **In:** [`RpcEdge`]s stamped with window ends, and a retention period `retention_ms`
+//! **In:** [`RpcEdge`]s (or, for [`dependency_graph_of_pairs`], just their `(caller, callee)`
+//! pairs) stamped with window ends, and a retention period `retention_ms`
 //! (should be a multiple of the window length, so retirements land on window ends;
 //! [`crate::features::features_dataflow`] rounds it up).
 //!
@@ -28,6 +29,7 @@ use differential_dataflow::AsCollection;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Operator};
 
 use crate::records::{GraphUpdate, RpcEdge};
@@ -89,12 +91,21 @@ pub fn dependency_graph<'s>(
     edges: StreamVec<'s, u64, RpcEdge>,
     retention_ms: u64,
 ) -> StreamVec<'s, u64, GraphUpdate> {
+    dependency_graph_of_pairs(edges.map(|e| (e.caller, e.callee)), retention_ms)
+}
+
+/// [`dependency_graph`] from the `(caller, callee)` pairs of the edges (any number of copies
+/// of a pair per window; e.g. the keys of [`crate::edge_features::edge_partials`]).
+pub fn dependency_graph_of_pairs<'s>(
+    pairs: StreamVec<'s, u64, Pair>,
+    retention_ms: u64,
+) -> StreamVec<'s, u64, GraphUpdate> {
     let sightings = window_fold(
-        edges,
+        pairs,
         Pipeline,
         "EdgeSightings",
-        |acc: &mut BTreeSet<Pair>, e: RpcEdge| {
-            acc.insert((e.caller, e.callee));
+        |acc: &mut BTreeSet<Pair>, p: Pair| {
+            acc.insert(p);
         },
         |t, acc| acc.into_iter().map(|p| (p, t, 1isize)).collect(),
     )

@@ -9,10 +9,11 @@
 //! (zeros when none has: calls to uninstrumented peers). Gaps may be negative (clock skew);
 //! the sketch keeps their sign.
 //!
-//! **State:** stage 1 keeps an [`EdgePartial`] per worker, window and edge; stage 2
-//! (exchanged by edge) merges them. A window's state is freed when the frontier passes it.
+//! **State:** stage 1 ([`edge_partials`]) keeps an [`EdgePartial`] per worker, window and
+//! edge; stage 2 ([`edge_features_of_partials`], exchanged by edge) merges them. A window's
+//! state is freed when the frontier passes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sketches_ddsketch::DDSketch;
@@ -71,21 +72,44 @@ impl EdgePartial {
     }
 }
 
-type EdgeKey = (String, String);
+/// `(caller, callee)`.
+pub type EdgeKey = (String, String);
 
 /// Per-edge features of each window; see the module docs.
 pub fn edge_features<'s>(edges: StreamVec<'s, u64, RpcEdge>) -> StreamVec<'s, u64, EdgeFeatures> {
-    let partials = window_fold(
+    edge_features_of_partials(edge_partials(edges))
+}
+
+/// Stage 1: per window and worker, an [`EdgePartial`] per `(caller, callee)`, sorted.
+pub fn edge_partials<'s>(
+    edges: StreamVec<'s, u64, RpcEdge>,
+) -> StreamVec<'s, u64, (EdgeKey, EdgePartial)> {
+    window_fold(
         edges,
         Pipeline,
         "EdgePartials",
-        |acc: &mut BTreeMap<EdgeKey, EdgePartial>, e: RpcEdge| {
-            acc.entry((e.caller.clone(), e.callee.clone()))
-                .or_default()
-                .add(&e);
+        |acc: &mut HashMap<EdgeKey, EdgePartial, foldhash::fast::RandomState>, e: RpcEdge| {
+            // The edge's strings become the key: moved, not copied.
+            let key = (e.caller, e.callee);
+            let rest = RpcEdge {
+                caller: String::new(),
+                callee: String::new(),
+                ..e
+            };
+            acc.entry(key).or_default().add(&rest);
         },
-        |_t, acc| acc.into_iter().collect::<Vec<_>>(),
-    );
+        |_t, acc| {
+            let mut out: Vec<_> = acc.into_iter().collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        },
+    )
+}
+
+/// Stage 2: the partials of all workers merged per edge (exchanged by edge), finished.
+pub fn edge_features_of_partials<'s>(
+    partials: StreamVec<'s, u64, (EdgeKey, EdgePartial)>,
+) -> StreamVec<'s, u64, EdgeFeatures> {
     window_fold(
         partials,
         Exchange::new(|(key, _): &(EdgeKey, EdgePartial)| route(key)),

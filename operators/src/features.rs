@@ -8,17 +8,22 @@
 //! **Out:** one [`WindowSnapshot`] per window with any output, on worker 0, in window order.
 //! Identical for any number of workers.
 //!
-//! **State:** that of the operators it wires: [`trace_assembly`], [`service_features`],
-//! [`edge_features`], [`qos_check`], [`dependency_graph`], [`window_snapshot`].
+//! **State:** that of the operators it wires: [`span_fanout`] (which reads each span once
+//! and feeds [`trace_assembly`] and stage 1 of [`crate::service_features`] and
+//! [`crate::qos_check`]), [`service_features_of_partials`], [`edge_partials`] and
+//! [`edge_features_of_partials`] (whose stage-1 keys also feed the graph),
+//! [`qos_verdicts`], [`dependency_graph_of_pairs`], [`window_snapshot`].
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
+use timely::dataflow::operators::vec::Map;
 
-use crate::dependency_graph::dependency_graph;
-use crate::edge_features::edge_features;
-use crate::qos_check::{Slo, qos_check};
+use crate::dependency_graph::dependency_graph_of_pairs;
+use crate::edge_features::{edge_features_of_partials, edge_partials};
+use crate::qos_check::{Slo, qos_verdicts};
 use crate::records::{MetricPoint, Span, WindowSnapshot};
-use crate::service_features::service_features;
+use crate::service_features::service_features_of_partials;
+use crate::span_fanout::span_fanout;
 use crate::trace_assembly::{DEFAULT_TRACE_TTL_MS, TraceAssemblyStats, trace_assembly};
 use crate::window_snapshot::window_snapshot;
 
@@ -71,11 +76,18 @@ pub fn features_dataflow_with_stats<'s>(
     params: &FeatureParams,
 ) -> (StreamVec<'s, u64, WindowSnapshot>, TraceAssemblyStats) {
     let window_ms = params.window_ms.max(1);
-    let (edges, stats) = trace_assembly(spans.clone(), params.trace_ttl_ms);
-    let services = service_features(spans.clone(), metrics, window_ms);
-    let qos = qos_check(spans, &params.slos);
-    let edge_feats = edge_features(edges.clone());
-    let graph = dependency_graph(edges, params.retention_windows_ms());
+    let (spans, span_partials, qos_partials) = span_fanout(spans, &params.slos);
+    let (edges, stats) = trace_assembly(spans, params.trace_ttl_ms);
+    let services = service_features_of_partials(span_partials, metrics, window_ms);
+    let qos = qos_verdicts(qos_partials, &params.slos);
+    // Stage 1 of the edge features once per edge; the graph needs only its keys (per window
+    // and worker, not per RPC), so the edges themselves are not copied for two consumers.
+    let partials = edge_partials(edges);
+    let graph = dependency_graph_of_pairs(
+        partials.clone().map(|(pair, _)| pair),
+        params.retention_windows_ms(),
+    );
+    let edge_feats = edge_features_of_partials(partials);
     let snapshots = window_snapshot(services, edge_feats, qos, graph, window_ms);
     (snapshots, stats)
 }

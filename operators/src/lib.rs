@@ -5,11 +5,14 @@
 //!
 //! Wiring (what [`features_dataflow`] does):
 //! ```text
-//! spans ─┬─ trace_assembly ─ edges ─┬─ edge_features ───┐
-//!        │                          └─ dependency_graph ┤
-//!        ├─ service_features (+ metrics) ───────────────┼─ window_snapshot ─ WindowSnapshot
-//!        └─ qos_check (SLOs) ───────────────────────────┘
+//! spans ─ span_fanout ─┬─ trace_assembly ─ edges ─┬─ edge_features ───┐
+//!                      │                          └─ dependency_graph ┤
+//!                      ├─ service_features (+ metrics) ───────────────┼─ window_snapshot ─ WindowSnapshot
+//!                      └─ qos_check (SLOs) ───────────────────────────┘
 //! ```
+//! [`span_fanout`] reads each span container once: it does stage 1 (the per-worker partial
+//! aggregates) of service features and the QoS check and moves the spans on to trace
+//! assembly, so no container is cloned for several consumers.
 
 pub mod alert;
 pub mod decide;
@@ -21,18 +24,20 @@ pub mod features;
 pub mod qos_check;
 pub mod records;
 pub mod service_features;
+pub mod span_fanout;
 pub mod trace_assembly;
 pub mod window;
 pub mod window_snapshot;
 
 pub use alert::{Alert, AlertKind, Culprit, Detection, ModelRef};
-pub use dependency_graph::{back_end_first, dependency_graph};
+pub use dependency_graph::{back_end_first, dependency_graph, dependency_graph_of_pairs};
 pub use detector::Detector;
-pub use edge_features::edge_features;
+pub use edge_features::{edge_features, edge_features_of_partials, edge_partials};
 pub use features::{FeatureParams, features_dataflow, features_dataflow_with_stats};
-pub use qos_check::{Slo, qos_check};
+pub use qos_check::{Slo, qos_check, qos_verdicts};
 pub use records::*;
-pub use service_features::service_features;
+pub use service_features::{service_features, service_features_of_partials};
+pub use span_fanout::span_fanout;
 pub use trace_assembly::{DEFAULT_TRACE_TTL_MS, TraceAssemblyStats, trace_assembly};
 pub use window::window_fold;
 pub use window_snapshot::window_snapshot;

@@ -13,8 +13,10 @@
 //! counts), so verdicts are identical for any number of workers. All verdicts of a window
 //! come from one worker, sorted by entry (then SLO position).
 //!
-//! **State:** stage 1 keeps per worker, window and SLO a count and a sketch; stage 2 gathers
-//! them on one worker per SLO. Freed when the frontier passes the window.
+//! **State:** stage 1 keeps per worker, window and SLO a count and a sketch ([`QosPartials`]);
+//! stage 2 gathers them on one worker. Freed when the frontier passes the window.
+//! [`qos_check`] runs both stages; [`qos_verdicts`] takes stage 1 from elsewhere (the
+//! [`crate::span_fanout`], which reads each span once for all its consumers).
 
 use std::collections::BTreeMap;
 
@@ -58,11 +60,40 @@ impl Slo {
     }
 }
 
+/// Partial aggregate of one SLO's requests in one window on one worker.
 #[derive(Clone, Default, Serialize, Deserialize)]
-struct QosPartial {
+pub struct QosPartial {
     requests: u64,
     errors: u64,
     latency: DDSketch,
+}
+
+/// Stage 1 over the spans of one window on one worker: a [`QosPartial`] per SLO (by position)
+/// with at least one matching request.
+#[derive(Default)]
+pub struct QosPartials {
+    by_slo: BTreeMap<usize, QosPartial>,
+}
+
+impl QosPartials {
+    pub fn add(&mut self, slos: &[Slo], span: &Span) {
+        // Cheap test first: only root server spans can match.
+        if span.parent_span_id.is_some() || span.kind != SpanKind::Server {
+            return;
+        }
+        for (i, slo) in slos.iter().enumerate() {
+            if slo.matches(span) {
+                let p = self.by_slo.entry(i).or_default();
+                p.requests += 1;
+                p.errors += u64::from(span.error);
+                p.latency.add(span.duration_ms());
+            }
+        }
+    }
+
+    pub fn finish(self) -> Vec<(usize, QosPartial)> {
+        self.by_slo.into_iter().collect()
+    }
 }
 
 /// QoS verdicts per window and SLO; see the module docs.
@@ -71,23 +102,22 @@ pub fn qos_check<'s>(
     slos: &[Slo],
 ) -> StreamVec<'s, u64, QosVerdict> {
     let slos1 = slos.to_vec();
-    let slos2 = slos.to_vec();
     let partials = window_fold(
         spans,
         Pipeline,
         "QosPartials",
-        move |acc: &mut BTreeMap<usize, QosPartial>, s: Span| {
-            for (i, slo) in slos1.iter().enumerate() {
-                if slo.matches(&s) {
-                    let p = acc.entry(i).or_default();
-                    p.requests += 1;
-                    p.errors += u64::from(s.error);
-                    p.latency.add(s.duration_ms());
-                }
-            }
-        },
-        |_t, acc| acc.into_iter().collect::<Vec<_>>(),
+        move |acc: &mut QosPartials, s: Span| acc.add(&slos1, &s),
+        |_t, acc| acc.finish(),
     );
+    qos_verdicts(partials, slos)
+}
+
+/// [`qos_check`] from stage 1 ([`QosPartials::finish`] per window and worker).
+pub fn qos_verdicts<'s>(
+    partials: StreamVec<'s, u64, (usize, QosPartial)>,
+    slos: &[Slo],
+) -> StreamVec<'s, u64, QosVerdict> {
+    let slos2 = slos.to_vec();
     // All SLOs of a window meet on worker 0: root spans are few and the verdicts come sorted.
     window_fold(
         partials,

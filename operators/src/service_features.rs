@@ -15,17 +15,19 @@
 //!   ranks (NumPy's default; min and max are exact). Zeros when no instance reported it.
 //!
 //! **State:** two window stages. Stage 1 (no exchange) keeps, per worker, window and service,
-//! a [`ServicePartial`]; stage 2 (exchanged by service) merges the partials of all workers.
-//! Both free a window's state when the input frontier passes its end.
+//! a [`ServicePartial`] of the spans ([`SpanPartials`]) and one of the metric samples; stage 2
+//! (exchanged by service) merges the partials of all workers. Both free a window's state when
+//! the input frontier passes its end. [`service_features`] runs both stages;
+//! [`service_features_of_partials`] takes stage 1 over spans from elsewhere (the
+//! [`crate::span_fanout`], which reads each span once for all its consumers).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sketches_ddsketch::DDSketch;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Concat;
-use timely::dataflow::operators::vec::Map;
 
 use crate::records::{
     LATENCY_QUANTILES, MetricPoint, Resource, ServiceFeatures, Span, SpanKind, USAGE_QUANTILES,
@@ -112,10 +114,29 @@ impl ServicePartial {
     }
 }
 
-#[derive(Clone, Serialize, Deserialize)]
-enum Obs {
-    Span(Span),
-    Metric(MetricPoint),
+/// Stage 1 over the spans of one window on one worker: a [`ServicePartial`] per service.
+#[derive(Default)]
+pub struct SpanPartials {
+    by_service: HashMap<String, ServicePartial, foldhash::fast::RandomState>,
+}
+
+impl SpanPartials {
+    pub fn add(&mut self, span: &Span) {
+        if let Some(p) = self.by_service.get_mut(span.service.as_str()) {
+            p.add_span(span);
+        } else {
+            let mut p = ServicePartial::default();
+            p.add_span(span);
+            self.by_service.insert(span.service.clone(), p);
+        }
+    }
+
+    /// The partials, sorted by service.
+    pub fn finish(self) -> Vec<(String, ServicePartial)> {
+        let mut out: Vec<_> = self.by_service.into_iter().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
 }
 
 /// Per-service features of each window; see the module docs.
@@ -124,34 +145,40 @@ pub fn service_features<'s>(
     metrics: StreamVec<'s, u64, MetricPoint>,
     window_ms: u64,
 ) -> StreamVec<'s, u64, ServiceFeatures> {
-    let obs = spans.map(Obs::Span).concat(metrics.map(Obs::Metric));
-    let partials = window_fold(
-        obs,
+    let span_partials = window_fold(
+        spans,
         Pipeline,
-        "ServicePartials",
-        |acc: &mut BTreeMap<String, ServicePartial>, o: Obs| match o {
-            Obs::Span(s) => {
-                if let Some(p) = acc.get_mut(&s.service) {
-                    p.add_span(&s);
-                } else {
-                    let mut p = ServicePartial::default();
-                    p.add_span(&s);
-                    acc.insert(s.service, p);
-                }
-            }
-            Obs::Metric(m) => {
-                if let Some(p) = acc.get_mut(&m.service) {
-                    p.add_metric(m);
-                } else {
-                    let mut p = ServicePartial::default();
-                    let service = m.service.clone();
-                    p.add_metric(m);
-                    acc.insert(service, p);
-                }
+        "SpanPartials",
+        |acc: &mut SpanPartials, s: Span| acc.add(&s),
+        |_t, acc| acc.finish(),
+    );
+    service_features_of_partials(span_partials, metrics, window_ms)
+}
+
+/// [`service_features`] from stage 1 over spans ([`SpanPartials::finish`] per window and
+/// worker) and the metric samples.
+pub fn service_features_of_partials<'s>(
+    span_partials: StreamVec<'s, u64, (String, ServicePartial)>,
+    metrics: StreamVec<'s, u64, MetricPoint>,
+    window_ms: u64,
+) -> StreamVec<'s, u64, ServiceFeatures> {
+    let metric_partials = window_fold(
+        metrics,
+        Pipeline,
+        "MetricPartials",
+        |acc: &mut BTreeMap<String, ServicePartial>, m: MetricPoint| {
+            if let Some(p) = acc.get_mut(&m.service) {
+                p.add_metric(m);
+            } else {
+                let mut p = ServicePartial::default();
+                let service = m.service.clone();
+                p.add_metric(m);
+                acc.insert(service, p);
             }
         },
         |_t, acc| acc.into_iter().collect::<Vec<_>>(),
     );
+    let partials = span_partials.concat(metric_partials);
     window_fold(
         partials,
         Exchange::new(|(service, _): &(String, ServicePartial)| route(service)),

@@ -27,12 +27,14 @@
 //! service still gives its own edge.
 //!
 //! **State:** per worker, every span seen (a potential parent) by (trace id, span id), and
-//! children whose parent has not arrived by (trace id, parent span id). Each is freed when the
+//! children whose parent has not arrived by (trace id, parent span id): of each span only what
+//! edges need (kind, error, duration and its service, operation and peer names, interned in a
+//! per-worker table that drops names no held span uses). Each is freed when the
 //! input frontier passes its time + `ttl_ms`; freed entries are counted in
 //! [`TraceAssemblyStats`] (shared by the workers of one process). The peer check holds a
 //! capability for the windows of pending client spans until they close.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -78,9 +80,67 @@ impl TraceAssemblyStats {
 }
 
 type Key = (u128, u64);
+type Hasher = foldhash::fast::RandomState;
+
+/// Names (services, operations, peers) of this worker's held spans, interned so that held
+/// spans don't own strings. Names no held span uses any more are dropped whenever the table
+/// has doubled since the last sweep, so it stays proportional to the live names.
+#[derive(Default)]
+struct Names {
+    set: HashSet<Arc<str>, Hasher>,
+    after_sweep: usize,
+}
+
+impl Names {
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.set.get(name) {
+            return Arc::clone(n);
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.set.insert(Arc::clone(&n));
+        n
+    }
+
+    fn sweep(&mut self) {
+        if self.set.len() > 2 * self.after_sweep.max(512) {
+            self.set.retain(|n| Arc::strong_count(n) > 1);
+            self.after_sweep = self.set.len();
+        }
+    }
+}
+
+/// What trace assembly keeps of a span (its ids are the map key).
+#[derive(Clone)]
+struct Part {
+    service: Arc<str>,
+    name: Arc<str>,
+    peer_service: Option<Arc<str>>,
+    kind: SpanKind,
+    error: bool,
+    /// `end_ns - start_ns` (saturating).
+    duration_ns: u64,
+}
+
+impl Part {
+    fn new(span: &Span, names: &mut Names) -> Part {
+        Part {
+            service: names.intern(&span.service),
+            name: names.intern(&span.name),
+            peer_service: span.peer_service.as_deref().map(|p| names.intern(p)),
+            kind: span.kind,
+            error: span.error,
+            duration_ns: span.end_ns.saturating_sub(span.start_ns),
+        }
+    }
+
+    /// As [`Span::duration_ms`].
+    fn duration_ms(&self) -> f64 {
+        self.duration_ns as f64 / 1e6
+    }
+}
 
 struct Held {
-    span: Span,
+    span: Part,
     time: u64,
     /// A child in another service has been joined to this span.
     remote_child: bool,
@@ -95,6 +155,16 @@ enum Expiring {
 
 /// The edge formed by `child` under `parent`, if they are an RPC across services.
 pub fn edge_of(parent: &Span, child: &Span) -> Option<RpcEdge> {
+    let mut names = Names::default();
+    part_edge_of(
+        &Part::new(parent, &mut names),
+        child.trace_id,
+        &Part::new(child, &mut names),
+    )
+}
+
+/// [`edge_of`] on held parts; `trace_id` is the child's.
+fn part_edge_of(parent: &Part, trace_id: u128, child: &Part) -> Option<RpcEdge> {
     if parent.service == child.service
         || !matches!(child.kind, SpanKind::Server | SpanKind::Consumer)
     {
@@ -104,10 +174,10 @@ pub fn edge_of(parent: &Span, child: &Span) -> Option<RpcEdge> {
     let edge = if matches!(parent.kind, SpanKind::Client | SpanKind::Producer) {
         let client = parent.duration_ms();
         RpcEdge {
-            trace_id: child.trace_id,
-            caller: parent.service.clone(),
-            callee: child.service.clone(),
-            operation: child.name.clone(),
+            trace_id,
+            caller: parent.service.to_string(),
+            callee: child.service.to_string(),
+            operation: child.name.to_string(),
             client_ms: client,
             server_ms: Some(server),
             gap_ms: Some(client - server),
@@ -115,10 +185,10 @@ pub fn edge_of(parent: &Span, child: &Span) -> Option<RpcEdge> {
         }
     } else {
         RpcEdge {
-            trace_id: child.trace_id,
-            caller: parent.service.clone(),
-            callee: child.service.clone(),
-            operation: child.name.clone(),
+            trace_id,
+            caller: parent.service.to_string(),
+            callee: child.service.to_string(),
+            operation: child.name.to_string(),
             client_ms: server,
             server_ms: Some(server),
             gap_ms: Some(0.0),
@@ -129,21 +199,30 @@ pub fn edge_of(parent: &Span, child: &Span) -> Option<RpcEdge> {
 }
 
 /// The edge to an uninstrumented peer for a client span, if it names one.
-fn peer_edge(client: &Span) -> Option<RpcEdge> {
+fn peer_edge(trace_id: u128, client: &Part) -> Option<RpcEdge> {
     let peer = client.peer_service.as_ref()?;
     if client.kind != SpanKind::Client || *peer == client.service {
         return None;
     }
     Some(RpcEdge {
-        trace_id: client.trace_id,
-        caller: client.service.clone(),
-        callee: peer.clone(),
-        operation: client.name.clone(),
+        trace_id,
+        caller: client.service.to_string(),
+        callee: peer.to_string(),
+        operation: client.name.to_string(),
         client_ms: client.duration_ms(),
         server_ms: None,
         gap_ms: None,
         error: client.error,
     })
+}
+
+/// Whether [`peer_edge`] would give an edge (without building it).
+fn has_peer_edge(client: &Part) -> bool {
+    client.kind == SpanKind::Client
+        && client
+            .peer_service
+            .as_ref()
+            .is_some_and(|p| *p != client.service)
 }
 
 /// Joins spans to their parents; see the module docs. Returns the edges and the shared
@@ -159,51 +238,59 @@ pub fn trace_assembly<'s>(
         pact,
         "TraceAssembly",
         move |_cap, _info| {
-            let mut spans: HashMap<Key, Held> = HashMap::new();
-            let mut children: HashMap<Key, Vec<(Span, u64)>> = HashMap::new();
+            let mut names = Names::default();
+            let mut spans: HashMap<Key, Held, Hasher> = HashMap::default();
+            let mut children: HashMap<Key, Vec<(Part, u64)>, Hasher> = HashMap::default();
             let mut expiry: BTreeMap<u64, Vec<Expiring>> = BTreeMap::new();
             let mut peer_pending: BTreeMap<u64, (Capability<u64>, Vec<Key>)> = BTreeMap::new();
+            let mut out: Vec<(u64, RpcEdge)> = Vec::new();
             move |(input, frontier), output| {
                 let port = output.output_index();
+                // Counter changes, published once per activation (the counters are shared by
+                // the workers: one atomic update per span would contend).
+                let mut held_delta: i64 = 0;
                 input.for_each_stamp(|cap, data| {
                     let Some(&t) = cap.least() else { return };
-                    let mut out: Vec<(u64, RpcEdge)> = Vec::new();
+                    let deadline = t.saturating_add(ttl_ms);
+                    let mut expiring = expiry.remove(&deadline).unwrap_or_default();
                     for batch in data {
                         for span in batch.drain(..) {
                             let key = (span.trace_id, span.span_id);
+                            let part = Part::new(&span, &mut names);
+                            let parent_id = span.parent_span_id;
+                            drop(span);
                             let mut remote_child = false;
                             // Children that arrived first.
                             if let Some(waiting) = children.remove(&key) {
-                                st.held.fetch_sub(waiting.len() as i64, Ordering::Relaxed);
+                                held_delta -= waiting.len() as i64;
                                 for (child, tc) in waiting {
-                                    remote_child |= child.service != span.service;
-                                    if let Some(e) = edge_of(&span, &child) {
+                                    remote_child |= child.service != part.service;
+                                    if let Some(e) = part_edge_of(&part, key.0, &child) {
                                         out.push((t.max(tc), e));
                                     }
                                 }
                             }
                             // The parent, if it arrived first.
-                            if let Some(p) = span.parent_span_id {
-                                let pkey = (span.trace_id, p);
+                            if let Some(p) = parent_id {
+                                let pkey = (key.0, p);
                                 if let Some(parent) = spans.get_mut(&pkey) {
                                     let counted = parent.peer_emitted
-                                        && parent.span.peer_service.as_ref() == Some(&span.service);
-                                    if span.service != parent.span.service {
+                                        && parent.span.peer_service.as_ref() == Some(&part.service);
+                                    if part.service != parent.span.service {
                                         parent.remote_child = true;
                                     }
-                                    if !counted && let Some(e) = edge_of(&parent.span, &span) {
+                                    if !counted
+                                        && let Some(e) = part_edge_of(&parent.span, key.0, &part)
+                                    {
                                         out.push((t.max(parent.time), e));
                                     }
                                 } else {
-                                    children.entry(pkey).or_default().push((span.clone(), t));
-                                    expiry
-                                        .entry(t.saturating_add(ttl_ms))
-                                        .or_default()
-                                        .push(Expiring::Children(pkey));
-                                    st.held.fetch_add(1, Ordering::Relaxed);
+                                    children.entry(pkey).or_default().push((part.clone(), t));
+                                    expiring.push(Expiring::Children(pkey));
+                                    held_delta += 1;
                                 }
                             }
-                            if !remote_child && peer_edge(&span).is_some() {
+                            if !remote_child && has_peer_edge(&part) {
                                 peer_pending
                                     .entry(t)
                                     .or_insert_with(|| (cap.delayed(&t, port), Vec::new()))
@@ -211,22 +298,20 @@ pub fn trace_assembly<'s>(
                                     .push(key);
                             }
                             let held = Held {
-                                span,
+                                span: part,
                                 time: t,
                                 remote_child,
                                 peer_emitted: false,
                             };
                             if spans.insert(key, held).is_none() {
-                                st.held.fetch_add(1, Ordering::Relaxed);
+                                held_delta += 1;
                             }
-                            expiry
-                                .entry(t.saturating_add(ttl_ms))
-                                .or_default()
-                                .push(Expiring::Span(key));
+                            expiring.push(Expiring::Span(key));
                         }
                     }
+                    expiry.insert(deadline, expiring);
                     out.sort_by_key(|(time, _)| *time);
-                    let mut out = out.into_iter().peekable();
+                    let mut out = out.drain(..).peekable();
                     while let Some((time, edge)) = out.next() {
                         let ecap = cap.delayed(&time, port);
                         let mut session = output.session(&ecap);
@@ -247,7 +332,7 @@ pub fn trace_assembly<'s>(
                         if let Some(held) = spans.get_mut(&key)
                             && !held.remote_child
                             && !held.peer_emitted
-                            && let Some(e) = peer_edge(&held.span)
+                            && let Some(e) = peer_edge(key.0, &held.span)
                         {
                             held.peer_emitted = true;
                             st.peer_edges.fetch_add(1, Ordering::Relaxed);
@@ -256,6 +341,7 @@ pub fn trace_assembly<'s>(
                     }
                 }
                 // TTL eviction.
+                let (mut evicted, mut unmatched) = (0u64, 0u64);
                 while let Some(entry) = expiry.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;
@@ -269,8 +355,8 @@ pub fn trace_assembly<'s>(
                                     .is_some_and(|h| h.time.saturating_add(ttl_ms) <= deadline);
                                 if expired {
                                     spans.remove(&key);
-                                    st.held.fetch_sub(1, Ordering::Relaxed);
-                                    st.evicted.fetch_add(1, Ordering::Relaxed);
+                                    held_delta -= 1;
+                                    evicted += 1;
                                 }
                             }
                             Expiring::Children(pkey) => {
@@ -281,13 +367,22 @@ pub fn trace_assembly<'s>(
                                     if waiting.is_empty() {
                                         children.remove(&pkey);
                                     }
-                                    st.held.fetch_sub(gone as i64, Ordering::Relaxed);
-                                    st.evicted.fetch_add(gone, Ordering::Relaxed);
-                                    st.unmatched_children.fetch_add(gone, Ordering::Relaxed);
+                                    held_delta -= gone as i64;
+                                    evicted += gone;
+                                    unmatched += gone;
                                 }
                             }
                         }
                     }
+                }
+                names.sweep();
+                if held_delta != 0 {
+                    st.held.fetch_add(held_delta, Ordering::Relaxed);
+                }
+                if evicted > 0 {
+                    st.evicted.fetch_add(evicted, Ordering::Relaxed);
+                    st.unmatched_children
+                        .fetch_add(unmatched, Ordering::Relaxed);
                 }
             }
         },
