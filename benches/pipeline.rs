@@ -127,6 +127,7 @@ fn main() -> anyhow::Result<()> {
             RunOptions {
                 progress: None,
                 keep_windows: false,
+                ..RunOptions::default()
             },
             Arc::new(AtomicBool::new(false)),
             |_| {},

@@ -55,6 +55,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         RunOptions {
             progress: if args.json { None } else { Some("input bytes") },
             keep_windows: true,
+            ..RunOptions::default()
         },
         stop_on_signal(),
         |_| {},

@@ -1,8 +1,10 @@
 //! One module per `augur` command, and what they share.
 
+pub mod alerts;
 pub mod demo;
 pub mod eval;
 pub mod replay;
+pub mod run;
 pub mod simulate;
 pub mod validate;
 
@@ -83,6 +85,28 @@ pub fn resolve_slos(config: &Config, input: &Path) -> anyhow::Result<Vec<Slo>> {
         .and_then(|t| t.as_str())
         .context("no [[slo]] in the config and labels.json names no topology to take SLOs from")?;
     topology_slos(topology)
+}
+
+/// The SLOs of a job without labels: the config's, else those of the config's simulator
+/// topology (what `augur simulate` produced).
+pub fn job_slos(config: &Config) -> anyhow::Result<Vec<Slo>> {
+    if !config.slo.is_empty() {
+        return Ok(config.slo.clone());
+    }
+    topology_slos(&config.simulator.topology)
+        .context("no [[slo]] in the config, and the simulator topology gives none")
+}
+
+/// A time on the command line: RFC 3339 or ms since the epoch.
+pub fn parse_time_ms(text: &str) -> anyhow::Result<u64> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    let t = humantime::parse_rfc3339_weak(text)
+        .with_context(|| format!("`{text}` is not an RFC 3339 time or ms since the epoch"))?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0))
 }
 
 /// `DIR/labels.json` as JSON.
