@@ -60,7 +60,6 @@ impl KafkaSettings {
             .set("group.id", &self.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest");
         for (k, v) in &self.properties {
             config.set(k, v);

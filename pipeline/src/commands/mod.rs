@@ -66,7 +66,9 @@ pub fn stop_on_signal() -> Arc<AtomicBool> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("stopping: finishing open windows (Ctrl-C again to quit now)");
+        eprintln!(
+            "stopping: emitting closed windows, then a final commit (Ctrl-C again to quit now)"
+        );
     });
     if let Err(e) = installed {
         tracing::warn!("cannot install the Ctrl-C handler: {e}");
