@@ -30,7 +30,9 @@ use crate::stats::JobStats;
 pub enum Event {
     /// A closed window, with its features and QoS verdicts.
     Window(Box<WindowSnapshot>),
-    Alert(Alert),
+    /// An alert, and the window whose close emitted it (a resolution carries the window
+    /// it fired in, but is emitted later).
+    Alert(Alert, EventTime),
     DeadLetter(DeadLetter),
     /// Every output of windows ending before this time has been sent on this channel
     /// (from worker 0's probe, after the outputs themselves).
@@ -117,9 +119,16 @@ where
             let snapshots = snapshots.inspect(move |snapshot: &WindowSnapshot| {
                 let _ = window_events.send(Event::Window(Box::new(snapshot.clone())));
             });
-            let alerts = detect(snapshots, stages).inspect(move |alert: &Alert| {
-                let _ = alert_events.send(Event::Alert(alert.clone()));
-            });
+            let alerts = detect(snapshots, stages).inspect_core(
+                move |event: Result<(&timely::progress::Stamp<EventTime>, &Vec<Alert>), &[EventTime]>| {
+                    if let Ok((stamp, alerts)) = event {
+                        let at = stamp.least().copied().unwrap_or(0);
+                        for alert in alerts {
+                            let _ = alert_events.send(Event::Alert(alert.clone(), at));
+                        }
+                    }
+                },
+            );
             let (probe, _) = alerts.probe();
             (span_handles, metric_handles, probe)
         });

@@ -123,9 +123,14 @@ where
                         stats.durable.fetch_max(frontier, Ordering::SeqCst);
                         if workers_done == workers {
                             stats.finished.store(true, Ordering::SeqCst);
-                            // Whatever comes now is from windows that won't be committed.
-                            options.outputs = None;
-                            workers_done = usize::MAX;
+                            if abort_stop.load(Ordering::SeqCst) {
+                                // Stopped: whatever comes now is from open windows that
+                                // weren't committed; a restart emits them.
+                                options.outputs = None;
+                                workers_done = usize::MAX;
+                            } else {
+                                workers_done = usize::MAX - 1;
+                            }
                         }
                     }
                     Err(e) => failure = Some(e),
@@ -150,7 +155,7 @@ where
                     outcome.windows.push(*window);
                 }
             }
-            Ok(Event::Alert(alert)) => {
+            Ok(Event::Alert(alert, emitted_at)) => {
                 if alert.ends_at.is_none() {
                     let closed = stats
                         .closed_at(alert.window_end)
@@ -166,7 +171,7 @@ where
                 if workers_done == usize::MAX {
                     continue; // from a dropped (incomplete) window
                 }
-                if alert.window_end < stats.resume_from() {
+                if emitted_at < stats.resume_from() {
                     continue; // delivered by an earlier run
                 }
                 on_alert(&alert);
@@ -217,6 +222,11 @@ where
                     JobStats::get(&stats.dead_letters)
                 ));
             }
+        }
+    }
+    if let (Some(outputs), None) = (options.outputs.as_mut(), failure.as_ref()) {
+        if let Err(e) = outputs.flush() {
+            failure = Some(e);
         }
     }
     let result = job
