@@ -76,6 +76,10 @@ pub struct KafkaSource {
     resume_frontier: EventTime,
 }
 
+/// The watermark of a live worker without partitions: far ahead of any event time, far
+/// from overflowing window arithmetic.
+const NO_PARTITIONS_WATERMARK: EventTime = EventTime::MAX / 4;
+
 /// Commits at most this often (the last one always happens).
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
 
@@ -111,11 +115,11 @@ impl KafkaSource {
                         .unwrap_or(0)
                 })
                 .min()
-                .unwrap_or(0)
+                .unwrap_or(EventTime::MAX) // no partitions: no constraint
         } else {
             0
         };
-        if resume_frontier > 0 {
+        if resume_frontier > 0 && resume_frontier < EventTime::MAX {
             tracing::info!("resuming: windows before {resume_frontier} were already emitted");
         }
         let parts = consumer
@@ -144,27 +148,34 @@ impl KafkaSource {
         })
     }
 
-    /// The slowest counting partition's newest event time.
     fn watermark(&self, now: Instant) -> EventTime {
-        let idle = Duration::from_millis(self.spec.idle_ms);
-        let counting = self.parts.iter().filter(|p| {
-            !p.done && (self.spec.bounded || now.duration_since(p.last_message) < idle)
-        });
-        match counting.map(|p| p.newest.unwrap_or(0)).min() {
-            Some(wm) => wm,
-            // Nothing counts: everything is idle (or done): as far as anything has got.
-            None => self
-                .parts
-                .iter()
-                .filter_map(|p| p.newest)
-                .max()
-                .unwrap_or(0),
-        }
+        let idle = (!self.spec.bounded).then(|| Duration::from_millis(self.spec.idle_ms));
+        watermark(&self.parts, idle, now)
+    }
+}
+
+/// The slowest counting partition's newest event time. A partition counts unless it is
+/// done, or (with `idle`) has had no message for that long; when none counts, the newest
+/// event time of any (everything read has been read).
+fn watermark(parts: &[Partition], idle: Option<Duration>, now: Instant) -> EventTime {
+    let counting = parts
+        .iter()
+        .filter(|p| !p.done && idle.is_none_or(|idle| now.duration_since(p.last_message) < idle));
+    match counting.map(|p| p.newest.unwrap_or(0)).min() {
+        Some(wm) => wm,
+        None => parts.iter().filter_map(|p| p.newest).max().unwrap_or(0),
     }
 }
 
 impl WorkerSource for KafkaSource {
     fn poll(&mut self, batch: &mut Batch) -> anyhow::Result<SourceState> {
+        if self.parts.is_empty() && !self.spec.bounded {
+            // More workers than partitions: this one never holds the windows back.
+            return Ok(SourceState::Active {
+                watermark_ms: NO_PARTITIONS_WATERMARK,
+                idle: true,
+            });
+        }
         if self.parts.iter().all(|p| p.done) {
             return Ok(SourceState::Exhausted);
         }
@@ -328,5 +339,49 @@ impl WorkerSource for KafkaSource {
 
     fn resumable(&self) -> bool {
         self.spec.commit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_partition_stops_holding_the_watermark() {
+        let start = Instant::now();
+        let part = |newest: Option<EventTime>, silent_ms: u64, done: bool| Partition {
+            newest,
+            last_message: start - Duration::from_millis(silent_ms),
+            done,
+        };
+        let idle = Some(Duration::from_millis(5000));
+        // Both active: the slowest holds the watermark.
+        let parts = [part(Some(10_000), 0, false), part(Some(4_000), 100, false)];
+        assert_eq!(watermark(&parts, idle, start), 4_000);
+        // The slow one has been silent past the idle timeout: it no longer counts.
+        let parts = [
+            part(Some(10_000), 0, false),
+            part(Some(4_000), 6_000, false),
+        ];
+        assert_eq!(watermark(&parts, idle, start), 10_000);
+        // A partition that never delivered holds it at zero until it is idle.
+        let parts = [part(Some(10_000), 0, false), part(None, 1_000, false)];
+        assert_eq!(watermark(&parts, idle, start), 0);
+        let parts = [part(Some(10_000), 0, false), part(None, 9_000, false)];
+        assert_eq!(watermark(&parts, idle, start), 10_000);
+        // Everything idle: as far as anything got, so the last windows close.
+        let parts = [
+            part(Some(10_000), 9_000, false),
+            part(Some(7_000), 9_000, false),
+        ];
+        assert_eq!(watermark(&parts, idle, start), 10_000);
+        // Bounded reads (replay) never skip a partition for idleness; done ones don't count.
+        let parts = [
+            part(Some(10_000), 0, false),
+            part(Some(4_000), 60_000, false),
+        ];
+        assert_eq!(watermark(&parts, None, start), 4_000);
+        let parts = [part(Some(10_000), 0, false), part(Some(4_000), 0, true)];
+        assert_eq!(watermark(&parts, None, start), 10_000);
     }
 }
