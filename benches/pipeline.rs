@@ -158,6 +158,7 @@ fn main() -> anyhow::Result<()> {
             RunOptions {
                 progress: None,
                 keep_windows: dump.is_some(),
+                ..RunOptions::default()
             },
             Arc::new(AtomicBool::new(false)),
             |_| {},

@@ -2,5 +2,6 @@
 
 pub mod dead_letter;
 pub mod files;
+pub mod kafka;
 pub mod otlp;
 pub mod simulator;

@@ -27,6 +27,45 @@ pub enum Command {
     Eval(EvalArgs),
     /// Check a config file; exits non-zero with the field and the reason when it is wrong.
     Validate(ValidateArgs),
+    /// The stream job: Kafka spans and metrics in; alerts, actions and dead letters out.
+    /// Resumes from the group's committed offsets; SIGTERM/Ctrl-C stops with a final commit.
+    Run(RunArgs),
+    /// Subscribe to the alert topic and print alerts as they arrive.
+    Alerts(AlertsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Brokers (overrides the config's `kafka.brokers`).
+    #[arg(long)]
+    pub brokers: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// Brokers (default: the config's `kafka.brokers`).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Job config, for the topic name and client properties.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Topic (default: the config's `kafka.alerts_topic`).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Print the raw alert JSON, one per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Start from the oldest alert instead of new ones only.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Exit after this many alerts.
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// Exit when no alert arrived for this long (e.g. `10s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub idle_exit: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -69,9 +108,29 @@ pub struct SimulateArgs {
     /// `random`, `none`, or a fault-plan file (TOML or JSON).
     #[arg(long, default_value = "random")]
     pub faults: String,
-    /// Output directory (created).
-    #[arg(long)]
-    pub out: PathBuf,
+    /// Output directory (created) for OTLP JSON lines and labels.json.
+    #[arg(long, required_unless_present = "kafka")]
+    pub out: Option<PathBuf>,
+    /// Produce to Kafka at these brokers instead: spans and metrics (OTLP protobuf, as the
+    /// Collector's Kafka exporter writes them) to their topics, labels to `--labels-topic`.
+    #[arg(long, conflicts_with = "out")]
+    pub kafka: Option<String>,
+    /// With --kafka: job config for topic names, encodings and client properties.
+    #[arg(long, short = 'c', requires = "kafka")]
+    pub config: Option<PathBuf>,
+    /// With --kafka: simulated seconds per wall-clock second (default: as fast as possible).
+    #[arg(long, requires = "kafka")]
+    pub speed: Option<f64>,
+    /// With --kafka: topic for the ground-truth labels (one JSON message at the end).
+    #[arg(long, default_value = "augur.labels")]
+    pub labels_topic: String,
+    /// With --kafka: also write labels.json here.
+    #[arg(long, requires = "kafka")]
+    pub labels_out: Option<PathBuf>,
+    /// With --kafka: also produce this many corrupt messages to the spans topic (spread
+    /// over the run), to exercise the dead-letter path.
+    #[arg(long, default_value_t = 0, requires = "kafka")]
+    pub corrupt: u64,
     /// Compress the JSON lines with zstd (`*.jsonl.zst`).
     #[arg(long)]
     pub zstd: bool,
@@ -81,12 +140,33 @@ pub struct SimulateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct TopicInput {
+    /// Read Kafka topics at these brokers instead of files.
+    #[arg(long, conflicts_with = "input")]
+    pub brokers: Option<String>,
+    /// Spans topic (default: the config's `kafka.spans_topic`).
+    #[arg(long, requires = "brokers")]
+    pub topic: Option<String>,
+    /// Metrics topic (default: the config's `kafka.metrics_topic`).
+    #[arg(long, requires = "brokers")]
+    pub metrics_topic: Option<String>,
+    /// Only records at or after this time (RFC 3339, or ms since the epoch).
+    #[arg(long, requires = "brokers")]
+    pub from: Option<String>,
+    /// Only records before this time (RFC 3339, or ms since the epoch).
+    #[arg(long, requires = "brokers")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ReplayArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// Directory with traces.otlp.jsonl[.zst|.gz] and metrics.otlp.jsonl[...].
-    #[arg(long)]
-    pub input: PathBuf,
+    #[arg(long, required_unless_present = "brokers")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub topics: TopicInput,
     /// Write alerts as JSON lines here (otherwise they're printed).
     #[arg(long)]
     pub alerts_out: Option<PathBuf>,
@@ -100,8 +180,16 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// Directory with the recorded files and labels.json.
-    #[arg(long)]
-    pub input: PathBuf,
+    #[arg(long, required_unless_present = "brokers")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub topics: TopicInput,
+    /// With --brokers: the labels file (default: the last message of `--labels-topic`).
+    #[arg(long, requires = "brokers")]
+    pub labels: Option<PathBuf>,
+    /// With --brokers: the topic `augur simulate --kafka` wrote the labels to.
+    #[arg(long, default_value = "augur.labels")]
+    pub labels_topic: String,
     /// Detector(s) to score, comma-separated, or `all` (default: the config's `detector.name`).
     #[arg(long)]
     pub detector: Option<String>,

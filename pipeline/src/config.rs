@@ -12,6 +12,9 @@ use augur_operators::qos_check::Slo;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::actuation::ActuationConfig;
+use crate::kafka_config::{JobMetricsConfig, KafkaConfig};
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -25,6 +28,11 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub dead_letter: DeadLetterConfig,
     pub simulator: SimulatorConfig,
+    /// Kafka in and out (`augur run`, `simulate --kafka`, `alerts`, replay/eval of topics).
+    #[serde(with = "crate::kafka_config::table")]
+    pub kafka: KafkaConfig,
+    pub actuation: ActuationConfig,
+    pub job_metrics: JobMetricsConfig,
 }
 
 /// Event-time windows.
@@ -244,6 +252,18 @@ impl Config {
                 "fire_after and clear_after must be at least 1",
             );
         }
+        if self.kafka.brokers.trim().is_empty() {
+            return fail("kafka.brokers", "must name at least one broker (host:port)");
+        }
+        if self.kafka.partitions < 1 {
+            return fail("kafka.partitions", "must be at least 1");
+        }
+        if self.kafka.spans_encoding == augur_connectors::kafka::Encoding::PromJson {
+            return fail(
+                "kafka.spans_encoding",
+                "prom_json is a metrics encoding; spans are otlp_proto or otlp_json",
+            );
+        }
         if !is_positive(self.simulator.speed) {
             return fail("simulator.speed", "must be positive");
         }
@@ -295,5 +315,31 @@ mod tests {
             .expect_err("zero window")
             .to_string();
         assert!(err.contains("window.length_ms"), "{err}");
+        let err = parse("[kafka]\nspans_encoding = \"prom_json\"\n")
+            .expect_err("prom_json spans")
+            .to_string();
+        assert!(err.contains("kafka.spans_encoding"), "{err}");
+    }
+
+    #[test]
+    fn kafka_properties_pass_through_and_typos_fail() {
+        let config = parse(
+            "[kafka]\nbrokers = \"k:9093\"\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"hunter2\"\n\"fetch.max.bytes\" = 1048576\n",
+        )
+        .expect("parses");
+        assert_eq!(config.kafka.brokers, "k:9093");
+        assert_eq!(config.kafka.properties["security.protocol"], "SASL_SSL");
+        assert_eq!(config.kafka.properties["fetch.max.bytes"], "1048576");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        let settings = config.kafka.settings(None);
+        assert_eq!(settings.consumer().get("sasl.password"), Some("hunter2"));
+        let err = parse("[kafka]\nbrokerz = \"x\"\n")
+            .expect_err("typo")
+            .to_string();
+        assert!(err.contains("brokerz"), "{err}");
+        // Round trip through TOML keeps the properties.
+        let text = toml::to_string(&config).expect("serializes");
+        assert_eq!(parse(&text).expect("reparses"), config);
     }
 }

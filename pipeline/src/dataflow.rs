@@ -30,8 +30,16 @@ use crate::stats::JobStats;
 pub enum Event {
     /// A closed window, with its features and QoS verdicts.
     Window(Box<WindowSnapshot>),
-    Alert(Alert),
+    /// An alert, and the window whose close emitted it (a resolution carries the window
+    /// it fired in, but is emitted later).
+    Alert(Alert, EventTime),
     DeadLetter(DeadLetter),
+    /// Every output of windows ending before this time has been sent on this channel
+    /// (from worker 0's probe, after the outputs themselves).
+    Frontier(EventTime),
+    /// A worker's input is done and the dataflow has drained; it waits for
+    /// `JobStats::durable` to reach `EventTime::MAX` before its final commit.
+    WorkerDone(usize),
 }
 
 /// What to run.
@@ -111,9 +119,16 @@ where
             let snapshots = snapshots.inspect(move |snapshot: &WindowSnapshot| {
                 let _ = window_events.send(Event::Window(Box::new(snapshot.clone())));
             });
-            let alerts = detect(snapshots, stages).inspect(move |alert: &Alert| {
-                let _ = alert_events.send(Event::Alert(alert.clone()));
-            });
+            let alerts = detect(snapshots, stages).inspect_core(
+                move |event: Result<(&timely::progress::Stamp<EventTime>, &Vec<Alert>), &[EventTime]>| {
+                    if let Ok((stamp, alerts)) = event {
+                        let at = stamp.least().copied().unwrap_or(0);
+                        for alert in alerts {
+                            let _ = alert_events.send(Event::Alert(alert.clone(), at));
+                        }
+                    }
+                },
+            );
             let (probe, _) = alerts.probe();
             (span_handles, metric_handles, probe)
         });
@@ -121,14 +136,30 @@ where
     let mut span_cap = Some(span_cap);
     let mut metric_cap = Some(metric_cap);
     let mut source = make_source(index, peers)?;
+    if let Ok(mut resume) = stats.resume_from.lock() {
+        let mine = source.resume_frontier();
+        *resume = Some(resume.map_or(mine, |r| r.min(mine)));
+    }
     let mut batch = Batch::default();
     let mut cap_time: EventTime = 0;
     let mut by_window_spans: BTreeMap<EventTime, Vec<Span>> = BTreeMap::new();
     let mut by_window_metrics: BTreeMap<EventTime, Vec<MetricPoint>> = BTreeMap::new();
+    let mut frontier_sent: EventTime = 0;
+    let mut stopped = false;
+    let mut durable_seen: EventTime = 0;
 
     loop {
         if stop.load(Ordering::Relaxed) {
+            stopped = true;
             break;
+        }
+        if index == 0 {
+            send_frontier(&probe, events, &mut frontier_sent);
+        }
+        let durable = JobStats::get(&stats.durable);
+        if durable > durable_seen {
+            durable_seen = durable;
+            source.durable(durable, false)?;
         }
         batch.clear();
         let state = source.poll(&mut batch)?;
@@ -217,18 +248,82 @@ where
             }
         }
     }
-    span_cap = None;
-    metric_cap = None;
+    if stopped && source.resumable() {
+        // Stopped: emit every window all sources have closed, commit that, and drop the
+        // open (incomplete) windows — a restart recomputes them from the input.
+        if let Ok(mut caps) = stats.stop_caps.lock() {
+            caps.insert(index, cap_time);
+        }
+        let target = loop {
+            let caps = stats
+                .stop_caps
+                .lock()
+                .map(|c| c.clone())
+                .unwrap_or_default();
+            if caps.len() >= peers || stats.aborted.load(Ordering::SeqCst) {
+                break caps.values().copied().min().unwrap_or(cap_time);
+            }
+            worker.step_or_park(Some(Duration::from_millis(1)));
+        };
+        while probe.less_than(&target) && !stats.aborted.load(Ordering::SeqCst) {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+            if index == 0 {
+                send_frontier(&probe, events, &mut frontier_sent);
+            }
+        }
+        if index == 0 {
+            send_frontier(&probe, events, &mut frontier_sent);
+        }
+    } else {
+        span_cap = None;
+        metric_cap = None;
+        drop((span_cap.take(), metric_cap.take()));
+        let final_close = Instant::now();
+        if let Ok(mut closed) = stats.window_closed_at.lock() {
+            // Everything still open closes now.
+            closed.entry(EventTime::MAX).or_insert(final_close);
+        }
+        while !probe.done() {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+            if index == 0 {
+                send_frontier(&probe, events, &mut frontier_sent);
+            }
+        }
+    }
+    // Every output to keep has been sent; the main thread makes them durable, then says so.
+    let _ = events.send(Event::WorkerDone(index));
+    let deadline = Instant::now() + FINAL_COMMIT_WAIT;
+    while !stats.finished.load(Ordering::SeqCst) {
+        if stats.aborted.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            tracing::warn!("worker {index}: outputs not confirmed in time; not committing");
+            return Ok(());
+        }
+        worker.step_or_park(Some(Duration::from_millis(5)));
+    }
+    source.durable(JobStats::get(&stats.durable), true)?;
+    // Dropping the inputs lets timely finish the dataflow; outputs after `finished` are
+    // discarded by the main thread.
     drop((span_cap, metric_cap));
-    let final_close = Instant::now();
-    if let Ok(mut closed) = stats.window_closed_at.lock() {
-        // Everything still open closes now.
-        closed.entry(EventTime::MAX).or_insert(final_close);
-    }
-    while !probe.done() {
-        worker.step_or_park(Some(Duration::from_millis(1)));
-    }
     Ok(())
+}
+
+/// How long a finished worker waits for the main thread to confirm the outputs.
+const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(120);
+
+/// Tells the main thread when the output frontier advanced.
+fn send_frontier(
+    probe: &timely::dataflow::operators::probe::Handle<EventTime>,
+    events: &Sender<Event>,
+    sent: &mut EventTime,
+) {
+    let frontier = probe.with_frontier(|f| f.first().copied().unwrap_or(EventTime::MAX));
+    if frontier > *sent {
+        *sent = frontier;
+        let _ = events.send(Event::Frontier(frontier));
+    }
 }
 
 /// Records that windows ending in `[from, to)` closed now. The first watermark jumps from

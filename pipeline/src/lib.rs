@@ -1,11 +1,15 @@
 //! The augur application: CLI, config, dataflow assembly, evaluation.
 
+pub mod actuation;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dataflow;
 pub mod display;
 pub mod eval;
+pub mod job_metrics;
+pub mod kafka_config;
 pub mod run;
+pub mod sink;
 pub mod source;
 pub mod stats;

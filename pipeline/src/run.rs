@@ -1,9 +1,12 @@
 //! Runs a job on a background thread and consumes its events on the calling thread:
 //! dead letters to the DLQ file, alerts to a callback, windows kept for scoring, a
-//! progress bar for finite inputs.
+//! progress bar for finite inputs. With [`Outputs`] (Kafka), alerts and dead letters go
+//! there too, and the main thread turns the job's output frontier into the durable frontier
+//! the sources commit by: after a successful [`Outputs::flush`] of everything received
+//! before a `Frontier(t)` event, windows before `t` are durable.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -12,16 +15,27 @@ use augur_operators::{Alert, WindowSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::dataflow::{Event, JobSpec, run_job};
+use crate::sink::Outputs;
 use crate::source::WorkerSource;
 use crate::stats::JobStats;
 
 /// How the caller wants events handled.
+#[derive(Default)]
 pub struct RunOptions {
     /// Show a progress bar (finite inputs); its unit.
     pub progress: Option<&'static str>,
     /// Keep every window snapshot (for eval).
     pub keep_windows: bool,
+    /// Where alerts and dead letters go besides the callbacks (instead of the DLQ file).
+    pub outputs: Option<Box<dyn Outputs>>,
+    /// Called once with the job's counters when it starts (e.g. to serve them).
+    pub on_start: Option<Box<dyn FnOnce(Arc<JobStats>)>>,
+    /// Sees each window-close → alert latency, ms.
+    pub on_latency: Option<Box<dyn FnMut(f64)>>,
 }
+
+/// How often (at most) the main thread flushes the outputs to advance the durable frontier.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// What a finished run leaves.
 pub struct RunOutcome {
@@ -37,7 +51,7 @@ pub struct RunOutcome {
 pub fn run<F>(
     spec: JobSpec,
     make_source: F,
-    options: RunOptions,
+    mut options: RunOptions,
     stop: Arc<AtomicBool>,
     mut on_alert: impl FnMut(&Alert),
     mut on_window: impl FnMut(&WindowSnapshot),
@@ -46,7 +60,12 @@ where
     F: Fn(usize, usize) -> anyhow::Result<Box<dyn WorkerSource>> + Send + Sync + 'static,
 {
     let dlq_path = spec.config.dead_letter.path.clone();
+    let workers = spec.workers.max(1);
     let stats = Arc::new(JobStats::default());
+    let abort_stop = Arc::clone(&stop);
+    if let Some(on_start) = options.on_start.take() {
+        on_start(Arc::clone(&stats));
+    }
     let (sender, receiver) = crossbeam_channel::bounded::<Event>(65_536);
     let started = Instant::now();
     let job = {
@@ -76,29 +95,105 @@ where
         wall: Duration::ZERO,
     };
     let mut last_tick = Instant::now();
+    let mut pending_frontier = 0;
+    let mut last_flush = Instant::now();
+    let mut workers_done = 0;
+    let mut failure: Option<anyhow::Error> = None;
     loop {
-        match receiver.recv_timeout(Duration::from_millis(200)) {
+        if failure.is_none() {
+            let due = pending_frontier > JobStats::get(&stats.durable)
+                && last_flush.elapsed() >= FLUSH_EVERY
+                && options.outputs.is_some();
+            if due || workers_done == workers {
+                last_flush = Instant::now();
+                let flushed = match options.outputs.as_mut() {
+                    Some(outputs) => outputs.flush(),
+                    None => Ok(()),
+                };
+                match flushed {
+                    Ok(()) => {
+                        // Stopped jobs end at the last frontier (open windows are
+                        // dropped); finished inputs have emitted everything.
+                        let frontier =
+                            if workers_done == workers && !abort_stop.load(Ordering::SeqCst) {
+                                augur_operators::EventTime::MAX
+                            } else {
+                                pending_frontier
+                            };
+                        stats.durable.fetch_max(frontier, Ordering::SeqCst);
+                        if workers_done == workers {
+                            stats.finished.store(true, Ordering::SeqCst);
+                            if abort_stop.load(Ordering::SeqCst) {
+                                // Stopped: whatever comes now is from open windows that
+                                // weren't committed; a restart emits them.
+                                options.outputs = None;
+                                workers_done = usize::MAX;
+                            } else {
+                                workers_done = usize::MAX - 1;
+                            }
+                        }
+                    }
+                    Err(e) => failure = Some(e),
+                }
+            }
+        }
+        if failure.is_some() && !stats.aborted.swap(true, Ordering::SeqCst) {
+            // Outputs can't be confirmed: stop without committing anything more.
+            abort_stop.store(true, Ordering::SeqCst);
+        }
+        let wait = if pending_frontier > JobStats::get(&stats.durable) {
+            FLUSH_EVERY
+        } else {
+            Duration::from_millis(200)
+        };
+        match receiver.recv_timeout(wait) {
+            Ok(Event::Frontier(frontier)) => pending_frontier = pending_frontier.max(frontier),
+            Ok(Event::WorkerDone(_)) => workers_done = workers_done.saturating_add(1),
             Ok(Event::Window(window)) => {
                 on_window(&window);
                 if options.keep_windows {
                     outcome.windows.push(*window);
                 }
             }
-            Ok(Event::Alert(alert)) => {
+            Ok(Event::Alert(alert, emitted_at)) => {
                 if alert.ends_at.is_none() {
                     let closed = stats
                         .closed_at(alert.window_end)
                         .or_else(|| stats.closed_at(augur_operators::EventTime::MAX));
                     if let Some(closed) = closed {
-                        outcome
-                            .alert_latency_ms
-                            .push(closed.elapsed().as_secs_f64() * 1000.0);
+                        let ms = closed.elapsed().as_secs_f64() * 1000.0;
+                        outcome.alert_latency_ms.push(ms);
+                        if let Some(f) = options.on_latency.as_mut() {
+                            f(ms);
+                        }
                     }
                 }
+                if workers_done == usize::MAX {
+                    continue; // from a dropped (incomplete) window
+                }
+                if emitted_at < stats.resume_from() {
+                    continue; // delivered by an earlier run
+                }
                 on_alert(&alert);
+                if let (Some(outputs), None) = (options.outputs.as_mut(), failure.as_ref()) {
+                    if let Err(e) = outputs.alert(&alert) {
+                        failure = Some(e);
+                    }
+                }
                 outcome.alerts.push(alert);
             }
             Ok(Event::DeadLetter(dead)) => {
+                if workers_done == usize::MAX {
+                    continue;
+                }
+                if let Some(outputs) = options.outputs.as_mut() {
+                    if failure.is_none() {
+                        if let Err(e) = outputs.dead_letter(&dead) {
+                            failure = Some(e);
+                        }
+                    }
+                    continue;
+                }
                 if dlq.is_none() {
                     dlq = Some(DeadLetterFile::create(&dlq_path).with_context(|| {
                         format!("creating the dead-letter file {}", dlq_path.display())
@@ -129,6 +224,11 @@ where
             }
         }
     }
+    if let (Some(outputs), None) = (options.outputs.as_mut(), failure.as_ref()) {
+        if let Err(e) = outputs.flush() {
+            failure = Some(e);
+        }
+    }
     let result = job
         .join()
         .map_err(|_| anyhow::anyhow!("the job thread panicked"))?;
@@ -145,5 +245,10 @@ where
         );
     }
     result?;
+    if let Some(e) = failure {
+        return Err(
+            e.context("delivering outputs (no offsets committed past the last confirmed window)")
+        );
+    }
     Ok(outcome)
 }

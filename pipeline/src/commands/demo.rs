@@ -92,6 +92,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         RunOptions {
             progress: None,
             keep_windows: false,
+            ..RunOptions::default()
         },
         stop_on_signal(),
         |alert| println!("{}", alert_line(alert)),

@@ -1,22 +1,67 @@
-//! `augur eval --input DIR`: replay once, score every requested detector.
+//! `augur eval --input DIR` or `augur eval --brokers B [--topic T] [--labels FILE]`: replay
+//! files or a topic's history once, score every requested detector.
 
-use crate::cli::EvalArgs;
-use crate::commands::{load_config, metric_names, read_labels, resolve_slos, stop_on_signal};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use augur_connectors::kafka::{PartitionConsumer, StartAt};
+
+use crate::cli::{EvalArgs, TopicInput};
+use crate::commands::replay::topic_source_spec;
+use crate::commands::{
+    load_config, metric_names, read_labels, resolve_slos, stop_on_signal, topology_slos,
+};
+use crate::config::Config;
 use crate::dataflow::JobSpec;
 use crate::eval::score::ScoreParams;
 use crate::eval::{
     PipelineFigures, faults_from_labels, percentile, report_for, table, window_truth,
 };
+use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
 use crate::source::WorkerSource;
 use crate::source::files::{FileSource, input_files};
+use crate::source::kafka::KafkaSource;
 use crate::stats::JobStats;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let config = load_config(args.job.config.as_deref())?;
-    input_files(&args.input)?;
-    let labels = read_labels(&args.input)?;
-    let slos = resolve_slos(&config, &args.input)?;
+    let (labels, slos) = match &args.input {
+        Some(input) => {
+            input_files(input)?;
+            (read_labels(input)?, resolve_slos(&config, input)?)
+        }
+        None => {
+            let labels = match &args.labels {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("parsing {}", path.display()))?
+                }
+                None => labels_from_topic(&config, &args.topics, &args.labels_topic)?,
+            };
+            let slos = if config.slo.is_empty() {
+                let topology = labels
+                    .get("topology")
+                    .and_then(|t| t.as_str())
+                    .context("no [[slo]] in the config and the labels name no topology")?;
+                topology_slos(topology)?
+            } else {
+                config.slo.clone()
+            };
+            (labels, slos)
+        }
+    };
+    let topic_source = match &args.input {
+        Some(_) => None,
+        None => Some(topic_source_spec(
+            &config,
+            &args.topics,
+            metric_names(&config),
+        )?),
+    };
     let detectors: Vec<String> = match args.detector.as_deref() {
         None => vec![config.detector.name.clone()],
         Some("all") => augur_models::DETECTOR_NAMES
@@ -41,20 +86,35 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         detectors: detectors.clone(),
         workers: args.job.workers,
     };
+    let metrics = Arc::new(JobMetrics::default());
     let make_source = move |index: usize, peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
-        Ok(Box::new(FileSource::open(
-            &input,
-            names.clone(),
-            index,
-            peers,
-        )?))
+        match (&input, &topic_source) {
+            (Some(input), _) => Ok(Box::new(FileSource::open(
+                input,
+                names.clone(),
+                index,
+                peers,
+            )?)),
+            (None, Some(spec)) => Ok(Box::new(KafkaSource::open(
+                spec.clone(),
+                index,
+                peers,
+                Arc::clone(&metrics),
+            )?)),
+            (None, None) => anyhow::bail!("no input"),
+        }
     };
     let outcome = run_job(
         spec,
         make_source,
         RunOptions {
-            progress: if args.json { None } else { Some("input bytes") },
+            progress: match (args.json, &args.input) {
+                (true, _) => None,
+                (false, Some(_)) => Some("input bytes"),
+                (false, None) => Some("offsets"),
+            },
             keep_windows: true,
+            ..RunOptions::default()
         },
         stop_on_signal(),
         |_| {},
@@ -101,4 +161,34 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The last message of the labels topic, as JSON.
+fn labels_from_topic(
+    config: &Config,
+    topics: &TopicInput,
+    topic: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let mut settings = config.kafka.settings(topics.brokers.as_deref());
+    settings.group_id = format!("augur-eval-{}", std::process::id());
+    let mut consumer = PartitionConsumer::open(
+        &settings,
+        &[topic.to_string()],
+        0,
+        1,
+        StartAt::Beginning,
+        true,
+    )?;
+    let mut last = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !(0..consumer.assignment().len()).all(|slot| consumer.done(slot)) {
+        consumer.poll(64, Duration::from_millis(100), |m| {
+            last = Some(m.payload.to_vec())
+        });
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    let last = last.with_context(|| format!("no labels in topic {topic}"))?;
+    serde_json::from_slice(&last).with_context(|| format!("parsing the labels from {topic}"))
 }

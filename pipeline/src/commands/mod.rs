@@ -1,8 +1,10 @@
 //! One module per `augur` command, and what they share.
 
+pub mod alerts;
 pub mod demo;
 pub mod eval;
 pub mod replay;
+pub mod run;
 pub mod simulate;
 pub mod validate;
 
@@ -64,7 +66,9 @@ pub fn stop_on_signal() -> Arc<AtomicBool> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("stopping: finishing open windows (Ctrl-C again to quit now)");
+        eprintln!(
+            "stopping: emitting closed windows, then a final commit (Ctrl-C again to quit now)"
+        );
     });
     if let Err(e) = installed {
         tracing::warn!("cannot install the Ctrl-C handler: {e}");
@@ -83,6 +87,28 @@ pub fn resolve_slos(config: &Config, input: &Path) -> anyhow::Result<Vec<Slo>> {
         .and_then(|t| t.as_str())
         .context("no [[slo]] in the config and labels.json names no topology to take SLOs from")?;
     topology_slos(topology)
+}
+
+/// The SLOs of a job without labels: the config's, else those of the config's simulator
+/// topology (what `augur simulate` produced).
+pub fn job_slos(config: &Config) -> anyhow::Result<Vec<Slo>> {
+    if !config.slo.is_empty() {
+        return Ok(config.slo.clone());
+    }
+    topology_slos(&config.simulator.topology)
+        .context("no [[slo]] in the config, and the simulator topology gives none")
+}
+
+/// A time on the command line: RFC 3339 or ms since the epoch.
+pub fn parse_time_ms(text: &str) -> anyhow::Result<u64> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    let t = humantime::parse_rfc3339_weak(text)
+        .with_context(|| format!("`{text}` is not an RFC 3339 time or ms since the epoch"))?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0))
 }
 
 /// `DIR/labels.json` as JSON.

@@ -1,23 +1,40 @@
-//! `augur replay --input DIR`: the same dataflow over recorded files, as fast as possible.
+//! `augur replay --input DIR` or `augur replay --brokers B [--topic T] [--from T0] [--to T1]`:
+//! the same dataflow over recorded files or a topic's history, as fast as possible.
 
 use std::io::Write;
 
 use anyhow::Context;
 use augur_connectors::files::LineWriter;
 
-use crate::cli::ReplayArgs;
-use crate::commands::{load_config, metric_names, resolve_slos, stop_on_signal};
+use std::sync::Arc;
+
+use augur_connectors::kafka::StartAt;
+use augur_connectors::otlp::MetricNames;
+use augur_operators::EventTime;
+
+use crate::cli::{ReplayArgs, TopicInput};
+use crate::commands::{
+    job_slos, load_config, metric_names, parse_time_ms, resolve_slos, stop_on_signal,
+};
+use crate::config::Config;
 use crate::dataflow::JobSpec;
 use crate::display::alert_line;
+use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
 use crate::source::WorkerSource;
 use crate::source::files::{FileSource, input_files};
+use crate::source::kafka::{KafkaSource, KafkaSourceSpec};
 use crate::stats::JobStats;
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let config = load_config(args.job.config.as_deref())?;
-    input_files(&args.input)?;
-    let slos = resolve_slos(&config, &args.input)?;
+    let (slos, unit) = match &args.input {
+        Some(input) => {
+            input_files(input)?;
+            (resolve_slos(&config, input)?, "input bytes")
+        }
+        None => (job_slos(&config)?, "offsets"),
+    };
     let detector = args
         .detector
         .clone()
@@ -28,6 +45,10 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         config.window.horizon_ms,
     )?;
     let names = metric_names(&config);
+    let topic_source = match &args.input {
+        Some(_) => None,
+        None => Some(topic_source_spec(&config, &args.topics, names.clone())?),
+    };
     let input = args.input.clone();
     let spec = JobSpec {
         config,
@@ -35,13 +56,23 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         detectors: vec![detector],
         workers: args.job.workers,
     };
+    let metrics = Arc::new(JobMetrics::default());
     let make_source = move |index: usize, peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
-        Ok(Box::new(FileSource::open(
-            &input,
-            names.clone(),
-            index,
-            peers,
-        )?))
+        match (&input, &topic_source) {
+            (Some(input), _) => Ok(Box::new(FileSource::open(
+                input,
+                names.clone(),
+                index,
+                peers,
+            )?)),
+            (None, Some(spec)) => Ok(Box::new(KafkaSource::open(
+                spec.clone(),
+                index,
+                peers,
+                Arc::clone(&metrics),
+            )?)),
+            (None, None) => anyhow::bail!("no input"),
+        }
     };
     let mut writer = match &args.alerts_out {
         Some(path) => {
@@ -54,8 +85,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         spec,
         make_source,
         RunOptions {
-            progress: Some("input bytes"),
+            progress: Some(unit),
             keep_windows: false,
+            ..RunOptions::default()
         },
         stop_on_signal(),
         |alert| match writer.as_mut() {
@@ -95,4 +127,41 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         eprintln!("alerts written to {}", path.display());
     }
     Ok(())
+}
+
+/// A bounded read of the topics' history: from `--from` (by `offsets_for_times`, else from
+/// the start) to the end offsets at the start, records outside `[from, to)` skipped. Uses
+/// a throwaway consumer group and commits nothing.
+pub fn topic_source_spec(
+    config: &Config,
+    topics: &TopicInput,
+    names: MetricNames,
+) -> anyhow::Result<KafkaSourceSpec> {
+    let kafka = &config.kafka;
+    let mut settings = kafka.settings(topics.brokers.as_deref());
+    settings.group_id = format!("augur-replay-{}", std::process::id());
+    let from = topics.from.as_deref().map(parse_time_ms).transpose()?;
+    let to = topics.to.as_deref().map(parse_time_ms).transpose()?;
+    Ok(KafkaSourceSpec {
+        settings,
+        spans_topic: topics
+            .topic
+            .clone()
+            .unwrap_or_else(|| kafka.spans_topic.clone()),
+        spans_encoding: kafka.spans_encoding,
+        metrics_topic: topics
+            .metrics_topic
+            .clone()
+            .unwrap_or_else(|| kafka.metrics_topic.clone()),
+        metrics_encoding: kafka.metrics_encoding,
+        names,
+        window_ms: config.window.length_ms,
+        lateness_ms: config.window.allowed_lateness_ms,
+        idle_ms: kafka.idle_timeout_ms,
+        start: from.map_or(StartAt::Beginning, StartAt::Time),
+        bounded: true,
+        time_range: (from.unwrap_or(0), to.unwrap_or(EventTime::MAX)),
+        commit: false,
+        replay_ms: 0,
+    })
 }

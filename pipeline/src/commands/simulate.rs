@@ -10,22 +10,30 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::SimulateArgs;
 
+mod kafka;
+use kafka::to_kafka;
+
 /// Simulated time per output line, ms (the Collector batches similarly).
 const LINE_MS: u64 = 100;
 /// At most this many spans per line.
 const MAX_SPANS_PER_LINE: usize = 4096;
 
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+    if let Some(brokers) = &args.kafka {
+        return to_kafka(args, brokers);
+    }
+    let Some(out) = &args.out else {
+        anyhow::bail!("give --out DIR or --kafka BROKERS");
+    };
     let topology = Topology::load(&args.topology)?;
     let mut config = SimConfig::new(topology, args.seed);
     config.faults = FaultPlan::parse(&args.faults)?;
     config.rate_scale = args.rate_scale;
     let mut sim = Simulator::new(config)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let ext = if args.zstd { "jsonl.zst" } else { "jsonl" };
-    let traces_path = args.out.join(format!("traces.otlp.{ext}"));
-    let metrics_path = args.out.join(format!("metrics.otlp.{ext}"));
+    let traces_path = out.join(format!("traces.otlp.{ext}"));
+    let metrics_path = out.join(format!("metrics.otlp.{ext}"));
     let mut traces = LineWriter::create(&traces_path)?;
     let mut metrics = LineWriter::create(&metrics_path)?;
 
@@ -61,7 +69,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     traces.finish()?;
     metrics.finish()?;
     bar.finish_and_clear();
-    let labels_path = args.out.join("labels.json");
+    let labels_path = out.join("labels.json");
     let labels = serde_json::to_string_pretty(&sim.labels())?;
     std::fs::write(&labels_path, labels)
         .with_context(|| format!("writing {}", labels_path.display()))?;

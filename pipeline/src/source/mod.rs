@@ -2,6 +2,7 @@
 //! learns how far event time has advanced in its share of the input.
 
 pub mod files;
+pub mod kafka;
 pub mod simulator;
 
 use augur_connectors::dead_letter::DeadLetter;
@@ -44,6 +45,23 @@ pub trait WorkerSource {
     fn poll(&mut self, batch: &mut Batch) -> anyhow::Result<SourceState>;
     /// Work done and total, in the source's own unit (bytes, ms of simulated time), for progress.
     fn progress(&self) -> (u64, u64);
+    /// Every output of windows ending before `frontier` is durable (emitted and
+    /// acknowledged): the source may commit the input that fed only those windows.
+    /// `last` comes once, when the job stops, and should commit synchronously.
+    fn durable(&mut self, frontier: EventTime, last: bool) -> anyhow::Result<()> {
+        let _ = (frontier, last);
+        Ok(())
+    }
+    /// Outputs of windows ending before this were already delivered by an earlier run of
+    /// the job (found when resuming from committed offsets); 0 when nothing was.
+    fn resume_frontier(&self) -> EventTime {
+        0
+    }
+    /// Whether a stopped job can leave open windows to a restart (the source re-reads
+    /// their input); otherwise stopping emits them as they are.
+    fn resumable(&self) -> bool {
+        false
+    }
 }
 
 /// The watermark of several partitions: the slowest active partition's newest event time.

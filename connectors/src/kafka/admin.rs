@@ -1,0 +1,56 @@
+//! Topic admin: in, topic names with partition counts; out, the topics exist (created
+//! through the admin API — brokers like tansu don't auto-create), or their partition count.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::block_on::block_on;
+use super::error::KafkaError;
+use super::settings::KafkaSettings;
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Creates each topic that doesn't exist yet; existing topics are left as they are.
+pub fn ensure_topics(settings: &KafkaSettings, topics: &[(&str, i32)]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = settings
+        .admin()
+        .create()
+        .map_err(KafkaError::client("creating the admin client"))?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let results = block_on(admin.create_topics(new.iter(), &options))
+        .map_err(KafkaError::client("creating topics"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::Other(format!("creating topic {topic}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The number of partitions of `topic` (an error when it doesn't exist).
+pub fn topic_partitions(consumer: &BaseConsumer, topic: &str) -> Result<i32, KafkaError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .map_err(KafkaError::client(format!("metadata of {topic}")))?;
+    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(KafkaError::Other(format!("topic {topic} not found")));
+    };
+    if let Some(err) = t.error() {
+        return Err(KafkaError::Other(format!(
+            "topic {topic}: {:?} (create it first, e.g. `augur simulate --kafka`)",
+            RDKafkaErrorCode::from(err)
+        )));
+    }
+    Ok(t.partitions().len() as i32)
+}

@@ -1,0 +1,357 @@
+//! A consumer of one worker's share of some topics' partitions: in, the topics, this
+//! worker's index among `peers`, where to start (committed offsets, the beginning, or a
+//! time); out, batches of messages read with `BaseConsumer` (batched polling), and offset
+//! commits when told. Partitions are assigned, not balanced by the group: partition `i` of
+//! the sorted list of all `(topic, partition)` pairs goes to worker `i % peers`, so every
+//! worker (in every process) knows its share without a rebalance. Offsets are still
+//! committed under the consumer group, so a restarted job resumes where it left off.
+//! State: the consumer, the assignment, each partition's next offset and (for bounded
+//! reads) the end offset captured at the start.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::admin::topic_partitions;
+use super::error::KafkaError;
+use super::settings::KafkaSettings;
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where reading starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The group's committed offsets; the beginning where there are none.
+    Committed,
+    Beginning,
+    /// Only messages written from now on.
+    End,
+    /// The first message written at or after this wall-clock time (ms since the epoch),
+    /// by `offsets_for_times`; from the beginning when the broker can't answer.
+    Time(u64),
+}
+
+/// One message as the caller sees it.
+#[derive(Debug)]
+pub struct KafkaRecord<'a> {
+    /// Index into the topics given to [`PartitionConsumer::open`].
+    pub topic: usize,
+    /// Index of the partition in this consumer's assignment.
+    pub slot: usize,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: &'a [u8],
+    /// CreateTime (or LogAppendTime), ms, when the message has one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// What a poll did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PollOutcome {
+    pub messages: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Assigned {
+    topic: usize,
+    partition: i32,
+    /// The next offset to read, once known.
+    next: Option<i64>,
+    /// First offset at the start (for progress).
+    start: i64,
+    /// End offset captured at the start (bounded reads).
+    end: i64,
+}
+
+pub struct PartitionConsumer {
+    consumer: BaseConsumer,
+    topics: Vec<String>,
+    assigned: Vec<Assigned>,
+    bounded: bool,
+    resumed: Vec<Option<String>>,
+}
+
+impl PartitionConsumer {
+    /// Opens the consumer and assigns this worker's partitions. With `bounded`, the end
+    /// offsets are captured now and [`PartitionConsumer::done`] tells when they're reached.
+    pub fn open(
+        settings: &KafkaSettings,
+        topics: &[String],
+        index: usize,
+        peers: usize,
+        start: StartAt,
+        bounded: bool,
+    ) -> Result<Self, KafkaError> {
+        let consumer: BaseConsumer = settings
+            .consumer()
+            .create()
+            .map_err(KafkaError::client("creating the consumer"))?;
+        let mut all = Vec::new();
+        for (t, topic) in topics.iter().enumerate() {
+            let n = topic_partitions(&consumer, topic)?;
+            all.extend((0..n).map(|p| (t, p)));
+        }
+        let peers = peers.max(1);
+        let mut assigned: Vec<Assigned> = all
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % peers == index)
+            .map(|(_, (topic, partition))| Assigned {
+                topic,
+                partition,
+                next: None,
+                start: 0,
+                end: 0,
+            })
+            .collect();
+        let mut tpl = TopicPartitionList::new();
+        for a in &mut assigned {
+            let topic = &topics[a.topic];
+            let (low, high) = consumer
+                .fetch_watermarks(topic, a.partition, TIMEOUT)
+                .map_err(KafkaError::client(format!(
+                    "watermarks of {topic}/{}",
+                    a.partition
+                )))?;
+            a.start = low;
+            a.end = high;
+        }
+        let (offsets, resumed) = start_offsets(&consumer, topics, &assigned, start)?;
+        for (a, offset) in assigned.iter_mut().zip(offsets) {
+            if let Offset::Offset(o) = offset {
+                a.start = o;
+                a.next = Some(o);
+            }
+            tpl.add_partition_offset(&topics[a.topic], a.partition, offset)
+                .map_err(KafkaError::client("building the assignment"))?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(KafkaError::client("assigning partitions"))?;
+        Ok(PartitionConsumer {
+            consumer,
+            topics: topics.to_vec(),
+            assigned,
+            bounded,
+            resumed,
+        })
+    }
+
+    /// Where each assigned partition starts: `(topic, partition, offset)`.
+    pub fn start_offsets(&self) -> Vec<(String, i32, i64)> {
+        self.assigned
+            .iter()
+            .map(|a| {
+                (
+                    self.topics[a.topic].clone(),
+                    a.partition,
+                    a.next.unwrap_or(a.start),
+                )
+            })
+            .collect()
+    }
+
+    /// The commit metadata found at the start (`StartAt::Committed`), one per assigned
+    /// partition; `None` for a partition without a commit or metadata.
+    pub fn resumed_metadata(&self) -> &[Option<String>] {
+        &self.resumed
+    }
+
+    /// Partitions assigned to this worker: `(topic index, partition)`.
+    pub fn assignment(&self) -> Vec<(usize, i32)> {
+        self.assigned
+            .iter()
+            .map(|a| (a.topic, a.partition))
+            .collect()
+    }
+
+    /// Reads up to `max` messages, waiting at most `wait` for the first; `f` sees each.
+    pub fn poll(
+        &mut self,
+        max: usize,
+        wait: Duration,
+        mut f: impl FnMut(KafkaRecord<'_>),
+    ) -> PollOutcome {
+        let mut out = PollOutcome::default();
+        let mut timeout = wait;
+        while out.messages < max {
+            let Some(result) = self.consumer.poll(timeout) else {
+                break;
+            };
+            timeout = Duration::ZERO;
+            let Ok(message) = result else {
+                // Partition EOF and transient broker errors: librdkafka retries.
+                if let Err(e) = result {
+                    tracing::debug!("kafka poll: {e}");
+                }
+                continue;
+            };
+            let topic = message.topic();
+            let Some(slot) = self
+                .assigned
+                .iter()
+                .position(|a| a.partition == message.partition() && self.topics[a.topic] == topic)
+            else {
+                continue;
+            };
+            let a = &mut self.assigned[slot];
+            a.next = Some(message.offset() + 1);
+            if self.bounded && message.offset() >= a.end {
+                continue;
+            }
+            out.messages += 1;
+            f(KafkaRecord {
+                topic: a.topic,
+                slot,
+                partition: a.partition,
+                offset: message.offset(),
+                payload: message.payload().unwrap_or_default(),
+                timestamp_ms: message.timestamp().to_millis(),
+            });
+        }
+        out
+    }
+
+    /// Whether the partition in `slot` has reached its end offset captured at the start.
+    pub fn done(&self, slot: usize) -> bool {
+        let a = &self.assigned[slot];
+        a.end <= a.start || a.next.is_some_and(|n| n >= a.end)
+    }
+
+    /// Offsets read and offsets to read in total (bounded reads; live reads count up).
+    pub fn progress(&self) -> (u64, u64) {
+        self.assigned.iter().fold((0, 0), |(d, t), a| {
+            let done = a.next.unwrap_or(a.start).saturating_sub(a.start).max(0) as u64;
+            let total = a.end.saturating_sub(a.start).max(0) as u64;
+            (d + done.min(total.max(done)), t + total.max(done))
+        })
+    }
+
+    /// Commits `(topic, partition, next offset)` under the group, each with `metadata`.
+    pub fn commit(
+        &self,
+        offsets: &[(String, i32, i64)],
+        metadata: &str,
+        sync: bool,
+    ) -> Result<(), KafkaError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, next) in offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(KafkaError::client("building the commit"))?;
+            if let Some(mut elem) = tpl.find_partition(topic, *partition) {
+                elem.set_metadata(metadata);
+            }
+        }
+        let mode = if sync {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        self.consumer
+            .commit(&tpl, mode)
+            .map_err(KafkaError::client("committing offsets"))
+    }
+
+    /// Per assigned partition, `(topic index, partition, messages behind the end)`; asks
+    /// the broker for the end offsets (a round trip per partition).
+    pub fn lag(&self) -> Vec<(usize, i32, i64)> {
+        self.assigned
+            .iter()
+            .filter_map(|a| {
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(&self.topics[a.topic], a.partition, Duration::from_secs(1))
+                    .ok()?;
+                Some((
+                    a.topic,
+                    a.partition,
+                    (high - a.next.unwrap_or(a.start)).max(0),
+                ))
+            })
+            .collect()
+    }
+
+    pub fn topic_name(&self, topic: usize) -> &str {
+        &self.topics[topic]
+    }
+}
+
+/// Start offsets for the assignment, and the commit metadata found.
+fn start_offsets(
+    consumer: &BaseConsumer,
+    topics: &[String],
+    assigned: &[Assigned],
+    start: StartAt,
+) -> Result<(Vec<Offset>, Vec<Option<String>>), KafkaError> {
+    let none = vec![None; assigned.len()];
+    match start {
+        StartAt::Beginning => Ok((
+            assigned.iter().map(|a| Offset::Offset(a.start)).collect(),
+            none,
+        )),
+        StartAt::End => Ok((
+            assigned.iter().map(|a| Offset::Offset(a.end)).collect(),
+            none,
+        )),
+        StartAt::Committed => {
+            let mut tpl = TopicPartitionList::new();
+            for a in assigned {
+                tpl.add_partition(&topics[a.topic], a.partition);
+            }
+            let committed = consumer
+                .committed_offsets(tpl, TIMEOUT)
+                .map_err(KafkaError::client("reading committed offsets"))?;
+            let mut offsets = Vec::new();
+            let mut metadata = Vec::new();
+            for a in assigned {
+                let elem = committed.find_partition(&topics[a.topic], a.partition);
+                let (offset, meta) = match elem.as_ref().map(|e| (e.offset(), e.metadata())) {
+                    Some((Offset::Offset(o), meta)) if o >= a.start => (
+                        Offset::Offset(o),
+                        (!meta.is_empty()).then(|| meta.to_string()),
+                    ),
+                    _ => (Offset::Offset(a.start), None),
+                };
+                offsets.push(offset);
+                metadata.push(meta);
+            }
+            Ok((offsets, metadata))
+        }
+        StartAt::Time(ms) => {
+            let mut tpl = TopicPartitionList::new();
+            for a in assigned {
+                tpl.add_partition_offset(&topics[a.topic], a.partition, Offset::Offset(ms as i64))
+                    .map_err(KafkaError::client("building the time query"))?;
+            }
+            let found = match consumer.offsets_for_times(tpl, TIMEOUT) {
+                Ok(found) => Some(found),
+                Err(e) => {
+                    tracing::warn!("offsets_for_times failed ({e}); scanning from the start");
+                    None
+                }
+            };
+            Ok((
+                assigned
+                    .iter()
+                    .map(|a| {
+                        let o = found
+                            .as_ref()
+                            .and_then(|f| f.find_partition(&topics[a.topic], a.partition))
+                            .map(|e| e.offset());
+                        match o {
+                            Some(Offset::Offset(o)) if o >= a.start => Offset::Offset(o),
+                            Some(Offset::End) => Offset::Offset(a.end),
+                            _ => Offset::Offset(a.start),
+                        }
+                    })
+                    .collect(),
+                none,
+            ))
+        }
+    }
+}

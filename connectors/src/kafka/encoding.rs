@@ -1,0 +1,73 @@
+//! Message encodings: in, one Kafka message's bytes, its stream (spans or metrics) and
+//! encoding; out, records appended to the caller's buffers plus the records that failed
+//! validation, or an error for a message that can't be parsed at all. Stateless.
+//!
+//! `otlp_proto` / `otlp_json` are what the OpenTelemetry Collector's Kafka exporter
+//! writes (one export request per message); `prom_json` is prometheus-kafka-adapter JSON
+//! (metrics only).
+
+use augur_operators::records::{MetricPoint, Span};
+use serde::{Deserialize, Serialize};
+
+use super::prom_json::{RecordErrorOrDecode, decode_prom_json};
+use crate::otlp::{
+    DecodeError, MetricNames, RecordError, decode_metrics_json, decode_metrics_proto,
+    decode_traces_json, decode_traces_proto,
+};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    #[default]
+    OtlpProto,
+    OtlpJson,
+    PromJson,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::OtlpProto => "otlp_proto",
+            Encoding::OtlpJson => "otlp_json",
+            Encoding::PromJson => "prom_json",
+        }
+    }
+}
+
+/// What one message held besides its good records.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub record_errors: Vec<RecordError>,
+}
+
+/// Decodes a spans message (`metrics == false`) or a metrics message.
+pub fn decode_message(
+    bytes: &[u8],
+    metrics: bool,
+    encoding: Encoding,
+    names: &MetricNames,
+    spans: &mut Vec<Span>,
+    points: &mut Vec<MetricPoint>,
+) -> Result<Decoded, DecodeError> {
+    let record_errors = match (metrics, encoding) {
+        (false, Encoding::OtlpProto) => decode_traces_proto(bytes, spans)?,
+        (false, Encoding::OtlpJson) => decode_traces_json(bytes, spans)?,
+        (false, Encoding::PromJson) => {
+            return Err(DecodeError::Protobuf(
+                "prom_json is a metrics encoding, not a spans encoding".to_string(),
+            ));
+        }
+        (true, Encoding::OtlpProto) => decode_metrics_proto(bytes, names, points)?.errors,
+        (true, Encoding::OtlpJson) => decode_metrics_json(bytes, names, points)?.errors,
+        (true, Encoding::PromJson) => match decode_prom_json(bytes, names) {
+            Ok(Some(point)) => {
+                points.push(point);
+                Vec::new()
+            }
+            Ok(None) => Vec::new(),
+            Err(RecordErrorOrDecode::Decode(e)) => return Err(e),
+            Err(RecordErrorOrDecode::Record(e)) => vec![e],
+        },
+    };
+    Ok(Decoded { record_errors })
+}

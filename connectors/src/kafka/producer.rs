@@ -1,0 +1,145 @@
+//! The output producer: in, messages for the output topics (alerts, actions, dead letters)
+//! with keys and headers; out, the same on the broker, idempotently (`enable.idempotence`,
+//! `acks=all`). [`OutputProducer::flush`] waits until everything sent so far is
+//! acknowledged and fails if any delivery failed — the job commits source offsets only
+//! after a successful flush. State: the producer and a count of failed deliveries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::message::{Header as RdHeader, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::error::KafkaError;
+use super::settings::KafkaSettings;
+
+/// A message header.
+pub type Header<'a> = (&'a str, &'a [u8]);
+
+#[derive(Default)]
+struct Deliveries {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+struct Context(Arc<Deliveries>);
+
+impl ClientContext for Context {}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => self.0.ok.fetch_add(1, Ordering::Relaxed),
+            Err((e, _)) => {
+                tracing::error!("kafka delivery failed: {e}");
+                self.0.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
+pub struct OutputProducer {
+    producer: ThreadedProducer<Context>,
+    deliveries: Arc<Deliveries>,
+    failed_seen: u64,
+    flush_timeout: Duration,
+}
+
+impl OutputProducer {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        Self::with_config(settings.producer())
+    }
+
+    /// A producer that sends each message as its own batch (`batch.num.messages=1`), for
+    /// brokers that serve whole batches (tansu's memory engine) and tests.
+    pub fn unbatched(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        let mut config = settings.producer();
+        config.set("batch.num.messages", "1");
+        Self::with_config(config)
+    }
+
+    fn with_config(config: rdkafka::ClientConfig) -> Result<Self, KafkaError> {
+        let deliveries = Arc::new(Deliveries::default());
+        let producer = config
+            .create_with_context(Context(Arc::clone(&deliveries)))
+            .map_err(KafkaError::client("creating the producer"))?;
+        Ok(OutputProducer {
+            producer,
+            deliveries,
+            failed_seen: 0,
+            flush_timeout: Duration::from_secs(60),
+        })
+    }
+
+    /// Queues one message; waits (briefly, repeatedly) while the local queue is full.
+    pub fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[Header<'_>],
+        timestamp_ms: Option<i64>,
+    ) -> Result<(), KafkaError> {
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in headers {
+            owned = owned.insert(RdHeader {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(topic).payload(payload).headers(owned);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        if let Some(ts) = timestamp_ms {
+            record = record.timestamp(ts);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((e, back)) => {
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    }
+                    return Err(KafkaError::Client {
+                        op: format!("producing to {topic}"),
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits until every message sent so far is acknowledged; an error if any failed.
+    pub fn flush(&mut self) -> Result<(), KafkaError> {
+        self.producer
+            .flush(self.flush_timeout)
+            .map_err(KafkaError::client("flushing the producer"))?;
+        let failed = self.deliveries.failed.load(Ordering::Relaxed);
+        if failed > self.failed_seen {
+            let new = failed - self.failed_seen;
+            self.failed_seen = failed;
+            return Err(KafkaError::Other(format!(
+                "{new} messages were not delivered"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Messages acknowledged by the broker so far.
+    pub fn delivered(&self) -> u64 {
+        self.deliveries.ok.load(Ordering::Relaxed)
+    }
+}

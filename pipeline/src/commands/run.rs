@@ -1,0 +1,134 @@
+//! `augur run`: the stream job. Kafka spans and metrics in (this process's workers split
+//! the partitions); alerts to `augur.alerts`, actuation commands to `augur.actions`, dead
+//! letters to `augur.dlq`; offsets committed at least once (see README, "Delivery
+//! guarantee"); job metrics on an HTTP endpoint. Stops on SIGTERM/Ctrl-C with a final commit.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use augur_connectors::kafka::{StartAt, ensure_topics};
+use augur_operators::EventTime;
+
+use crate::cli::RunArgs;
+use crate::commands::{job_slos, load_config, metric_names, stop_on_signal};
+use crate::dataflow::JobSpec;
+use crate::display::alert_line;
+use crate::job_metrics::{JobMetrics, serve};
+use crate::run::{RunOptions, run as run_job};
+use crate::sink::kafka::{KafkaOutputs, OutputTopics};
+use crate::source::WorkerSource;
+use crate::source::kafka::{KafkaSource, KafkaSourceSpec};
+use crate::stats::JobStats;
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let config = load_config(args.job.config.as_deref())?;
+    let kafka = config.kafka.clone();
+    let settings = kafka.settings(args.brokers.as_deref());
+    let slos = job_slos(&config)?;
+    augur_models::build(
+        &config.detector.name,
+        &config.detector.settings(),
+        config.window.horizon_ms,
+    )?;
+    ensure_topics(
+        &settings,
+        &[
+            (kafka.spans_topic.as_str(), kafka.partitions),
+            (kafka.metrics_topic.as_str(), kafka.partitions),
+            (kafka.alerts_topic.as_str(), kafka.partitions),
+            (kafka.actions_topic.as_str(), kafka.partitions),
+            (kafka.dlq_topic.as_str(), kafka.partitions),
+        ],
+    )?;
+    let metrics = Arc::new(JobMetrics::default());
+    let outputs = KafkaOutputs::new(
+        &settings,
+        OutputTopics {
+            alerts: kafka.alerts_topic.clone(),
+            actions: kafka.actions_topic.clone(),
+            dlq: kafka.dlq_topic.clone(),
+        },
+        config.actuation.clone(),
+        Arc::clone(&metrics),
+    )?;
+    let source_spec = KafkaSourceSpec {
+        settings: settings.clone(),
+        spans_topic: kafka.spans_topic.clone(),
+        spans_encoding: kafka.spans_encoding,
+        metrics_topic: kafka.metrics_topic.clone(),
+        metrics_encoding: kafka.metrics_encoding,
+        names: metric_names(&config),
+        window_ms: config.window.length_ms,
+        lateness_ms: config.window.allowed_lateness_ms,
+        idle_ms: kafka.idle_timeout_ms,
+        start: StartAt::Committed,
+        bounded: false,
+        time_range: (0, EventTime::MAX),
+        commit: true,
+        replay_ms: kafka.restart_replay_ms,
+    };
+    eprintln!(
+        "augur run: {} → {} workers → {}, {}, {} (group {}, detector {}, window {} ms)",
+        [kafka.spans_topic.as_str(), kafka.metrics_topic.as_str()].join(" + "),
+        args.job.workers,
+        kafka.alerts_topic,
+        kafka.actions_topic,
+        kafka.dlq_topic,
+        kafka.group_id,
+        config.detector.name,
+        config.window.length_ms
+    );
+    let listen = config.job_metrics.listen.clone();
+    let spec = JobSpec {
+        detectors: vec![config.detector.name.clone()],
+        slos,
+        workers: args.job.workers,
+        config,
+    };
+    let source_metrics = Arc::clone(&metrics);
+    let make_source = move |index: usize, peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
+        Ok(Box::new(KafkaSource::open(
+            source_spec.clone(),
+            index,
+            peers,
+            Arc::clone(&source_metrics),
+        )?))
+    };
+    let latency_metrics = Arc::clone(&metrics);
+    let endpoint = (!listen.is_empty()).then_some(listen);
+    let outcome = run_job(
+        spec,
+        make_source,
+        RunOptions {
+            progress: None,
+            keep_windows: false,
+            outputs: Some(Box::new(outputs)),
+            on_start: Some(Box::new(move |stats: Arc<JobStats>| {
+                if let Some(addr) = &endpoint {
+                    match serve(addr, Arc::clone(&metrics), stats) {
+                        Ok(bound) => eprintln!("job metrics at http://{bound}/metrics"),
+                        Err(e) => eprintln!("warning: no metrics endpoint: {e:#}"),
+                    }
+                }
+            })),
+            on_latency: Some(Box::new(move |ms: f64| {
+                latency_metrics.alert_latency(ms / 1000.0)
+            })),
+        },
+        stop_on_signal(),
+        |alert| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", alert_line(alert));
+        },
+        |_| {},
+    )?;
+    eprintln!(
+        "augur run: stopped after {} messages, {} spans, {} alerts, {} dead letters ({} late); offsets committed",
+        JobStats::get(&outcome.stats.messages),
+        JobStats::get(&outcome.stats.spans),
+        outcome.alerts.len(),
+        JobStats::get(&outcome.stats.dead_letters),
+        JobStats::get(&outcome.stats.late),
+    );
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Kafka outputs: in, alerts and dead letters; out, `augur.alerts` (alert JSON, key =
+//! service), `augur.actions` (CloudEvents 1.0 structured JSON from the actuation policy,
+//! key = subject) and `augur.dlq` (the original bytes; reason and source
+//! topic/partition/offset in headers), through one idempotent producer. State: the
+//! producer, the actuation policy's cooldowns, counts of records out per topic.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use augur_connectors::dead_letter::DeadLetter;
+use augur_connectors::kafka::{KafkaSettings, OutputProducer};
+use augur_operators::Alert;
+
+use super::Outputs;
+use crate::actuation::{ActuationConfig, ActuationPolicy};
+use crate::job_metrics::JobMetrics;
+
+/// Output topic names.
+#[derive(Clone, Debug)]
+pub struct OutputTopics {
+    pub alerts: String,
+    pub actions: String,
+    pub dlq: String,
+}
+
+pub struct KafkaOutputs {
+    producer: OutputProducer,
+    topics: OutputTopics,
+    policy: ActuationPolicy,
+    metrics: Arc<JobMetrics>,
+}
+
+impl KafkaOutputs {
+    pub fn new(
+        settings: &KafkaSettings,
+        topics: OutputTopics,
+        actuation: ActuationConfig,
+        metrics: Arc<JobMetrics>,
+    ) -> anyhow::Result<Self> {
+        Ok(KafkaOutputs {
+            producer: OutputProducer::new(settings)?,
+            topics,
+            policy: ActuationPolicy::new(actuation),
+            metrics,
+        })
+    }
+}
+
+/// `topic/partition` as the Kafka source names a dead letter's origin.
+fn split_source(source: &str) -> (&str, Option<&str>) {
+    match source.rsplit_once('/') {
+        Some((topic, partition)) if partition.parse::<i32>().is_ok() => (topic, Some(partition)),
+        _ => (source, None),
+    }
+}
+
+impl Outputs for KafkaOutputs {
+    fn alert(&mut self, alert: &Alert) -> anyhow::Result<()> {
+        let json = serde_json::to_vec(alert).context("encoding an alert")?;
+        self.producer.send(
+            &self.topics.alerts,
+            None,
+            Some(alert.service.as_bytes()),
+            &json,
+            &[
+                ("content-type", b"application/json"),
+                ("augur.alert_id", alert.id.as_bytes()),
+            ],
+            None,
+        )?;
+        self.metrics.record_out(&self.topics.alerts);
+        if let Some(event) = self.policy.decide(alert) {
+            let json = serde_json::to_vec(&event).context("encoding an action")?;
+            self.producer.send(
+                &self.topics.actions,
+                None,
+                Some(event.subject.as_bytes()),
+                &json,
+                &[(
+                    "content-type",
+                    b"application/cloudevents+json; charset=utf-8",
+                )],
+                None,
+            )?;
+            self.metrics.record_out(&self.topics.actions);
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, dead: &DeadLetter) -> anyhow::Result<()> {
+        let (topic, partition) = split_source(&dead.source);
+        let offset = dead.offset.to_string();
+        let mut headers: Vec<(&str, &[u8])> = vec![
+            ("augur.reason", dead.reason.as_bytes()),
+            ("augur.source", dead.source.as_bytes()),
+            ("augur.source.topic", topic.as_bytes()),
+            ("augur.source.offset", offset.as_bytes()),
+        ];
+        if let Some(p) = partition {
+            headers.push(("augur.source.partition", p.as_bytes()));
+        }
+        self.producer.send(
+            &self.topics.dlq,
+            None,
+            Some(dead.source.as_bytes()),
+            &dead.payload,
+            &headers,
+            None,
+        )?;
+        self.metrics.record_out(&self.topics.dlq);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        Ok(self.producer.flush()?)
+    }
+}

@@ -1,0 +1,387 @@
+//! Kafka as a worker's source: in, this worker's share of the spans and metrics topics'
+//! partitions (see `PartitionConsumer`); out, decoded spans and metric points, dead letters
+//! (`source` = `topic/partition`, `offset` = the Kafka offset, the original bytes), and the
+//! watermark. Event time comes from the records; each partition has its own watermark
+//! (its newest event time) and the worker's is the slowest partition's, except that a
+//! partition with no message for `idle_ms` of wall time stops counting (so an idle
+//! partition doesn't stall the windows; it counts again when it delivers).
+//!
+//! At-least-once: every message read is noted with the latest window it can affect (its
+//! records' windows, and for dead letters the window being filled when it was read); when
+//! the job says windows before `t` are durable, offsets of messages that fed only those
+//! windows are committed. State: the consumer, the offset tracker, per-partition
+//! watermarks and last-message times.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use augur_connectors::dead_letter::DeadLetter;
+use augur_connectors::kafka::{
+    Encoding, KafkaSettings, OffsetTracker, PartitionConsumer, StartAt, decode_message,
+};
+use augur_connectors::otlp::MetricNames;
+use augur_operators::{EventTime, window_end};
+
+use super::{Batch, SourceState, WorkerSource};
+use crate::job_metrics::JobMetrics;
+
+/// Messages read per poll at most.
+const MESSAGES_PER_POLL: usize = 256;
+/// How often consumer lag is measured.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// What a worker's Kafka source reads and how.
+#[derive(Clone, Debug)]
+pub struct KafkaSourceSpec {
+    pub settings: KafkaSettings,
+    pub spans_topic: String,
+    pub spans_encoding: Encoding,
+    pub metrics_topic: String,
+    pub metrics_encoding: Encoding,
+    pub names: MetricNames,
+    pub window_ms: u64,
+    pub lateness_ms: u64,
+    /// A partition silent this long (wall time) stops holding the watermark back.
+    pub idle_ms: u64,
+    pub start: StartAt,
+    /// Read to the end offsets captured at the start, then finish (replay).
+    pub bounded: bool,
+    /// Keep only records with event time in `[from, to)`, ms.
+    pub time_range: (EventTime, EventTime),
+    /// Commit offsets under the group as windows become durable (the stream job); replays don't.
+    pub commit: bool,
+    /// The commit point trails the durable frontier by this much event time, so a restart
+    /// rebuilds the window state (detector history, trace assembly) before it emits, ms.
+    pub replay_ms: u64,
+}
+
+struct Partition {
+    newest: Option<EventTime>,
+    last_message: Instant,
+    done: bool,
+}
+
+pub struct KafkaSource {
+    spec: KafkaSourceSpec,
+    consumer: PartitionConsumer,
+    topics: [String; 2],
+    tracker: OffsetTracker,
+    parts: Vec<Partition>,
+    cap: EventTime,
+    metrics: Arc<JobMetrics>,
+    last_lag: Instant,
+    read: Vec<(usize, i32, i64, EventTime)>,
+    durable_seen: EventTime,
+    last_commit: Instant,
+    resume_frontier: EventTime,
+}
+
+/// The watermark of a live worker without partitions: far ahead of any event time, far
+/// from overflowing window arithmetic.
+const NO_PARTITIONS_WATERMARK: EventTime = EventTime::MAX / 4;
+
+/// Commits at most this often (the last one always happens).
+const COMMIT_EVERY: Duration = Duration::from_millis(500);
+
+impl KafkaSource {
+    pub fn open(
+        spec: KafkaSourceSpec,
+        index: usize,
+        peers: usize,
+        metrics: Arc<JobMetrics>,
+    ) -> anyhow::Result<Self> {
+        let topics = [spec.spans_topic.clone(), spec.metrics_topic.clone()];
+        let consumer = PartitionConsumer::open(
+            &spec.settings,
+            &topics,
+            index,
+            peers,
+            spec.start,
+            spec.bounded,
+        )?;
+        let now = Instant::now();
+        let mut tracker = OffsetTracker::default();
+        for (topic, partition, offset) in consumer.start_offsets() {
+            tracker.start(&topic, partition, offset);
+        }
+        // Outputs before the lowest committed frontier were delivered by the last run.
+        let resume_frontier = if spec.commit {
+            consumer
+                .resumed_metadata()
+                .iter()
+                .map(|m| {
+                    m.as_deref()
+                        .and_then(|m| m.parse::<EventTime>().ok())
+                        .unwrap_or(0)
+                })
+                .min()
+                .unwrap_or(EventTime::MAX) // no partitions: no constraint
+        } else {
+            0
+        };
+        if resume_frontier > 0 && resume_frontier < EventTime::MAX {
+            tracing::info!("resuming: windows before {resume_frontier} were already emitted");
+        }
+        let parts = consumer
+            .assignment()
+            .iter()
+            .enumerate()
+            .map(|(slot, _)| Partition {
+                newest: None,
+                last_message: now,
+                done: spec.bounded && consumer.done(slot),
+            })
+            .collect();
+        Ok(KafkaSource {
+            spec,
+            consumer,
+            topics,
+            tracker,
+            parts,
+            cap: 0,
+            metrics,
+            last_lag: now - LAG_EVERY,
+            read: Vec::new(),
+            durable_seen: 0,
+            last_commit: now,
+            resume_frontier,
+        })
+    }
+
+    fn watermark(&self, now: Instant) -> EventTime {
+        let idle = (!self.spec.bounded).then(|| Duration::from_millis(self.spec.idle_ms));
+        watermark(&self.parts, idle, now)
+    }
+}
+
+/// The slowest counting partition's newest event time. A partition counts unless it is
+/// done, or (with `idle`) has had no message for that long; when none counts, the newest
+/// event time of any (everything read has been read).
+fn watermark(parts: &[Partition], idle: Option<Duration>, now: Instant) -> EventTime {
+    let counting = parts
+        .iter()
+        .filter(|p| !p.done && idle.is_none_or(|idle| now.duration_since(p.last_message) < idle));
+    match counting.map(|p| p.newest.unwrap_or(0)).min() {
+        Some(wm) => wm,
+        None => parts.iter().filter_map(|p| p.newest).max().unwrap_or(0),
+    }
+}
+
+impl WorkerSource for KafkaSource {
+    fn poll(&mut self, batch: &mut Batch) -> anyhow::Result<SourceState> {
+        if self.parts.is_empty() && !self.spec.bounded {
+            // More workers than partitions: this one never holds the windows back.
+            return Ok(SourceState::Active {
+                watermark_ms: NO_PARTITIONS_WATERMARK,
+                idle: true,
+            });
+        }
+        if self.parts.iter().all(|p| p.done) {
+            return Ok(SourceState::Exhausted);
+        }
+        let KafkaSource {
+            spec,
+            consumer,
+            topics,
+            parts,
+            read,
+            ..
+        } = self;
+        let window_ms = spec.window_ms;
+        let (from, to) = spec.time_range;
+        let now = Instant::now();
+        let mut per_topic = [0u64; 2];
+        let outcome = consumer.poll(MESSAGES_PER_POLL, Duration::from_millis(20), |m| {
+            batch.messages += 1;
+            per_topic[m.topic] += 1;
+            let is_metrics = m.topic == 1;
+            let encoding = if is_metrics {
+                spec.metrics_encoding
+            } else {
+                spec.spans_encoding
+            };
+            let (spans_before, points_before) = (batch.spans.len(), batch.metrics.len());
+            let source = format!("{}/{}", topics[m.topic], m.partition);
+            let offset = m.offset.max(0) as u64;
+            match decode_message(
+                m.payload,
+                is_metrics,
+                encoding,
+                &spec.names,
+                &mut batch.spans,
+                &mut batch.metrics,
+            ) {
+                Ok(decoded) => {
+                    for error in decoded.record_errors {
+                        batch.dead.push(DeadLetter {
+                            source: source.clone(),
+                            offset,
+                            reason: error.reason,
+                            payload: m.payload.to_vec(),
+                        });
+                    }
+                }
+                Err(error) => batch.dead.push(DeadLetter {
+                    source,
+                    offset,
+                    reason: format!("{}: {error}", encoding.as_str()),
+                    payload: m.payload.to_vec(),
+                }),
+            }
+            // Records outside the time range are skipped (replay by time).
+            if from > 0 || to < EventTime::MAX {
+                let keep = |t: EventTime| t >= from && t < to;
+                let mut i = spans_before;
+                while i < batch.spans.len() {
+                    if keep(batch.spans[i].event_ms()) {
+                        i += 1;
+                    } else {
+                        batch.spans.swap_remove(i);
+                    }
+                }
+                let mut i = points_before;
+                while i < batch.metrics.len() {
+                    if keep(batch.metrics[i].event_ms()) {
+                        i += 1;
+                    } else {
+                        batch.metrics.swap_remove(i);
+                    }
+                }
+            }
+            let newest = batch.spans[spans_before..]
+                .iter()
+                .map(|s| s.event_ms())
+                .chain(batch.metrics[points_before..].iter().map(|p| p.event_ms()))
+                .max();
+            let part = &mut parts[m.slot];
+            part.last_message = now;
+            if let Some(t) = newest {
+                part.newest = Some(part.newest.map_or(t, |n| n.max(t)));
+            }
+            read.push((
+                m.topic,
+                m.partition,
+                m.offset,
+                newest.map_or(0, |t| window_end(t, window_ms)),
+            ));
+        });
+        for (slot, part) in self.parts.iter_mut().enumerate() {
+            if self.spec.bounded && !part.done && self.consumer.done(slot) {
+                part.done = true;
+            }
+        }
+        for (topic, n) in per_topic.iter().enumerate() {
+            if *n > 0 {
+                self.metrics.records_in(&self.topics[topic], *n);
+            }
+        }
+        let watermark = self.watermark(now);
+        self.cap = self.cap.max(window_end(
+            watermark.saturating_sub(self.spec.lateness_ms),
+            window_ms,
+        ));
+        for (topic, partition, offset, window) in self.read.drain(..) {
+            self.tracker
+                .read(&self.topics[topic], partition, offset, window.max(self.cap));
+        }
+        if let Some(newest) = self.parts.iter().filter_map(|p| p.newest).max() {
+            let open =
+                window_end(newest, window_ms).saturating_sub(self.durable_seen.max(self.cap));
+            self.metrics
+                .windows_open
+                .store(open / window_ms + 1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if self.last_lag.elapsed() >= LAG_EVERY {
+            self.last_lag = Instant::now();
+            for (topic, partition, lag) in self.consumer.lag() {
+                self.metrics.lag(&self.topics[topic], partition, lag);
+            }
+        }
+        if self.parts.iter().all(|p| p.done) {
+            return Ok(SourceState::Exhausted);
+        }
+        Ok(SourceState::Active {
+            watermark_ms: watermark,
+            idle: outcome.messages == 0,
+        })
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        self.consumer.progress()
+    }
+
+    fn durable(&mut self, frontier: EventTime, last: bool) -> anyhow::Result<()> {
+        self.durable_seen = self.durable_seen.max(frontier);
+        if !self.spec.commit || (!last && self.last_commit.elapsed() < COMMIT_EVERY) {
+            return Ok(());
+        }
+        self.last_commit = Instant::now();
+        // Never record a frontier beyond the input actually read (a finished input
+        // reports EventTime::MAX).
+        let newest = self
+            .parts
+            .iter()
+            .filter_map(|p| p.newest)
+            .max()
+            .unwrap_or(0);
+        let frontier = frontier.min(window_end(newest, self.spec.window_ms));
+        let frontier = frontier.max(self.resume_frontier);
+        let point = frontier.saturating_sub(self.spec.replay_ms);
+        let commits = self.tracker.advance(point);
+        self.consumer
+            .commit(&commits, &frontier.to_string(), last)?;
+        Ok(())
+    }
+
+    fn resume_frontier(&self) -> EventTime {
+        self.resume_frontier
+    }
+
+    fn resumable(&self) -> bool {
+        self.spec.commit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_partition_stops_holding_the_watermark() {
+        let start = Instant::now();
+        let part = |newest: Option<EventTime>, silent_ms: u64, done: bool| Partition {
+            newest,
+            last_message: start - Duration::from_millis(silent_ms),
+            done,
+        };
+        let idle = Some(Duration::from_millis(5000));
+        // Both active: the slowest holds the watermark.
+        let parts = [part(Some(10_000), 0, false), part(Some(4_000), 100, false)];
+        assert_eq!(watermark(&parts, idle, start), 4_000);
+        // The slow one has been silent past the idle timeout: it no longer counts.
+        let parts = [
+            part(Some(10_000), 0, false),
+            part(Some(4_000), 6_000, false),
+        ];
+        assert_eq!(watermark(&parts, idle, start), 10_000);
+        // A partition that never delivered holds it at zero until it is idle.
+        let parts = [part(Some(10_000), 0, false), part(None, 1_000, false)];
+        assert_eq!(watermark(&parts, idle, start), 0);
+        let parts = [part(Some(10_000), 0, false), part(None, 9_000, false)];
+        assert_eq!(watermark(&parts, idle, start), 10_000);
+        // Everything idle: as far as anything got, so the last windows close.
+        let parts = [
+            part(Some(10_000), 9_000, false),
+            part(Some(7_000), 9_000, false),
+        ];
+        assert_eq!(watermark(&parts, idle, start), 10_000);
+        // Bounded reads (replay) never skip a partition for idleness; done ones don't count.
+        let parts = [
+            part(Some(10_000), 0, false),
+            part(Some(4_000), 60_000, false),
+        ];
+        assert_eq!(watermark(&parts, None, start), 4_000);
+        let parts = [part(Some(10_000), 0, false), part(Some(4_000), 0, true)];
+        assert_eq!(watermark(&parts, None, start), 10_000);
+    }
+}

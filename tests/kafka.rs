@@ -1,0 +1,410 @@
+//! End-to-end tests against a real Kafka-protocol broker (tansu, started by
+//! `scripts/broker start`; `scripts/test` does it and sets `AUGUR_BROKER`). Without
+//! `AUGUR_BROKER` these tests say so and pass without running.
+//!
+//! One scenario, as a user runs it: `augur simulate --kafka` (social network, a CPU fault
+//! on home-timeline-service, corrupt messages) → `augur run -w 2` uninterrupted; the same
+//! again killed with SIGKILL mid-stream and restarted; `augur replay` and `augur eval` of
+//! the topic, and `augur eval` of the equivalent files.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{Offset, TopicPartitionList};
+
+fn broker() -> Option<String> {
+    let b = std::env::var("AUGUR_BROKER").ok().filter(|b| !b.is_empty());
+    if b.is_none() {
+        eprintln!("AUGUR_BROKER is not set: skipping (run `scripts/broker start`, then set it)");
+    }
+    b
+}
+
+fn augur(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_augur"))
+        .args(args)
+        .current_dir(cwd)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("augur runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "augur failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn spawn_run(config: &Path, cwd: &Path, log: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_augur"))
+        .args(["run", "-w", "2", "--config", config.to_str().unwrap()])
+        .current_dir(cwd)
+        .env("OMP_NUM_THREADS", "1")
+        .stdout(std::fs::File::create(cwd.join(format!("{log}.out"))).unwrap())
+        .stderr(std::fs::File::create(cwd.join(format!("{log}.err"))).unwrap())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("augur run starts")
+}
+
+/// The job's Prometheus text, or "" while the endpoint isn't up.
+fn scrape(port: u16) -> String {
+    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut body = String::new();
+    let _ = conn.read_to_string(&mut body);
+    body
+}
+
+/// Sum of a metric's samples (all label sets).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sigterm_and_wait(child: &mut Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "augur run didn't stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every message of a topic: (key, payload, headers).
+type Record = (Vec<u8>, Vec<u8>, BTreeMap<String, String>);
+
+fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0;
+    for p in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        remaining += high - low;
+        tpl.add_partition_offset(topic, p, Offset::Offset(low))
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = Instant::now();
+    // Until the end offsets are reached and nothing more came for a while.
+    while (remaining > 0 || last.elapsed() < Duration::from_millis(1500))
+        && Instant::now() < deadline
+    {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        last = Instant::now();
+        remaining -= 1;
+        let mut headers = BTreeMap::new();
+        if let Some(h) = m.headers() {
+            for header in h.iter() {
+                headers.insert(
+                    header.key.to_string(),
+                    String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                );
+            }
+        }
+        out.push((
+            m.key().unwrap_or_default().to_vec(),
+            m.payload().unwrap_or_default().to_vec(),
+            headers,
+        ));
+    }
+    assert!(remaining <= 0, "could not read all of {topic}");
+    out
+}
+
+/// Alerts by id; asserts that duplicates (same id) are identical.
+fn dedup_alerts(records: &[Record]) -> BTreeMap<String, serde_json::Value> {
+    let mut by_id = BTreeMap::new();
+    for (_, payload, _) in records {
+        let alert: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        let id = format!(
+            "{}{}",
+            alert["id"].as_str().unwrap(),
+            if alert.get("endsAt").is_some() {
+                "/resolved"
+            } else {
+                ""
+            }
+        );
+        if let Some(earlier) = by_id.insert(id.clone(), alert.clone()) {
+            assert_eq!(earlier, alert, "two different alerts with id {id}");
+        }
+    }
+    by_id
+}
+
+fn job_config(dir: &Path, prefix: &str, run: &str, port: u16) -> std::path::PathBuf {
+    let path = dir.join(format!("{run}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{prefix}.{run}\"\n\
+             spans_topic = \"{prefix}.spans\"\nmetrics_topic = \"{prefix}.metrics\"\n\
+             alerts_topic = \"{prefix}.{run}.alerts\"\nactions_topic = \"{prefix}.{run}.actions\"\n\
+             dlq_topic = \"{prefix}.{run}.dlq\"\nidle_timeout_ms = 1500\n\
+             # tansu's memory engine needs one message per producer batch\n\
+             \"batch.num.messages\" = 1\n\
+             [job_metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            brokers = std::env::var("AUGUR_BROKER").unwrap(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+const FAULT_PLAN: &str = "[[fault]]\nkind = \"cpu_contention\"\nservice = \"home-timeline-service\"\nstart_ms = 50000\nduration_ms = 30000\nmagnitude = 5.0\n";
+
+#[test]
+fn kafka_end_to_end() {
+    let Some(brokers) = broker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let prefix = format!("e2e{}", std::process::id());
+    let plan = dir.join("faults.toml");
+    std::fs::write(&plan, FAULT_PLAN).unwrap();
+    let port_base = 20_000 + (std::process::id() % 20_000) as u16;
+    let config_a = job_config(dir, &prefix, "a", port_base);
+    let config_b = job_config(dir, &prefix, "b", port_base + 1);
+    let labels_topic = format!("{prefix}.labels");
+
+    // The simulated social network, with corrupt messages, into the topics.
+    let sim_args = [
+        "--topology",
+        "social-network",
+        "--duration",
+        "150s",
+        "--seed",
+        "7",
+        "--faults",
+        plan.to_str().unwrap(),
+    ];
+    let mut args = vec![
+        "simulate",
+        "--kafka",
+        &brokers,
+        "-c",
+        config_a.to_str().unwrap(),
+    ];
+    args.extend(sim_args);
+    args.extend(["--corrupt", "3", "--labels-topic", &labels_topic]);
+    let out = augur(&args, dir);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let messages: f64 = stderr
+        .split(" in ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("message count in: {stderr}"));
+
+    // Run A: uninterrupted. Read everything, let idle partitions close the windows, SIGTERM.
+    let mut a = spawn_run(&config_a, dir, "a");
+    wait_for(
+        "run A to read every message",
+        Duration::from_secs(120),
+        || metric(&scrape(port_base), "augur_records_in_total") >= messages,
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let metrics_a = scrape(port_base);
+    assert!(sigterm_and_wait(&mut a).success(), "run A exits cleanly");
+    assert_eq!(
+        metric(&metrics_a, "augur_dead_letters_total"),
+        3.0,
+        "{metrics_a}"
+    );
+    assert_eq!(metric(&metrics_a, "augur_consumer_lag"), 0.0, "{metrics_a}");
+    assert!(
+        metric(&metrics_a, "augur_alert_latency_seconds_count") >= 1.0,
+        "{metrics_a}"
+    );
+
+    let alerts_a = dedup_alerts(&read_topic(&brokers, &format!("{prefix}.a.alerts")));
+    let culprit_named = alerts_a.values().any(|a| {
+        a["kind"] == "qos_violation_predicted"
+            && a["culprits"][0]["service"] == "home-timeline-service"
+    });
+    assert!(culprit_named, "no alert names the culprit: {alerts_a:?}");
+    let actions = read_topic(&brokers, &format!("{prefix}.a.actions"));
+    assert!(!actions.is_empty(), "no actions");
+    for (key, payload, headers) in &actions {
+        let event: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        assert_eq!(event["specversion"], "1.0");
+        assert!(event["type"].as_str().unwrap().starts_with("augur.scale_"));
+        assert_eq!(event["subject"], "default/home-timeline-service");
+        assert_eq!(key.as_slice(), b"default/home-timeline-service");
+        assert!(alerts_a.contains_key(event["data"]["reason"].as_str().unwrap()));
+        assert!(headers["content-type"].starts_with("application/cloudevents+json"));
+    }
+    let dlq = read_topic(&brokers, &format!("{prefix}.a.dlq"));
+    assert_eq!(dlq.len(), 3, "one DLQ record per corrupt message");
+    for (_, payload, headers) in &dlq {
+        assert!(String::from_utf8_lossy(payload).contains("corrupt message"));
+        assert_eq!(headers["augur.source.topic"], format!("{prefix}.spans"));
+        assert!(headers["augur.source.offset"].parse::<u64>().is_ok());
+        assert!(headers["augur.source.partition"].parse::<i32>().is_ok());
+        assert!(
+            headers["augur.reason"].contains("otlp_proto"),
+            "{headers:?}"
+        );
+    }
+    // `augur alerts` prints them readably.
+    let printed = ok(&augur(
+        &[
+            "alerts",
+            "--brokers",
+            &brokers,
+            "--topic",
+            &format!("{prefix}.a.alerts"),
+            "--from-beginning",
+            "--idle-exit",
+            "3s",
+        ],
+        dir,
+    ));
+    assert!(
+        printed.contains("PREDICTED") && printed.contains("home-timeline-service"),
+        "{printed}"
+    );
+
+    // Run B: killed with SIGKILL mid-stream, restarted, stopped with SIGTERM.
+    let mut b = spawn_run(&config_b, dir, "b1");
+    wait_for(
+        "run B to read 70% of the input",
+        Duration::from_secs(120),
+        || metric(&scrape(port_base + 1), "augur_records_in_total") >= 0.7 * messages,
+    );
+    b.kill().unwrap(); // SIGKILL
+    b.wait().unwrap();
+    let mut b = spawn_run(&config_b, dir, "b2");
+    wait_for(
+        "restarted run B to catch up",
+        Duration::from_secs(120),
+        || {
+            let m = scrape(port_base + 1);
+            !m.is_empty()
+                && metric(&m, "augur_consumer_lag") == 0.0
+                && metric(&m, "augur_records_in_total") > 0.0
+        },
+    );
+    std::thread::sleep(Duration::from_secs(6)); // lag is measured every 5 s; idle windows close
+    assert!(sigterm_and_wait(&mut b).success(), "run B exits cleanly");
+    let alerts_b = dedup_alerts(&read_topic(&brokers, &format!("{prefix}.b.alerts")));
+    assert_eq!(
+        alerts_b.keys().collect::<BTreeSet<_>>(),
+        alerts_a.keys().collect::<BTreeSet<_>>(),
+        "the restarted job lost or changed windows"
+    );
+    assert_eq!(alerts_b, alerts_a);
+
+    // Replay of the topic: the live run's alerts.
+    let replayed = dir.join("replay.jsonl");
+    let replay_out = augur(
+        &[
+            "replay",
+            "--brokers",
+            &brokers,
+            "-c",
+            config_a.to_str().unwrap(),
+            "-w",
+            "2",
+            "--alerts-out",
+            replayed.to_str().unwrap(),
+        ],
+        dir,
+    );
+    ok(&replay_out);
+    let replay_records: Vec<Record> = std::fs::read_to_string(&replayed)
+        .unwrap()
+        .lines()
+        .map(|l| (Vec::new(), l.as_bytes().to_vec(), BTreeMap::new()))
+        .collect();
+    assert_eq!(
+        dedup_alerts(&replay_records).keys().collect::<Vec<_>>(),
+        alerts_a.keys().collect::<Vec<_>>(),
+        "replay: {}",
+        String::from_utf8_lossy(&replay_out.stderr)
+    );
+    assert_eq!(dedup_alerts(&replay_records), alerts_a);
+
+    // Eval over the topic gives the figures of eval over the equivalent files.
+    let files = dir.join("files");
+    let mut args = vec!["simulate", "--out", files.to_str().unwrap()];
+    args.extend(sim_args);
+    ok(&augur(&args, dir));
+    let topic_eval = ok(&augur(
+        &[
+            "eval",
+            "--brokers",
+            &brokers,
+            "-c",
+            config_a.to_str().unwrap(),
+            "--labels-topic",
+            &labels_topic,
+            "--json",
+        ],
+        dir,
+    ));
+    let file_eval = ok(&augur(
+        &["eval", "--input", files.to_str().unwrap(), "--json"],
+        dir,
+    ));
+    let figures = |text: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        v.as_object_mut().unwrap().remove("pipeline");
+        v
+    };
+    let topic_figures = figures(&topic_eval);
+    assert_eq!(topic_figures, figures(&file_eval));
+    assert_eq!(topic_figures["rca"]["ac1"], 1.0, "{topic_figures}");
+}
