@@ -255,6 +255,12 @@ fn kafka_end_to_end() {
         Duration::from_secs(120),
         || metric(&scrape(port_base), "augur_records_in_total") >= messages,
     );
+    // The lag gauge is sampled every few seconds: wait for a sample taken after the last read.
+    wait_for(
+        "run A's consumer lag to reach 0",
+        Duration::from_secs(30),
+        || metric(&scrape(port_base), "augur_consumer_lag") == 0.0,
+    );
     std::thread::sleep(Duration::from_secs(4));
     let metrics_a = scrape(port_base);
     assert!(sigterm_and_wait(&mut a).success(), "run A exits cleanly");
