@@ -18,6 +18,8 @@ fn main() {
         Command::Replay(args) => commands::replay::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Validate(args) => commands::validate::run(args),
+        Command::Record(args) => commands::record::run(args),
+        Command::Train(args) => commands::train::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

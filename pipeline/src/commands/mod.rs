@@ -2,8 +2,10 @@
 
 pub mod demo;
 pub mod eval;
+pub mod record;
 pub mod replay;
 pub mod simulate;
+pub mod train;
 pub mod validate;
 
 use std::path::Path;
