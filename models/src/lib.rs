@@ -1,10 +1,21 @@
 //! augur-models: detectors and models behind the [`augur_operators::Detector`] boundary.
 //!
-//! For now the statistical detectors: `nsigma` (the stand-in predictor) and the
-//! CPU-threshold autoscaler rules that the papers compare against.
+//! Statistical detectors: `nsigma` and the CPU-threshold autoscaler rules that the papers
+//! compare against. Learned: `seer` (libtorch via tch), its network, datasets, training,
+//! checkpoints and device choice.
 
+pub mod checkpoint;
 pub mod cpu_threshold;
+pub mod dataset;
+pub mod device;
+pub mod features;
+pub mod labels;
+pub mod layout;
 pub mod nsigma;
 pub mod registry;
+pub mod remap;
+pub mod seer;
+pub mod seer_net;
+pub mod train;
 
 pub use registry::{DETECTOR_NAMES, DetectorSettings, RegistryError, build};

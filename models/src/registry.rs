@@ -6,21 +6,25 @@ use thiserror::Error;
 
 use crate::cpu_threshold::CpuThreshold;
 use crate::nsigma::{NSigma, NSigmaConfig};
+use crate::seer::{Seer, SeerConfig};
 
 /// Names accepted by [`build`].
-pub const DETECTOR_NAMES: &[&str] = &["nsigma", "cpu-threshold-50", "cpu-threshold-70"];
+pub const DETECTOR_NAMES: &[&str] = &["nsigma", "cpu-threshold-50", "cpu-threshold-70", "seer"];
 
 /// Settings of every detector; each reads its own section.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorSettings {
     pub nsigma: NSigmaConfig,
+    pub seer: SeerConfig,
 }
 
 #[derive(Debug, Error)]
 pub enum RegistryError {
     #[error("unknown detector `{name}`; known detectors: {}", DETECTOR_NAMES.join(", "))]
     Unknown { name: String },
+    #[error("detector `seer`")]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
 }
 
 /// Builds the detector called `name`.
@@ -33,6 +37,7 @@ pub fn build(
         "nsigma" => Ok(Box::new(NSigma::new(settings.nsigma.clone(), horizon_ms))),
         "cpu-threshold-50" => Ok(Box::new(CpuThreshold::new(0.5, horizon_ms))),
         "cpu-threshold-70" => Ok(Box::new(CpuThreshold::new(0.7, horizon_ms))),
+        "seer" => Ok(Box::new(Seer::new(settings.seer.clone(), horizon_ms)?)),
         _ => Err(RegistryError::Unknown {
             name: name.to_string(),
         }),

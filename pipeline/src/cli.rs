@@ -32,6 +32,10 @@ pub enum Command {
     Run(RunArgs),
     /// Subscribe to the alert topic and print alerts as they arrive.
     Alerts(AlertsArgs),
+    /// Replay recorded files and write per-window feature tensors with labels (Arrow IPC).
+    Record(RecordArgs),
+    /// Train a model on recorded datasets; writes the next checkpoint version.
+    Train(TrainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -201,4 +205,48 @@ pub struct EvalArgs {
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Directory with the recorded files and labels.json.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Arrow IPC file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Model to train.
+    #[arg(long, default_value = "seer")]
+    pub model: String,
+    /// Dataset(s) written by `augur record`; repeat for several.
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// Seed of weight initialization and shuffling.
+    #[arg(long, default_value_t = 1)]
+    pub seed: i64,
+    /// Checkpoint directory (default: the config's `detector.seer.models_dir`).
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// Checkpoint version to write (default: the newest in the directory + 1).
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// Windows of history per prediction (default 5).
+    #[arg(long)]
+    pub history: Option<usize>,
+    /// LSTM hidden size (default 48).
+    #[arg(long)]
+    pub hidden: Option<i64>,
+    /// libtorch intra-op threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
 }

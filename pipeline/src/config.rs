@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use augur_models::DetectorSettings;
 use augur_models::nsigma::NSigmaConfig;
+use augur_models::seer::SeerConfig;
 use augur_operators::Resource;
 use augur_operators::decide::DecideConfig;
 use augur_operators::qos_check::Slo;
@@ -81,9 +82,10 @@ impl Default for FeaturesConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
-    /// One of `nsigma`, `cpu-threshold-50`, `cpu-threshold-70`. Default `nsigma`.
+    /// One of `nsigma`, `cpu-threshold-50`, `cpu-threshold-70`, `seer`. Default `nsigma`.
     pub name: String,
     pub nsigma: NSigmaConfig,
+    pub seer: SeerConfig,
 }
 
 impl Default for DetectorConfig {
@@ -91,6 +93,7 @@ impl Default for DetectorConfig {
         DetectorConfig {
             name: "nsigma".to_string(),
             nsigma: NSigmaConfig::default(),
+            seer: SeerConfig::default(),
         }
     }
 }
@@ -99,6 +102,7 @@ impl DetectorConfig {
     pub fn settings(&self) -> DetectorSettings {
         DetectorSettings {
             nsigma: self.nsigma.clone(),
+            seer: self.seer.clone(),
         }
     }
 }

@@ -20,6 +20,8 @@ fn main() {
         Command::Validate(args) => commands::validate::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Alerts(args) => commands::alerts::run(args),
+        Command::Record(args) => commands::record::run(args),
+        Command::Train(args) => commands::train::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

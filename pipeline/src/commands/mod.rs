@@ -3,9 +3,11 @@
 pub mod alerts;
 pub mod demo;
 pub mod eval;
+pub mod record;
 pub mod replay;
 pub mod run;
 pub mod simulate;
+pub mod train;
 pub mod validate;
 
 use std::path::Path;

@@ -1,0 +1,490 @@
+//! The `seer` detector: a trained Seer model behind the [`Detector`] trait.
+//!
+//! In: closed windows, in order. Out: a `qos_violation_predicted` detection when the
+//! model's violation probability reaches the threshold, with services ranked by
+//! P(initiates the violation). State: the last H feature matrices; a dedicated inference
+//! thread that owns the libtorch model and is fed through a crossbeam channel, so the
+//! timely worker never runs libtorch itself. In this version `observe` waits for its
+//! window's result (the reply comes back on a per-request channel, keyed by window end);
+//! requests that queue up while the thread is busy are run as one batch.
+//!
+//! Hot swap: every `check_every_windows` windows the detector looks for a newer checkpoint
+//! version in the models directory; a loader thread reads it and hands it to the inference
+//! thread, which keeps serving the old model until then.
+//!
+//! Topology change: when a window's dependency graph names services the model doesn't
+//! know, the inference thread rebuilds the model for the new service set at once, reusing
+//! weights by service identity (`remap.rs`), and a background thread fine-tunes a copy on
+//! the recent windows (their QoS verdicts give the labels; culprits are unknown at run time)
+//! — or, when more than `retrain_fraction` of the services changed, trains a new model from
+//! scratch — and swaps it in when done. Services that disappear are fed as zeros, exactly
+//! as services missing from a window were in training.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use augur_operators::{AlertKind, Culprit, Detection, Detector, WindowSnapshot};
+use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use crate::checkpoint::{CheckpointError, SeerModel, latest_version};
+use crate::dataset::{Dataset, Row};
+use crate::device::{DeviceChoice, resolve};
+use crate::features::window_matrix;
+use crate::labels::label_windows;
+use crate::remap::{change_fraction, remap};
+use crate::train::{TrainSettings, fit, train};
+
+/// Settings of the `seer` detector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeerConfig {
+    /// Directory of versioned checkpoints (`seer-vN.safetensors` + `seer-vN.json`).
+    /// Default `models/checkpoints`; when that doesn't exist (run outside the repository),
+    /// the checkpoints the binary was built with.
+    pub models_dir: PathBuf,
+    /// `auto` (CUDA when available, else CPU), `cpu` or `cuda:N`. Default `auto`.
+    pub device: DeviceChoice,
+    /// Violation probability that fires; 0 uses the checkpoint's (chosen on validation
+    /// data when it was trained). Default 0.
+    pub threshold: f64,
+    /// Look for a newer checkpoint every this many windows (0: never). Default 30.
+    pub check_every_windows: u64,
+    /// Recent windows kept for fine-tuning after a topology change. Default 300.
+    pub recent_windows: usize,
+    /// Epochs of background fine-tuning after a topology change. Default 5.
+    pub fine_tune_epochs: usize,
+    /// Share of services added or removed above which the model is retrained from scratch
+    /// instead of fine-tuned. Default 0.5.
+    pub retrain_fraction: f64,
+}
+
+impl Default for SeerConfig {
+    fn default() -> Self {
+        SeerConfig {
+            models_dir: PathBuf::from("models/checkpoints"),
+            device: DeviceChoice::Auto,
+            threshold: 0.0,
+            check_every_windows: 30,
+            recent_windows: 300,
+            fine_tune_epochs: 5,
+            retrain_fraction: 0.5,
+        }
+    }
+}
+
+impl SeerConfig {
+    /// The checkpoint directory to use (see `models_dir`).
+    pub fn dir(&self) -> PathBuf {
+        if self.models_dir.exists() || self.models_dir.is_absolute() {
+            self.models_dir.clone()
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints")
+        }
+    }
+}
+
+/// Inference time over all windows of the process (a job metric).
+pub static INFERENCE_NS: AtomicU64 = AtomicU64::new(0);
+/// Windows inferred.
+pub static INFERENCES: AtomicU64 = AtomicU64::new(0);
+
+/// The model's answer for one window.
+#[derive(Clone, Debug)]
+struct Prediction {
+    window_end: u64,
+    violation: f64,
+    /// (service, P(initiates | violation)), model order.
+    culprits: Vec<(String, f64)>,
+    threshold: f64,
+    version: u64,
+}
+
+enum Request {
+    Predict {
+        window_end: u64,
+        /// H raw matrices in the order of `services`.
+        history: Vec<Vec<f32>>,
+        services: Vec<String>,
+        reply: Sender<Prediction>,
+    },
+    /// A model to serve from now on (hot swap or finished fine-tuning).
+    Swap(Box<SeerModel>),
+    /// The service set changed: rebuild now, fine-tune in the background on these windows.
+    Topology {
+        services: Vec<String>,
+        recent: Vec<WindowSnapshot>,
+    },
+}
+
+pub struct Seer {
+    config: SeerConfig,
+    horizon_ms: u64,
+    version: String,
+    /// Services of the model being served (the inference thread's view, mirrored).
+    services: Vec<String>,
+    history: usize,
+    windows: VecDeque<Vec<f32>>,
+    recent: VecDeque<WindowSnapshot>,
+    seen: u64,
+    loaded_version: u64,
+    thread: Option<(Sender<Request>, JoinHandle<()>)>,
+}
+
+impl Seer {
+    /// Checks that a checkpoint exists; the model loads on the first window, on the
+    /// inference thread.
+    pub fn new(config: SeerConfig, horizon_ms: u64) -> Result<Self, CheckpointError> {
+        let dir = config.dir();
+        let version = latest_version(&dir, "seer").ok_or_else(|| CheckpointError::Missing {
+            model: "seer".into(),
+            dir: dir.clone(),
+        })?;
+        let (_, json) = crate::checkpoint::paths(&dir, "seer", version);
+        let text = std::fs::read_to_string(&json).map_err(|source| CheckpointError::Io {
+            path: json.clone(),
+            source,
+        })?;
+        let layout: crate::layout::Layout =
+            serde_json::from_str(&text).map_err(|source| CheckpointError::Json {
+                path: json.clone(),
+                source,
+            })?;
+        Ok(Seer {
+            config,
+            horizon_ms,
+            version: version.to_string(),
+            services: layout.services,
+            history: layout.hyper.history,
+            windows: VecDeque::new(),
+            recent: VecDeque::new(),
+            seen: 0,
+            loaded_version: version,
+            thread: None,
+        })
+    }
+
+    fn sender(&mut self) -> Option<Sender<Request>> {
+        if self.thread.is_none() {
+            let device = match resolve(self.config.device) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!("seer: {e}; using the CPU");
+                    Device::Cpu
+                }
+            };
+            let model =
+                match SeerModel::load(&self.config.dir(), "seer", self.loaded_version, device) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::error!("seer: cannot load the checkpoint: {e}");
+                        return None;
+                    }
+                };
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let config = self.config.clone();
+            let handle = std::thread::Builder::new()
+                .name("seer-inference".into())
+                .spawn(move || inference_loop(model, rx, config))
+                .ok()?;
+            self.thread = Some((tx, handle));
+        }
+        self.thread.as_ref().map(|(tx, _)| tx.clone())
+    }
+
+    fn maybe_hot_swap(&mut self, tx: &Sender<Request>) {
+        let every = self.config.check_every_windows;
+        if every == 0 || self.seen % every != 0 {
+            return;
+        }
+        let dir = self.config.dir();
+        let Some(newest) = latest_version(&dir, "seer") else {
+            return;
+        };
+        if newest <= self.loaded_version {
+            return;
+        }
+        self.loaded_version = newest;
+        let tx = tx.clone();
+        let device = resolve(self.config.device).unwrap_or(Device::Cpu);
+        // Load off the worker's thread; the old model serves until the new one arrives.
+        let _ = std::thread::Builder::new()
+            .name("seer-loader".into())
+            .spawn(
+                move || match SeerModel::load(&dir, "seer", newest, device) {
+                    Ok(model) => {
+                        tracing::info!("seer: hot-swapping to checkpoint v{newest}");
+                        let _ = tx.send(Request::Swap(Box::new(model)));
+                    }
+                    Err(e) => tracing::warn!("seer: cannot load v{newest}: {e}"),
+                },
+            );
+    }
+}
+
+/// The inference thread: serves requests until the detector hangs up. Models fine-tuned
+/// in the background come back on their own channel, so the thread ends with its detector.
+fn inference_loop(mut model: SeerModel, rx: Receiver<Request>, config: SeerConfig) {
+    let (back, swaps) = crossbeam_channel::unbounded::<SeerModel>();
+    // The service set after the last topology change, if any.
+    let mut topology: Option<Vec<String>> = None;
+    while let Ok(first) = rx.recv() {
+        if let Some(new) = swaps.try_iter().last() {
+            // A checkpoint hot-swapped in meanwhile is newer: keep it.
+            if new.layout.version >= model.layout.version {
+                tracing::info!("seer: serving the model retrained for the new topology");
+                model = new;
+            }
+        }
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let mut predicts = Vec::new();
+        for request in batch {
+            match request {
+                Request::Swap(new) => {
+                    model = match &topology {
+                        // A checkpoint that predates the topology change: rebuild it too.
+                        Some(services)
+                            if services.iter().any(|s| !new.layout.services.contains(s)) =>
+                        {
+                            remap(&new, services)
+                        }
+                        _ => *new,
+                    };
+                }
+                Request::Topology { services, recent } => {
+                    topology = Some(services.clone());
+                    let fraction = change_fraction(&model.layout.services, &services);
+                    tracing::info!(
+                        "seer: topology changed ({:.0} % of services); serving the remapped model, {} in the background",
+                        fraction * 100.0,
+                        if fraction > config.retrain_fraction {
+                            "retraining from scratch"
+                        } else {
+                            "fine-tuning"
+                        }
+                    );
+                    model = remap(&model, &services);
+                    let copy = remap(&model, &services);
+                    let back = back.clone();
+                    let config = config.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("seer-fine-tune".into())
+                        .spawn(move || {
+                            let new = retrain(copy, &recent, &config, fraction);
+                            let _ = back.send(new);
+                        });
+                }
+                Request::Predict { .. } => predicts.push(request),
+            }
+        }
+        if predicts.is_empty() {
+            continue;
+        }
+        let start = std::time::Instant::now();
+        let mut values = Vec::new();
+        let mut replies = Vec::new();
+        for request in predicts {
+            if let Request::Predict {
+                window_end,
+                history,
+                services,
+                reply,
+            } = request
+            {
+                let f = model.layout.features.len();
+                for m in history {
+                    // Re-index from the detector's service order to the model's.
+                    let mut x = vec![0.0f32; model.layout.services.len() * f];
+                    for (i, s) in model.layout.services.iter().enumerate() {
+                        if let Some(j) = services.iter().position(|o| o == s) {
+                            x[i * f..(i + 1) * f].copy_from_slice(&m[j * f..(j + 1) * f]);
+                        }
+                    }
+                    model.standardize(&mut x);
+                    values.extend_from_slice(&x);
+                }
+                replies.push((window_end, reply));
+            }
+        }
+        let out = model.predict(&values, replies.len());
+        let elapsed = start.elapsed().as_nanos() as u64;
+        INFERENCE_NS.fetch_add(elapsed, Ordering::Relaxed);
+        INFERENCES.fetch_add(replies.len() as u64, Ordering::Relaxed);
+        let threshold = if config.threshold > 0.0 {
+            config.threshold
+        } else {
+            model.layout.threshold
+        };
+        for ((window_end, reply), (violation, culprit)) in replies.into_iter().zip(out) {
+            let _ = reply.send(Prediction {
+                window_end,
+                violation,
+                culprits: model.layout.services.iter().cloned().zip(culprit).collect(),
+                threshold,
+                version: model.layout.version,
+            });
+        }
+    }
+}
+
+/// Fine-tunes (or, for a large change, retrains) a model for a new service set on recent
+/// windows labelled by their QoS verdicts.
+fn retrain(
+    model: SeerModel,
+    recent: &[WindowSnapshot],
+    config: &SeerConfig,
+    fraction: f64,
+) -> SeerModel {
+    tch::set_num_threads(1);
+    let services = model.layout.services.clone();
+    let window_ms = recent.first().map_or(1000, |w| w.window_ms.max(1));
+    let verdicts: Vec<(u64, bool)> = recent
+        .iter()
+        .map(|w| (w.window_end, w.violated()))
+        .collect();
+    let labels = label_windows(&verdicts, &[], window_ms, model.layout.horizon_ms, 0);
+    let ds = Dataset {
+        services: services.clone(),
+        features: model.layout.features.clone(),
+        window_ms,
+        horizon_ms: model.layout.horizon_ms,
+        rows: recent
+            .iter()
+            .zip(labels)
+            .map(|(w, l)| Row {
+                window_end: w.window_end,
+                violated: w.violated(),
+                positive: l.positive,
+                culprit: None,
+                x: window_matrix(w, &services),
+            })
+            .collect(),
+    };
+    let settings = TrainSettings {
+        epochs: config.fine_tune_epochs,
+        hyper: model.layout.hyper.clone(),
+        ..TrainSettings::default()
+    };
+    if fraction > config.retrain_fraction {
+        let layout = model.layout.clone();
+        let device = model.device();
+        train(std::slice::from_ref(&ds), layout, &settings, device, |_| {})
+    } else {
+        let mut model = model;
+        fit(&mut model, std::slice::from_ref(&ds), &settings, |_| {});
+        model
+    }
+}
+
+impl Detector for Seer {
+    fn name(&self) -> &str {
+        "seer"
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection> {
+        let Some(tx) = self.sender() else {
+            return Vec::new();
+        };
+        self.seen += 1;
+        self.maybe_hot_swap(&tx);
+        if self.recent.len() == self.config.recent_windows.max(1) {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(window.clone());
+        let new: Vec<String> = window
+            .order
+            .iter()
+            .filter(|s| !self.services.contains(s))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            // New services go where the dependency graph puts them (back end first):
+            // the graph's order, then the model's services it no longer names.
+            let mut services = window.order.clone();
+            services.extend(
+                self.services
+                    .iter()
+                    .filter(|s| !window.order.contains(s))
+                    .cloned(),
+            );
+            let _ = tx.send(Request::Topology {
+                services: services.clone(),
+                recent: self.recent.iter().cloned().collect(),
+            });
+            self.services = services;
+        }
+        if self.windows.len() == self.history {
+            self.windows.pop_front();
+        }
+        self.windows
+            .push_back(window_matrix(window, &self.services));
+        // Histories from before a topology change have fewer columns: pad them.
+        let width = self.services.len() * crate::features::N_FEATURES;
+        for m in self.windows.iter_mut() {
+            m.resize(width, 0.0);
+        }
+        if self.windows.len() < self.history || window.services.is_empty() {
+            return Vec::new();
+        }
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let sent = tx.send(Request::Predict {
+            window_end: window.window_end,
+            history: self.windows.iter().cloned().collect(),
+            services: self.services.clone(),
+            reply,
+        });
+        if sent.is_err() {
+            return Vec::new();
+        }
+        let Ok(p) = answer.recv() else {
+            return Vec::new();
+        };
+        debug_assert_eq!(p.window_end, window.window_end);
+        self.version = p.version.to_string();
+        if p.violation < p.threshold {
+            return Vec::new();
+        }
+        let mut ranked = p.culprits;
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let top = ranked.first().map(|c| c.0.clone()).unwrap_or_default();
+        vec![Detection {
+            kind: AlertKind::QosViolationPredicted,
+            service: top.clone(),
+            probability: p.violation,
+            horizon_ms: self.horizon_ms,
+            culprits: ranked
+                .iter()
+                .take(5)
+                .map(|(service, c)| Culprit {
+                    service: service.clone(),
+                    score: c * p.violation,
+                    resource: None,
+                })
+                .collect(),
+            summary: format!(
+                "{top}: QoS violation predicted within {} ms (p = {:.2})",
+                self.horizon_ms, p.violation
+            ),
+        }]
+    }
+}
+
+impl Drop for Seer {
+    fn drop(&mut self) {
+        if let Some((tx, handle)) = self.thread.take() {
+            drop(tx);
+            // The fine-tune thread may hold a sender; don't wait for it.
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Training a Seer model on recorded datasets.
+//!
+//! In: datasets (consecutive windows of replays), the model's service order, settings.
+//! Out: a trained [`SeerModel`] (the epoch with the best validation score) and a report
+//! per epoch. The last `val_fraction` of each dataset's windows validates; the violation
+//! threshold is chosen on them. Classes are balanced by weighting positive windows by
+//! negatives/positives in the loss. State: none between calls.
+
+use tch::nn::OptimizerConfig;
+use tch::{Device, Kind, Tensor, nn};
+
+use crate::checkpoint::SeerModel;
+use crate::dataset::{Dataset, Row};
+use crate::layout::{Layout, SeerHyper};
+
+/// Training settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainSettings {
+    pub epochs: usize,
+    pub batch: usize,
+    pub learning_rate: f64,
+    pub seed: i64,
+    /// Share of each dataset's windows (its end) held out for validation.
+    pub val_fraction: f64,
+    pub hyper: SeerHyper,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings {
+            epochs: 30,
+            batch: 32,
+            learning_rate: 3e-3,
+            seed: 1,
+            val_fraction: 0.2,
+            hyper: SeerHyper::default(),
+        }
+    }
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub train_loss: f64,
+    /// Window-level, at probability 0.5.
+    pub val_recall: f64,
+    pub val_fpr: f64,
+    /// Top culprit right, among validation windows that have one.
+    pub val_ac1: f64,
+    pub seconds: f64,
+}
+
+/// Rows of all datasets in one tensor, and which histories end where.
+struct Samples {
+    /// `[rows, services, features]`, standardized.
+    x: Tensor,
+    violation: Vec<f32>,
+    culprit: Vec<i64>,
+    train: Vec<i64>,
+    val: Vec<i64>,
+}
+
+/// Per-feature mean and std over all rows (all services).
+pub fn feature_stats(rows: &[&Row], features: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut sum = vec![0.0f64; features];
+    let mut sq = vec![0.0f64; features];
+    let mut n = 0usize;
+    for r in rows {
+        for (i, x) in r.x.iter().enumerate() {
+            sum[i % features] += *x as f64;
+            sq[i % features] += (*x as f64) * (*x as f64);
+        }
+        n += r.x.len() / features.max(1);
+    }
+    let n = n.max(1) as f64;
+    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+    let std = sq
+        .iter()
+        .zip(&mean)
+        .map(|(q, m)| ((q / n - (*m as f64).powi(2)).max(0.0).sqrt().max(1e-3)) as f32)
+        .collect();
+    (mean, std)
+}
+
+fn samples(datasets: &[Dataset], model: &SeerModel, val_fraction: f64) -> Samples {
+    let h = model.layout.hyper.history;
+    let mut all = Vec::new();
+    let (mut violation, mut culprit, mut train, mut val) = (vec![], vec![], vec![], vec![]);
+    for ds in datasets {
+        let rows = ds.project(&model.layout.services);
+        let base = violation.len();
+        let split = ((rows.len() as f64) * (1.0 - val_fraction)).round() as usize;
+        for (i, r) in rows.iter().enumerate() {
+            let mut x = r.x.clone();
+            model.standardize(&mut x);
+            all.extend_from_slice(&x);
+            violation.push(if r.positive { 1.0 } else { 0.0 });
+            culprit.push(r.culprit.map_or(-1, |c| c as i64));
+            // A history needs h consecutive windows of this dataset.
+            let consecutive = i + 1 >= h
+                && rows[i + 1 - h..=i]
+                    .windows(2)
+                    .all(|w| w[1].window_end == w[0].window_end + ds.window_ms);
+            if consecutive {
+                if i < split {
+                    train.push((base + i) as i64);
+                } else if i + 1 >= split + h {
+                    val.push((base + i) as i64);
+                }
+            }
+        }
+    }
+    let s = model.layout.services.len() as i64;
+    let f = model.layout.features.len() as i64;
+    Samples {
+        x: Tensor::from_slice(&all)
+            .reshape([-1, s, f])
+            .to_device(model.device()),
+        violation,
+        culprit,
+        train,
+        val,
+    }
+}
+
+/// Histories `[batch, H, S, F]` ending at `ends`.
+fn gather(x: &Tensor, ends: &[i64], h: usize) -> Tensor {
+    let idx: Vec<i64> = ends
+        .iter()
+        .flat_map(|e| (0..h as i64).map(move |k| e - (h as i64 - 1) + k))
+        .collect();
+    let size = x.size();
+    x.index_select(0, &Tensor::from_slice(&idx).to_device(x.device()))
+        .reshape([ends.len() as i64, h as i64, size[1], size[2]])
+}
+
+/// Violation probability and top culprit for each history ending at `ends`.
+fn evaluate(model: &SeerModel, data: &Samples, ends: &[i64]) -> Vec<(f64, usize)> {
+    let h = model.layout.hyper.history;
+    let mut out = Vec::with_capacity(ends.len());
+    for chunk in ends.chunks(256) {
+        let x = gather(&data.x, chunk, h);
+        let (v, c) = model.net.predict(&x);
+        let v: Vec<f64> =
+            Vec::try_from(&v.to_kind(Kind::Double).to_device(Device::Cpu)).unwrap_or_default();
+        let top: Vec<i64> =
+            Vec::try_from(&c.argmax(1, false).to_device(Device::Cpu)).unwrap_or_default();
+        out.extend(v.into_iter().zip(top.into_iter().map(|t| t as usize)));
+    }
+    out
+}
+
+/// Window-level recall and FPR at `threshold`, and culprit AC@1.
+fn figures(
+    data: &Samples,
+    ends: &[i64],
+    preds: &[(f64, usize)],
+    threshold: f64,
+) -> (f64, f64, f64) {
+    let (mut tp, mut pos, mut fp, mut neg, mut right, mut cases) = (0, 0, 0, 0, 0, 0);
+    for (e, (p, top)) in ends.iter().zip(preds) {
+        let e = *e as usize;
+        if data.violation[e] > 0.5 {
+            pos += 1;
+            tp += usize::from(*p >= threshold);
+            if data.culprit[e] >= 0 {
+                cases += 1;
+                right += usize::from(*top as i64 == data.culprit[e]);
+            }
+        } else {
+            neg += 1;
+            fp += usize::from(*p >= threshold);
+        }
+    }
+    let r = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    (r(tp, pos), r(fp, neg), r(right, cases))
+}
+
+/// Trains a new model on `datasets`. `layout` supplies the model name, version, service
+/// order, window and horizon; its `mean`, `std` and `threshold` are computed here.
+pub fn train(
+    datasets: &[Dataset],
+    mut layout: Layout,
+    settings: &TrainSettings,
+    device: Device,
+    on_epoch: impl FnMut(&EpochReport),
+) -> SeerModel {
+    tch::manual_seed(settings.seed);
+    layout.hyper = settings.hyper.clone();
+    let projected: Vec<Vec<Row>> = datasets
+        .iter()
+        .map(|d| d.project(&layout.services))
+        .collect();
+    let refs: Vec<&Row> = projected.iter().flatten().collect();
+    let (mean, std) = feature_stats(&refs, layout.features.len());
+    layout.mean = mean;
+    layout.std = std;
+    layout.threshold = 0.5;
+    let mut model = SeerModel::new(layout, device);
+    fit(&mut model, datasets, settings, on_epoch);
+    model
+}
+
+/// Trains `model` further on `datasets` (its layout's standardization is kept), keeps the
+/// epoch with the best validation score and sets the threshold on the validation windows.
+pub fn fit(
+    model: &mut SeerModel,
+    datasets: &[Dataset],
+    settings: &TrainSettings,
+    mut on_epoch: impl FnMut(&EpochReport),
+) {
+    let device = model.device();
+    let data = samples(datasets, model, settings.val_fraction);
+    let h = model.layout.hyper.history;
+    let positives = data
+        .train
+        .iter()
+        .filter(|e| data.violation[**e as usize] > 0.5)
+        .count();
+    let pos_weight = (data.train.len() - positives) as f64 / positives.max(1) as f64;
+    let violation = Tensor::from_slice(&data.violation).to_device(device);
+    let culprit = Tensor::from_slice(&data.culprit).to_device(device);
+    let mut best = nn::VarStore::new(device);
+    let _ = crate::seer_net::SeerNet::new(
+        &best.root(),
+        &model.layout.hyper,
+        model.layout.services.len(),
+        model.layout.features.len(),
+    );
+    let _ = best.copy(&model.vs);
+    let mut best_score = f64::NEG_INFINITY;
+    let Ok(mut opt) = nn::Adam::default().build(&model.vs, settings.learning_rate) else {
+        return;
+    };
+    for epoch in 1..=settings.epochs {
+        let start = std::time::Instant::now();
+        let order: Vec<i64> = Vec::try_from(&Tensor::randperm(
+            data.train.len() as i64,
+            (Kind::Int64, Device::Cpu),
+        ))
+        .unwrap_or_default();
+        let mut total = 0.0;
+        let mut batches = 0usize;
+        for chunk in order.chunks(settings.batch.max(1)) {
+            let ends: Vec<i64> = chunk.iter().map(|i| data.train[*i as usize]).collect();
+            let idx = Tensor::from_slice(&ends).to_device(device);
+            let x = gather(&data.x, &ends, h);
+            let loss = model.net.loss(
+                &x,
+                &violation.index_select(0, &idx),
+                &culprit.index_select(0, &idx),
+                pos_weight,
+            );
+            opt.backward_step(&loss);
+            total += f64::try_from(&loss).unwrap_or(f64::NAN);
+            batches += 1;
+        }
+        let preds = evaluate(model, &data, &data.val);
+        let (recall, fpr, ac1) = figures(&data, &data.val, &preds, 0.5);
+        let score = recall - fpr + ac1;
+        if score > best_score || data.val.is_empty() {
+            best_score = score;
+            let _ = best.copy(&model.vs);
+        }
+        on_epoch(&EpochReport {
+            epoch,
+            train_loss: total / batches.max(1) as f64,
+            val_recall: recall,
+            val_fpr: fpr,
+            val_ac1: ac1,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+    }
+    let _ = model.vs.copy(&best);
+    // Threshold: the best recall − FPR on the validation windows.
+    let preds = evaluate(model, &data, &data.val);
+    let mut threshold = 0.5;
+    let mut best_j = f64::NEG_INFINITY;
+    for k in 2..20 {
+        let t = k as f64 * 0.05;
+        let (recall, fpr, _) = figures(&data, &data.val, &preds, t);
+        if recall - fpr > best_j + 1e-9 {
+            best_j = recall - fpr;
+            threshold = t;
+        }
+    }
+    if !data.val.is_empty() {
+        model.layout.threshold = threshold;
+    }
+}

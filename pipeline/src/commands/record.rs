@@ -1,0 +1,126 @@
+//! `augur record --input DIR --out FILE.arrow`: replay recorded files through the dataflow
+//! and write Seer's training data — per window the `[services × features]` tensor (back
+//! end first, missing services zeros) and its labels — as one Arrow IPC file.
+//!
+//! Labels: a window is positive when a violating window ends within `[t, t + horizon]`;
+//! its culprit is the service of the fault in `labels.json` active then (see
+//! `augur_models::labels`).
+
+use augur_models::dataset::{Dataset, Row};
+use augur_models::features::{FEATURES, window_matrix};
+use augur_models::labels::{Fault, label_windows};
+use augur_operators::WindowSnapshot;
+
+use crate::cli::RecordArgs;
+use crate::commands::{load_config, metric_names, read_labels, resolve_slos, stop_on_signal};
+use crate::dataflow::JobSpec;
+use crate::eval::{faults_from_labels, window_truth};
+use crate::run::{RunOptions, run as run_job};
+use crate::source::WorkerSource;
+use crate::source::files::{FileSource, input_files};
+
+pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
+    let config = load_config(args.job.config.as_deref())?;
+    input_files(&args.input)?;
+    let labels = read_labels(&args.input)?;
+    let slos = resolve_slos(&config, &args.input)?;
+    let names = metric_names(&config);
+    let input = args.input.clone();
+    let window_ms = config.window.length_ms;
+    let horizon_ms = config.window.horizon_ms;
+    let spec = JobSpec {
+        config,
+        slos,
+        detectors: Vec::new(),
+        workers: args.job.workers,
+    };
+    let make_source = move |index: usize, peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
+        Ok(Box::new(FileSource::open(
+            &input,
+            names.clone(),
+            index,
+            peers,
+        )?))
+    };
+    let outcome = run_job(
+        spec,
+        make_source,
+        RunOptions {
+            progress: Some("input bytes"),
+            keep_windows: true,
+            ..RunOptions::default()
+        },
+        stop_on_signal(),
+        |_| {},
+        |_| {},
+    )?;
+    let faults: Vec<Fault> = faults_from_labels(&labels)
+        .into_iter()
+        .map(|f| Fault {
+            service: f.service,
+            start_ms: f.start_ms,
+            end_ms: f.end_ms,
+        })
+        .collect();
+    let ds = dataset(&outcome.windows, &faults, window_ms, horizon_ms);
+    ds.write(&args.out)?;
+    let positives = ds.rows.iter().filter(|r| r.positive).count();
+    println!(
+        "record: {} windows ({positives} positive, {} with a culprit), {} services × {} features → {}",
+        ds.rows.len(),
+        ds.rows.iter().filter(|r| r.culprit.is_some()).count(),
+        ds.services.len(),
+        ds.features.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The windows of one replay as a dataset. Services: the longest dependency-graph order
+/// seen (back end first), then any others in order of appearance.
+pub fn dataset(
+    windows: &[WindowSnapshot],
+    faults: &[Fault],
+    window_ms: u64,
+    horizon_ms: u64,
+) -> Dataset {
+    let truth = window_truth(windows);
+    let windows: Vec<&WindowSnapshot> = windows
+        .iter()
+        .filter(|w| !w.services.is_empty() || !w.qos.is_empty())
+        .collect();
+    let mut services: Vec<String> = windows
+        .iter()
+        .max_by_key(|w| w.order.len())
+        .map(|w| w.order.clone())
+        .unwrap_or_default();
+    for w in &windows {
+        for s in w.order.iter().chain(w.services.iter().map(|s| &s.service)) {
+            if !services.contains(s) {
+                services.push(s.clone());
+            }
+        }
+    }
+    let verdicts: Vec<(u64, bool)> = truth.iter().map(|t| (t.window_end, t.violated)).collect();
+    let labels = label_windows(&verdicts, faults, window_ms, horizon_ms, 5 * window_ms);
+    let rows = windows
+        .iter()
+        .zip(labels)
+        .map(|(w, label)| Row {
+            window_end: w.window_end,
+            violated: w.violated(),
+            positive: label.positive,
+            culprit: label
+                .culprit
+                .and_then(|c| services.iter().position(|s| *s == c)),
+            x: window_matrix(w, &services),
+        })
+        .collect();
+    Dataset {
+        services,
+        features: FEATURES.iter().map(|s| s.to_string()).collect(),
+        window_ms,
+        horizon_ms,
+        rows,
+    }
+}
