@@ -20,9 +20,8 @@ use crate::eval::{
 };
 use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
-use crate::source::WorkerSource;
-use crate::source::files::{FileSource, input_files};
-use crate::source::kafka::KafkaSource;
+use crate::source::files::input_files;
+use crate::source::replay_sources;
 use crate::stats::JobStats;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
@@ -87,23 +86,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         workers: args.job.workers,
     };
     let metrics = Arc::new(JobMetrics::default());
-    let make_source = move |index: usize, peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
-        match (&input, &topic_source) {
-            (Some(input), _) => Ok(Box::new(FileSource::open(
-                input,
-                names.clone(),
-                index,
-                peers,
-            )?)),
-            (None, Some(spec)) => Ok(Box::new(KafkaSource::open(
-                spec.clone(),
-                index,
-                peers,
-                Arc::clone(&metrics),
-            )?)),
-            (None, None) => anyhow::bail!("no input"),
-        }
-    };
+    let make_source = replay_sources(input, topic_source, names, Arc::clone(&metrics));
     let outcome = run_job(
         spec,
         make_source,

@@ -21,9 +21,9 @@ use crate::dataflow::JobSpec;
 use crate::display::alert_line;
 use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
-use crate::source::WorkerSource;
-use crate::source::files::{FileSource, input_files};
-use crate::source::kafka::{KafkaSource, KafkaSourceSpec};
+use crate::source::files::input_files;
+use crate::source::kafka::KafkaSourceSpec;
+use crate::source::replay_sources;
 use crate::stats::JobStats;
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
@@ -57,23 +57,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         workers: args.job.workers,
     };
     let metrics = Arc::new(JobMetrics::default());
-    let make_source = move |index: usize, peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
-        match (&input, &topic_source) {
-            (Some(input), _) => Ok(Box::new(FileSource::open(
-                input,
-                names.clone(),
-                index,
-                peers,
-            )?)),
-            (None, Some(spec)) => Ok(Box::new(KafkaSource::open(
-                spec.clone(),
-                index,
-                peers,
-                Arc::clone(&metrics),
-            )?)),
-            (None, None) => anyhow::bail!("no input"),
-        }
-    };
+    let make_source = replay_sources(input, topic_source, names, Arc::clone(&metrics));
     let mut writer = match &args.alerts_out {
         Some(path) => {
             Some(LineWriter::create(path).with_context(|| format!("creating {}", path.display()))?)

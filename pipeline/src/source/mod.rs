@@ -111,3 +111,28 @@ impl PartitionWatermarks {
             .min_by_key(|p| self.newest[*p].unwrap_or(0))
     }
 }
+
+/// The source factory of a replay (`replay`, `eval`, `record`): recorded files when `input`
+/// is set, else the history of the Kafka topics in `topic`.
+pub fn replay_sources(
+    input: Option<std::path::PathBuf>,
+    topic: Option<kafka::KafkaSourceSpec>,
+    names: augur_connectors::otlp::MetricNames,
+    metrics: std::sync::Arc<crate::job_metrics::JobMetrics>,
+) -> impl Fn(usize, usize) -> anyhow::Result<Box<dyn WorkerSource>> + Send + Sync + 'static {
+    move |index, peers| match (&input, &topic) {
+        (Some(input), _) => Ok(Box::new(files::FileSource::open(
+            input,
+            names.clone(),
+            index,
+            peers,
+        )?)),
+        (None, Some(spec)) => Ok(Box::new(kafka::KafkaSource::open(
+            spec.clone(),
+            index,
+            peers,
+            std::sync::Arc::clone(&metrics),
+        )?)),
+        (None, None) => anyhow::bail!("no input: give --input DIR or a topic"),
+    }
+}
