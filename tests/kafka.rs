@@ -5,7 +5,8 @@
 //! One scenario, as a user runs it: `augur simulate --kafka` (social network, a CPU fault
 //! on home-timeline-service, corrupt messages) → `augur run -w 2` uninterrupted; the same
 //! again killed with SIGKILL mid-stream and restarted; `augur replay` and `augur eval` of
-//! the topic, and `augur eval` of the equivalent files.
+//! the topic, and `augur eval` of the equivalent files; `augur record` of the topic and of
+//! the files.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -407,10 +408,51 @@ fn kafka_end_to_end() {
     ));
     let figures = |text: &str| {
         let mut v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        // Throughput and inference times differ from run to run.
         v.as_object_mut().unwrap().remove("pipeline");
+        v.as_object_mut().unwrap().remove("model");
         v
     };
     let topic_figures = figures(&topic_eval);
     assert_eq!(topic_figures, figures(&file_eval));
     assert_eq!(topic_figures["rca"]["ac1"], 1.0, "{topic_figures}");
+
+    // Recording the topic gives the training data of recording the equivalent files.
+    let topic_arrow = dir.join("topic.arrow");
+    let files_arrow = dir.join("files.arrow");
+    let topic_record = ok(&augur(
+        &[
+            "record",
+            "--brokers",
+            &brokers,
+            "-c",
+            config_a.to_str().unwrap(),
+            "--labels-topic",
+            &labels_topic,
+            "--out",
+            topic_arrow.to_str().unwrap(),
+        ],
+        dir,
+    ));
+    ok(&augur(
+        &[
+            "record",
+            "--input",
+            files.to_str().unwrap(),
+            "--out",
+            files_arrow.to_str().unwrap(),
+        ],
+        dir,
+    ));
+    let from_topic = augur_models::dataset::Dataset::read(&topic_arrow).unwrap();
+    let from_files = augur_models::dataset::Dataset::read(&files_arrow).unwrap();
+    assert!(from_topic.rows.len() >= 100, "{topic_record}");
+    assert!(
+        from_topic
+            .rows
+            .iter()
+            .any(|r| r.positive && r.culprit.is_some()),
+        "the fault gives labelled positive windows: {topic_record}"
+    );
+    assert_eq!(from_topic, from_files);
 }

@@ -36,6 +36,7 @@ fn fault(
         start_ms,
         duration_ms,
         magnitude,
+        ramp_ms: 0,
     }
 }
 

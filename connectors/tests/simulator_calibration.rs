@@ -106,6 +106,7 @@ fn calibrate_slos() {
         start_ms: 60_000,
         duration_ms: 30_000,
         magnitude,
+        ramp_ms: 0,
     };
     summarize("chain", Some(cpu("tier-3", 3.0)));
     summarize("fanout", Some(cpu("leaf-2", 3.0)));

@@ -2,7 +2,9 @@
 //!
 //! `operators` knows nothing of libtorch; statistical detectors and libtorch models
 //! (in `augur-models`) both implement this trait, so operators can be tested with plain
-//! Rust stand-ins.
+//! Rust stand-ins. Detectors run on a model worker's inference thread (see
+//! [`crate::model_worker`]), never on a timely worker's thread, so `observe` may block on
+//! a model.
 
 use crate::alert::Detection;
 use crate::records::WindowSnapshot;
@@ -16,4 +18,10 @@ pub trait Detector: Send {
     }
     /// Called once per closed window, in window order. Returns this window's detections.
     fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection>;
+    /// Several consecutive windows at once (a backlog that queued while the model was
+    /// busy), in window order; one result per window. Models that batch inference
+    /// override this; the default observes them one by one.
+    fn observe_batch(&mut self, windows: &[WindowSnapshot]) -> Vec<Vec<Detection>> {
+        windows.iter().map(|w| self.observe(w)).collect()
+    }
 }

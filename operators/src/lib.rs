@@ -21,6 +21,8 @@ pub mod detect;
 pub mod detector;
 pub mod edge_features;
 pub mod features;
+pub mod inference_times;
+pub mod model_worker;
 pub mod qos_check;
 pub mod records;
 pub mod service_features;
@@ -34,6 +36,7 @@ pub use dependency_graph::{back_end_first, dependency_graph, dependency_graph_of
 pub use detector::Detector;
 pub use edge_features::{edge_features, edge_features_of_partials, edge_partials};
 pub use features::{FeatureParams, features_dataflow, features_dataflow_with_stats};
+pub use inference_times::{DetectorTimes, InferenceTimes};
 pub use qos_check::{Slo, qos_check, qos_verdicts};
 pub use records::*;
 pub use service_features::{service_features, service_features_of_partials};

@@ -212,8 +212,16 @@ pub struct RecordArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// Directory with the recorded files and labels.json.
-    #[arg(long)]
-    pub input: PathBuf,
+    #[arg(long, required_unless_present = "brokers")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub topics: TopicInput,
+    /// With --brokers: the labels file (default: the last message of `--labels-topic`).
+    #[arg(long, requires = "brokers")]
+    pub labels: Option<PathBuf>,
+    /// With --brokers: the topic `augur simulate --kafka` wrote the labels to.
+    #[arg(long, default_value = "augur.labels")]
+    pub labels_topic: String,
     /// Arrow IPC file to write.
     #[arg(long)]
     pub out: PathBuf,

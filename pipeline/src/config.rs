@@ -25,6 +25,7 @@ pub struct Config {
     /// simulator, the topology's own SLOs are used.
     pub slo: Vec<Slo>,
     pub detector: DetectorConfig,
+    pub models: ModelsConfig,
     pub decide: DecideConfig,
     pub metrics: MetricsConfig,
     pub dead_letter: DeadLetterConfig,
@@ -103,6 +104,48 @@ impl DetectorConfig {
         DetectorSettings {
             nsigma: self.nsigma.clone(),
             seer: self.seer.clone(),
+        }
+    }
+}
+
+/// Where detectors and models run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Timely workers that host models (each with its own inference thread): `"all"`, or
+    /// a list of worker indices such as `[0]`. Detector `i` of the job runs on the `i`-th
+    /// listed worker (cycling). Indices beyond the job's workers are ignored. Default `"all"`.
+    pub workers: ModelWorkers,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig {
+            workers: ModelWorkers::Named(AllWorkers::All),
+        }
+    }
+}
+
+/// `"all"` or a list of worker indices.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ModelWorkers {
+    Named(AllWorkers),
+    List(Vec<usize>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllWorkers {
+    All,
+}
+
+impl ModelsConfig {
+    /// The configured worker list; `None` for all workers.
+    pub fn worker_list(&self) -> Option<&[usize]> {
+        match &self.workers {
+            ModelWorkers::Named(AllWorkers::All) => None,
+            ModelWorkers::List(list) => Some(list),
         }
     }
 }
@@ -207,6 +250,12 @@ impl Config {
         }
         if self.window.horizon_ms == 0 {
             return fail("window.horizon_ms", "must be at least 1");
+        }
+        if self.models.worker_list().is_some_and(|l| l.is_empty()) {
+            return fail(
+                "models.workers",
+                "must name at least one worker (or be \"all\")",
+            );
         }
         if self.features.graph_retention_ms < self.window.length_ms {
             return fail(

@@ -3,7 +3,7 @@
 //! Source → unordered inputs stamped by window end (records older than the input's
 //! capability are late: counted and dead-lettered) → features (trace assembly, per-service
 //! and per-edge windows, dependency graph, QoS check, gathered per window on worker 0) →
-//! detectors + decide → events to the main thread.
+//! detectors + decide on the model workers' inference threads → events to the main thread.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use augur_connectors::dead_letter::DeadLetter;
-use augur_operators::detect::{DetectStage, detect};
+use augur_operators::detect::{DetectStage, ModelPlacement, detect};
 use augur_operators::qos_check::Slo;
 use augur_operators::{
     Alert, EventTime, FeatureParams, MetricPoint, Span, WindowSnapshot, features_dataflow,
@@ -107,6 +107,8 @@ where
         )?;
         stages.push(DetectStage::new(detector, spec.config.decide.clone()));
     }
+    let placement = ModelPlacement::new(spec.config.models.worker_list(), peers);
+    let inference = Arc::clone(&stats.inference);
     let window_events = events.clone();
     let alert_events = events.clone();
 
@@ -119,7 +121,7 @@ where
             let snapshots = snapshots.inspect(move |snapshot: &WindowSnapshot| {
                 let _ = window_events.send(Event::Window(Box::new(snapshot.clone())));
             });
-            let alerts = detect(snapshots, stages).inspect_core(
+            let alerts = detect(snapshots, stages, &placement, inference).inspect_core(
                 move |event: Result<(&timely::progress::Stamp<EventTime>, &Vec<Alert>), &[EventTime]>| {
                     if let Ok((stamp, alerts)) = event {
                         let at = stamp.least().copied().unwrap_or(0);

@@ -1,6 +1,7 @@
 //! Job metrics in the Prometheus text format: in, counts from the sources, sinks and main
 //! thread (records in/out per topic, decode errors, dead letters, late records, consumer
-//! lag per partition, window-close→alert latency, windows open); out, `/metrics` over HTTP
+//! lag per partition, window-close→alert latency, windows open, inference time per window
+//! and detector); out, `/metrics` over HTTP
 //! on a local address. State: the counters, behind one mutex (updated per batch, not per
 //! record) and a few atomics.
 
@@ -156,6 +157,26 @@ impl JobMetrics {
                 h.1, h.2, h.1
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP augur_inference_seconds Model inference time per window, per detector (on the model workers' inference threads).\n# TYPE augur_inference_seconds summary"
+        );
+        for (detector, times) in stats.inference.snapshot() {
+            let d = escape(&detector);
+            for q in [0.5, 0.99] {
+                let _ = writeln!(
+                    out,
+                    "augur_inference_seconds{{detector=\"{d}\",quantile=\"{q}\"}} {}",
+                    times.percentile_ms(q * 100.0) / 1000.0
+                );
+            }
+            let _ = writeln!(
+                out,
+                "augur_inference_seconds_sum{{detector=\"{d}\"}} {}\naugur_inference_seconds_count{{detector=\"{d}\"}} {}",
+                times.total_ms / 1000.0,
+                times.windows
+            );
+        }
         out
     }
 }
@@ -211,6 +232,7 @@ mod tests {
         metrics.alert_latency(0.03);
         JobStats::add(&stats.late, 2);
         JobStats::add(&stats.dead_letters, 5);
+        stats.inference.record("seer", 2, 4.0);
         let addr = serve("127.0.0.1:0", Arc::clone(&metrics), stats).expect("serves");
         let mut conn = std::net::TcpStream::connect(addr).expect("connects");
         write!(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("writes");
@@ -229,6 +251,14 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("augur_late_records_total 2"), "{body}");
+        assert!(
+            body.contains("augur_inference_seconds{detector=\"seer\",quantile=\"0.5\"} 0.004"),
+            "{body}"
+        );
+        assert!(
+            body.contains("augur_inference_seconds_count{detector=\"seer\"} 2"),
+            "{body}"
+        );
         assert!(body.contains("augur_decode_errors_total 3"), "{body}");
         assert!(
             body.contains("augur_alert_latency_seconds_bucket{le=\"0.05\"} 1"),

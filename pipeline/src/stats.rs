@@ -5,7 +5,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use augur_operators::EventTime;
+use augur_operators::{EventTime, InferenceTimes};
+use std::sync::Arc;
 
 #[derive(Default)]
 pub struct JobStats {
@@ -33,6 +34,8 @@ pub struct JobStats {
     pub progress: Mutex<BTreeMap<usize, (u64, u64)>>,
     /// When each window was released by the sources (the last worker to pass it).
     pub window_closed_at: Mutex<BTreeMap<EventTime, Instant>>,
+    /// Inference time per window, per detector (recorded by the model workers).
+    pub inference: Arc<InferenceTimes>,
 }
 
 impl JobStats {

@@ -110,6 +110,8 @@ struct Fault {
     magnitude: f64,
     start_ns: u64,
     end_ns: u64,
+    /// Linear ramp to full strength after the start, ns (0: a step).
+    ramp_ns: u64,
     label: FaultLabel,
 }
 
@@ -121,6 +123,25 @@ impl Fault {
     fn progress(&self, now_ns: u64) -> f64 {
         let span = self.end_ns.saturating_sub(self.start_ns).max(1) as f64;
         (now_ns.saturating_sub(self.start_ns) as f64 / span).min(1.0)
+    }
+
+    /// The magnitude in effect at `now_ns`: full for a step fault; during a ramp, a
+    /// factor (`> 1` kinds) grows linearly from 1 and a share or delay from 0.
+    fn magnitude_at(&self, now_ns: u64) -> f64 {
+        if self.ramp_ns == 0 {
+            return self.magnitude;
+        }
+        let s = (now_ns.saturating_sub(self.start_ns) as f64 / self.ramp_ns as f64).min(1.0);
+        match self.kind {
+            // Already grows over its whole duration (`progress`).
+            FaultKind::MemoryLeak => self.magnitude,
+            FaultKind::CpuContention
+            | FaultKind::MemoryContention
+            | FaultKind::ThreadPoolShrink => 1.0 + (self.magnitude - 1.0) * s,
+            FaultKind::NetworkDelay | FaultKind::NetworkLoss | FaultKind::ErrorFault => {
+                self.magnitude * s
+            }
+        }
     }
 }
 
@@ -463,6 +484,7 @@ impl Simulator {
             magnitude: spec.magnitude,
             start_ns: start_ms * MS,
             end_ns: end_ms * MS,
+            ramp_ns: spec.ramp_ms.min(spec.duration_ms) * MS,
             label: FaultLabel {
                 id: format!("fault-{index:04}"),
                 kind: spec.kind.as_str().to_string(),
@@ -747,7 +769,8 @@ impl Simulator {
         for &f in &self.active_faults {
             let fault = &self.faults[f as usize];
             if fault.kind == FaultKind::ThreadPoolShrink && fault.hits(service, r) {
-                threads = ((f64::from(threads) / fault.magnitude).round() as u32).max(1);
+                let magnitude = fault.magnitude_at(self.now_ns);
+                threads = ((f64::from(threads) / magnitude).round() as u32).max(1);
             }
         }
         threads
@@ -780,8 +803,11 @@ impl Simulator {
             if !fault.hits(call.service, call.replica) {
                 continue;
             }
-            let (kind, magnitude, progress) =
-                (fault.kind, fault.magnitude, fault.progress(self.now_ns));
+            let (kind, magnitude, progress) = (
+                fault.kind,
+                fault.magnitude_at(self.now_ns),
+                fault.progress(self.now_ns),
+            );
             match kind {
                 FaultKind::CpuContention => time *= magnitude,
                 FaultKind::MemoryContention => {
@@ -911,9 +937,9 @@ impl Simulator {
                 continue;
             }
             match fault.kind {
-                FaultKind::NetworkDelay => delay += fault.magnitude * 1e6,
+                FaultKind::NetworkDelay => delay += fault.magnitude_at(self.now_ns) * 1e6,
                 FaultKind::NetworkLoss => {
-                    let magnitude = fault.magnitude;
+                    let magnitude = fault.magnitude_at(self.now_ns);
                     if self.uniform() < magnitude {
                         delay += RTO_NS;
                     }
@@ -1034,7 +1060,9 @@ impl Simulator {
                 }
                 match fault.kind {
                     // The hog's own share of the cores.
-                    FaultKind::CpuContention => hog += 0.7 * (1.0 - 1.0 / fault.magnitude),
+                    FaultKind::CpuContention => {
+                        hog += 0.7 * (1.0 - 1.0 / fault.magnitude_at(t));
+                    }
                     FaultKind::MemoryContention => {
                         memory_extra += 0.3 * svc.memory_base;
                         hog += 0.1;

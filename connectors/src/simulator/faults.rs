@@ -17,6 +17,9 @@ use super::topology::SpikeSpec;
 /// - `thread_pool_shrink`: threads per replica become `round(threads / magnitude)`, at least 1;
 /// - `memory_leak`: service-time factor reached at the end (grows linearly from 1);
 /// - `error_fault`: share of requests that fail fast with status ERROR.
+///
+/// With a ramp (`FaultSpec::ramp_ms` > 0) a fault grows linearly from nothing to its full
+/// magnitude over the ramp, as real contention and leaks build up, instead of stepping in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
@@ -94,6 +97,15 @@ pub struct FaultSpec {
     pub start_ms: u64,
     pub duration_ms: u64,
     pub magnitude: f64,
+    /// The fault grows linearly to `magnitude` over this long after its start, ms
+    /// (0: a step, at full strength at once). `memory_leak` always grows over its whole
+    /// duration and ignores this.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ramp_ms: u64,
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 /// An explicit plan file:
@@ -106,6 +118,7 @@ pub struct FaultSpec {
 /// start_ms = 60000              # after the simulation start
 /// duration_ms = 30000
 /// magnitude = 4.0
+/// ramp_ms = 5000                # optional: grow to full strength over 5 s
 ///
 /// [[load_spike]]                # optional
 /// start_s = 200
@@ -137,6 +150,10 @@ pub struct RandomPlan {
     pub spike_probability: f64,
     /// Probability that a fault hits one replica rather than all of them.
     pub single_replica_probability: f64,
+    /// Ramp of each fault, s (uniform range); `(0, 0)` for step faults. Drawn from an RNG
+    /// stream of its own, so a seed's schedule is the same with and without ramps.
+    #[serde(default)]
+    pub ramp_s: (f64, f64),
 }
 
 impl Default for RandomPlan {
@@ -147,9 +164,13 @@ impl Default for RandomPlan {
             duration_s: (10.0, 40.0),
             spike_probability: 0.25,
             single_replica_probability: 0.3,
+            ramp_s: (0.0, 0.0),
         }
     }
 }
+
+/// Ramp range of `random-ramp`, s.
+pub const RAMP_S: (f64, f64) = (3.0, 10.0);
 
 /// Which faults to inject.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -161,11 +182,17 @@ pub enum FaultPlan {
 }
 
 impl FaultPlan {
-    /// `"none"`, `"random"`, or the path of a TOML or JSON plan file (see [`ExplicitPlan`]).
+    /// `"none"`, `"random"` (step faults), `"random-ramp"` (the same schedule, each fault
+    /// ramping up over 3–10 s), or the path of a TOML or JSON plan file (see
+    /// [`ExplicitPlan`]).
     pub fn parse(arg: &str) -> Result<FaultPlan, SimError> {
         match arg {
             "none" | "" => Ok(FaultPlan::None),
             "random" => Ok(FaultPlan::Random(RandomPlan::default())),
+            "random-ramp" => Ok(FaultPlan::Random(RandomPlan {
+                ramp_s: RAMP_S,
+                ..RandomPlan::default()
+            })),
             path => {
                 let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
                     path: path.to_string(),
@@ -220,6 +247,8 @@ pub(crate) struct FaultTarget {
 pub(crate) struct RandomPlanner {
     plan: RandomPlan,
     rng: Xoshiro256PlusPlus,
+    /// Ramps only: the main stream stays the same with and without them.
+    ramp_rng: Xoshiro256PlusPlus,
     /// Services a fault may hit (non-entry).
     targets: Vec<FaultTarget>,
     /// Relative time (ms) from which the next gap starts.
@@ -232,6 +261,7 @@ impl RandomPlanner {
         RandomPlanner {
             plan,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5eed_fa17_0000_0001),
+            ramp_rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5eed_7a3b_0000_0002),
             targets,
             cursor_ms,
         }
@@ -306,6 +336,12 @@ impl RandomPlanner {
             } else {
                 kind.random_magnitude(&mut self.rng)
             };
+            let (lo, hi) = self.plan.ramp_s;
+            let ramp_ms = if hi > 0.0 {
+                (uniform(&mut self.ramp_rng, (lo, hi)) * 1000.0).min(duration_ms as f64) as u64
+            } else {
+                0
+            };
             out.push(Planned::Fault(FaultSpec {
                 kind,
                 service,
@@ -314,6 +350,7 @@ impl RandomPlanner {
                 start_ms,
                 duration_ms,
                 magnitude,
+                ramp_ms,
             }));
         }
         self.cursor_ms = start_ms + duration_ms;

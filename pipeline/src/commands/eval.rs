@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::dataflow::JobSpec;
 use crate::eval::score::ScoreParams;
 use crate::eval::{
-    PipelineFigures, faults_from_labels, percentile, report_for, table, window_truth,
+    ModelFigures, PipelineFigures, faults_from_labels, percentile, report_for, table, window_truth,
 };
 use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
@@ -26,33 +26,13 @@ use crate::stats::JobStats;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let config = load_config(args.job.config.as_deref())?;
-    let (labels, slos) = match &args.input {
-        Some(input) => {
-            input_files(input)?;
-            (read_labels(input)?, resolve_slos(&config, input)?)
-        }
-        None => {
-            let labels = match &args.labels {
-                Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    serde_json::from_str(&text)
-                        .with_context(|| format!("parsing {}", path.display()))?
-                }
-                None => labels_from_topic(&config, &args.topics, &args.labels_topic)?,
-            };
-            let slos = if config.slo.is_empty() {
-                let topology = labels
-                    .get("topology")
-                    .and_then(|t| t.as_str())
-                    .context("no [[slo]] in the config and the labels name no topology")?;
-                topology_slos(topology)?
-            } else {
-                config.slo.clone()
-            };
-            (labels, slos)
-        }
-    };
+    let (labels, slos) = labels_and_slos(
+        &config,
+        args.input.as_deref(),
+        &args.topics,
+        args.labels.as_deref(),
+        &args.labels_topic,
+    )?;
     let topic_source = match &args.input {
         Some(_) => None,
         None => Some(topic_source_spec(
@@ -119,14 +99,16 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let reports: Vec<_> = detectors
         .iter()
         .map(|d| {
-            report_for(
+            let mut report = report_for(
                 d,
                 &truth,
                 &outcome.alerts,
                 &faults,
                 params,
                 pipeline.clone(),
-            )
+            );
+            report.model = ModelFigures::of(outcome.stats.inference.of(d));
+            report
         })
         .collect();
     if args.json {
@@ -142,8 +124,50 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             pipeline.alert_latency_ms_p99,
             pipeline.dead_letters
         );
+        println!(
+            "{}",
+            crate::display::inference_summary(&outcome.stats.inference)
+        );
     }
     Ok(())
+}
+
+/// Ground truth and SLOs of a replay: from `input`'s labels.json (and its topology), or,
+/// for topics, from a labels file or the last message of `labels_topic`.
+pub fn labels_and_slos(
+    config: &Config,
+    input: Option<&std::path::Path>,
+    topics: &TopicInput,
+    labels: Option<&std::path::Path>,
+    labels_topic: &str,
+) -> anyhow::Result<(serde_json::Value, Vec<augur_operators::Slo>)> {
+    match input {
+        Some(input) => {
+            input_files(input)?;
+            Ok((read_labels(input)?, resolve_slos(config, input)?))
+        }
+        None => {
+            let labels = match labels {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("parsing {}", path.display()))?
+                }
+                None => labels_from_topic(config, topics, labels_topic)?,
+            };
+            let slos = if config.slo.is_empty() {
+                let topology = labels
+                    .get("topology")
+                    .and_then(|t| t.as_str())
+                    .context("no [[slo]] in the config and the labels name no topology")?;
+                topology_slos(topology)?
+            } else {
+                config.slo.clone()
+            };
+            Ok((labels, slos))
+        }
+    }
 }
 
 /// The last message of the labels topic, as JSON.

@@ -1,10 +1,13 @@
-//! `augur record --input DIR --out FILE.arrow`: replay recorded files through the dataflow
-//! and write Seer's training data — per window the `[services × features]` tensor (back
+//! `augur record --input DIR --out FILE.arrow` or `augur record --brokers B [--topic T]
+//! [--labels FILE] --out FILE.arrow`: replay recorded files or a topic's history through
+//! the dataflow and write Seer's training data — per window the `[services × features]` tensor (back
 //! end first, missing services zeros) and its labels — as one Arrow IPC file.
 //!
 //! Labels: a window is positive when a violating window ends within `[t, t + horizon]`;
 //! its culprit is the service of the fault in `labels.json` active then (see
 //! `augur_models::labels`).
+
+use std::sync::Arc;
 
 use augur_models::dataset::{Dataset, Row};
 use augur_models::features::{FEATURES, window_matrix};
@@ -12,20 +15,29 @@ use augur_models::labels::{Fault, label_windows};
 use augur_operators::WindowSnapshot;
 
 use crate::cli::RecordArgs;
-use crate::commands::{load_config, metric_names, read_labels, resolve_slos, stop_on_signal};
+use crate::commands::eval::labels_and_slos;
+use crate::commands::replay::topic_source_spec;
+use crate::commands::{load_config, metric_names, stop_on_signal};
 use crate::dataflow::JobSpec;
 use crate::eval::{faults_from_labels, window_truth};
+use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
-use crate::source::WorkerSource;
-use crate::source::files::{FileSource, input_files};
+use crate::source::replay_sources;
 
 pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
     let config = load_config(args.job.config.as_deref())?;
-    input_files(&args.input)?;
-    let labels = read_labels(&args.input)?;
-    let slos = resolve_slos(&config, &args.input)?;
+    let (labels, slos) = labels_and_slos(
+        &config,
+        args.input.as_deref(),
+        &args.topics,
+        args.labels.as_deref(),
+        &args.labels_topic,
+    )?;
     let names = metric_names(&config);
-    let input = args.input.clone();
+    let topic_source = match &args.input {
+        Some(_) => None,
+        None => Some(topic_source_spec(&config, &args.topics, names.clone())?),
+    };
     let window_ms = config.window.length_ms;
     let horizon_ms = config.window.horizon_ms;
     let spec = JobSpec {
@@ -34,19 +46,21 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
         detectors: Vec::new(),
         workers: args.job.workers,
     };
-    let make_source = move |index: usize, peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
-        Ok(Box::new(FileSource::open(
-            &input,
-            names.clone(),
-            index,
-            peers,
-        )?))
-    };
+    let make_source = replay_sources(
+        args.input.clone(),
+        topic_source,
+        names,
+        Arc::new(JobMetrics::default()),
+    );
     let outcome = run_job(
         spec,
         make_source,
         RunOptions {
-            progress: Some("input bytes"),
+            progress: Some(if args.input.is_some() {
+                "input bytes"
+            } else {
+                "offsets"
+            }),
             keep_windows: true,
             ..RunOptions::default()
         },

@@ -107,6 +107,10 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         JobStats::get(&outcome.stats.dead_letters),
         JobStats::get(&outcome.stats.late)
     );
+    eprintln!(
+        "{}",
+        crate::display::inference_summary(&outcome.stats.inference)
+    );
     if let Some(path) = &args.alerts_out {
         eprintln!("alerts written to {}", path.display());
     }

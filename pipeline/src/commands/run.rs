@@ -130,5 +130,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         JobStats::get(&outcome.stats.dead_letters),
         JobStats::get(&outcome.stats.late),
     );
+    eprintln!(
+        "{}",
+        crate::display::inference_summary(&outcome.stats.inference)
+    );
     Ok(())
 }

@@ -21,6 +21,26 @@ pub struct PipelineFigures {
     pub late: u64,
 }
 
+/// A detector's inference cost in the replay (on the model workers' inference threads).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ModelFigures {
+    /// Windows the detector observed.
+    pub windows: u64,
+    pub inference_ms_p50: f64,
+    pub inference_ms_p99: f64,
+}
+
+impl ModelFigures {
+    pub fn of(times: Option<augur_operators::DetectorTimes>) -> Self {
+        let times = times.unwrap_or_default();
+        ModelFigures {
+            windows: times.windows,
+            inference_ms_p50: times.percentile_ms(50.0),
+            inference_ms_p99: times.percentile_ms(99.0),
+        }
+    }
+}
+
 /// One detector's report: the stable `augur eval --json` object.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -28,6 +48,8 @@ pub struct Report {
     #[serde(flatten)]
     pub score: Score,
     pub pipeline: PipelineFigures,
+    /// Set by the caller from the job's inference times.
+    pub model: ModelFigures,
 }
 
 /// Faults from `labels.json` (`faults[]` with service, resource, start_ms, end_ms).
@@ -87,6 +109,7 @@ pub fn report_for(
         detector: detector.to_string(),
         score: score::score(windows, &mine, faults, params),
         pipeline,
+        model: ModelFigures::default(),
     }
 }
 
