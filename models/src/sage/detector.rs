@@ -72,6 +72,8 @@ pub struct Sage {
     version: String,
     /// Services of the window the model was chosen for.
     chosen_for: BTreeSet<String>,
+    /// A model given in memory is never replaced.
+    pinned: bool,
 }
 
 impl Sage {
@@ -95,6 +97,7 @@ impl Sage {
             config,
             model: None,
             chosen_for: BTreeSet::new(),
+            pinned: false,
         })
     }
 
@@ -105,6 +108,7 @@ impl Sage {
             config: SageConfig::default(),
             chosen_for: model.layout.services(),
             model: Some(model),
+            pinned: true,
         }
     }
 
@@ -112,9 +116,14 @@ impl Sage {
         self.model.as_ref()
     }
 
+    /// The model, giving the detector up.
+    pub fn into_model(self) -> Option<SageModel> {
+        self.model
+    }
+
     /// Loads the checkpoint that fits `services` when it differs from the loaded one.
     fn ensure_model(&mut self, services: BTreeSet<String>) {
-        if self.model.is_some() && services == self.chosen_for {
+        if self.pinned || (self.model.is_some() && services == self.chosen_for) {
             return;
         }
         if self.model.is_some() && !self.config.checkpoint.is_empty() {

@@ -9,7 +9,14 @@
 //!
 //! Per unit `u`: encoder Q(Z_u | X_u, Ys_u, Yc of its calls and their co-parents Ys of
 //! the callees and Ynet), prior P(Z_u | X_u), decoder P(Ys_u | X_u, Z_u, Yc of its calls),
-//! and per RPC `i` it invokes a decoder P(Yc_i | X_u, Z_u, Ys_callee, Ynet_i). Per RPC
+//! and per RPC `i` it invokes a decoder P(Yc_i | X_u, Z_u, Ys_callee, Ynet_i).
+//! The latency decoders are *structured*: latencies add up in milliseconds, so
+//! `Ys_u = own(X_u, Z_u) + Σ_i w_i · Yc_i` (an MLP gives the service's own time, `w_i` are
+//! learned per RPC and percentile, starting at 1) and `Yc_i = Ys_callee + Ynet_i +
+//! corr(X_u, Z_u, Ys_callee, Ynet_i)` (an MLP corrects for percentiles not adding
+//! exactly). A plain MLP learns nothing about a child's latency from training data where
+//! it barely moves, and can't extrapolate to a fault it has seen a few times; the sums
+//! carry any child's slowdown to its callers, as the CBN says they should. Per RPC
 //! channel: Q(Znet | Xnet, Ynet), P(Znet | Xnet), P(Ynet | Xnet, Znet). Every network is
 //! an MLP (linear → batch-norm → ReLU, twice, then dropout and a linear head). Decoders are
 //! trained teacher-forced on the observed parent latencies, so each unit's loss depends on
@@ -25,7 +32,7 @@ use tch::nn::ModuleT;
 use tch::{Kind, Tensor, nn};
 
 use super::cbn::Cbn;
-use super::features::{X_DIM, XNET_DIM, Y_DIM};
+use super::features::{Normalizer, X_DIM, XNET_DIM, Y_DIM};
 
 /// Layer sizes and loss weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,9 +89,59 @@ pub fn path_name(s: &str) -> String {
 struct UnitNet {
     enc: nn::SequentialT,
     prior: nn::SequentialT,
+    /// The members' own processing time (ms, through softplus).
     dec_s: nn::SequentialT,
-    /// Per invoked RPC (in `Cbn::invoked` order).
+    /// Per invoked RPC (in `Cbn::invoked` order): the correction of its client latency.
     dec_c: Vec<nn::SequentialT>,
+    /// Per invoked RPC: weight of its client latency in the caller's, per percentile.
+    weight: Vec<Tensor>,
+}
+
+/// Standardization of one latency block, as tensors `[1, dim]`.
+#[derive(Debug)]
+struct Scale {
+    mean: Tensor,
+    std: Tensor,
+}
+
+impl Scale {
+    fn of(norm: &Normalizer, keys: &[String], device: tch::Device) -> Scale {
+        let (mut mean, mut std) = (Vec::new(), Vec::new());
+        for key in keys {
+            match norm.blocks.get(key) {
+                Some(b) if b.mean.len() == Y_DIM => {
+                    mean.extend_from_slice(&b.mean);
+                    std.extend_from_slice(&b.std);
+                }
+                _ => {
+                    mean.extend_from_slice(&[0.0; Y_DIM]);
+                    std.extend_from_slice(&[1.0; Y_DIM]);
+                }
+            }
+        }
+        let n = mean.len() as i64;
+        Scale {
+            mean: Tensor::from_slice(&mean).reshape([1, n]).to_device(device),
+            std: Tensor::from_slice(&std).reshape([1, n]).to_device(device),
+        }
+    }
+
+    /// Standardized `ln(1 + ms)` → ms.
+    fn ms(&self, v: &Tensor) -> Tensor {
+        (v * &self.std + &self.mean).clamp(0.0, 15.0).expm1()
+    }
+
+    /// ms → standardized `ln(1 + ms)`.
+    fn standardized(&self, ms: &Tensor) -> Tensor {
+        (ms.clamp_min(0.0).log1p() - &self.mean) / &self.std
+    }
+
+    fn narrow(&self, start: i64, len: i64) -> Scale {
+        Scale {
+            mean: self.mean.narrow(1, start, len),
+            std: self.std.narrow(1, start, len),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -135,10 +192,17 @@ pub struct Gvae {
     pub hyper: GvaeHyper,
     units: Vec<UnitNet>,
     channels: Vec<ChannelNet>,
+    ys_scale: Vec<Scale>,
+    yc_scale: Vec<Scale>,
+    ynet_scale: Vec<Scale>,
+    /// Per RPC: the callee's position among its unit's members.
+    callee_member: Vec<i64>,
+    /// Per RPC: the caller's position among its unit's members.
+    caller_member: Vec<i64>,
 }
 
 impl Gvae {
-    pub fn new(root: &nn::Path, cbn: Cbn, hyper: GvaeHyper) -> Gvae {
+    pub fn new(root: &nn::Path, cbn: Cbn, hyper: GvaeHyper, norm: &Normalizer) -> Gvae {
         let (h, z, d) = (hyper.hidden, hyper.z_dim, hyper.dropout);
         let m = |u: usize| cbn.units[u].members.len() as i64;
         let y = Y_DIM as i64;
@@ -154,20 +218,28 @@ impl Gvae {
             let k = invoked.len() as i64;
             let enc = mlp(&p / "enc", dx + y * m(u) + y * k + co_parents, h, 2 * z, d);
             let prior = mlp(&p / "prior", dx, h, 2 * z, d);
-            let dec_s = mlp(&p / "dec_s", dx + z + y * k, h, y * m(u), d);
-            let dec_c = invoked
-                .iter()
-                .map(|i| {
-                    let r = &cbn.rpcs[*i];
-                    let pc = root / format!("c:{}", path_name(&r.key()));
-                    mlp(pc, dx + z + y * m(r.callee_unit) + y, h, y, d)
-                })
-                .collect();
+            let dec_s = mlp(&p / "dec_s", dx + z, h, y * m(u), d);
+            let mut dec_c = Vec::new();
+            let mut weight = Vec::new();
+            for i in &invoked {
+                let r = &cbn.rpcs[*i];
+                let pc = root / format!("c:{}", path_name(&r.key()));
+                dec_c.push(mlp(
+                    &pc / "corr",
+                    dx + z + y * m(r.callee_unit) + y,
+                    h,
+                    y,
+                    d,
+                ));
+                weight.push(pc.var("w", &[1, y], nn::Init::Const(1.0)));
+            }
+            let _ = k;
             units.push(UnitNet {
                 enc,
                 prior,
                 dec_s,
                 dec_c,
+                weight,
             });
         }
         let (hn, zn) = (hyper.net_hidden, hyper.znet_dim);
@@ -184,11 +256,50 @@ impl Gvae {
                 }
             })
             .collect();
+        let device = root.device();
+        let ys_scale = cbn
+            .units
+            .iter()
+            .map(|u| {
+                let keys: Vec<String> = u.members.iter().map(|m| format!("ys:{m}")).collect();
+                Scale::of(norm, &keys, device)
+            })
+            .collect();
+        let rpc_scale = |prefix: &str| -> Vec<Scale> {
+            cbn.rpcs
+                .iter()
+                .map(|r| Scale::of(norm, &[format!("{prefix}:{}", r.key())], device))
+                .collect()
+        };
+        let yc_scale = rpc_scale("yc");
+        let ynet_scale = rpc_scale("ynet");
+        let position = |unit: usize, service: &str| -> i64 {
+            cbn.units[unit]
+                .members
+                .iter()
+                .position(|m| m == service)
+                .unwrap_or(0) as i64
+        };
+        let callee_member = cbn
+            .rpcs
+            .iter()
+            .map(|r| position(r.callee_unit, &r.callee))
+            .collect();
+        let caller_member = cbn
+            .rpcs
+            .iter()
+            .map(|r| position(r.caller_unit, &r.caller))
+            .collect();
         Gvae {
             cbn,
             hyper,
             units,
             channels,
+            ys_scale,
+            yc_scale,
+            ynet_scale,
+            callee_member,
+            caller_member,
         }
     }
 
@@ -215,13 +326,27 @@ impl Gvae {
         gaussian(&h, self.hyper.z_dim)
     }
 
-    /// Ys_u from X_u, Z_u and the Yc of the RPCs `u` invokes (in `Cbn::invoked` order).
+    /// Ys_u (standardized) from X_u, Z_u and the Yc of the RPCs `u` invokes (in
+    /// `Cbn::invoked` order): own time plus the weighted client latencies, in ms.
     pub fn decode_s(&self, u: usize, x: &Tensor, z: &Tensor, yc: &[Tensor], train: bool) -> Tensor {
-        let mut parts = vec![x.shallow_clone(), z.shallow_clone()];
-        parts.extend(yc.iter().map(|t| t.shallow_clone()));
-        self.units[u]
+        let net = &self.units[u];
+        let y = Y_DIM as i64;
+        let own = net
             .dec_s
-            .forward_t(&Tensor::cat(&parts, 1), train)
+            .forward_t(&Tensor::cat(&[x, z], 1), train)
+            .softplus();
+        let mut members: Vec<Tensor> = (0..self.cbn.units[u].members.len() as i64)
+            .map(|k| own.narrow(1, k * y, y))
+            .collect();
+        for (k, i) in self.cbn.invoked(u).iter().enumerate() {
+            let Some(yc) = yc.get(k) else { continue };
+            let ms = self.yc_scale[*i].ms(yc);
+            let slot = self.caller_member[*i] as usize;
+            if let Some(m) = members.get_mut(slot) {
+                *m = &*m + ms * &net.weight[k];
+            }
+        }
+        self.ys_scale[u].standardized(&Tensor::cat(&members, 1))
     }
 
     /// Yc of the `k`-th RPC unit `u` invokes.
@@ -244,7 +369,16 @@ impl Gvae {
             ],
             1,
         );
-        self.units[u].dec_c[k].forward_t(&input, train)
+        let corr = self.units[u].dec_c[k].forward_t(&input, train);
+        let i = self.cbn.invoked(u)[k];
+        let callee = self.cbn.rpcs[i].callee_unit;
+        let y = Y_DIM as i64;
+        let start = self.callee_member[i] * y;
+        let server = self.ys_scale[callee]
+            .narrow(start, y)
+            .ms(&ys_callee.narrow(1, start, y));
+        let wire = self.ynet_scale[i].ms(ynet);
+        self.yc_scale[i].standardized(&(server + wire + corr))
     }
 
     /// Channel `i`: posterior (mean, log-variance) from Xnet and Ynet.

@@ -7,6 +7,7 @@
 //! - [`gvae`]: per-unit and per-channel conditional VAEs composed along the CBN (eq. 6–9).
 //! - [`model`]: a trained model and its versioned checkpoint files; choice by services.
 //! - [`train`]: training on unlabelled windows; partial + incremental retraining.
+//! - [`retrain`]: partial + incremental retraining after a topology change.
 //! - [`counterfactual`]: the two-level counterfactual diagnosis.
 //! - [`synthetic`]: chain windows with a known answer (tests, benches).
 //! - [`detector`]: the `sage` [`augur_operators::Detector`].
@@ -17,6 +18,7 @@ pub mod detector;
 pub mod features;
 pub mod gvae;
 pub mod model;
+pub mod retrain;
 pub mod synthetic;
 #[cfg(test)]
 mod tests;

@@ -59,7 +59,12 @@ impl SageModel {
     /// A freshly initialized model (seeded by `tch::manual_seed` beforehand).
     pub fn new(layout: SageLayout, device: Device) -> SageModel {
         let vs = nn::VarStore::new(device);
-        let gvae = Gvae::new(&vs.root(), layout.cbn.clone(), layout.hyper.clone());
+        let gvae = Gvae::new(
+            &vs.root(),
+            layout.cbn.clone(),
+            layout.hyper.clone(),
+            &layout.norm,
+        );
         SageModel { vs, gvae, layout }
     }
 

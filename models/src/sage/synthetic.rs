@@ -50,11 +50,31 @@ pub fn chain_window(
     factor: f64,
     seed: u64,
 ) -> WindowSnapshot {
+    custom_chain_window(
+        &chain_services(n),
+        &vec![1.0; n],
+        window_end,
+        slow,
+        factor,
+        seed,
+    )
+}
+
+/// A window of the chain `names` (front end first) whose tiers take `own[i]` times the
+/// usual processing time in normal operation (a new version, a different service).
+pub fn custom_chain_window(
+    names: &[String],
+    own: &[f64],
+    window_end: u64,
+    slow: Option<usize>,
+    factor: f64,
+    seed: u64,
+) -> WindowSnapshot {
+    let n = names.len();
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     for _ in 0..4 {
         rng.uniform();
     }
-    let names = chain_services(n);
     let rate = 400.0 * rng.noise(0.1);
     // Back end first: each tier's server latency = own time + its callee's client latency.
     let mut server = vec![[0.0f64; 5]; n];
@@ -63,8 +83,9 @@ pub fn chain_window(
     let mut cpu = vec![0.0f64; n];
     for i in (0..n).rev() {
         let slowed = slow == Some(i);
-        let own = OWN_MS * rng.noise(0.15) * if slowed { factor } else { 1.0 };
-        cpu[i] = (0.25 * rng.noise(0.2) * if slowed { 2.5 } else { 1.0 }).min(1.0);
+        let base = own.get(i).copied().unwrap_or(1.0);
+        let own = OWN_MS * base * rng.noise(0.15) * if slowed { factor } else { 1.0 };
+        cpu[i] = (0.25 * base.sqrt() * rng.noise(0.2) * if slowed { 2.5 } else { 1.0 }).min(1.0);
         for q in 0..5 {
             let below = if i + 1 < n { client[i + 1][q] } else { 0.0 };
             server[i][q] = own * SHAPE[q] + below;
@@ -107,7 +128,8 @@ pub fn chain_window(
             gap_ms: gap[i],
         })
         .collect();
-    let slo = chain_slo_ms(n);
+    let normal: f64 = own.iter().take(n).sum::<f64>() * OWN_MS + 2.0 * GAP_MS * (n as f64 - 1.0);
+    let slo = 1.6 * SHAPE[4] * normal;
     let measured = server[0][4];
     WindowSnapshot {
         window_end,
@@ -130,18 +152,24 @@ pub fn chain_window(
     }
 }
 
-/// `count` windows: most normal, one in `fault_every` with a random tier slowed by a
-/// random factor in [1.5, 5) — unlabelled training data (the generator knows the answer,
-/// the model is never told).
-pub fn chain_windows(n: usize, count: usize, fault_every: usize, seed: u64) -> Vec<WindowSnapshot> {
+/// `count` windows of a custom chain, as [`chain_windows`].
+pub fn custom_chain_windows(
+    names: &[String],
+    own: &[f64],
+    count: usize,
+    fault_every: usize,
+    seed: u64,
+) -> Vec<WindowSnapshot> {
+    let n = names.len();
     let mut rng = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
     (0..count)
         .map(|k| {
             let faulty = fault_every > 0 && rng.uniform() < 1.0 / fault_every as f64;
             let slow = faulty.then(|| (rng.uniform() * n as f64) as usize % n);
             let factor = 1.5 + 3.5 * rng.uniform();
-            chain_window(
-                n,
+            custom_chain_window(
+                names,
+                own,
                 (k as u64 + 1) * 1000,
                 slow,
                 factor,
@@ -149,4 +177,11 @@ pub fn chain_windows(n: usize, count: usize, fault_every: usize, seed: u64) -> V
             )
         })
         .collect()
+}
+
+/// `count` windows: most normal, one in `fault_every` with a random tier slowed by a
+/// random factor in [1.5, 5) — unlabelled training data (the generator knows the answer,
+/// the model is never told).
+pub fn chain_windows(n: usize, count: usize, fault_every: usize, seed: u64) -> Vec<WindowSnapshot> {
+    custom_chain_windows(&chain_services(n), &vec![1.0; n], count, fault_every, seed)
 }
