@@ -14,6 +14,7 @@ pub mod layout;
 pub mod nsigma;
 pub mod registry;
 pub mod remap;
+pub mod sage;
 pub mod seer;
 pub mod seer_net;
 pub mod train;

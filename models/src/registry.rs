@@ -6,10 +6,17 @@ use thiserror::Error;
 
 use crate::cpu_threshold::CpuThreshold;
 use crate::nsigma::{NSigma, NSigmaConfig};
+use crate::sage::{Sage, SageConfig};
 use crate::seer::{Seer, SeerConfig};
 
 /// Names accepted by [`build`].
-pub const DETECTOR_NAMES: &[&str] = &["nsigma", "cpu-threshold-50", "cpu-threshold-70", "seer"];
+pub const DETECTOR_NAMES: &[&str] = &[
+    "nsigma",
+    "cpu-threshold-50",
+    "cpu-threshold-70",
+    "seer",
+    "sage",
+];
 
 /// Settings of every detector; each reads its own section.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -17,14 +24,18 @@ pub const DETECTOR_NAMES: &[&str] = &["nsigma", "cpu-threshold-50", "cpu-thresho
 pub struct DetectorSettings {
     pub nsigma: NSigmaConfig,
     pub seer: SeerConfig,
+    pub sage: SageConfig,
 }
 
 #[derive(Debug, Error)]
 pub enum RegistryError {
     #[error("unknown detector `{name}`; known detectors: {}", DETECTOR_NAMES.join(", "))]
     Unknown { name: String },
-    #[error("detector `seer`")]
-    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error("detector `{name}`")]
+    Checkpoint {
+        name: &'static str,
+        source: crate::checkpoint::CheckpointError,
+    },
 }
 
 /// Builds the detector called `name`.
@@ -37,7 +48,20 @@ pub fn build(
         "nsigma" => Ok(Box::new(NSigma::new(settings.nsigma.clone(), horizon_ms))),
         "cpu-threshold-50" => Ok(Box::new(CpuThreshold::new(0.5, horizon_ms))),
         "cpu-threshold-70" => Ok(Box::new(CpuThreshold::new(0.7, horizon_ms))),
-        "seer" => Ok(Box::new(Seer::new(settings.seer.clone(), horizon_ms)?)),
+        "seer" => Ok(Box::new(
+            Seer::new(settings.seer.clone(), horizon_ms).map_err(|source| {
+                RegistryError::Checkpoint {
+                    name: "seer",
+                    source,
+                }
+            })?,
+        )),
+        "sage" => Ok(Box::new(Sage::new(settings.sage.clone()).map_err(
+            |source| RegistryError::Checkpoint {
+                name: "sage",
+                source,
+            },
+        )?)),
         _ => Err(RegistryError::Unknown {
             name: name.to_string(),
         }),

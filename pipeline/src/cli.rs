@@ -234,9 +234,16 @@ pub struct TrainArgs {
     /// Model to train.
     #[arg(long, default_value = "seer")]
     pub model: String,
-    /// Dataset(s) written by `augur record`; repeat for several.
-    #[arg(long, required = true)]
+    /// Dataset(s) written by `augur record`; repeat for several (seer).
+    #[arg(long, required_unless_present = "input")]
     pub data: Vec<PathBuf>,
+    /// Directories written by `augur simulate --out` to replay for unlabelled windows;
+    /// repeat for several (sage; only their spans, metrics and SLOs are read).
+    #[arg(long)]
+    pub input: Vec<PathBuf>,
+    /// Checkpoint name for sage (default `sage-<topology>`, the topology of the first input).
+    #[arg(long)]
+    pub name: Option<String>,
     #[arg(long, default_value_t = 30)]
     pub epochs: usize,
     /// Seed of weight initialization and shuffling.

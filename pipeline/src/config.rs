@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use augur_models::DetectorSettings;
 use augur_models::nsigma::NSigmaConfig;
+use augur_models::sage::SageConfig;
 use augur_models::seer::SeerConfig;
 use augur_operators::Resource;
 use augur_operators::decide::DecideConfig;
@@ -83,10 +84,11 @@ impl Default for FeaturesConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
-    /// One of `nsigma`, `cpu-threshold-50`, `cpu-threshold-70`, `seer`. Default `nsigma`.
+    /// One of `nsigma`, `cpu-threshold-50`, `cpu-threshold-70`, `seer`, `sage`. Default `nsigma`.
     pub name: String,
     pub nsigma: NSigmaConfig,
     pub seer: SeerConfig,
+    pub sage: SageConfig,
 }
 
 impl Default for DetectorConfig {
@@ -95,6 +97,7 @@ impl Default for DetectorConfig {
             name: "nsigma".to_string(),
             nsigma: NSigmaConfig::default(),
             seer: SeerConfig::default(),
+            sage: SageConfig::default(),
         }
     }
 }
@@ -104,6 +107,7 @@ impl DetectorConfig {
         DetectorSettings {
             nsigma: self.nsigma.clone(),
             seer: self.seer.clone(),
+            sage: self.sage.clone(),
         }
     }
 }

@@ -14,8 +14,11 @@ use crate::cli::TrainArgs;
 use crate::commands::load_config;
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    if args.model == "sage" {
+        return crate::commands::train_sage::run(args);
+    }
     if args.model != "seer" {
-        bail!("unknown model `{}`; known models: seer", args.model);
+        bail!("unknown model `{}`; known models: seer, sage", args.model);
     }
     let config = load_config(args.job.config.as_deref())?;
     let seer = &config.detector.seer;

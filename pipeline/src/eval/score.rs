@@ -16,7 +16,13 @@
 //!   extended by `slack_ms` at the end, as queues take time to drain). AC@k: the fault's
 //!   service is among the top k culprits of the earliest alert detecting the episode; an
 //!   undetected case counts as a miss. Resource accuracy compares the top culprit's
-//!   resource with the fault's.
+//!   resource with the fault's (a thread-pool fault, labelled `threads`, shows as the
+//!   `queue` resource).
+//! - `root_cause` alerts (Sage) count like `qos_violation_predicted` ones: they detect the
+//!   episodes they fire in and their culprits are scored the same way.
+//! - **Multi-fault episodes** (overlapping several faults) are scored apart:
+//!   `multi_fault_ac1` when the top culprit is one of the faults' services, `multi_fault_ac3`
+//!   when the top three hold at least one.
 
 use serde::Serialize;
 
@@ -68,6 +74,15 @@ pub struct Rca {
     pub episodes_without_fault: usize,
     /// Episodes that overlap several faults (reported apart).
     pub multi_fault_episodes: usize,
+    /// Of those, top culprit among the faults' services.
+    pub multi_fault_ac1: f64,
+    /// Of those, one of the faults' services among the top three.
+    pub multi_fault_ac3: f64,
+}
+
+/// Whether a culprit's resource names the fault's (`threads` faults show as `queue`).
+fn resource_matches(resource: &str, fault: &str) -> bool {
+    resource == fault || (resource == "queue" && fault == "threads")
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -135,7 +150,13 @@ pub fn score(
     let firing: Vec<&Alert> = {
         let mut f: Vec<&Alert> = alerts
             .iter()
-            .filter(|a| a.ends_at.is_none() && a.kind == AlertKind::QosViolationPredicted)
+            .filter(|a| {
+                a.ends_at.is_none()
+                    && matches!(
+                        a.kind,
+                        AlertKind::QosViolationPredicted | AlertKind::RootCause
+                    )
+            })
             .collect();
         f.sort_by_key(|a| a.window_end);
         f
@@ -208,6 +229,7 @@ pub fn score(
 
     let mut rca = Rca::default();
     let (mut hit1, mut hit3, mut res_hit, mut res_named) = (0, 0, 0, 0);
+    let (mut multi_hit1, mut multi_hit3) = (0, 0);
     for (ep, alert) in episodes.iter().zip(&first_detector) {
         let overlapping: Vec<&FaultTruth> = faults
             .iter()
@@ -232,16 +254,34 @@ pub fn score(
                     if let Some(top) = alert.culprits.first() {
                         if let Some(resource) = top.resource {
                             res_named += 1;
-                            if top.service == fault.service && resource.as_str() == fault.resource {
+                            if top.service == fault.service
+                                && resource_matches(resource.as_str(), &fault.resource)
+                            {
                                 res_hit += 1;
                             }
                         }
                     }
                 }
             }
-            _ => rca.multi_fault_episodes += 1,
+            _ => {
+                rca.multi_fault_episodes += 1;
+                if let Some(alert) = alert {
+                    let rank = alert
+                        .culprits
+                        .iter()
+                        .position(|c| overlapping.iter().any(|f| f.service == c.service));
+                    if rank == Some(0) {
+                        multi_hit1 += 1;
+                    }
+                    if rank.is_some_and(|r| r < 3) {
+                        multi_hit3 += 1;
+                    }
+                }
+            }
         }
     }
+    rca.multi_fault_ac1 = ratio(multi_hit1, rca.multi_fault_episodes);
+    rca.multi_fault_ac3 = ratio(multi_hit3, rca.multi_fault_episodes);
     rca.ac1 = ratio(hit1, rca.cases);
     rca.ac3 = ratio(hit3, rca.cases);
     rca.resource_ac1 = (res_named > 0).then(|| ratio(res_hit, rca.cases));

@@ -1,0 +1,369 @@
+//! Counterfactual diagnosis (Sage §3.4, §4.2): "had this service been in its normal state,
+//! would the end-to-end latency have met QoS?" — for every service, then for every resource
+//! of the culprit.
+//!
+//! In: a trained [`SageModel`] and one violating window's [`Sample`] with its QoS verdict.
+//! Out: a [`Diagnosis`]: per service the counterfactual end-to-end latency at the SLO's
+//! quantile when that service is repaired, a greedy set when no single repair restores QoS,
+//! and the culprit's resource. State: none.
+//!
+//! How a counterfactual is generated, for a batch of interventions at once:
+//! 1. *Abduction*: each unit's latent is the posterior mean Q(Z | X, Y) of the observed
+//!    window, each channel's likewise.
+//! 2. *Action*: a repaired service's metrics `X` are set to their normal values (medians
+//!    over training windows that met QoS) — all of them except the request rate (the
+//!    load is not the service's state) — its latent is redrawn as the prior mean
+//!    P(Z | X_normal) (the repaired service is in its normal state, latent causes
+//!    included), and the channels that serve it get normal `Xnet` and prior `Znet`.
+//!    A resource repair sets only that resource's columns and keeps the abducted latent;
+//!    the network resource repairs the channels into the service.
+//! 3. *Prediction*: latencies are regenerated back end → front end along the CBN, only
+//!    for descendants of the intervention; every other node keeps its observed value.
+//!    A regenerated node is its observed value plus the decoder's change
+//!    `D(counterfactual parents) − D(observed parents)`, so the model's reconstruction
+//!    error cancels and an intervention that changes nothing changes nothing.
+//!
+//! The end-to-end latency of an entry point is its service's server-side latency at the
+//! SLO's quantile: the counterfactual scales the measured value by the change of that node.
+
+use std::collections::BTreeSet;
+
+use augur_operators::{QosVerdict, Resource};
+use tch::{Kind, Tensor};
+
+use super::features::{RATE_COL, Sample, X_DIM, XNET_DIM, Y_DIM, quantile_index, resource_cols};
+use super::model::SageModel;
+
+/// One hypothetical repair.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Intervention {
+    /// Units whose members' `X` columns (within each member's block) are set to normal.
+    pub x_cols: Vec<(usize, Vec<usize>)>,
+    /// Units whose latent is redrawn from the prior.
+    pub z_reset: Vec<usize>,
+    /// Channels (RPC indices) repaired.
+    pub channels: Vec<usize>,
+}
+
+impl Intervention {
+    /// Everything about unit `u` back to normal.
+    pub fn service(model: &SageModel, u: usize) -> Intervention {
+        Intervention {
+            x_cols: vec![(u, (0..X_DIM).filter(|c| *c != RATE_COL).collect())],
+            z_reset: vec![u],
+            channels: model.layout.cbn.served(u),
+        }
+    }
+
+    /// Only `resource` of unit `u` back to normal.
+    pub fn resource(model: &SageModel, u: usize, resource: Resource) -> Intervention {
+        Intervention {
+            x_cols: vec![(u, resource_cols(resource).collect())],
+            z_reset: Vec::new(),
+            channels: if resource == Resource::Network {
+                model.layout.cbn.served(u)
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    pub fn union(&self, other: &Intervention) -> Intervention {
+        let mut out = self.clone();
+        out.x_cols.extend(other.x_cols.iter().cloned());
+        out.z_reset.extend(other.z_reset.iter().copied());
+        out.channels.extend(other.channels.iter().copied());
+        out
+    }
+
+    fn touches_unit(&self, u: usize) -> bool {
+        self.x_cols.iter().any(|(v, _)| *v == u) || self.z_reset.contains(&u)
+    }
+}
+
+fn rows(t: &Tensor) -> Vec<Vec<f32>> {
+    let t = t.to_kind(Kind::Float).to_device(tch::Device::Cpu);
+    let size = t.size();
+    let (n, d) = (size[0] as usize, size.get(1).copied().unwrap_or(1) as usize);
+    let flat: Vec<f32> = Vec::try_from(&t.reshape([-1])).unwrap_or_default();
+    (0..n)
+        .map(|i| flat.get(i * d..(i + 1) * d).unwrap_or_default().to_vec())
+        .collect()
+}
+
+/// Counterfactual `Ys` (standardized) of every unit, per intervention.
+pub fn counterfactual_ys(
+    model: &SageModel,
+    sample: &Sample,
+    interventions: &[Intervention],
+) -> Vec<Vec<Vec<f32>>> {
+    let b = interventions.len();
+    if b == 0 {
+        return Vec::new();
+    }
+    let cbn = &model.layout.cbn;
+    let norm = &model.layout.norm;
+    let g = &model.gvae;
+    let device = model.device();
+    let obs = model.batch(&[sample]);
+    let bi = b as i64;
+    let repeat = |t: &Tensor| t.repeat([bi, 1]);
+    let mask = |flags: Vec<f32>| {
+        Tensor::from_slice(&flags)
+            .reshape([bi, 1])
+            .to_device(device)
+    };
+    tch::no_grad(|| {
+        // Counterfactual metrics.
+        let x_cf: Vec<Tensor> = (0..cbn.units.len())
+            .map(|u| {
+                let normal: Vec<f32> = cbn.units[u]
+                    .members
+                    .iter()
+                    .flat_map(|m| norm.normal(&format!("x:{m}"), X_DIM))
+                    .collect();
+                let mut flat = Vec::with_capacity(b * sample.x[u].len());
+                for iv in interventions {
+                    let mut row = sample.x[u].clone();
+                    for (v, cols) in &iv.x_cols {
+                        if *v != u {
+                            continue;
+                        }
+                        for k in 0..cbn.units[u].members.len() {
+                            for c in cols {
+                                let j = k * X_DIM + c;
+                                if let (Some(dst), Some(src)) = (row.get_mut(j), normal.get(j)) {
+                                    *dst = *src;
+                                }
+                            }
+                        }
+                    }
+                    flat.extend(row);
+                }
+                Tensor::from_slice(&flat)
+                    .reshape([bi, sample.x[u].len() as i64])
+                    .to_device(device)
+            })
+            .collect();
+        // Which nodes descend from each intervention.
+        let mut unit_hit = vec![vec![false; cbn.units.len()]; b];
+        let mut rpc_hit = vec![vec![false; cbn.rpcs.len()]; b];
+        for (s, iv) in interventions.iter().enumerate() {
+            for u in 0..cbn.units.len() {
+                let own = iv.touches_unit(u);
+                let mut any = own;
+                for i in cbn.invoked(u) {
+                    let callee = cbn.rpcs[i].callee_unit;
+                    rpc_hit[s][i] = own || iv.channels.contains(&i) || unit_hit[s][callee];
+                    any |= rpc_hit[s][i];
+                }
+                unit_hit[s][u] = any;
+            }
+        }
+        // Channels.
+        let mut ynet_cf: Vec<Tensor> = Vec::new();
+        for (i, r) in cbn.rpcs.iter().enumerate() {
+            let (zq, _) = g.net_posterior(i, &obs.xnet[i], &obs.ynet[i], false);
+            let normal = norm.normal(&format!("xnet:{}", r.key()), XNET_DIM);
+            let repaired: Vec<f32> = interventions
+                .iter()
+                .map(|iv| if iv.channels.contains(&i) { 1.0 } else { 0.0 })
+                .collect();
+            let m = mask(repaired);
+            let xn_normal = Tensor::from_slice(&normal)
+                .reshape([1, XNET_DIM as i64])
+                .to_device(device)
+                .repeat([bi, 1]);
+            let xn = &m * &xn_normal + (1.0 - &m) * repeat(&obs.xnet[i]);
+            let (zp, _) = g.net_prior(i, &xn, false);
+            let z = &m * zp + (1.0 - &m) * repeat(&zq);
+            let delta = g.net_decode(i, &xn, &z, false) - g.net_decode(i, &obs.xnet[i], &zq, false);
+            ynet_cf.push(repeat(&obs.ynet[i]) + &m * delta);
+        }
+        // Units, back end first.
+        let mut ys_cf: Vec<Tensor> = Vec::new();
+        let mut yc_cf: Vec<Option<Tensor>> = (0..cbn.rpcs.len()).map(|_| None).collect();
+        for u in 0..cbn.units.len() {
+            let (zq, _) = g.posterior(u, &obs, false);
+            let reset = mask(
+                interventions
+                    .iter()
+                    .map(|iv| if iv.z_reset.contains(&u) { 1.0 } else { 0.0 })
+                    .collect(),
+            );
+            let (zp, _) = g.prior(u, &x_cf[u], false);
+            let z = &reset * zp + (1.0 - &reset) * repeat(&zq);
+            let invoked = cbn.invoked(u);
+            let mut yc_u_cf = Vec::new();
+            let mut yc_u_obs = Vec::new();
+            for (k, i) in invoked.iter().enumerate() {
+                let callee = cbn.rpcs[*i].callee_unit;
+                let hit = mask(
+                    (0..b)
+                        .map(|s| f32::from(u8::from(rpc_hit[s][*i])))
+                        .collect(),
+                );
+                let cf = g.decode_c(u, k, &x_cf[u], &z, &ys_cf[callee], &ynet_cf[*i], false);
+                let fact = g.decode_c(u, k, &obs.x[u], &zq, &obs.ys[callee], &obs.ynet[*i], false);
+                let yc = repeat(&obs.yc[*i]) + hit * (cf - fact);
+                yc_u_cf.push(yc.shallow_clone());
+                yc_u_obs.push(obs.yc[*i].shallow_clone());
+                yc_cf[*i] = Some(yc);
+            }
+            let hit = mask(
+                (0..b)
+                    .map(|s| f32::from(u8::from(unit_hit[s][u])))
+                    .collect(),
+            );
+            let cf = g.decode_s(u, &x_cf[u], &z, &yc_u_cf, false);
+            let fact = g.decode_s(u, &obs.x[u], &zq, &yc_u_obs, false);
+            ys_cf.push(repeat(&obs.ys[u]) + hit * (cf - fact));
+        }
+        let per_unit: Vec<Vec<Vec<f32>>> = ys_cf.iter().map(rows).collect();
+        (0..b)
+            .map(|s| per_unit.iter().map(|u| u[s].clone()).collect())
+            .collect()
+    })
+}
+
+/// The entry point a diagnosis is about.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub entry: String,
+    pub quantile: f64,
+    pub slo_ms: f64,
+    pub observed_ms: f64,
+    unit: usize,
+    col: usize,
+    std: f32,
+}
+
+impl Target {
+    /// The worst violated verdict whose entry service the model knows.
+    pub fn of(model: &SageModel, qos: &[QosVerdict]) -> Option<Target> {
+        qos.iter()
+            .filter(|q| q.violated)
+            .filter_map(|q| {
+                let service = q.entry.split(' ').next().unwrap_or(&q.entry);
+                let unit = model.layout.cbn.unit_of(service)?;
+                let member = model.layout.cbn.units[unit]
+                    .members
+                    .iter()
+                    .position(|m| m == service)?;
+                let qi = quantile_index(q.quantile);
+                Some(Target {
+                    entry: q.entry.clone(),
+                    quantile: q.quantile,
+                    slo_ms: q.slo_ms,
+                    observed_ms: q.measured_ms,
+                    unit,
+                    col: member * Y_DIM + qi,
+                    std: model.layout.norm.std_of(&format!("ys:{service}"), qi),
+                })
+            })
+            .max_by(|a, b| (a.observed_ms / a.slo_ms).total_cmp(&(b.observed_ms / b.slo_ms)))
+    }
+
+    /// The counterfactual end-to-end latency, ms.
+    fn latency(&self, sample: &Sample, ys_cf: &[Vec<f32>]) -> f64 {
+        let obs = sample.ys[self.unit].get(self.col).copied().unwrap_or(0.0);
+        let cf = ys_cf[self.unit].get(self.col).copied().unwrap_or(obs);
+        let delta = f64::from((cf - obs) * self.std);
+        ((self.observed_ms + 1.0) * delta.exp() - 1.0).max(0.0)
+    }
+}
+
+/// What the counterfactuals say about one window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnosis {
+    pub target: Target,
+    /// Per service (meta-node members share their unit's value): counterfactual end-to-end
+    /// latency when it alone is repaired, best first.
+    pub ranked: Vec<(String, f64)>,
+    /// The greedy set (services in the order added) and its counterfactual latency; one
+    /// service when that alone restores QoS.
+    pub set: Vec<String>,
+    pub set_ms: f64,
+    /// Per resource of the top culprit, its counterfactual latency, best first.
+    pub resources: Vec<(Resource, f64)>,
+}
+
+/// Largest greedy set tried.
+const MAX_SET: usize = 3;
+
+/// Diagnoses one violating window; `None` when no verdict is violated on a known entry.
+pub fn diagnose(model: &SageModel, sample: &Sample, qos: &[QosVerdict]) -> Option<Diagnosis> {
+    let target = Target::of(model, qos)?;
+    let cbn = &model.layout.cbn;
+    let n = cbn.units.len();
+    let singles: Vec<Intervention> = (0..n).map(|u| Intervention::service(model, u)).collect();
+    let ys = counterfactual_ys(model, sample, &singles);
+    let mut by_unit: Vec<(usize, f64)> = ys
+        .iter()
+        .enumerate()
+        .map(|(u, y)| (u, target.latency(sample, y)))
+        .collect();
+    by_unit.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let (top, top_ms) = *by_unit.first()?;
+    // Greedy set: add the unit that lowers the latency most, until QoS is met.
+    let mut set = vec![top];
+    let mut set_ms = top_ms;
+    let mut current = singles[top].clone();
+    while set_ms > target.slo_ms && set.len() < MAX_SET {
+        let rest: Vec<usize> = (0..n).filter(|u| !set.contains(u)).collect();
+        if rest.is_empty() {
+            break;
+        }
+        let trials: Vec<Intervention> = rest.iter().map(|u| current.union(&singles[*u])).collect();
+        let ys = counterfactual_ys(model, sample, &trials);
+        let Some((k, ms)) = ys
+            .iter()
+            .enumerate()
+            .map(|(k, y)| (k, target.latency(sample, y)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+        else {
+            break;
+        };
+        // Stop when the next tier helps by less than 2 % of the remaining excess.
+        if set_ms - ms < 0.02 * (set_ms - target.slo_ms) {
+            break;
+        }
+        set.push(rest[k]);
+        set_ms = ms;
+        current = trials[k].clone();
+    }
+    let resource_trials: Vec<Intervention> = Resource::ALL
+        .iter()
+        .map(|r| Intervention::resource(model, top, *r))
+        .collect();
+    let ys = counterfactual_ys(model, sample, &resource_trials);
+    let mut resources: Vec<(Resource, f64)> = Resource::ALL
+        .iter()
+        .zip(&ys)
+        .map(|(r, y)| (*r, target.latency(sample, y)))
+        .collect();
+    resources.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let names = |u: usize| cbn.units[u].members.clone();
+    let mut ranked: Vec<(String, f64)> = Vec::new();
+    let mut seen: BTreeSet<usize> = BTreeSet::new();
+    // Greedy set first (in the order added), then the rest by their single repair.
+    for u in set.iter().copied().chain(by_unit.iter().map(|x| x.0)) {
+        if !seen.insert(u) {
+            continue;
+        }
+        let ms = by_unit
+            .iter()
+            .find(|x| x.0 == u)
+            .map_or(target.observed_ms, |x| x.1);
+        for m in names(u) {
+            ranked.push((m, ms));
+        }
+    }
+    Some(Diagnosis {
+        target,
+        ranked,
+        set: set.iter().flat_map(|u| names(*u)).collect(),
+        set_ms,
+        resources,
+    })
+}

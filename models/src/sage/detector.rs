@@ -1,0 +1,247 @@
+//! The `sage` detector: counterfactual root-cause analysis behind the [`Detector`] trait.
+//!
+//! In: closed windows, in order. Out: for a window whose QoS check failed, one
+//! `root_cause` detection with services ranked by how much repairing them lowers the
+//! end-to-end latency (the greedy set first), the top culprit's resource, and the
+//! counterfactual latencies in the summary. Windows that meet QoS cost nothing.
+//! State: the model, loaded on the first violating window from the checkpoint whose
+//! services best match the window's (or the configured one), and re-chosen when the set
+//! of services the job sees changes.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use augur_operators::{AlertKind, Culprit, Detection, Detector, WindowSnapshot};
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use super::counterfactual::{Diagnosis, diagnose};
+use super::features::{Sample, raw_blocks};
+use super::model::{SageModel, available, select};
+use crate::checkpoint::CheckpointError;
+use crate::device::{DeviceChoice, resolve};
+
+/// Settings of the `sage` detector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SageConfig {
+    /// Directory of versioned checkpoints (`sage-<topology>-vN.safetensors` + `.json`).
+    /// Default `models/checkpoints`; when that doesn't exist, the checkpoints the binary
+    /// was built with.
+    pub models_dir: PathBuf,
+    /// `auto`, `cpu` or `cuda:N`. Default `auto`.
+    pub device: DeviceChoice,
+    /// Checkpoint to use (e.g. `sage-chain`); empty picks the one whose services best
+    /// match the services seen. Default empty.
+    pub checkpoint: String,
+    /// Culprits listed per alert. Default 5.
+    pub max_culprits: usize,
+}
+
+impl Default for SageConfig {
+    fn default() -> Self {
+        SageConfig {
+            models_dir: PathBuf::from("models/checkpoints"),
+            device: DeviceChoice::Auto,
+            checkpoint: String::new(),
+            max_culprits: 5,
+        }
+    }
+}
+
+impl SageConfig {
+    /// The checkpoint directory to use (see `models_dir`).
+    pub fn dir(&self) -> PathBuf {
+        if self.models_dir.exists() || self.models_dir.is_absolute() {
+            self.models_dir.clone()
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints")
+        }
+    }
+}
+
+/// Diagnosis time over the process (a job metric).
+pub static DIAGNOSIS_NS: AtomicU64 = AtomicU64::new(0);
+/// Diagnoses run.
+pub static DIAGNOSES: AtomicU64 = AtomicU64::new(0);
+
+pub struct Sage {
+    config: SageConfig,
+    model: Option<SageModel>,
+    version: String,
+    /// Services of the window the model was chosen for.
+    chosen_for: BTreeSet<String>,
+    /// A model given in memory is never replaced.
+    pinned: bool,
+}
+
+impl Sage {
+    /// Checks that a `sage-*` checkpoint exists; the model loads on the first violation.
+    pub fn new(config: SageConfig) -> Result<Self, CheckpointError> {
+        let dir = config.dir();
+        let found = available(&dir);
+        let wanted = |name: &str| config.checkpoint.is_empty() || config.checkpoint == name;
+        let Some((_, version, _)) = found.iter().find(|(name, _, _)| wanted(name)) else {
+            return Err(CheckpointError::Missing {
+                model: if config.checkpoint.is_empty() {
+                    "sage-*".into()
+                } else {
+                    config.checkpoint.clone()
+                },
+                dir,
+            });
+        };
+        Ok(Sage {
+            version: version.to_string(),
+            config,
+            model: None,
+            chosen_for: BTreeSet::new(),
+            pinned: false,
+        })
+    }
+
+    /// A detector around a model already in memory (tests, benches, retraining studies).
+    pub fn with_model(model: SageModel) -> Self {
+        Sage {
+            version: model.layout.version.to_string(),
+            config: SageConfig::default(),
+            chosen_for: model.layout.services(),
+            model: Some(model),
+            pinned: true,
+        }
+    }
+
+    pub fn model(&self) -> Option<&SageModel> {
+        self.model.as_ref()
+    }
+
+    /// The model, giving the detector up.
+    pub fn into_model(self) -> Option<SageModel> {
+        self.model
+    }
+
+    /// Loads the checkpoint that fits `services` when it differs from the loaded one.
+    fn ensure_model(&mut self, services: BTreeSet<String>) {
+        if self.pinned || (self.model.is_some() && services == self.chosen_for) {
+            return;
+        }
+        if self.model.is_some() && !self.config.checkpoint.is_empty() {
+            return;
+        }
+        let dir = self.config.dir();
+        let choice = if self.config.checkpoint.is_empty() {
+            select(&dir, &services)
+        } else {
+            available(&dir)
+                .into_iter()
+                .find(|(n, _, _)| *n == self.config.checkpoint)
+                .map(|(n, v, _)| (n, v))
+        };
+        self.chosen_for = services;
+        let Some((name, version)) = choice else {
+            return;
+        };
+        if let Some(m) = &self.model {
+            if m.layout.model == name && m.layout.version == version {
+                return;
+            }
+        }
+        let device = resolve(self.config.device).unwrap_or(Device::Cpu);
+        match SageModel::load(&dir, &name, version, device) {
+            Ok(m) => {
+                tracing::info!(
+                    "sage: using {name}-v{version} ({} services)",
+                    m.layout.services().len()
+                );
+                self.version = format!("{name}-v{version}");
+                self.model = Some(m);
+            }
+            Err(e) => tracing::error!("sage: cannot load {name}-v{version}: {e}"),
+        }
+    }
+
+    /// The diagnosis of one window (violating or not), if the model knows its entry point.
+    pub fn diagnose(&mut self, window: &WindowSnapshot) -> Option<Diagnosis> {
+        let services: BTreeSet<String> = window
+            .services
+            .iter()
+            .map(|s| s.service.clone())
+            .chain(window.order.iter().cloned())
+            .collect();
+        self.ensure_model(services);
+        let model = self.model.as_ref()?;
+        let start = std::time::Instant::now();
+        let sample = Sample::new(&raw_blocks(window), &model.layout.cbn, &model.layout.norm);
+        let out = diagnose(model, &sample, &window.qos);
+        DIAGNOSIS_NS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        DIAGNOSES.fetch_add(1, Ordering::Relaxed);
+        out
+    }
+
+    /// The detection a diagnosis makes.
+    pub fn detection(&self, d: &Diagnosis) -> Detection {
+        let t = &d.target;
+        let excess = (t.observed_ms - t.slo_ms).max(1e-9);
+        let top_resource = d.resources.first().map(|r| r.0);
+        let culprits: Vec<Culprit> = d
+            .ranked
+            .iter()
+            .take(self.config.max_culprits.max(1))
+            .enumerate()
+            .map(|(k, (service, ms))| Culprit {
+                service: service.clone(),
+                score: ((t.observed_ms - ms) / t.observed_ms.max(1e-9)).clamp(0.0, 1.0),
+                resource: if k == 0 { top_resource } else { None },
+            })
+            .collect();
+        let top = d.ranked.first().cloned().unwrap_or_default();
+        let q = (t.quantile * 100.0).round();
+        let mut summary = format!(
+            "repairing {}: p{q} {:.0}→{:.0} ms (SLO {:.0} ms)",
+            top.0, t.observed_ms, top.1, t.slo_ms
+        );
+        if let Some((r, ms)) = d.resources.first() {
+            summary.push_str(&format!("; its {}: →{:.0} ms", r.as_str(), ms));
+        }
+        if d.set.len() > 1 {
+            summary.push_str(&format!(
+                "; together {}: →{:.0} ms",
+                d.set.join(" + "),
+                d.set_ms
+            ));
+        }
+        if let Some(next) = d.ranked.get(1) {
+            summary.push_str(&format!("; next {}: →{:.0} ms", next.0, next.1));
+        }
+        Detection {
+            kind: AlertKind::RootCause,
+            service: top.0.clone(),
+            probability: ((t.observed_ms - d.set_ms) / excess).clamp(0.0, 1.0),
+            // A root cause is about the window itself, not a forecast.
+            horizon_ms: 0,
+            culprits,
+            summary,
+        }
+    }
+}
+
+impl Detector for Sage {
+    fn name(&self) -> &str {
+        "sage"
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection> {
+        if !window.violated() {
+            return Vec::new();
+        }
+        match self.diagnose(window) {
+            Some(d) => vec![self.detection(&d)],
+            None => Vec::new(),
+        }
+    }
+}

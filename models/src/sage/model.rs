@@ -1,0 +1,214 @@
+//! A trained Sage model: the GVAE's weights, its CBN, normalization and normal values —
+//! and its versioned checkpoint files.
+//!
+//! Files (the checkpoint convention of `checkpoint.rs`): `{dir}/{name}-v{N}.safetensors`
+//! (the `VarStore`) and `{dir}/{name}-v{N}.json` (the [`SageLayout`]); `name` is `sage-`
+//! plus the topology it was trained on (`sage-chain`, `sage-social-network`, ...).
+//! [`select`] picks, among the newest version of every `sage-*` checkpoint in a directory,
+//! the one whose services best match the services a job sees (Jaccard overlap).
+//! In: a layout (to build) or a directory (to load). Out: the model. State: the weights.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor, nn};
+
+use super::cbn::Cbn;
+use super::features::{Normalizer, Sample};
+use super::gvae::{Batch, Gvae, GvaeHyper};
+use crate::checkpoint::{CheckpointError, latest_version, paths};
+
+/// Everything but the weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SageLayout {
+    /// Checkpoint name, `sage-<topology>`.
+    pub model: String,
+    pub version: u64,
+    pub cbn: Cbn,
+    pub hyper: GvaeHyper,
+    pub norm: Normalizer,
+    pub window_ms: u64,
+    /// Training windows, and how many of them violated QoS.
+    pub windows: usize,
+    pub violating: usize,
+    /// The command that made it.
+    pub provenance: String,
+}
+
+impl SageLayout {
+    /// Every service of the model.
+    pub fn services(&self) -> BTreeSet<String> {
+        self.cbn
+            .units
+            .iter()
+            .flat_map(|u| u.members.iter().cloned())
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+pub struct SageModel {
+    pub vs: nn::VarStore,
+    pub gvae: Gvae,
+    pub layout: SageLayout,
+}
+
+impl SageModel {
+    /// A freshly initialized model (seeded by `tch::manual_seed` beforehand).
+    pub fn new(layout: SageLayout, device: Device) -> SageModel {
+        let vs = nn::VarStore::new(device);
+        let gvae = Gvae::new(
+            &vs.root(),
+            layout.cbn.clone(),
+            layout.hyper.clone(),
+            &layout.norm,
+        );
+        SageModel { vs, gvae, layout }
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    pub fn parameters(&self) -> usize {
+        self.vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel())
+            .sum()
+    }
+
+    /// Node tensors of some samples.
+    pub fn batch(&self, samples: &[&Sample]) -> Batch {
+        let device = self.device();
+        let stack = |get: &dyn Fn(&Sample) -> &Vec<f32>| -> Tensor {
+            let dim = samples.first().map_or(0, |s| get(s).len()) as i64;
+            let flat: Vec<f32> = samples
+                .iter()
+                .flat_map(|s| get(s).iter().copied())
+                .collect();
+            Tensor::from_slice(&flat)
+                .reshape([samples.len() as i64, dim])
+                .to_device(device)
+        };
+        let units = self.layout.cbn.units.len();
+        let rpcs = self.layout.cbn.rpcs.len();
+        Batch {
+            x: (0..units).map(|u| stack(&|s| &s.x[u])).collect(),
+            ys: (0..units).map(|u| stack(&|s| &s.ys[u])).collect(),
+            yc: (0..rpcs).map(|i| stack(&|s| &s.yc[i])).collect(),
+            ynet: (0..rpcs).map(|i| stack(&|s| &s.ynet[i])).collect(),
+            xnet: (0..rpcs).map(|i| stack(&|s| &s.xnet[i])).collect(),
+        }
+    }
+
+    /// Writes version `layout.version`; returns the weights' path.
+    pub fn save(&self, dir: &Path) -> Result<PathBuf, CheckpointError> {
+        std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let (weights, json) = paths(dir, &self.layout.model, self.layout.version);
+        let text = serde_json::to_string(&self.layout).map_err(|source| CheckpointError::Json {
+            path: json.clone(),
+            source,
+        })?;
+        std::fs::write(&json, text + "\n").map_err(|source| CheckpointError::Io {
+            path: json.clone(),
+            source,
+        })?;
+        let tmp = weights.with_extension("tmp.safetensors");
+        self.vs
+            .save(&tmp)
+            .map_err(|source| CheckpointError::Torch {
+                path: tmp.clone(),
+                source,
+            })?;
+        std::fs::rename(&tmp, &weights).map_err(|source| CheckpointError::Io {
+            path: weights.clone(),
+            source,
+        })?;
+        Ok(weights)
+    }
+
+    pub fn load(
+        dir: &Path,
+        name: &str,
+        version: u64,
+        device: Device,
+    ) -> Result<SageModel, CheckpointError> {
+        let (weights, json) = paths(dir, name, version);
+        let layout = read_layout(&json)?;
+        let mut model = SageModel::new(layout, device);
+        model
+            .vs
+            .load(&weights)
+            .map_err(|source| CheckpointError::Torch {
+                path: weights.clone(),
+                source,
+            })?;
+        Ok(model)
+    }
+}
+
+fn read_layout(json: &Path) -> Result<SageLayout, CheckpointError> {
+    let text = std::fs::read_to_string(json).map_err(|source| CheckpointError::Io {
+        path: json.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| CheckpointError::Json {
+        path: json.to_path_buf(),
+        source,
+    })
+}
+
+/// The newest version of every `sage-*` checkpoint in `dir`: (name, version, layout).
+pub fn available(dir: &Path) -> Vec<(String, u64, SageLayout)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for e in entries.filter_map(|e| e.ok()) {
+        let Ok(file) = e.file_name().into_string() else {
+            continue;
+        };
+        if let Some(stem) = file
+            .strip_prefix("sage-")
+            .and_then(|f| f.strip_suffix(".safetensors"))
+        {
+            if let Some((name, _)) = stem.rsplit_once("-v") {
+                names.insert(format!("sage-{name}"));
+            }
+        }
+    }
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let version = latest_version(dir, &name)?;
+            let layout = read_layout(&paths(dir, &name, version).1).ok()?;
+            Some((name, version, layout))
+        })
+        .collect()
+}
+
+/// Jaccard overlap of two service sets.
+pub fn overlap(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
+    let inter = a.intersection(b).count() as f64;
+    let union = a.union(b).count() as f64;
+    if union == 0.0 { 0.0 } else { inter / union }
+}
+
+/// The checkpoint (name, version) whose services best match `services`; ties go to the
+/// name that sorts first. `None` when no checkpoint shares a service.
+pub fn select(dir: &Path, services: &BTreeSet<String>) -> Option<(String, u64)> {
+    let mut best: Option<(f64, String, u64)> = None;
+    for (name, version, layout) in available(dir) {
+        let score = overlap(&layout.services(), services);
+        if score > 0.0 && best.as_ref().is_none_or(|b| score > b.0) {
+            best = Some((score, name, version));
+        }
+    }
+    best.map(|(_, name, version)| (name, version))
+}

@@ -1,0 +1,187 @@
+//! Synthetic window snapshots of a service chain with a known answer, for tests and
+//! benches: `s0 → s1 → … → s{n-1}` (front end first), where a slowed tier shows the
+//! symptoms the simulator gives a CPU hog — its CPU usage rises and its own processing
+//! time grows — and the latency of every caller grows with it.
+//!
+//! In: the chain length, a seed, and which tier is slowed in each window. Out:
+//! [`WindowSnapshot`]s with services, edges, the QoS verdict of `s0` and the order.
+//! State: none (a seeded generator per call).
+
+use augur_operators::{EdgeFeatures, QosVerdict, ServiceFeatures, WindowSnapshot};
+
+/// Per-tier own processing time at p50, ms.
+const OWN_MS: f64 = 3.0;
+/// Shape of the latency distribution: p50, p75, p90, p95, p99 relative to p50.
+const SHAPE: [f64; 5] = [1.0, 1.3, 1.7, 2.0, 2.8];
+/// One network leg, ms.
+const GAP_MS: f64 = 0.3;
+
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Multiplicative noise around 1.
+    fn noise(&mut self, spread: f64) -> f64 {
+        1.0 + spread * (self.uniform() - 0.5) * 2.0
+    }
+}
+
+/// The chain's service names, front end first.
+pub fn chain_services(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("s{i}")).collect()
+}
+
+/// The SLO of `s0` at p99: 1.6 × its normal p99.
+pub fn chain_slo_ms(n: usize) -> f64 {
+    1.6 * SHAPE[4] * (n as f64 * OWN_MS + 2.0 * GAP_MS * (n as f64 - 1.0))
+}
+
+/// One window in which tier `slow` (if any) runs `factor` times slower and hotter.
+pub fn chain_window(
+    n: usize,
+    window_end: u64,
+    slow: Option<usize>,
+    factor: f64,
+    seed: u64,
+) -> WindowSnapshot {
+    custom_chain_window(
+        &chain_services(n),
+        &vec![1.0; n],
+        window_end,
+        slow,
+        factor,
+        seed,
+    )
+}
+
+/// A window of the chain `names` (front end first) whose tiers take `own[i]` times the
+/// usual processing time in normal operation (a new version, a different service).
+pub fn custom_chain_window(
+    names: &[String],
+    own: &[f64],
+    window_end: u64,
+    slow: Option<usize>,
+    factor: f64,
+    seed: u64,
+) -> WindowSnapshot {
+    let n = names.len();
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    for _ in 0..4 {
+        rng.uniform();
+    }
+    let rate = 400.0 * rng.noise(0.1);
+    // Back end first: each tier's server latency = own time + its callee's client latency.
+    let mut server = vec![[0.0f64; 5]; n];
+    let mut client = vec![[0.0f64; 5]; n]; // client[i]: the call s{i-1} → s{i}
+    let mut gap = vec![[0.0f64; 5]; n];
+    let mut cpu = vec![0.0f64; n];
+    for i in (0..n).rev() {
+        let slowed = slow == Some(i);
+        let base = own.get(i).copied().unwrap_or(1.0);
+        let own = OWN_MS * base * rng.noise(0.15) * if slowed { factor } else { 1.0 };
+        cpu[i] = (0.25 * base.sqrt() * rng.noise(0.2) * if slowed { 2.5 } else { 1.0 }).min(1.0);
+        for q in 0..5 {
+            let below = if i + 1 < n { client[i + 1][q] } else { 0.0 };
+            server[i][q] = own * SHAPE[q] + below;
+            gap[i][q] = 2.0 * GAP_MS * rng.noise(0.2) * (1.0 + 0.2 * q as f64);
+            client[i][q] = server[i][q] + gap[i][q];
+        }
+    }
+    let services = (0..n)
+        .map(|i| {
+            let mut usage = [[0.0f64; 4]; 5];
+            usage[0] = [cpu[i] * 0.9, cpu[i], cpu[i] * 1.05, cpu[i] * 1.1];
+            let mem = 256e6 * rng.noise(0.01);
+            usage[1] = [mem, mem, mem, mem];
+            let net = rate * 2000.0 * rng.noise(0.05);
+            usage[2] = [net * 0.45, net * 0.5, net * 0.55, net * 0.55];
+            // A hog takes CPU; the queue grows only a little while the pool keeps up.
+            let queue = if slow == Some(i) { 0.8 } else { 0.5 } * rng.noise(0.5);
+            usage[4] = [queue * 0.5, queue, queue * 1.5, queue * 2.0];
+            ServiceFeatures {
+                window_end,
+                service: names[i].clone(),
+                requests: rate as u64,
+                errors: 0,
+                latency_ms: server[i],
+                outstanding: rate * server[i][0] / 1000.0,
+                replicas: 2,
+                usage,
+            }
+        })
+        .collect();
+    let edges = (1..n)
+        .map(|i| EdgeFeatures {
+            window_end,
+            caller: names[i - 1].clone(),
+            callee: names[i].clone(),
+            calls: rate as u64,
+            errors: 0,
+            client_ms: client[i],
+            server_ms: server[i],
+            gap_ms: gap[i],
+        })
+        .collect();
+    let normal: f64 = own.iter().take(n).sum::<f64>() * OWN_MS + 2.0 * GAP_MS * (n as f64 - 1.0);
+    let slo = 1.6 * SHAPE[4] * normal;
+    let measured = server[0][4];
+    WindowSnapshot {
+        window_end,
+        window_ms: 1000,
+        services,
+        edges,
+        qos: vec![QosVerdict {
+            window_end,
+            entry: names[0].clone(),
+            requests: rate as u64,
+            errors: 0,
+            latency_ms: server[0],
+            quantile: 0.99,
+            slo_ms: slo,
+            measured_ms: measured,
+            violated: measured > slo,
+        }],
+        order: names.iter().rev().cloned().collect(),
+        topology_changed: window_end == 1000,
+    }
+}
+
+/// `count` windows of a custom chain, as [`chain_windows`].
+pub fn custom_chain_windows(
+    names: &[String],
+    own: &[f64],
+    count: usize,
+    fault_every: usize,
+    seed: u64,
+) -> Vec<WindowSnapshot> {
+    let n = names.len();
+    let mut rng = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
+    (0..count)
+        .map(|k| {
+            let faulty = fault_every > 0 && rng.uniform() < 1.0 / fault_every as f64;
+            let slow = faulty.then(|| (rng.uniform() * n as f64) as usize % n);
+            let factor = 1.5 + 3.5 * rng.uniform();
+            custom_chain_window(
+                names,
+                own,
+                (k as u64 + 1) * 1000,
+                slow,
+                factor,
+                seed ^ (k as u64 * 7919),
+            )
+        })
+        .collect()
+}
+
+/// `count` windows: most normal, one in `fault_every` with a random tier slowed by a
+/// random factor in [1.5, 5) — unlabelled training data (the generator knows the answer,
+/// the model is never told).
+pub fn chain_windows(n: usize, count: usize, fault_every: usize, seed: u64) -> Vec<WindowSnapshot> {
+    custom_chain_windows(&chain_services(n), &vec![1.0; n], count, fault_every, seed)
+}

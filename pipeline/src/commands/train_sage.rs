@@ -1,0 +1,138 @@
+//! `augur train --model sage --input DIR [--input DIR ...] [--name sage-T] [--epochs N]`:
+//! replay simulator output (or any recorded OTLP files) through the same dataflow, keep
+//! every window snapshot, and train Sage's GVAE on them — unlabelled: `labels.json` is
+//! read only for the topology name (the SLOs and the default checkpoint name), never for
+//! its faults. Writes the next version of `models/checkpoints/sage-<topology>`.
+
+use anyhow::{Context, bail};
+use augur_models::checkpoint::latest_version;
+use augur_models::device::resolve;
+use augur_models::sage::gvae::GvaeHyper;
+use augur_models::sage::train::{SageTrainSettings, train};
+use augur_operators::WindowSnapshot;
+
+use crate::cli::TrainArgs;
+use crate::commands::{load_config, metric_names, read_labels, resolve_slos, stop_on_signal};
+use crate::dataflow::JobSpec;
+use crate::run::{RunOptions, run as run_job};
+use crate::source::WorkerSource;
+use crate::source::files::{FileSource, input_files};
+
+/// Every window snapshot of one replay of `input`.
+pub fn replay_windows(
+    config: &crate::config::Config,
+    input: &std::path::Path,
+    workers: usize,
+) -> anyhow::Result<Vec<WindowSnapshot>> {
+    input_files(input)?;
+    let slos = resolve_slos(config, input)?;
+    let names = metric_names(config);
+    let dir = input.to_path_buf();
+    let spec = JobSpec {
+        config: config.clone(),
+        slos,
+        detectors: Vec::new(),
+        workers,
+    };
+    let make_source = move |index: usize, peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
+        Ok(Box::new(FileSource::open(
+            &dir,
+            names.clone(),
+            index,
+            peers,
+        )?))
+    };
+    let outcome = run_job(
+        spec,
+        make_source,
+        RunOptions {
+            progress: Some("input bytes"),
+            keep_windows: true,
+            ..RunOptions::default()
+        },
+        stop_on_signal(),
+        |_| {},
+        |_| {},
+    )?;
+    Ok(outcome.windows)
+}
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let config = load_config(args.job.config.as_deref())?;
+    if args.input.is_empty() {
+        bail!(
+            "--model sage trains on replays: give --input DIR (written by `augur simulate --out`)"
+        );
+    }
+    if let Some(threads) = args.threads {
+        tch::set_num_threads(threads as i32);
+    }
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => {
+            let labels = read_labels(&args.input[0])?;
+            let topology = labels
+                .get("topology")
+                .and_then(|t| t.as_str())
+                .context("labels.json names no topology; give --name")?;
+            format!("sage-{topology}")
+        }
+    };
+    let mut windows = Vec::new();
+    for input in &args.input {
+        let w = replay_windows(&config, input, args.job.workers)
+            .with_context(|| format!("replaying {}", input.display()))?;
+        println!("{}: {} windows", input.display(), w.len());
+        windows.extend(w);
+    }
+    let dir = args
+        .models_dir
+        .clone()
+        .unwrap_or_else(|| config.detector.sage.dir());
+    let version = args
+        .version
+        .unwrap_or_else(|| latest_version(&dir, &name).map_or(1, |v| v + 1));
+    let settings = SageTrainSettings {
+        epochs: args.epochs,
+        seed: args.seed,
+        ..SageTrainSettings::default()
+    };
+    let provenance = format!(
+        "augur train --model sage --name {name} --epochs {} --seed {} {}",
+        args.epochs,
+        args.seed,
+        args.input
+            .iter()
+            .map(|p| format!("--input {}", p.display()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let device = resolve(config.detector.sage.device)?;
+    let start = std::time::Instant::now();
+    let mut model = train(
+        &windows,
+        &name,
+        GvaeHyper::default(),
+        &settings,
+        provenance,
+        device,
+        |epoch, loss| {
+            if epoch == 1 || epoch % 5 == 0 || epoch == args.epochs {
+                println!("epoch {epoch:>3}: loss {loss:.4}");
+            }
+        },
+    );
+    model.layout.version = version;
+    let path = model.save(&dir)?;
+    println!(
+        "wrote {} ({} units, {} RPCs, {} parameters; {} windows, {} violating) in {:.1} s",
+        path.display(),
+        model.layout.cbn.units.len(),
+        model.layout.cbn.rpcs.len(),
+        model.parameters(),
+        model.layout.windows,
+        model.layout.violating,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
