@@ -1,38 +1,119 @@
-//! The actuation policy: in, alerts as the decide step emits them; out, CloudEvents 1.0
-//! actuation commands for a cluster manager. A firing `qos_violation_predicted` alert with
-//! a top culprit becomes `augur.scale_up` (when the culprit names a resource) or
-//! `augur.scale_out`, `subject: "<namespace>/<service>"`, with a deterministic id (the
-//! alert's id + the type) so a consumer can drop duplicates after a restart. State: per
-//! service, the event time of its last command (cooldown, in event time so replays agree).
+//! The actuation policy: in, alerts as the decide step emits them (and, per closed window,
+//! whether QoS still fails); out, CloudEvents 1.0 actuation commands for a cluster manager.
+//!
+//! What it does, per Sage §4.3 ("first adjust resources on the offending node, and only when
+//! that is insufficient scale out"):
+//! - a firing `root_cause` or `qos_violation_predicted` alert (kinds in `act_on`) whose
+//!   probability is at least `min_probability` names a diagnosis: its top culprit's service
+//!   and resource. Low-confidence alerts are never acted on.
+//! - **scale up** the named resource first (`augur.scale_up`, `data.resource`, the allotment
+//!   multiplied by `scale_up_factor`), when the resource can be scaled up (`scalable_resources`)
+//!   and the service's allotment stays within its cap (`max_scale_up`, or the per-service
+//!   `max_scale_up_per_service`);
+//! - **scale out** (`augur.scale_out`, `replicas_delta: 1`) when it can't — no resource named,
+//!   a resource like a queue or thread pool, the cap reached — or when scale-up wasn't enough:
+//!   the same service is still the culprit of an open diagnosis while QoS still fails, within
+//!   `escalate_within_ms` of its scale-up (see [`ActuationPolicy::on_window`]);
+//!   at most `max_replicas_added` replicas per service;
+//! - one command per service per `cooldown_ms` of event time, so an action has time to show.
+//!
+//! Ids are deterministic (the alert's id + the type, + the window for later commands of the
+//! same diagnosis) so a consumer can drop duplicates after a restart.
+//!
+//! State: per service, the last command (time and type), the allotment factor per resource
+//! (relative to the start) and the replicas added; the open (firing, confident) diagnoses.
 
-use std::collections::HashMap;
+pub mod autoscaler;
+pub mod closed_loop;
+
+use std::collections::BTreeMap;
 
 use augur_operators::decide::rfc3339;
-use augur_operators::{Alert, AlertKind, EventTime};
+use augur_operators::{Alert, AlertKind, EventTime, Resource};
 use serde::{Deserialize, Serialize};
 
 /// `[actuation]` in the config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActuationConfig {
-    /// Emit actuation commands at all. Default true.
+    /// Emit actuation commands at all (to the actions topic in `augur run`; applied to the
+    /// simulated cluster in `augur demo`). Default true.
     pub enabled: bool,
-    /// No second command for the same service within this much event time, ms. Default 30000.
+    /// No second command for the same service within this much event time, ms: long enough
+    /// for an action to be applied (1–5 s) and for queues to drain. Default 10000.
     pub cooldown_ms: u64,
     /// Namespace in the subject when the alert has no `namespace` label. Default `default`.
     pub namespace: String,
     /// CloudEvents `source`. Default `augur`.
     pub source: String,
+    /// Alert kinds that carry a diagnosis to act on. Default `["root_cause",
+    /// "qos_violation_predicted"]`.
+    pub act_on: Vec<AlertKind>,
+    /// Alerts with a lower probability are never acted on. Default 0.7.
+    pub min_probability: f64,
+    /// Resources that can be scaled up in place (CPU quota, memory limit, network bandwidth
+    /// share); a culprit naming another resource (queue/thread pool, disk) is scaled out.
+    /// Default `["cpu", "memory", "network"]`.
+    pub scalable_resources: Vec<Resource>,
+    /// A scale-up multiplies the resource's allotment by this. Default 2.0.
+    pub scale_up_factor: f64,
+    /// Cap on a service's allotment of one resource, as a multiple of its allotment at the
+    /// start; beyond it the service is scaled out instead. Default 4.0.
+    pub max_scale_up: f64,
+    /// Per-service caps that override `max_scale_up` (1.0 = never scale this service up).
+    /// Default none.
+    pub max_scale_up_per_service: BTreeMap<String, f64>,
+    /// A service that is still the culprit of an open diagnosis, with QoS still failing,
+    /// this soon after its scale-up is scaled out, ms. Default 30000.
+    pub escalate_within_ms: u64,
+    /// At most this many replicas are added to one service. Default 4.
+    pub max_replicas_added: u32,
+    /// The CPU-utilization autoscaler baseline (`augur eval --closed-loop`).
+    pub autoscaler: autoscaler::AutoscalerConfig,
 }
 
 impl Default for ActuationConfig {
     fn default() -> Self {
         ActuationConfig {
             enabled: true,
-            cooldown_ms: 30_000,
+            cooldown_ms: 10_000,
             namespace: "default".to_string(),
             source: "augur".to_string(),
+            act_on: vec![AlertKind::RootCause, AlertKind::QosViolationPredicted],
+            min_probability: 0.7,
+            scalable_resources: vec![Resource::Cpu, Resource::Memory, Resource::Network],
+            scale_up_factor: 2.0,
+            max_scale_up: 4.0,
+            max_scale_up_per_service: BTreeMap::new(),
+            escalate_within_ms: 30_000,
+            max_replicas_added: 4,
+            autoscaler: autoscaler::AutoscalerConfig::default(),
         }
+    }
+}
+
+impl ActuationConfig {
+    /// Semantic checks: `(field, reason)` of the first problem.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, reason: &str| Err((format!("actuation.{field}"), reason.into()));
+        if !(0.0..=1.0).contains(&self.min_probability) {
+            return fail("min_probability", "must be in [0, 1]");
+        }
+        if !(self.scale_up_factor.is_finite() && self.scale_up_factor > 1.0) {
+            return fail("scale_up_factor", "must be above 1 (e.g. 2.0)");
+        }
+        if !(self.max_scale_up.is_finite() && self.max_scale_up >= 1.0) {
+            return fail("max_scale_up", "must be at least 1");
+        }
+        for (service, cap) in &self.max_scale_up_per_service {
+            if !(cap.is_finite() && *cap >= 1.0) {
+                return fail(
+                    &format!("max_scale_up_per_service.{service}"),
+                    "must be at least 1 (1 = never scale up)",
+                );
+            }
+        }
+        self.autoscaler.check()
     }
 }
 
@@ -50,77 +131,195 @@ pub struct CloudEvent {
     pub data: ActionData,
 }
 
+/// `augur.scale_out`.
+pub const SCALE_OUT: &str = "augur.scale_out";
+/// `augur.scale_up`.
+pub const SCALE_UP: &str = "augur.scale_up";
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ActionData {
+    /// Replicas to add (scale-out); 0 for a scale-up.
     pub replicas_delta: i32,
+    /// The resource to scale up (scale-up), or the one the diagnosis named (scale-out).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub resource: Option<String>,
+    /// Scale-up: multiply the resource's current allotment (e.g. the CPU quota) by this.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub scale_factor: Option<f64>,
     /// The id of the alert that caused the command.
     pub reason: String,
     pub service: String,
+    /// The window whose close led to the command.
     pub window_end: EventTime,
     pub probability: f64,
+    /// Why, for people: e.g. "still the culprit 12 s after a cpu scale-up".
+    #[serde(default)]
+    pub summary: String,
+}
+
+impl CloudEvent {
+    pub fn is_scale_up(&self) -> bool {
+        self.kind == SCALE_UP
+    }
+}
+
+/// What the policy remembers of one service.
+#[derive(Clone, Debug, Default)]
+struct ServiceState {
+    last_at: Option<EventTime>,
+    last_was_scale_up: bool,
+    /// Allotment factor per resource, relative to the start (absent = 1).
+    allotment: BTreeMap<Resource, f64>,
+    replicas_added: u32,
 }
 
 pub struct ActuationPolicy {
     config: ActuationConfig,
-    last: HashMap<String, EventTime>,
+    services: BTreeMap<String, ServiceState>,
+    /// Firing, confident diagnoses by alert id.
+    open: BTreeMap<String, Alert>,
 }
 
 impl ActuationPolicy {
     pub fn new(config: ActuationConfig) -> Self {
         ActuationPolicy {
             config,
-            last: HashMap::new(),
+            services: BTreeMap::new(),
+            open: BTreeMap::new(),
         }
     }
 
-    /// The command an alert calls for, if any.
+    /// The command an alert calls for, if any. A resolved alert closes its diagnosis.
     pub fn decide(&mut self, alert: &Alert) -> Option<CloudEvent> {
+        if alert.ends_at.is_some() {
+            self.open.remove(&alert.id);
+            return None;
+        }
         if !self.config.enabled
-            || alert.kind != AlertKind::QosViolationPredicted
-            || alert.ends_at.is_some()
+            || !self.config.act_on.contains(&alert.kind)
+            || alert.probability < self.config.min_probability
+            || alert.culprits.is_empty()
         {
             return None;
         }
+        self.open.insert(alert.id.clone(), alert.clone());
+        self.act(alert, alert.window_end)
+    }
+
+    /// After the alerts of the window ending at `window_end`: while QoS still fails, an
+    /// open diagnosis whose culprit's cooldown is over gets its next command — scale-out if
+    /// the culprit was scaled up within `escalate_within_ms`, else another scale-up while
+    /// the cap allows. Diagnoses are visited in id order, so the result is deterministic.
+    pub fn on_window(&mut self, window_end: EventTime, violated: bool) -> Vec<CloudEvent> {
+        if !self.config.enabled || !violated {
+            return Vec::new();
+        }
+        let open: Vec<Alert> = self.open.values().cloned().collect();
+        open.iter()
+            .filter_map(|alert| self.act(alert, window_end))
+            .collect()
+    }
+
+    /// Allotment factor of `resource` for `service` so far (1 = as at the start).
+    pub fn allotment(&self, service: &str, resource: Resource) -> f64 {
+        self.services
+            .get(service)
+            .and_then(|s| s.allotment.get(&resource).copied())
+            .unwrap_or(1.0)
+    }
+
+    fn cap(&self, service: &str) -> f64 {
+        self.config
+            .max_scale_up_per_service
+            .get(service)
+            .copied()
+            .unwrap_or(self.config.max_scale_up)
+    }
+
+    /// The next command for the alert's top culprit at `now`, if the cooldown allows one.
+    fn act(&mut self, alert: &Alert, now: EventTime) -> Option<CloudEvent> {
         let culprit = alert.culprits.first()?;
-        if let Some(last) = self.last.get(&culprit.service) {
-            if alert.window_end < last.saturating_add(self.config.cooldown_ms) {
+        let service = culprit.service.clone();
+        let cap = self.cap(&service);
+        let config = &self.config;
+        let state = self.services.entry(service.clone()).or_default();
+        if let Some(last) = state.last_at {
+            if now < last.saturating_add(config.cooldown_ms) {
                 return None;
             }
         }
-        self.last.insert(culprit.service.clone(), alert.window_end);
-        let resource = culprit.resource.map(|r| {
-            serde_json::to_value(r)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("{r:?}").to_lowercase())
+        let resource = culprit.resource;
+        let scalable = resource.filter(|r| config.scalable_resources.contains(r));
+        let recently_scaled_up = state.last_was_scale_up
+            && state
+                .last_at
+                .is_some_and(|t| now < t.saturating_add(config.escalate_within_ms));
+        let up = scalable.and_then(|r| {
+            let current = state.allotment.get(&r).copied().unwrap_or(1.0);
+            let next = current * config.scale_up_factor;
+            (next <= cap * (1.0 + 1e-9) && !recently_scaled_up).then_some((r, next))
         });
-        let kind = if resource.is_some() {
-            "augur.scale_up"
-        } else {
-            "augur.scale_out"
+        let (kind, replicas_delta, scale_factor, summary) = match up {
+            Some((r, next)) => {
+                state.allotment.insert(r, next);
+                (
+                    SCALE_UP,
+                    0,
+                    Some(config.scale_up_factor),
+                    format!(
+                        "{} allotment x{} (now x{next} of the start)",
+                        r.as_str(),
+                        config.scale_up_factor
+                    ),
+                )
+            }
+            None if state.replicas_added < config.max_replicas_added => {
+                state.replicas_added += 1;
+                let why = if recently_scaled_up {
+                    format!(
+                        "still the culprit {:.0} s after a scale-up",
+                        now.saturating_sub(state.last_at.unwrap_or(now)) as f64 / 1000.0
+                    )
+                } else {
+                    match (resource, scalable) {
+                        (None, _) => "no resource named".to_string(),
+                        (Some(r), None) => format!("{} can't be scaled up", r.as_str()),
+                        (Some(r), Some(_)) => format!("{} at its scale-up cap", r.as_str()),
+                    }
+                };
+                (SCALE_OUT, 1, None, format!("+1 replica: {why}"))
+            }
+            None => return None,
         };
+        state.last_at = Some(now);
+        state.last_was_scale_up = kind == SCALE_UP;
         let namespace = alert
             .labels
             .get("namespace")
             .cloned()
-            .unwrap_or_else(|| self.config.namespace.clone());
+            .unwrap_or_else(|| config.namespace.clone());
+        let id = if now == alert.window_end {
+            format!("{}-{kind}", alert.id)
+        } else {
+            format!("{}-{kind}-{now}", alert.id)
+        };
         Some(CloudEvent {
             specversion: "1.0".to_string(),
-            id: format!("{}-{kind}", alert.id),
-            source: self.config.source.clone(),
+            id,
+            source: config.source.clone(),
             kind: kind.to_string(),
-            subject: format!("{namespace}/{}", culprit.service),
-            time: rfc3339(alert.window_end),
+            subject: format!("{namespace}/{service}"),
+            time: rfc3339(now),
             datacontenttype: "application/json".to_string(),
             data: ActionData {
-                replicas_delta: 1,
-                resource,
+                replicas_delta,
+                resource: resource.map(|r| r.as_str().to_string()),
+                scale_factor,
                 reason: alert.id.clone(),
-                service: culprit.service.clone(),
-                window_end: alert.window_end,
+                service,
+                window_end: now,
                 probability: alert.probability,
+                summary,
             },
         })
     }
@@ -132,16 +331,22 @@ mod tests {
     use augur_operators::{Culprit, ModelRef, Resource};
     use std::collections::BTreeMap;
 
-    fn alert(window_end: EventTime, service: &str, resource: Option<Resource>) -> Alert {
+    fn alert_of(
+        kind: AlertKind,
+        window_end: EventTime,
+        service: &str,
+        resource: Option<Resource>,
+        probability: f64,
+    ) -> Alert {
         Alert {
-            id: Alert::id_for(window_end, "front", AlertKind::QosViolationPredicted),
+            id: Alert::id_for(window_end, "front", kind),
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             starts_at: rfc3339(window_end),
             ends_at: None,
-            kind: AlertKind::QosViolationPredicted,
+            kind,
             service: "front".to_string(),
-            probability: 0.9,
+            probability,
             horizon_ms: 1000,
             culprits: vec![Culprit {
                 service: service.to_string(),
@@ -156,27 +361,153 @@ mod tests {
         }
     }
 
+    fn alert(window_end: EventTime, service: &str, resource: Option<Resource>) -> Alert {
+        alert_of(
+            AlertKind::QosViolationPredicted,
+            window_end,
+            service,
+            resource,
+            0.9,
+        )
+    }
+
+    fn resolved(mut alert: Alert, at: EventTime) -> Alert {
+        alert.ends_at = Some(rfc3339(at));
+        alert
+    }
+
     #[test]
     fn scale_up_with_resource_scale_out_without_and_cooldown() {
         let mut p = ActuationPolicy::new(ActuationConfig::default());
         let e = p
             .decide(&alert(10_000, "db", Some(Resource::Cpu)))
             .expect("fires");
-        assert_eq!(e.kind, "augur.scale_up");
+        assert_eq!(e.kind, SCALE_UP);
         assert_eq!(e.subject, "default/db");
         assert_eq!(e.data.resource.as_deref(), Some("cpu"));
+        assert_eq!(e.data.scale_factor, Some(2.0));
+        assert_eq!(e.data.replicas_delta, 0);
         assert_eq!(e.id, "10000-front-qos_violation_predicted-augur.scale_up");
-        assert!(p.decide(&alert(20_000, "db", None)).is_none(), "cooldown");
+        assert!(p.decide(&alert(15_000, "db", None)).is_none(), "cooldown");
         let e = p
-            .decide(&alert(20_000, "cache", None))
+            .decide(&alert(15_000, "cache", None))
             .expect("other service");
-        assert_eq!(e.kind, "augur.scale_out");
+        assert_eq!(e.kind, SCALE_OUT, "no resource named: scale out");
+        assert_eq!(e.data.replicas_delta, 1);
         assert!(
-            p.decide(&alert(40_000, "db", None)).is_some(),
+            p.decide(&alert(60_000, "db", None)).is_some(),
             "cooldown over"
         );
-        let mut resolved = alert(50_000, "x", None);
-        resolved.ends_at = Some(rfc3339(50_000));
-        assert!(p.decide(&resolved).is_none());
+        assert!(
+            p.decide(&resolved(alert(70_000, "x", None), 75_000))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn root_cause_scales_up_first_then_out_when_still_the_culprit() {
+        let mut p = ActuationPolicy::new(ActuationConfig::default());
+        let rc = alert_of(
+            AlertKind::RootCause,
+            10_000,
+            "tier-3",
+            Some(Resource::Cpu),
+            0.95,
+        );
+        let first = p.decide(&rc).expect("acts on a confident root cause");
+        assert_eq!(first.kind, SCALE_UP);
+        assert!((p.allotment("tier-3", Resource::Cpu) - 2.0).abs() < 1e-9);
+        // QoS still fails: nothing during the cooldown.
+        for t in (11_000..20_000).step_by(1000) {
+            assert!(p.on_window(t, true).is_empty(), "cooldown at {t}");
+        }
+        // Not while QoS holds.
+        assert!(p.on_window(20_000, false).is_empty());
+        // Still the culprit after the cooldown, within escalate_within_ms: scale out.
+        let next = p.on_window(21_000, true);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].kind, SCALE_OUT);
+        assert_eq!(next[0].data.service, "tier-3");
+        assert_eq!(next[0].data.reason, rc.id);
+        assert!(next[0].data.summary.contains("after a scale-up"));
+        assert_ne!(next[0].id, first.id);
+        // After the resolution nothing more comes from that diagnosis.
+        assert!(p.decide(&resolved(rc.clone(), 25_000)).is_none());
+        assert!(p.on_window(40_000, true).is_empty());
+    }
+
+    #[test]
+    fn resources_that_cant_be_scaled_up_and_caps_scale_out() {
+        let mut config = ActuationConfig::default();
+        config
+            .max_scale_up_per_service
+            .insert("pinned".to_string(), 1.0);
+        config.max_scale_up = 2.0;
+        let mut p = ActuationPolicy::new(config);
+        let q = p
+            .decide(&alert(10_000, "pool", Some(Resource::Queue)))
+            .expect("queue");
+        assert_eq!(q.kind, SCALE_OUT);
+        assert_eq!(q.data.resource.as_deref(), Some("queue"));
+        let pinned = p
+            .decide(&alert(10_000, "pinned", Some(Resource::Cpu)))
+            .expect("pinned");
+        assert_eq!(pinned.kind, SCALE_OUT, "per-service cap 1.0");
+        // Global cap 2.0: one doubling, then (a new diagnosis long after) scale out.
+        let a = p
+            .decide(&alert(10_000, "db", Some(Resource::Memory)))
+            .expect("db");
+        assert_eq!(a.kind, SCALE_UP);
+        let b = p
+            .decide(&alert(100_000, "db", Some(Resource::Memory)))
+            .expect("db again");
+        assert_eq!(b.kind, SCALE_OUT, "cap reached");
+    }
+
+    #[test]
+    fn low_confidence_and_other_kinds_are_ignored() {
+        let mut p = ActuationPolicy::new(ActuationConfig::default());
+        let weak = alert_of(AlertKind::RootCause, 10_000, "db", Some(Resource::Cpu), 0.5);
+        assert!(p.decide(&weak).is_none(), "below min_probability");
+        assert!(p.on_window(30_000, true).is_empty(), "no open diagnosis");
+        let qos = alert_of(AlertKind::QosViolation, 10_000, "db", None, 1.0);
+        assert!(p.decide(&qos).is_none(), "not a diagnosis kind");
+        let mut none = alert(10_000, "db", None);
+        none.culprits.clear();
+        assert!(p.decide(&none).is_none(), "no culprit");
+        let off = ActuationConfig {
+            enabled: false,
+            ..ActuationConfig::default()
+        };
+        assert!(
+            ActuationPolicy::new(off)
+                .decide(&alert(1, "db", Some(Resource::Cpu)))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn replicas_added_are_capped() {
+        let config = ActuationConfig {
+            max_replicas_added: 2,
+            cooldown_ms: 1000,
+            ..ActuationConfig::default()
+        };
+        let mut p = ActuationPolicy::new(config);
+        let outs = (0..5)
+            .filter_map(|i| p.decide(&alert(10_000 * (i + 1), "db", None)))
+            .count();
+        assert_eq!(outs, 2);
+    }
+
+    #[test]
+    fn config_checks_name_the_field() {
+        let bad = ActuationConfig {
+            scale_up_factor: 1.0,
+            ..ActuationConfig::default()
+        };
+        let (field, _) = bad.check().expect_err("factor 1");
+        assert_eq!(field, "actuation.scale_up_factor");
+        assert!(ActuationConfig::default().check().is_ok());
     }
 }

@@ -190,6 +190,29 @@ pub struct SimulatorConfig {
     pub faults: String,
     /// Simulated seconds per wall-clock second in `demo`. Default 4.
     pub speed: f64,
+    /// How long an `augur.scale_out` takes to apply in the simulated cluster (container
+    /// start), ms, drawn uniformly from `[min, max]` per command. Default [2000, 5000].
+    pub scale_out_delay_ms: (u64, u64),
+    /// How long an `augur.scale_up` takes to apply (a quota change), ms. Default [500, 1500].
+    pub scale_up_delay_ms: (u64, u64),
+    /// Share of services that export no metrics (incomplete instrumentation). Default 0.
+    pub drop_metrics: f64,
+    /// Share of services that export no spans (never an entry service). Default 0.
+    pub drop_spans: f64,
+}
+
+impl SimulatorConfig {
+    /// Sets the actuation delays and the instrumentation of a simulator config.
+    pub fn apply_to(&self, sim: &mut augur_connectors::simulator::SimConfig) {
+        sim.delays = augur_connectors::simulator::ActuationDelays {
+            scale_out_ms: self.scale_out_delay_ms,
+            scale_up_ms: self.scale_up_delay_ms,
+        };
+        sim.instrumentation = augur_connectors::simulator::Instrumentation {
+            drop_metrics: self.drop_metrics,
+            drop_spans: self.drop_spans,
+        };
+    }
 }
 
 impl Default for SimulatorConfig {
@@ -199,6 +222,10 @@ impl Default for SimulatorConfig {
             seed: 1,
             faults: "random".to_string(),
             speed: 4.0,
+            scale_out_delay_ms: (2000, 5000),
+            scale_up_delay_ms: (500, 1500),
+            drop_metrics: 0.0,
+            drop_spans: 0.0,
         }
     }
 }
@@ -324,6 +351,29 @@ impl Config {
         if !is_positive(self.simulator.speed) {
             return fail("simulator.speed", "must be positive");
         }
+        for (field, (lo, hi)) in [
+            (
+                "simulator.scale_out_delay_ms",
+                self.simulator.scale_out_delay_ms,
+            ),
+            (
+                "simulator.scale_up_delay_ms",
+                self.simulator.scale_up_delay_ms,
+            ),
+        ] {
+            if lo == 0 || hi < lo {
+                return fail(field, "must be [min, max] with 0 < min <= max");
+            }
+        }
+        for (field, share) in [
+            ("simulator.drop_metrics", self.simulator.drop_metrics),
+            ("simulator.drop_spans", self.simulator.drop_spans),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                return fail(field, "must be a share in [0, 1]");
+            }
+        }
+        self.actuation.check()?;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use augur_connectors::dead_letter::DeadLetterFile;
-use augur_operators::{Alert, WindowSnapshot};
+use augur_operators::{Alert, EventTime, WindowSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::dataflow::{Event, JobSpec, run_job};
@@ -32,6 +32,17 @@ pub struct RunOptions {
     pub on_start: Option<Box<dyn FnOnce(Arc<JobStats>)>>,
     /// Sees each window-close → alert latency, ms.
     pub on_latency: Option<Box<dyn FnMut(f64)>>,
+    /// Acts on the job's outputs as they come (the simulator's closed loop).
+    pub feedback: Option<Box<dyn JobFeedback>>,
+}
+
+/// Sees the job's outputs in order on the main thread and may act on them: every alert with
+/// the window whose close emitted it, every closed window, and the output frontier (every
+/// output of windows ending before it has been seen).
+pub trait JobFeedback {
+    fn alert(&mut self, alert: &Alert, emitted_at: EventTime);
+    fn window(&mut self, window: &WindowSnapshot);
+    fn frontier(&mut self, frontier: EventTime);
 }
 
 /// How often (at most) the main thread flushes the outputs to advance the durable frontier.
@@ -147,9 +158,17 @@ where
             Duration::from_millis(200)
         };
         match receiver.recv_timeout(wait) {
-            Ok(Event::Frontier(frontier)) => pending_frontier = pending_frontier.max(frontier),
+            Ok(Event::Frontier(frontier)) => {
+                pending_frontier = pending_frontier.max(frontier);
+                if let Some(feedback) = options.feedback.as_mut() {
+                    feedback.frontier(frontier);
+                }
+            }
             Ok(Event::WorkerDone(_)) => workers_done = workers_done.saturating_add(1),
             Ok(Event::Window(window)) => {
+                if let Some(feedback) = options.feedback.as_mut() {
+                    feedback.window(&window);
+                }
                 on_window(&window);
                 if options.keep_windows {
                     outcome.windows.push(*window);
@@ -173,6 +192,9 @@ where
                 }
                 if emitted_at < stats.resume_from() {
                     continue; // delivered by an earlier run
+                }
+                if let Some(feedback) = options.feedback.as_mut() {
+                    feedback.alert(&alert, emitted_at);
                 }
                 on_alert(&alert);
                 if let (Some(outputs), None) = (options.outputs.as_mut(), failure.as_ref()) {

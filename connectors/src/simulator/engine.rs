@@ -18,11 +18,20 @@ use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::changes::{ChangeAction, ChangeSpec};
+use super::commands::{ActuationDelays, RuntimeCommand};
 use super::faults::{FaultKind, FaultPlan, FaultSpec, FaultTarget, Planned, RandomPlanner};
+use super::instrumentation::Dropped;
 use super::labels::{ChangeLabel, FaultLabel, Labels, SpikeLabel};
 use super::model::{CallModel, Model, OpModel, ServiceModel};
 use super::topology::{SloSpec, SpikeSpec, Topology};
 use super::{SimConfig, SimError};
+
+mod actuation;
+
+/// Index of a resource in a service's allotment factors ([`Simulator::allot`]).
+const CPU: usize = 0;
+const MEMORY: usize = 1;
+const NETWORK: usize = 2;
 
 /// "No index" for parent calls, fault replicas and fault callers.
 const NONE: u32 = u32::MAX;
@@ -113,11 +122,32 @@ struct Fault {
     /// Linear ramp to full strength after the start, ns (0: a step).
     ramp_ns: u64,
     label: FaultLabel,
+    /// A fault on every replica of a service hits only replicas with a lower index: for
+    /// node-local contention, those running when it started (set at the start; replicas
+    /// started later run on other nodes).
+    replica_limit: u32,
 }
 
 impl Fault {
     fn hits(&self, service: u32, replica: u32) -> bool {
-        self.service == service && (self.replica == NONE || self.replica == replica)
+        self.service == service
+            && if self.replica == NONE {
+                replica < self.replica_limit
+            } else {
+                self.replica == replica
+            }
+    }
+
+    /// Contention on the node (CPU, memory bandwidth/cache, the network link), as opposed
+    /// to faults in the software, which every replica carries.
+    fn node_local(&self) -> bool {
+        matches!(
+            self.kind,
+            FaultKind::CpuContention
+                | FaultKind::MemoryContention
+                | FaultKind::NetworkDelay
+                | FaultKind::NetworkLoss
+        )
     }
 
     fn progress(&self, now_ns: u64) -> f64 {
@@ -190,6 +220,14 @@ pub struct Simulator {
     changes: Vec<(u64, ChangeSpec)>,
     next_change: usize,
     change_labels: Vec<ChangeLabel>,
+    // Runtime commands (actuation) and telemetry.
+    commands: std::collections::BTreeMap<(u64, u64), RuntimeCommand>,
+    command_seq: u64,
+    actuation_rng: Xoshiro256PlusPlus,
+    delays: ActuationDelays,
+    /// Per service: CPU, memory and network allotment factors (1 = as configured).
+    allotment: Vec<[f64; 3]>,
+    dropped: Dropped,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -252,6 +290,12 @@ impl Simulator {
             changes: Vec::new(),
             next_change: 0,
             change_labels: Vec::new(),
+            commands: std::collections::BTreeMap::new(),
+            command_seq: 0,
+            actuation_rng: Xoshiro256PlusPlus::seed_from_u64(config.seed ^ 0xac7_0a7e_0000_0001),
+            delays: config.delays.clone(),
+            allotment: Vec::new(),
+            dropped: Dropped::default(),
             model,
             topology: config.topology.clone(),
         };
@@ -264,6 +308,16 @@ impl Simulator {
         for spike in &load.spikes {
             sim.add_spike(spike);
         }
+        let entries: Vec<usize> = sim
+            .model
+            .requests
+            .iter()
+            .map(|r| r.service as usize)
+            .collect();
+        sim.dropped =
+            config
+                .instrumentation
+                .choose(config.seed, sim.model.services.len(), &entries);
         match &config.faults {
             FaultPlan::None => {}
             FaultPlan::Explicit(plan) => {
@@ -347,7 +401,18 @@ impl Simulator {
                 .cloned()
                 .collect(),
             changes: self.change_labels.clone(),
+            no_metrics: self.dropped_names(&self.dropped.metrics),
+            no_spans: self.dropped_names(&self.dropped.spans),
         }
+    }
+
+    fn dropped_names(&self, dropped: &[bool]) -> Vec<String> {
+        dropped
+            .iter()
+            .zip(&self.model.services)
+            .filter(|(d, _)| **d)
+            .map(|(_, s)| s.name.clone())
+            .collect()
     }
 
     /// Runs the simulation up to event time `until_ms`, appending every span that ended
@@ -367,9 +432,14 @@ impl Simulator {
             let t_event = self.events.peek().map_or(u64::MAX, |e| e.0.time_ns);
             let t_boundary = self.boundaries.peek().map_or(u64::MAX, |b| b.0.0);
             let t_change = self.changes.get(self.next_change).map_or(u64::MAX, |c| c.0);
+            let t_command = self
+                .commands
+                .first_key_value()
+                .map_or(u64::MAX, |(k, _)| k.0);
             let t = t_event
                 .min(t_boundary)
                 .min(t_change)
+                .min(t_command)
                 .min(self.next_sample_ns)
                 .min(self.next_arrival_ns);
             if t >= until_ns {
@@ -383,6 +453,8 @@ impl Simulator {
                 self.apply_boundary();
             } else if t == t_change {
                 self.apply_change();
+            } else if t == t_command {
+                self.apply_command();
             } else if t == self.next_arrival_ns {
                 self.arrival();
             } else if let Some(Reverse(event)) = self.events.pop() {
@@ -396,6 +468,9 @@ impl Simulator {
     // ---- setup ----
 
     fn add_service_slots(&mut self) {
+        self.allotment.push([1.0; 3]);
+        self.dropped.metrics.push(false);
+        self.dropped.spans.push(false);
         self.service_replicas.push(Vec::new());
         self.service_active.push(Vec::new());
         self.round_robin.push(0);
@@ -485,6 +560,7 @@ impl Simulator {
             start_ns: start_ms * MS,
             end_ns: end_ms * MS,
             ramp_ns: spec.ramp_ms.min(spec.duration_ms) * MS,
+            replica_limit: u32::MAX,
             label: FaultLabel {
                 id: format!("fault-{index:04}"),
                 kind: spec.kind.as_str().to_string(),
@@ -808,14 +884,18 @@ impl Simulator {
                 fault.magnitude_at(self.now_ns),
                 fault.progress(self.now_ns),
             );
+            let allot = self.allotment[call.service as usize];
             match kind {
-                FaultKind::CpuContention => time *= magnitude,
+                FaultKind::CpuContention => time *= 1.0 + (magnitude - 1.0) / allot[CPU],
                 FaultKind::MemoryContention => {
                     // Cache and bandwidth contention: slower and more variable (CV 0.5 noise).
                     let z = self.normal();
-                    time *= magnitude * (-0.1116 + 0.4724 * z).exp();
+                    time *=
+                        (1.0 + (magnitude - 1.0) / allot[MEMORY]) * (-0.1116 + 0.4724 * z).exp();
                 }
-                FaultKind::MemoryLeak => time *= 1.0 + (magnitude - 1.0) * progress,
+                FaultKind::MemoryLeak => {
+                    time *= 1.0 + (magnitude - 1.0) * progress / allot[MEMORY];
+                }
                 FaultKind::ErrorFault => fail |= self.uniform() < magnitude,
                 FaultKind::NetworkDelay | FaultKind::NetworkLoss | FaultKind::ThreadPoolShrink => {}
             }
@@ -931,15 +1011,16 @@ impl Simulator {
         let u = self.uniform();
         let mut delay = self.model.network_base_ns - self.model.network_jitter_ns * (1.0 - u).ln();
         let service = self.replicas[callee as usize].service;
+        let network = self.allotment[service as usize][NETWORK];
         for i in 0..self.active_faults.len() {
             let fault = &self.faults[self.active_faults[i] as usize];
             if !fault.hits(service, callee) || (fault.caller != NONE && fault.caller != caller) {
                 continue;
             }
             match fault.kind {
-                FaultKind::NetworkDelay => delay += fault.magnitude_at(self.now_ns) * 1e6,
+                FaultKind::NetworkDelay => delay += fault.magnitude_at(self.now_ns) * 1e6 / network,
                 FaultKind::NetworkLoss => {
-                    let magnitude = fault.magnitude_at(self.now_ns);
+                    let magnitude = fault.magnitude_at(self.now_ns) / network;
                     if self.uniform() < magnitude {
                         delay += RTO_NS;
                     }
@@ -956,7 +1037,7 @@ impl Simulator {
         let service = &self.model.services[call.service as usize];
         let op = &service.ops[call.op as usize];
         let replica = &mut self.replicas[call.replica as usize];
-        if service.instrumented {
+        if service.instrumented && !self.dropped.spans[call.service as usize] {
             spans.push(Span {
                 trace_id: call.trace_id,
                 span_id: call.span_id,
@@ -1006,19 +1087,22 @@ impl Simulator {
         let op = &callee.ops[call.op as usize];
         let caller = &self.model.services[parent.service as usize];
         let caller_replica = &mut self.replicas[parent.replica as usize];
-        spans.push(Span {
-            trace_id: call.trace_id,
-            span_id: call.client_span_id,
-            parent_span_id: Some(parent.span_id),
-            service: caller.name.clone(),
-            instance: caller_replica.name.clone(),
-            kind: SpanKind::Client,
-            name: op.name.clone(),
-            start_ns: call.send_ns,
-            end_ns: self.now_ns,
-            error: call.error,
-            peer_service: (!callee.instrumented).then(|| callee.name.clone()),
-        });
+        let callee_hidden = !callee.instrumented || self.dropped.spans[call.service as usize];
+        if !self.dropped.spans[parent.service as usize] {
+            spans.push(Span {
+                trace_id: call.trace_id,
+                span_id: call.client_span_id,
+                parent_span_id: Some(parent.span_id),
+                service: caller.name.clone(),
+                instance: caller_replica.name.clone(),
+                kind: SpanKind::Client,
+                name: op.name.clone(),
+                start_ns: call.send_ns,
+                end_ns: self.now_ns,
+                error: call.error,
+                peer_service: callee_hidden.then(|| callee.name.clone()),
+            });
+        }
         caller_replica.net_bytes += op.response_bytes + MESSAGE_OVERHEAD_BYTES;
         if call.error && self.uniform() < self.model.error_propagation {
             self.calls[p as usize].error = true;
@@ -1059,9 +1143,10 @@ impl Simulator {
                     continue;
                 }
                 match fault.kind {
-                    // The hog's own share of the cores.
+                    // The hog's own share of the cores (a larger allotment dilutes it).
                     FaultKind::CpuContention => {
-                        hog += 0.7 * (1.0 - 1.0 / fault.magnitude_at(t));
+                        hog += 0.7 * (1.0 - 1.0 / fault.magnitude_at(t))
+                            / self.allotment[service as usize][CPU];
                     }
                     FaultKind::MemoryContention => {
                         memory_extra += 0.3 * svc.memory_base;
@@ -1093,6 +1178,13 @@ impl Simulator {
                     (rep.queue.len() + rep.run_queue.len()) as f64,
                 ),
             ];
+            if self.dropped.metrics[service as usize] {
+                // Not exported; the draws above still happened, so the run is unchanged.
+                rep.cpu_busy_ns = 0.0;
+                rep.net_bytes = 0;
+                rep.disk_bytes = 0;
+                continue;
+            }
             for (resource, value) in values {
                 metrics.push(MetricPoint {
                     service: svc.name.clone(),
@@ -1117,6 +1209,11 @@ impl Simulator {
         };
         match (class, phase) {
             (FAULT, START) => {
+                let replicas = self.replicas.len() as u32;
+                let fault = &mut self.faults[index as usize];
+                if fault.node_local() {
+                    fault.replica_limit = replicas;
+                }
                 self.active_faults.push(index);
                 let end = self.faults[index as usize].end_ns;
                 self.boundaries

@@ -15,6 +15,12 @@ pub struct Labels {
     pub faults: Vec<FaultLabel>,
     pub load_spikes: Vec<SpikeLabel>,
     pub changes: Vec<ChangeLabel>,
+    /// Services that exported no metrics (incomplete instrumentation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_metrics: Vec<String>,
+    /// Services that exported no spans.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_spans: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

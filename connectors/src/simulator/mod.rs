@@ -15,15 +15,19 @@
 //! ```
 
 mod changes;
+mod commands;
 mod engine;
 mod faults;
+mod instrumentation;
 mod labels;
 mod model;
 mod topology;
 
 pub use changes::{ChangeAction, ChangeSpec, ChangesFile};
+pub use commands::{ActuationDelays, RuntimeAction, RuntimeCommand};
 pub use engine::Simulator;
 pub use faults::{ExplicitPlan, FaultKind, FaultPlan, FaultSpec, RandomPlan};
+pub use instrumentation::Instrumentation;
 pub use labels::{ChangeLabel, FaultLabel, Labels, SpikeLabel};
 pub use topology::{
     CallRef, LoadSpec, OperationSpec, RequestSpec, ServiceSpec, SloSpec, SpikeSpec, Topology,
@@ -45,6 +49,10 @@ pub struct SimConfig {
     pub metrics_interval_ms: u64,
     /// Multiplies the topology's load.
     pub rate_scale: f64,
+    /// How long runtime commands ([`Simulator::command`]) take to apply.
+    pub delays: ActuationDelays,
+    /// Services whose metrics or spans are not exported.
+    pub instrumentation: Instrumentation,
 }
 
 impl SimConfig {
@@ -59,6 +67,8 @@ impl SimConfig {
             changes: Vec::new(),
             metrics_interval_ms: 500,
             rate_scale: 1.0,
+            delays: ActuationDelays::default(),
+            instrumentation: Instrumentation::default(),
         }
     }
 }

@@ -3,6 +3,8 @@
 use augur_connectors::simulator::{FaultPlan, RandomPlan, SimConfig, Simulator, Topology};
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::actuation::closed_loop::{Actuator, ClosedLoop};
+use crate::actuation::{ActuationPolicy, CloudEvent};
 use crate::cli::DemoArgs;
 use crate::commands::{load_config, slos_of, stop_on_signal};
 use crate::dataflow::JobSpec;
@@ -32,6 +34,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         config.slo.clone()
     };
     let mut sim_config = SimConfig::new(topology.clone(), config.simulator.seed);
+    config.simulator.apply_to(&mut sim_config);
     sim_config.faults = match FaultPlan::parse(&config.simulator.faults)? {
         // Faults come sooner and more often than in `simulate`, so a demo shows one
         // within seconds (after a few windows of history for the detector).
@@ -62,9 +65,28 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             slo.threshold_ms
         );
     }
+    let closed_loop = config.actuation.enabled;
     println!(
-        "  faults are injected at random; alerts appear below as they happen. Ctrl-C stops.\n"
+        "  faults are injected at random; alerts appear below as they happen{}. Ctrl-C stops.\n",
+        if closed_loop {
+            ", and augur's actions are applied to the simulated cluster ([actuation] enabled)"
+        } else {
+            ""
+        }
     );
+    let (feedback_tx, feedback_rx) = crossbeam_channel::unbounded();
+    let lead_ms = config.window.allowed_lateness_ms + sim_config.delays.min_ms();
+    let feedback = closed_loop.then(|| {
+        let lateness = config.window.allowed_lateness_ms;
+        Box::new(
+            ClosedLoop::new(
+                Actuator::Policy(ActuationPolicy::new(config.actuation.clone())),
+                lateness,
+                feedback_tx,
+            )
+            .on_action(move |event| println!("{}", action_line(event, lateness))),
+        ) as Box<dyn crate::run::JobFeedback>
+    });
 
     let (note_tx, note_rx): (Sender<String>, Receiver<String>) = crossbeam_channel::unbounded();
     let speed = config.simulator.speed;
@@ -78,9 +100,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let make_source = move |index: usize, _peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
         if index == 0 {
             let sim = Simulator::new(sim_config.clone())?;
-            Ok(Box::new(
-                SimulatorSource::new(sim, duration_ms, Some(speed)).announcing(note_tx.clone()),
-            ))
+            let source =
+                SimulatorSource::new(sim, duration_ms, Some(speed)).announcing(note_tx.clone());
+            Ok(Box::new(if closed_loop {
+                source.with_feedback(feedback_rx.clone(), lead_ms)
+            } else {
+                source
+            }))
         } else {
             Ok(Box::new(EmptySource))
         }
@@ -92,6 +118,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         RunOptions {
             progress: None,
             keep_windows: false,
+            feedback,
             ..RunOptions::default()
         },
         stop_on_signal(),
@@ -122,4 +149,21 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         crate::stats::JobStats::get(&outcome.stats.dead_letters)
     );
     Ok(())
+}
+
+/// One decided action, as the demo prints it (applied after its delay; the simulator's note
+/// says when).
+fn action_line(event: &CloudEvent, lateness_ms: u64) -> String {
+    let what = match (&event.data.resource, event.data.scale_factor) {
+        (Some(r), Some(f)) if event.is_scale_up() => format!("{r} x{f}"),
+        _ => format!("+{} replica(s)", event.data.replicas_delta),
+    };
+    format!(
+        "{}  ACTION {} {} {what} — {} (from {})",
+        clock(event.data.window_end + lateness_ms),
+        event.kind.trim_start_matches("augur."),
+        event.data.service,
+        event.data.summary,
+        event.data.reason
+    )
 }

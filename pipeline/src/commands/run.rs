@@ -114,6 +114,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             on_latency: Some(Box::new(move |ms: f64| {
                 latency_metrics.alert_latency(ms / 1000.0)
             })),
+            feedback: None,
         },
         stop_on_signal(),
         |alert| {

@@ -3,15 +3,39 @@
 //! The simulation is sequential, so it runs on worker 0; other workers get an empty
 //! source. Paced to `speed` simulated seconds per wall second (for `demo`), or as fast as
 //! possible when `speed` is `None`.
+//!
+//! In a closed loop ([`SimulatorSource::with_feedback`]) it applies the actuation commands
+//! the job decides ([`SimFeedback`], from [`crate::actuation::closed_loop`]) and never runs
+//! more than `lead_ms` past the time up to which decisions are complete, so commands take
+//! effect at the event time they would live, whatever the speed.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use augur_connectors::simulator::Simulator;
+use augur_connectors::simulator::{Labels, RuntimeCommand, Simulator};
+use augur_operators::EventTime;
+use crossbeam_channel::Receiver;
 
 use super::{Batch, SourceState, WorkerSource};
 
 /// Simulated time advanced per poll at most, ms: bounds the batch size.
 const STEP_MS: u64 = 100;
+
+/// What the closed loop tells the simulator: the commands decided on the windows ending
+/// before `through`, and that no other command will come from those windows.
+#[derive(Clone, Debug)]
+pub struct SimFeedback {
+    pub through: EventTime,
+    pub commands: Vec<RuntimeCommand>,
+}
+
+/// The closed loop's end at the source.
+struct FeedbackGate {
+    from_job: Receiver<SimFeedback>,
+    through: EventTime,
+    /// A command decided on the window ending at `E` is applied no sooner than `E + lead_ms`.
+    lead_ms: u64,
+}
 
 pub struct SimulatorSource {
     sim: Simulator,
@@ -21,6 +45,8 @@ pub struct SimulatorSource {
     started: Instant,
     notes: Option<crossbeam_channel::Sender<String>>,
     announced: std::collections::BTreeSet<String>,
+    feedback: Option<FeedbackGate>,
+    labels_out: Option<Arc<Mutex<Option<Labels>>>>,
 }
 
 impl SimulatorSource {
@@ -34,7 +60,42 @@ impl SimulatorSource {
             started: Instant::now(),
             notes: None,
             announced: std::collections::BTreeSet::new(),
+            feedback: None,
+            labels_out: None,
         }
+    }
+
+    /// Closes the loop: commands come from `from_job`; a command decided on the window
+    /// ending at `E` applies no sooner than `E + lead_ms` (allowed lateness + the shortest
+    /// actuation delay), which bounds how far the simulation may run ahead.
+    pub fn with_feedback(mut self, from_job: Receiver<SimFeedback>, lead_ms: u64) -> Self {
+        self.feedback = Some(FeedbackGate {
+            from_job,
+            through: self.start_ms,
+            lead_ms: lead_ms.max(1),
+        });
+        self
+    }
+
+    /// Writes the ground truth (faults, changes incl. applied commands) to `out` when the
+    /// simulation ends.
+    pub fn labels_to(mut self, out: Arc<Mutex<Option<Labels>>>) -> Self {
+        self.labels_out = Some(out);
+        self
+    }
+
+    fn publish_labels(&self) {
+        if let Some(out) = &self.labels_out {
+            if let Ok(mut slot) = out.lock() {
+                *slot = Some(self.sim.labels());
+            }
+        }
+    }
+}
+
+impl Drop for SimulatorSource {
+    fn drop(&mut self) {
+        self.publish_labels();
     }
 }
 
@@ -42,9 +103,22 @@ impl WorkerSource for SimulatorSource {
     fn poll(&mut self, batch: &mut Batch) -> anyhow::Result<SourceState> {
         let now = self.sim.now_ms();
         if self.end_ms.is_some_and(|end| now >= end) {
+            self.publish_labels();
             return Ok(SourceState::Exhausted);
         }
         let mut target = now + STEP_MS;
+        let mut waiting_for_job = false;
+        if let Some(gate) = self.feedback.as_mut() {
+            for feedback in gate.from_job.try_iter() {
+                for command in feedback.commands {
+                    self.sim.command(command);
+                }
+                gate.through = gate.through.max(feedback.through);
+            }
+            let bound = gate.through.saturating_add(gate.lead_ms);
+            waiting_for_job = bound < target;
+            target = target.min(bound);
+        }
         if let Some(speed) = self.speed {
             let paced =
                 self.start_ms + (self.started.elapsed().as_secs_f64() * speed * 1000.0) as u64;
@@ -54,7 +128,9 @@ impl WorkerSource for SimulatorSource {
             target = target.min(end);
         }
         if target <= now {
-            std::thread::sleep(Duration::from_millis(5));
+            if !waiting_for_job {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             return Ok(SourceState::Active {
                 watermark_ms: now,
                 idle: true,
@@ -147,7 +223,12 @@ impl SimulatorSource {
                             .saturating_sub(start)
                             / 1000
                     ),
-                    _ => format!("deployment change: {} {}", text("kind"), text("service")),
+                    _ => format!(
+                        "deployment change: {} {} ({})",
+                        text("kind"),
+                        text("service"),
+                        text("detail")
+                    ),
                 };
                 let _ = notes.send(line);
             }
