@@ -25,6 +25,8 @@ pub enum RegistryError {
     Unknown { name: String },
     #[error("detector `seer`")]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error("detector `seer`: {0}")]
+    Device(#[from] crate::device::DeviceError),
 }
 
 /// Builds the detector called `name`.
@@ -37,7 +39,12 @@ pub fn build(
         "nsigma" => Ok(Box::new(NSigma::new(settings.nsigma.clone(), horizon_ms))),
         "cpu-threshold-50" => Ok(Box::new(CpuThreshold::new(0.5, horizon_ms))),
         "cpu-threshold-70" => Ok(Box::new(CpuThreshold::new(0.7, horizon_ms))),
-        "seer" => Ok(Box::new(Seer::new(settings.seer.clone(), horizon_ms)?)),
+        "seer" => {
+            // A device that isn't there (`cuda:0` without a GPU) is a config error, said
+            // at start, not a fallback discovered on the first window.
+            crate::device::resolve(settings.seer.device)?;
+            Ok(Box::new(Seer::new(settings.seer.clone(), horizon_ms)?))
+        }
         _ => Err(RegistryError::Unknown {
             name: name.to_string(),
         }),
