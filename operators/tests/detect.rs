@@ -14,7 +14,8 @@ use augur_operators::{
 use timely::dataflow::operators::vec::Input;
 use timely::dataflow::operators::{Inspect, Probe};
 
-/// Fires on every third window, slowly (as a model would).
+/// Fires on two windows of every six (so alerts fire and resolve), slowly (as a model
+/// would).
 struct Slow;
 
 impl Detector for Slow {
@@ -23,7 +24,7 @@ impl Detector for Slow {
     }
     fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection> {
         std::thread::sleep(Duration::from_millis(3));
-        if window.window_end % 3000 != 0 {
+        if (window.window_end / 1000) % 6 >= 2 {
             return Vec::new();
         }
         vec![Detection {
