@@ -87,6 +87,8 @@ fn small() -> TrainSettings {
         hyper: SeerHyper {
             history: 3,
             hidden: 32,
+            // The rule is on absolute queue depth; the change input is for precursors.
+            delta: false,
             ..SeerHyper::default()
         },
         ..TrainSettings::default()

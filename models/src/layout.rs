@@ -24,6 +24,17 @@ pub struct SeerHyper {
     pub dropout: f64,
     /// Windows of history per prediction (H).
     pub history: usize,
+    /// Also feed each service's change against its mean over the H windows (a queue or
+    /// latency that is building up), beside the standardized values. Checkpoints written
+    /// before this field existed have none.
+    #[serde(default)]
+    pub delta: bool,
+    /// Score culprits with weights shared by every service (a 1×1 convolution over the
+    /// first convolution's output at the last window) instead of a per-service head, so
+    /// a service never seen as a culprit in training can still be named. Older
+    /// checkpoints have the per-service head.
+    #[serde(default)]
+    pub shared_culprit: bool,
 }
 
 impl Default for SeerHyper {
@@ -36,6 +47,8 @@ impl Default for SeerHyper {
             layers: 1,
             dropout: 0.2,
             history: 5,
+            delta: true,
+            shared_culprit: true,
         }
     }
 }

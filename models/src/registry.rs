@@ -36,6 +36,11 @@ pub enum RegistryError {
         name: &'static str,
         source: crate::checkpoint::CheckpointError,
     },
+    #[error("detector `{name}`: {source}")]
+    Device {
+        name: &'static str,
+        source: crate::device::DeviceError,
+    },
 }
 
 /// Builds the detector called `name`.
@@ -48,14 +53,24 @@ pub fn build(
         "nsigma" => Ok(Box::new(NSigma::new(settings.nsigma.clone(), horizon_ms))),
         "cpu-threshold-50" => Ok(Box::new(CpuThreshold::new(0.5, horizon_ms))),
         "cpu-threshold-70" => Ok(Box::new(CpuThreshold::new(0.7, horizon_ms))),
-        "seer" => Ok(Box::new(
-            Seer::new(settings.seer.clone(), horizon_ms).map_err(|source| {
-                RegistryError::Checkpoint {
+        "seer" => {
+            // A device that isn't there (`cuda:0` without a GPU) is a config error, said
+            // at start, not a fallback discovered on the first window.
+            crate::device::resolve(settings.seer.device).map_err(|source| {
+                RegistryError::Device {
                     name: "seer",
                     source,
                 }
-            })?,
-        )),
+            })?;
+            Ok(Box::new(
+                Seer::new(settings.seer.clone(), horizon_ms).map_err(|source| {
+                    RegistryError::Checkpoint {
+                        name: "seer",
+                        source,
+                    }
+                })?,
+            ))
+        }
         "sage" => Ok(Box::new(Sage::new(settings.sage.clone()).map_err(
             |source| RegistryError::Checkpoint {
                 name: "sage",

@@ -4,9 +4,9 @@
 //! model's violation probability reaches the threshold, with services ranked by
 //! P(initiates the violation). State: the last H feature matrices; a dedicated inference
 //! thread that owns the libtorch model and is fed through a crossbeam channel, so the
-//! timely worker never runs libtorch itself. In this version `observe` waits for its
-//! window's result (the reply comes back on a per-request channel, keyed by window end);
-//! requests that queue up while the thread is busy are run as one batch.
+//! model worker's thread only waits. `observe` waits for its window's result (the reply
+//! comes back on a per-request channel); `observe_batch` sends a backlog's requests
+//! first, and requests that queue up while the thread is busy are run as one batch.
 //!
 //! Hot swap: every `check_every_windows` windows the detector looks for a newer checkpoint
 //! version in the models directory; a loader thread reads it and hands it to the inference
@@ -176,6 +176,10 @@ impl Seer {
                     Device::Cpu
                 }
             };
+            tracing::info!(
+                "seer: inference on {device:?} (device = \"{}\")",
+                self.config.device
+            );
             let model =
                 match SeerModel::load(&self.config.dir(), "seer", self.loaded_version, device) {
                     Ok(m) => m,
@@ -390,9 +394,23 @@ impl Detector for Seer {
     }
 
     fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection> {
-        let Some(tx) = self.sender() else {
-            return Vec::new();
-        };
+        let pending = self.submit(window);
+        self.answer(pending)
+    }
+
+    /// Sends every window's request before waiting for any answer, so the inference
+    /// thread runs them as one batch.
+    fn observe_batch(&mut self, windows: &[WindowSnapshot]) -> Vec<Vec<Detection>> {
+        let pending: Vec<_> = windows.iter().map(|w| self.submit(w)).collect();
+        pending.into_iter().map(|p| self.answer(p)).collect()
+    }
+}
+
+impl Seer {
+    /// Updates the history with `window` and asks the inference thread for a prediction
+    /// (none before H windows, or for a window without services).
+    fn submit(&mut self, window: &WindowSnapshot) -> Option<(u64, Receiver<Prediction>)> {
+        let tx = self.sender()?;
         self.seen += 1;
         self.maybe_hot_swap(&tx);
         if self.recent.len() == self.config.recent_windows.max(1) {
@@ -432,22 +450,27 @@ impl Detector for Seer {
             m.resize(width, 0.0);
         }
         if self.windows.len() < self.history || window.services.is_empty() {
-            return Vec::new();
+            return None;
         }
         let (reply, answer) = crossbeam_channel::bounded(1);
-        let sent = tx.send(Request::Predict {
+        tx.send(Request::Predict {
             window_end: window.window_end,
             history: self.windows.iter().cloned().collect(),
             services: self.services.clone(),
             reply,
-        });
-        if sent.is_err() {
-            return Vec::new();
-        }
-        let Ok(p) = answer.recv() else {
+        })
+        .ok()?;
+        Some((window.window_end, answer))
+    }
+
+    /// Waits for a submitted window's prediction and turns it into detections.
+    fn answer(&mut self, pending: Option<(u64, Receiver<Prediction>)>) -> Vec<Detection> {
+        let Some((window_end, p)) =
+            pending.and_then(|(end, answer)| Some((end, answer.recv().ok()?)))
+        else {
             return Vec::new();
         };
-        debug_assert_eq!(p.window_end, window.window_end);
+        debug_assert_eq!(p.window_end, window_end);
         self.version = p.version.to_string();
         if p.violation < p.threshold {
             return Vec::new();

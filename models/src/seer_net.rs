@@ -1,7 +1,9 @@
 //! The Seer network (ASPLOS'19, §4): 1-D convolutions across the service axis, an LSTM
 //! over the last H windows, dropout, and a head.
 //!
-//! In: `[batch, H, services, features]`, standardized, services back end first.
+//! In: `[batch, H, services, features]`, standardized, services back end first. With
+//! `hyper.delta`, each value's difference from its service's mean over the H windows is
+//! fed beside it (a queue building up is the precursor of a violation).
 //! Out: logits `[batch, 1 + services]`: column 0 is "a QoS violation starts within the
 //! horizon" (sigmoid), columns 1.. rank the services that initiate it (softmax), so
 //! P(service s initiates a violation) = sigmoid(l₀) · softmax(l₁..)ₛ.
@@ -20,6 +22,9 @@ pub struct SeerNet {
     conv2: nn::Conv1D,
     lstm: nn::LSTM,
     head: nn::Linear,
+    /// With `hyper.shared_culprit`: per-service culprit score from the first
+    /// convolution's channels (1×1 convolutions, weights shared across services).
+    culprit: Option<(nn::Conv1D, nn::Conv1D)>,
     services: i64,
     features: i64,
     hyper: SeerHyper,
@@ -33,7 +38,8 @@ impl SeerNet {
             padding: hyper.kernel / 2,
             ..Default::default()
         };
-        let conv1 = nn::conv1d(path / "conv1", f, hyper.conv1, hyper.kernel, conv);
+        let inputs = if hyper.delta { 2 * f } else { f };
+        let conv1 = nn::conv1d(path / "conv1", inputs, hyper.conv1, hyper.kernel, conv);
         let conv2 = nn::conv1d(path / "conv2", hyper.conv1, hyper.conv2, hyper.kernel, conv);
         let lstm = nn::lstm(
             path / "lstm",
@@ -46,11 +52,19 @@ impl SeerNet {
             },
         );
         let head = nn::linear(path / "head", hyper.hidden, 1 + s, Default::default());
+        let culprit = hyper.shared_culprit.then(|| {
+            let one = nn::ConvConfig::default();
+            (
+                nn::conv1d(path / "culprit1", hyper.conv1, hyper.conv1, 1, one),
+                nn::conv1d(path / "culprit2", hyper.conv1, 1, 1, one),
+            )
+        });
         SeerNet {
             conv1,
             conv2,
             lstm,
             head,
+            culprit,
             services: s,
             features: f,
             hyper: hyper.clone(),
@@ -65,15 +79,30 @@ impl SeerNet {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let size = x.size();
         let (b, h) = (size[0], size[1]);
-        let y = x
-            .reshape([b * h, self.services, self.features])
-            .transpose(1, 2);
-        let y = self.conv1.forward(&y).relu();
-        let y = self.conv2.forward(&y).relu();
+        let (x, channels) = if self.hyper.delta {
+            let change = x - x.mean_dim(1, true, Kind::Float);
+            (Tensor::cat(&[x, &change], 3), 2 * self.features)
+        } else {
+            (x.shallow_clone(), self.features)
+        };
+        let y = x.reshape([b * h, self.services, channels]).transpose(1, 2);
+        let spatial = self.conv1.forward(&y).relu();
+        let y = self.conv2.forward(&spatial).relu();
         let y = y.reshape([b, h, self.hyper.conv2 * self.services]);
         let (out, _) = self.lstm.seq(&y);
         let last = out.select(1, h - 1).dropout(self.hyper.dropout, train);
-        self.head.forward(&last)
+        let logits = self.head.forward(&last);
+        let Some((c1, c2)) = &self.culprit else {
+            return logits;
+        };
+        // The last window's first-convolution channels per service: [b, conv1, services].
+        let now = spatial
+            .reshape([b, h, self.hyper.conv1, self.services])
+            .select(1, h - 1);
+        let scores = c2
+            .forward(&c1.forward(&now).relu().dropout(self.hyper.dropout, train))
+            .reshape([b, self.services]);
+        Tensor::cat(&[logits.narrow(1, 0, 1), scores], 1)
     }
 
     /// `(P(violation within horizon) [batch], P(service initiates | violation) [batch, services])`.
@@ -84,23 +113,25 @@ impl SeerNet {
         (violation, culprit)
     }
 
-    /// Training loss: class-balanced BCE on the violation logit plus cross-entropy on the
-    /// culprit for the rows that have one (`culprit >= 0`).
+    /// Training loss: class-balanced BCE on the violation logit (each row weighted by
+    /// `row_weight`) plus cross-entropy on the culprit for the rows that have one
+    /// (`culprit >= 0`).
     pub fn loss(
         &self,
         x: &Tensor,
         violation: &Tensor,
         culprit: &Tensor,
         pos_weight: f64,
+        row_weight: Option<&Tensor>,
     ) -> Tensor {
         let logits = self.forward_t(x, true);
         let pw = Tensor::from_slice(&[pos_weight as f32]).to_device(x.device());
         let bce = logits
             .select(1, 0)
-            .binary_cross_entropy_with_logits::<Tensor>(
+            .binary_cross_entropy_with_logits::<&Tensor>(
                 violation,
-                None,
-                Some(pw),
+                row_weight,
+                Some(&pw),
                 tch::Reduction::Mean,
             );
         let has = culprit.ge(0);

@@ -22,6 +22,9 @@ pub struct TrainSettings {
     pub seed: i64,
     /// Share of each dataset's windows (its end) held out for validation.
     pub val_fraction: f64,
+    /// Loss weight of positive windows that don't violate yet (the ones before a
+    /// violation starts): predicting ahead is the point, and there are few of them.
+    pub ahead_weight: f64,
     pub hyper: SeerHyper,
 }
 
@@ -33,6 +36,7 @@ impl Default for TrainSettings {
             learning_rate: 3e-3,
             seed: 1,
             val_fraction: 0.2,
+            ahead_weight: 1.0,
             hyper: SeerHyper::default(),
         }
     }
@@ -56,6 +60,8 @@ struct Samples {
     /// `[rows, services, features]`, standardized.
     x: Tensor,
     violation: Vec<f32>,
+    /// The window itself violates (vs. a violation within the horizon).
+    violated: Vec<bool>,
     culprit: Vec<i64>,
     train: Vec<i64>,
     val: Vec<i64>,
@@ -87,6 +93,7 @@ fn samples(datasets: &[Dataset], model: &SeerModel, val_fraction: f64) -> Sample
     let h = model.layout.hyper.history;
     let mut all = Vec::new();
     let (mut violation, mut culprit, mut train, mut val) = (vec![], vec![], vec![], vec![]);
+    let mut violated = Vec::new();
     for ds in datasets {
         let rows = ds.project(&model.layout.services);
         let base = violation.len();
@@ -96,6 +103,7 @@ fn samples(datasets: &[Dataset], model: &SeerModel, val_fraction: f64) -> Sample
             model.standardize(&mut x);
             all.extend_from_slice(&x);
             violation.push(if r.positive { 1.0 } else { 0.0 });
+            violated.push(r.violated);
             culprit.push(r.culprit.map_or(-1, |c| c as i64));
             // A history needs h consecutive windows of this dataset.
             let consecutive = i + 1 >= h
@@ -118,6 +126,7 @@ fn samples(datasets: &[Dataset], model: &SeerModel, val_fraction: f64) -> Sample
             .reshape([-1, s, f])
             .to_device(model.device()),
         violation,
+        violated,
         culprit,
         train,
         val,
@@ -220,6 +229,19 @@ pub fn fit(
         .count();
     let pos_weight = (data.train.len() - positives) as f64 / positives.max(1) as f64;
     let violation = Tensor::from_slice(&data.violation).to_device(device);
+    let weights: Vec<f32> = data
+        .violation
+        .iter()
+        .zip(&data.violated)
+        .map(|(v, now)| {
+            if *v > 0.5 && !now {
+                settings.ahead_weight as f32
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let row_weight = Tensor::from_slice(&weights).to_device(device);
     let culprit = Tensor::from_slice(&data.culprit).to_device(device);
     let mut best = nn::VarStore::new(device);
     let _ = crate::seer_net::SeerNet::new(
@@ -251,6 +273,7 @@ pub fn fit(
                 &violation.index_select(0, &idx),
                 &culprit.index_select(0, &idx),
                 pos_weight,
+                Some(&row_weight.index_select(0, &idx)),
             );
             opt.backward_step(&loss);
             total += f64::try_from(&loss).unwrap_or(f64::NAN);

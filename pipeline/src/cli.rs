@@ -109,7 +109,7 @@ pub struct SimulateArgs {
     pub duration: std::time::Duration,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// `random`, `none`, or a fault-plan file (TOML or JSON).
+    /// `random` (step faults), `random-ramp` (the same schedule, faults ramping up over 3–10 s), `none`, or a fault-plan file (TOML or JSON).
     #[arg(long, default_value = "random")]
     pub faults: String,
     /// Output directory (created) for OTLP JSON lines and labels.json.
@@ -261,6 +261,9 @@ pub struct TrainArgs {
     /// LSTM hidden size (default 48).
     #[arg(long)]
     pub hidden: Option<i64>,
+    /// Loss weight of windows just before a violation starts (default 1).
+    #[arg(long)]
+    pub ahead_weight: Option<f64>,
     /// libtorch intra-op threads.
     #[arg(long)]
     pub threads: Option<usize>,

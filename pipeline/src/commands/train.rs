@@ -57,6 +57,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if let Some(hidden) = args.hidden {
         settings.hyper.hidden = hidden;
     }
+    if let Some(w) = args.ahead_weight {
+        settings.ahead_weight = w;
+    }
     let layout = Layout {
         model: "seer".into(),
         version,
@@ -69,9 +72,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         window_ms: first.window_ms,
         horizon_ms: first.horizon_ms,
         provenance: format!(
-            "augur train --model seer --epochs {} --seed {} {}",
+            "augur train --model seer --epochs {} --seed {} --history {} --ahead-weight {} {}",
             args.epochs,
             args.seed,
+            settings.hyper.history,
+            settings.ahead_weight,
             args.data
                 .iter()
                 .map(|p| format!("--data {}", p.display()))
