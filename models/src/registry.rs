@@ -5,11 +5,12 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::cpu_threshold::CpuThreshold;
+use crate::fluxion::detector::{Fluxion, FluxionConfig};
 use crate::nsigma::{NSigma, NSigmaConfig};
 use crate::seer::{Seer, SeerConfig};
 
 /// Names accepted by [`build`].
-pub const DETECTOR_NAMES: &[&str] = &["nsigma", "cpu-threshold-50", "cpu-threshold-70", "seer"];
+pub const DETECTOR_NAMES: &[&str] = &["nsigma", "cpu-threshold-50", "cpu-threshold-70", "seer", "fluxion"];
 
 /// Settings of every detector; each reads its own section.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -17,6 +18,7 @@ pub const DETECTOR_NAMES: &[&str] = &["nsigma", "cpu-threshold-50", "cpu-thresho
 pub struct DetectorSettings {
     pub nsigma: NSigmaConfig,
     pub seer: SeerConfig,
+    pub fluxion: FluxionConfig,
 }
 
 #[derive(Debug, Error)]
@@ -25,6 +27,8 @@ pub enum RegistryError {
     Unknown { name: String },
     #[error("detector `seer`")]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error("detector `fluxion`: checkpoint")]
+    FluxionCheckpoint(#[source] std::io::Error),
 }
 
 /// Builds the detector called `name`.
@@ -38,6 +42,10 @@ pub fn build(
         "cpu-threshold-50" => Ok(Box::new(CpuThreshold::new(0.5, horizon_ms))),
         "cpu-threshold-70" => Ok(Box::new(CpuThreshold::new(0.7, horizon_ms))),
         "seer" => Ok(Box::new(Seer::new(settings.seer.clone(), horizon_ms)?)),
+        "fluxion" => Ok(Box::new(
+            Fluxion::new(settings.fluxion.clone(), horizon_ms)
+                .map_err(RegistryError::FluxionCheckpoint)?,
+        )),
         _ => Err(RegistryError::Unknown {
             name: name.to_string(),
         }),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use augur_models::DetectorSettings;
+use augur_models::fluxion::detector::FluxionConfig;
 use augur_models::nsigma::NSigmaConfig;
 use augur_models::seer::SeerConfig;
 use augur_operators::Resource;
@@ -82,10 +83,11 @@ impl Default for FeaturesConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
-    /// One of `nsigma`, `cpu-threshold-50`, `cpu-threshold-70`, `seer`. Default `nsigma`.
+    /// One of `nsigma`, `cpu-threshold-50`, `cpu-threshold-70`, `seer`, `fluxion`. Default `nsigma`.
     pub name: String,
     pub nsigma: NSigmaConfig,
     pub seer: SeerConfig,
+    pub fluxion: FluxionConfig,
 }
 
 impl Default for DetectorConfig {
@@ -94,6 +96,7 @@ impl Default for DetectorConfig {
             name: "nsigma".to_string(),
             nsigma: NSigmaConfig::default(),
             seer: SeerConfig::default(),
+            fluxion: FluxionConfig::default(),
         }
     }
 }
@@ -103,6 +106,7 @@ impl DetectorConfig {
         DetectorSettings {
             nsigma: self.nsigma.clone(),
             seer: self.seer.clone(),
+            fluxion: self.fluxion.clone(),
         }
     }
 }

@@ -75,6 +75,8 @@ pub struct Diagnosis {
     pub path: Vec<(String, f64)>,
     /// Mean absolute error of each vertex on the test set.
     pub vertex_mae: BTreeMap<String, f64>,
+    /// r of every edge looked at: (from, to, r).
+    pub correlations: Vec<(String, String, f64)>,
 }
 
 /// The pair-wise Pearson-correlation walk from the output vertex.
@@ -88,6 +90,7 @@ pub fn find_fault(
     let mut current = graph.entry.clone();
     errors.get(&current)?;
     let mut path = vec![(current.clone(), 1.0)];
+    let mut correlations = Vec::new();
     loop {
         let Some(v) = graph.vertex(&current) else {
             break;
@@ -98,6 +101,7 @@ pub fn find_fault(
             .iter()
             .filter(|c| !path.iter().any(|(p, _)| p == *c))
             .filter_map(|c| errors.get(c).map(|e| (c.clone(), pearson(mine, e))))
+            .inspect(|(c, r)| correlations.push((current.clone(), c.clone(), *r)))
             .max_by(|a, b| a.1.total_cmp(&b.1));
         match best {
             Some((next, r)) if r > min_r => {
@@ -115,5 +119,6 @@ pub fn find_fault(
         service: current,
         path,
         vertex_mae,
+        correlations,
     })
 }

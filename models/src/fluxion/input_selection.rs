@@ -7,8 +7,8 @@
 //!
 //! Each candidate has a Beta(α, β). A round draws one number per candidate, takes the k
 //! largest, and scores that combination (held-out error of a ridge fit on own + chosen
-//! columns); a round more accurate than the first increments the chosen candidates' α,
-//! otherwise their β. After the rounds, a last draw picks the k. α and β start at 1 (the
+//! columns); a round more accurate than the rounds before (their mean error) increments the
+//! chosen candidates' α, otherwise their β. After the rounds, a last draw picks the k. α and β start at 1 (the
 //! paper says 0, which isn't a proper Beta; 1 is the uniform prior).
 
 use rand::SeedableRng;
@@ -63,11 +63,17 @@ pub fn select_inputs(
         columns.extend(chosen.iter().map(|&i| candidates[i]));
         holdout_mae(x, y, &columns, 1.0)
     };
-    let mut first: Option<f64> = None;
+    // The reference is the mean error of the rounds so far: the paper compares with the
+    // first round only, which a lucky (or unlucky) first draw biases for good.
+    let (mut total, mut rounds) = (0.0f64, 0usize);
     for _ in 0..settings.rounds {
         let chosen = draw(&alpha, &beta, &mut rng);
         let error = score(&chosen);
-        let reference = *first.get_or_insert(error);
+        let reference = if rounds == 0 { error } else { total / rounds as f64 };
+        if error.is_finite() {
+            total += error;
+            rounds += 1;
+        }
         for &i in &chosen {
             if error < reference {
                 alpha[i] += 1.0;
@@ -85,16 +91,14 @@ pub fn select_inputs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::Rng;
 
     #[test]
     fn keeps_the_metrics_the_target_depends_on() {
         // Target depends on columns 1 and 4 of six candidates.
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
         let x: Vec<Vec<f32>> = (0..300)
-            .map(|i| {
-                (0..7)
-                    .map(|c| (((i * (c * 7 + 3) + c * c) % 29) as f32))
-                    .collect()
-            })
+            .map(|_| (0..7).map(|_| rng.random_range(0.0f32..10.0)).collect())
             .collect();
         let y: Vec<f32> = x.iter().map(|r| 3.0 * r[2] + 2.0 * r[5] + r[0]).collect();
         let chosen = select_inputs(

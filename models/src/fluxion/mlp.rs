@@ -39,7 +39,7 @@ impl Default for MlpSettings {
 /// A trained MLP.
 pub struct Mlp {
     vs: nn::VarStore,
-    net: nn::Sequential,
+    net: Network,
     inputs: usize,
     hidden: i64,
     x_mean: Vec<f32>,
@@ -70,8 +70,23 @@ pub struct MlpState {
     pub weights: BTreeMap<String, Vec<f32>>,
 }
 
-fn network(root: &nn::Path, inputs: usize, hidden: i64) -> nn::Sequential {
-    nn::seq()
+/// Two tanh layers plus a linear path from the inputs to the output: latency composes
+/// mostly additively along calls, and the linear path lets a model extrapolate when a
+/// callee's latency leaves the range it was trained on (tanh layers saturate there).
+#[derive(Debug)]
+struct Network {
+    hidden: nn::Sequential,
+    skip: nn::Linear,
+}
+
+impl Module for Network {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.hidden.forward(x) + self.skip.forward(x)
+    }
+}
+
+fn network(root: &nn::Path, inputs: usize, hidden: i64) -> Network {
+    let layers = nn::seq()
         .add(nn::linear(
             root / "l1",
             inputs as i64,
@@ -81,7 +96,12 @@ fn network(root: &nn::Path, inputs: usize, hidden: i64) -> nn::Sequential {
         .add_fn(|x| x.tanh())
         .add(nn::linear(root / "l2", hidden, hidden, Default::default()))
         .add_fn(|x| x.tanh())
-        .add(nn::linear(root / "out", hidden, 1, Default::default()))
+        .add(nn::linear(root / "out", hidden, 1, Default::default()));
+    let skip = nn::linear(root / "skip", inputs as i64, 1, Default::default());
+    Network {
+        hidden: layers,
+        skip,
+    }
 }
 
 fn column_scales(x: &[Vec<f32>], inputs: usize) -> (Vec<f32>, Vec<f32>) {

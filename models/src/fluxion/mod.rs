@@ -14,6 +14,7 @@
 pub mod assignment;
 pub mod baseline;
 pub mod debugging;
+pub mod detector;
 pub mod features;
 pub mod graph;
 pub mod input_selection;

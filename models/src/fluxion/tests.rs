@@ -25,14 +25,18 @@ struct System {
 impl System {
     fn sample(&self, rng: &mut Xoshiro256PlusPlus, replicas: &BTreeMap<&str, f32>) -> Sample {
         let rate: f32 = rng.random_range(50.0..300.0);
+        let mut draws = Xoshiro256PlusPlus::seed_from_u64(rng.random());
         let mut services = BTreeMap::new();
-        let own = |name: &str, rate: f32| {
+        // Each service has its own interference level (seen as its CPU state), independent
+        // of the load, so a caller's latency can only be explained through its callees'.
+        let mut own = |name: &str, rate: f32| {
             let r = replicas[name];
             let u = rate / r / 100.0;
-            ([rate, r, rate / r, 0.3 * u, 0.4 * u], u)
+            let k: f32 = draws.random_range(0.0..1.0);
+            ([rate, r, rate / r, k, 0.4 * u], u * (1.0 + k))
         };
         let noise = |rng: &mut Xoshiro256PlusPlus| 1.0 + rng.random_range(-0.02f32..0.02);
-        let mut spectrum = |name: &str, base: f32, children: &[[f32; SPECTRUM]], rng: &mut Xoshiro256PlusPlus| {
+        let spectrum = |name: &str, base: f32, children: &[[f32; SPECTRUM]], rng: &mut Xoshiro256PlusPlus| {
             let mut l = [0.0f32; SPECTRUM];
             for q in 0..SPECTRUM {
                 l[q] = base * SPREAD[q] * noise(rng) + children.iter().map(|c| c[q]).sum::<f32>();
@@ -41,13 +45,13 @@ impl System {
             l
         };
         let (db_own, u) = own("db", rate * 0.6);
+        let (cache_own, uc) = own("cache", rate);
+        let (logic_own, ul) = own("logic", rate);
+        let (front_own, uf) = own("front", rate);
         let db = spectrum("db", self.db_cost * (2.0 + 3.0 * u * u), &[], rng);
-        let (cache_own, u) = own("cache", rate);
-        let cache = spectrum("cache", 0.5 + 0.5 * u, &[], rng);
-        let (logic_own, u) = own("logic", rate);
-        let logic = spectrum("logic", 1.0 + 2.0 * u, &[db, cache], rng);
-        let (front_own, u) = own("front", rate);
-        let front = spectrum("front", 0.5 + 0.5 * u, &[logic], rng);
+        let cache = spectrum("cache", 0.5 + 0.5 * uc, &[], rng);
+        let logic = spectrum("logic", 1.0 + 2.0 * ul, &[db, cache], rng);
+        let front = spectrum("front", 0.5 + 0.5 * uf, &[logic], rng);
         for (name, own, latency) in [
             ("db", db_own, db),
             ("cache", cache_own, cache),
