@@ -10,7 +10,13 @@ use crate::nsigma::{NSigma, NSigmaConfig};
 use crate::seer::{Seer, SeerConfig};
 
 /// Names accepted by [`build`].
-pub const DETECTOR_NAMES: &[&str] = &["nsigma", "cpu-threshold-50", "cpu-threshold-70", "seer", "fluxion"];
+pub const DETECTOR_NAMES: &[&str] = &[
+    "nsigma",
+    "cpu-threshold-50",
+    "cpu-threshold-70",
+    "seer",
+    "fluxion",
+];
 
 /// Settings of every detector; each reads its own section.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

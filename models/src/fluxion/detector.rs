@@ -82,7 +82,10 @@ impl Fluxion {
             let state: GraphState = serde_json::from_str(&text)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
             Some(InferenceGraph::from_state(&state).ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed model in checkpoint")
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "malformed model in checkpoint",
+                )
             })?)
         };
         Ok(Fluxion {
@@ -178,7 +181,11 @@ impl Fluxion {
         if self.since_debug >= 60 && avg > self.config.error_growth * base.max(0.1) {
             let recent: Vec<Sample> = self.recent.iter().rev().take(60).rev().cloned().collect();
             if let Some(d) = find_fault(graph, &recent, P90, self.config.min_r) {
-                tracing::info!("fluxion: forecast error grew; retraining {} ({:?})", d.service, d.path);
+                tracing::info!(
+                    "fluxion: forecast error grew; retraining {} ({:?})",
+                    d.service,
+                    d.path
+                );
                 graph.fit_vertex(&d.service, &recent, Start::Warm, false);
             }
             self.since_debug = 0;
@@ -211,7 +218,11 @@ impl Detector for Fluxion {
                 && self.recent.len() >= self.config.min_train_windows
             {
                 let all: Vec<Sample> = self.recent.iter().cloned().collect();
-                self.graph = Some(InferenceGraph::fit(&all, &entry, AssignmentSettings::default()));
+                self.graph = Some(InferenceGraph::fit(
+                    &all,
+                    &entry,
+                    AssignmentSettings::default(),
+                ));
                 for (name, own) in &s.services {
                     self.replicas.insert(name.clone(), own.own[1]);
                 }

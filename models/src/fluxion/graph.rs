@@ -171,7 +171,12 @@ impl InferenceGraph {
     }
 
     /// Training rows of `service` from observed values: rows, and per row the target spectrum.
-    fn rows(&self, service: &str, callees: &[String], samples: &[Sample]) -> (Vec<Row>, Vec<[f32; SPECTRUM]>) {
+    fn rows(
+        &self,
+        service: &str,
+        callees: &[String],
+        samples: &[Sample],
+    ) -> (Vec<Row>, Vec<[f32; SPECTRUM]>) {
         let mut rows = Vec::new();
         let mut targets = Vec::new();
         for s in samples {
@@ -199,7 +204,13 @@ impl InferenceGraph {
     /// (Re)fits one vertex on `samples`: input selection when its inputs are new
     /// (`Start::Fresh` or changed callees), then a model per quantile (`LA.add`) and output
     /// weighting. Returns the number of rows used.
-    pub fn fit_vertex(&mut self, service: &str, samples: &[Sample], start: Start, delete: bool) -> usize {
+    pub fn fit_vertex(
+        &mut self,
+        service: &str,
+        samples: &[Sample],
+        start: Start,
+        delete: bool,
+    ) -> usize {
         let Some(callees) = self.vertices.get(service).map(|v| v.callees.clone()) else {
             return 0;
         };
@@ -241,9 +252,10 @@ impl InferenceGraph {
                     let own = s.services.get(&service).map_or([0.0; 5], |o| o.own);
                     let mut deps = Vec::with_capacity(v.callees.len() * SPECTRUM);
                     for c in &v.callees {
-                        let spectrum = pred.get(c).copied().or_else(|| {
-                            s.services.get(c).filter(|c| c.active).map(|c| c.latency)
-                        });
+                        let spectrum = pred
+                            .get(c)
+                            .copied()
+                            .or_else(|| s.services.get(c).filter(|c| c.active).map(|c| c.latency));
                         deps.extend(spectrum.unwrap_or([0.0; SPECTRUM]));
                     }
                     Row { own, deps }

@@ -50,11 +50,7 @@ pub fn select_inputs(
             })
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut chosen: Vec<usize> = scored
-            .iter()
-            .take(settings.k)
-            .map(|(_, i)| *i)
-            .collect();
+        let mut chosen: Vec<usize> = scored.iter().take(settings.k).map(|(_, i)| *i).collect();
         chosen.sort_unstable();
         chosen
     };
@@ -69,7 +65,11 @@ pub fn select_inputs(
     for _ in 0..settings.rounds {
         let chosen = draw(&alpha, &beta, &mut rng);
         let error = score(&chosen);
-        let reference = if rounds == 0 { error } else { total / rounds as f64 };
+        let reference = if rounds == 0 {
+            error
+        } else {
+            total / rounds as f64
+        };
         if error.is_finite() {
             total += error;
             rounds += 1;

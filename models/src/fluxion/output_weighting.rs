@@ -94,7 +94,8 @@ pub fn weigh_outputs(
             let trial: Vec<f64> = (0..k)
                 .map(|d| {
                     if d == forced || rng.random::<f64>() < settings.crossover {
-                        (population[a][d] + settings.mutation * (population[b][d] - population[c][d]))
+                        (population[a][d]
+                            + settings.mutation * (population[b][d] - population[c][d]))
                             .clamp(0.0, 1.0)
                     } else {
                         population[i][d]

@@ -17,7 +17,9 @@ pub fn holdout_mae(x: &[Vec<f32>], y: &[f32], columns: &[usize], lambda: f64) ->
     let mut mean = vec![0.0f64; columns.len()];
     let mut std = vec![0.0f64; columns.len()];
     for (k, &c) in columns.iter().enumerate() {
-        let vals = x[..split].iter().map(|r| r.get(c).copied().unwrap_or(0.0) as f64);
+        let vals = x[..split]
+            .iter()
+            .map(|r| r.get(c).copied().unwrap_or(0.0) as f64);
         let m = vals.clone().sum::<f64>() / split as f64;
         let v = vals.map(|v| (v - m) * (v - m)).sum::<f64>() / split as f64;
         mean[k] = m;

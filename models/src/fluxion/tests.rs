@@ -36,14 +36,16 @@ impl System {
             ([rate, r, rate / r, k, 0.4 * u], u * (1.0 + k))
         };
         let noise = |rng: &mut Xoshiro256PlusPlus| 1.0 + rng.random_range(-0.02f32..0.02);
-        let spectrum = |name: &str, base: f32, children: &[[f32; SPECTRUM]], rng: &mut Xoshiro256PlusPlus| {
-            let mut l = [0.0f32; SPECTRUM];
-            for q in 0..SPECTRUM {
-                l[q] = base * SPREAD[q] * noise(rng) + children.iter().map(|c| c[q]).sum::<f32>();
-            }
-            let _ = name;
-            l
-        };
+        let spectrum =
+            |name: &str, base: f32, children: &[[f32; SPECTRUM]], rng: &mut Xoshiro256PlusPlus| {
+                let mut l = [0.0f32; SPECTRUM];
+                for q in 0..SPECTRUM {
+                    l[q] =
+                        base * SPREAD[q] * noise(rng) + children.iter().map(|c| c[q]).sum::<f32>();
+                }
+                let _ = name;
+                l
+            };
         let (db_own, u) = own("db", rate * 0.6);
         let (cache_own, uc) = own("cache", rate);
         let (logic_own, ul) = own("logic", rate);
@@ -119,10 +121,16 @@ fn trained() -> (System, InferenceGraph) {
 fn the_graph_learns_a_known_system_and_answers_what_if() {
     let (system, graph) = trained();
     let test = system.samples(100, 99, &replicas(1.0));
-    let mean_p90: f64 =
-        test.iter().map(|s| s.e2e("front").unwrap()[P90] as f64).sum::<f64>() / test.len() as f64;
+    let mean_p90: f64 = test
+        .iter()
+        .map(|s| s.e2e("front").unwrap()[P90] as f64)
+        .sum::<f64>()
+        / test.len() as f64;
     let mae = e2e_mae(&graph, &test, P90);
-    assert!(mae < 0.05 * mean_p90, "p90 MAE {mae:.3} ms of mean {mean_p90:.2} ms");
+    assert!(
+        mae < 0.05 * mean_p90,
+        "p90 MAE {mae:.3} ms of mean {mean_p90:.2} ms"
+    );
     let mae99 = e2e_mae(&graph, &test, P99);
     assert!(mae99 < 0.08 * mean_p90 * 2.5 / 1.5, "p99 MAE {mae99:.3}");
     // The database is the load-sensitive service: a second replica must lower p99 at high load.
