@@ -91,10 +91,7 @@ pub fn find_fault(
     errors.get(&current)?;
     let mut path = vec![(current.clone(), 1.0)];
     let mut correlations = Vec::new();
-    loop {
-        let Some(v) = graph.vertex(&current) else {
-            break;
-        };
+    while let Some(v) = graph.vertex(&current) {
         let mine = &errors[&current];
         let best = v
             .callees

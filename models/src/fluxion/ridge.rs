@@ -72,10 +72,11 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
         }
         a.swap(col, pivot);
         b.swap(col, pivot);
+        let pivot_row = a[col].clone();
         for r in col + 1..d {
-            let f = a[r][col] / a[col][col];
-            for c in col..d {
-                a[r][c] -= f * a[col][c];
+            let f = a[r][col] / pivot_row[col];
+            for (x, p) in a[r].iter_mut().zip(&pivot_row).skip(col) {
+                *x -= f * p;
             }
             b[r] -= f * b[col];
         }
