@@ -9,6 +9,7 @@ pub mod cpu_threshold;
 pub mod dataset;
 pub mod device;
 pub mod features;
+pub mod fluxion;
 pub mod labels;
 pub mod layout;
 pub mod nsigma;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::cpu_threshold::CpuThreshold;
+use crate::fluxion::detector::{Fluxion, FluxionConfig};
 use crate::nsigma::{NSigma, NSigmaConfig};
 use crate::sage::{Sage, SageConfig};
 use crate::seer::{Seer, SeerConfig};
@@ -16,6 +17,7 @@ pub const DETECTOR_NAMES: &[&str] = &[
     "cpu-threshold-70",
     "seer",
     "sage",
+    "fluxion",
 ];
 
 /// Settings of every detector; each reads its own section.
@@ -25,6 +27,7 @@ pub struct DetectorSettings {
     pub nsigma: NSigmaConfig,
     pub seer: SeerConfig,
     pub sage: SageConfig,
+    pub fluxion: FluxionConfig,
 }
 
 #[derive(Debug, Error)]
@@ -41,6 +44,8 @@ pub enum RegistryError {
         name: &'static str,
         source: crate::device::DeviceError,
     },
+    #[error("detector `fluxion`: checkpoint")]
+    FluxionCheckpoint(#[source] std::io::Error),
 }
 
 /// Builds the detector called `name`.
@@ -77,6 +82,10 @@ pub fn build(
                 source,
             },
         )?)),
+        "fluxion" => Ok(Box::new(
+            Fluxion::new(settings.fluxion.clone(), horizon_ms)
+                .map_err(RegistryError::FluxionCheckpoint)?,
+        )),
         _ => Err(RegistryError::Unknown {
             name: name.to_string(),
         }),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use augur_models::DetectorSettings;
+use augur_models::fluxion::detector::FluxionConfig;
 use augur_models::nsigma::NSigmaConfig;
 use augur_models::sage::SageConfig;
 use augur_models::seer::SeerConfig;
@@ -84,11 +85,12 @@ impl Default for FeaturesConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
-    /// One of `nsigma`, `cpu-threshold-50`, `cpu-threshold-70`, `seer`, `sage`. Default `nsigma`.
+    /// One of `nsigma`, `cpu-threshold-50`, `cpu-threshold-70`, `seer`, `sage`, `fluxion`. Default `nsigma`.
     pub name: String,
     pub nsigma: NSigmaConfig,
     pub seer: SeerConfig,
     pub sage: SageConfig,
+    pub fluxion: FluxionConfig,
 }
 
 impl Default for DetectorConfig {
@@ -98,6 +100,7 @@ impl Default for DetectorConfig {
             nsigma: NSigmaConfig::default(),
             seer: SeerConfig::default(),
             sage: SageConfig::default(),
+            fluxion: FluxionConfig::default(),
         }
     }
 }
@@ -107,6 +110,7 @@ impl DetectorConfig {
         DetectorSettings {
             nsigma: self.nsigma.clone(),
             seer: self.seer.clone(),
+            fluxion: self.fluxion.clone(),
             sage: self.sage.clone(),
         }
     }

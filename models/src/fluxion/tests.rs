@@ -1,0 +1,199 @@
+//! The inference graph on a system whose answer is known: each service's latency spectrum
+//! is a known function of its own per-replica load and its callees' spectra.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::assignment::AssignmentSettings;
+use super::debugging::find_fault;
+use super::features::{P90, P99, SPECTRUM, Sample, ServiceSample};
+use super::graph::InferenceGraph;
+use super::what_if::what_if;
+
+/// Spread of the quantiles around the median.
+const SPREAD: [f32; SPECTRUM] = [1.0, 1.2, 1.5, 1.8, 2.5];
+
+/// front → logic → {db, cache}. `db_cost` scales the database's service time (a
+/// replacement changes it).
+struct System {
+    db_cost: f32,
+}
+
+impl System {
+    fn sample(&self, rng: &mut Xoshiro256PlusPlus, replicas: &BTreeMap<&str, f32>) -> Sample {
+        let rate: f32 = rng.random_range(50.0..300.0);
+        let mut draws = Xoshiro256PlusPlus::seed_from_u64(rng.random());
+        let mut services = BTreeMap::new();
+        // Each service has its own interference level (seen as its CPU state), independent
+        // of the load, so a caller's latency can only be explained through its callees'.
+        let mut own = |name: &str, rate: f32| {
+            let r = replicas[name];
+            let u = rate / r / 100.0;
+            let k: f32 = draws.random_range(0.0..1.0);
+            ([rate, r, rate / r, k, 0.4 * u], u * (1.0 + k))
+        };
+        let noise = |rng: &mut Xoshiro256PlusPlus| 1.0 + rng.random_range(-0.02f32..0.02);
+        let spectrum =
+            |name: &str, base: f32, children: &[[f32; SPECTRUM]], rng: &mut Xoshiro256PlusPlus| {
+                let mut l = [0.0f32; SPECTRUM];
+                for q in 0..SPECTRUM {
+                    l[q] =
+                        base * SPREAD[q] * noise(rng) + children.iter().map(|c| c[q]).sum::<f32>();
+                }
+                let _ = name;
+                l
+            };
+        let (db_own, u) = own("db", rate * 0.6);
+        let (cache_own, uc) = own("cache", rate);
+        let (logic_own, ul) = own("logic", rate);
+        let (front_own, uf) = own("front", rate);
+        let db = spectrum("db", self.db_cost * (2.0 + 3.0 * u * u), &[], rng);
+        let cache = spectrum("cache", 0.5 + 0.5 * uc, &[], rng);
+        let logic = spectrum("logic", 1.0 + 2.0 * ul, &[db, cache], rng);
+        let front = spectrum("front", 0.5 + 0.5 * uf, &[logic], rng);
+        for (name, own, latency) in [
+            ("db", db_own, db),
+            ("cache", cache_own, cache),
+            ("logic", logic_own, logic),
+            ("front", front_own, front),
+        ] {
+            services.insert(
+                name.to_string(),
+                ServiceSample {
+                    own,
+                    latency,
+                    active: true,
+                },
+            );
+        }
+        let mut callees = BTreeMap::new();
+        callees.insert("front".to_string(), vec!["logic".to_string()]);
+        callees.insert(
+            "logic".to_string(),
+            vec!["cache".to_string(), "db".to_string()],
+        );
+        Sample {
+            window_end: 0,
+            services,
+            callees,
+            entry: Some(("front".to_string(), front)),
+            slo: Some((0.99, 30.0)),
+        }
+    }
+
+    fn samples(&self, n: usize, seed: u64, replicas: &BTreeMap<&str, f32>) -> Vec<Sample> {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        (0..n).map(|_| self.sample(&mut rng, replicas)).collect()
+    }
+}
+
+fn replicas(db: f32) -> BTreeMap<&'static str, f32> {
+    [("front", 2.0), ("logic", 1.0), ("cache", 1.0), ("db", db)]
+        .into_iter()
+        .collect()
+}
+
+fn e2e_mae(graph: &InferenceGraph, samples: &[Sample], q: usize) -> f64 {
+    let pred = graph.predict_batch(samples);
+    samples
+        .iter()
+        .zip(&pred)
+        .map(|(s, p)| (p["front"][q] - s.e2e("front").unwrap()[q]).abs() as f64)
+        .sum::<f64>()
+        / samples.len() as f64
+}
+
+fn trained() -> (System, InferenceGraph) {
+    tch::set_num_threads(1);
+    tch::manual_seed(7);
+    let system = System { db_cost: 1.0 };
+    // Train over db replica counts 1 and 2, so replicas are an input it has seen vary.
+    let mut train = system.samples(150, 1, &replicas(1.0));
+    train.extend(system.samples(150, 2, &replicas(2.0)));
+    let graph = InferenceGraph::fit(&train, "front", AssignmentSettings::default());
+    (system, graph)
+}
+
+#[test]
+fn the_graph_learns_a_known_system_and_answers_what_if() {
+    let (system, graph) = trained();
+    let test = system.samples(100, 99, &replicas(1.0));
+    let mean_p90: f64 = test
+        .iter()
+        .map(|s| s.e2e("front").unwrap()[P90] as f64)
+        .sum::<f64>()
+        / test.len() as f64;
+    let mae = e2e_mae(&graph, &test, P90);
+    assert!(
+        mae < 0.05 * mean_p90,
+        "p90 MAE {mae:.3} ms of mean {mean_p90:.2} ms"
+    );
+    let mae99 = e2e_mae(&graph, &test, P99);
+    assert!(mae99 < 0.08 * mean_p90 * 2.5 / 1.5, "p99 MAE {mae99:.3}");
+    // The database is the load-sensitive service: a second replica must lower p99 at high load.
+    let mut busy = test.clone();
+    busy.sort_by(|a, b| b.services["db"].own[0].total_cmp(&a.services["db"].own[0]));
+    let answer = what_if(&graph, &busy[0], "db", 1).unwrap();
+    assert!(
+        answer.p99_after_ms < answer.p99_now_ms - 1.0,
+        "what-if {answer:?}"
+    );
+}
+
+#[test]
+fn a_replacement_refits_only_its_vertex_and_restores_accuracy() {
+    let (system, mut graph) = trained();
+    let before = graph.fits();
+    // The database is replaced by a slower version; 20 samples after the change.
+    let replaced = System { db_cost: 1.6 };
+    let recent = replaced.samples(20, 5, &replicas(1.0));
+    let test = replaced.samples(100, 6, &replicas(1.0));
+    let stale = e2e_mae(&graph, &test, P90);
+    // The dependency graph didn't change: no vertex needs new inputs.
+    assert!(graph.sync_topology(&recent[0]).is_empty());
+    graph.replace("db", &recent);
+    let after = graph.fits();
+    for (service, n) in &after {
+        let expected = before[service] + u64::from(service == "db");
+        assert_eq!(*n, expected, "{service} refitted {n} times");
+    }
+    let fresh = e2e_mae(&graph, &test, P90);
+    assert!(
+        fresh < 0.5 * stale,
+        "MAE {stale:.3} before the refit, {fresh:.3} after"
+    );
+    let _ = system;
+    // A scale-out of the database, likewise, touches only the database's vertex.
+    let scaled = replaced.samples(20, 8, &replicas(3.0));
+    graph.scale("db", &scaled);
+    assert_eq!(graph.fits()["db"], before["db"] + 2);
+    assert_eq!(graph.fits()["logic"], before["logic"]);
+}
+
+#[test]
+fn graph_debugging_finds_a_corrupted_assignment() {
+    let (system, mut graph) = trained();
+    // Corrupt the logic service's assignments: train them on targets with a load-dependent
+    // error, so its predictions (and the entry's, downstream of it) go wrong together.
+    let mut corrupt = system.samples(200, 11, &replicas(1.0));
+    for s in &mut corrupt {
+        let logic = s.services.get_mut("logic").unwrap();
+        let extra = 8.0 * logic.own[2] / 100.0;
+        for l in &mut logic.latency {
+            *l += extra;
+        }
+    }
+    graph.fit_vertex("logic", &corrupt, super::assignment::Start::Fresh, true);
+    let test = system.samples(100, 12, &replicas(1.0));
+    let diagnosis = find_fault(&graph, &test, P90, 0.25).unwrap();
+    assert_eq!(diagnosis.service, "logic", "{diagnosis:?}");
+    // Retraining only that vertex on clean data fixes the forecast.
+    let broken = e2e_mae(&graph, &test, P90);
+    let clean = system.samples(200, 13, &replicas(1.0));
+    graph.fit_vertex("logic", &clean, super::assignment::Start::Fresh, true);
+    let fixed = e2e_mae(&graph, &test, P90);
+    assert!(fixed < 0.3 * broken, "{broken:.3} → {fixed:.3}");
+}
