@@ -9,6 +9,8 @@ use std::fmt;
 use augur_connectors::kafka::{Encoding, KafkaSettings};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::sink::cloudevents::ActionsMode;
+
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
@@ -28,6 +30,9 @@ pub struct KafkaConfig {
     pub alerts_topic: String,
     /// Default `augur.actions`.
     pub actions_topic: String,
+    /// CloudEvents content mode of the actions: `structured` (the event as JSON) or
+    /// `binary` (`ce_*` headers, the value is the data). Default `structured`.
+    pub actions_mode: ActionsMode,
     /// Default `augur.dlq`.
     pub dlq_topic: String,
     /// A partition with no message for this long (wall time) stops holding the watermark
@@ -56,6 +61,7 @@ impl Default for KafkaConfig {
             metrics_encoding: Encoding::OtlpProto,
             alerts_topic: "augur.alerts".to_string(),
             actions_topic: "augur.actions".to_string(),
+            actions_mode: ActionsMode::Structured,
             dlq_topic: "augur.dlq".to_string(),
             idle_timeout_ms: 5000,
             partitions: 2,

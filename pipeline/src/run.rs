@@ -14,6 +14,7 @@ use augur_connectors::dead_letter::DeadLetterFile;
 use augur_operators::{Alert, WindowSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cluster::Cluster;
 use crate::dataflow::{Event, JobSpec, run_job};
 use crate::sink::Outputs;
 use crate::source::WorkerSource;
@@ -32,6 +33,8 @@ pub struct RunOptions {
     pub on_start: Option<Box<dyn FnOnce(Arc<JobStats>)>>,
     /// Sees each window-close → alert latency, ms.
     pub on_latency: Option<Box<dyn FnMut(f64)>>,
+    /// Run as one process of a cluster (`spec.workers` is this process's share).
+    pub cluster: Option<Cluster>,
 }
 
 /// How often (at most) the main thread flushes the outputs to advance the durable frontier.
@@ -66,13 +69,14 @@ where
     if let Some(on_start) = options.on_start.take() {
         on_start(Arc::clone(&stats));
     }
+    let cluster = options.cluster.take();
     let (sender, receiver) = crossbeam_channel::bounded::<Event>(65_536);
     let started = Instant::now();
     let job = {
         let stats = Arc::clone(&stats);
         std::thread::Builder::new()
             .name("augur-job".to_string())
-            .spawn(move || run_job(spec, make_source, sender, stats, stop))
+            .spawn(move || run_job(spec, cluster, make_source, sender, stats, stop))
             .context("starting the job thread")?
     };
 

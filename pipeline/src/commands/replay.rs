@@ -27,6 +27,7 @@ use crate::source::replay_sources;
 use crate::stats::JobStats;
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+    let cluster = args.cluster.cluster()?;
     let config = load_config(args.job.config.as_deref())?;
     let (slos, unit) = match &args.input {
         Some(input) => {
@@ -71,6 +72,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         RunOptions {
             progress: Some(unit),
             keep_windows: false,
+            cluster,
             ..RunOptions::default()
         },
         stop_on_signal(),
