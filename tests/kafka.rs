@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{augur, ok};
+use common::{augur, augur_bin, ok};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -37,7 +37,7 @@ fn spawn_run(config: &Path, cwd: &Path, log: &str) -> Child {
 
 /// `augur run -w 2 --config CONFIG EXTRA...`, output to `LOG.out`/`LOG.err` in `cwd`.
 fn spawn_run_with(config: &Path, cwd: &Path, log: &str, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_augur"))
+    Command::new(augur_bin())
         .args(["run", "-w", "2", "--config", config.to_str().unwrap()])
         .args(extra)
         .current_dir(cwd)
@@ -641,4 +641,89 @@ fn kafka_cluster_consumes_while_the_simulator_produces() {
         assert_eq!(key.as_slice(), b"default/home-timeline-service");
         assert!(alerts.contains_key(data["reason"].as_str().unwrap()));
     }
+}
+
+/// `augur replay --from --to` with `offsets_for_times = false` (the path for a broker that
+/// can't answer it): scans from the start and keeps exactly the spans in `[from, to)`,
+/// counted here by decoding the topic.
+#[test]
+fn kafka_replay_by_time_without_offsets_for_times() {
+    let Some(brokers) = broker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let prefix = format!("t{}", std::process::id());
+    let config = job_config(dir, &prefix, "t", 0);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "\n[job_metrics]",
+        "\noffsets_for_times = false\n[job_metrics]",
+    );
+    std::fs::write(&config, text).unwrap();
+    let sim = [
+        "simulate",
+        "--kafka",
+        &brokers,
+        "-c",
+        config.to_str().unwrap(),
+        "--topology",
+        "chain",
+        "--duration",
+        "60s",
+        "--seed",
+        "5",
+    ];
+    ok(&augur(&sim, dir));
+
+    // Event times of every span on the topic.
+    let mut times = Vec::new();
+    let names = augur_connectors::otlp::MetricNames::default();
+    for (_, payload, _) in read_topic(&brokers, &format!("{prefix}.spans")) {
+        let (mut spans, mut points) = (Vec::new(), Vec::new());
+        augur_connectors::kafka::decode_message(
+            &payload,
+            false,
+            augur_connectors::kafka::Encoding::OtlpProto,
+            &names,
+            &mut spans,
+            &mut points,
+        )
+        .unwrap();
+        times.extend(spans.iter().map(|s| s.event_ms()));
+    }
+    let first = *times.iter().min().unwrap();
+    let (from, to) = (first + 20_000, first + 35_000);
+    let expected = times.iter().filter(|&&t| t >= from && t < to).count();
+    assert!(
+        expected > 0 && expected < times.len() / 2,
+        "{expected} of {}",
+        times.len()
+    );
+
+    let out = Command::new(augur_bin())
+        .args([
+            "replay",
+            "--brokers",
+            &brokers,
+            "-c",
+            config.to_str().unwrap(),
+        ])
+        .args(["--from", &from.to_string(), "--to", &to.to_string()])
+        .args(["--alerts-out", dir.join("alerts.jsonl").to_str().unwrap()])
+        .current_dir(dir)
+        .env("OMP_NUM_THREADS", "1")
+        .env("RUST_LOG", "augur_connectors=info")
+        .output()
+        .unwrap();
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("offsets_for_times disabled; scanning from the start"),
+        "{stderr}"
+    );
+    let replayed: usize = stderr
+        .split("replayed ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("span count in: {stderr}"));
+    assert_eq!(replayed, expected, "{stderr}");
 }

@@ -45,6 +45,11 @@ pub struct KafkaConfig {
     /// trace assembly) before emitting again; at least (detector history + 10) windows +
     /// allowed lateness + trace TTL. Default 90000.
     pub restart_replay_ms: u64,
+    /// Replay/eval `--from`: ask the broker where that time starts (`offsets_for_times`).
+    /// Set false for a broker that lacks it or answers by append time rather than the
+    /// records' timestamps: the read then scans from the start, keeping records in range.
+    /// Default true.
+    pub offsets_for_times: bool,
     /// librdkafka properties (the dotted keys).
     #[serde(skip)]
     pub properties: BTreeMap<String, String>,
@@ -66,6 +71,7 @@ impl Default for KafkaConfig {
             idle_timeout_ms: 5000,
             partitions: 2,
             restart_replay_ms: 90_000,
+            offsets_for_times: true,
             properties: BTreeMap::new(),
         }
     }

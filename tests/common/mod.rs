@@ -4,9 +4,18 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// The binary under test: `AUGUR_BIN` when set (a copy taken right after the build, for
+/// machines where several checkouts share one target directory), else cargo's.
+pub fn augur_bin() -> String {
+    std::env::var("AUGUR_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_augur").to_string())
+}
+
 /// Runs `augur args` in `cwd` to the end.
 pub fn augur(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_augur"))
+    Command::new(augur_bin())
         .args(args)
         .current_dir(cwd)
         .env("OMP_NUM_THREADS", "1")

@@ -144,7 +144,10 @@ pub fn topic_source_spec(
         window_ms: config.window.length_ms,
         lateness_ms: config.window.allowed_lateness_ms,
         idle_ms: kafka.idle_timeout_ms,
-        start: from.map_or(StartAt::Beginning, StartAt::Time),
+        start: from.map_or(StartAt::Beginning, |ms| StartAt::Time {
+            ms,
+            ask: kafka.offsets_for_times,
+        }),
         bounded: true,
         time_range: (from.unwrap_or(0), to.unwrap_or(EventTime::MAX)),
         commit: false,
