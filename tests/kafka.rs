@@ -633,12 +633,13 @@ fn kafka_cluster_consumes_while_the_simulator_produces() {
         let data: serde_json::Value = serde_json::from_slice(payload).unwrap();
         assert_eq!(headers["ce_specversion"], "1.0");
         assert!(headers["ce_type"].starts_with("augur.scale_"));
-        assert_eq!(headers["ce_subject"], "default/home-timeline-service");
+        let subject = format!("default/{}", data["service"].as_str().unwrap());
+        assert_eq!(headers["ce_subject"], subject);
         assert_eq!(headers["ce_source"], "augur");
         assert!(headers["ce_id"].starts_with(data["reason"].as_str().unwrap()));
         assert!(headers["ce_time"].ends_with('Z'), "{headers:?}");
         assert_eq!(headers["content-type"], "application/json");
-        assert_eq!(key.as_slice(), b"default/home-timeline-service");
+        assert_eq!(key.as_slice(), subject.as_bytes());
         assert!(alerts.contains_key(data["reason"].as_str().unwrap()));
     }
 }
