@@ -1,28 +1,10 @@
 //! End-to-end tests of the `augur` binary: simulate → replay / eval, as a user runs them.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
+mod common;
+
+use common::{augur, ok};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn augur(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_augur"))
-        .args(args)
-        .current_dir(cwd)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .expect("augur runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "augur failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A CPU fault on the back-end tier of a 5-tier chain, 40 s into a 90 s run.
 fn simulate_chain(dir: &Path) -> PathBuf {

@@ -9,10 +9,13 @@
 //! the files.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
+mod common;
+
+use common::{augur, augur_bin, ok};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
@@ -29,29 +32,15 @@ fn broker() -> Option<String> {
     b
 }
 
-fn augur(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_augur"))
-        .args(args)
-        .current_dir(cwd)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .expect("augur runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "augur failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn spawn_run(config: &Path, cwd: &Path, log: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_augur"))
+    spawn_run_with(config, cwd, log, &[])
+}
+
+/// `augur run -w 2 --config CONFIG EXTRA...`, output to `LOG.out`/`LOG.err` in `cwd`.
+fn spawn_run_with(config: &Path, cwd: &Path, log: &str, extra: &[&str]) -> Child {
+    Command::new(augur_bin())
         .args(["run", "-w", "2", "--config", config.to_str().unwrap()])
+        .args(extra)
         .current_dir(cwd)
         .env("OMP_NUM_THREADS", "1")
         .stdout(std::fs::File::create(cwd.join(format!("{log}.out"))).unwrap())
@@ -455,4 +444,329 @@ fn kafka_end_to_end() {
         "the fault gives labelled positive windows: {topic_record}"
     );
     assert_eq!(from_topic, from_files);
+}
+
+/// Replays `config`'s input topics in one process (2 workers); the alerts, deduplicated.
+fn replay_alerts(brokers: &str, config: &Path, dir: &Path) -> BTreeMap<String, serde_json::Value> {
+    let out_path = dir.join(format!(
+        "{}.replay.jsonl",
+        config.file_stem().unwrap().to_str().unwrap()
+    ));
+    ok(&augur(
+        &[
+            "replay",
+            "--brokers",
+            brokers,
+            "-c",
+            config.to_str().unwrap(),
+            "-w",
+            "2",
+            "--alerts-out",
+            out_path.to_str().unwrap(),
+        ],
+        dir,
+    ));
+    let records: Vec<Record> = std::fs::read_to_string(&out_path)
+        .unwrap()
+        .lines()
+        .map(|l| (Vec::new(), l.as_bytes().to_vec(), BTreeMap::new()))
+        .collect();
+    dedup_alerts(&records)
+}
+
+/// Committed offsets of `group` for every partition of `topic`.
+fn committed(brokers: &str, group: &str, topic: &str) -> Vec<(i32, Option<i64>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let found = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    found
+        .elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            (e.partition(), offset)
+        })
+        .collect()
+}
+
+/// Two `augur run -n 2 -p 0|1 -w 2` processes (a hostfile on 127.0.0.1) consume the topics
+/// while `augur simulate --kafka --speed` is still producing them; SIGTERM to one process
+/// stops both. Their alerts equal a one-process replay of the same topics; every partition
+/// is committed (each by the process whose worker owns it); actions are binary-mode
+/// CloudEvents.
+#[test]
+fn kafka_cluster_consumes_while_the_simulator_produces() {
+    let Some(brokers) = broker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let prefix = format!("cl{}", std::process::id());
+    let plan = dir.join("faults.toml");
+    std::fs::write(&plan, FAULT_PLAN).unwrap();
+    let port_base = 40_000 + (std::process::id() % 10_000) as u16;
+    let config_0 = job_config(dir, &prefix, "c", port_base);
+    let text = std::fs::read_to_string(&config_0).unwrap().replace(
+        "\n[job_metrics]",
+        "\nactions_mode = \"binary\"\n[job_metrics]",
+    );
+    std::fs::write(&config_0, &text).unwrap();
+    let config_1 = dir.join("c1.toml");
+    std::fs::write(
+        &config_1,
+        text.replace(
+            &format!("127.0.0.1:{port_base}"),
+            &format!("127.0.0.1:{}", port_base + 1),
+        ),
+    )
+    .unwrap();
+    let hostfile = dir.join("hosts");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", port_base + 2, port_base + 3),
+    )
+    .unwrap();
+    let hosts = hostfile.to_str().unwrap();
+
+    // The job first: it creates the topics and waits for input.
+    let mut p0 = spawn_run_with(
+        &config_0,
+        dir,
+        "p0",
+        &["-n", "2", "-p", "0", "--hostfile", hosts],
+    );
+    let mut p1 = spawn_run_with(
+        &config_1,
+        dir,
+        "p1",
+        &["-n", "2", "-p", "1", "--hostfile", hosts],
+    );
+    let logs = || {
+        ["p0.err", "p1.err"]
+            .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+            .join("\n")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scrape(port_base).is_empty() || scrape(port_base + 1).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no metrics endpoints: {}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Produce at 10 simulated seconds per second while the job consumes.
+    let out = augur(
+        &[
+            "simulate",
+            "--kafka",
+            &brokers,
+            "-c",
+            config_0.to_str().unwrap(),
+            "--topology",
+            "social-network",
+            "--duration",
+            "120s",
+            "--seed",
+            "11",
+            "--faults",
+            plan.to_str().unwrap(),
+            "--speed",
+            "10",
+        ],
+        dir,
+    );
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let messages: f64 = stderr
+        .split(" in ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("message count in: {stderr}"));
+    let read = || {
+        metric(&scrape(port_base), "augur_records_in_total")
+            + metric(&scrape(port_base + 1), "augur_records_in_total")
+    };
+    wait_for(
+        "the cluster to read every message",
+        Duration::from_secs(60),
+        || read() >= messages,
+    );
+    let (m0, m1) = (scrape(port_base), scrape(port_base + 1));
+    assert!(
+        metric(&m0, "augur_records_in_total") > 0.0 && metric(&m1, "augur_records_in_total") > 0.0,
+        "both processes read partitions:\n{m0}\n{m1}"
+    );
+    wait_for(
+        "the cluster's lag to reach 0",
+        Duration::from_secs(30),
+        || {
+            metric(&scrape(port_base), "augur_consumer_lag") == 0.0
+                && metric(&scrape(port_base + 1), "augur_consumer_lag") == 0.0
+        },
+    );
+    std::thread::sleep(Duration::from_secs(4)); // idle partitions close the last windows
+    // A signal to one process stops the whole job.
+    assert!(
+        sigterm_and_wait(&mut p1).success(),
+        "process 1 exits cleanly"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = p0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process 0 didn't stop with process 1"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "process 0 exits cleanly");
+
+    let alerts = dedup_alerts(&read_topic(&brokers, &format!("{prefix}.c.alerts")));
+    assert!(
+        alerts
+            .values()
+            .any(|a| a["kind"] == "qos_violation_predicted"
+                && a["culprits"][0]["service"] == "home-timeline-service"),
+        "no alert names the culprit: {alerts:?}"
+    );
+    let replayed = replay_alerts(&brokers, &config_0, dir);
+    assert_eq!(
+        alerts.keys().collect::<Vec<_>>(),
+        replayed.keys().collect::<Vec<_>>(),
+        "the cluster's alerts differ from a one-process replay"
+    );
+    assert_eq!(alerts, replayed);
+
+    // Every input partition was committed (by the process owning it).
+    for topic in [format!("{prefix}.spans"), format!("{prefix}.metrics")] {
+        let commits = committed(&brokers, &format!("{prefix}.c"), &topic);
+        assert_eq!(commits.len(), 2, "{commits:?}");
+        for (partition, offset) in commits {
+            assert!(
+                offset.is_some_and(|o| o > 0),
+                "{topic}/{partition} not committed"
+            );
+        }
+    }
+
+    // Binary-mode CloudEvents: attributes in ce_* headers, the data as the value.
+    let actions = read_topic(&brokers, &format!("{prefix}.c.actions"));
+    assert!(!actions.is_empty(), "no actions");
+    for (key, payload, headers) in &actions {
+        let data: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        assert_eq!(headers["ce_specversion"], "1.0");
+        assert!(headers["ce_type"].starts_with("augur.scale_"));
+        let subject = format!("default/{}", data["service"].as_str().unwrap());
+        assert_eq!(headers["ce_subject"], subject);
+        assert_eq!(headers["ce_source"], "augur");
+        assert!(headers["ce_id"].starts_with(data["reason"].as_str().unwrap()));
+        assert!(headers["ce_time"].ends_with('Z'), "{headers:?}");
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(key.as_slice(), subject.as_bytes());
+        assert!(alerts.contains_key(data["reason"].as_str().unwrap()));
+    }
+}
+
+/// `augur replay --from --to` with `offsets_for_times = false` (the path for a broker that
+/// can't answer it): scans from the start and keeps exactly the spans in `[from, to)`,
+/// counted here by decoding the topic.
+#[test]
+fn kafka_replay_by_time_without_offsets_for_times() {
+    let Some(brokers) = broker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let prefix = format!("t{}", std::process::id());
+    let config = job_config(dir, &prefix, "t", 0);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "\n[job_metrics]",
+        "\noffsets_for_times = false\n[job_metrics]",
+    );
+    std::fs::write(&config, text).unwrap();
+    let sim = [
+        "simulate",
+        "--kafka",
+        &brokers,
+        "-c",
+        config.to_str().unwrap(),
+        "--topology",
+        "chain",
+        "--duration",
+        "60s",
+        "--seed",
+        "5",
+    ];
+    ok(&augur(&sim, dir));
+
+    // Event times of every span on the topic.
+    let mut times = Vec::new();
+    let names = augur_connectors::otlp::MetricNames::default();
+    for (_, payload, _) in read_topic(&brokers, &format!("{prefix}.spans")) {
+        let (mut spans, mut points) = (Vec::new(), Vec::new());
+        augur_connectors::kafka::decode_message(
+            &payload,
+            false,
+            augur_connectors::kafka::Encoding::OtlpProto,
+            &names,
+            &mut spans,
+            &mut points,
+        )
+        .unwrap();
+        times.extend(spans.iter().map(|s| s.event_ms()));
+    }
+    let first = *times.iter().min().unwrap();
+    let (from, to) = (first + 20_000, first + 35_000);
+    let expected = times.iter().filter(|&&t| t >= from && t < to).count();
+    assert!(
+        expected > 0 && expected < times.len() / 2,
+        "{expected} of {}",
+        times.len()
+    );
+
+    let out = Command::new(augur_bin())
+        .args([
+            "replay",
+            "--brokers",
+            &brokers,
+            "-c",
+            config.to_str().unwrap(),
+        ])
+        .args(["--from", &from.to_string(), "--to", &to.to_string()])
+        .args(["--alerts-out", dir.join("alerts.jsonl").to_str().unwrap()])
+        .current_dir(dir)
+        .env("OMP_NUM_THREADS", "1")
+        .env("RUST_LOG", "augur_connectors=info")
+        .output()
+        .unwrap();
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("offsets_for_times disabled; scanning from the start"),
+        "{stderr}"
+    );
+    let replayed: usize = stderr
+        .split("replayed ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("span count in: {stderr}"));
+    assert_eq!(replayed, expected, "{stderr}");
 }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::cluster::ClusterArgs;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "augur",
@@ -42,6 +44,8 @@ pub enum Command {
 pub struct RunArgs {
     #[command(flatten)]
     pub job: JobArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Brokers (overrides the config's `kafka.brokers`).
     #[arg(long)]
     pub brokers: Option<String>,
@@ -166,6 +170,8 @@ pub struct TopicInput {
 pub struct ReplayArgs {
     #[command(flatten)]
     pub job: JobArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Directory with traces.otlp.jsonl[.zst|.gz] and metrics.otlp.jsonl[...].
     #[arg(long, required_unless_present = "brokers")]
     pub input: Option<PathBuf>,

@@ -22,7 +22,9 @@ use crossbeam_channel::Sender;
 use timely::dataflow::operators::core::UnorderedInput;
 use timely::dataflow::operators::{Inspect, Probe};
 
+use crate::cluster::{Cluster, timely_config};
 use crate::config::Config;
+use crate::control::{Control, ControlMessage, lowest_of_all};
 use crate::source::{Batch, SourceState, WorkerSource};
 use crate::stats::JobStats;
 
@@ -35,7 +37,7 @@ pub enum Event {
     Alert(Alert, EventTime),
     DeadLetter(DeadLetter),
     /// Every output of windows ending before this time has been sent on this channel
-    /// (from worker 0's probe, after the outputs themselves).
+    /// (from the probe of this process's first worker, after the outputs themselves).
     Frontier(EventTime),
     /// A worker's input is done and the dataflow has drained; it waits for
     /// `JobStats::durable` to reach `EventTime::MAX` before its final commit.
@@ -56,8 +58,11 @@ pub struct JobSpec {
 const MAX_WINDOWS_IN_FLIGHT: u64 = 8;
 
 /// Runs the job to the end of its input (or until `stop` is set); events go to `events`.
+/// With a `cluster`, this process runs its `spec.workers` share of the job's workers;
+/// `make_source` gets global worker indices.
 pub fn run_job<F>(
     spec: JobSpec,
+    cluster: Option<Cluster>,
     make_source: F,
     events: Sender<Event>,
     stats: Arc<JobStats>,
@@ -66,7 +71,7 @@ pub fn run_job<F>(
 where
     F: Fn(usize, usize) -> anyhow::Result<Box<dyn WorkerSource>> + Send + Sync + 'static,
 {
-    let timely_config = timely::Config::process(spec.workers.max(1));
+    let timely_config = timely_config(spec.workers, cluster.as_ref());
     let guards = timely::execute(timely_config, move |worker| {
         run_worker(worker, &spec, &make_source, &events, &stats, &stop)
     })
@@ -90,6 +95,8 @@ where
 {
     let index = worker.index();
     let peers = worker.peers();
+    // This process's first worker reports the output frontier to the main thread.
+    let leader = index % spec.workers.max(1) == 0;
     let window_ms = spec.config.window.length_ms;
     let lateness = spec.config.window.allowed_lateness_ms;
     let params = FeatureParams {
@@ -137,10 +144,25 @@ where
 
     let mut span_cap = Some(span_cap);
     let mut metric_cap = Some(metric_cap);
-    let mut source = make_source(index, peers)?;
-    if let Ok(mut resume) = stats.resume_from.lock() {
-        let mine = source.resume_frontier();
-        *resume = Some(resume.map_or(mine, |r| r.min(mine)));
+    let mut control = Control::new(worker);
+    let mut source = match make_source(index, peers) {
+        Ok(source) => source,
+        Err(e) => {
+            control.send(ControlMessage::Resume(index, 0));
+            give_up(&mut control, index, stop);
+            return Err(e);
+        }
+    };
+    // Every worker skips the same outputs: those below the lowest resume frontier.
+    control.send(ControlMessage::Resume(index, source.resume_frontier()));
+    let resume = loop {
+        if let Some(resume) = lowest_of_all(&control.state().resume, peers) {
+            break resume;
+        }
+        worker.step_or_park(Some(Duration::from_millis(1)));
+    };
+    if let Ok(mut slot) = stats.resume_from.lock() {
+        *slot = Some(resume);
     }
     let mut batch = Batch::default();
     let mut cap_time: EventTime = 0;
@@ -148,23 +170,41 @@ where
     let mut by_window_metrics: BTreeMap<EventTime, Vec<MetricPoint>> = BTreeMap::new();
     let mut frontier_sent: EventTime = 0;
     let mut stopped = false;
+    let mut durable_sent: EventTime = 0;
     let mut durable_seen: EventTime = 0;
 
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) || !control.state().stopped.is_empty() {
+            // A stop anywhere stops every worker of every process.
+            stop.store(true, Ordering::SeqCst);
             stopped = true;
             break;
         }
-        if index == 0 {
+        if leader {
             send_frontier(&probe, events, &mut frontier_sent);
         }
-        let durable = JobStats::get(&stats.durable);
+        let local = JobStats::get(&stats.durable);
+        if local > durable_sent {
+            durable_sent = local;
+            control.send(ControlMessage::Durable(index, local));
+        }
+        // Input may be committed only where every process's outputs are confirmed.
+        let durable = lowest_of_all(&control.state().durable, peers).unwrap_or(0);
         if durable > durable_seen {
             durable_seen = durable;
-            source.durable(durable, false)?;
+            if let Err(e) = source.durable(durable, false) {
+                give_up(&mut control, index, stop);
+                return Err(e);
+            }
         }
         batch.clear();
-        let state = source.poll(&mut batch)?;
+        let state = match source.poll(&mut batch) {
+            Ok(state) => state,
+            Err(e) => {
+                give_up(&mut control, index, stop);
+                return Err(e);
+            }
+        };
         JobStats::add(&stats.messages, batch.messages);
         JobStats::add(&stats.spans, batch.spans.len() as u64);
         JobStats::add(&stats.metric_points, batch.metrics.len() as u64);
@@ -253,27 +293,23 @@ where
     if stopped && source.resumable() {
         // Stopped: emit every window all sources have closed, commit that, and drop the
         // open (incomplete) windows — a restart recomputes them from the input.
-        if let Ok(mut caps) = stats.stop_caps.lock() {
-            caps.insert(index, cap_time);
-        }
+        control.send(ControlMessage::Stopped(index, cap_time));
         let target = loop {
-            let caps = stats
-                .stop_caps
-                .lock()
-                .map(|c| c.clone())
-                .unwrap_or_default();
-            if caps.len() >= peers || stats.aborted.load(Ordering::SeqCst) {
-                break caps.values().copied().min().unwrap_or(cap_time);
+            if let Some(target) = lowest_of_all(&control.state().stopped, peers) {
+                break target;
+            }
+            if stats.aborted.load(Ordering::SeqCst) {
+                break cap_time;
             }
             worker.step_or_park(Some(Duration::from_millis(1)));
         };
         while probe.less_than(&target) && !stats.aborted.load(Ordering::SeqCst) {
             worker.step_or_park(Some(Duration::from_millis(1)));
-            if index == 0 {
+            if leader {
                 send_frontier(&probe, events, &mut frontier_sent);
             }
         }
-        if index == 0 {
+        if leader {
             send_frontier(&probe, events, &mut frontier_sent);
         }
     } else {
@@ -287,7 +323,7 @@ where
         }
         while !probe.done() {
             worker.step_or_park(Some(Duration::from_millis(1)));
-            if index == 0 {
+            if leader {
                 send_frontier(&probe, events, &mut frontier_sent);
             }
         }
@@ -297,19 +333,47 @@ where
     let deadline = Instant::now() + FINAL_COMMIT_WAIT;
     while !stats.finished.load(Ordering::SeqCst) {
         if stats.aborted.load(Ordering::SeqCst) {
+            // What was confirmed before the failure still counts for the other processes.
+            control.send(ControlMessage::Final(index, JobStats::get(&stats.durable)));
             return Ok(());
         }
         if Instant::now() > deadline {
             tracing::warn!("worker {index}: outputs not confirmed in time; not committing");
+            control.send(ControlMessage::Final(index, JobStats::get(&stats.durable)));
             return Ok(());
         }
         worker.step_or_park(Some(Duration::from_millis(5)));
     }
-    source.durable(JobStats::get(&stats.durable), true)?;
+    // The final commit: up to where every process's outputs are confirmed.
+    control.send(ControlMessage::Final(index, JobStats::get(&stats.durable)));
+    let last = loop {
+        if let Some(last) = lowest_of_all(&control.state().finals, peers) {
+            break Some(last);
+        }
+        if Instant::now() > deadline {
+            tracing::warn!(
+                "worker {index}: other processes didn't confirm in time; not committing"
+            );
+            break None;
+        }
+        worker.step_or_park(Some(Duration::from_millis(5)));
+    };
+    if let Some(last) = last {
+        source.durable(last, true)?;
+    }
     // Dropping the inputs lets timely finish the dataflow; outputs after `finished` are
     // discarded by the main thread.
     drop((span_cap, metric_cap));
+    control.close();
     Ok(())
+}
+
+/// A worker that fails tells the others it stopped with nothing to add, so they don't wait
+/// for it: they stop too and commit nothing past what was confirmed.
+fn give_up(control: &mut Control, index: usize, stop: &AtomicBool) {
+    control.send(ControlMessage::Stopped(index, 0));
+    control.send(ControlMessage::Final(index, 0));
+    stop.store(true, Ordering::SeqCst);
 }
 
 /// How long a finished worker waits for the main thread to confirm the outputs.

@@ -9,6 +9,8 @@ use std::fmt;
 use augur_connectors::kafka::{Encoding, KafkaSettings};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::sink::cloudevents::ActionsMode;
+
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
@@ -28,6 +30,9 @@ pub struct KafkaConfig {
     pub alerts_topic: String,
     /// Default `augur.actions`.
     pub actions_topic: String,
+    /// CloudEvents content mode of the actions: `structured` (the event as JSON) or
+    /// `binary` (`ce_*` headers, the value is the data). Default `structured`.
+    pub actions_mode: ActionsMode,
     /// Default `augur.dlq`.
     pub dlq_topic: String,
     /// A partition with no message for this long (wall time) stops holding the watermark
@@ -40,6 +45,11 @@ pub struct KafkaConfig {
     /// trace assembly) before emitting again; at least (detector history + 10) windows +
     /// allowed lateness + trace TTL. Default 90000.
     pub restart_replay_ms: u64,
+    /// Replay/eval `--from`: ask the broker where that time starts (`offsets_for_times`).
+    /// Set false for a broker that lacks it or answers by append time rather than the
+    /// records' timestamps: the read then scans from the start, keeping records in range.
+    /// Default true.
+    pub offsets_for_times: bool,
     /// librdkafka properties (the dotted keys).
     #[serde(skip)]
     pub properties: BTreeMap<String, String>,
@@ -56,10 +66,12 @@ impl Default for KafkaConfig {
             metrics_encoding: Encoding::OtlpProto,
             alerts_topic: "augur.alerts".to_string(),
             actions_topic: "augur.actions".to_string(),
+            actions_mode: ActionsMode::Structured,
             dlq_topic: "augur.dlq".to_string(),
             idle_timeout_ms: 5000,
             partitions: 2,
             restart_replay_ms: 90_000,
+            offsets_for_times: true,
             properties: BTreeMap::new(),
         }
     }

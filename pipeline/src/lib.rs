@@ -2,8 +2,10 @@
 
 pub mod actuation;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod dataflow;
 pub mod display;
 pub mod eval;

@@ -14,6 +14,7 @@ use augur_connectors::dead_letter::DeadLetterFile;
 use augur_operators::{Alert, EventTime, WindowSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cluster::Cluster;
 use crate::dataflow::{Event, JobSpec, run_job};
 use crate::sink::Outputs;
 use crate::source::WorkerSource;
@@ -34,6 +35,8 @@ pub struct RunOptions {
     pub on_latency: Option<Box<dyn FnMut(f64)>>,
     /// Acts on the job's outputs as they come (the simulator's closed loop).
     pub feedback: Option<Box<dyn JobFeedback>>,
+    /// Run as one process of a cluster (`spec.workers` is this process's share).
+    pub cluster: Option<Cluster>,
 }
 
 /// Sees the job's outputs in order on the main thread and may act on them: every alert with
@@ -77,13 +80,14 @@ where
     if let Some(on_start) = options.on_start.take() {
         on_start(Arc::clone(&stats));
     }
+    let cluster = options.cluster.take();
     let (sender, receiver) = crossbeam_channel::bounded::<Event>(65_536);
     let started = Instant::now();
     let job = {
         let stats = Arc::clone(&stats);
         std::thread::Builder::new()
             .name("augur-job".to_string())
-            .spawn(move || run_job(spec, make_source, sender, stats, stop))
+            .spawn(move || run_job(spec, cluster, make_source, sender, stats, stop))
             .context("starting the job thread")?
     };
 

@@ -18,16 +18,15 @@ pub struct JobStats {
     pub dead_letters: AtomicU64,
     /// Records that arrived after their window had closed (also dead-lettered).
     pub late: AtomicU64,
-    /// Outputs of windows ending before this are durable (set by the main thread after the
-    /// sinks confirmed them; `EventTime::MAX` at the end). Sources commit up to it.
+    /// Outputs of this process's windows ending before this are durable (set by the main
+    /// thread after the sinks confirmed them; `EventTime::MAX` at the end). Sources commit
+    /// up to the lowest of all processes' (see `control`).
     pub durable: AtomicU64,
     /// Set by the main thread when the outputs of everything before `durable` are
     /// confirmed for the last time: workers make their final commit.
     pub finished: std::sync::atomic::AtomicBool,
     /// The lowest resume frontier of the workers' sources (see `WorkerSource`).
     pub resume_from: Mutex<Option<EventTime>>,
-    /// Per worker, the window its source had reached when the job was stopped.
-    pub stop_caps: Mutex<BTreeMap<usize, EventTime>>,
     /// Set when outputs can't be delivered: workers stop waiting to commit.
     pub aborted: std::sync::atomic::AtomicBool,
     /// Per worker: (done, total) progress in the source's unit.

@@ -4,7 +4,10 @@
 //! commits when told. Partitions are assigned, not balanced by the group: partition `i` of
 //! the sorted list of all `(topic, partition)` pairs goes to worker `i % peers`, so every
 //! worker (in every process) knows its share without a rebalance. Offsets are still
-//! committed under the consumer group, so a restarted job resumes where it left off.
+//! committed under the consumer group, so a restarted job resumes where it left off; a
+//! partition added since then has no commit and is read from its beginning (logged).
+//! Partitions added while the job runs are noticed ([`PartitionConsumer::partition_changes`])
+//! but read only after a restart (the README's Kafka section says why).
 //! State: the consumer, the assignment, each partition's next offset and (for bounded
 //! reads) the end offset captured at the start.
 
@@ -28,9 +31,13 @@ pub enum StartAt {
     Beginning,
     /// Only messages written from now on.
     End,
-    /// The first message written at or after this wall-clock time (ms since the epoch),
-    /// by `offsets_for_times`; from the beginning when the broker can't answer.
-    Time(u64),
+    /// The first message with a timestamp at or after `ms` (since the epoch), by
+    /// `offsets_for_times` when `ask` is set; from the beginning when it isn't, or when the
+    /// broker can't answer (the caller filters records by time either way).
+    Time {
+        ms: u64,
+        ask: bool,
+    },
 }
 
 /// One message as the caller sees it.
@@ -71,6 +78,8 @@ pub struct PartitionConsumer {
     assigned: Vec<Assigned>,
     bounded: bool,
     resumed: Vec<Option<String>>,
+    /// Partitions per topic when the assignment was made.
+    counts: Vec<i32>,
 }
 
 impl PartitionConsumer {
@@ -89,8 +98,10 @@ impl PartitionConsumer {
             .create()
             .map_err(KafkaError::client("creating the consumer"))?;
         let mut all = Vec::new();
+        let mut counts = Vec::new();
         for (t, topic) in topics.iter().enumerate() {
             let n = topic_partitions(&consumer, topic)?;
+            counts.push(n);
             all.extend((0..n).map(|p| (t, p)));
         }
         let peers = peers.max(1);
@@ -136,6 +147,7 @@ impl PartitionConsumer {
             assigned,
             bounded,
             resumed,
+            counts,
         })
     }
 
@@ -276,6 +288,20 @@ impl PartitionConsumer {
             .collect()
     }
 
+    /// Topics whose partition count differs from the one the assignment was made with:
+    /// `(topic index, then, now)`. Asks the broker (a metadata round trip per topic).
+    pub fn partition_changes(&self) -> Vec<(usize, i32, i32)> {
+        self.topics
+            .iter()
+            .enumerate()
+            .filter_map(|(t, topic)| {
+                let now = topic_partitions(&self.consumer, topic).ok()?;
+                let then = self.counts.get(t).copied()?;
+                (now != then).then_some((t, then, now))
+            })
+            .collect()
+    }
+
     pub fn topic_name(&self, topic: usize) -> &str {
         &self.topics[topic]
     }
@@ -315,24 +341,38 @@ fn start_offsets(
                         Offset::Offset(o),
                         (!meta.is_empty()).then(|| meta.to_string()),
                     ),
-                    _ => (Offset::Offset(a.start), None),
+                    _ => {
+                        // A partition added since the last run (or a new group): all of it.
+                        tracing::warn!(
+                            "{}/{}: no committed offset in this group; reading it from offset {} (the partition is new to the group)",
+                            topics[a.topic],
+                            a.partition,
+                            a.start
+                        );
+                        (Offset::Offset(a.start), None)
+                    }
                 };
                 offsets.push(offset);
                 metadata.push(meta);
             }
             Ok((offsets, metadata))
         }
-        StartAt::Time(ms) => {
+        StartAt::Time { ms, ask } => {
             let mut tpl = TopicPartitionList::new();
             for a in assigned {
                 tpl.add_partition_offset(&topics[a.topic], a.partition, Offset::Offset(ms as i64))
                     .map_err(KafkaError::client("building the time query"))?;
             }
-            let found = match consumer.offsets_for_times(tpl, TIMEOUT) {
-                Ok(found) => Some(found),
-                Err(e) => {
-                    tracing::warn!("offsets_for_times failed ({e}); scanning from the start");
-                    None
+            let found = if !ask {
+                tracing::info!("offsets_for_times disabled; scanning from the start");
+                None
+            } else {
+                match consumer.offsets_for_times(tpl, TIMEOUT) {
+                    Ok(found) => Some(found),
+                    Err(e) => {
+                        tracing::warn!("offsets_for_times failed ({e}); scanning from the start");
+                        None
+                    }
                 }
             };
             Ok((

@@ -27,6 +27,7 @@ use crate::source::replay_sources;
 use crate::stats::JobStats;
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+    let cluster = args.cluster.cluster()?;
     let config = load_config(args.job.config.as_deref())?;
     let (slos, unit) = match &args.input {
         Some(input) => {
@@ -71,6 +72,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         RunOptions {
             progress: Some(unit),
             keep_windows: false,
+            cluster,
             ..RunOptions::default()
         },
         stop_on_signal(),
@@ -146,7 +148,10 @@ pub fn topic_source_spec(
         window_ms: config.window.length_ms,
         lateness_ms: config.window.allowed_lateness_ms,
         idle_ms: kafka.idle_timeout_ms,
-        start: from.map_or(StartAt::Beginning, StartAt::Time),
+        start: from.map_or(StartAt::Beginning, |ms| StartAt::Time {
+            ms,
+            ask: kafka.offsets_for_times,
+        }),
         bounded: true,
         time_range: (from.unwrap_or(0), to.unwrap_or(EventTime::MAX)),
         commit: false,

@@ -1,5 +1,5 @@
-//! `augur run`: the stream job. Kafka spans and metrics in (this process's workers split
-//! the partitions); alerts to `augur.alerts`, actuation commands to `augur.actions`, dead
+//! `augur run`: the stream job. Kafka spans and metrics in (the workers of all the job's
+//! processes split the partitions; see `cluster`); alerts to `augur.alerts`, actuation commands to `augur.actions`, dead
 //! letters to `augur.dlq`; offsets committed at least once (see README, "Delivery
 //! guarantee"); job metrics on an HTTP endpoint. Stops on SIGTERM/Ctrl-C with a final commit.
 
@@ -21,6 +21,7 @@ use crate::source::kafka::{KafkaSource, KafkaSourceSpec};
 use crate::stats::JobStats;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let cluster = args.cluster.cluster()?;
     let config = load_config(args.job.config.as_deref())?;
     let kafka = config.kafka.clone();
     let settings = kafka.settings(args.brokers.as_deref());
@@ -48,6 +49,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             actions: kafka.actions_topic.clone(),
             dlq: kafka.dlq_topic.clone(),
         },
+        kafka.actions_mode,
         config.actuation.clone(),
         Arc::clone(&metrics),
     )?;
@@ -67,10 +69,19 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         commit: true,
         replay_ms: kafka.restart_replay_ms,
     };
+    let workers = match &cluster {
+        Some(c) => format!(
+            "{} workers (process {} of {}, {} workers in all)",
+            args.job.workers,
+            c.process,
+            c.addresses.len(),
+            args.job.workers * c.addresses.len()
+        ),
+        None => format!("{} workers", args.job.workers),
+    };
     eprintln!(
-        "augur run: {} → {} workers → {}, {}, {} (group {}, detector {}, window {} ms)",
+        "augur run: {} → {workers} → {}, {}, {} (group {}, detector {}, window {} ms)",
         [kafka.spans_topic.as_str(), kafka.metrics_topic.as_str()].join(" + "),
-        args.job.workers,
         kafka.alerts_topic,
         kafka.actions_topic,
         kafka.dlq_topic,
@@ -115,6 +126,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 latency_metrics.alert_latency(ms / 1000.0)
             })),
             feedback: None,
+            cluster,
         },
         stop_on_signal(),
         |alert| {

@@ -1,6 +1,6 @@
 //! Kafka outputs: in, alerts and dead letters; out, `augur.alerts` (alert JSON, key =
-//! service), `augur.actions` (CloudEvents 1.0 structured JSON from the actuation policy,
-//! key = subject) and `augur.dlq` (the original bytes; reason and source
+//! service), `augur.actions` (CloudEvents 1.0 from the actuation policy, structured or
+//! binary mode, key = subject) and `augur.dlq` (the original bytes; reason and source
 //! topic/partition/offset in headers), through one idempotent producer. State: the
 //! producer, the actuation policy's cooldowns, counts of records out per topic.
 
@@ -12,6 +12,7 @@ use augur_connectors::kafka::{KafkaSettings, OutputProducer};
 use augur_operators::Alert;
 
 use super::Outputs;
+use super::cloudevents::{ActionsMode, encode};
 use crate::actuation::{ActuationConfig, ActuationPolicy};
 use crate::job_metrics::JobMetrics;
 
@@ -26,6 +27,7 @@ pub struct OutputTopics {
 pub struct KafkaOutputs {
     producer: OutputProducer,
     topics: OutputTopics,
+    actions_mode: ActionsMode,
     policy: ActuationPolicy,
     metrics: Arc<JobMetrics>,
 }
@@ -34,12 +36,14 @@ impl KafkaOutputs {
     pub fn new(
         settings: &KafkaSettings,
         topics: OutputTopics,
+        actions_mode: ActionsMode,
         actuation: ActuationConfig,
         metrics: Arc<JobMetrics>,
     ) -> anyhow::Result<Self> {
         Ok(KafkaOutputs {
             producer: OutputProducer::new(settings)?,
             topics,
+            actions_mode,
             policy: ActuationPolicy::new(actuation),
             metrics,
         })
@@ -70,16 +74,18 @@ impl Outputs for KafkaOutputs {
         )?;
         self.metrics.record_out(&self.topics.alerts);
         if let Some(event) = self.policy.decide(alert) {
-            let json = serde_json::to_vec(&event).context("encoding an action")?;
+            let encoded = encode(&event, self.actions_mode)?;
+            let headers: Vec<(&str, &[u8])> = encoded
+                .headers
+                .iter()
+                .map(|(k, v)| (*k, v.as_slice()))
+                .collect();
             self.producer.send(
                 &self.topics.actions,
                 None,
                 Some(event.subject.as_bytes()),
-                &json,
-                &[(
-                    "content-type",
-                    b"application/cloudevents+json; charset=utf-8",
-                )],
+                &encoded.value,
+                &headers,
                 None,
             )?;
             self.metrics.record_out(&self.topics.actions);

@@ -2,6 +2,7 @@
 //! wherever the sink writes them. `flush` returns only once everything handed over is
 //! durable — the job commits source offsets after it.
 
+pub mod cloudevents;
 pub mod kafka;
 
 use augur_connectors::dead_letter::DeadLetter;

@@ -29,6 +29,8 @@ use crate::job_metrics::JobMetrics;
 const MESSAGES_PER_POLL: usize = 256;
 /// How often consumer lag is measured.
 const LAG_EVERY: Duration = Duration::from_secs(5);
+/// How often worker 0 checks the topics' partition counts (live jobs).
+const PARTITIONS_EVERY: Duration = Duration::from_secs(30);
 
 /// What a worker's Kafka source reads and how.
 #[derive(Clone, Debug)]
@@ -70,6 +72,8 @@ pub struct KafkaSource {
     cap: EventTime,
     metrics: Arc<JobMetrics>,
     last_lag: Instant,
+    /// Worker 0 of a live job: when the partition counts were last checked.
+    last_partition_check: Option<Instant>,
     read: Vec<(usize, i32, i64, EventTime)>,
     durable_seen: EventTime,
     last_commit: Instant,
@@ -91,6 +95,7 @@ impl KafkaSource {
         metrics: Arc<JobMetrics>,
     ) -> anyhow::Result<Self> {
         let topics = [spec.spans_topic.clone(), spec.metrics_topic.clone()];
+        let last_partition_check = (index == 0 && !spec.bounded).then(Instant::now);
         let consumer = PartitionConsumer::open(
             &spec.settings,
             &topics,
@@ -141,6 +146,7 @@ impl KafkaSource {
             cap: 0,
             metrics,
             last_lag: now - LAG_EVERY,
+            last_partition_check,
             read: Vec::new(),
             durable_seen: 0,
             last_commit: now,
@@ -295,6 +301,17 @@ impl WorkerSource for KafkaSource {
             self.last_lag = Instant::now();
             for (topic, partition, lag) in self.consumer.lag() {
                 self.metrics.lag(&self.topics[topic], partition, lag);
+            }
+        }
+        if let Some(last) = self.last_partition_check {
+            if last.elapsed() >= PARTITIONS_EVERY {
+                self.last_partition_check = Some(Instant::now());
+                for (topic, then, now) in self.consumer.partition_changes() {
+                    tracing::warn!(
+                        "{} now has {now} partitions (the job was assigned {then}): restart the job to read the new ones (partitions are assigned statically)",
+                        self.topics[topic]
+                    );
+                }
             }
         }
         if self.parts.iter().all(|p| p.done) {
