@@ -14,7 +14,11 @@
 //!    over training windows that met QoS) — all of them except the request rate (the
 //!    load is not the service's state) — its latent is redrawn as the prior mean
 //!    P(Z | X_normal) (the repaired service is in its normal state, latent causes
-//!    included), and the channels that serve it get normal `Xnet` and prior `Znet`.
+//!    included), and the channels that serve it are restored: their delay `Ynet` takes its
+//!    normal value. (Sage measures channels with probes — its `Xnet` holds the RTT — so
+//!    restoring a channel's metrics restores its delay; our spans carry no probe, the
+//!    delay itself is the channel's only measurement, and the channel model, which saw
+//!    few slow channels in training, would barely move it.)
 //!    A resource repair sets only that resource's columns and keeps the abducted latent;
 //!    the network resource repairs the channels into the service.
 //! 3. *Prediction*: latencies are regenerated back end → front end along the CBN, only
@@ -31,7 +35,7 @@ use std::collections::BTreeSet;
 use augur_operators::{QosVerdict, Resource};
 use tch::{Kind, Tensor};
 
-use super::features::{RATE_COL, Sample, X_DIM, XNET_DIM, Y_DIM, quantile_index, resource_cols};
+use super::features::{RATE_COL, Sample, X_DIM, Y_DIM, quantile_index, resource_cols};
 use super::model::SageModel;
 
 /// One hypothetical repair.
@@ -160,25 +164,21 @@ pub fn counterfactual_ys(
                 unit_hit[s][u] = any;
             }
         }
-        // Channels.
+        // Channels: a repaired channel's delay takes its normal value.
         let mut ynet_cf: Vec<Tensor> = Vec::new();
         for (i, r) in cbn.rpcs.iter().enumerate() {
-            let (zq, _) = g.net_posterior(i, &obs.xnet[i], &obs.ynet[i], false);
-            let normal = norm.normal(&format!("xnet:{}", r.key()), XNET_DIM);
             let repaired: Vec<f32> = interventions
                 .iter()
                 .map(|iv| if iv.channels.contains(&i) { 1.0 } else { 0.0 })
                 .collect();
             let m = mask(repaired);
-            let xn_normal = Tensor::from_slice(&normal)
-                .reshape([1, XNET_DIM as i64])
-                .to_device(device)
-                .repeat([bi, 1]);
-            let xn = &m * &xn_normal + (1.0 - &m) * repeat(&obs.xnet[i]);
-            let (zp, _) = g.net_prior(i, &xn, false);
-            let z = &m * zp + (1.0 - &m) * repeat(&zq);
-            let delta = g.net_decode(i, &xn, &z, false) - g.net_decode(i, &obs.xnet[i], &zq, false);
-            ynet_cf.push(repeat(&obs.ynet[i]) + &m * delta);
+            let normal_delay =
+                Tensor::from_slice(&norm.normal(&format!("ynet:{}", r.key()), Y_DIM))
+                    .reshape([1, Y_DIM as i64])
+                    .to_device(device);
+            // Never make a channel slower by repairing it.
+            let restored = normal_delay.minimum(&obs.ynet[i]);
+            ynet_cf.push(&m * restored.repeat([bi, 1]) + (1.0 - &m) * repeat(&obs.ynet[i]));
         }
         // Units, back end first.
         let mut ys_cf: Vec<Tensor> = Vec::new();

@@ -349,7 +349,8 @@ impl Gvae {
         self.ys_scale[u].standardized(&Tensor::cat(&members, 1))
     }
 
-    /// Yc of the `k`-th RPC unit `u` invokes.
+    /// Yc of the `k`-th RPC unit `u` invokes. (Each argument is one parent in the CBN.)
+    #[allow(clippy::too_many_arguments)]
     pub fn decode_c(
         &self,
         u: usize,
@@ -414,13 +415,13 @@ impl Gvae {
         let invoked = self.cbn.invoked(u);
         let yc: Vec<Tensor> = invoked.iter().map(|i| b.yc[*i].shallow_clone()).collect();
         let recon = |z: &Tensor| -> Tensor {
-            let mut loss = sse(&self.decode_s(u, &b.x[u], z, &yc, true), &b.ys[u]);
+            let mut terms = vec![sse(&self.decode_s(u, &b.x[u], z, &yc, true), &b.ys[u])];
             for (k, i) in invoked.iter().enumerate() {
                 let callee = self.cbn.rpcs[*i].callee_unit;
                 let pred = self.decode_c(u, k, &b.x[u], z, &b.ys[callee], &b.ynet[*i], true);
-                loss = loss + sse(&pred, &b.yc[*i]);
+                terms.push(sse(&pred, &b.yc[*i]));
             }
-            loss
+            Tensor::stack(&terms, 0).sum(Kind::Float)
         };
         let cvae = recon(&sample(&mq, &lq)) + kl(&mq, &lq, &mp, &lp) * beta;
         let gsnn = recon(&sample(&mp, &lp));
@@ -440,13 +441,11 @@ impl Gvae {
 
     /// Eq. 9 over the given units and channels (all of them for full training).
     pub fn loss(&self, b: &Batch, units: &[usize], channels: &[usize]) -> Tensor {
-        let mut total = Tensor::zeros([], (Kind::Float, b.x[0].device()));
-        for u in units {
-            total = total + self.unit_loss(*u, b);
+        let mut terms: Vec<Tensor> = units.iter().map(|u| self.unit_loss(*u, b)).collect();
+        terms.extend(channels.iter().map(|i| self.channel_loss(*i, b)));
+        if terms.is_empty() {
+            return Tensor::zeros([], (Kind::Float, b.x[0].device()));
         }
-        for i in channels {
-            total = total + self.channel_loss(*i, b);
-        }
-        total
+        Tensor::stack(&terms, 0).sum(Kind::Float)
     }
 }

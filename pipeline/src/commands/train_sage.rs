@@ -23,6 +23,7 @@ pub fn replay_windows(
     config: &crate::config::Config,
     input: &std::path::Path,
     workers: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<Vec<WindowSnapshot>> {
     input_files(input)?;
     let slos = resolve_slos(config, input)?;
@@ -50,7 +51,7 @@ pub fn replay_windows(
             keep_windows: true,
             ..RunOptions::default()
         },
-        stop_on_signal(),
+        stop,
         |_| {},
         |_| {},
     )?;
@@ -79,9 +80,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
     };
     let mut windows = Vec::new();
+    let stop = stop_on_signal();
     for input in &args.input {
-        let w = replay_windows(&config, input, args.job.workers)
-            .with_context(|| format!("replaying {}", input.display()))?;
+        let w = replay_windows(
+            &config,
+            input,
+            args.job.workers,
+            std::sync::Arc::clone(&stop),
+        )
+        .with_context(|| format!("replaying {}", input.display()))?;
         println!("{}: {} windows", input.display(), w.len());
         windows.extend(w);
     }
