@@ -21,6 +21,9 @@ use augur_models::sage::train::{SageTrainSettings, train};
 use augur_operators::Detector;
 use tch::Device;
 
+/// One topology change: name, services after it, their relative service times, changed services.
+type ChangeCase = (&'static str, Vec<String>, Vec<f64>, Vec<String>);
+
 fn names(xs: &[&str]) -> Vec<String> {
     xs.iter().map(|x| x.to_string()).collect()
 }
@@ -93,7 +96,8 @@ fn main() {
         "| change | before: AC@1 | partial: units trained | partial: s | partial: AC@1 | scratch: s | scratch: AC@1 |"
     );
     println!("|---|---|---|---|---|---|---|");
-    let cases: Vec<(&str, Vec<String>, Vec<f64>, Vec<String>)> = vec![
+    // (change, services after it, their own service times, services whose behaviour changed)
+    let cases: Vec<ChangeCase> = vec![
         (
             "add x between s1 and s2",
             names(&["s0", "s1", "x", "s2", "s3"]),

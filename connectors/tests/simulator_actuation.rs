@@ -22,6 +22,7 @@ fn saturated_chain(seed: u64) -> SimConfig {
             start_ms: 10_000,
             duration_ms: 60_000,
             magnitude: 4.0,
+            ramp_ms: 0,
         }],
         load_spikes: vec![],
     });

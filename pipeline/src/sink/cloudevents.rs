@@ -68,10 +68,12 @@ mod tests {
             data: ActionData {
                 replicas_delta: 1,
                 resource: None,
+                scale_factor: None,
                 reason: "a1".into(),
                 service: "frontend".into(),
                 window_end: 10_000,
                 probability: 0.9,
+                summary: "frontend: p99 above its SLO".into(),
             },
         }
     }
