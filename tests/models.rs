@@ -83,7 +83,7 @@ fn layout(services: Vec<String>) -> Layout {
 
 fn small() -> TrainSettings {
     TrainSettings {
-        epochs: 8,
+        epochs: 16,
         hyper: SeerHyper {
             history: 3,
             hidden: 32,
