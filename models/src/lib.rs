@@ -21,3 +21,13 @@ pub mod seer_net;
 pub mod train;
 
 pub use registry::{DETECTOR_NAMES, DetectorSettings, RegistryError, build};
+
+/// Tests that train libtorch models hold this lock: libtorch's weight initialisation draws
+/// from one process-wide generator, so parallel tests would make each other's seeds (and
+/// results) depend on scheduling.
+#[cfg(test)]
+pub(crate) fn torch_test_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -10,7 +10,9 @@
 //! callees) by r; if the best r exceeds `min_r`, step there and repeat; otherwise the
 //! current vertex is at fault — its own assignment, not its inputs, explains its error.
 //! The paper's threshold is 0; a small positive one keeps 1-s windows' noise from walking
-//! on by chance.
+//! on by chance. A callee whose own error is negligible (below [`MIN_ERROR_SHARE`] of the
+//! current vertex's) is never stepped to: a correlation between tiny errors and large ones
+//! says nothing about where the large ones come from.
 
 use std::collections::BTreeMap;
 
@@ -80,6 +82,10 @@ pub struct Diagnosis {
 }
 
 /// The pair-wise Pearson-correlation walk from the output vertex.
+/// A callee is a candidate only if its mean error is at least this share of the current
+/// vertex's.
+pub const MIN_ERROR_SHARE: f64 = 0.1;
+
 pub fn find_fault(
     graph: &InferenceGraph,
     samples: &[Sample],
@@ -91,12 +97,15 @@ pub fn find_fault(
     errors.get(&current)?;
     let mut path = vec![(current.clone(), 1.0)];
     let mut correlations = Vec::new();
+    let mean = |e: &[f64]| e.iter().sum::<f64>() / e.len().max(1) as f64;
     while let Some(v) = graph.vertex(&current) {
         let mine = &errors[&current];
+        let floor = MIN_ERROR_SHARE * mean(mine);
         let best = v
             .callees
             .iter()
             .filter(|c| !path.iter().any(|(p, _)| p == *c))
+            .filter(|c| errors.get(*c).is_some_and(|e| mean(e) >= floor))
             .filter_map(|c| errors.get(c).map(|e| (c.clone(), pearson(mine, e))))
             .inspect(|(c, r)| correlations.push((current.clone(), c.clone(), *r)))
             .max_by(|a, b| a.1.total_cmp(&b.1));
@@ -108,10 +117,7 @@ pub fn find_fault(
             _ => break,
         }
     }
-    let vertex_mae = errors
-        .iter()
-        .map(|(k, v)| (k.clone(), v.iter().sum::<f64>() / v.len().max(1) as f64))
-        .collect();
+    let vertex_mae = errors.iter().map(|(k, v)| (k.clone(), mean(v))).collect();
     Some(Diagnosis {
         service: current,
         path,

@@ -264,6 +264,7 @@ mod tests {
 
     #[test]
     fn learns_a_smooth_function_and_round_trips() {
+        let _torch = crate::torch_test_lock();
         tch::set_num_threads(1);
         tch::manual_seed(1);
         let x: Vec<Vec<f32>> = (0..200)

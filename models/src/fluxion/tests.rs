@@ -119,6 +119,7 @@ fn trained() -> (System, InferenceGraph) {
 
 #[test]
 fn the_graph_learns_a_known_system_and_answers_what_if() {
+    let _torch = crate::torch_test_lock();
     let (system, graph) = trained();
     let test = system.samples(100, 99, &replicas(1.0));
     let mean_p90: f64 = test
@@ -145,6 +146,7 @@ fn the_graph_learns_a_known_system_and_answers_what_if() {
 
 #[test]
 fn a_replacement_refits_only_its_vertex_and_restores_accuracy() {
+    let _torch = crate::torch_test_lock();
     let (system, mut graph) = trained();
     let before = graph.fits();
     // The database is replaced by a slower version; 20 samples after the change.
@@ -175,6 +177,7 @@ fn a_replacement_refits_only_its_vertex_and_restores_accuracy() {
 
 #[test]
 fn graph_debugging_finds_a_corrupted_assignment() {
+    let _torch = crate::torch_test_lock();
     let (system, mut graph) = trained();
     // Corrupt the logic service's assignments: train them on targets with a load-dependent
     // error, so its predictions (and the entry's, downstream of it) go wrong together.

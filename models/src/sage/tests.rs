@@ -33,6 +33,7 @@ fn trained() -> SageModel {
 
 #[test]
 fn counterfactual_ranks_the_slowed_tier_first_and_names_cpu() {
+    let _torch = crate::torch_test_lock();
     let model = trained();
     let mut sage = Sage::with_model(model);
     let mut hits = 0;
@@ -74,6 +75,7 @@ fn counterfactual_ranks_the_slowed_tier_first_and_names_cpu() {
 
 #[test]
 fn save_load_round_trip_gives_identical_diagnoses() {
+    let _torch = crate::torch_test_lock();
     let model = trained();
     let dir = tempfile::tempdir().unwrap();
     model.save(dir.path()).unwrap();
