@@ -6,6 +6,12 @@
 //! detecting windows) and one *resolved* alert (with `endsAt`) after `clear_after` quiet
 //! windows. State: per alert kind, the open episode and its streak counters, and the
 //! cooldown that keeps a resolved kind from re-firing for `cooldown_ms`.
+//!
+//! The state is kept canonical (counters capped where more makes no difference, expired
+//! cooldowns and idle kinds dropped), so it changes only when a decision could: a
+//! restarted job seeds a decider with [`DeciderState`] saved at some window and gets the
+//! same alerts — the same ids, and resolutions of episodes that began before the restart
+//! — as a decider that never stopped.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -40,7 +46,7 @@ impl Default for DecideConfig {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Episode {
     firing: Option<Alert>,
     on_streak: u32,
@@ -48,11 +54,32 @@ struct Episode {
     cooldown_until: EventTime,
 }
 
+/// A decider's state after the window ending at `window_end` (see the module docs): what a
+/// restarted job seeds its decider with.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeciderState {
+    /// The last window decided.
+    pub window_end: EventTime,
+    episodes: Vec<(AlertKind, Episode)>,
+}
+
+impl DeciderState {
+    /// The ids of the alerts firing in this state.
+    pub fn firing_ids(&self) -> Vec<&str> {
+        self.episodes
+            .iter()
+            .filter_map(|(_, e)| e.firing.as_ref().map(|a| a.id.as_str()))
+            .collect()
+    }
+}
+
 /// The decide state machine of one detector.
 pub struct Decider {
     config: DecideConfig,
     model: ModelRef,
     episodes: BTreeMap<AlertKind, Episode>,
+    /// Windows ending at or before this were decided by an earlier run (see [`Decider::restore`]).
+    decided_through: Option<EventTime>,
     /// Alerts dropped by the rate limit so far.
     pub suppressed: u64,
 }
@@ -68,8 +95,28 @@ impl Decider {
             config,
             model,
             episodes: BTreeMap::new(),
+            decided_through: None,
             suppressed: 0,
         }
+    }
+
+    /// The state after the last window decided (`window_end` 0 before any).
+    pub fn state(&self, window_end: EventTime) -> DeciderState {
+        DeciderState {
+            window_end,
+            episodes: self
+                .episodes
+                .iter()
+                .map(|(k, e)| (*k, e.clone()))
+                .collect(),
+        }
+    }
+
+    /// Continues from `state`: windows ending at or before `state.window_end` are skipped
+    /// (an earlier run decided them), later ones are decided as that run would have.
+    pub fn restore(&mut self, state: DeciderState) {
+        self.episodes = state.episodes.into_iter().collect();
+        self.decided_through = Some(state.window_end);
     }
 
     /// Decides on one window. Windows must come in order.
@@ -78,6 +125,12 @@ impl Decider {
         window: &WindowSnapshot,
         mut detections: Vec<Detection>,
     ) -> Vec<Alert> {
+        if self
+            .decided_through
+            .is_some_and(|through| window.window_end <= through)
+        {
+            return Vec::new();
+        }
         if let Some(worst) = window
             .qos
             .iter()
@@ -145,11 +198,34 @@ impl Decider {
                 }
             }
         }
+        self.canonicalize(window.window_end);
         if out.len() > self.config.max_alerts_per_window {
             self.suppressed += (out.len() - self.config.max_alerts_per_window) as u64;
             out.truncate(self.config.max_alerts_per_window);
         }
         out
+    }
+}
+
+impl Decider {
+    /// Caps what no longer matters, so equal futures have equal states: a firing episode's
+    /// on-streak and a quiet one's off-streak, streaks past their thresholds, cooldowns
+    /// that ended; kinds with nothing left are dropped.
+    fn canonicalize(&mut self, now: EventTime) {
+        let (fire_after, clear_after) = (self.config.fire_after, self.config.clear_after);
+        self.episodes.retain(|_, e| {
+            if e.firing.is_some() {
+                e.on_streak = 0;
+                e.off_streak = e.off_streak.min(clear_after);
+            } else {
+                e.off_streak = 0;
+                e.on_streak = e.on_streak.min(fire_after);
+            }
+            if e.cooldown_until <= now {
+                e.cooldown_until = 0;
+            }
+            *e != Episode::default()
+        });
     }
 }
 
@@ -287,5 +363,70 @@ mod tests {
         assert_eq!(alerts[0].kind, AlertKind::QosViolation);
         assert_eq!(alerts[0].id, "7000-fe-qos_violation");
         assert_eq!(alerts[0].starts_at, "1970-01-01T00:00:07.000Z");
+    }
+
+    /// A decider restored from a state saved at any window, fed again from any earlier
+    /// window (a restarted job replays some input), emits exactly what one that never
+    /// stopped emits after that window — compared against the uninterrupted run.
+    #[test]
+    fn a_restored_decider_continues_as_if_it_never_stopped() {
+        use proptest::prelude::*;
+        use proptest::test_runner::TestRunner;
+        let kinds = [AlertKind::QosViolationPredicted, AlertKind::RootCause];
+        let windows = 40u64;
+        let strategy = (
+            proptest::collection::vec((any::<bool>(), any::<bool>(), any::<bool>()), 40),
+            1u32..4,
+            1u32..4,
+            prop_oneof![Just(0u64), Just(3000u64), Just(7000u64)],
+            1u64..40,
+            0u64..10,
+        );
+        TestRunner::default()
+            .run(&strategy, |(plan, fire, clear, cooldown, stop, back)| {
+                let detections = |i: u64| -> (WindowSnapshot, Vec<Detection>) {
+                    let (a, b, violated) = plan[(i - 1) as usize];
+                    let mut found = Vec::new();
+                    for (on, kind) in [(a, kinds[0]), (b, kinds[1])] {
+                        if on {
+                            found.push(Detection {
+                                kind,
+                                ..detection()
+                            });
+                        }
+                    }
+                    (window(i * 1000, violated), found)
+                };
+                let mut whole = decider(fire, clear, cooldown);
+                let mut first = decider(fire, clear, cooldown);
+                let mut expected = Vec::new();
+                let mut saved = None;
+                for i in 1..=windows {
+                    let (w, found) = detections(i);
+                    let alerts = whole.decide(&w, found.clone());
+                    if i > stop {
+                        expected.extend(alerts);
+                    }
+                    if i <= stop {
+                        first.decide(&w, found);
+                        if i == stop {
+                            saved = Some(first.state(w.window_end));
+                        }
+                    }
+                }
+                let saved = saved.expect("saved at `stop`");
+                // Through JSON, as the job stores it.
+                let text = serde_json::to_string(&saved).expect("serializes");
+                let mut restored = decider(fire, clear, cooldown);
+                restored.restore(serde_json::from_str(&text).expect("parses"));
+                let mut got = Vec::new();
+                for i in stop.saturating_sub(back).max(1)..=windows {
+                    let (w, found) = detections(i);
+                    got.extend(restored.decide(&w, found));
+                }
+                prop_assert_eq!(got, expected);
+                Ok(())
+            })
+            .expect("restored decider diverged");
     }
 }
