@@ -133,6 +133,7 @@ fn main() -> anyhow::Result<()> {
     let slos = augur::commands::slos_of(&topology);
     for workers in worker_counts {
         let spec = JobSpec {
+            decide_log: None,
             config: Config::default(),
             slos: slos.clone(),
             detectors: vec!["nsigma".to_string()],

@@ -343,6 +343,107 @@ fn kafka_end_to_end() {
     );
     assert_eq!(alerts_b, alerts_a);
 
+    // Run C: a restart that re-reads less input than the open episode is old (the QoS
+    // episode runs from 51 s to 84 s; killed 15 s into it, re-reading 12 s): the restarted
+    // job continues the episode from the saved decide state and resolves it under the id
+    // it fired with. Its own topics are fed at 8 simulated s per s while it runs, so the
+    // kill lands inside the episode. (Compared for the QoS alerts only: n-sigma's
+    // baseline isn't rebuilt from 12 s.)
+    let config_c = job_config(dir, &prefix, "c", port_base + 2);
+    let text = std::fs::read_to_string(&config_c).unwrap();
+    std::fs::write(
+        &config_c,
+        text.replace("[kafka]\n", "[kafka]\nrestart_replay_ms = 12000\n")
+            .replace(&format!("{prefix}.spans"), &format!("{prefix}.c.spans"))
+            .replace(&format!("{prefix}.metrics"), &format!("{prefix}.c.metrics")),
+    )
+    .unwrap();
+    let mut args = vec![
+        "simulate",
+        "--kafka",
+        &brokers,
+        "-c",
+        config_c.to_str().unwrap(),
+        "--speed",
+        "8",
+        "--labels-topic",
+    ];
+    let c_labels = format!("{prefix}.c.labels");
+    args.push(&c_labels);
+    args.extend(sim_args);
+    let mut producer = Command::new(augur_bin())
+        .args(&args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("c-sim.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut c = spawn_run(&config_c, dir, "c1");
+    let c_alerts = format!("{prefix}.c.alerts");
+    let mut fired_at = 0.0;
+    wait_for(
+        "run C to fire the QoS alert",
+        Duration::from_secs(120),
+        || {
+            let fired = dedup_alerts(&read_topic(&brokers, &c_alerts));
+            match fired.values().find(|a| a["kind"] == "qos_violation") {
+                Some(a) => {
+                    fired_at = a["window_end"].as_f64().unwrap() / 1000.0;
+                    true
+                }
+                None => false,
+            }
+        },
+    );
+    // Kill it once the outputs 15 s into the episode are durable: offsets are then
+    // committed past the episode's start (15 s - 12 s of replay).
+    wait_for(
+        "run C's durable frontier to pass 15 s into the episode",
+        Duration::from_secs(120),
+        || metric(&scrape(port_base + 2), "augur_durable_frontier_seconds") >= fired_at + 15.0,
+    );
+    c.kill().unwrap(); // SIGKILL
+    c.wait().unwrap();
+    assert!(
+        producer.wait().unwrap().success(),
+        "simulate --kafka for run C"
+    );
+    let before = read_topic(&brokers, &c_alerts);
+    let mut c = spawn_run(&config_c, dir, "c2");
+    wait_for(
+        "restarted run C to catch up",
+        Duration::from_secs(120),
+        || {
+            let m = scrape(port_base + 2);
+            !m.is_empty()
+                && metric(&m, "augur_consumer_lag") == 0.0
+                && metric(&m, "augur_records_in_total") > 0.0
+        },
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(sigterm_and_wait(&mut c).success(), "run C exits cleanly");
+    let qos = |alerts: &BTreeMap<String, serde_json::Value>| -> BTreeSet<String> {
+        alerts
+            .iter()
+            .filter(|(_, a)| a["kind"] == "qos_violation")
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    let alerts_c = dedup_alerts(&read_topic(&brokers, &c_alerts));
+    let fired_before_kill = qos(&dedup_alerts(&before));
+    assert!(
+        !fired_before_kill.is_empty()
+            && fired_before_kill
+                .iter()
+                .all(|id| !id.ends_with("/resolved")),
+        "run C was killed inside the QoS episode: {fired_before_kill:?}"
+    );
+    assert_eq!(
+        qos(&alerts_c),
+        qos(&alerts_a),
+        "the restarted job's QoS episodes"
+    );
+
     // Replay of the topic: the live run's alerts.
     let replayed = dir.join("replay.jsonl");
     let replay_out = augur(

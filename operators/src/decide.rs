@@ -47,7 +47,7 @@ impl Default for DecideConfig {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-struct Episode {
+pub(crate) struct Episode {
     firing: Option<Alert>,
     on_streak: u32,
     off_streak: u32,
@@ -60,10 +60,15 @@ struct Episode {
 pub struct DeciderState {
     /// The last window decided.
     pub window_end: EventTime,
-    episodes: Vec<(AlertKind, Episode)>,
+    pub(crate) episodes: Vec<(AlertKind, Episode)>,
 }
 
 impl DeciderState {
+    /// Whether the two states decide the future alike (their windows may differ).
+    pub fn same_episodes(&self, other: &DeciderState) -> bool {
+        self.episodes == other.episodes
+    }
+
     /// The ids of the alerts firing in this state.
     pub fn firing_ids(&self) -> Vec<&str> {
         self.episodes
@@ -104,11 +109,7 @@ impl Decider {
     pub fn state(&self, window_end: EventTime) -> DeciderState {
         DeciderState {
             window_end,
-            episodes: self
-                .episodes
-                .iter()
-                .map(|(k, e)| (*k, e.clone()))
-                .collect(),
+            episodes: self.episodes.iter().map(|(k, e)| (*k, e.clone())).collect(),
         }
     }
 

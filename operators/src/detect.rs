@@ -21,16 +21,19 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 
 use crate::alert::{Alert, ModelRef};
-use crate::decide::{DecideConfig, Decider};
+use crate::decide::{DecideConfig, Decider, DeciderState};
+use crate::decide_log::DecideLog;
 use crate::detector::Detector;
 use crate::inference_times::InferenceTimes;
 use crate::model_worker::ModelWorker;
 use crate::records::{EventTime, WindowSnapshot};
 
-/// A detector with its decide state.
+/// A detector with its decide state, and where that state is persisted.
 pub struct DetectStage {
     detector: Box<dyn Detector>,
     decider: Decider,
+    /// The log this stage publishes its state to, and the last state published.
+    log: Option<(Arc<DecideLog>, DeciderState)>,
 }
 
 impl DetectStage {
@@ -42,7 +45,31 @@ impl DetectStage {
         DetectStage {
             detector,
             decider: Decider::new(config, model),
+            log: None,
         }
+    }
+
+    /// Resumes the decide state the last run saved in `log` (if any) and publishes every
+    /// change of it there.
+    pub fn with_log(mut self, log: Arc<DecideLog>) -> Self {
+        let resumed = log.resume_state(self.detector.name());
+        if let Some(state) = resumed.clone() {
+            self.decider.restore(state);
+        }
+        self.log = Some((log, resumed.unwrap_or_default()));
+        self
+    }
+
+    fn decide(&mut self, window: &WindowSnapshot, detections: Vec<crate::Detection>) -> Vec<Alert> {
+        let alerts = self.decider.decide(window, detections);
+        if let Some((log, last)) = self.log.as_mut() {
+            let state = self.decider.state(window.window_end);
+            if !state.same_episodes(last) {
+                log.publish(self.detector.name(), state.clone());
+                *last = state;
+            }
+        }
+        alerts
     }
 
     /// The detector's name.
@@ -54,7 +81,7 @@ impl DetectStage {
     /// scoring).
     pub fn observe(&mut self, window: &WindowSnapshot) -> Vec<Alert> {
         let detections = self.detector.observe(window);
-        self.decider.decide(window, detections)
+        self.decide(window, detections)
     }
 
     /// Detection and decision on consecutive windows; one list of alerts per window.
@@ -63,7 +90,7 @@ impl DetectStage {
         windows
             .iter()
             .zip(detections)
-            .map(|(window, found)| self.decider.decide(window, found))
+            .map(|(window, found)| self.decide(window, found))
             .collect()
     }
 }

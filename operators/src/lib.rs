@@ -16,6 +16,7 @@
 
 pub mod alert;
 pub mod decide;
+pub mod decide_log;
 pub mod dependency_graph;
 pub mod detect;
 pub mod detector;

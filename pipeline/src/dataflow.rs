@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use augur_connectors::dead_letter::DeadLetter;
+use augur_operators::decide_log::DecideLog;
 use augur_operators::detect::{DetectStage, ModelPlacement, detect};
 use augur_operators::qos_check::Slo;
 use augur_operators::{
@@ -52,6 +53,9 @@ pub struct JobSpec {
     /// Detector names; each gets its own decide state. Usually one.
     pub detectors: Vec<String>,
     pub workers: usize,
+    /// Where the decide steps resume from and publish their state (`augur run`: the
+    /// state topic); `None` keeps it in memory only.
+    pub decide_log: Option<Arc<DecideLog>>,
 }
 
 /// Windows the source may run ahead of the dataflow's output before it waits.
@@ -112,7 +116,11 @@ where
             &spec.config.detector.settings(),
             spec.config.window.horizon_ms,
         )?;
-        stages.push(DetectStage::new(detector, spec.config.decide.clone()));
+        let stage = DetectStage::new(detector, spec.config.decide.clone());
+        stages.push(match &spec.decide_log {
+            Some(log) => stage.with_log(Arc::clone(log)),
+            None => stage,
+        });
     }
     let placement = ModelPlacement::new(spec.config.models.worker_list(), peers);
     let inference = Arc::clone(&stats.inference);

@@ -139,6 +139,18 @@ impl JobMetrics {
             "# HELP augur_windows_open Windows the sources have opened and the job has not yet emitted.\n# TYPE augur_windows_open gauge\naugur_windows_open {}",
             self.windows_open.load(Ordering::Relaxed)
         );
+        // Event time below which every window's outputs are acknowledged by the broker (the
+        // frontier offsets are committed by, less `restart_replay_ms`).
+        let durable = JobStats::get(&stats.durable);
+        let _ = writeln!(
+            out,
+            "# HELP augur_durable_frontier_seconds Event time (Unix seconds) before which every window's outputs are acknowledged.\n# TYPE augur_durable_frontier_seconds gauge\naugur_durable_frontier_seconds {}",
+            if durable == u64::MAX {
+                "+Inf".to_string()
+            } else {
+                format!("{:.3}", durable as f64 / 1000.0)
+            }
+        );
         let _ = writeln!(
             out,
             "# HELP augur_alert_latency_seconds Window close to alert delivery.\n# TYPE augur_alert_latency_seconds histogram"

@@ -35,6 +35,10 @@ pub struct KafkaConfig {
     pub actions_mode: ActionsMode,
     /// Default `augur.dlq`.
     pub dlq_topic: String,
+    /// Where `augur run` saves its alert-episode state (one compacted partition, key
+    /// `<group_id>/<detector>`), so a restarted job resolves episodes that began before the
+    /// restart under their own ids. Default `augur.state`.
+    pub state_topic: String,
     /// A partition with no message for this long (wall time) stops holding the watermark
     /// back, ms. Default 5000.
     pub idle_timeout_ms: u64,
@@ -68,6 +72,7 @@ impl Default for KafkaConfig {
             actions_topic: "augur.actions".to_string(),
             actions_mode: ActionsMode::Structured,
             dlq_topic: "augur.dlq".to_string(),
+            state_topic: "augur.state".to_string(),
             idle_timeout_ms: 5000,
             partitions: 2,
             restart_replay_ms: 90_000,

@@ -74,6 +74,7 @@ where
     F: Fn(usize, usize) -> anyhow::Result<Box<dyn WorkerSource>> + Send + Sync + 'static,
 {
     let dlq_path = spec.config.dead_letter.path.clone();
+    let decide_log = spec.decide_log.clone();
     let workers = spec.workers.max(1);
     let stats = Arc::new(JobStats::default());
     let abort_stop = Arc::clone(&stop);
@@ -121,20 +122,32 @@ where
                 && options.outputs.is_some();
             if due || workers_done == workers {
                 last_flush = Instant::now();
+                // Stopped jobs end at the last frontier (open windows are dropped);
+                // finished inputs have emitted everything.
+                let frontier = if workers_done == workers && !abort_stop.load(Ordering::SeqCst) {
+                    augur_operators::EventTime::MAX
+                } else {
+                    pending_frontier
+                };
                 let flushed = match options.outputs.as_mut() {
-                    Some(outputs) => outputs.flush(),
+                    Some(outputs) => {
+                        // The decide states of the windows this flush makes durable go
+                        // with their alerts.
+                        let states = decide_log
+                            .as_ref()
+                            .map(|log| log.take_before(frontier))
+                            .unwrap_or_default();
+                        states
+                            .iter()
+                            .try_for_each(|(detector, state)| {
+                                outputs.decider_state(detector, state)
+                            })
+                            .and_then(|()| outputs.flush())
+                    }
                     None => Ok(()),
                 };
                 match flushed {
                     Ok(()) => {
-                        // Stopped jobs end at the last frontier (open windows are
-                        // dropped); finished inputs have emitted everything.
-                        let frontier =
-                            if workers_done == workers && !abort_stop.load(Ordering::SeqCst) {
-                                augur_operators::EventTime::MAX
-                            } else {
-                                pending_frontier
-                            };
                         stats.durable.fetch_max(frontier, Ordering::SeqCst);
                         if workers_done == workers {
                             stats.finished.store(true, Ordering::SeqCst);

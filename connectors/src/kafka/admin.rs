@@ -38,6 +38,33 @@ pub fn ensure_topics(settings: &KafkaSettings, topics: &[(&str, i32)]) -> Result
     Ok(())
 }
 
+/// Creates a one-partition, compacted topic for keyed state (`cleanup.policy=compact`, so
+/// the broker keeps the newest value per key); a broker that refuses the setting gets a
+/// plain topic. An existing topic is left as it is.
+pub fn ensure_compacted_topic(settings: &KafkaSettings, topic: &str) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = settings
+        .admin()
+        .create()
+        .map_err(KafkaError::client("creating the admin client"))?;
+    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let compacted =
+        NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    let results = block_on(admin.create_topics([&compacted], &options))
+        .map_err(KafkaError::client("creating topics"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                tracing::warn!(
+                    "creating {topic} compacted: {code}; creating it without compaction"
+                );
+                return ensure_topics(settings, &[(topic, 1)]);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The number of partitions of `topic` (an error when it doesn't exist).
 pub fn topic_partitions(consumer: &BaseConsumer, topic: &str) -> Result<i32, KafkaError> {
     let metadata = consumer

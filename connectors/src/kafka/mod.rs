@@ -10,15 +10,17 @@ mod block_on;
 mod consumer;
 mod encoding;
 mod error;
+mod latest;
 mod offsets;
 mod producer;
 mod prom_json;
 mod settings;
 
-pub use admin::{ensure_topics, topic_partitions};
+pub use admin::{ensure_compacted_topic, ensure_topics, topic_partitions};
 pub use consumer::{KafkaRecord, PartitionConsumer, PollOutcome, StartAt};
 pub use encoding::{Decoded, Encoding, decode_message};
 pub use error::KafkaError;
+pub use latest::latest_by_key;
 pub use offsets::OffsetTracker;
 pub use producer::{Header, OutputProducer};
 pub use prom_json::decode_prom_json;

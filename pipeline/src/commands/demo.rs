@@ -92,6 +92,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let speed = config.simulator.speed;
     let duration_ms = args.duration.map(|d| d.as_millis() as u64);
     let spec = JobSpec {
+        decide_log: None,
         detectors: vec![config.detector.name.clone()],
         slos,
         workers: args.job.workers,

@@ -60,6 +60,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         slack_ms: 5 * config.window.length_ms,
     };
     let spec = JobSpec {
+        decide_log: None,
         config,
         slos,
         detectors: detectors.clone(),

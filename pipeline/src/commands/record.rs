@@ -41,6 +41,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
     let window_ms = config.window.length_ms;
     let horizon_ms = config.window.horizon_ms;
     let spec = JobSpec {
+        decide_log: None,
         config,
         slos,
         detectors: Vec::new(),

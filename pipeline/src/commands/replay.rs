@@ -52,6 +52,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     };
     let input = args.input.clone();
     let spec = JobSpec {
+        decide_log: None,
         config,
         slos,
         detectors: vec![detector],

@@ -6,8 +6,12 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use augur_connectors::kafka::{StartAt, ensure_topics};
+use std::collections::BTreeMap;
+
+use augur_connectors::kafka::{StartAt, ensure_compacted_topic, ensure_topics, latest_by_key};
 use augur_operators::EventTime;
+use augur_operators::decide::DeciderState;
+use augur_operators::decide_log::DecideLog;
 
 use crate::cli::RunArgs;
 use crate::commands::{job_slos, load_config, metric_names, stop_on_signal};
@@ -15,7 +19,7 @@ use crate::dataflow::JobSpec;
 use crate::display::alert_line;
 use crate::job_metrics::{JobMetrics, serve};
 use crate::run::{RunOptions, run as run_job};
-use crate::sink::kafka::{KafkaOutputs, OutputTopics};
+use crate::sink::kafka::{KafkaOutputs, OutputTopics, state_key};
 use crate::source::WorkerSource;
 use crate::source::kafka::{KafkaSource, KafkaSourceSpec};
 use crate::stats::JobStats;
@@ -41,6 +45,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             (kafka.dlq_topic.as_str(), kafka.partitions),
         ],
     )?;
+    ensure_compacted_topic(&settings, &kafka.state_topic)?;
+    let state_prefix = format!("{}/", kafka.group_id);
+    let resume = resume_states(
+        &settings,
+        &kafka.state_topic,
+        &state_prefix,
+        &config.detector.name,
+    )?;
     let metrics = Arc::new(JobMetrics::default());
     let outputs = KafkaOutputs::new(
         &settings,
@@ -48,6 +60,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             alerts: kafka.alerts_topic.clone(),
             actions: kafka.actions_topic.clone(),
             dlq: kafka.dlq_topic.clone(),
+            state: kafka.state_topic.clone(),
+            state_prefix,
         },
         kafka.actions_mode,
         config.actuation.clone(),
@@ -91,6 +105,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     );
     let listen = config.job_metrics.listen.clone();
     let spec = JobSpec {
+        decide_log: Some(Arc::new(DecideLog::new(resume))),
         detectors: vec![config.detector.name.clone()],
         slos,
         workers: args.job.workers,
@@ -148,4 +163,35 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         crate::display::inference_summary(&outcome.stats.inference)
     );
     Ok(())
+}
+
+/// The decide states the group's last run saved in the state topic, per detector. A
+/// record that doesn't parse is reported and ignored (the detector starts fresh).
+fn resume_states(
+    settings: &augur_connectors::kafka::KafkaSettings,
+    topic: &str,
+    prefix: &str,
+    detector: &str,
+) -> anyhow::Result<BTreeMap<String, DeciderState>> {
+    let mut states = BTreeMap::new();
+    let key = state_key(prefix, detector);
+    if let Some(bytes) = latest_by_key(settings, topic, prefix)?.remove(&key) {
+        match serde_json::from_slice::<DeciderState>(&bytes) {
+            Ok(state) => {
+                let firing = state.firing_ids();
+                eprintln!(
+                    "resuming {detector}'s alert state after window {} ({} firing{}{})",
+                    state.window_end,
+                    firing.len(),
+                    if firing.is_empty() { "" } else { ": " },
+                    firing.join(", ")
+                );
+                states.insert(detector.to_string(), state);
+            }
+            Err(e) => eprintln!(
+                "warning: {topic} key {key}: not a decide state ({e}); {detector} starts without it"
+            ),
+        }
+    }
+    Ok(states)
 }

@@ -30,6 +30,7 @@ pub fn replay_windows(
     let names = metric_names(config);
     let dir = input.to_path_buf();
     let spec = JobSpec {
+        decide_log: None,
         config: config.clone(),
         slos,
         detectors: Vec::new(),

@@ -1,7 +1,8 @@
 //! Kafka outputs: in, alerts and dead letters; out, `augur.alerts` (alert JSON, key =
 //! service), `augur.actions` (CloudEvents 1.0 from the actuation policy, structured or
-//! binary mode, key = subject) and `augur.dlq` (the original bytes; reason and source
-//! topic/partition/offset in headers), through one idempotent producer. State: the
+//! binary mode, key = subject), `augur.dlq` (the original bytes; reason and source
+//! topic/partition/offset in headers) and the decide states to `augur.state` (key =
+//! `<group>/<detector>`, see [`state_key`]), through one idempotent producer. State: the
 //! producer, the actuation policy's cooldowns, counts of records out per topic.
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use anyhow::Context;
 use augur_connectors::dead_letter::DeadLetter;
 use augur_connectors::kafka::{KafkaSettings, OutputProducer};
 use augur_operators::Alert;
+use augur_operators::decide::DeciderState;
 
 use super::Outputs;
 use super::cloudevents::{ActionsMode, encode};
@@ -22,6 +24,14 @@ pub struct OutputTopics {
     pub alerts: String,
     pub actions: String,
     pub dlq: String,
+    /// The job-state topic, and this job's key prefix in it (`<group>/`).
+    pub state: String,
+    pub state_prefix: String,
+}
+
+/// The key of a detector's decide state in the state topic.
+pub fn state_key(prefix: &str, detector: &str) -> String {
+    format!("{prefix}{detector}")
 }
 
 pub struct KafkaOutputs {
@@ -114,6 +124,21 @@ impl Outputs for KafkaOutputs {
             None,
         )?;
         self.metrics.record_out(&self.topics.dlq);
+        Ok(())
+    }
+
+    fn decider_state(&mut self, detector: &str, state: &DeciderState) -> anyhow::Result<()> {
+        let json = serde_json::to_vec(state).context("encoding a decide state")?;
+        let key = state_key(&self.topics.state_prefix, detector);
+        self.producer.send(
+            &self.topics.state,
+            None,
+            Some(key.as_bytes()),
+            &json,
+            &[("content-type", b"application/json")],
+            None,
+        )?;
+        self.metrics.record_out(&self.topics.state);
         Ok(())
     }
 
