@@ -78,6 +78,22 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until the job on `port` has read something and has no lag, then lets a lag sample
+/// (every 5 s) confirm it and idle partitions close the last windows.
+fn wait_caught_up(what: &str, port: u16) {
+    wait_for(
+        &format!("{what} to catch up"),
+        Duration::from_secs(120),
+        || {
+            let m = scrape(port);
+            !m.is_empty()
+                && metric(&m, "augur_consumer_lag") == 0.0
+                && metric(&m, "augur_records_in_total") > 0.0
+        },
+    );
+    std::thread::sleep(Duration::from_secs(6));
+}
+
 fn sigterm_and_wait(child: &mut Child) -> std::process::ExitStatus {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -323,17 +339,7 @@ fn kafka_end_to_end() {
     b.kill().unwrap(); // SIGKILL
     b.wait().unwrap();
     let mut b = spawn_run(&config_b, dir, "b2");
-    wait_for(
-        "restarted run B to catch up",
-        Duration::from_secs(120),
-        || {
-            let m = scrape(port_base + 1);
-            !m.is_empty()
-                && metric(&m, "augur_consumer_lag") == 0.0
-                && metric(&m, "augur_records_in_total") > 0.0
-        },
-    );
-    std::thread::sleep(Duration::from_secs(6)); // lag is measured every 5 s; idle windows close
+    wait_caught_up("restarted run B", port_base + 1);
     assert!(sigterm_and_wait(&mut b).success(), "run B exits cleanly");
     let alerts_b = dedup_alerts(&read_topic(&brokers, &format!("{prefix}.b.alerts")));
     assert_eq!(
@@ -410,17 +416,7 @@ fn kafka_end_to_end() {
     );
     let before = read_topic(&brokers, &c_alerts);
     let mut c = spawn_run(&config_c, dir, "c2");
-    wait_for(
-        "restarted run C to catch up",
-        Duration::from_secs(120),
-        || {
-            let m = scrape(port_base + 2);
-            !m.is_empty()
-                && metric(&m, "augur_consumer_lag") == 0.0
-                && metric(&m, "augur_records_in_total") > 0.0
-        },
-    );
-    std::thread::sleep(Duration::from_secs(6));
+    wait_caught_up("restarted run C", port_base + 2);
     assert!(sigterm_and_wait(&mut c).success(), "run C exits cleanly");
     let qos = |alerts: &BTreeMap<String, serde_json::Value>| -> BTreeSet<String> {
         alerts
