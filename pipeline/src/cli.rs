@@ -108,14 +108,19 @@ pub struct SimulateArgs {
     /// Built-in topology (chain, fanout, social-network, hotel-reservation, online-boutique) or a TOML file.
     #[arg(long, default_value = "social-network")]
     pub topology: String,
-    /// Simulated time, e.g. `10m`.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
-    pub duration: std::time::Duration,
+    /// Simulated time, e.g. `10m` (default 10m, or the scenario's length).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// `random` (step faults), `random-ramp` (the same schedule, faults ramping up over 3–10 s), `none`, or a fault-plan file (TOML or JSON).
-    #[arg(long, default_value = "random")]
-    pub faults: String,
+    /// Default `random`, or `none` with a scenario.
+    #[arg(long)]
+    pub faults: Option<String>,
+    /// A scripted sequence of deployment changes, recorded in labels.json: `scale-replace`
+    /// (an RPS change, scale-out of 1, 2, 3 services, all ×3, a replaced service; 28 min).
+    #[arg(long)]
+    pub scenario: Option<String>,
     /// Output directory (created) for OTLP JSON lines and labels.json.
     #[arg(long, required_unless_present = "kafka")]
     pub out: Option<PathBuf>,
@@ -145,6 +150,17 @@ pub struct SimulateArgs {
     /// Multiplies the topology's request rate.
     #[arg(long, default_value_t = 1.0)]
     pub rate_scale: f64,
+}
+
+impl SimulateArgs {
+    /// The fault plan: `--faults`, else `none` with a scenario and `random` without.
+    pub fn faults(&self) -> &str {
+        match (&self.faults, &self.scenario) {
+            (Some(f), _) => f,
+            (None, Some(_)) => "none",
+            (None, None) => "random",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
