@@ -222,6 +222,10 @@ pub struct EvalArgs {
     /// Print one JSON object per detector (one per line) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Write a report here (created): with `fluxion`, `forecast.svg` (forecast vs observed
+    /// p90 over time, changes marked) and `forecast.md` (the per-change table).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -260,10 +264,11 @@ pub struct TrainArgs {
     #[arg(long, required_unless_present = "input")]
     pub data: Vec<PathBuf>,
     /// Directories written by `augur simulate --out` to replay for unlabelled windows;
-    /// repeat for several (sage; only their spans, metrics and SLOs are read).
+    /// repeat for several (sage, fluxion; only their spans, metrics and SLOs are read).
     #[arg(long)]
     pub input: Vec<PathBuf>,
-    /// Checkpoint name for sage (default `sage-<topology>`, the topology of the first input).
+    /// Checkpoint name for sage or fluxion (default `sage-<topology>` / `fluxion-<topology>`,
+    /// the topology of the first input).
     #[arg(long)]
     pub name: Option<String>,
     #[arg(long, default_value_t = 30)]
