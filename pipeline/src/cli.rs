@@ -118,7 +118,8 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub faults: Option<String>,
     /// A scripted sequence of deployment changes, recorded in labels.json: `scale-replace`
-    /// (an RPS change, scale-out of 1, 2, 3 services, all ×3, a replaced service; 28 min).
+    /// (an RPS change, scale-out of 1, 2, 3 services, all ×3, a replaced service, one every
+    /// 4 min after a 4 min warm-up, under a ±30 % load swing; 28 min).
     #[arg(long)]
     pub scenario: Option<String>,
     /// Output directory (created) for OTLP JSON lines and labels.json.

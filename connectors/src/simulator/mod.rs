@@ -32,7 +32,7 @@ pub use instrumentation::Instrumentation;
 pub use labels::{ChangeLabel, FaultLabel, Labels, SpikeLabel};
 pub use scenarios::{
     SCALE_REPLACE_PERIOD_S, SCALE_REPLACE_RPS_FACTOR, SCALE_REPLACE_SERVICE_TIME_FACTOR,
-    SCENARIO_NAMES, Scenario, scenario,
+    SCALE_REPLACE_SWING, SCALE_REPLACE_SWING_PERIOD_S, SCENARIO_NAMES, Scenario, scenario,
 };
 pub use topology::{
     CallRef, LoadSpec, OperationSpec, RequestSpec, ServiceSpec, SloSpec, SpikeSpec, Topology,

@@ -15,6 +15,11 @@
 //! 6. replacing a service: the busiest non-entry service's new version, service time ×
 //!    [`SCALE_REPLACE_SERVICE_TIME_FACTOR`].
 //!
+//! The offered load swings sinusoidally by ±[`SCALE_REPLACE_SWING`] with a period of
+//! [`SCALE_REPLACE_SWING_PERIOD_S`] throughout, so the latency moves within each step and a
+//! forecast has something to forecast (at a constant load a model that predicts the
+//! period's mean would be hard to beat).
+//!
 //! "Busiest" ranks services by expected thread occupancy per replica (calls per request ×
 //! thread-seconds held × offered rate / replicas / threads) at the topology's own load, ties
 //! by name, so the choice is deterministic and independent of the seed.
@@ -31,12 +36,19 @@ pub const SCALE_REPLACE_RPS_FACTOR: f64 = 1.4;
 /// The replaced service's service-time factor.
 pub const SCALE_REPLACE_SERVICE_TIME_FACTOR: f64 = 1.6;
 
+/// Amplitude of the load swing, as a fraction of the mean.
+pub const SCALE_REPLACE_SWING: f64 = 0.3;
+/// Period of the load swing, s.
+pub const SCALE_REPLACE_SWING_PERIOD_S: f64 = 80.0;
+
 /// Names of the built-in scenarios.
 pub const SCENARIO_NAMES: &[&str] = &["scale-replace"];
 
-/// A scenario: its changes and the simulated time it needs, ms.
-#[derive(Clone, Debug, PartialEq)]
+/// A scenario: the topology to run (the given one, its load possibly reshaped), its
+/// changes and the simulated time it needs, ms.
+#[derive(Clone, Debug)]
 pub struct Scenario {
+    pub topology: Topology,
     pub changes: Vec<ChangeSpec>,
     pub duration_ms: u64,
 }
@@ -124,7 +136,11 @@ fn scale_replace(topology: &Topology) -> Result<Scenario, SimError> {
             service_time_factor: SCALE_REPLACE_SERVICE_TIME_FACTOR,
         },
     });
+    let mut spec = topology.spec().clone();
+    spec.load.diurnal_amplitude = SCALE_REPLACE_SWING;
+    spec.load.diurnal_period_s = SCALE_REPLACE_SWING_PERIOD_S;
     Ok(Scenario {
+        topology: Topology::from_spec(spec)?,
         changes,
         duration_ms: 7 * period_ms,
     })
@@ -170,6 +186,7 @@ mod tests {
                 replicas: 2 * (initial + 1)
             }
         );
+        assert!((s.topology.spec().load.diurnal_amplitude - SCALE_REPLACE_SWING).abs() < 1e-12);
         assert!(scenario("nope", &topology).is_err());
     }
 }

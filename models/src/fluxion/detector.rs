@@ -9,7 +9,10 @@
 //! deployment changes (a service whose replica count changed, a new service or call) each
 //! refitted — only its vertex — once `adapt_samples` windows after the change are in; the
 //! forecast error's moving average, whose growth triggers graph debugging and a refit of
-//! the vertex it names.
+//! the vertex it names. A load shift — the entry's request rate over the last
+//! `adapt_samples` windows averaging more than [`LOAD_SHIFT`] outside the range the graph
+//! was trained on — refits every vertex (warm) on the windows since the last deployment
+//! change: the services are the same, only their inputs moved where the models never saw.
 //!
 //! Forecast: each service's own inputs extrapolated linearly over the last `trend_windows`
 //! windows to `horizon_ms` ahead, composed through the graph.
@@ -69,6 +72,9 @@ impl Default for FluxionConfig {
     }
 }
 
+/// A load shift: the recent mean request rate beyond the trained range by this fraction.
+pub const LOAD_SHIFT: f32 = 0.1;
+
 /// What one window gave: the alerts, and what the evaluation scores.
 #[derive(Clone, Debug, Default)]
 pub struct Step {
@@ -122,6 +128,10 @@ pub struct Fluxion {
     error_avg: Option<f64>,
     error_base: Option<f64>,
     since_debug: usize,
+    /// The entry's request rate range the graph was (re)fitted over.
+    load_range: Option<(f32, f32)>,
+    /// Windows since the last deployment change's refit.
+    since_change: usize,
 }
 
 impl Fluxion {
@@ -149,6 +159,8 @@ impl Fluxion {
             error_avg: None,
             error_base: None,
             since_debug: 0,
+            load_range: None,
+            since_change: 0,
         })
     }
 
@@ -250,7 +262,58 @@ impl Fluxion {
             graph.fit_vertex(&service, &recent, start, false);
             tracing::info!("fluxion: refitted {service} on {n} windows after its change");
             self.error_base = None;
+            self.since_change = 0;
         }
+    }
+
+    /// The entry's request rate in each of the last `n` windows.
+    fn entry_rates(&self, n: usize) -> Vec<f32> {
+        let Some(entry) = self.graph.as_ref().map(|g| g.entry.clone()) else {
+            return Vec::new();
+        };
+        self.recent
+            .iter()
+            .rev()
+            .take(n)
+            .filter_map(|s| s.services.get(&entry).map(|o| o.own[0]))
+            .collect()
+    }
+
+    /// Refits every vertex when the load left the range the graph was fitted over.
+    fn track_load(&mut self) {
+        self.since_change += 1;
+        let n = self.config.adapt_samples.max(2);
+        let recent = self.entry_rates(n);
+        if recent.len() < n {
+            return;
+        }
+        let lo = recent.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = recent.iter().copied().fold(0.0f32, f32::max);
+        let Some((min, max)) = self.load_range else {
+            // A graph from a checkpoint: its range is where the stream starts.
+            self.load_range = Some((lo, hi));
+            return;
+        };
+        let mean = recent.iter().sum::<f32>() / recent.len() as f32;
+        if mean <= max * (1.0 + LOAD_SHIFT) && mean >= min * (1.0 - LOAD_SHIFT) {
+            return;
+        }
+        let take = self
+            .since_change
+            .clamp(n, self.config.history.max(n))
+            .min(self.recent.len());
+        let window: Vec<Sample> = self.recent.iter().rev().take(take).rev().cloned().collect();
+        let Some(graph) = self.graph.as_mut() else {
+            return;
+        };
+        for service in graph.order() {
+            graph.fit_vertex(&service, &window, Start::Warm, false);
+        }
+        tracing::info!(
+            "fluxion: load {mean:.0}/s outside {min:.0}..{max:.0}/s; refitted every vertex on {take} windows"
+        );
+        self.load_range = Some((min.min(lo), max.max(hi)));
+        self.error_base = None;
     }
 
     fn track_error(&mut self, s: &Sample) {
@@ -328,6 +391,14 @@ impl Fluxion {
                 && self.recent.len() >= self.config.min_train_windows
             {
                 let all: Vec<Sample> = self.recent.iter().cloned().collect();
+                let rates: Vec<f32> = all
+                    .iter()
+                    .filter_map(|s| s.services.get(&entry).map(|o| o.own[0]))
+                    .collect();
+                self.load_range = Some((
+                    rates.iter().copied().fold(f32::INFINITY, f32::min),
+                    rates.iter().copied().fold(0.0f32, f32::max),
+                ));
                 self.graph = Some(InferenceGraph::fit(
                     &all,
                     &entry,
@@ -341,6 +412,7 @@ impl Fluxion {
             return out;
         }
         self.track_changes(&s);
+        self.track_load();
         self.track_error(&s);
         out.fit_wall_ms = started.elapsed().as_secs_f64() * 1e3;
         let steps = self.horizon_ms as f32 / window.window_ms.max(1) as f32;

@@ -26,6 +26,7 @@ pub fn sim_config(args: &SimulateArgs) -> anyhow::Result<(SimConfig, u64)> {
     let mut config = SimConfig::new(topology, args.seed);
     if let Some(name) = &args.scenario {
         let s = scenario(name, &config.topology)?;
+        config.topology = s.topology;
         config.changes = s.changes;
         duration_ms = s.duration_ms;
     }
