@@ -182,3 +182,67 @@ fn validate_names_the_bad_field() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("window.length_ms"));
 }
+
+#[test]
+fn scale_replace_scenario_labels_the_change_sequence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("hr");
+    // Light load: only the changes matter here; 1445 s covers the six steps (every 240 s).
+    ok(&augur(
+        &[
+            "simulate",
+            "--topology",
+            "hotel-reservation",
+            "--scenario",
+            "scale-replace",
+            "--seed",
+            "3",
+            "--rate-scale",
+            "0.05",
+            "--duration",
+            "1445s",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        tmp.path(),
+    ));
+    let labels: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("labels.json")).unwrap()).unwrap();
+    // No faults unless asked for.
+    assert_eq!(labels["faults"].as_array().unwrap().len(), 0);
+    let changes = labels["changes"].as_array().unwrap();
+    let start = labels["start_ms"].as_u64().unwrap();
+    let mut steps: std::collections::BTreeMap<u64, Vec<(String, String)>> = Default::default();
+    for c in changes {
+        steps
+            .entry((c["at_ms"].as_u64().unwrap() - start) / 1000)
+            .or_default()
+            .push((
+                c["kind"].as_str().unwrap().to_string(),
+                c["detail"].as_str().unwrap().to_string(),
+            ));
+    }
+    let times: Vec<u64> = steps.keys().copied().collect();
+    assert_eq!(times, vec![240, 480, 720, 960, 1200, 1440]);
+    let kinds = |t: u64| -> Vec<&str> { steps[&t].iter().map(|(k, _)| k.as_str()).collect() };
+    assert_eq!(kinds(240), vec!["rps_change"]);
+    assert!(
+        steps[&240][0].1.contains("-> 35 requests/s"),
+        "{:?}",
+        steps[&240]
+    );
+    assert_eq!(kinds(480), vec!["scale_out"]);
+    assert_eq!(kinds(720), vec!["scale_out"; 2]);
+    assert_eq!(kinds(960), vec!["scale_out"; 3]);
+    // All ×3: every service, each to three times its count.
+    assert!(kinds(1200).len() >= 10 && kinds(1200).iter().all(|k| *k == "scale_out"));
+    for (_, detail) in &steps[&1200] {
+        let counts: Vec<u32> = detail
+            .trim_start_matches("replicas ")
+            .split(" -> ")
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(counts[1], 3 * counts[0], "{detail}");
+    }
+    assert_eq!(kinds(1440), vec!["replace"]);
+}

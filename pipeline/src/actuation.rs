@@ -16,6 +16,11 @@
 //!   `escalate_within_ms` of its scale-up (see [`ActuationPolicy::on_window`]);
 //!   at most `max_replicas_added` replicas per service;
 //! - one command per service per `cooldown_ms` of event time, so an action has time to show.
+//! - with a what-if model ([`ActuationPolicy::with_what_if`], Fluxion's inference graph):
+//!   before a scale-up it asks "p99 if S had one more replica?" and "p99 if S's resource
+//!   were scaled up?", and scales out instead when one more replica is predicted to bring
+//!   the end-to-end p99 lower by more than [`WHAT_IF_MARGIN`] (e.g. the latency follows the
+//!   per-replica load, not the CPU that Sage's counterfactual named).
 //!
 //! Ids are deterministic (the alert's id + the type, + the window for later commands of the
 //! same diagnosis) so a consumer can drop duplicates after a restart.
@@ -25,6 +30,7 @@
 
 pub mod autoscaler;
 pub mod closed_loop;
+pub mod what_if;
 
 use std::collections::BTreeMap;
 
@@ -163,6 +169,25 @@ impl CloudEvent {
     }
 }
 
+/// Scale out instead of up when one more replica's predicted p99 is below the scale-up's by
+/// more than this fraction.
+pub const WHAT_IF_MARGIN: f64 = 0.05;
+
+/// Predicted end-to-end p99 under the two actions the policy chooses between.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WhatIfAnswer {
+    pub p99_now_ms: f64,
+    /// With one more replica of the service.
+    pub p99_scale_out_ms: f64,
+    /// With the service's `resource` allotment × `factor`.
+    pub p99_scale_up_ms: f64,
+}
+
+/// A latency model the policy can ask before acting (Fluxion's what-if query).
+pub trait WhatIfModel: Send {
+    fn ask(&self, service: &str, resource: Resource, factor: f64) -> Option<WhatIfAnswer>;
+}
+
 /// What the policy remembers of one service.
 #[derive(Clone, Debug, Default)]
 struct ServiceState {
@@ -178,6 +203,7 @@ pub struct ActuationPolicy {
     services: BTreeMap<String, ServiceState>,
     /// Firing, confident diagnoses by alert id.
     open: BTreeMap<String, Alert>,
+    what_if: Option<Box<dyn WhatIfModel>>,
 }
 
 impl ActuationPolicy {
@@ -186,7 +212,19 @@ impl ActuationPolicy {
             config,
             services: BTreeMap::new(),
             open: BTreeMap::new(),
+            what_if: None,
         }
+    }
+
+    /// Consults `model` before every scale-up (see the module doc).
+    pub fn with_what_if(mut self, model: Box<dyn WhatIfModel>) -> Self {
+        self.what_if = Some(model);
+        self
+    }
+
+    /// Replaces (or removes) the what-if model, e.g. when a newer graph is trained.
+    pub fn set_what_if(&mut self, model: Option<Box<dyn WhatIfModel>>) {
+        self.what_if = model;
     }
 
     /// The command an alert calls for, if any. A resolved alert closes its diagnosis.
@@ -241,6 +279,13 @@ impl ActuationPolicy {
         let culprit = alert.culprits.first()?;
         let service = culprit.service.clone();
         let cap = self.cap(&service);
+        // Fluxion's what-if: would one more replica beat scaling the resource up?
+        let prefer_out = match (&self.what_if, culprit.resource) {
+            (Some(model), Some(r)) if self.config.scalable_resources.contains(&r) => model
+                .ask(&service, r, self.config.scale_up_factor)
+                .filter(|a| a.p99_scale_out_ms < a.p99_scale_up_ms * (1.0 - WHAT_IF_MARGIN)),
+            _ => None,
+        };
         let config = &self.config;
         let state = self.services.entry(service.clone()).or_default();
         if let Some(last) = state.last_at {
@@ -257,7 +302,8 @@ impl ActuationPolicy {
         let up = scalable.and_then(|r| {
             let current = state.allotment.get(&r).copied().unwrap_or(1.0);
             let next = current * config.scale_up_factor;
-            (next <= cap * (1.0 + 1e-9) && !recently_scaled_up).then_some((r, next))
+            (next <= cap * (1.0 + 1e-9) && !recently_scaled_up && prefer_out.is_none())
+                .then_some((r, next))
         });
         let (kind, replicas_delta, scale_factor, summary) = match up {
             Some((r, next)) => {
@@ -275,7 +321,15 @@ impl ActuationPolicy {
             }
             None if state.replicas_added < config.max_replicas_added => {
                 state.replicas_added += 1;
-                let why = if recently_scaled_up {
+                let why = if let Some(a) = prefer_out {
+                    format!(
+                        "predicted p99 {:.1} ms with one more replica vs {:.1} ms after a {} scale-up (now {:.1} ms)",
+                        a.p99_scale_out_ms,
+                        a.p99_scale_up_ms,
+                        resource.map_or("resource", |r| r.as_str()),
+                        a.p99_now_ms
+                    )
+                } else if recently_scaled_up {
                     format!(
                         "still the culprit {:.0} s after a scale-up",
                         now.saturating_sub(state.last_at.unwrap_or(now)) as f64 / 1000.0

@@ -108,14 +108,20 @@ pub struct SimulateArgs {
     /// Built-in topology (chain, fanout, social-network, hotel-reservation, online-boutique) or a TOML file.
     #[arg(long, default_value = "social-network")]
     pub topology: String,
-    /// Simulated time, e.g. `10m`.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
-    pub duration: std::time::Duration,
+    /// Simulated time, e.g. `10m` (default 10m, or the scenario's length).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// `random` (step faults), `random-ramp` (the same schedule, faults ramping up over 3–10 s), `none`, or a fault-plan file (TOML or JSON).
-    #[arg(long, default_value = "random")]
-    pub faults: String,
+    /// Default `random`, or `none` with a scenario.
+    #[arg(long)]
+    pub faults: Option<String>,
+    /// A scripted sequence of deployment changes, recorded in labels.json: `scale-replace`
+    /// (an RPS change, scale-out of 1, 2, 3 services, all ×3, a replaced service, one every
+    /// 4 min after a 4 min warm-up, under a ±30 % load swing; 28 min).
+    #[arg(long)]
+    pub scenario: Option<String>,
     /// Output directory (created) for OTLP JSON lines and labels.json.
     #[arg(long, required_unless_present = "kafka")]
     pub out: Option<PathBuf>,
@@ -145,6 +151,17 @@ pub struct SimulateArgs {
     /// Multiplies the topology's request rate.
     #[arg(long, default_value_t = 1.0)]
     pub rate_scale: f64,
+}
+
+impl SimulateArgs {
+    /// The fault plan: `--faults`, else `none` with a scenario and `random` without.
+    pub fn faults(&self) -> &str {
+        match (&self.faults, &self.scenario) {
+            (Some(f), _) => f,
+            (None, Some(_)) => "none",
+            (None, None) => "random",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +223,10 @@ pub struct EvalArgs {
     /// Print one JSON object per detector (one per line) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Write a report here (created): with `fluxion`, `forecast.svg` (forecast vs observed
+    /// p90 over time, changes marked) and `forecast.md` (the per-change table).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -244,10 +265,11 @@ pub struct TrainArgs {
     #[arg(long, required_unless_present = "input")]
     pub data: Vec<PathBuf>,
     /// Directories written by `augur simulate --out` to replay for unlabelled windows;
-    /// repeat for several (sage; only their spans, metrics and SLOs are read).
+    /// repeat for several (sage, fluxion; only their spans, metrics and SLOs are read).
     #[arg(long)]
     pub input: Vec<PathBuf>,
-    /// Checkpoint name for sage (default `sage-<topology>`, the topology of the first input).
+    /// Checkpoint name for sage or fluxion (default `sage-<topology>` / `fluxion-<topology>`,
+    /// the topology of the first input).
     #[arg(long)]
     pub name: Option<String>,
     #[arg(long, default_value_t = 30)]

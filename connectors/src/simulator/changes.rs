@@ -1,5 +1,6 @@
 //! Scheduled deployment changes: scale a service out or in, replace it with a new
-//! service-time profile, insert a new service between a caller and a callee, remove a leaf.
+//! service-time profile, insert a new service between a caller and a callee, remove a leaf,
+//! change the offered load (requests per second).
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,9 @@ pub enum ChangeAction {
     },
     /// Remove a leaf service: its callers stop calling it.
     RemoveService,
+    /// The offered load (every entry's request rate) × `factor` from now on; `service`
+    /// names the entry it is labelled on.
+    Rps { factor: f64 },
 }
 
 fn default_replicas() -> u32 {
@@ -49,6 +53,7 @@ impl ChangeAction {
             ChangeAction::Replace { .. } => "replace",
             ChangeAction::AddService { .. } => "add_service",
             ChangeAction::RemoveService => "remove_service",
+            ChangeAction::Rps { .. } => "rps_change",
         }
     }
 }

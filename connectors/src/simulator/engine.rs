@@ -674,6 +674,12 @@ impl Simulator {
                         )));
                     }
                 }
+                ChangeAction::Rps { factor } => {
+                    known(&change.service, &names)?;
+                    if factor.is_nan() || *factor <= 0.0 {
+                        return Err(SimError::Invalid(format!("{context}: factor must be > 0")));
+                    }
+                }
                 ChangeAction::ScaleOut { replicas } | ChangeAction::ScaleIn { replicas } => {
                     known(&change.service, &names)?;
                     if *replicas == 0 {
@@ -1371,6 +1377,16 @@ impl Simulator {
                 }
                 self.service_active[s as usize].clear();
                 format!("removed leaf {}", change.service)
+            }
+            (ChangeAction::Rps { factor }, Some(_)) => {
+                let before = self.base_rate_per_ns * 1e9;
+                self.base_rate_per_ns *= factor;
+                // Redraw the next arrival at the new rate (memoryless, so this stays Poisson).
+                self.next_arrival_ns = self.now_ns + self.exp_gap_ns(self.now_ns);
+                format!(
+                    "offered load {before:.0} -> {:.0} requests/s",
+                    self.base_rate_per_ns * 1e9
+                )
             }
             // Validated in `new`; a change that no longer applies is skipped, unlabelled.
             _ => return,

@@ -21,6 +21,7 @@ mod faults;
 mod instrumentation;
 mod labels;
 mod model;
+mod scenarios;
 mod topology;
 
 pub use changes::{ChangeAction, ChangeSpec, ChangesFile};
@@ -29,6 +30,10 @@ pub use engine::Simulator;
 pub use faults::{ExplicitPlan, FaultKind, FaultPlan, FaultSpec, RandomPlan};
 pub use instrumentation::Instrumentation;
 pub use labels::{ChangeLabel, FaultLabel, Labels, SpikeLabel};
+pub use scenarios::{
+    SCALE_REPLACE_PERIOD_S, SCALE_REPLACE_RPS_FACTOR, SCALE_REPLACE_SERVICE_TIME_FACTOR,
+    SCALE_REPLACE_SWING, SCALE_REPLACE_SWING_PERIOD_S, SCENARIO_NAMES, Scenario, scenario,
+};
 pub use topology::{
     CallRef, LoadSpec, OperationSpec, RequestSpec, ServiceSpec, SloSpec, SpikeSpec, Topology,
     TopologySpec,

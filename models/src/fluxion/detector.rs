@@ -2,34 +2,46 @@
 //! point's end-to-end latency `horizon` ahead and alerts when the forecast exceeds the SLO.
 //!
 //! In: closed windows, in order. Out: `latency_forecast` detections ("p99 forecast 240 ms
-//! vs SLO 200 ms"). State: recent samples; the graph (warm-started from a checkpoint when
-//! `checkpoint` names one, else trained once `min_train_windows` windows are in); pending
+//! vs SLO 200 ms"). State: recent samples; the graph (from the checkpoint `checkpoint`
+//! names, else from the newest `fluxion-*` checkpoint in `models_dir` whose services cover
+//! the stream's, once the entry point is known; else trained once `min_train_windows`
+//! windows are in — then it keeps learning online either way); pending
 //! deployment changes (a service whose replica count changed, a new service or call) each
 //! refitted — only its vertex — once `adapt_samples` windows after the change are in; the
 //! forecast error's moving average, whose growth triggers graph debugging and a refit of
-//! the vertex it names.
+//! the vertex it names. A load shift — the entry's request rate over the last
+//! `adapt_samples` windows averaging more than [`LOAD_SHIFT`] outside the range the graph
+//! was trained on — refits every vertex (warm) on the windows since the last deployment
+//! change: the services are the same, only their inputs moved where the models never saw.
 //!
 //! Forecast: each service's own inputs extrapolated linearly over the last `trend_windows`
 //! windows to `horizon_ms` ahead, composed through the graph.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
+use std::time::Instant;
 
 use augur_operators::{AlertKind, Detection, Detector, WindowSnapshot};
 use serde::{Deserialize, Serialize};
 
 use super::assignment::{AssignmentSettings, Start};
+use super::checkpoint::FluxionCheckpoint;
 use super::debugging::find_fault;
-use super::features::{OWN, P90, Sample, sample, spectrum_index};
-use super::graph::{GraphState, InferenceGraph};
+use super::features::{OWN, P90, SPECTRUM, Sample, sample, spectrum_index};
+use super::graph::InferenceGraph;
 
 /// Settings of the `fluxion` detector.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FluxionConfig {
-    /// A graph checkpoint (JSON `GraphState`) to start from; empty: learn from the stream.
-    /// Default empty.
+    /// A checkpoint file (`fluxion-<topology>-vN.json`) to start from; empty: look in
+    /// `models_dir`. Default empty.
     pub checkpoint: PathBuf,
+    /// Directory searched for the newest `fluxion-*-vN.json` whose services cover the
+    /// stream's (same entry point); empty: never load one, learn from the stream. When this
+    /// relative path doesn't exist, the checkpoints shipped with the source tree are used.
+    /// Default `models/checkpoints`.
+    pub models_dir: PathBuf,
     /// Windows collected before the first graph is trained. Default 120.
     pub min_train_windows: usize,
     /// Recent windows kept for refits and debugging. Default 600.
@@ -49,6 +61,7 @@ impl Default for FluxionConfig {
     fn default() -> Self {
         FluxionConfig {
             checkpoint: PathBuf::new(),
+            models_dir: PathBuf::from("models/checkpoints"),
             min_train_windows: 120,
             history: 600,
             adapt_samples: 15,
@@ -59,8 +72,53 @@ impl Default for FluxionConfig {
     }
 }
 
+/// A load shift: the recent mean request rate beyond the trained range by this fraction.
+pub const LOAD_SHIFT: f32 = 0.1;
+
+/// What one window gave: the alerts, and what the evaluation scores.
+#[derive(Clone, Debug, Default)]
+pub struct Step {
+    pub detections: Vec<Detection>,
+    /// The end-to-end spectrum forecast for `horizon_ms` after this window's end (`None`
+    /// before the graph is trained).
+    pub forecast: Option<[f32; SPECTRUM]>,
+    /// The entry's end-to-end spectrum observed in this window.
+    pub observed: Option<[f32; SPECTRUM]>,
+    /// The sample the forecast was made from (own inputs extrapolated `horizon_ms` ahead):
+    /// the baseline is fed the same.
+    pub ahead: Option<Sample>,
+    /// Wall time spent (re)fitting models in this window, ms.
+    pub fit_wall_ms: f64,
+}
+
+/// The graph of a checkpoint.
+fn graph_of(c: &FluxionCheckpoint) -> Result<InferenceGraph, std::io::Error> {
+    InferenceGraph::from_state(&c.graph).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("malformed model in checkpoint {}-v{}", c.name, c.version),
+        )
+    })
+}
+
+impl FluxionConfig {
+    /// The checkpoint directory to use (see `models_dir`); `None` when empty.
+    pub fn dir(&self) -> Option<PathBuf> {
+        if self.models_dir.as_os_str().is_empty() {
+            None
+        } else if self.models_dir.exists() || self.models_dir.is_absolute() {
+            Some(self.models_dir.clone())
+        } else {
+            Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints"))
+        }
+    }
+}
+
 pub struct Fluxion {
     config: FluxionConfig,
+    /// Checkpoint the graph started from (`name-vN`), if any.
+    loaded: Option<String>,
+    looked_for_checkpoint: bool,
     horizon_ms: u64,
     graph: Option<InferenceGraph>,
     recent: VecDeque<Sample>,
@@ -70,26 +128,29 @@ pub struct Fluxion {
     error_avg: Option<f64>,
     error_base: Option<f64>,
     since_debug: usize,
+    /// The entry's request rate range the graph was (re)fitted over.
+    load_range: Option<(f32, f32)>,
+    /// Windows since the last deployment change's refit.
+    since_change: usize,
 }
 
 impl Fluxion {
     /// Reads the checkpoint, if one is named.
     pub fn new(config: FluxionConfig, horizon_ms: u64) -> Result<Self, std::io::Error> {
-        let graph = if config.checkpoint.as_os_str().is_empty() {
-            None
+        let (graph, loaded) = if config.checkpoint.as_os_str().is_empty() {
+            (None, None)
         } else {
-            let text = std::fs::read_to_string(&config.checkpoint)?;
-            let state: GraphState = serde_json::from_str(&text)
+            let c = FluxionCheckpoint::load(&config.checkpoint)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            Some(InferenceGraph::from_state(&state).ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "malformed model in checkpoint",
-                )
-            })?)
+            (
+                Some(graph_of(&c)?),
+                Some(format!("{}-v{}", c.name, c.version)),
+            )
         };
         Ok(Fluxion {
             config,
+            looked_for_checkpoint: loaded.is_some(),
+            loaded,
             horizon_ms,
             graph,
             recent: VecDeque::new(),
@@ -98,6 +159,8 @@ impl Fluxion {
             error_avg: None,
             error_base: None,
             since_debug: 0,
+            load_range: None,
+            since_change: 0,
         })
     }
 
@@ -130,6 +193,45 @@ impl Fluxion {
         Some(out)
     }
 
+    /// The checkpoint the graph started from (`name-vN`), if any.
+    pub fn loaded(&self) -> Option<&str> {
+        self.loaded.as_deref()
+    }
+
+    /// Once the entry is known: the newest matching checkpoint of `models_dir`, if any.
+    fn load_matching(&mut self, entry: &str) {
+        self.looked_for_checkpoint = true;
+        let Some(dir) = self.config.dir() else {
+            return;
+        };
+        let services: BTreeSet<String> = self
+            .recent
+            .iter()
+            .flat_map(|s| s.services.keys().cloned())
+            .collect();
+        let Some(c) = FluxionCheckpoint::find(&dir, entry, &services) else {
+            return;
+        };
+        match graph_of(&c) {
+            Ok(graph) => {
+                tracing::info!(
+                    "fluxion: starting from checkpoint {}-v{} ({} services)",
+                    c.name,
+                    c.version,
+                    c.services.len()
+                );
+                self.graph = Some(graph);
+                self.loaded = Some(format!("{}-v{}", c.name, c.version));
+            }
+            Err(e) => tracing::warn!("fluxion: checkpoint {}-v{}: {e}", c.name, c.version),
+        }
+    }
+
+    /// Whether a graph exists (loaded or trained).
+    pub fn trained(&self) -> bool {
+        self.graph.is_some()
+    }
+
     fn track_changes(&mut self, s: &Sample) {
         let Some(graph) = self.graph.as_mut() else {
             return;
@@ -160,7 +262,58 @@ impl Fluxion {
             graph.fit_vertex(&service, &recent, start, false);
             tracing::info!("fluxion: refitted {service} on {n} windows after its change");
             self.error_base = None;
+            self.since_change = 0;
         }
+    }
+
+    /// The entry's request rate in each of the last `n` windows.
+    fn entry_rates(&self, n: usize) -> Vec<f32> {
+        let Some(entry) = self.graph.as_ref().map(|g| g.entry.clone()) else {
+            return Vec::new();
+        };
+        self.recent
+            .iter()
+            .rev()
+            .take(n)
+            .filter_map(|s| s.services.get(&entry).map(|o| o.own[0]))
+            .collect()
+    }
+
+    /// Refits every vertex when the load left the range the graph was fitted over.
+    fn track_load(&mut self) {
+        self.since_change += 1;
+        let n = self.config.adapt_samples.max(2);
+        let recent = self.entry_rates(n);
+        if recent.len() < n {
+            return;
+        }
+        let lo = recent.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = recent.iter().copied().fold(0.0f32, f32::max);
+        let Some((min, max)) = self.load_range else {
+            // A graph from a checkpoint: its range is where the stream starts.
+            self.load_range = Some((lo, hi));
+            return;
+        };
+        let mean = recent.iter().sum::<f32>() / recent.len() as f32;
+        if mean <= max * (1.0 + LOAD_SHIFT) && mean >= min * (1.0 - LOAD_SHIFT) {
+            return;
+        }
+        let take = self
+            .since_change
+            .clamp(n, self.config.history.max(n))
+            .min(self.recent.len());
+        let window: Vec<Sample> = self.recent.iter().rev().take(take).rev().cloned().collect();
+        let Some(graph) = self.graph.as_mut() else {
+            return;
+        };
+        for service in graph.order() {
+            graph.fit_vertex(&service, &window, Start::Warm, false);
+        }
+        tracing::info!(
+            "fluxion: load {mean:.0}/s outside {min:.0}..{max:.0}/s; refitted every vertex on {take} windows"
+        );
+        self.load_range = Some((min.min(lo), max.max(hi)));
+        self.error_base = None;
     }
 
     fn track_error(&mut self, s: &Sample) {
@@ -204,13 +357,33 @@ impl Detector for Fluxion {
     }
 
     fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection> {
+        self.step(window).detections
+    }
+}
+
+impl Fluxion {
+    /// One window: learn from it, forecast `horizon_ms` ahead, alert when the forecast
+    /// exceeds the SLO.
+    pub fn step(&mut self, window: &WindowSnapshot) -> Step {
         let s = sample(window);
+        let mut out = Step::default();
         if s.services.is_empty() {
-            return Vec::new();
+            return out;
         }
+        let started = Instant::now();
         self.recent.push_back(s.clone());
         while self.recent.len() > self.config.history.max(2) {
             self.recent.pop_front();
+        }
+        if self.graph.is_none() && !self.looked_for_checkpoint {
+            if let Some((entry, _)) = s.entry.clone() {
+                self.load_matching(&entry);
+                if self.graph.is_some() {
+                    for (name, own) in &s.services {
+                        self.replicas.insert(name.clone(), own.own[1]);
+                    }
+                }
+            }
         }
         if self.graph.is_none() {
             let entry = self.recent.iter().rev().find_map(|s| s.entry.clone());
@@ -218,6 +391,14 @@ impl Detector for Fluxion {
                 && self.recent.len() >= self.config.min_train_windows
             {
                 let all: Vec<Sample> = self.recent.iter().cloned().collect();
+                let rates: Vec<f32> = all
+                    .iter()
+                    .filter_map(|s| s.services.get(&entry).map(|o| o.own[0]))
+                    .collect();
+                self.load_range = Some((
+                    rates.iter().copied().fold(f32::INFINITY, f32::min),
+                    rates.iter().copied().fold(0.0f32, f32::max),
+                ));
                 self.graph = Some(InferenceGraph::fit(
                     &all,
                     &entry,
@@ -227,28 +408,35 @@ impl Detector for Fluxion {
                     self.replicas.insert(name.clone(), own.own[1]);
                 }
             }
-            return Vec::new();
+            out.fit_wall_ms = started.elapsed().as_secs_f64() * 1e3;
+            return out;
         }
         self.track_changes(&s);
+        self.track_load();
         self.track_error(&s);
+        out.fit_wall_ms = started.elapsed().as_secs_f64() * 1e3;
         let steps = self.horizon_ms as f32 / window.window_ms.max(1) as f32;
-        let (Some(graph), Some(ahead), Some((quantile, slo_ms))) =
-            (self.graph.as_ref(), self.extrapolate(steps), s.slo)
-        else {
-            return Vec::new();
+        let (Some(graph), Some(ahead)) = (self.graph.as_ref(), self.extrapolate(steps)) else {
+            return out;
         };
+        out.observed = s.e2e(&graph.entry);
         let Some(forecast) = graph.predict(&ahead) else {
-            return Vec::new();
+            return out;
+        };
+        out.forecast = Some(forecast);
+        out.ahead = Some(ahead);
+        let Some((quantile, slo_ms)) = s.slo else {
+            return out;
         };
         let q = spectrum_index(quantile);
         let value = forecast[q] as f64;
         if value <= slo_ms {
-            return Vec::new();
+            return out;
         }
         // Confidence grows with the margin over the SLO, in units of the recent error.
         let scale = self.error_avg.unwrap_or(1.0).max(0.5);
         let probability = 1.0 / (1.0 + (-(value - slo_ms) / scale).exp());
-        vec![Detection {
+        out.detections.push(Detection {
             kind: AlertKind::LatencyForecast,
             service: graph.entry.clone(),
             probability,
@@ -258,6 +446,7 @@ impl Detector for Fluxion {
                 "p{:.0} forecast {value:.0} ms vs SLO {slo_ms:.0} ms",
                 quantile * 100.0
             ),
-        }]
+        });
+        out
     }
 }

@@ -72,6 +72,20 @@ impl Sample {
     }
 }
 
+impl Sample {
+    /// What the service's own inputs would be with its CPU allotment × `factor`: its CPU
+    /// utilization (used / allotted) divides by it; load and replicas stay.
+    pub fn with_cpu_scaled(&self, service: &str, factor: f32) -> Sample {
+        let mut out = self.clone();
+        if let Some(s) = out.services.get_mut(service) {
+            let f = factor.max(1e-3);
+            s.own[3] /= f;
+            s.own[4] /= f;
+        }
+        out
+    }
+}
+
 /// Reads a window.
 pub fn sample(window: &WindowSnapshot) -> Sample {
     let secs = (window.window_ms.max(1) as f32) / 1000.0;

@@ -2,8 +2,8 @@
 //! had N more replicas?" — what actuation asks to choose between scaling out S and scaling
 //! it up.
 //!
-//! In: a graph, the latest sample, a service and a replica delta. Out: the predicted
-//! end-to-end latency at the quantile asked. State: none.
+//! In: a graph, the latest sample, a service and a replica delta (or a CPU allotment
+//! factor). Out: the predicted end-to-end p99. State: none.
 
 use super::features::{P99, Sample};
 use super::graph::InferenceGraph;
@@ -34,4 +34,17 @@ pub fn what_if(
         p99_now_ms: now[P99] as f64,
         p99_after_ms: after[P99] as f64,
     })
+}
+
+/// The end-to-end p99 the graph predicts if `service`'s CPU allotment were × `factor`
+/// (its CPU utilization divided by it), all else as in `sample`: (now, after), ms.
+pub fn what_if_cpu(
+    graph: &InferenceGraph,
+    sample: &Sample,
+    service: &str,
+    factor: f32,
+) -> Option<(f64, f64)> {
+    let now = graph.predict(sample)?;
+    let after = graph.predict(&sample.with_cpu_scaled(service, factor))?;
+    Some((now[P99] as f64, after[P99] as f64))
 }

@@ -14,6 +14,8 @@ use crate::commands::{
 };
 use crate::config::Config;
 use crate::dataflow::JobSpec;
+use crate::eval::forecast::{self, changes_from_labels};
+use crate::eval::plot;
 use crate::eval::score::ScoreParams;
 use crate::eval::{
     ModelFigures, PipelineFigures, faults_from_labels, percentile, report_for, table, window_truth,
@@ -54,6 +56,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     }
     let names = metric_names(&config);
     let input = args.input.clone();
+    let fluxion_config = config.detector.fluxion.clone();
     let params = ScoreParams {
         window_ms: config.window.length_ms,
         horizon_ms: config.window.horizon_ms,
@@ -112,6 +115,22 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             report
         })
         .collect();
+    let mut reports = reports;
+    for report in reports.iter_mut().filter(|r| r.detector == "fluxion") {
+        let changes = changes_from_labels(&labels);
+        let forecast = forecast::evaluate(
+            &outcome.windows,
+            &changes,
+            &fluxion_config,
+            params.window_ms,
+            params.horizon_ms,
+        )
+        .context("evaluating the fluxion forecasts")?;
+        report.forecast = Some(forecast);
+    }
+    if let Some(dir) = &args.report {
+        write_report(dir, &reports, &labels)?;
+    }
     if args.json {
         for report in &reports {
             println!("{}", serde_json::to_string(report)?);
@@ -129,6 +148,46 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             "{}",
             crate::display::inference_summary(&outcome.stats.inference)
         );
+        for r in &reports {
+            if let Some(f) = &r.forecast {
+                println!(
+                    "fluxion forecast of the next window's end-to-end p90 ({} windows):\n{}",
+                    f.windows,
+                    forecast::change_table(f)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--report DIR`: the forecast plot and table of each report that has them.
+fn write_report(
+    dir: &std::path::Path,
+    reports: &[crate::eval::Report],
+    labels: &serde_json::Value,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let topology = labels
+        .get("topology")
+        .and_then(|t| t.as_str())
+        .unwrap_or("input");
+    let seed = labels.get("seed").and_then(|t| t.as_u64()).unwrap_or(0);
+    for r in reports {
+        let Some(f) = &r.forecast else {
+            continue;
+        };
+        let title = format!(
+            "{topology} seed {seed}: next-window end-to-end p90, {} forecast vs observed",
+            r.detector
+        );
+        let svg = dir.join("forecast.svg");
+        std::fs::write(&svg, plot::forecast_svg(f, &title))
+            .with_context(|| format!("writing {}", svg.display()))?;
+        let md = dir.join("forecast.md");
+        std::fs::write(&md, format!("# {title}\n\n{}", forecast::change_table(f)))
+            .with_context(|| format!("writing {}", md.display()))?;
+        eprintln!("wrote {} and {}", svg.display(), md.display());
     }
     Ok(())
 }

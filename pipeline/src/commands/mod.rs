@@ -8,6 +8,7 @@ pub mod replay;
 pub mod run;
 pub mod simulate;
 pub mod train;
+pub mod train_fluxion;
 pub mod train_sage;
 pub mod validate;
 

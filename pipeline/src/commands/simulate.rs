@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::Context;
 use augur_connectors::files::LineWriter;
 use augur_connectors::otlp::{encode_metrics_json, encode_traces_json};
-use augur_connectors::simulator::{FaultPlan, SimConfig, Simulator, Topology};
+use augur_connectors::simulator::{FaultPlan, SimConfig, Simulator, Topology, scenario};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::SimulateArgs;
@@ -18,6 +18,26 @@ const LINE_MS: u64 = 100;
 /// At most this many spans per line.
 const MAX_SPANS_PER_LINE: usize = 4096;
 
+/// The simulator's configuration and the simulated time, ms, from the arguments: topology,
+/// seed, fault plan, load scale and, with `--scenario`, its changes and default length.
+pub fn sim_config(args: &SimulateArgs) -> anyhow::Result<(SimConfig, u64)> {
+    let topology = Topology::load(&args.topology)?;
+    let mut duration_ms = 600_000;
+    let mut config = SimConfig::new(topology, args.seed);
+    if let Some(name) = &args.scenario {
+        let s = scenario(name, &config.topology)?;
+        config.topology = s.topology;
+        config.changes = s.changes;
+        duration_ms = s.duration_ms;
+    }
+    if let Some(d) = args.duration {
+        duration_ms = d.as_millis() as u64;
+    }
+    config.faults = FaultPlan::parse(args.faults())?;
+    config.rate_scale = args.rate_scale;
+    Ok((config, duration_ms))
+}
+
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     if let Some(brokers) = &args.kafka {
         return to_kafka(args, brokers);
@@ -25,10 +45,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let Some(out) = &args.out else {
         anyhow::bail!("give --out DIR or --kafka BROKERS");
     };
-    let topology = Topology::load(&args.topology)?;
-    let mut config = SimConfig::new(topology, args.seed);
-    config.faults = FaultPlan::parse(&args.faults)?;
-    config.rate_scale = args.rate_scale;
+    let (config, duration_ms) = sim_config(args)?;
     let mut sim = Simulator::new(config)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let ext = if args.zstd { "jsonl.zst" } else { "jsonl" };
@@ -37,7 +54,6 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let mut traces = LineWriter::create(&traces_path)?;
     let mut metrics = LineWriter::create(&metrics_path)?;
 
-    let duration_ms = args.duration.as_millis() as u64;
     let start = sim.now_ms();
     let bar = ProgressBar::new(duration_ms / 1000);
     bar.set_style(

@@ -17,8 +17,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if args.model == "sage" {
         return crate::commands::train_sage::run(args);
     }
+    if args.model == "fluxion" {
+        return crate::commands::train_fluxion::run(args);
+    }
     if args.model != "seer" {
-        bail!("unknown model `{}`; known models: seer, sage", args.model);
+        bail!(
+            "unknown model `{}`; known models: seer, sage, fluxion",
+            args.model
+        );
     }
     let config = load_config(args.job.config.as_deref())?;
     let seer = &config.detector.seer;

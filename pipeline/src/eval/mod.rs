@@ -1,6 +1,8 @@
 //! `augur eval`: replay recorded input once, run every requested detector on the same
 //! windows, and score each against the QoS ground truth and `labels.json`.
 
+pub mod forecast;
+pub mod plot;
 pub mod score;
 
 use serde::Serialize;
@@ -50,6 +52,9 @@ pub struct Report {
     pub pipeline: PipelineFigures,
     /// Set by the caller from the job's inference times.
     pub model: ModelFigures,
+    /// Fluxion only: forecast accuracy and adaptation (`eval/forecast.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<forecast::ForecastReport>,
 }
 
 /// Faults from `labels.json` (`faults[]` with service, resource, start_ms, end_ms).
@@ -110,6 +115,7 @@ pub fn report_for(
         score: score::score(windows, &mine, faults, params),
         pipeline,
         model: ModelFigures::default(),
+        forecast: None,
     }
 }
 

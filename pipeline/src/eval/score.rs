@@ -19,7 +19,9 @@
 //!   resource with the fault's (a thread-pool fault, labelled `threads`, shows as the
 //!   `queue` resource).
 //! - `root_cause` alerts (Sage) count like `qos_violation_predicted` ones: they detect the
-//!   episodes they fire in and their culprits are scored the same way.
+//!   episodes they fire in and their culprits are scored the same way. So do
+//!   `latency_forecast` alerts (Fluxion: forecast end-to-end latency over the SLO), which
+//!   name no culprits.
 //! - **Multi-fault episodes** (overlapping several faults) are scored apart:
 //!   `multi_fault_ac1` when the top culprit is one of the faults' services, `multi_fault_ac3`
 //!   when the top three hold at least one.
@@ -154,7 +156,9 @@ pub fn score(
                 a.ends_at.is_none()
                     && matches!(
                         a.kind,
-                        AlertKind::QosViolationPredicted | AlertKind::RootCause
+                        AlertKind::QosViolationPredicted
+                            | AlertKind::RootCause
+                            | AlertKind::LatencyForecast
                     )
             })
             .collect();

@@ -15,7 +15,7 @@ use augur_connectors::kafka::{
 use augur_connectors::otlp::{
     encode_metrics_json, encode_metrics_proto, encode_traces_json, encode_traces_proto,
 };
-use augur_connectors::simulator::{FaultPlan, SimConfig, Simulator, Topology};
+use augur_connectors::simulator::Simulator;
 use rdkafka::consumer::BaseConsumer;
 
 use super::{LINE_MS, MAX_SPANS_PER_LINE};
@@ -42,14 +42,10 @@ pub fn to_kafka(args: &SimulateArgs, brokers: &str) -> anyhow::Result<()> {
     let metric_parts = topic_partitions(&probe, &kafka.metrics_topic)?.max(1) as u64;
     drop(probe);
 
-    let topology = Topology::load(&args.topology)?;
-    let mut sim_config = SimConfig::new(topology, args.seed);
-    sim_config.faults = FaultPlan::parse(&args.faults)?;
-    sim_config.rate_scale = args.rate_scale;
+    let (sim_config, duration_ms) = super::sim_config(args)?;
     let mut sim = Simulator::new(sim_config)?;
     let mut producer = OutputProducer::unbatched(&settings)?;
 
-    let duration_ms = args.duration.as_millis() as u64;
     let start = sim.now_ms();
     let started = Instant::now();
     let corrupt_every = (args.corrupt > 0).then(|| (duration_ms / (args.corrupt + 1)).max(LINE_MS));

@@ -1,0 +1,192 @@
+//! Scripted scenarios: named sequences of deployment changes built for a topology.
+//!
+//! In: a scenario name and a topology. Out: the changes (with their times) and the length
+//! of simulated time the scenario needs. State: none.
+//!
+//! `scale-replace` (Fluxion's adaptation experiment): one step every
+//! [`SCALE_REPLACE_PERIOD_S`] seconds, the first after a warm-up of the same length, so each
+//! change has time to settle before the next:
+//!
+//! 1. an RPS change: the offered load × [`SCALE_REPLACE_RPS_FACTOR`];
+//! 2. scale-out of 1 service (+1 replica): the busiest non-entry service;
+//! 3. scale-out of 2 services (+1 each): the 2nd and 3rd busiest;
+//! 4. scale-out of 3 services (+1 each): the 4th to 6th busiest;
+//! 5. scale-out of all services ×3 (each gets twice its current replica count added);
+//! 6. replacing a service: the busiest non-entry service's new version, service time ×
+//!    [`SCALE_REPLACE_SERVICE_TIME_FACTOR`].
+//!
+//! The offered load swings sinusoidally by ±[`SCALE_REPLACE_SWING`] with a period of
+//! [`SCALE_REPLACE_SWING_PERIOD_S`] throughout, so the latency moves within each step and a
+//! forecast has something to forecast (at a constant load a model that predicts the
+//! period's mean would be hard to beat).
+//!
+//! "Busiest" ranks services by expected thread occupancy per replica (calls per request ×
+//! thread-seconds held × offered rate / replicas / threads) at the topology's own load, ties
+//! by name, so the choice is deterministic and independent of the seed.
+
+use super::SimError;
+use super::changes::{ChangeAction, ChangeSpec};
+use super::model::Model;
+use super::topology::Topology;
+
+/// Seconds between the steps of `scale-replace` (and of its warm-up before the first).
+pub const SCALE_REPLACE_PERIOD_S: u64 = 240;
+/// The offered load's factor at the RPS change.
+pub const SCALE_REPLACE_RPS_FACTOR: f64 = 1.4;
+/// The replaced service's service-time factor.
+pub const SCALE_REPLACE_SERVICE_TIME_FACTOR: f64 = 1.6;
+
+/// Amplitude of the load swing, as a fraction of the mean.
+pub const SCALE_REPLACE_SWING: f64 = 0.3;
+/// Period of the load swing, s.
+pub const SCALE_REPLACE_SWING_PERIOD_S: f64 = 80.0;
+
+/// Names of the built-in scenarios.
+pub const SCENARIO_NAMES: &[&str] = &["scale-replace"];
+
+/// A scenario: the topology to run (the given one, its load possibly reshaped), its
+/// changes and the simulated time it needs, ms.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub topology: Topology,
+    pub changes: Vec<ChangeSpec>,
+    pub duration_ms: u64,
+}
+
+/// Builds scenario `name` for `topology`.
+pub fn scenario(name: &str, topology: &Topology) -> Result<Scenario, SimError> {
+    match name {
+        "scale-replace" => scale_replace(topology),
+        other => Err(SimError::Invalid(format!(
+            "unknown scenario {other:?} (known: {})",
+            SCENARIO_NAMES.join(", ")
+        ))),
+    }
+}
+
+fn scale_replace(topology: &Topology) -> Result<Scenario, SimError> {
+    let model = Model::compile(topology)?;
+    let entries: Vec<u32> = model.requests.iter().map(|r| r.service).collect();
+    let Some(&entry) = entries.first() else {
+        return Err(SimError::Invalid("the topology has no requests".into()));
+    };
+    let entry_name = model.services[entry as usize].name.clone();
+    let (_, thread_s) = model.load_profile();
+    let rate = topology.spec().load.rate_per_s;
+    let mut ranked: Vec<(f64, String)> = model
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !entries.contains(&(*i as u32)))
+        .map(|(i, s)| {
+            let replicas = f64::from(model.initial_replicas[i].max(1));
+            let threads = f64::from(s.threads.max(1));
+            (rate * thread_s[i] / replicas / threads, s.name.clone())
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let busiest: Vec<String> = ranked.into_iter().map(|(_, n)| n).collect();
+    if busiest.len() < 6 {
+        return Err(SimError::Invalid(format!(
+            "scenario scale-replace needs at least 6 non-entry services, {} has {}",
+            topology.name(),
+            busiest.len()
+        )));
+    }
+    let period_ms = SCALE_REPLACE_PERIOD_S * 1000;
+    let mut replicas: Vec<(String, u32)> = model
+        .services
+        .iter()
+        .zip(&model.initial_replicas)
+        .map(|(s, r)| (s.name.clone(), *r))
+        .collect();
+    let mut changes = vec![ChangeSpec {
+        service: entry_name,
+        at_ms: period_ms,
+        action: ChangeAction::Rps {
+            factor: SCALE_REPLACE_RPS_FACTOR,
+        },
+    }];
+    let mut scale = |step: u64, names: &[String], changes: &mut Vec<ChangeSpec>| {
+        for name in names {
+            changes.push(ChangeSpec {
+                service: name.clone(),
+                at_ms: step * period_ms,
+                action: ChangeAction::ScaleOut { replicas: 1 },
+            });
+            if let Some(r) = replicas.iter_mut().find(|(n, _)| n == name) {
+                r.1 += 1;
+            }
+        }
+    };
+    scale(2, &busiest[0..1], &mut changes);
+    scale(3, &busiest[1..3], &mut changes);
+    scale(4, &busiest[3..6], &mut changes);
+    for (name, r) in &replicas {
+        changes.push(ChangeSpec {
+            service: name.clone(),
+            at_ms: 5 * period_ms,
+            action: ChangeAction::ScaleOut { replicas: 2 * r },
+        });
+    }
+    changes.push(ChangeSpec {
+        service: busiest[0].clone(),
+        at_ms: 6 * period_ms,
+        action: ChangeAction::Replace {
+            service_time_factor: SCALE_REPLACE_SERVICE_TIME_FACTOR,
+        },
+    });
+    let mut spec = topology.spec().clone();
+    spec.load.diurnal_amplitude = SCALE_REPLACE_SWING;
+    spec.load.diurnal_period_s = SCALE_REPLACE_SWING_PERIOD_S;
+    Ok(Scenario {
+        topology: Topology::from_spec(spec)?,
+        changes,
+        duration_ms: 7 * period_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_replace_has_the_sequence() {
+        let topology = Topology::builtin("hotel-reservation").expect("built-in");
+        let s = scenario("scale-replace", &topology).expect("scenario");
+        let at = |step: u64| -> Vec<&ChangeSpec> {
+            s.changes
+                .iter()
+                .filter(|c| c.at_ms == step * SCALE_REPLACE_PERIOD_S * 1000)
+                .collect()
+        };
+        assert!(matches!(at(1)[0].action, ChangeAction::Rps { .. }));
+        assert_eq!(at(2).len(), 1);
+        assert_eq!(at(3).len(), 2);
+        assert_eq!(at(4).len(), 3);
+        let services = topology.spec().services.len();
+        assert_eq!(at(5).len(), services);
+        assert!(matches!(at(6)[0].action, ChangeAction::Replace { .. }));
+        // The busiest service got +1 at step 2, so ×3 adds twice its new count.
+        let first = &at(2)[0].service;
+        let initial = topology
+            .spec()
+            .services
+            .iter()
+            .find(|x| &x.name == first)
+            .map(|x| x.replicas)
+            .expect("service");
+        let all = at(5)
+            .into_iter()
+            .find(|c| &c.service == first)
+            .expect("scaled");
+        assert_eq!(
+            all.action,
+            ChangeAction::ScaleOut {
+                replicas: 2 * (initial + 1)
+            }
+        );
+        assert!((s.topology.spec().load.diurnal_amplitude - SCALE_REPLACE_SWING).abs() < 1e-12);
+        assert!(scenario("nope", &topology).is_err());
+    }
+}

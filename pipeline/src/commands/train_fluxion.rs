@@ -1,0 +1,114 @@
+//! `augur train --model fluxion --input DIR [--input DIR ...] [--name fluxion-T]`: replay
+//! simulator output (or any recorded OTLP files) through the same dataflow, keep every
+//! window, and fit Fluxion's inference graph on them (every vertex, leaves → entry). Writes
+//! the next version of `models/checkpoints/fluxion-<topology>` (one JSON file with the
+//! command that made it). `labels.json` is read only for the topology name.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context, bail};
+use augur_models::fluxion::assignment::AssignmentSettings;
+use augur_models::fluxion::checkpoint::{FluxionCheckpoint, latest_version};
+use augur_models::fluxion::features::{P90, Sample, sample};
+use augur_models::fluxion::graph::InferenceGraph;
+
+use crate::cli::TrainArgs;
+use crate::commands::train_sage::replay_windows;
+use crate::commands::{load_config, read_labels, stop_on_signal};
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let config = load_config(args.job.config.as_deref())?;
+    if args.input.is_empty() {
+        bail!(
+            "--model fluxion trains on replays: give --input DIR (written by `augur simulate --out`)"
+        );
+    }
+    if let Some(threads) = args.threads {
+        tch::set_num_threads(threads as i32);
+    }
+    tch::manual_seed(args.seed);
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => {
+            let labels = read_labels(&args.input[0])?;
+            let topology = labels
+                .get("topology")
+                .and_then(|t| t.as_str())
+                .context("labels.json names no topology; give --name")?;
+            format!("fluxion-{topology}")
+        }
+    };
+    let stop = stop_on_signal();
+    let mut samples: Vec<Sample> = Vec::new();
+    for input in &args.input {
+        let windows = replay_windows(
+            &config,
+            input,
+            args.job.workers,
+            std::sync::Arc::clone(&stop),
+        )
+        .with_context(|| format!("replaying {}", input.display()))?;
+        let before = samples.len();
+        samples.extend(
+            windows
+                .iter()
+                .filter(|w| !w.services.is_empty())
+                .map(sample),
+        );
+        println!("{}: {} windows", input.display(), samples.len() - before);
+    }
+    let Some(entry) = samples
+        .iter()
+        .find_map(|s| s.entry.as_ref().map(|e| e.0.clone()))
+    else {
+        bail!("no window measured an entry point's end-to-end latency (no SLO?)");
+    };
+    let start = std::time::Instant::now();
+    let graph = InferenceGraph::fit(&samples, &entry, AssignmentSettings::default());
+    let fit_s = start.elapsed().as_secs_f64();
+    // Training error of the end-to-end p90 (composed through the graph).
+    let predicted = graph.predict_batch(&samples);
+    let (sum, n) = samples
+        .iter()
+        .zip(&predicted)
+        .filter_map(|(s, p)| Some((s.e2e(&entry)?[P90], p.get(&entry)?[P90])))
+        .fold((0.0f64, 0usize), |(sum, n), (a, b)| {
+            (sum + f64::from((a - b).abs()), n + 1)
+        });
+    let dir = config
+        .detector
+        .fluxion
+        .dir()
+        .context("detector.fluxion.models_dir is empty; give --models-dir")?;
+    let dir = args.models_dir.clone().unwrap_or(dir);
+    let version = args
+        .version
+        .unwrap_or_else(|| latest_version(&dir, &name).map_or(1, |v| v + 1));
+    let provenance = format!(
+        "augur train --model fluxion --name {name} --seed {} {}",
+        args.seed,
+        args.input
+            .iter()
+            .map(|p| format!("--input {}", p.display()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let services: BTreeSet<String> = graph.services().cloned().collect();
+    let checkpoint = FluxionCheckpoint {
+        name,
+        version,
+        provenance,
+        windows: samples.len(),
+        services: services.into_iter().collect(),
+        graph: graph.state(),
+    };
+    let path = checkpoint.save(&dir)?;
+    println!(
+        "wrote {} ({} services, entry {entry}; {} windows; training MAE of end-to-end p90 {:.2} ms) in {fit_s:.1} s",
+        path.display(),
+        checkpoint.services.len(),
+        samples.len(),
+        if n == 0 { 0.0 } else { sum / n as f64 }
+    );
+    Ok(())
+}
