@@ -145,6 +145,13 @@ pub struct SimulateArgs {
     /// Multiplies the topology's request rate.
     #[arg(long, default_value_t = 1.0)]
     pub rate_scale: f64,
+    /// Incomplete instrumentation: share of services (0–1, chosen from the seed) that
+    /// export no metrics. The simulation itself is unchanged; labels.json lists them.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_metrics: f64,
+    /// Share of services (0–1, never an entry service) that export no spans.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_spans: f64,
 }
 
 #[derive(Debug, Args)]
@@ -190,7 +197,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// Directory with the recorded files and labels.json.
-    #[arg(long, required_unless_present = "brokers")]
+    #[arg(long, required_unless_present_any = ["brokers", "closed_loop"])]
     pub input: Option<PathBuf>,
     #[command(flatten)]
     pub topics: TopicInput,
@@ -206,6 +213,26 @@ pub struct EvalArgs {
     /// Print one JSON object per detector (one per line) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Instead of replaying input: simulate three times with the same faults — the
+    /// detector's (default `sage`) diagnoses acted on and fed back, no action, the CPU
+    /// autoscaler — and report per fault how long QoS stayed violated.
+    #[arg(long, conflicts_with_all = ["input", "brokers"])]
+    pub closed_loop: bool,
+    /// With --closed-loop: topology (default: the config's `simulator.topology`).
+    #[arg(long, requires = "closed_loop")]
+    pub topology: Option<String>,
+    /// With --closed-loop: simulator seed (default: the config's `simulator.seed`).
+    #[arg(long, requires = "closed_loop")]
+    pub seed: Option<u64>,
+    /// With --closed-loop: fault plan (default: the config's `simulator.faults`).
+    #[arg(long, requires = "closed_loop")]
+    pub faults: Option<String>,
+    /// With --closed-loop: simulated time per run.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    pub duration: std::time::Duration,
+    /// With --closed-loop: write `closed_loop.json` and `p99.svg` here.
+    #[arg(long, requires = "closed_loop")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

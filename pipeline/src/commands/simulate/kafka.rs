@@ -46,6 +46,7 @@ pub fn to_kafka(args: &SimulateArgs, brokers: &str) -> anyhow::Result<()> {
     let mut sim_config = SimConfig::new(topology, args.seed);
     sim_config.faults = FaultPlan::parse(&args.faults)?;
     sim_config.rate_scale = args.rate_scale;
+    sim_config.instrumentation = super::instrumentation(args)?;
     let mut sim = Simulator::new(sim_config)?;
     let mut producer = OutputProducer::unbatched(&settings)?;
 
