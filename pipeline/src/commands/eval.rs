@@ -25,6 +25,9 @@ use crate::source::replay_sources;
 use crate::stats::JobStats;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    if args.closed_loop {
+        return crate::commands::closed_loop::run(args);
+    }
     let config = load_config(args.job.config.as_deref())?;
     let (labels, slos) = labels_and_slos(
         &config,

@@ -1,6 +1,7 @@
 //! One module per `augur` command, and what they share.
 
 pub mod alerts;
+pub mod closed_loop;
 pub mod demo;
 pub mod eval;
 pub mod record;

@@ -1,7 +1,9 @@
 //! `augur eval`: replay recorded input once, run every requested detector on the same
 //! windows, and score each against the QoS ground truth and `labels.json`.
 
+pub mod recovery;
 pub mod score;
+pub mod svg;
 
 use serde::Serialize;
 
