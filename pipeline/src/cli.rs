@@ -197,7 +197,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// Directory with the recorded files and labels.json.
-    #[arg(long, required_unless_present_any = ["brokers", "closed_loop"])]
+    #[arg(long, required_unless_present_any = ["brokers", "closed_loop", "simulate"])]
     pub input: Option<PathBuf>,
     #[command(flatten)]
     pub topics: TopicInput,
@@ -216,20 +216,32 @@ pub struct EvalArgs {
     /// Instead of replaying input: simulate three times with the same faults — the
     /// detector's (default `sage`) diagnoses acted on and fed back, no action, the CPU
     /// autoscaler — and report per fault how long QoS stayed violated.
-    #[arg(long, conflicts_with_all = ["input", "brokers"])]
+    #[arg(long, conflicts_with_all = ["input", "brokers", "simulate"])]
     pub closed_loop: bool,
-    /// With --closed-loop: topology (default: the config's `simulator.topology`).
-    #[arg(long, requires = "closed_loop")]
+    /// Instead of replaying input: run the simulator in process through the job and score
+    /// it like a replay of its files (no OTLP JSON written or parsed).
+    #[arg(long, conflicts_with_all = ["input", "brokers"])]
+    pub simulate: bool,
+    /// With --closed-loop/--simulate: topology (default: the config's `simulator.topology`).
+    #[arg(long)]
     pub topology: Option<String>,
-    /// With --closed-loop: simulator seed (default: the config's `simulator.seed`).
-    #[arg(long, requires = "closed_loop")]
+    /// With --closed-loop/--simulate: simulator seed (default: the config's `simulator.seed`).
+    #[arg(long)]
     pub seed: Option<u64>,
-    /// With --closed-loop: fault plan (default: the config's `simulator.faults`).
-    #[arg(long, requires = "closed_loop")]
+    /// With --closed-loop/--simulate: fault plan (default: the config's `simulator.faults`).
+    #[arg(long)]
     pub faults: Option<String>,
-    /// With --closed-loop: simulated time per run.
+    /// With --closed-loop/--simulate: simulated time per run.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
     pub duration: std::time::Duration,
+    /// With --simulate: share of services exporting no metrics (default: the config's
+    /// `simulator.drop_metrics`).
+    #[arg(long, requires = "simulate")]
+    pub drop_metrics: Option<f64>,
+    /// With --simulate: share of services exporting no spans (default: the config's
+    /// `simulator.drop_spans`).
+    #[arg(long, requires = "simulate")]
+    pub drop_spans: Option<f64>,
     /// With --closed-loop: write `closed_loop.json` and `p99.svg` here.
     #[arg(long, requires = "closed_loop")]
     pub report: Option<PathBuf>,

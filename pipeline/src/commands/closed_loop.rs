@@ -7,40 +7,22 @@
 //! In: a job config (`[simulator]` delays and instrumentation, `[actuation]`, the detector)
 //! and the flags. Out: the report files and a table on stdout. No state between runs.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-
 use anyhow::Context;
-use augur_connectors::simulator::{FaultPlan, Labels, SimConfig, Simulator, Topology};
+use augur_connectors::simulator::Labels;
 use augur_operators::WindowSnapshot;
 use serde::Serialize;
 
-use crate::actuation::closed_loop::{Actuator, ClosedLoop};
 use crate::cli::EvalArgs;
-use crate::commands::{load_config, slos_of};
+use crate::commands::load_config;
+pub use crate::commands::sim_eval::Experiment;
+use crate::commands::sim_eval::simulate_job;
 use crate::config::Config;
-use crate::dataflow::JobSpec;
 use crate::eval::recovery::{FaultRecovery, P99Point, recoveries};
 use crate::eval::score::FaultTruth;
 use crate::eval::svg::p99_plot;
-use crate::run::{RunOptions, run as run_job};
-use crate::source::WorkerSource;
-use crate::source::simulator::{EmptySource, SimulatorSource};
 
 /// After a fault ends, its violation may last this long (queues draining), ms.
 const SLACK_MS: u64 = 10_000;
-
-/// One closed-loop experiment: what to simulate and who acts.
-#[derive(Clone, Debug)]
-pub struct Experiment {
-    pub topology: String,
-    pub seed: u64,
-    /// `random`, `random-ramp`, `none` or a plan file.
-    pub faults: String,
-    pub duration_ms: u64,
-    /// The detector whose diagnoses the policy acts on.
-    pub detector: String,
-}
 
 /// One run of the experiment.
 #[derive(Clone, Debug, Serialize)]
@@ -92,69 +74,14 @@ fn fault_truth(labels: &Labels) -> Vec<FaultTruth> {
 
 /// Runs the simulator under `actuator` (`policy`, `off` or `autoscaler`) as fast as possible.
 pub fn run_arm(config: &Config, exp: &Experiment, actuator: &str) -> anyhow::Result<ArmRun> {
-    let topology = Topology::load(&exp.topology)?;
-    let slos = if config.slo.is_empty() {
-        slos_of(&topology)
-    } else {
-        config.slo.clone()
-    };
-    let mut sim_config = SimConfig::new(topology, exp.seed);
-    config.simulator.apply_to(&mut sim_config);
-    sim_config.faults = FaultPlan::parse(&exp.faults)?;
-    Simulator::new(sim_config.clone())?;
-    let lateness = config.window.allowed_lateness_ms;
-    let lead_ms = lateness + sim_config.delays.min_ms();
-    let (to_sim, from_job) = crossbeam_channel::unbounded();
-    let feedback = ClosedLoop::new(
-        Actuator::named(actuator, &config.actuation)?,
-        lateness,
-        to_sim,
-    );
     // Only the policy reads diagnoses; the other arms run the cheap statistical detector.
     let detector = if actuator == "policy" {
         exp.detector.clone()
     } else {
         "nsigma".to_string()
     };
-    let labels_slot: Arc<Mutex<Option<Labels>>> = Arc::new(Mutex::new(None));
-    let slot = Arc::clone(&labels_slot);
-    let duration_ms = exp.duration_ms;
-    let make_source = move |index: usize, _peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
-        if index == 0 {
-            let sim = Simulator::new(sim_config.clone())?;
-            Ok(Box::new(
-                SimulatorSource::new(sim, Some(duration_ms), None)
-                    .with_feedback(from_job.clone(), lead_ms)
-                    .labels_to(Arc::clone(&slot)),
-            ))
-        } else {
-            Ok(Box::new(EmptySource))
-        }
-    };
     let window_ms = config.window.length_ms;
-    let spec = JobSpec {
-        config: config.clone(),
-        slos,
-        detectors: vec![detector],
-        workers: 1,
-    };
-    let outcome = run_job(
-        spec,
-        make_source,
-        RunOptions {
-            keep_windows: true,
-            feedback: Some(Box::new(feedback) as Box<dyn crate::run::JobFeedback>),
-            ..RunOptions::default()
-        },
-        Arc::new(AtomicBool::new(false)),
-        |_| {},
-        |_| {},
-    )?;
-    let labels = labels_slot
-        .lock()
-        .map_err(|_| anyhow::anyhow!("labels lock poisoned"))?
-        .take()
-        .context("the simulator left no labels")?;
+    let (outcome, labels) = simulate_job(config, exp, vec![detector], Some(actuator))?;
     let points: Vec<P99Point> = outcome.windows.iter().filter_map(point_of).collect();
     let faults = recoveries(&points, &fault_truth(&labels), window_ms, SLACK_MS);
     let actions = labels
@@ -245,19 +172,7 @@ pub fn table(report: &ClosedLoopReport) -> String {
 /// `augur eval --closed-loop`.
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let config = load_config(args.job.config.as_deref())?;
-    let exp = Experiment {
-        topology: args
-            .topology
-            .clone()
-            .unwrap_or_else(|| config.simulator.topology.clone()),
-        seed: args.seed.unwrap_or(config.simulator.seed),
-        faults: args
-            .faults
-            .clone()
-            .unwrap_or_else(|| config.simulator.faults.clone()),
-        duration_ms: args.duration.as_millis() as u64,
-        detector: args.detector.clone().unwrap_or_else(|| "sage".to_string()),
-    };
+    let exp = Experiment::of(args, &config);
     let report = experiment(&config, &exp)?;
     if let Some(dir) = &args.report {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -28,6 +28,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if args.closed_loop {
         return crate::commands::closed_loop::run(args);
     }
+    if args.simulate {
+        return crate::commands::sim_eval::run(args);
+    }
     let config = load_config(args.job.config.as_deref())?;
     let (labels, slos) = labels_and_slos(
         &config,
@@ -86,6 +89,18 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         |_| {},
         |_| {},
     )?;
+    print_reports(args, &detectors, &outcome, &labels, params)
+}
+
+/// Scores every detector of a finished run against its windows and labels, and prints the
+/// reports (a table, or one JSON object per detector with `--json`).
+pub fn print_reports(
+    args: &EvalArgs,
+    detectors: &[String],
+    outcome: &crate::run::RunOutcome,
+    labels: &serde_json::Value,
+    params: ScoreParams,
+) -> anyhow::Result<()> {
     let secs = outcome.wall.as_secs_f64().max(1e-9);
     let spans = JobStats::get(&outcome.stats.spans);
     let pipeline = PipelineFigures {
@@ -98,7 +113,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         late: JobStats::get(&outcome.stats.late),
     };
     let truth = window_truth(&outcome.windows);
-    let faults = faults_from_labels(&labels);
+    let faults = faults_from_labels(labels);
     let reports: Vec<_> = detectors
         .iter()
         .map(|d| {

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod record;
 pub mod replay;
 pub mod run;
+pub mod sim_eval;
 pub mod simulate;
 pub mod train;
 pub mod train_sage;
