@@ -75,14 +75,15 @@ pub fn simulate_job(
     let lateness = config.window.allowed_lateness_ms;
     let lead_ms = lateness + sim_config.delays.min_ms();
     let (to_sim, from_job) = crossbeam_channel::unbounded();
-    let feedback = match actuator {
-        Some(name) => Some(Box::new(ClosedLoop::new(
-            Actuator::named(name, &config.actuation)?,
-            lateness,
-            to_sim,
-        )) as Box<dyn JobFeedback>),
-        None => None,
-    };
+    let feedback = actuator
+        .map(|name| -> anyhow::Result<Box<dyn JobFeedback>> {
+            Ok(Box::new(ClosedLoop::new(
+                Actuator::named(name, &config.actuation)?,
+                lateness,
+                to_sim,
+            )))
+        })
+        .transpose()?;
     let closed = feedback.is_some();
     let labels_slot: Arc<Mutex<Option<Labels>>> = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&labels_slot);
