@@ -151,6 +151,13 @@ pub struct SimulateArgs {
     /// Multiplies the topology's request rate.
     #[arg(long, default_value_t = 1.0)]
     pub rate_scale: f64,
+    /// Incomplete instrumentation: share of services (0–1, chosen from the seed) that
+    /// export no metrics. The simulation itself is unchanged; labels.json lists them.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_metrics: f64,
+    /// Share of services (0–1, never an entry service) that export no spans.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_spans: f64,
 }
 
 impl SimulateArgs {
@@ -207,7 +214,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// Directory with the recorded files and labels.json.
-    #[arg(long, required_unless_present = "brokers")]
+    #[arg(long, required_unless_present_any = ["brokers", "closed_loop", "simulate"])]
     pub input: Option<PathBuf>,
     #[command(flatten)]
     pub topics: TopicInput,
@@ -223,8 +230,38 @@ pub struct EvalArgs {
     /// Print one JSON object per detector (one per line) instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Write a report here (created): with `fluxion`, `forecast.svg` (forecast vs observed
-    /// p90 over time, changes marked) and `forecast.md` (the per-change table).
+    /// Instead of replaying input: simulate three times with the same faults — the
+    /// detector's (default `sage`) diagnoses acted on and fed back, no action, the CPU
+    /// autoscaler — and report per fault how long QoS stayed violated.
+    #[arg(long, conflicts_with_all = ["input", "brokers", "simulate"])]
+    pub closed_loop: bool,
+    /// Instead of replaying input: run the simulator in process through the job and score
+    /// it like a replay of its files (no OTLP JSON written or parsed).
+    #[arg(long, conflicts_with_all = ["input", "brokers"])]
+    pub simulate: bool,
+    /// With --closed-loop/--simulate: topology (default: the config's `simulator.topology`).
+    #[arg(long)]
+    pub topology: Option<String>,
+    /// With --closed-loop/--simulate: simulator seed (default: the config's `simulator.seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// With --closed-loop/--simulate: fault plan (default: the config's `simulator.faults`).
+    #[arg(long)]
+    pub faults: Option<String>,
+    /// With --closed-loop/--simulate: simulated time per run.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    pub duration: std::time::Duration,
+    /// With --simulate: share of services exporting no metrics (default: the config's
+    /// `simulator.drop_metrics`).
+    #[arg(long, requires = "simulate")]
+    pub drop_metrics: Option<f64>,
+    /// With --simulate: share of services exporting no spans (default: the config's
+    /// `simulator.drop_spans`).
+    #[arg(long, requires = "simulate")]
+    pub drop_spans: Option<f64>,
+    /// Write a report here (created): with --closed-loop, `closed_loop.json` and `p99.svg`;
+    /// with `fluxion`, `forecast.svg` (forecast vs observed p90 over time, changes marked)
+    /// and `forecast.md` (the per-change table).
     #[arg(long)]
     pub report: Option<PathBuf>,
 }

@@ -3,7 +3,8 @@
 //! In: a [`WindowSnapshot`] and a [`Cbn`]. Out: per unit its metric vector `X` and
 //! server-side latency `Ys`, per RPC its client-side latency `Yc`, network delay `Ynet`
 //! and channel metrics `Xnet` — standardized, with anything missing from the window
-//! (a service that exported nothing, an RPC not called) filled with its normal value.
+//! (a service that exported nothing, an RPC not called, the resource usage of a service
+//! that exports no metrics) filled with its normal value.
 //! State: the [`Normalizer`] (per block mean, std and "normal" median), fitted on training
 //! windows and stored in the checkpoint.
 //!
@@ -51,9 +52,12 @@ pub fn raw_blocks(window: &WindowSnapshot) -> BTreeMap<String, Vec<f32>> {
     let mut out = BTreeMap::new();
     for s in &window.services {
         let mut x = Vec::with_capacity(X_DIM);
+        // No replica reported any resource: the service exports no metrics (incomplete
+        // instrumentation). Its usage is unknown, not zero: NaN, read as the normal value.
+        let reported = s.usage.iter().flatten().any(|v| *v != 0.0);
         for r in Resource::ALL {
             for v in s.usage[r.index()] {
-                x.push(log1p(v));
+                x.push(if reported { log1p(v) } else { f32::NAN });
             }
         }
         x.push(log1p(s.requests as f64 / secs));
@@ -137,7 +141,12 @@ impl Normalizer {
             let mut std = vec![0.0f32; dim];
             let mut normal = vec![0.0f32; dim];
             for j in 0..dim {
-                let col: Vec<f32> = rows.iter().filter_map(|r| r.0.get(j).copied()).collect();
+                let col: Vec<f32> = rows
+                    .iter()
+                    .filter_map(|r| r.0.get(j).copied())
+                    .filter(|v| !v.is_nan())
+                    .collect();
+                let n = if col.is_empty() { n } else { col.len() as f64 };
                 let m = col.iter().map(|v| *v as f64).sum::<f64>() / n;
                 let var = col.iter().map(|v| (*v as f64 - m).powi(2)).sum::<f64>() / n;
                 mean[j] = m as f32;
@@ -147,6 +156,7 @@ impl Normalizer {
                     .iter()
                     .filter(|r| r.1)
                     .filter_map(|r| r.0.get(j).copied())
+                    .filter(|v| !v.is_nan())
                     .collect();
                 let med = if good.is_empty() {
                     median(col)
@@ -160,8 +170,9 @@ impl Normalizer {
         Normalizer { blocks }
     }
 
-    /// Standardized values of block `key` (its normal value when the window lacks it;
-    /// zeros of `dim` for a block never seen in training).
+    /// Standardized values of block `key` (its normal value when the window lacks it, and
+    /// per column where the raw value is NaN, i.e. unknown; zeros of `dim` for a block
+    /// never seen in training).
     pub fn standardized(
         &self,
         raw: &BTreeMap<String, Vec<f32>>,
@@ -172,7 +183,14 @@ impl Normalizer {
             (Some(stats), Some(values)) if values.len() == dim => values
                 .iter()
                 .zip(stats.mean.iter().zip(&stats.std))
-                .map(|(v, (m, s))| ((v - m) / s).clamp(-20.0, 20.0))
+                .zip(&stats.normal)
+                .map(|((v, (m, s)), normal)| {
+                    if v.is_nan() {
+                        *normal
+                    } else {
+                        ((v - m) / s).clamp(-20.0, 20.0)
+                    }
+                })
                 .collect(),
             (Some(stats), _) if stats.normal.len() == dim => stats.normal.clone(),
             _ => vec![0.0; dim],

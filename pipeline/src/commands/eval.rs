@@ -27,6 +27,12 @@ use crate::source::replay_sources;
 use crate::stats::JobStats;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    if args.closed_loop {
+        return crate::commands::closed_loop::run(args);
+    }
+    if args.simulate {
+        return crate::commands::sim_eval::run(args);
+    }
     let config = load_config(args.job.config.as_deref())?;
     let (labels, slos) = labels_and_slos(
         &config,
@@ -87,6 +93,19 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         |_| {},
         |_| {},
     )?;
+    print_reports(args, &detectors, &outcome, &labels, params, &fluxion_config)
+}
+
+/// Scores every detector of a finished run against its windows and labels, and prints the
+/// reports (a table, or one JSON object per detector with `--json`).
+pub fn print_reports(
+    args: &EvalArgs,
+    detectors: &[String],
+    outcome: &crate::run::RunOutcome,
+    labels: &serde_json::Value,
+    params: ScoreParams,
+    fluxion_config: &augur_models::fluxion::detector::FluxionConfig,
+) -> anyhow::Result<()> {
     let secs = outcome.wall.as_secs_f64().max(1e-9);
     let spans = JobStats::get(&outcome.stats.spans);
     let pipeline = PipelineFigures {
@@ -99,7 +118,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         late: JobStats::get(&outcome.stats.late),
     };
     let truth = window_truth(&outcome.windows);
-    let faults = faults_from_labels(&labels);
+    let faults = faults_from_labels(labels);
     let reports: Vec<_> = detectors
         .iter()
         .map(|d| {
@@ -117,11 +136,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         .collect();
     let mut reports = reports;
     for report in reports.iter_mut().filter(|r| r.detector == "fluxion") {
-        let changes = changes_from_labels(&labels);
+        let changes = changes_from_labels(labels);
         let forecast = forecast::evaluate(
             &outcome.windows,
             &changes,
-            &fluxion_config,
+            fluxion_config,
             params.window_ms,
             params.horizon_ms,
         )
@@ -129,7 +148,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         report.forecast = Some(forecast);
     }
     if let Some(dir) = &args.report {
-        write_report(dir, &reports, &labels)?;
+        write_report(dir, &reports, labels)?;
     }
     if args.json {
         for report in &reports {

@@ -1,11 +1,13 @@
 //! One module per `augur` command, and what they share.
 
 pub mod alerts;
+pub mod closed_loop;
 pub mod demo;
 pub mod eval;
 pub mod record;
 pub mod replay;
 pub mod run;
+pub mod sim_eval;
 pub mod simulate;
 pub mod train;
 pub mod train_fluxion;

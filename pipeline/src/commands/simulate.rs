@@ -5,13 +5,31 @@ use std::time::Instant;
 use anyhow::Context;
 use augur_connectors::files::LineWriter;
 use augur_connectors::otlp::{encode_metrics_json, encode_traces_json};
-use augur_connectors::simulator::{FaultPlan, SimConfig, Simulator, Topology, scenario};
+use augur_connectors::simulator::{
+    FaultPlan, Instrumentation, SimConfig, Simulator, Topology, scenario,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::SimulateArgs;
 
 mod kafka;
 use kafka::to_kafka;
+
+/// The `--drop-metrics/--drop-spans` shares, checked to be in [0, 1].
+pub fn instrumentation(args: &SimulateArgs) -> anyhow::Result<Instrumentation> {
+    for (flag, share) in [
+        ("--drop-metrics", args.drop_metrics),
+        ("--drop-spans", args.drop_spans),
+    ] {
+        if !(0.0..=1.0).contains(&share) {
+            anyhow::bail!("{flag} {share}: a share of services must be in [0, 1]");
+        }
+    }
+    Ok(Instrumentation {
+        drop_metrics: args.drop_metrics,
+        drop_spans: args.drop_spans,
+    })
+}
 
 /// Simulated time per output line, ms (the Collector batches similarly).
 const LINE_MS: u64 = 100;
@@ -35,6 +53,7 @@ pub fn sim_config(args: &SimulateArgs) -> anyhow::Result<(SimConfig, u64)> {
     }
     config.faults = FaultPlan::parse(args.faults())?;
     config.rate_scale = args.rate_scale;
+    config.instrumentation = instrumentation(args)?;
     Ok((config, duration_ms))
 }
 

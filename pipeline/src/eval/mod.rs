@@ -3,7 +3,9 @@
 
 pub mod forecast;
 pub mod plot;
+pub mod recovery;
 pub mod score;
+pub mod svg;
 
 use serde::Serialize;
 

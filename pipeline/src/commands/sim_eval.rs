@@ -1,0 +1,176 @@
+//! `augur eval --simulate --topology T --seed N --duration D [--drop-metrics X]
+//! [--drop-spans X]`: the simulator in process through the job, scored like a replay of its
+//! files (the same windows, alerts and labels, without writing and parsing OTLP JSON), and
+//! [`simulate_job`], the in-process run it and `--closed-loop` share.
+//!
+//! In: a job config (`[simulator]` delays and instrumentation, overridden by the flags)
+//! and the flags. Out: the reports on stdout. No state.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use augur_connectors::simulator::{FaultPlan, Labels, SimConfig, Simulator, Topology};
+
+use crate::actuation::closed_loop::{Actuator, ClosedLoop};
+use crate::cli::EvalArgs;
+use crate::commands::{load_config, slos_of};
+use crate::config::Config;
+use crate::dataflow::JobSpec;
+use crate::eval::score::ScoreParams;
+use crate::run::{JobFeedback, RunOptions, RunOutcome, run as run_job};
+use crate::source::WorkerSource;
+use crate::source::simulator::{EmptySource, SimulatorSource};
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    pub topology: String,
+    pub seed: u64,
+    /// `random`, `random-ramp`, `none` or a plan file.
+    pub faults: String,
+    pub duration_ms: u64,
+    /// The detector whose diagnoses an actuation policy acts on (`--closed-loop`).
+    pub detector: String,
+}
+
+impl Experiment {
+    /// From the flags, else the config's `[simulator]`.
+    pub fn of(args: &EvalArgs, config: &Config) -> Experiment {
+        Experiment {
+            topology: args
+                .topology
+                .clone()
+                .unwrap_or_else(|| config.simulator.topology.clone()),
+            seed: args.seed.unwrap_or(config.simulator.seed),
+            faults: args
+                .faults
+                .clone()
+                .unwrap_or_else(|| config.simulator.faults.clone()),
+            duration_ms: args.duration.as_millis() as u64,
+            detector: args.detector.clone().unwrap_or_else(|| "sage".to_string()),
+        }
+    }
+}
+
+/// Runs the simulator through the job as fast as possible with `detectors`; with an
+/// `actuator` (`policy`, `off`, `autoscaler`) the loop is closed: its commands go back to
+/// the simulated cluster. Gives the run's outcome (windows kept) and the labels.
+pub fn simulate_job(
+    config: &Config,
+    exp: &Experiment,
+    detectors: Vec<String>,
+    actuator: Option<&str>,
+) -> anyhow::Result<(RunOutcome, Labels)> {
+    let topology = Topology::load(&exp.topology)?;
+    let slos = if config.slo.is_empty() {
+        slos_of(&topology)
+    } else {
+        config.slo.clone()
+    };
+    let mut sim_config = SimConfig::new(topology, exp.seed);
+    config.simulator.apply_to(&mut sim_config);
+    sim_config.faults = FaultPlan::parse(&exp.faults)?;
+    Simulator::new(sim_config.clone())?;
+    let lateness = config.window.allowed_lateness_ms;
+    let lead_ms = lateness + sim_config.delays.min_ms();
+    let (to_sim, from_job) = crossbeam_channel::unbounded();
+    let feedback = actuator
+        .map(|name| -> anyhow::Result<Box<dyn JobFeedback>> {
+            Ok(Box::new(ClosedLoop::new(
+                Actuator::named(name, &config.actuation)?,
+                lateness,
+                to_sim,
+            )))
+        })
+        .transpose()?;
+    let closed = feedback.is_some();
+    let labels_slot: Arc<Mutex<Option<Labels>>> = Arc::new(Mutex::new(None));
+    let slot = Arc::clone(&labels_slot);
+    let duration_ms = exp.duration_ms;
+    let make_source = move |index: usize, _peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
+        if index == 0 {
+            let sim = Simulator::new(sim_config.clone())?;
+            let source =
+                SimulatorSource::new(sim, Some(duration_ms), None).labels_to(Arc::clone(&slot));
+            Ok(Box::new(if closed {
+                source.with_feedback(from_job.clone(), lead_ms)
+            } else {
+                source
+            }))
+        } else {
+            Ok(Box::new(EmptySource))
+        }
+    };
+    let spec = JobSpec {
+        decide_log: None,
+        config: config.clone(),
+        slos,
+        detectors,
+        workers: 1,
+    };
+    let outcome = run_job(
+        spec,
+        make_source,
+        RunOptions {
+            keep_windows: true,
+            feedback,
+            ..RunOptions::default()
+        },
+        Arc::new(AtomicBool::new(false)),
+        |_| {},
+        |_| {},
+    )?;
+    let labels = labels_slot
+        .lock()
+        .map_err(|_| anyhow::anyhow!("labels lock poisoned"))?
+        .take()
+        .context("the simulator left no labels")?;
+    Ok((outcome, labels))
+}
+
+/// `augur eval --simulate`.
+pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    let mut config = load_config(args.job.config.as_deref())?;
+    if let Some(share) = args.drop_metrics {
+        config.simulator.drop_metrics = share;
+    }
+    if let Some(share) = args.drop_spans {
+        config.simulator.drop_spans = share;
+    }
+    for (flag, share) in [
+        ("--drop-metrics", config.simulator.drop_metrics),
+        ("--drop-spans", config.simulator.drop_spans),
+    ] {
+        if !(0.0..=1.0).contains(&share) {
+            anyhow::bail!("{flag} {share}: a share of services must be in [0, 1]");
+        }
+    }
+    let detectors: Vec<String> = match args.detector.as_deref() {
+        None => vec![config.detector.name.clone()],
+        Some("all") => augur_models::DETECTOR_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+    };
+    for name in &detectors {
+        augur_models::build(name, &config.detector.settings(), config.window.horizon_ms)?;
+    }
+    let exp = Experiment::of(args, &config);
+    let params = ScoreParams {
+        window_ms: config.window.length_ms,
+        horizon_ms: config.window.horizon_ms,
+        slack_ms: 5 * config.window.length_ms,
+    };
+    let (outcome, labels) = simulate_job(&config, &exp, detectors.clone(), None)?;
+    let labels = serde_json::to_value(&labels)?;
+    super::eval::print_reports(
+        args,
+        &detectors,
+        &outcome,
+        &labels,
+        params,
+        &config.detector.fluxion,
+    )
+}
