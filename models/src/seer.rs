@@ -2,7 +2,8 @@
 //!
 //! In: closed windows, in order. Out: a `qos_violation_predicted` detection when the
 //! model's violation probability reaches the threshold, with services ranked by
-//! P(initiates the violation). State: the last H feature matrices; a dedicated inference
+//! P(initiates the violation). State: the last H feature matrices and each service's last
+//! reported usage (carried into windows without a metric sample); a dedicated inference
 //! thread that owns the libtorch model and is fed through a crossbeam channel, so the
 //! model worker's thread only waits. `observe` waits for its window's result (the reply
 //! comes back on a per-request channel); `observe_batch` sends a backlog's requests
