@@ -2,7 +2,12 @@
 //!
 //! In: a [`WindowSnapshot`] and the model's service order (back end → front end). Out: a
 //! row-major `[services × FEATURES]` matrix of raw (log-compressed, not yet standardized)
-//! values; services missing from the window are zeros. No state.
+//! values; services missing from the window are zeros. [`window_matrix`] keeps no state;
+//! [`UsageFill`] keeps each service's last reported usage, so that windows shorter than
+//! the metrics interval (which have no usage sample every other window) carry the last
+//! sample forward instead of a zero.
+
+use std::collections::HashMap;
 
 use augur_operators::{Resource, ServiceFeatures, WindowSnapshot};
 
@@ -55,6 +60,40 @@ pub fn window_matrix(window: &WindowSnapshot, services: &[String]) -> Vec<f32> {
     out
 }
 
+/// Columns that come from resource metrics rather than spans.
+const USAGE_COLUMNS: [usize; 2] = [6, 7];
+
+/// Carries each service's last reported usage (`cpu_max`, `queue_max`) into windows in
+/// which none of its instances reported a metric sample. State: the last usage columns per
+/// service name.
+#[derive(Clone, Debug, Default)]
+pub struct UsageFill {
+    last: HashMap<String, [f32; USAGE_COLUMNS.len()]>,
+}
+
+impl UsageFill {
+    /// Like [`window_matrix`], with unreported usage carried forward from earlier windows.
+    pub fn matrix(&mut self, window: &WindowSnapshot, services: &[String]) -> Vec<f32> {
+        let mut out = vec![0.0f32; services.len() * N_FEATURES];
+        for s in &window.services {
+            let mut row = service_row(s, window.window_ms);
+            let reported = s.usage.iter().flatten().any(|v| *v != 0.0);
+            if reported {
+                self.last
+                    .insert(s.service.clone(), USAGE_COLUMNS.map(|c| row[c]));
+            } else if let Some(last) = self.last.get(&s.service) {
+                for (c, v) in USAGE_COLUMNS.iter().zip(last) {
+                    row[*c] = *v;
+                }
+            }
+            if let Some(i) = services.iter().position(|name| *name == s.service) {
+                out[i * N_FEATURES..(i + 1) * N_FEATURES].copy_from_slice(&row);
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +120,38 @@ mod tests {
         assert!(m[..N_FEATURES].iter().all(|x| *x == 0.0));
         assert!((m[N_FEATURES] - 3.0f32.ln()).abs() < 1e-6);
         assert!((m[N_FEATURES + 5] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn usage_is_carried_into_windows_without_a_sample() {
+        let mut s = ServiceFeatures {
+            window_end: 250,
+            service: "db".into(),
+            requests: 10,
+            errors: 0,
+            latency_ms: [1.0; 5],
+            outstanding: 2.0,
+            replicas: 1,
+            usage: [[0.0; 4]; 5],
+        };
+        s.usage[Resource::Cpu.index()][3] = 0.7;
+        s.usage[Resource::Queue.index()][3] = 4.0;
+        let window = |s: &ServiceFeatures, end| WindowSnapshot {
+            window_end: end,
+            window_ms: 250,
+            services: vec![s.clone()],
+            ..WindowSnapshot::default()
+        };
+        let services = ["db".to_string()];
+        let mut fill = UsageFill::default();
+        let first = fill.matrix(&window(&s, 250), &services);
+        assert!((first[6] - 0.7).abs() < 1e-6);
+        s.usage = [[0.0; 4]; 5];
+        s.outstanding = 3.0;
+        let second = fill.matrix(&window(&s, 500), &services);
+        assert_eq!(second[6..8], first[6..8]);
+        assert!((second[0] - 4.0f32.ln()).abs() < 1e-6);
+        // Without the carry, the usage columns are zeros.
+        assert_eq!(window_matrix(&window(&s, 500), &services)[6..8], [0.0, 0.0]);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! In: closed windows, in order. Out: a `qos_violation_predicted` detection when the
 //! model's violation probability reaches the threshold, with services ranked by
-//! P(initiates the violation). State: the last H feature matrices; a dedicated inference
+//! P(initiates the violation). State: the last H feature matrices and each service's last
+//! reported usage (carried into windows without a metric sample); a dedicated inference
 //! thread that owns the libtorch model and is fed through a crossbeam channel, so the
 //! model worker's thread only waits. `observe` waits for its window's result (the reply
 //! comes back on a per-request channel); `observe_batch` sends a backlog's requests
@@ -33,7 +34,7 @@ use tch::Device;
 use crate::checkpoint::{CheckpointError, SeerModel, latest_version};
 use crate::dataset::{Dataset, Row};
 use crate::device::{DeviceChoice, resolve};
-use crate::features::window_matrix;
+use crate::features::UsageFill;
 use crate::labels::label_windows;
 use crate::remap::{change_fraction, remap};
 use crate::train::{TrainSettings, fit, train};
@@ -127,7 +128,12 @@ pub struct Seer {
     /// Services of the model being served (the inference thread's view, mirrored).
     services: Vec<String>,
     history: usize,
+    /// The window length the checkpoint was trained on, ms (a mismatch is logged once).
+    trained_window_ms: u64,
+    warned_window: bool,
     windows: VecDeque<Vec<f32>>,
+    /// Last reported usage per service (carried into windows without a metric sample).
+    fill: UsageFill,
     recent: VecDeque<WindowSnapshot>,
     seen: u64,
     loaded_version: u64,
@@ -159,7 +165,10 @@ impl Seer {
             version: version.to_string(),
             services: layout.services,
             history: layout.hyper.history,
+            trained_window_ms: layout.window_ms,
+            warned_window: false,
             windows: VecDeque::new(),
+            fill: UsageFill::default(),
             recent: VecDeque::new(),
             seen: 0,
             loaded_version: version,
@@ -351,6 +360,7 @@ fn retrain(
         .map(|w| (w.window_end, w.violated()))
         .collect();
     let labels = label_windows(&verdicts, &[], window_ms, model.layout.horizon_ms, 0);
+    let mut fill = UsageFill::default();
     let ds = Dataset {
         services: services.clone(),
         features: model.layout.features.clone(),
@@ -364,7 +374,7 @@ fn retrain(
                 violated: w.violated(),
                 positive: l.positive,
                 culprit: None,
-                x: window_matrix(w, &services),
+                x: fill.matrix(w, &services),
             })
             .collect(),
     };
@@ -412,6 +422,16 @@ impl Seer {
     fn submit(&mut self, window: &WindowSnapshot) -> Option<(u64, Receiver<Prediction>)> {
         let tx = self.sender()?;
         self.seen += 1;
+        if window.window_ms != self.trained_window_ms && !self.warned_window {
+            self.warned_window = true;
+            tracing::warn!(
+                "seer: checkpoint v{} was trained on {} ms windows but the job's are {} ms \
+                 (set [window] length_ms to match); predictions will be off",
+                self.loaded_version,
+                self.trained_window_ms,
+                window.window_ms
+            );
+        }
         self.maybe_hot_swap(&tx);
         if self.recent.len() == self.config.recent_windows.max(1) {
             self.recent.pop_front();
@@ -442,8 +462,8 @@ impl Seer {
         if self.windows.len() == self.history {
             self.windows.pop_front();
         }
-        self.windows
-            .push_back(window_matrix(window, &self.services));
+        let matrix = self.fill.matrix(window, &self.services);
+        self.windows.push_back(matrix);
         // Histories from before a topology change have fewer columns: pad them.
         let width = self.services.len() * crate::features::N_FEATURES;
         for m in self.windows.iter_mut() {

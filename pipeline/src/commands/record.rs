@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use augur_models::dataset::{Dataset, Row};
-use augur_models::features::{FEATURES, window_matrix};
+use augur_models::features::{FEATURES, UsageFill};
 use augur_models::labels::{Fault, label_windows};
 use augur_operators::WindowSnapshot;
 
@@ -118,6 +118,7 @@ pub fn dataset(
     }
     let verdicts: Vec<(u64, bool)> = truth.iter().map(|t| (t.window_end, t.violated)).collect();
     let labels = label_windows(&verdicts, faults, window_ms, horizon_ms, 5 * window_ms);
+    let mut fill = UsageFill::default();
     let rows = windows
         .iter()
         .zip(labels)
@@ -128,7 +129,7 @@ pub fn dataset(
             culprit: label
                 .culprit
                 .and_then(|c| services.iter().position(|s| *s == c)),
-            x: window_matrix(w, &services),
+            x: fill.matrix(w, &services),
         })
         .collect();
     Dataset {

@@ -107,8 +107,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     let model = train(&datasets, layout, &settings, device, |r| {
         let line = format!(
-            "epoch {:>3}: loss {:.4}  validation recall {:.3} FPR {:.3} culprit AC@1 {:.3}  ({:.1} s)",
-            r.epoch, r.train_loss, r.val_recall, r.val_fpr, r.val_ac1, r.seconds
+            "epoch {:>3}: loss {:.4}  validation recall {:.3} (ahead {:.3}) FPR {:.3} culprit AC@1 {:.3}  ({:.1} s)",
+            r.epoch,
+            r.train_loss,
+            r.val_recall,
+            r.val_ahead_recall,
+            r.val_fpr,
+            r.val_ac1,
+            r.seconds
         );
         if bar.is_hidden() {
             println!("{line}");
