@@ -49,17 +49,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             metric_names(&config),
         )?),
     };
-    let detectors: Vec<String> = match args.detector.as_deref() {
-        None => vec![config.detector.name.clone()],
-        Some("all") => augur_models::DETECTOR_NAMES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
-    };
-    for name in &detectors {
-        augur_models::build(name, &config.detector.settings(), config.window.horizon_ms)?;
-    }
+    let detectors = crate::commands::detector_list(args.detector.as_deref(), &config)?;
     let names = metric_names(&config);
     let input = args.input.clone();
     let fluxion_config = config.detector.fluxion.clone();

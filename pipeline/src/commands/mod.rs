@@ -118,6 +118,23 @@ pub fn parse_time_ms(text: &str) -> anyhow::Result<u64> {
 }
 
 /// `DIR/labels.json` as JSON.
+/// The detectors `--detector` names (`a,b`, `all`, or the config's when absent), each built
+/// once so a bad name or model fails before any input is read.
+pub fn detector_list(arg: Option<&str>, config: &Config) -> anyhow::Result<Vec<String>> {
+    let detectors: Vec<String> = match arg {
+        None => vec![config.detector.name.clone()],
+        Some("all") => augur_models::DETECTOR_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+    };
+    for name in &detectors {
+        augur_models::build(name, &config.detector.settings(), config.window.horizon_ms)?;
+    }
+    Ok(detectors)
+}
+
 pub fn read_labels(input: &Path) -> anyhow::Result<serde_json::Value> {
     let path = input.join("labels.json");
     let text =

@@ -13,31 +13,13 @@ use augur_models::fluxion::features::{P90, Sample, sample};
 use augur_models::fluxion::graph::InferenceGraph;
 
 use crate::cli::TrainArgs;
-use crate::commands::train_sage::replay_windows;
-use crate::commands::{load_config, read_labels, stop_on_signal};
+use crate::commands::stop_on_signal;
+use crate::commands::train_sage::{checkpoint_name, replay_training_setup, replay_windows};
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let config = load_config(args.job.config.as_deref())?;
-    if args.input.is_empty() {
-        bail!(
-            "--model fluxion trains on replays: give --input DIR (written by `augur simulate --out`)"
-        );
-    }
-    if let Some(threads) = args.threads {
-        tch::set_num_threads(threads as i32);
-    }
+    let config = replay_training_setup(args, "fluxion")?;
     tch::manual_seed(args.seed);
-    let name = match &args.name {
-        Some(n) => n.clone(),
-        None => {
-            let labels = read_labels(&args.input[0])?;
-            let topology = labels
-                .get("topology")
-                .and_then(|t| t.as_str())
-                .context("labels.json names no topology; give --name")?;
-            format!("fluxion-{topology}")
-        }
-    };
+    let name = checkpoint_name(args, "fluxion")?;
     let stop = stop_on_signal();
     let mut samples: Vec<Sample> = Vec::new();
     for input in &args.input {

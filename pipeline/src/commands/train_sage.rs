@@ -13,6 +13,7 @@ use augur_operators::WindowSnapshot;
 
 use crate::cli::TrainArgs;
 use crate::commands::{load_config, metric_names, read_labels, resolve_slos, stop_on_signal};
+use crate::config::Config;
 use crate::dataflow::JobSpec;
 use crate::run::{RunOptions, run as run_job};
 use crate::source::WorkerSource;
@@ -59,27 +60,37 @@ pub fn replay_windows(
     Ok(outcome.windows)
 }
 
-pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+/// The job config of a model trained on replays (`--input DIR...`, required), with
+/// libtorch's thread count set from `--threads`.
+pub fn replay_training_setup(args: &TrainArgs, model: &str) -> anyhow::Result<Config> {
     let config = load_config(args.job.config.as_deref())?;
     if args.input.is_empty() {
         bail!(
-            "--model sage trains on replays: give --input DIR (written by `augur simulate --out`)"
+            "--model {model} trains on replays: give --input DIR (written by `augur simulate --out`)"
         );
     }
     if let Some(threads) = args.threads {
         tch::set_num_threads(threads as i32);
     }
-    let name = match &args.name {
-        Some(n) => n.clone(),
-        None => {
-            let labels = read_labels(&args.input[0])?;
-            let topology = labels
-                .get("topology")
-                .and_then(|t| t.as_str())
-                .context("labels.json names no topology; give --name")?;
-            format!("sage-{topology}")
-        }
-    };
+    Ok(config)
+}
+
+/// `--name`, else `<model>-<topology>` from the first input's labels.json.
+pub fn checkpoint_name(args: &TrainArgs, model: &str) -> anyhow::Result<String> {
+    if let Some(name) = &args.name {
+        return Ok(name.clone());
+    }
+    let labels = read_labels(&args.input[0])?;
+    let topology = labels
+        .get("topology")
+        .and_then(|t| t.as_str())
+        .context("labels.json names no topology; give --name")?;
+    Ok(format!("{model}-{topology}"))
+}
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let config = replay_training_setup(args, "sage")?;
+    let name = checkpoint_name(args, "sage")?;
     let mut windows = Vec::new();
     let stop = stop_on_signal();
     for input in &args.input {

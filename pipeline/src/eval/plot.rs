@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use super::forecast::ForecastReport;
+use super::svg::escape;
 
 const WIDTH: f64 = 1200.0;
 const HEIGHT: f64 = 420.0;
@@ -144,12 +145,6 @@ pub fn forecast_svg(report: &ForecastReport, title: &str) -> String {
     }
     out.push_str("</svg>\n");
     out
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ const TOP: f64 = 30.0;
 const BOTTOM: f64 = 45.0;
 const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
 
-fn escape(text: &str) -> String {
+/// Text made safe for SVG (both plots use it).
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
