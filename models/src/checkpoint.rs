@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tch::{Device, Kind, Tensor, nn};
 use thiserror::Error;
 
@@ -62,33 +64,14 @@ impl SeerModel {
 
     /// Writes the weights and the layout as version `layout.version`; returns the weights' path.
     pub fn save(&self, dir: &Path) -> Result<PathBuf, CheckpointError> {
-        std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let (weights, json) = paths(dir, &self.layout.model, self.layout.version);
-        // Write the layout first: a reader that sees the weights finds its layout too.
-        let text =
-            serde_json::to_string_pretty(&self.layout).map_err(|source| CheckpointError::Json {
-                path: json.clone(),
-                source,
-            })?;
-        std::fs::write(&json, text + "\n").map_err(|source| CheckpointError::Io {
-            path: json.clone(),
-            source,
-        })?;
-        let tmp = weights.with_extension("tmp.safetensors");
-        self.vs
-            .save(&tmp)
-            .map_err(|source| CheckpointError::Torch {
-                path: tmp.clone(),
-                source,
-            })?;
-        std::fs::rename(&tmp, &weights).map_err(|source| CheckpointError::Io {
-            path: weights.clone(),
-            source,
-        })?;
-        Ok(weights)
+        write_files(
+            dir,
+            &self.layout.model,
+            self.layout.version,
+            &self.layout,
+            true,
+            &self.vs,
+        )
     }
 
     /// Loads version `version` of `model` from `dir`.
@@ -99,23 +82,8 @@ impl SeerModel {
         device: Device,
     ) -> Result<Self, CheckpointError> {
         let (weights, json) = paths(dir, model, version);
-        let text = std::fs::read_to_string(&json).map_err(|source| CheckpointError::Io {
-            path: json.clone(),
-            source,
-        })?;
-        let layout: Layout =
-            serde_json::from_str(&text).map_err(|source| CheckpointError::Json {
-                path: json.clone(),
-                source,
-            })?;
-        let mut model = SeerModel::new(layout, device);
-        model
-            .vs
-            .load(&weights)
-            .map_err(|source| CheckpointError::Torch {
-                path: weights.clone(),
-                source,
-            })?;
+        let mut model = SeerModel::new(read_layout(&json)?, device);
+        load_weights(&mut model.vs, &weights)?;
         Ok(model)
     }
 
@@ -165,6 +133,67 @@ impl SeerModel {
 }
 
 /// Weights and layout paths of one version.
+/// Writes a checkpoint's two files: the layout JSON first (a reader that sees the weights
+/// finds its layout too), then the weights through a temporary file renamed into place.
+/// Returns the weights' path.
+pub fn write_files<L: Serialize>(
+    dir: &Path,
+    model: &str,
+    version: u64,
+    layout: &L,
+    pretty: bool,
+    vs: &nn::VarStore,
+) -> Result<PathBuf, CheckpointError> {
+    std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let (weights, json) = paths(dir, model, version);
+    let text = if pretty {
+        serde_json::to_string_pretty(layout)
+    } else {
+        serde_json::to_string(layout)
+    }
+    .map_err(|source| CheckpointError::Json {
+        path: json.clone(),
+        source,
+    })?;
+    std::fs::write(&json, text + "\n").map_err(|source| CheckpointError::Io {
+        path: json.clone(),
+        source,
+    })?;
+    let tmp = weights.with_extension("tmp.safetensors");
+    vs.save(&tmp).map_err(|source| CheckpointError::Torch {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, &weights).map_err(|source| CheckpointError::Io {
+        path: weights.clone(),
+        source,
+    })?;
+    Ok(weights)
+}
+
+/// Reads a checkpoint's layout JSON.
+pub fn read_layout<L: DeserializeOwned>(json: &Path) -> Result<L, CheckpointError> {
+    let text = std::fs::read_to_string(json).map_err(|source| CheckpointError::Io {
+        path: json.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| CheckpointError::Json {
+        path: json.to_path_buf(),
+        source,
+    })
+}
+
+/// Loads a checkpoint's weights into `vs` (built for its layout).
+pub fn load_weights(vs: &mut nn::VarStore, weights: &Path) -> Result<(), CheckpointError> {
+    vs.load(weights).map_err(|source| CheckpointError::Torch {
+        path: weights.to_path_buf(),
+        source,
+    })
+}
+
 pub fn paths(dir: &Path, model: &str, version: u64) -> (PathBuf, PathBuf) {
     (
         dir.join(format!("{model}-v{version}.safetensors")),

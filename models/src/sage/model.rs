@@ -17,7 +17,9 @@ use tch::{Device, Tensor, nn};
 use super::cbn::Cbn;
 use super::features::{Normalizer, Sample};
 use super::gvae::{Batch, Gvae, GvaeHyper};
-use crate::checkpoint::{CheckpointError, latest_version, paths};
+use crate::checkpoint::{
+    CheckpointError, latest_version, load_weights, paths, read_layout, write_files,
+};
 
 /// Everything but the weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,31 +108,14 @@ impl SageModel {
 
     /// Writes version `layout.version`; returns the weights' path.
     pub fn save(&self, dir: &Path) -> Result<PathBuf, CheckpointError> {
-        std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let (weights, json) = paths(dir, &self.layout.model, self.layout.version);
-        let text = serde_json::to_string(&self.layout).map_err(|source| CheckpointError::Json {
-            path: json.clone(),
-            source,
-        })?;
-        std::fs::write(&json, text + "\n").map_err(|source| CheckpointError::Io {
-            path: json.clone(),
-            source,
-        })?;
-        let tmp = weights.with_extension("tmp.safetensors");
-        self.vs
-            .save(&tmp)
-            .map_err(|source| CheckpointError::Torch {
-                path: tmp.clone(),
-                source,
-            })?;
-        std::fs::rename(&tmp, &weights).map_err(|source| CheckpointError::Io {
-            path: weights.clone(),
-            source,
-        })?;
-        Ok(weights)
+        write_files(
+            dir,
+            &self.layout.model,
+            self.layout.version,
+            &self.layout,
+            false,
+            &self.vs,
+        )
     }
 
     pub fn load(
@@ -142,26 +127,9 @@ impl SageModel {
         let (weights, json) = paths(dir, name, version);
         let layout = read_layout(&json)?;
         let mut model = SageModel::new(layout, device);
-        model
-            .vs
-            .load(&weights)
-            .map_err(|source| CheckpointError::Torch {
-                path: weights.clone(),
-                source,
-            })?;
+        load_weights(&mut model.vs, &weights)?;
         Ok(model)
     }
-}
-
-fn read_layout(json: &Path) -> Result<SageLayout, CheckpointError> {
-    let text = std::fs::read_to_string(json).map_err(|source| CheckpointError::Io {
-        path: json.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| CheckpointError::Json {
-        path: json.to_path_buf(),
-        source,
-    })
 }
 
 /// The newest version of every `sage-*` checkpoint in `dir`: (name, version, layout).
