@@ -209,17 +209,52 @@ fn job_config(dir: &Path, prefix: &str, run: &str, port: u16) -> std::path::Path
     path
 }
 
+/// What a test over the fault plan needs: a temporary directory holding `faults.toml`,
+/// a topic prefix and a base port, both unique to this test process.
+struct Fixture {
+    tmp: tempfile::TempDir,
+    prefix: String,
+    plan: std::path::PathBuf,
+    port_base: u16,
+}
+
+impl Fixture {
+    fn new(tag: &str, port_base: u16, port_spread: u32) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let plan = tmp.path().join("faults.toml");
+        std::fs::write(&plan, FAULT_PLAN).unwrap();
+        Fixture {
+            prefix: format!("{tag}{}", std::process::id()),
+            plan,
+            port_base: port_base + (std::process::id() % port_spread) as u16,
+            tmp,
+        }
+    }
+}
+
+/// The message count `augur simulate --kafka` reports (`... in N messages ...`).
+fn produced_messages(out: &std::process::Output) -> f64 {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .split(" in ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("message count in: {stderr}"))
+}
+
 const FAULT_PLAN: &str = "[[fault]]\nkind = \"cpu_contention\"\nservice = \"home-timeline-service\"\nstart_ms = 50000\nduration_ms = 30000\nmagnitude = 5.0\n";
 
 #[test]
 fn kafka_end_to_end() {
     let Some(brokers) = broker() else { return };
-    let tmp = tempfile::tempdir().unwrap();
+    let Fixture {
+        tmp,
+        prefix,
+        plan,
+        port_base,
+    } = Fixture::new("e2e", 20_000, 20_000);
     let dir = tmp.path();
-    let prefix = format!("e2e{}", std::process::id());
-    let plan = dir.join("faults.toml");
-    std::fs::write(&plan, FAULT_PLAN).unwrap();
-    let port_base = 20_000 + (std::process::id() % 20_000) as u16;
     let config_a = job_config(dir, &prefix, "a", port_base);
     let config_b = job_config(dir, &prefix, "b", port_base + 1);
     let labels_topic = format!("{prefix}.labels");
@@ -246,13 +281,7 @@ fn kafka_end_to_end() {
     args.extend(["--corrupt", "3", "--labels-topic", &labels_topic]);
     let out = augur(&args, dir);
     ok(&out);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let messages: f64 = stderr
-        .split(" in ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("message count in: {stderr}"));
+    let messages = produced_messages(&out);
 
     // Run A: uninterrupted. Read everything, let idle partitions close the windows, SIGTERM.
     let mut a = spawn_run(&config_a, dir, "a");
@@ -610,12 +639,13 @@ fn committed(brokers: &str, group: &str, topic: &str) -> Vec<(i32, Option<i64>)>
 #[test]
 fn kafka_cluster_consumes_while_the_simulator_produces() {
     let Some(brokers) = broker() else { return };
-    let tmp = tempfile::tempdir().unwrap();
+    let Fixture {
+        tmp,
+        prefix,
+        plan,
+        port_base,
+    } = Fixture::new("cl", 40_000, 10_000);
     let dir = tmp.path();
-    let prefix = format!("cl{}", std::process::id());
-    let plan = dir.join("faults.toml");
-    std::fs::write(&plan, FAULT_PLAN).unwrap();
-    let port_base = 40_000 + (std::process::id() % 10_000) as u16;
     let config_0 = job_config(dir, &prefix, "c", port_base);
     let text = std::fs::read_to_string(&config_0).unwrap().replace(
         "\n[job_metrics]",
@@ -689,13 +719,7 @@ fn kafka_cluster_consumes_while_the_simulator_produces() {
         dir,
     );
     ok(&out);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let messages: f64 = stderr
-        .split(" in ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("message count in: {stderr}"));
+    let messages = produced_messages(&out);
     let read = || {
         metric(&scrape(port_base), "augur_records_in_total")
             + metric(&scrape(port_base + 1), "augur_records_in_total")
