@@ -7,6 +7,9 @@
 //! normal values with the front end's latency raised and one back-end tier's metrics
 //! disturbed; 20 warm-up diagnoses, then the median and p99 of 200.
 
+mod common;
+
+use common::pct;
 use std::path::Path;
 use std::time::Instant;
 
@@ -16,17 +19,8 @@ use augur_models::sage::model::{SageModel, available};
 use augur_operators::QosVerdict;
 use tch::Device;
 
-fn pct(xs: &mut [f64], p: f64) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[((xs.len() as f64 * p) as usize).min(xs.len() - 1)]
-}
-
 fn main() {
-    let threads = std::env::var("OMP_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    tch::set_num_threads(threads);
+    let threads = common::libtorch_threads();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/checkpoints");
     println!(
         "sage bench: CPU, {threads} libtorch thread(s), checkpoints in {}",

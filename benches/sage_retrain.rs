@@ -10,6 +10,8 @@
 //! epochs; printed: seconds, units trained, and root-cause AC@1 on 4 held-out windows per
 //! tier with that tier slowed 4× (what the model is never told).
 
+mod common;
+
 use std::time::Instant;
 
 use augur_models::sage::detector::Sage;
@@ -70,11 +72,7 @@ fn accuracy(model: SageModel, names: &[String], own: &[f64]) -> (f64, usize, Sag
 }
 
 fn main() {
-    let threads = std::env::var("OMP_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    tch::set_num_threads(threads);
+    let threads = common::libtorch_threads();
     let epochs: usize = std::env::args()
         .filter_map(|a| a.parse().ok())
         .next()

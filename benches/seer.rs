@@ -5,6 +5,9 @@
 //! median and p99 of per-window inference over 500 calls after 50 warm-up calls, and the
 //! time of 200 Adam steps at batch 32 on random data.
 
+mod common;
+
+use common::pct;
 use std::time::Instant;
 
 use augur_models::checkpoint::SeerModel;
@@ -30,17 +33,8 @@ fn layout(services: usize) -> Layout {
     }
 }
 
-fn pct(xs: &mut [f64], p: f64) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[((xs.len() as f64 * p) as usize).min(xs.len() - 1)]
-}
-
 fn main() {
-    let threads = std::env::var("OMP_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    tch::set_num_threads(threads);
+    let threads = common::libtorch_threads();
     tch::manual_seed(1);
     println!(
         "seer bench: CPU, {threads} libtorch thread(s), default layer sizes {:?}",
