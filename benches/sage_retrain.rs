@@ -20,7 +20,7 @@ use augur_models::sage::model::SageModel;
 use augur_models::sage::retrain::retrain_partial;
 use augur_models::sage::synthetic::{custom_chain_window, custom_chain_windows};
 use augur_models::sage::train::{SageTrainSettings, train};
-use augur_operators::Detector;
+use augur_operators::{Detector, WindowSnapshot};
 use tch::Device;
 
 /// One topology change: name, services after it, their relative service times, changed services.
@@ -84,15 +84,18 @@ fn main() {
     let base_names = names(&["s0", "s1", "s2", "s3"]);
     let base_own = vec![1.0; 4];
     let t = Instant::now();
-    let base = train(
-        &custom_chain_windows(&base_names, &base_own, 400, 4, 1),
-        "sage-retrain",
-        GvaeHyper::default(),
-        &settings,
-        "bench".into(),
-        Device::Cpu,
-        |_, _| {},
-    );
+    let from_scratch = |windows: &[WindowSnapshot]| {
+        train(
+            windows,
+            "sage-retrain",
+            GvaeHyper::default(),
+            &settings,
+            "bench".into(),
+            Device::Cpu,
+            |_, _| {},
+        )
+    };
+    let base = from_scratch(&custom_chain_windows(&base_names, &base_own, 400, 4, 1));
     let base_s = t.elapsed().as_secs_f64();
     let (base_ac, base_cases, base) = accuracy(base, &base_names, &base_own);
     println!("sage retrain bench: CPU, {threads} thread(s), {epochs} epochs, 4-tier chain");
@@ -131,15 +134,7 @@ fn main() {
         let (partial, report) = retrain_partial(&old, &windows, &changed, &settings);
         let (partial_ac, _, _) = accuracy(partial, &new_names, &own);
         let t = Instant::now();
-        let scratch = train(
-            &windows,
-            "sage-retrain",
-            GvaeHyper::default(),
-            &settings,
-            "bench".into(),
-            Device::Cpu,
-            |_, _| {},
-        );
+        let scratch = from_scratch(&windows);
         let scratch_s = t.elapsed().as_secs_f64();
         let (scratch_ac, _, _) = accuracy(scratch, &new_names, &own);
         println!(
