@@ -20,7 +20,7 @@ pub mod seer;
 pub mod seer_net;
 pub mod train;
 
-pub use registry::{DETECTOR_NAMES, DetectorSettings, RegistryError, build};
+pub use registry::{DETECTOR_NAMES, DetectorSettings, RegistryError, build, build_sharing};
 
 /// Tests that train libtorch models hold this lock: libtorch's weight initialisation draws
 /// from one process-wide generator, so parallel tests would make each other's seeds (and

@@ -1,10 +1,13 @@
 //! Detectors by name, as `augur eval --detector NAME` and the config's `detector.name` use them.
 
+use std::sync::Arc;
+
 use augur_operators::Detector;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::cpu_threshold::CpuThreshold;
+use crate::fluxion::board::GraphBoard;
 use crate::fluxion::detector::{Fluxion, FluxionConfig};
 use crate::nsigma::{NSigma, NSigmaConfig};
 use crate::sage::{Sage, SageConfig};
@@ -54,6 +57,17 @@ pub fn build(
     settings: &DetectorSettings,
     horizon_ms: u64,
 ) -> Result<Box<dyn Detector>, RegistryError> {
+    build_sharing(name, settings, horizon_ms, None)
+}
+
+/// Builds the detector called `name`; a `fluxion` detector publishes its graph and newest
+/// window on `board` (for the actuation policy's what-if query) when one is given.
+pub fn build_sharing(
+    name: &str,
+    settings: &DetectorSettings,
+    horizon_ms: u64,
+    board: Option<&Arc<GraphBoard>>,
+) -> Result<Box<dyn Detector>, RegistryError> {
     match name {
         "nsigma" => Ok(Box::new(NSigma::new(settings.nsigma.clone(), horizon_ms))),
         "cpu-threshold-50" => Ok(Box::new(CpuThreshold::new(0.5, horizon_ms))),
@@ -82,10 +96,14 @@ pub fn build(
                 source,
             },
         )?)),
-        "fluxion" => Ok(Box::new(
-            Fluxion::new(settings.fluxion.clone(), horizon_ms)
-                .map_err(RegistryError::FluxionCheckpoint)?,
-        )),
+        "fluxion" => {
+            let fluxion = Fluxion::new(settings.fluxion.clone(), horizon_ms)
+                .map_err(RegistryError::FluxionCheckpoint)?;
+            Ok(Box::new(match board {
+                Some(board) => fluxion.with_board(Arc::clone(board)),
+                None => fluxion,
+            }))
+        }
         _ => Err(RegistryError::Unknown {
             name: name.to_string(),
         }),

@@ -7,7 +7,8 @@
 //! the stream's, once the entry point is known; else trained once `min_train_windows`
 //! windows are in — then it keeps learning online either way); pending
 //! deployment changes (a service whose replica count changed, a new service or call) each
-//! refitted — only its vertex — once `adapt_samples` windows after the change are in; the
+//! refitted — only its vertex — `adapt_samples` × 1, 2, 4, … windows after the change
+//! ([`REFITS_PER_CHANGE`] times, each on every window since the change); the
 //! forecast error's moving average, whose growth triggers graph debugging and a refit of
 //! the vertex it names. A load shift — the entry's request rate over the last
 //! `adapt_samples` windows averaging more than [`LOAD_SHIFT`] outside the range the graph
@@ -19,12 +20,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use augur_operators::{AlertKind, Detection, Detector, WindowSnapshot};
 use serde::{Deserialize, Serialize};
 
 use super::assignment::{AssignmentSettings, Start};
+use super::board::GraphBoard;
 use super::checkpoint::FluxionCheckpoint;
 use super::debugging::find_fault;
 use super::features::{OWN, P90, SPECTRUM, Sample, sample, spectrum_index};
@@ -68,6 +71,34 @@ impl Default for FluxionConfig {
             trend_windows: 5,
             error_growth: 2.0,
             min_r: 0.25,
+        }
+    }
+}
+
+/// Refits of a changed vertex: `adapt_samples` × 1, 2, 4, … windows after the change,
+/// each on every window since it, so the vertex first adapts from few samples and then
+/// covers the load range the following windows show (the first refit sees only
+/// `adapt_samples` windows of it). The monolithic baseline is retrained on the same
+/// schedule.
+pub const REFITS_PER_CHANGE: u32 = 5;
+
+/// A changed service's vertex, waiting for its next refit.
+#[derive(Clone, Copy, Debug)]
+struct PendingRefit {
+    /// Windows seen since the change.
+    windows: usize,
+    /// How the first refit starts (later ones start warm from it).
+    start: Start,
+    /// Refits done.
+    refits: u32,
+}
+
+impl PendingRefit {
+    fn new(start: Start) -> Self {
+        PendingRefit {
+            windows: 0,
+            start,
+            refits: 0,
         }
     }
 }
@@ -123,8 +154,8 @@ pub struct Fluxion {
     graph: Option<InferenceGraph>,
     recent: VecDeque<Sample>,
     replicas: BTreeMap<String, f32>,
-    /// Service → windows seen since its change.
-    pending: BTreeMap<String, (usize, Start)>,
+    /// Services changed recently, with their refit schedule.
+    pending: BTreeMap<String, PendingRefit>,
     error_avg: Option<f64>,
     error_base: Option<f64>,
     since_debug: usize,
@@ -132,6 +163,10 @@ pub struct Fluxion {
     load_range: Option<(f32, f32)>,
     /// Windows since the last deployment change's refit.
     since_change: usize,
+    /// Where the graph and the newest window are published for the what-if query, if any.
+    board: Option<Arc<GraphBoard>>,
+    /// Total vertex fits of the graph last published.
+    published_fits: Option<u64>,
 }
 
 impl Fluxion {
@@ -161,7 +196,28 @@ impl Fluxion {
             since_debug: 0,
             load_range: None,
             since_change: 0,
+            board: None,
+            published_fits: None,
         })
+    }
+
+    /// Publishes the graph after every (re)fit, and every window's sample, on `board`.
+    pub fn with_board(mut self, board: Arc<GraphBoard>) -> Self {
+        self.board = Some(board);
+        self
+    }
+
+    /// The graph (when it changed) and the window, to the board.
+    fn publish(&mut self, s: &Sample) {
+        let (Some(board), Some(graph)) = (&self.board, &self.graph) else {
+            return;
+        };
+        let fits: u64 = graph.fits().values().sum();
+        if self.published_fits != Some(fits) {
+            board.publish_graph(graph.state());
+            self.published_fits = Some(fits);
+        }
+        board.publish_sample(s.clone());
     }
 
     pub fn graph(&self) -> Option<&InferenceGraph> {
@@ -237,32 +293,39 @@ impl Fluxion {
             return;
         };
         for service in graph.sync_topology(s) {
-            self.pending.insert(service, (0, Start::Fresh));
+            self.pending
+                .insert(service, PendingRefit::new(Start::Fresh));
         }
         for (name, own) in &s.services {
             let r = own.own[1];
             if let Some(before) = self.replicas.insert(name.clone(), r)
                 && before != r
             {
-                self.pending.entry(name.clone()).or_insert((0, Start::Warm));
+                // A second change restarts the schedule: the windows before it are stale.
+                let start = self.pending.get(name).map_or(Start::Warm, |p| p.start);
+                self.pending.insert(name.clone(), PendingRefit::new(start));
             }
         }
-        let ready: Vec<(String, Start)> = self
-            .pending
-            .iter_mut()
-            .filter_map(|(k, (n, start))| {
-                *n += 1;
-                (*n >= self.config.adapt_samples).then(|| (k.clone(), *start))
-            })
-            .collect();
-        for (service, start) in ready {
-            self.pending.remove(&service);
-            let n = self.config.adapt_samples.min(self.recent.len());
+        let first = self.config.adapt_samples.max(1);
+        let mut ready = Vec::new();
+        for (service, p) in self.pending.iter_mut() {
+            p.windows += 1;
+            if p.windows == first << p.refits {
+                let start = if p.refits == 0 { p.start } else { Start::Warm };
+                ready.push((service.clone(), start, p.windows, p.refits == 0));
+                p.refits += 1;
+            }
+        }
+        self.pending.retain(|_, p| p.refits < REFITS_PER_CHANGE);
+        for (service, start, windows, first_refit) in ready {
+            let n = windows.min(self.recent.len());
             let recent: Vec<Sample> = self.recent.iter().rev().take(n).rev().cloned().collect();
             graph.fit_vertex(&service, &recent, start, false);
             tracing::info!("fluxion: refitted {service} on {n} windows after its change");
             self.error_base = None;
-            self.since_change = 0;
+            if first_refit {
+                self.since_change = 0;
+            }
         }
     }
 
@@ -415,6 +478,7 @@ impl Fluxion {
         self.track_load();
         self.track_error(&s);
         out.fit_wall_ms = started.elapsed().as_secs_f64() * 1e3;
+        self.publish(&s);
         let steps = self.horizon_ms as f32 / window.window_ms.max(1) as f32;
         let (Some(graph), Some(ahead)) = (self.graph.as_ref(), self.extrapolate(steps)) else {
             return out;

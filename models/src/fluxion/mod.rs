@@ -10,11 +10,13 @@
 //! - [`debugging`]: the Pearson-correlation walk to the assignment at fault.
 //! - [`baseline`]: one MLP over all services → end-to-end latency.
 //! - [`what_if`]: predicted p99 with a different replica count.
+//! - [`board`]: the detector's newest graph, shared with the actuation policy's what-if.
 //! - [`checkpoint`]: a trained graph saved with its provenance.
 //! - [`detector`]: the `fluxion` detector (online learning, `latency_forecast` alerts).
 
 pub mod assignment;
 pub mod baseline;
+pub mod board;
 pub mod checkpoint;
 pub mod debugging;
 pub mod detector;
