@@ -138,6 +138,7 @@ fn main() -> anyhow::Result<()> {
             slos: slos.clone(),
             detectors: vec!["nsigma".to_string()],
             workers,
+            graph_board: None,
         };
         let messages = Arc::clone(&messages);
         let make_source =

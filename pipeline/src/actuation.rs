@@ -76,6 +76,12 @@ pub struct ActuationConfig {
     pub max_replicas_added: u32,
     /// The CPU-utilization autoscaler baseline (`augur eval --closed-loop`).
     pub autoscaler: autoscaler::AutoscalerConfig,
+    /// Run Fluxion's inference graph (the `fluxion` detector, `[detector.fluxion]`) beside
+    /// the job's detector and ask it before each scale-up whether one more replica would
+    /// lower the end-to-end p99 more (see [`WHAT_IF_MARGIN`]). Until the graph is trained
+    /// (or loaded from a checkpoint) the policy keeps its default order. In a cluster it
+    /// answers only in the process whose model worker runs `fluxion`. Default false.
+    pub what_if: bool,
 }
 
 impl Default for ActuationConfig {
@@ -94,6 +100,7 @@ impl Default for ActuationConfig {
             escalate_within_ms: 30_000,
             max_replicas_added: 4,
             autoscaler: autoscaler::AutoscalerConfig::default(),
+            what_if: false,
         }
     }
 }

@@ -248,9 +248,14 @@ pub struct EvalArgs {
     /// With --closed-loop/--simulate: fault plan (default: the config's `simulator.faults`).
     #[arg(long)]
     pub faults: Option<String>,
-    /// With --closed-loop/--simulate: simulated time per run.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
-    pub duration: std::time::Duration,
+    /// With --closed-loop/--simulate: a scripted sequence of deployment changes
+    /// (`scale-replace`), as `augur simulate --scenario`; the fault plan defaults to `none`.
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// With --closed-loop/--simulate: simulated time per run (default 10m, or the scenario's
+    /// length).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
     /// With --simulate: share of services exporting no metrics (default: the config's
     /// `simulator.drop_metrics`).
     #[arg(long, requires = "simulate")]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use augur_connectors::dead_letter::DeadLetter;
+use augur_models::fluxion::board::GraphBoard;
 use augur_operators::decide_log::DecideLog;
 use augur_operators::detect::{DetectStage, ModelPlacement, detect};
 use augur_operators::qos_check::Slo;
@@ -56,6 +57,9 @@ pub struct JobSpec {
     /// Where the decide steps resume from and publish their state (`augur run`: the
     /// state topic); `None` keeps it in memory only.
     pub decide_log: Option<Arc<DecideLog>>,
+    /// Where a `fluxion` detector publishes its graph for the actuation policy's what-if
+    /// (`[actuation] what_if`); `None`: nowhere.
+    pub graph_board: Option<Arc<GraphBoard>>,
 }
 
 /// Windows the source may run ahead of the dataflow's output before it waits.
@@ -111,10 +115,11 @@ where
     };
     let mut stages = Vec::new();
     for name in &spec.detectors {
-        let detector = augur_models::build(
+        let detector = augur_models::build_sharing(
             name,
             &spec.config.detector.settings(),
             spec.config.window.horizon_ms,
+            spec.graph_board.as_ref(),
         )?;
         let stage = DetectStage::new(detector, spec.config.decide.clone());
         stages.push(match &spec.decide_log {

@@ -20,7 +20,7 @@ use augur_operators::{Alert, EventTime, Resource, WindowSnapshot};
 use crossbeam_channel::Sender;
 
 use super::autoscaler::Autoscaler;
-use super::{ActuationConfig, ActuationPolicy, CloudEvent, SCALE_UP};
+use super::{ActuationConfig, ActuationPolicy, CloudEvent, SCALE_UP, WhatIfModel};
 use crate::run::JobFeedback;
 use crate::source::simulator::SimFeedback;
 
@@ -43,6 +43,15 @@ impl Actuator {
             "autoscaler" => Actuator::Autoscaler(Autoscaler::new(config.clone())),
             other => anyhow::bail!("unknown actuator `{other}` (off, policy, autoscaler)"),
         })
+    }
+
+    /// The policy consults `model` (Fluxion's what-if) before each scale-up; other
+    /// actuators ignore it.
+    pub fn with_what_if(self, model: Option<Box<dyn WhatIfModel>>) -> Actuator {
+        match (self, model) {
+            (Actuator::Policy(policy), Some(model)) => Actuator::Policy(policy.with_what_if(model)),
+            (other, _) => other,
+        }
     }
 }
 

@@ -2,17 +2,23 @@
 //!
 //! In: a trained graph and the latest window's sample; questions "p99 with one more replica
 //! of S" and "p99 with S's CPU × f". Out: [`WhatIfAnswer`]s. State: the graph and the sample
-//! (replace the sample as windows close with [`GraphWhatIf::observe`]).
+//! ([`GraphWhatIf`]: replace the sample as windows close with [`GraphWhatIf::observe`]); or,
+//! in a running job, whatever the `fluxion` detector last published on its [`GraphBoard`]
+//! ([`BoardWhatIf`], which rebuilds the graph once per published version).
 //!
 //! Only CPU scale-ups are answered (the graph's own inputs hold CPU utilization, not memory
 //! or network); for other resources the policy keeps its default order.
 
+use std::sync::{Arc, Mutex};
+
+use augur_models::fluxion::board::GraphBoard;
 use augur_models::fluxion::features::Sample;
 use augur_models::fluxion::graph::InferenceGraph;
 use augur_models::fluxion::what_if::{what_if, what_if_cpu};
 use augur_operators::Resource;
 
 use super::{WhatIfAnswer, WhatIfModel};
+use crate::config::Config;
 
 pub struct GraphWhatIf {
     pub graph: InferenceGraph,
@@ -30,18 +36,90 @@ impl GraphWhatIf {
     }
 }
 
+/// Both answers from `graph` on `sample`.
+fn answer(
+    graph: &InferenceGraph,
+    sample: &Sample,
+    service: &str,
+    resource: Resource,
+    factor: f64,
+) -> Option<WhatIfAnswer> {
+    if resource != Resource::Cpu {
+        return None;
+    }
+    let out = what_if(graph, sample, service, 1)?;
+    let (_, up) = what_if_cpu(graph, sample, service, factor as f32)?;
+    Some(WhatIfAnswer {
+        p99_now_ms: out.p99_now_ms,
+        p99_scale_out_ms: out.p99_after_ms,
+        p99_scale_up_ms: up,
+    })
+}
+
 impl WhatIfModel for GraphWhatIf {
     fn ask(&self, service: &str, resource: Resource, factor: f64) -> Option<WhatIfAnswer> {
-        if resource != Resource::Cpu {
-            return None;
+        answer(&self.graph, &self.latest, service, resource, factor)
+    }
+}
+
+/// The what-if over the graph a running `fluxion` detector publishes.
+pub struct BoardWhatIf {
+    board: Arc<GraphBoard>,
+    /// The graph of the version last read.
+    cache: Mutex<Option<(u64, InferenceGraph)>>,
+}
+
+impl BoardWhatIf {
+    pub fn new(board: Arc<GraphBoard>) -> Self {
+        BoardWhatIf {
+            board,
+            cache: Mutex::new(None),
         }
-        let out = what_if(&self.graph, &self.latest, service, 1)?;
-        let (_, up) = what_if_cpu(&self.graph, &self.latest, service, factor as f32)?;
-        Some(WhatIfAnswer {
-            p99_now_ms: out.p99_now_ms,
-            p99_scale_out_ms: out.p99_after_ms,
-            p99_scale_up_ms: up,
-        })
+    }
+}
+
+impl WhatIfModel for BoardWhatIf {
+    fn ask(&self, service: &str, resource: Resource, factor: f64) -> Option<WhatIfAnswer> {
+        let published = self.board.read()?;
+        let mut cache = self.cache.lock().ok()?;
+        if cache.as_ref().map(|(v, _)| *v) != Some(published.version) {
+            let Some(graph) = InferenceGraph::from_state(&published.graph) else {
+                tracing::warn!("what-if: the published fluxion graph is malformed");
+                return None;
+            };
+            *cache = Some((published.version, graph));
+        }
+        let (_, graph) = cache.as_ref()?;
+        answer(graph, &published.latest, service, resource, factor)
+    }
+}
+
+/// With `[actuation] what_if`: the detectors with `fluxion` added (when absent) and the
+/// board it publishes on, for [`JobWhatIf::model`]. Otherwise the detectors unchanged.
+#[derive(Clone, Default)]
+pub struct JobWhatIf {
+    pub board: Option<Arc<GraphBoard>>,
+}
+
+impl JobWhatIf {
+    /// Adds `fluxion` to `detectors` when the config asks for the what-if.
+    pub fn for_job(config: &Config, detectors: &mut Vec<String>) -> JobWhatIf {
+        if !config.actuation.what_if || !config.actuation.enabled {
+            return JobWhatIf::default();
+        }
+        if !detectors.iter().any(|d| d == "fluxion") {
+            detectors.push("fluxion".to_string());
+        }
+        JobWhatIf {
+            board: Some(GraphBoard::new()),
+        }
+    }
+
+    /// The policy's what-if model, if the job has one.
+    pub fn model(&self) -> Option<Box<dyn WhatIfModel>> {
+        self.board
+            .as_ref()
+            .map(|b| Box::new(BoardWhatIf::new(Arc::clone(b))) as Box<dyn WhatIfModel>)
     }
 }
 
@@ -184,5 +262,59 @@ mod tests {
             "{}",
             with.data.summary
         );
+    }
+
+    #[test]
+    fn the_board_answers_from_the_newest_published_graph() {
+        tch::set_num_threads(1);
+        tch::manual_seed(3);
+        let mut rng = Lcg(7);
+        let train: Vec<Sample> = (0..300)
+            .map(|i| {
+                let rate = rng.uniform(50.0, 300.0);
+                sample(&mut rng, rate, [1.0, 2.0, 3.0][i % 3])
+            })
+            .collect();
+        let graph = InferenceGraph::fit(&train, "front", AssignmentSettings::default());
+        let now = sample(&mut rng, 250.0, 1.0);
+        let board = GraphBoard::new();
+        let model = BoardWhatIf::new(Arc::clone(&board));
+        // Nothing published: no answer, and the policy keeps its default order.
+        assert!(model.ask("db", Resource::Cpu, 2.0).is_none());
+        board.publish_sample(now.clone());
+        assert!(model.ask("db", Resource::Cpu, 2.0).is_none());
+
+        board.publish_graph(graph.state());
+        let direct = GraphWhatIf::new(graph, now.clone());
+        let expected = direct.ask("db", Resource::Cpu, 2.0).unwrap();
+        let got = model.ask("db", Resource::Cpu, 2.0).unwrap();
+        assert!(
+            (got.p99_now_ms - expected.p99_now_ms).abs() < 1e-3,
+            "{got:?}"
+        );
+        assert!((got.p99_scale_out_ms - expected.p99_scale_out_ms).abs() < 1e-3);
+        assert!((got.p99_scale_up_ms - expected.p99_scale_up_ms).abs() < 1e-3);
+
+        // A newer window moves the answer without a new graph.
+        board.publish_sample(sample(&mut rng, 60.0, 3.0));
+        let light = model.ask("db", Resource::Cpu, 2.0).unwrap();
+        assert!(
+            light.p99_now_ms < 0.5 * got.p99_now_ms,
+            "{light:?} vs {got:?}"
+        );
+
+        // The job wiring: the config switch adds the detector and hands the policy a model.
+        let mut config = Config::default();
+        let mut detectors = vec!["sage".to_string()];
+        assert!(
+            JobWhatIf::for_job(&config, &mut detectors)
+                .model()
+                .is_none()
+        );
+        assert_eq!(detectors, ["sage"]);
+        config.actuation.what_if = true;
+        let job = JobWhatIf::for_job(&config, &mut detectors);
+        assert_eq!(detectors, ["sage", "fluxion"]);
+        assert!(job.board.is_some() && job.model().is_some());
     }
 }

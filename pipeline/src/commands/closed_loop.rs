@@ -241,7 +241,8 @@ mod tests {
             topology: "chain".into(),
             seed: 7,
             faults: plan.display().to_string(),
-            duration_ms: 90_000,
+            scenario: None,
+            duration_ms: Some(90_000),
             detector: "sage".into(),
         };
         let sage = run_arm(&config, &exp, "policy").expect("sage arm");

@@ -4,6 +4,7 @@ use augur_connectors::simulator::{FaultPlan, RandomPlan, SimConfig, Simulator, T
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::actuation::closed_loop::{Actuator, ClosedLoop};
+use crate::actuation::what_if::JobWhatIf;
 use crate::actuation::{ActuationPolicy, CloudEvent};
 use crate::cli::DemoArgs;
 use crate::commands::{load_config, slos_of, stop_on_signal};
@@ -76,11 +77,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     );
     let (feedback_tx, feedback_rx) = crossbeam_channel::unbounded();
     let lead_ms = config.window.allowed_lateness_ms + sim_config.delays.min_ms();
+    let mut detectors = vec![config.detector.name.clone()];
+    let what_if = JobWhatIf::for_job(&config, &mut detectors);
     let feedback = closed_loop.then(|| {
         let lateness = config.window.allowed_lateness_ms;
         Box::new(
             ClosedLoop::new(
-                Actuator::Policy(ActuationPolicy::new(config.actuation.clone())),
+                Actuator::Policy(ActuationPolicy::new(config.actuation.clone()))
+                    .with_what_if(what_if.model()),
                 lateness,
                 feedback_tx,
             )
@@ -93,7 +97,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let duration_ms = args.duration.map(|d| d.as_millis() as u64);
     let spec = JobSpec {
         decide_log: None,
-        detectors: vec![config.detector.name.clone()],
+        graph_board: what_if.board.clone(),
+        detectors,
         slos,
         workers: args.job.workers,
         config,

@@ -60,6 +60,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     };
     let spec = JobSpec {
         decide_log: None,
+        graph_board: None,
         config,
         slos,
         detectors: detectors.clone(),

@@ -42,6 +42,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
     let horizon_ms = config.window.horizon_ms;
     let spec = JobSpec {
         decide_log: None,
+        graph_board: None,
         config,
         slos,
         detectors: Vec::new(),

@@ -53,6 +53,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let input = args.input.clone();
     let spec = JobSpec {
         decide_log: None,
+        graph_board: None,
         config,
         slos,
         detectors: vec![detector],

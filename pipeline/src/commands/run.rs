@@ -13,6 +13,7 @@ use augur_operators::EventTime;
 use augur_operators::decide::DeciderState;
 use augur_operators::decide_log::DecideLog;
 
+use crate::actuation::what_if::JobWhatIf;
 use crate::cli::RunArgs;
 use crate::commands::{job_slos, load_config, metric_names, stop_on_signal};
 use crate::dataflow::JobSpec;
@@ -47,12 +48,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     )?;
     ensure_compacted_topic(&settings, &kafka.state_topic)?;
     let state_prefix = format!("{}/", kafka.group_id);
-    let resume = resume_states(
-        &settings,
-        &kafka.state_topic,
-        &state_prefix,
-        &config.detector.name,
-    )?;
+    let mut detectors = vec![config.detector.name.clone()];
+    let what_if = JobWhatIf::for_job(&config, &mut detectors);
+    let resume = resume_states(&settings, &kafka.state_topic, &state_prefix, &detectors)?;
     let metrics = Arc::new(JobMetrics::default());
     let outputs = KafkaOutputs::new(
         &settings,
@@ -66,7 +64,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         kafka.actions_mode,
         config.actuation.clone(),
         Arc::clone(&metrics),
-    )?;
+    )?
+    .with_what_if(what_if.model());
     let source_spec = KafkaSourceSpec {
         settings: settings.clone(),
         spans_topic: kafka.spans_topic.clone(),
@@ -94,19 +93,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         None => format!("{} workers", args.job.workers),
     };
     eprintln!(
-        "augur run: {} → {workers} → {}, {}, {} (group {}, detector {}, window {} ms)",
+        "augur run: {} → {workers} → {}, {}, {} (group {}, detectors {}, window {} ms)",
         [kafka.spans_topic.as_str(), kafka.metrics_topic.as_str()].join(" + "),
         kafka.alerts_topic,
         kafka.actions_topic,
         kafka.dlq_topic,
         kafka.group_id,
-        config.detector.name,
+        detectors.join(", "),
         config.window.length_ms
     );
     let listen = config.job_metrics.listen.clone();
     let spec = JobSpec {
         decide_log: Some(Arc::new(DecideLog::new(resume))),
-        detectors: vec![config.detector.name.clone()],
+        graph_board: what_if.board.clone(),
+        detectors,
         slos,
         workers: args.job.workers,
         config,
@@ -171,11 +171,15 @@ fn resume_states(
     settings: &augur_connectors::kafka::KafkaSettings,
     topic: &str,
     prefix: &str,
-    detector: &str,
+    detectors: &[String],
 ) -> anyhow::Result<BTreeMap<String, DeciderState>> {
     let mut states = BTreeMap::new();
-    let key = state_key(prefix, detector);
-    if let Some(bytes) = latest_by_key(settings, topic, prefix)?.remove(&key) {
+    let mut latest = latest_by_key(settings, topic, prefix)?;
+    for detector in detectors {
+        let key = state_key(prefix, detector);
+        let Some(bytes) = latest.remove(&key) else {
+            continue;
+        };
         match serde_json::from_slice::<DeciderState>(&bytes) {
             Ok(state) => {
                 let firing = state.firing_ids();

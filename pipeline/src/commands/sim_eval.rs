@@ -1,4 +1,4 @@
-//! `augur eval --simulate --topology T --seed N --duration D [--drop-metrics X]
+//! `augur eval --simulate --topology T --seed N [--duration D] [--scenario S] [--drop-metrics X]
 //! [--drop-spans X]`: the simulator in process through the job, scored like a replay of its
 //! files (the same windows, alerts and labels, without writing and parsing OTLP JSON), and
 //! [`simulate_job`], the in-process run it and `--closed-loop` share.
@@ -10,9 +10,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use augur_connectors::simulator::{FaultPlan, Labels, SimConfig, Simulator, Topology};
+use augur_connectors::simulator::{FaultPlan, Labels, SimConfig, Simulator, Topology, scenario};
 
 use crate::actuation::closed_loop::{Actuator, ClosedLoop};
+use crate::actuation::what_if::JobWhatIf;
 use crate::cli::EvalArgs;
 use crate::commands::{load_config, slos_of};
 use crate::config::Config;
@@ -22,6 +23,9 @@ use crate::run::{JobFeedback, RunOptions, RunOutcome, run as run_job};
 use crate::source::WorkerSource;
 use crate::source::simulator::{EmptySource, SimulatorSource};
 
+/// Simulated time without `--duration` or a scenario.
+const DEFAULT_DURATION_MS: u64 = 600_000;
+
 /// What to simulate.
 #[derive(Clone, Debug)]
 pub struct Experiment {
@@ -29,7 +33,10 @@ pub struct Experiment {
     pub seed: u64,
     /// `random`, `random-ramp`, `none` or a plan file.
     pub faults: String,
-    pub duration_ms: u64,
+    /// A scripted scenario of deployment changes (`scale-replace`), if any.
+    pub scenario: Option<String>,
+    /// Simulated time; `None`: the scenario's length, else 10 minutes.
+    pub duration_ms: Option<u64>,
     /// The detector whose diagnoses an actuation policy acts on (`--closed-loop`).
     pub detector: String,
 }
@@ -43,11 +50,15 @@ impl Experiment {
                 .clone()
                 .unwrap_or_else(|| config.simulator.topology.clone()),
             seed: args.seed.unwrap_or(config.simulator.seed),
-            faults: args
-                .faults
-                .clone()
-                .unwrap_or_else(|| config.simulator.faults.clone()),
-            duration_ms: args.duration.as_millis() as u64,
+            faults: args.faults.clone().unwrap_or_else(|| {
+                if args.scenario.is_some() {
+                    "none".to_string()
+                } else {
+                    config.simulator.faults.clone()
+                }
+            }),
+            scenario: args.scenario.clone(),
+            duration_ms: args.duration.map(|d| d.as_millis() as u64),
             detector: args.detector.clone().unwrap_or_else(|| "sage".to_string()),
         }
     }
@@ -59,9 +70,15 @@ impl Experiment {
 pub fn simulate_job(
     config: &Config,
     exp: &Experiment,
-    detectors: Vec<String>,
+    mut detectors: Vec<String>,
     actuator: Option<&str>,
 ) -> anyhow::Result<(RunOutcome, Labels)> {
+    // Only the policy asks what-ifs.
+    let what_if = if actuator == Some("policy") {
+        JobWhatIf::for_job(config, &mut detectors)
+    } else {
+        JobWhatIf::default()
+    };
     let topology = Topology::load(&exp.topology)?;
     let slos = if config.slo.is_empty() {
         slos_of(&topology)
@@ -70,6 +87,14 @@ pub fn simulate_job(
     };
     let mut sim_config = SimConfig::new(topology, exp.seed);
     config.simulator.apply_to(&mut sim_config);
+    let mut duration_ms = DEFAULT_DURATION_MS;
+    if let Some(name) = &exp.scenario {
+        let s = scenario(name, &sim_config.topology)?;
+        sim_config.topology = s.topology;
+        sim_config.changes = s.changes;
+        duration_ms = s.duration_ms;
+    }
+    let duration_ms = exp.duration_ms.unwrap_or(duration_ms);
     sim_config.faults = FaultPlan::parse(&exp.faults)?;
     Simulator::new(sim_config.clone())?;
     let lateness = config.window.allowed_lateness_ms;
@@ -78,7 +103,7 @@ pub fn simulate_job(
     let feedback = actuator
         .map(|name| -> anyhow::Result<Box<dyn JobFeedback>> {
             Ok(Box::new(ClosedLoop::new(
-                Actuator::named(name, &config.actuation)?,
+                Actuator::named(name, &config.actuation)?.with_what_if(what_if.model()),
                 lateness,
                 to_sim,
             )))
@@ -87,7 +112,6 @@ pub fn simulate_job(
     let closed = feedback.is_some();
     let labels_slot: Arc<Mutex<Option<Labels>>> = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&labels_slot);
-    let duration_ms = exp.duration_ms;
     let make_source = move |index: usize, _peers: usize| -> anyhow::Result<Box<dyn WorkerSource>> {
         if index == 0 {
             let sim = Simulator::new(sim_config.clone())?;
@@ -104,6 +128,7 @@ pub fn simulate_job(
     };
     let spec = JobSpec {
         decide_log: None,
+        graph_board: what_if.board.clone(),
         config: config.clone(),
         slos,
         detectors,

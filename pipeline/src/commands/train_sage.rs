@@ -32,6 +32,7 @@ pub fn replay_windows(
     let dir = input.to_path_buf();
     let spec = JobSpec {
         decide_log: None,
+        graph_board: None,
         config: config.clone(),
         slos,
         detectors: Vec::new(),

@@ -15,7 +15,7 @@ use augur_operators::decide::DeciderState;
 
 use super::Outputs;
 use super::cloudevents::{ActionsMode, encode};
-use crate::actuation::{ActuationConfig, ActuationPolicy};
+use crate::actuation::{ActuationConfig, ActuationPolicy, WhatIfModel};
 use crate::job_metrics::JobMetrics;
 
 /// Output topic names.
@@ -57,6 +57,14 @@ impl KafkaOutputs {
             policy: ActuationPolicy::new(actuation),
             metrics,
         })
+    }
+}
+
+impl KafkaOutputs {
+    /// The actuation policy consults `model` (Fluxion's what-if) before each scale-up.
+    pub fn with_what_if(mut self, model: Option<Box<dyn WhatIfModel>>) -> Self {
+        self.policy.set_what_if(model);
+        self
     }
 }
 
