@@ -223,3 +223,41 @@ pub fn service_features_of_partials<'s>(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(instance: &str, resource: Resource, time_ms: u64, value: f64) -> MetricPoint {
+        MetricPoint {
+            service: "api".into(),
+            instance: instance.into(),
+            resource,
+            time_ns: time_ms * 1_000_000,
+            value,
+        }
+    }
+
+    /// In-flight: each instance's latest sample (across merged partials), summed; usage
+    /// arrays don't see it.
+    #[test]
+    fn in_flight_is_the_sum_of_each_instances_latest_sample() {
+        let mut a = ServicePartial::default();
+        a.add_metric(sample("api-0", Resource::InFlight, 100, 3.0));
+        a.add_metric(sample("api-0", Resource::InFlight, 900, 5.0));
+        a.add_metric(sample("api-1", Resource::InFlight, 900, 2.0));
+        a.add_metric(sample("api-1", Resource::Queue, 500, 1.0));
+        let mut b = ServicePartial::default();
+        b.add_metric(sample("api-0", Resource::InFlight, 400, 9.0));
+        b.add_metric(sample("api-1", Resource::InFlight, 900, 4.0));
+        a.merge(b);
+        let f = a.finish(1000, "api".into(), 1000);
+        // api-0: 5 (t 900 beats t 400); api-1: max(2, 4) at the same time.
+        assert_eq!(f.in_flight, 9.0);
+        assert_eq!(f.usage[Resource::Queue.index()][3], 1.0);
+        assert_eq!(f.replicas, 2);
+
+        let empty = ServicePartial::default().finish(1000, "api".into(), 1000);
+        assert_eq!(empty.in_flight, 0.0);
+    }
+}
