@@ -193,6 +193,7 @@ fn snapshot(t: u64, services: &[&str], order: &[&str], violated: bool) -> Window
                 outstanding: if violated && *s == "svc0" { 30.0 } else { 1.0 },
                 replicas: 1,
                 usage: [[0.1; 4]; 5],
+                in_flight: 0.0,
             })
             .collect(),
         qos: vec![QosVerdict {

@@ -956,3 +956,34 @@ fn scale_in_replace_and_remove_change_the_data() {
         "replaced text-service is slower: x{slower:.1}"
     );
 }
+
+/// The in-flight gauge: every 100 ms per live replica, a whole count; off at interval 0,
+/// and the spans don't depend on it (sampling draws no random numbers).
+#[test]
+fn in_flight_gauge_is_sampled_and_changes_nothing_else() {
+    let (spans, metrics, _) = run(config("social-network", 5), 3);
+    let in_flight: Vec<&MetricPoint> = metrics
+        .iter()
+        .filter(|m| m.resource == Resource::InFlight)
+        .collect();
+    let times: HashSet<u64> = in_flight.iter().map(|m| m.time_ns / 1_000_000).collect();
+    assert!(times.iter().all(|t| t % 100 == 0), "{times:?}");
+    assert!(times.len() >= 29, "{} sample times", times.len());
+    assert!(
+        in_flight
+            .iter()
+            .all(|m| m.value >= 0.0 && m.value.fract() == 0.0)
+    );
+    assert!(in_flight.iter().any(|m| m.value > 0.0));
+
+    let mut off = config("social-network", 5);
+    off.in_flight_interval_ms = 0;
+    let (spans_off, metrics_off, _) = run(off, 3);
+    assert!(metrics_off.iter().all(|m| m.resource != Resource::InFlight));
+    assert_eq!(spans, spans_off);
+    let usage: Vec<&MetricPoint> = metrics
+        .iter()
+        .filter(|m| m.resource != Resource::InFlight)
+        .collect();
+    assert_eq!(usage, metrics_off.iter().collect::<Vec<_>>());
+}

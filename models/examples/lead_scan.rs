@@ -6,9 +6,10 @@
 //! violation episode (a run of violating windows) that overlaps exactly one fault, prints
 //! the fault's start relative to the onset (the end of the first violating
 //! window), and for the fault's service the first window (counting back from the onset)
-//! from which its `outstanding` and `queue_max` features stay above their run baseline
-//! (median + 3 × MAD over windows that are not positive) up to the onset. Then a summary:
-//! how many windows before the onset the culprit's queue was already visibly up.
+//! from which its `outstanding`, `queue_max` and (when recorded) `in_flight` features stay
+//! above their run baseline (median + 3 × MAD over windows that are not positive) up to
+//! the onset. Then a summary: how many windows before the onset the culprit's queue (any
+//! of them, and `in_flight` alone) was already visibly up.
 //! Out: text on stdout. State: none.
 
 use std::path::Path;
@@ -50,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (Some(out_col), Some(queue_col)) = (col("outstanding"), col("queue_max")) else {
         return Err("dataset lacks outstanding/queue_max".into());
     };
+    let in_flight_col = col("in_flight");
     let w = ds.window_ms;
     println!(
         "{data}: {} windows of {w} ms, horizon {} ms, {} faults",
@@ -69,9 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let mut ahead = Vec::new();
+    let mut in_flight_ahead = Vec::new();
     let mut fault_ahead = Vec::new();
     println!(
-        "onset_ms  service                 onset-fault_start  outstanding_up  queue_up  (windows before onset; -1 = not up at onset)"
+        "onset_ms  service                 onset-fault_start  outstanding_up  queue_up  in_flight_up  (windows before onset; -1 = not up at onset)"
     );
     for (first, last) in episodes {
         let onset = ds.rows[first].window_end;
@@ -108,24 +111,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             k
         };
         let (o, q) = (up(out_col), up(queue_col));
-        ahead.push(o.max(q));
+        let f = in_flight_col.map_or(-1, up);
+        ahead.push(o.max(q).max(f));
+        in_flight_ahead.push(f);
         fault_ahead.push(onset as i64 - fault.1 as i64);
         println!(
-            "{onset:>8}  {:<22} {:>18}  {:>14}  {:>8}",
+            "{onset:>8}  {:<22} {:>18}  {:>14}  {:>8}  {:>12}",
             fault.0,
             onset as i64 - fault.1 as i64,
             o,
-            q
+            q,
+            f
         );
     }
     let n = ahead.len();
     let at_least = |k: i64| ahead.iter().filter(|a| **a >= k).count();
+    let in_flight_at_least = |k: i64| in_flight_ahead.iter().filter(|a| **a >= k).count();
     println!(
-        "single-fault episodes {n}: culprit queue up at the onset {}, ≥1 window before {}, ≥2 {}, ≥4 {}; median fault start → onset {} ms",
+        "single-fault episodes {n}: culprit queue up at the onset {}, ≥1 window before {}, ≥2 {}, ≥4 {} (in_flight alone: {}, {}, {}, {}); median fault start → onset {} ms",
         at_least(0),
         at_least(1),
         at_least(2),
         at_least(4),
+        in_flight_at_least(0),
+        in_flight_at_least(1),
+        in_flight_at_least(2),
+        in_flight_at_least(4),
         {
             let mut f = fault_ahead.clone();
             f.sort();

@@ -35,6 +35,11 @@ pub enum CheckpointError {
     },
     #[error("no {model} checkpoint in {dir}")]
     Missing { model: String, dir: PathBuf },
+    #[error("{path}: {source}")]
+    Features {
+        path: PathBuf,
+        source: crate::features::UnknownFeature,
+    },
 }
 
 /// A Seer network with its layout and weights.

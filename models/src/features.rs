@@ -5,14 +5,16 @@
 //! values; services missing from the window are zeros. [`window_matrix`] keeps no state;
 //! [`UsageFill`] keeps each service's last reported usage, so that windows shorter than
 //! the metrics interval (which have no usage sample every other window) carry the last
-//! sample forward instead of a zero.
+//! sample forward instead of a zero, and can keep only the columns a checkpoint names
+//! (older checkpoints were trained on fewer features: [`columns`]).
 
 use std::collections::HashMap;
 
 use augur_operators::{Resource, ServiceFeatures, WindowSnapshot};
 
-/// Feature names, in column order: queue depth, latency percentiles, load, errors, usage.
-pub const FEATURES: [&str; 8] = [
+/// Feature names, in column order: queue depth, latency percentiles, load, errors, usage,
+/// and the in-flight requests at the window's end (the instantaneous queue depth).
+pub const FEATURES: [&str; 9] = [
     "outstanding",
     "latency_p50_ms",
     "latency_p90_ms",
@@ -21,7 +23,26 @@ pub const FEATURES: [&str; 8] = [
     "error_ratio",
     "cpu_max",
     "queue_max",
+    "in_flight",
 ];
+
+/// A feature name a checkpoint uses that this build doesn't compute.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown Seer feature {0:?} (this build computes {FEATURES:?})")]
+pub struct UnknownFeature(pub String);
+
+/// The [`FEATURES`] columns of `names`, in `names`' order.
+pub fn columns(names: &[String]) -> Result<Vec<usize>, UnknownFeature> {
+    names
+        .iter()
+        .map(|n| {
+            FEATURES
+                .iter()
+                .position(|f| f == n)
+                .ok_or_else(|| UnknownFeature(n.clone()))
+        })
+        .collect()
+}
 
 /// Number of features per service.
 pub const N_FEATURES: usize = FEATURES.len();
@@ -45,6 +66,7 @@ pub fn service_row(s: &ServiceFeatures, window_ms: u64) -> [f32; N_FEATURES] {
         error_ratio as f32,
         s.usage[Resource::Cpu.index()][3] as f32,
         ln(s.usage[Resource::Queue.index()][3]),
+        ln(s.in_flight),
     ]
 }
 
@@ -64,17 +86,43 @@ pub fn window_matrix(window: &WindowSnapshot, services: &[String]) -> Vec<f32> {
 const USAGE_COLUMNS: [usize; 2] = [6, 7];
 
 /// Carries each service's last reported usage (`cpu_max`, `queue_max`) into windows in
-/// which none of its instances reported a metric sample. State: the last usage columns per
-/// service name.
-#[derive(Clone, Debug, Default)]
+/// which none of its instances reported a metric sample, and keeps only the chosen
+/// columns. State: the last usage columns per service name; the columns kept.
+#[derive(Clone, Debug)]
 pub struct UsageFill {
     last: HashMap<String, [f32; USAGE_COLUMNS.len()]>,
+    columns: Vec<usize>,
+}
+
+impl Default for UsageFill {
+    /// Every column of [`FEATURES`].
+    fn default() -> Self {
+        UsageFill {
+            last: HashMap::new(),
+            columns: (0..N_FEATURES).collect(),
+        }
+    }
 }
 
 impl UsageFill {
-    /// Like [`window_matrix`], with unreported usage carried forward from earlier windows.
+    /// Keeps only the features `names` (a checkpoint's layout), in that order.
+    pub fn for_features(names: &[String]) -> Result<Self, UnknownFeature> {
+        Ok(UsageFill {
+            last: HashMap::new(),
+            columns: columns(names)?,
+        })
+    }
+
+    /// Columns per service of [`UsageFill::matrix`]'s output.
+    pub fn width(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Like [`window_matrix`] (but `[services × width]`, the chosen columns), with
+    /// unreported usage carried forward from earlier windows.
     pub fn matrix(&mut self, window: &WindowSnapshot, services: &[String]) -> Vec<f32> {
-        let mut out = vec![0.0f32; services.len() * N_FEATURES];
+        let n = self.columns.len();
+        let mut out = vec![0.0f32; services.len() * n];
         for s in &window.services {
             let mut row = service_row(s, window.window_ms);
             let reported = s.usage.iter().flatten().any(|v| *v != 0.0);
@@ -87,7 +135,9 @@ impl UsageFill {
                 }
             }
             if let Some(i) = services.iter().position(|name| *name == s.service) {
-                out[i * N_FEATURES..(i + 1) * N_FEATURES].copy_from_slice(&row);
+                for (o, c) in out[i * n..(i + 1) * n].iter_mut().zip(&self.columns) {
+                    *o = row[*c];
+                }
             }
         }
         out
@@ -109,6 +159,7 @@ mod tests {
             outstanding: 2.0,
             replicas: 1,
             usage: [[0.0; 4]; 5],
+            in_flight: 0.0,
         };
         let w = WindowSnapshot {
             window_end: 1000,
@@ -133,6 +184,7 @@ mod tests {
             outstanding: 2.0,
             replicas: 1,
             usage: [[0.0; 4]; 5],
+            in_flight: 0.0,
         };
         s.usage[Resource::Cpu.index()][3] = 0.7;
         s.usage[Resource::Queue.index()][3] = 4.0;
@@ -153,5 +205,35 @@ mod tests {
         assert!((second[0] - 4.0f32.ln()).abs() < 1e-6);
         // Without the carry, the usage columns are zeros.
         assert_eq!(window_matrix(&window(&s, 500), &services)[6..8], [0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_checkpoints_features_pick_their_columns() {
+        let s = ServiceFeatures {
+            window_end: 1000,
+            service: "db".into(),
+            requests: 10,
+            errors: 0,
+            latency_ms: [1.0; 5],
+            outstanding: 2.0,
+            replicas: 1,
+            usage: [[0.0; 4]; 5],
+            in_flight: 6.0,
+        };
+        let w = WindowSnapshot {
+            window_end: 1000,
+            window_ms: 1000,
+            services: vec![s],
+            ..WindowSnapshot::default()
+        };
+        let services = ["db".to_string()];
+        let full = UsageFill::default().matrix(&w, &services);
+        assert_eq!(full.len(), N_FEATURES);
+        assert!((full[8] - 7.0f32.ln()).abs() < 1e-6);
+        let names = ["in_flight".to_string(), "outstanding".to_string()];
+        let mut picked = UsageFill::for_features(&names).expect("known features");
+        assert_eq!(picked.width(), 2);
+        assert_eq!(picked.matrix(&w, &services), vec![full[8], full[0]]);
+        assert!(UsageFill::for_features(&["nope".to_string()]).is_err());
     }
 }

@@ -207,6 +207,7 @@ mod tests {
             outstanding,
             replicas: 1,
             usage: [[0.0; 4]; 5],
+            in_flight: 0.0,
         }
     }
 
@@ -261,6 +262,7 @@ mod ranking_tests {
             outstanding: 1.0,
             replicas: 1,
             usage: [[0.0; 4]; 5],
+            in_flight: 0.0,
         }
     }
 

@@ -132,8 +132,11 @@ pub struct Seer {
     trained_window_ms: u64,
     warned_window: bool,
     windows: VecDeque<Vec<f32>>,
-    /// Last reported usage per service (carried into windows without a metric sample).
+    /// Last reported usage per service (carried into windows without a metric sample);
+    /// computes the checkpoint's feature columns.
     fill: UsageFill,
+    /// The served checkpoint's features (a newer one with other features isn't swapped in).
+    features: Vec<String>,
     recent: VecDeque<WindowSnapshot>,
     seen: u64,
     loaded_version: u64,
@@ -159,16 +162,19 @@ impl Seer {
                 path: json.clone(),
                 source,
             })?;
+        let fill = UsageFill::for_features(&layout.features)
+            .map_err(|source| CheckpointError::Features { path: json, source })?;
         Ok(Seer {
             config,
             horizon_ms,
             version: version.to_string(),
+            features: layout.features,
             services: layout.services,
             history: layout.hyper.history,
             trained_window_ms: layout.window_ms,
             warned_window: false,
             windows: VecDeque::new(),
-            fill: UsageFill::default(),
+            fill,
             recent: VecDeque::new(),
             seen: 0,
             loaded_version: version,
@@ -223,11 +229,17 @@ impl Seer {
         self.loaded_version = newest;
         let tx = tx.clone();
         let device = resolve(self.config.device).unwrap_or(Device::Cpu);
+        let features = self.features.clone();
         // Load off the worker's thread; the old model serves until the new one arrives.
         let _ = std::thread::Builder::new()
             .name("seer-loader".into())
             .spawn(
                 move || match SeerModel::load(&dir, "seer", newest, device) {
+                    Ok(model) if model.layout.features != features => tracing::warn!(
+                        "seer: not hot-swapping to v{newest}: its features {:?} differ from the \
+                         served model's {features:?} (restart the job to use it)",
+                        model.layout.features
+                    ),
                     Ok(model) => {
                         tracing::info!("seer: hot-swapping to checkpoint v{newest}");
                         let _ = tx.send(Request::Swap(Box::new(model)));
@@ -360,7 +372,10 @@ fn retrain(
         .map(|w| (w.window_end, w.violated()))
         .collect();
     let labels = label_windows(&verdicts, &[], window_ms, model.layout.horizon_ms, 0);
-    let mut fill = UsageFill::default();
+    let Ok(mut fill) = UsageFill::for_features(&model.layout.features) else {
+        // The served model's features were checked when it loaded.
+        return model;
+    };
     let ds = Dataset {
         services: services.clone(),
         features: model.layout.features.clone(),
@@ -465,7 +480,7 @@ impl Seer {
         let matrix = self.fill.matrix(window, &self.services);
         self.windows.push_back(matrix);
         // Histories from before a topology change have fewer columns: pad them.
-        let width = self.services.len() * crate::features::N_FEATURES;
+        let width = self.services.len() * self.fill.width();
         for m in self.windows.iter_mut() {
             m.resize(width, 0.0);
         }

@@ -25,6 +25,9 @@ pub struct TrainSettings {
     /// Loss weight of positive windows that don't violate yet (the ones before a
     /// violation starts): predicting ahead is the point, and there are few of them.
     pub ahead_weight: f64,
+    /// Choose the epoch and the threshold by the validation windows' *ahead* recall
+    /// (positives that don't violate yet) instead of their recall over all positives.
+    pub select_ahead: bool,
     pub hyper: SeerHyper,
 }
 
@@ -37,6 +40,7 @@ impl Default for TrainSettings {
             seed: 1,
             val_fraction: 0.2,
             ahead_weight: 1.0,
+            select_ahead: false,
             hyper: SeerHyper::default(),
         }
     }
@@ -175,10 +179,20 @@ struct Figures {
 }
 
 impl Figures {
-    /// What epochs are chosen by: seeing violations, few false alarms, the right culprit.
-    /// (Adding `ahead_recall` here is an option not tried yet.)
-    fn score(&self) -> f64 {
-        self.recall - self.fpr + self.ac1
+    /// The recall selection uses: over all positive windows, or (`ahead`) only those whose
+    /// violation is still ahead.
+    fn selected_recall(&self, ahead: bool) -> f64 {
+        if ahead {
+            self.ahead_recall
+        } else {
+            self.recall
+        }
+    }
+
+    /// What epochs are chosen by: seeing violations (ahead ones, with `ahead`), few false
+    /// alarms, the right culprit.
+    fn score(&self, ahead: bool) -> f64 {
+        self.selected_recall(ahead) - self.fpr + self.ac1
     }
 }
 
@@ -309,7 +323,7 @@ pub fn fit(
         }
         let preds = evaluate(model, &data, &data.val);
         let fig = figures(&data, &data.val, &preds, 0.5);
-        let score = fig.score();
+        let score = fig.score(settings.select_ahead);
         if score > best_score || data.val.is_empty() {
             best_score = score;
             let _ = best.copy(&model.vs);
@@ -325,14 +339,15 @@ pub fn fit(
         });
     }
     let _ = model.vs.copy(&best);
-    // Threshold: the best recall − FPR on the validation windows.
+    // Threshold: the best recall (ahead recall with `select_ahead`) − FPR on the
+    // validation windows.
     let preds = evaluate(model, &data, &data.val);
     let mut threshold = 0.5;
     let mut best_j = f64::NEG_INFINITY;
     for k in 2..20 {
         let t = k as f64 * 0.05;
         let fig = figures(&data, &data.val, &preds, t);
-        let j = fig.recall - fig.fpr;
+        let j = fig.selected_recall(settings.select_ahead) - fig.fpr;
         if j > best_j + 1e-9 {
             best_j = j;
             threshold = t;

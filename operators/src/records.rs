@@ -78,6 +78,11 @@ pub enum Resource {
     Disk,
     /// Requests waiting in the instance's queue (a gauge).
     Queue,
+    /// Requests the instance has accepted and not yet answered, queued or being served, at
+    /// the sample time (a gauge, as OpenTelemetry's `http.server.active_requests`). Not a
+    /// usage resource: it is not in [`Resource::ALL`] or `usage` arrays; it goes to
+    /// [`ServiceFeatures::in_flight`].
+    InFlight,
 }
 
 impl Resource {
@@ -101,6 +106,7 @@ impl Resource {
             Resource::Network => "network",
             Resource::Disk => "disk",
             Resource::Queue => "queue",
+            Resource::InFlight => "in_flight",
         }
     }
 }
@@ -164,6 +170,11 @@ pub struct ServiceFeatures {
     /// Per resource (indexed by [`Resource::index`]), per-replica window means at
     /// [`USAGE_QUANTILES`] across replicas; zeros when no replica reported it.
     pub usage: [[f64; 4]; 5],
+    /// Requests in flight at the window's end: Σ over instances of each one's latest
+    /// [`Resource::InFlight`] sample in the window (an instantaneous queue depth, unlike
+    /// the window average `outstanding`); 0 when no instance reported one.
+    #[serde(default)]
+    pub in_flight: f64,
 }
 
 /// Per-edge features of one window (Sage's per-RPC latency nodes).

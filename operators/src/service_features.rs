@@ -9,6 +9,8 @@
 //!   sketches merge exactly across workers, so quantiles are identical for any worker count).
 //! - `outstanding`: Σ server-span durations (integer nanoseconds, so exact) / window length.
 //! - `replicas`: distinct instances seen in any span or metric sample of the service.
+//! - `in_flight`: per instance, its latest [`Resource::InFlight`] sample in the window (ties
+//!   in time: the larger value), summed over instances.
 //! - `usage`: per instance and resource, the mean of its samples in the window (summed in
 //!   sorted order, so independent of arrival order); then, across the instances that reported
 //!   the resource, the values at [`USAGE_QUANTILES`] with linear interpolation between closest
@@ -45,6 +47,18 @@ pub struct ServicePartial {
     pub instances: BTreeSet<String>,
     /// Per instance, per resource ([`Resource::index`]): the samples of the window.
     pub usage: BTreeMap<String, [Vec<f64>; 5]>,
+    /// Per instance: its latest in-flight sample of the window, `(time_ns, value)`.
+    pub in_flight: BTreeMap<String, (u64, f64)>,
+}
+
+/// The later of two in-flight samples (equal times: the larger value, so merge order
+/// doesn't matter).
+fn latest(a: (u64, f64), b: (u64, f64)) -> (u64, f64) {
+    match a.0.cmp(&b.0) {
+        std::cmp::Ordering::Less => b,
+        std::cmp::Ordering::Greater => a,
+        std::cmp::Ordering::Equal => (a.0, a.1.max(b.1)),
+    }
 }
 
 impl ServicePartial {
@@ -64,6 +78,12 @@ impl ServicePartial {
         if !self.instances.contains(&m.instance) {
             self.instances.insert(m.instance.clone());
         }
+        if m.resource == Resource::InFlight {
+            let sample = (m.time_ns, m.value);
+            let slot = self.in_flight.entry(m.instance).or_insert(sample);
+            *slot = latest(*slot, sample);
+            return;
+        }
         self.usage.entry(m.instance).or_default()[m.resource.index()].push(m.value);
     }
 
@@ -80,6 +100,10 @@ impl ServicePartial {
             for (m, o) in mine.iter_mut().zip(samples) {
                 m.extend(o);
             }
+        }
+        for (inst, sample) in other.in_flight {
+            let slot = self.in_flight.entry(inst).or_insert(sample);
+            *slot = latest(*slot, sample);
         }
     }
 
@@ -110,6 +134,7 @@ impl ServicePartial {
             outstanding: self.busy_ns as f64 / 1e6 / window_ms.max(1) as f64,
             replicas: u32::try_from(self.instances.len()).unwrap_or(u32::MAX),
             usage,
+            in_flight: stable_sum(&mut self.in_flight.values().map(|s| s.1).collect::<Vec<_>>()),
         }
     }
 }
@@ -197,4 +222,42 @@ pub fn service_features_of_partials<'s>(
                 .collect()
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(instance: &str, resource: Resource, time_ms: u64, value: f64) -> MetricPoint {
+        MetricPoint {
+            service: "api".into(),
+            instance: instance.into(),
+            resource,
+            time_ns: time_ms * 1_000_000,
+            value,
+        }
+    }
+
+    /// In-flight: each instance's latest sample (across merged partials), summed; usage
+    /// arrays don't see it.
+    #[test]
+    fn in_flight_is_the_sum_of_each_instances_latest_sample() {
+        let mut a = ServicePartial::default();
+        a.add_metric(sample("api-0", Resource::InFlight, 100, 3.0));
+        a.add_metric(sample("api-0", Resource::InFlight, 900, 5.0));
+        a.add_metric(sample("api-1", Resource::InFlight, 900, 2.0));
+        a.add_metric(sample("api-1", Resource::Queue, 500, 1.0));
+        let mut b = ServicePartial::default();
+        b.add_metric(sample("api-0", Resource::InFlight, 400, 9.0));
+        b.add_metric(sample("api-1", Resource::InFlight, 900, 4.0));
+        a.merge(b);
+        let f = a.finish(1000, "api".into(), 1000);
+        // api-0: 5 (t 900 beats t 400); api-1: max(2, 4) at the same time.
+        assert_eq!(f.in_flight, 9.0);
+        assert_eq!(f.usage[Resource::Queue.index()][3], 1.0);
+        assert_eq!(f.replicas, 2);
+
+        let empty = ServicePartial::default().finish(1000, "api".into(), 1000);
+        assert_eq!(empty.in_flight, 0.0);
+    }
 }

@@ -334,6 +334,10 @@ pub struct TrainArgs {
     /// Loss weight of windows just before a violation starts (default 1).
     #[arg(long)]
     pub ahead_weight: Option<f64>,
+    /// Choose the epoch and threshold by the validation split's ahead recall (positive
+    /// windows whose violation hasn't started yet) instead of its recall.
+    #[arg(long)]
+    pub select_ahead: bool,
     /// libtorch intra-op threads.
     #[arg(long)]
     pub threads: Option<usize>,

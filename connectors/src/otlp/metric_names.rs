@@ -14,10 +14,11 @@ pub struct MetricNames {
 
 impl Default for MetricNames {
     /// The OpenTelemetry semantic-convention names (container, k8s pod, process and system
-    /// CPU/memory/network/disk), and `rpc.server.queue_length` for the queue gauge.
+    /// CPU/memory/network/disk), `rpc.server.queue_length` for the queue gauge and
+    /// `http.server.active_requests` for the in-flight gauge.
     fn default() -> Self {
         use Resource::*;
-        let defaults: [(&str, Resource); 14] = [
+        let defaults: [(&str, Resource); 15] = [
             ("container.cpu.utilization", Cpu),
             ("k8s.pod.cpu.utilization", Cpu),
             ("process.cpu.utilization", Cpu),
@@ -32,6 +33,7 @@ impl Default for MetricNames {
             ("container.disk.io", Disk),
             ("system.disk.io", Disk),
             ("rpc.server.queue_length", Queue),
+            ("http.server.active_requests", InFlight),
         ];
         MetricNames {
             map: defaults
@@ -69,6 +71,7 @@ impl MetricNames {
             Resource::Network => "container.network.io",
             Resource::Disk => "container.disk.io",
             Resource::Queue => "rpc.server.queue_length",
+            Resource::InFlight => "http.server.active_requests",
         }
     }
 }

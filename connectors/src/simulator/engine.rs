@@ -209,6 +209,9 @@ pub struct Simulator {
     // Metrics.
     interval_ns: u64,
     next_sample_ns: u64,
+    /// In-flight gauge interval (0: off) and next sample time (`u64::MAX` when off).
+    in_flight_interval_ns: u64,
+    next_in_flight_ns: u64,
     // Faults, spikes and changes.
     faults: Vec<Fault>,
     spikes: Vec<SpikeLabel>,
@@ -280,6 +283,12 @@ impl Simulator {
             next_arrival_ns: start_ns,
             interval_ns: config.metrics_interval_ms * MS,
             next_sample_ns: start_ns + config.metrics_interval_ms * MS,
+            in_flight_interval_ns: config.in_flight_interval_ms * MS,
+            next_in_flight_ns: if config.in_flight_interval_ms == 0 {
+                u64::MAX
+            } else {
+                start_ns + config.in_flight_interval_ms * MS
+            },
             faults: Vec::new(),
             spikes: Vec::new(),
             boundaries: BinaryHeap::new(),
@@ -441,6 +450,7 @@ impl Simulator {
                 .min(t_change)
                 .min(t_command)
                 .min(self.next_sample_ns)
+                .min(self.next_in_flight_ns)
                 .min(self.next_arrival_ns);
             if t >= until_ns {
                 break;
@@ -449,6 +459,8 @@ impl Simulator {
             // Fixed priority on ties: a sample sees the state before anything else at t.
             if t == self.next_sample_ns {
                 self.sample(metrics);
+            } else if t == self.next_in_flight_ns {
+                self.sample_in_flight(metrics);
             } else if t == t_boundary {
                 self.apply_boundary();
             } else if t == t_change {
@@ -1205,6 +1217,26 @@ impl Simulator {
             rep.disk_bytes = 0;
         }
         self.next_sample_ns += self.interval_ns;
+    }
+
+    /// Every live replica's in-flight requests (queued or being served) now, as the
+    /// `InFlight` gauge. Draws no random numbers.
+    fn sample_in_flight(&mut self, metrics: &mut Vec<MetricPoint>) {
+        let t = self.now_ns;
+        for rep in &self.replicas {
+            let service = rep.service as usize;
+            if !(rep.active || rep.inflight > 0) || self.dropped.metrics[service] {
+                continue;
+            }
+            metrics.push(MetricPoint {
+                service: self.model.services[service].name.clone(),
+                instance: rep.name.clone(),
+                resource: Resource::InFlight,
+                time_ns: t,
+                value: f64::from(rep.inflight),
+            });
+        }
+        self.next_in_flight_ns += self.in_flight_interval_ns;
     }
 
     // ---- faults, spikes, changes ----

@@ -52,6 +52,10 @@ pub struct SimConfig {
     pub faults: FaultPlan,
     pub changes: Vec<ChangeSpec>,
     pub metrics_interval_ms: u64,
+    /// How often every replica's in-flight gauge (`http.server.active_requests`: requests
+    /// accepted and not yet answered) is sampled, ms; 0: not exported. Sampling draws no
+    /// random numbers, so spans and the other metrics don't depend on it.
+    pub in_flight_interval_ms: u64,
     /// Multiplies the topology's load.
     pub rate_scale: f64,
     /// How long runtime commands ([`Simulator::command`]) take to apply.
@@ -61,7 +65,8 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// No faults, no changes, metrics every 500 ms, the topology's own load, start at
+    /// No faults, no changes, metrics every 500 ms, the in-flight gauge every 100 ms, the
+    /// topology's own load, start at
     /// [`DEFAULT_START_MS`].
     pub fn new(topology: Topology, seed: u64) -> Self {
         SimConfig {
@@ -71,6 +76,7 @@ impl SimConfig {
             faults: FaultPlan::None,
             changes: Vec::new(),
             metrics_interval_ms: 500,
+            in_flight_interval_ms: 100,
             rate_scale: 1.0,
             delays: ActuationDelays::default(),
             instrumentation: Instrumentation::default(),

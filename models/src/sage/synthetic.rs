@@ -113,6 +113,7 @@ pub fn custom_chain_window(
                 outstanding: rate * server[i][0] / 1000.0,
                 replicas: 2,
                 usage,
+                in_flight: 0.0,
             }
         })
         .collect();

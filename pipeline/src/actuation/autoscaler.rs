@@ -150,6 +150,7 @@ mod tests {
                 outstanding: 1.0,
                 replicas,
                 usage,
+                in_flight: 0.0,
             }],
             ..WindowSnapshot::default()
         }

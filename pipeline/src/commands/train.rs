@@ -66,6 +66,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if let Some(w) = args.ahead_weight {
         settings.ahead_weight = w;
     }
+    settings.select_ahead = args.select_ahead;
     let layout = Layout {
         model: "seer".into(),
         version,
@@ -78,11 +79,16 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         window_ms: first.window_ms,
         horizon_ms: first.horizon_ms,
         provenance: format!(
-            "augur train --model seer --epochs {} --seed {} --history {} --ahead-weight {} {}",
+            "augur train --model seer --epochs {} --seed {} --history {} --ahead-weight {}{} {}",
             args.epochs,
             args.seed,
             settings.hyper.history,
             settings.ahead_weight,
+            if settings.select_ahead {
+                " --select-ahead"
+            } else {
+                ""
+            },
             args.data
                 .iter()
                 .map(|p| format!("--data {}", p.display()))

@@ -5,9 +5,15 @@
 //!   separated by a single passing window merge. Its *onset* `v` is the end of its first
 //!   violating window (the moment the QoS check itself would know), its end `e` the end of
 //!   its last.
-//! - A firing alert at window end `t` **detects** an episode when `v - horizon ≤ t ≤ e`.
+//! - An alert that fires at window end `t` and resolves at `r` (never: `r = ∞`) claims,
+//!   while active, "a violation starts within `horizon`". It **detects** an episode when it
+//!   is active at some moment of `[v - horizon, e]`: `t ≤ e` and `r > v - horizon`. So an
+//!   alert that fired earlier than `v - horizon` and is still active then counts (it kept
+//!   claiming, and the claim came true); one that resolved before `v - horizon` doesn't.
 //!   Recall is detected episodes / episodes; `predicted_recall` counts only alerts with
-//!   `t < v` (seen coming). Lead time is `v - t` of the earliest detecting alert.
+//!   `t < v` (seen coming). Lead time of a detecting alert is `v - max(t, v - horizon)` (at
+//!   most `horizon`: the claim never promised more); an episode's is that of its earliest
+//!   detecting alert.
 //! - Precision is firing alerts that detect some episode / firing alerts.
 //! - A window is *positive* when a violating window ends within `[w, w + horizon]`;
 //!   FPR is negative windows during which an alert was active (fired, not yet resolved) /
@@ -178,41 +184,43 @@ pub fn score(
             .unwrap_or(EventTime::MAX)
     };
 
+    // (alert, fired at, resolved at), in firing order.
+    let active: Vec<(&Alert, EventTime, EventTime)> = firing
+        .iter()
+        .map(|a| (*a, a.window_end, resolved_at(a)))
+        .collect();
+    let detects = |from: EventTime, to: EventTime, ep: &Episode| {
+        from <= ep.end && to > ep.onset.saturating_sub(p.horizon_ms)
+    };
+
     let mut detected = 0;
     let mut predicted = 0;
     let mut leads = Vec::new();
     let mut first_detector: Vec<Option<&Alert>> = Vec::new();
     for ep in &episodes {
-        let hit = firing
+        let hit = active
             .iter()
-            .find(|a| a.window_end + p.horizon_ms >= ep.onset && a.window_end <= ep.end)
+            .find(|(_, from, to)| detects(*from, *to, ep))
             .copied();
-        if let Some(a) = hit {
+        if let Some((_, from, _)) = hit {
             detected += 1;
-            if a.window_end < ep.onset {
+            if from < ep.onset {
                 predicted += 1;
             }
-            leads.push(ep.onset as f64 - a.window_end as f64);
+            let credited_from = from.max(ep.onset.saturating_sub(p.horizon_ms));
+            leads.push(ep.onset as f64 - credited_from as f64);
         }
-        first_detector.push(hit);
+        first_detector.push(hit.map(|(a, _, _)| a));
     }
-    let true_alerts = firing
+    let true_alerts = active
         .iter()
-        .filter(|a| {
-            episodes
-                .iter()
-                .any(|ep| a.window_end + p.horizon_ms >= ep.onset && a.window_end <= ep.end)
-        })
+        .filter(|(_, from, to)| episodes.iter().any(|ep| detects(*from, *to, ep)))
         .count();
 
     let violating: Vec<EventTime> = windows
         .iter()
         .filter(|w| w.violated)
         .map(|w| w.window_end)
-        .collect();
-    let active: Vec<(EventTime, EventTime)> = firing
-        .iter()
-        .map(|a| (a.window_end, resolved_at(a)))
         .collect();
     let (mut negatives, mut false_alarms) = (0usize, 0usize);
     for w in &windows {
@@ -225,7 +233,7 @@ pub fn score(
         negatives += 1;
         if active
             .iter()
-            .any(|(from, to)| w.window_end >= *from && w.window_end < *to)
+            .any(|(_, from, to)| w.window_end >= *from && w.window_end < *to)
         {
             false_alarms += 1;
         }
@@ -399,6 +407,44 @@ mod tests {
         assert_eq!(s.rca.ac1, 0.0);
         assert_eq!(s.rca.ac3, 1.0);
         assert_eq!(s.rca.resource_ac1, Some(0.0));
+    }
+
+    /// Episode at windows ending 10000–11000, horizon 2000 (credited from 8000). An alert
+    /// that fired at 4000 and is still active counts, with its lead capped at the horizon;
+    /// one that fired at 3000 and resolved at 7000 (before 8000) doesn't; one that fired at
+    /// 5000 and resolved at 9000 does (active at 8000).
+    #[test]
+    fn early_alerts_count_while_active_within_the_horizon() {
+        let windows: Vec<WindowTruth> = (1..=14)
+            .map(|i| WindowTruth {
+                window_end: i * W,
+                violated: matches!(i, 10 | 11),
+            })
+            .collect();
+        let params = ScoreParams {
+            window_ms: W,
+            horizon_ms: 2000,
+            slack_ms: 0,
+        };
+        let still_active = vec![alert(4000, &["b"], None)];
+        let s = score(&windows, &still_active, &[], params);
+        assert_eq!(s.detection.detected, 1);
+        assert!((s.detection.predicted_recall - 1.0).abs() < 1e-9);
+        assert!((s.detection.lead_time_ms_p50 - 2000.0).abs() < 1e-9);
+        assert!((s.detection.precision - 1.0).abs() < 1e-9);
+        // Negatives: windows 1..=7 and 12..=14 (10); active on 4000..=7000 and 12000..=14000.
+        assert!((s.detection.fpr - 7.0 / 10.0).abs() < 1e-9);
+
+        let resolved_early = vec![alert(3000, &["b"], None), alert(3000, &["b"], Some(7000))];
+        let s = score(&windows, &resolved_early, &[], params);
+        assert_eq!(s.detection.detected, 0);
+        assert_eq!(s.detection.precision, 0.0);
+
+        let active_at_credit_start =
+            vec![alert(5000, &["b"], None), alert(5000, &["b"], Some(9000))];
+        let s = score(&windows, &active_at_credit_start, &[], params);
+        assert_eq!(s.detection.detected, 1);
+        assert!((s.detection.lead_time_ms_p50 - 2000.0).abs() < 1e-9);
     }
 
     #[test]
