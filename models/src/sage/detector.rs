@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use super::counterfactual::{Diagnosis, diagnose};
+use super::episode::{Consensus, Episode};
 use super::features::{Sample, raw_blocks};
 use super::model::{SageModel, available, select};
 use crate::checkpoint::CheckpointError;
@@ -37,6 +38,10 @@ pub struct SageConfig {
     pub checkpoint: String,
     /// Culprits listed per alert. Default 5.
     pub max_culprits: usize,
+    /// Violating windows of an episode whose diagnoses are pooled before the culprits are
+    /// named (see [`super::episode`]); 1 names them at the episode's first violating
+    /// window, from it alone. Default 1.
+    pub episode_windows: usize,
 }
 
 impl Default for SageConfig {
@@ -46,6 +51,7 @@ impl Default for SageConfig {
             device: DeviceChoice::Auto,
             checkpoint: String::new(),
             max_culprits: 5,
+            episode_windows: 1,
         }
     }
 }
@@ -74,6 +80,8 @@ pub struct Sage {
     chosen_for: BTreeSet<String>,
     /// A model given in memory is never replaced.
     pinned: bool,
+    /// The current violation episode's diagnoses (`episode_windows` > 1).
+    episode: Episode,
 }
 
 impl Sage {
@@ -94,6 +102,7 @@ impl Sage {
         };
         Ok(Sage {
             version: version.to_string(),
+            episode: Episode::new(config.episode_windows),
             config,
             model: None,
             chosen_for: BTreeSet::new(),
@@ -109,6 +118,7 @@ impl Sage {
             chosen_for: model.layout.services(),
             model: Some(model),
             pinned: true,
+            episode: Episode::new(1),
         }
     }
 
@@ -226,6 +236,44 @@ impl Sage {
     }
 }
 
+impl Sage {
+    /// The detection of an episode's consensus; the summary is the latest window's.
+    pub fn consensus_detection(&self, d: &Diagnosis, c: &Consensus) -> Detection {
+        let mut detection = self.detection(d);
+        let t = &d.target;
+        detection.culprits = c
+            .ranked
+            .iter()
+            .take(self.config.max_culprits.max(1))
+            .enumerate()
+            .map(|(k, (service, share))| Culprit {
+                service: service.clone(),
+                score: share.clamp(0.0, 1.0),
+                resource: if k == 0 { c.resource } else { None },
+            })
+            .collect();
+        if let Some((top, share)) = c.ranked.first() {
+            detection.service = top.clone();
+            detection.probability = share.clamp(0.0, 1.0);
+            detection.summary = format!(
+                "over {} violating windows, repairing {top} closes {:.0} % of the p{} excess \
+                 on average; latest window: {}",
+                c.windows,
+                share * 100.0,
+                (t.quantile * 100.0).round(),
+                detection.summary
+            );
+        }
+        detection
+    }
+
+    /// Sets how many violating windows an episode's diagnosis pools (tests, studies).
+    pub fn set_episode_windows(&mut self, windows: usize) {
+        self.config.episode_windows = windows;
+        self.episode = Episode::new(windows);
+    }
+}
+
 impl Detector for Sage {
     fn name(&self) -> &str {
         "sage"
@@ -237,10 +285,31 @@ impl Detector for Sage {
 
     fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection> {
         if !window.violated() {
+            self.episode.pass();
             return Vec::new();
         }
-        match self.diagnose(window) {
-            Some(d) => vec![self.detection(&d)],
+        let Some(d) = self.diagnose(window) else {
+            return Vec::new();
+        };
+        let single = self.detection(&d);
+        tracing::debug!(
+            target: "augur_models::sage::diagnosis",
+            window_end = window.window_end,
+            culprits = %single
+                .culprits
+                .iter()
+                .map(|c| format!("{}:{:.3}", c.service, c.score))
+                .collect::<Vec<_>>()
+                .join(","),
+            resource = d.resources.first().map_or("", |r| r.0.as_str()),
+            "{}",
+            single.summary
+        );
+        if self.config.episode_windows <= 1 {
+            return vec![single];
+        }
+        match self.episode.violate(&d) {
+            Some(c) => vec![self.consensus_detection(&d, &c)],
             None => Vec::new(),
         }
     }

@@ -15,6 +15,7 @@
 pub mod cbn;
 pub mod counterfactual;
 pub mod detector;
+pub mod episode;
 pub mod features;
 pub mod gvae;
 pub mod model;
