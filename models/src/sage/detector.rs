@@ -6,7 +6,10 @@
 //! counterfactual latencies in the summary. Windows that meet QoS cost nothing.
 //! State: the model, loaded on the first violating window from the checkpoint whose
 //! services best match the window's (or the configured one), and re-chosen when the set
-//! of services the job sees changes.
+//! of services the job sees changes; with `episode_windows` > 1 the current episode's
+//! diagnoses ([`super::episode`]); with `online.every` > 0 the kept windows and the
+//! retraining in flight ([`super::online`]) — a retrained model replaces the serving one
+//! when it is ready (the version gets a `+rN` suffix).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,6 +23,7 @@ use super::counterfactual::{Diagnosis, diagnose};
 use super::episode::{Consensus, Episode};
 use super::features::{Sample, raw_blocks};
 use super::model::{SageModel, available, select};
+use super::online::{OnlineConfig, Retrainer};
 use crate::checkpoint::CheckpointError;
 use crate::device::{DeviceChoice, resolve};
 
@@ -42,6 +46,8 @@ pub struct SageConfig {
     /// named (see [`super::episode`]); 1 names them at the episode's first violating
     /// window, from it alone. Default 1.
     pub episode_windows: usize,
+    /// Periodic online retraining (off by default).
+    pub online: OnlineConfig,
 }
 
 impl Default for SageConfig {
@@ -52,6 +58,7 @@ impl Default for SageConfig {
             checkpoint: String::new(),
             max_culprits: 5,
             episode_windows: 1,
+            online: OnlineConfig::default(),
         }
     }
 }
@@ -82,6 +89,8 @@ pub struct Sage {
     pinned: bool,
     /// The current violation episode's diagnoses (`episode_windows` > 1).
     episode: Episode,
+    /// Kept windows and the retraining in flight (`online.every` > 0).
+    retrainer: Retrainer,
 }
 
 impl Sage {
@@ -103,6 +112,7 @@ impl Sage {
         Ok(Sage {
             version: version.to_string(),
             episode: Episode::new(config.episode_windows),
+            retrainer: Retrainer::new(config.online.clone()),
             config,
             model: None,
             chosen_for: BTreeSet::new(),
@@ -119,6 +129,7 @@ impl Sage {
             model: Some(model),
             pinned: true,
             episode: Episode::new(1),
+            retrainer: Retrainer::new(OnlineConfig::default()),
         }
     }
 
@@ -267,6 +278,17 @@ impl Sage {
         detection
     }
 
+    /// Turns online retraining on or off (tests, studies); windows kept so far are dropped.
+    pub fn set_online(&mut self, online: OnlineConfig) {
+        self.retrainer = Retrainer::new(online.clone());
+        self.config.online = online;
+    }
+
+    /// Online retrainings swapped in so far, and whether one is running.
+    pub fn retrains(&self) -> (usize, bool) {
+        (self.retrainer.retrains(), self.retrainer.running())
+    }
+
     /// Sets how many violating windows an episode's diagnosis pools (tests, studies).
     pub fn set_episode_windows(&mut self, windows: usize) {
         self.config.episode_windows = windows;
@@ -284,6 +306,14 @@ impl Detector for Sage {
     }
 
     fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection> {
+        if let Some(retrained) = self.retrainer.observe(self.model.as_ref(), window) {
+            self.version = format!(
+                "{}+r{}",
+                self.version.split('+').next().unwrap_or_default(),
+                self.retrainer.retrains()
+            );
+            self.model = Some(retrained);
+        }
         if !window.violated() {
             self.episode.pass();
             return Vec::new();

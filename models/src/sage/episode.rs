@@ -90,7 +90,10 @@ impl Episode {
                 .iter()
                 .map(|(s, ms)| (s.clone(), share(observed_ms, slo_ms, *ms)))
                 .collect();
-            let top = ranked.first().zip(resource).map(|((s, _), r)| (s.clone(), r));
+            let top = ranked
+                .first()
+                .zip(resource)
+                .map(|((s, _), r)| (s.clone(), r));
             self.seen.push((shares, top));
         }
         (self.seen.len() >= self.windows).then(|| self.consensus())

@@ -19,6 +19,7 @@ pub mod episode;
 pub mod features;
 pub mod gvae;
 pub mod model;
+pub mod online;
 pub mod retrain;
 pub mod synthetic;
 #[cfg(test)]
