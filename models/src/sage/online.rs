@@ -7,10 +7,13 @@
 //! handed back when ready; the detector swaps it in, and the old one serves meanwhile.
 //! State: the `recent` latest windows, a uniform reservoir (algorithm R) of `older` windows
 //! from before them, windows since the last retraining, and at most one retraining in
-//! flight (a thread fine-tuning a copy, and the channel it answers on).
+//! flight (a thread fine-tuning a copy, and the channel it answers on). Dropping the
+//! retrainer waits for that thread (at most one retraining): libtorch must not be torn
+//! down under a running training when the process exits.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{Receiver, TryRecvError, channel};
+use std::thread::JoinHandle;
 
 use augur_operators::WindowSnapshot;
 use serde::{Deserialize, Serialize};
@@ -55,7 +58,7 @@ pub struct Retrainer {
     aged: u64,
     since: usize,
     rng: u64,
-    pending: Option<Receiver<SageModel>>,
+    pending: Option<(Receiver<SageModel>, JoinHandle<()>)>,
     done: usize,
 }
 
@@ -120,7 +123,7 @@ impl Retrainer {
         }
         self.since += 1;
         let ready = match &self.pending {
-            Some(rx) => match rx.try_recv() {
+            Some((rx, _)) => match rx.try_recv() {
                 Ok(model) => {
                     self.pending = None;
                     self.done += 1;
@@ -186,8 +189,18 @@ impl Retrainer {
                 let _ = tx.send(copy);
             });
         match spawned {
-            Ok(_) => self.pending = Some(rx),
+            Ok(handle) => self.pending = Some((rx, handle)),
             Err(e) => tracing::error!("sage: cannot start an online retraining: {e}"),
+        }
+    }
+}
+
+impl Drop for Retrainer {
+    fn drop(&mut self) {
+        if let Some((_, handle)) = self.pending.take() {
+            if handle.join().is_err() {
+                tracing::error!("sage: an online retraining panicked");
+            }
         }
     }
 }
