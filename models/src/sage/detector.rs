@@ -6,7 +6,10 @@
 //! counterfactual latencies in the summary. Windows that meet QoS cost nothing.
 //! State: the model, loaded on the first violating window from the checkpoint whose
 //! services best match the window's (or the configured one), and re-chosen when the set
-//! of services the job sees changes.
+//! of services the job sees changes; with `episode_windows` > 1 the current episode's
+//! diagnoses ([`super::episode`]); with `online.every` > 0 the kept windows and the
+//! retraining in flight ([`super::online`]) — a retrained model replaces the serving one
+//! when it is ready (the version gets a `+rN` suffix).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,8 +20,10 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use super::counterfactual::{Diagnosis, diagnose};
+use super::episode::{Consensus, Episode};
 use super::features::{Sample, raw_blocks};
 use super::model::{SageModel, available, select};
+use super::online::{OnlineConfig, Retrainer};
 use crate::checkpoint::CheckpointError;
 use crate::device::{DeviceChoice, resolve};
 
@@ -37,6 +42,12 @@ pub struct SageConfig {
     pub checkpoint: String,
     /// Culprits listed per alert. Default 5.
     pub max_culprits: usize,
+    /// Violating windows of an episode whose diagnoses are pooled before the culprits are
+    /// named (see [`super::episode`]); 1 names them at the episode's first violating
+    /// window, from it alone. Default 1.
+    pub episode_windows: usize,
+    /// Periodic online retraining (off by default).
+    pub online: OnlineConfig,
 }
 
 impl Default for SageConfig {
@@ -46,6 +57,8 @@ impl Default for SageConfig {
             device: DeviceChoice::Auto,
             checkpoint: String::new(),
             max_culprits: 5,
+            episode_windows: 1,
+            online: OnlineConfig::default(),
         }
     }
 }
@@ -74,6 +87,10 @@ pub struct Sage {
     chosen_for: BTreeSet<String>,
     /// A model given in memory is never replaced.
     pinned: bool,
+    /// The current violation episode's diagnoses (`episode_windows` > 1).
+    episode: Episode,
+    /// Kept windows and the retraining in flight (`online.every` > 0).
+    retrainer: Retrainer,
 }
 
 impl Sage {
@@ -94,6 +111,8 @@ impl Sage {
         };
         Ok(Sage {
             version: version.to_string(),
+            episode: Episode::new(config.episode_windows),
+            retrainer: Retrainer::new(config.online.clone()),
             config,
             model: None,
             chosen_for: BTreeSet::new(),
@@ -109,6 +128,8 @@ impl Sage {
             chosen_for: model.layout.services(),
             model: Some(model),
             pinned: true,
+            episode: Episode::new(1),
+            retrainer: Retrainer::new(OnlineConfig::default()),
         }
     }
 
@@ -226,6 +247,55 @@ impl Sage {
     }
 }
 
+impl Sage {
+    /// The detection of an episode's consensus; the summary is the latest window's.
+    pub fn consensus_detection(&self, d: &Diagnosis, c: &Consensus) -> Detection {
+        let mut detection = self.detection(d);
+        let t = &d.target;
+        detection.culprits = c
+            .ranked
+            .iter()
+            .take(self.config.max_culprits.max(1))
+            .enumerate()
+            .map(|(k, (service, share))| Culprit {
+                service: service.clone(),
+                score: share.clamp(0.0, 1.0),
+                resource: if k == 0 { c.resource } else { None },
+            })
+            .collect();
+        if let Some((top, share)) = c.ranked.first() {
+            detection.service = top.clone();
+            detection.probability = share.clamp(0.0, 1.0);
+            detection.summary = format!(
+                "over {} violating windows, repairing {top} closes {:.0} % of the p{} excess \
+                 on average; latest window: {}",
+                c.windows,
+                share * 100.0,
+                (t.quantile * 100.0).round(),
+                detection.summary
+            );
+        }
+        detection
+    }
+
+    /// Turns online retraining on or off (tests, studies); windows kept so far are dropped.
+    pub fn set_online(&mut self, online: OnlineConfig) {
+        self.retrainer = Retrainer::new(online.clone());
+        self.config.online = online;
+    }
+
+    /// Online retrainings swapped in so far, and whether one is running.
+    pub fn retrains(&self) -> (usize, bool) {
+        (self.retrainer.retrains(), self.retrainer.running())
+    }
+
+    /// Sets how many violating windows an episode's diagnosis pools (tests, studies).
+    pub fn set_episode_windows(&mut self, windows: usize) {
+        self.config.episode_windows = windows;
+        self.episode = Episode::new(windows);
+    }
+}
+
 impl Detector for Sage {
     fn name(&self) -> &str {
         "sage"
@@ -236,11 +306,40 @@ impl Detector for Sage {
     }
 
     fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection> {
+        if let Some(retrained) = self.retrainer.observe(self.model.as_ref(), window) {
+            self.version = format!(
+                "{}+r{}",
+                self.version.split('+').next().unwrap_or_default(),
+                self.retrainer.retrains()
+            );
+            self.model = Some(retrained);
+        }
         if !window.violated() {
+            self.episode.pass();
             return Vec::new();
         }
-        match self.diagnose(window) {
-            Some(d) => vec![self.detection(&d)],
+        let Some(d) = self.diagnose(window) else {
+            return Vec::new();
+        };
+        let single = self.detection(&d);
+        tracing::debug!(
+            target: "augur_models::sage::diagnosis",
+            window_end = window.window_end,
+            culprits = %single
+                .culprits
+                .iter()
+                .map(|c| format!("{}:{:.3}", c.service, c.score))
+                .collect::<Vec<_>>()
+                .join(","),
+            resource = d.resources.first().map_or("", |r| r.0.as_str()),
+            "{}",
+            single.summary
+        );
+        if self.config.episode_windows <= 1 {
+            return vec![single];
+        }
+        match self.episode.violate(&d) {
+            Some(c) => vec![self.consensus_detection(&d, &c)],
             None => Vec::new(),
         }
     }

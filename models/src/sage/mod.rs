@@ -15,9 +15,11 @@
 pub mod cbn;
 pub mod counterfactual;
 pub mod detector;
+pub mod episode;
 pub mod features;
 pub mod gvae;
 pub mod model;
+pub mod online;
 pub mod retrain;
 pub mod synthetic;
 #[cfg(test)]

@@ -88,3 +88,60 @@ fn save_load_round_trip_gives_identical_diagnoses() {
         assert_eq!(a.observe(&w), b.observe(&w));
     }
 }
+
+#[test]
+fn online_retraining_swaps_in_a_model_that_still_ranks_the_slowed_tier_first() {
+    let _torch = crate::torch_test_lock();
+    let mut sage = Sage::with_model(trained());
+    let before = sage.version().to_string();
+    sage.set_online(super::online::OnlineConfig {
+        every: 100,
+        recent: 60,
+        older: 60,
+        epochs: 3,
+    });
+    // Unlabelled windows, a quarter with a slowed tier; the first retraining starts at
+    // the 100th and works on the 60 latest plus 40 older ones.
+    let stream = chain_windows(N, 100, 4, 11);
+    for w in &stream {
+        sage.observe(w);
+    }
+    assert_eq!(
+        sage.retrains(),
+        (0, true),
+        "one retraining running, none done"
+    );
+    // The old model keeps serving until the new one is ready.
+    assert_eq!(sage.version(), before);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut k = 0u64;
+    while sage.retrains().0 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retrained model in 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        sage.observe(&chain_window(N, 3_000_000 + k * 1000, None, 1.0, 900 + k));
+        k += 1;
+    }
+    assert_eq!(sage.version(), format!("{before}+r1"));
+    let mut hits = 0;
+    for slow in 0..N {
+        for k in 0..4u64 {
+            let w = chain_window(
+                N,
+                4_000_000 + k * 1000,
+                Some(slow),
+                4.0,
+                500 + k + 10 * slow as u64,
+            );
+            let d = sage.observe(&w);
+            if d.first()
+                .is_some_and(|d| d.culprits[0].service == format!("s{slow}"))
+            {
+                hits += 1;
+            }
+        }
+    }
+    assert!(hits >= 10, "retrained AC@1 {hits}/12");
+}

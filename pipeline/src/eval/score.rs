@@ -20,10 +20,12 @@
 //!   negative windows.
 //! - **RCA cases** are episodes that overlap exactly one injected fault (its interval
 //!   extended by `slack_ms` at the end, as queues take time to drain). AC@k: the fault's
-//!   service is among the top k culprits of the earliest alert detecting the episode; an
-//!   undetected case counts as a miss. Resource accuracy compares the top culprit's
-//!   resource with the fault's (a thread-pool fault, labelled `threads`, shows as the
-//!   `queue` resource).
+//!   service is among the top k culprits of the earliest alert detecting the episode or,
+//!   when none does, of the alert still active at its onset (fired before it, not yet
+//!   resolved: one fault can break QoS in several short episodes while the decider keeps
+//!   one alert firing, which the operator reads); a case with neither counts as a miss.
+//!   Resource accuracy compares the top culprit's resource with the fault's (a
+//!   thread-pool fault, labelled `threads`, shows as the `queue` resource).
 //! - `root_cause` alerts (Sage) count like `qos_violation_predicted` ones: they detect the
 //!   episodes they fire in and their culprits are scored the same way. So do
 //!   `latency_forecast` alerts (Fluxion: forecast end-to-end latency over the SLO), which
@@ -243,6 +245,14 @@ pub fn score(
     let (mut hit1, mut hit3, mut res_hit, mut res_named) = (0, 0, 0, 0);
     let (mut multi_hit1, mut multi_hit3) = (0, 0);
     for (ep, alert) in episodes.iter().zip(&first_detector) {
+        // No alert fired in the episode: the latest one still active at its onset.
+        let alert = &alert.or_else(|| {
+            firing
+                .iter()
+                .rev()
+                .find(|a| a.window_end < ep.onset && resolved_at(a) > ep.onset)
+                .copied()
+        });
         let overlapping: Vec<&FaultTruth> = faults
             .iter()
             .filter(|f| f.start_ms < ep.end && f.end_ms + p.slack_ms > ep.first_window_start)
@@ -445,6 +455,53 @@ mod tests {
         let s = score(&windows, &active_at_credit_start, &[], params);
         assert_eq!(s.detection.detected, 1);
         assert!((s.detection.lead_time_ms_p50 - 2000.0).abs() < 1e-9);
+    }
+
+    /// One fault on `b` breaks QoS in two episodes (windows 3 and 7); the alert fired in
+    /// the first stays active (resolved at 9000) and names `b` for both. A second fault on
+    /// `c` breaks it at window 15, after the alert was resolved: a miss.
+    #[test]
+    fn an_alert_still_active_names_the_culprit_of_a_later_episode() {
+        let windows: Vec<WindowTruth> = (1..=20)
+            .map(|i| WindowTruth {
+                window_end: i * W,
+                violated: matches!(i, 3 | 7 | 15),
+            })
+            .collect();
+        let faults = vec![
+            FaultTruth {
+                service: "b".into(),
+                resource: "cpu".into(),
+                start_ms: 2500,
+                end_ms: 7000,
+            },
+            FaultTruth {
+                service: "c".into(),
+                resource: "cpu".into(),
+                start_ms: 14_500,
+                end_ms: 15_000,
+            },
+        ];
+        let alerts = vec![
+            alert(3000, &["b", "a"], None),
+            alert(3000, &["b", "a"], Some(9000)),
+        ];
+        let s = score(
+            &windows,
+            &alerts,
+            &faults,
+            ScoreParams {
+                window_ms: W,
+                horizon_ms: 0,
+                slack_ms: 0,
+            },
+        );
+        assert_eq!(s.violations, 3);
+        assert_eq!(s.rca.cases, 3);
+        // Detection credits the alert in both episodes it is active in, not the third.
+        assert_eq!(s.detection.detected, 2);
+        assert!((s.rca.ac1 - 2.0 / 3.0).abs() < 1e-9, "{:?}", s.rca);
+        assert!((s.rca.ac3 - 2.0 / 3.0).abs() < 1e-9, "{:?}", s.rca);
     }
 
     #[test]
