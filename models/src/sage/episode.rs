@@ -34,12 +34,14 @@ pub struct Consensus {
     pub windows: usize,
 }
 
+/// One diagnosed window: per service its repair share, and the top culprit's resource.
+type WindowDiagnosis = (Vec<(String, f64)>, Option<(String, Resource)>);
+
 /// Accumulates one episode's diagnoses.
 #[derive(Clone, Debug, Default)]
 pub struct Episode {
     windows: usize,
-    /// Per diagnosed window: per service its repair share, and the top culprit's resource.
-    seen: Vec<(Vec<(String, f64)>, Option<(String, Resource)>)>,
+    seen: Vec<WindowDiagnosis>,
     passing: usize,
 }
 
