@@ -39,6 +39,9 @@ use augur_models::fluxion::features::{P90, P99, Sample, sample};
 use augur_operators::WindowSnapshot;
 use serde::Serialize;
 
+/// libtorch seed of the baseline fit at window t is this + t.
+const BASELINE_SEED: i64 = 1_000_003;
+
 /// Post-change window counts at which the baseline is retrained from scratch.
 pub const BASELINE_RETRAIN_AT: [usize; 6] = [15, 30, 60, 120, 240, 480];
 /// Forecasts the adapted test averages over.
@@ -194,14 +197,19 @@ pub fn evaluate(
         }
         let entry = samples[t].entry.as_ref().map(|e| e.0.clone());
         let fit_started = Instant::now();
+        // The baseline's weights must not depend on how many draws the graph made before
+        // (they share libtorch's generator): each fit starts from a seed of its own window.
+        let seed_baseline = || tch::manual_seed(BASELINE_SEED + t as i64);
         match (&baseline, fluxion.trained(), entry) {
             (None, true, Some(entry)) if t + 1 >= config.min_train_windows.max(2) => {
+                seed_baseline();
                 baseline = Some(Monolithic::fit(&samples[..=t], &entry, P90, &settings));
             }
             (Some(_), _, Some(entry)) => {
                 if let Some((first, done)) = since_change.as_mut() {
                     let count = t + 1 - *first;
                     if BASELINE_RETRAIN_AT.get(*done) == Some(&count) {
+                        seed_baseline();
                         baseline = Some(Monolithic::fit(
                             &samples[*first..=t],
                             &entry,
