@@ -249,8 +249,9 @@ fn scale_replace_scenario_labels_the_change_sequence() {
 
 /// The `fluxion` detector in the job, as `augur eval` runs it on a replay: no checkpoint, so
 /// it learns the inference graph from the stream after 60 windows, then forecasts each next
-/// window's end-to-end p90 (it does so within ~6 % here). Under the ±30 % load swing the
-/// p90 moves by several ms, so a graph that learned nothing would miss the 8 % bound.
+/// window's end-to-end p90 through the scenario's first change (offered load 500 → 700/s at
+/// 240 s). A forecast that learnt nothing does no better than the run's mean (`spread_ms`);
+/// the graph's error is about half of it here (0.93 vs 1.72 ms when written).
 #[test]
 fn fluxion_learns_the_end_to_end_latency_from_a_replay() {
     let tmp = tempfile::tempdir().unwrap();
@@ -264,10 +265,8 @@ fn fluxion_learns_the_end_to_end_latency_from_a_replay() {
             "scale-replace",
             "--seed",
             "5",
-            "--rate-scale",
-            "0.2",
             "--duration",
-            "180s",
+            "300s",
             "--out",
             data.to_str().unwrap(),
         ],
@@ -298,14 +297,27 @@ fn fluxion_learns_the_end_to_end_latency_from_a_replay() {
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let forecast = &json["forecast"];
     assert!(forecast["checkpoint"].is_null(), "{forecast}");
-    // 180 windows, 60 of warm-up, one ahead.
+    // 300 windows, 60 of warm-up, one ahead.
     let scored = forecast["windows"].as_u64().unwrap();
-    assert!((100..=120).contains(&scored), "{forecast}");
+    assert!((220..=240).contains(&scored), "{forecast}");
     let mae = forecast["mae_ms"].as_f64().unwrap();
-    let mean = forecast["actual_mean_ms"].as_f64().unwrap();
-    assert!(mean > 5.0, "{forecast}");
-    assert!(mae < 0.08 * mean, "graph MAE {mae} ms vs mean p90 {mean} ms");
+    let spread = forecast["spread_ms"].as_f64().unwrap();
+    assert!(
+        mae < 0.7 * spread,
+        "graph MAE {mae} ms vs spread {spread} ms"
+    );
     assert!(forecast["baseline_mae_ms"].as_f64().unwrap() > 0.0);
+    assert!(forecast["persistence_mae_ms"].as_f64().unwrap() > 0.0);
+    let changes = forecast["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{forecast}");
+    assert!(
+        changes[0]["change"]
+            .as_str()
+            .unwrap()
+            .starts_with("rps_change"),
+        "{forecast}"
+    );
+    assert!(changes[0]["samples_to_adapt"].is_u64(), "{forecast}");
     for file in ["forecast.svg", "forecast.md"] {
         assert!(report.join(file).exists(), "{file} missing");
     }

@@ -161,8 +161,14 @@ pub fn print_reports(
         for r in &reports {
             if let Some(f) = &r.forecast {
                 println!(
-                    "fluxion forecast of the next window's end-to-end p90 ({} windows):\n{}",
+                    "fluxion forecast of the next window's end-to-end p90 ({} windows): MAE \
+                     graph {:.2} ms, monolithic {:.2} ms; no model: last value {:.2} ms, \
+                     run mean {:.2} ms\n{}",
                     f.windows,
+                    f.mae_ms,
+                    f.baseline_mae_ms,
+                    f.persistence_mae_ms,
+                    f.spread_ms,
                     forecast::change_table(f)
                 );
             }

@@ -19,7 +19,9 @@
 //!   windows since the change, when [`BASELINE_RETRAIN_AT`] of them are in (until then it
 //!   keeps its old model). It is fed the same extrapolated inputs as the graph.
 //! - `mae_ms` / `baseline_mae_ms`: mean error over every scored window; `mae_p99_ms` the
-//!   graph's p99 forecast error (the baseline models p90 only).
+//!   graph's p99 forecast error (the baseline models p90 only). References without a
+//!   model, over the same windows: `persistence_mae_ms` (forecast = the p90 observed at
+//!   `t`) and `spread_ms` (forecast = the mean observed p90 of the run).
 //! - Per change (`changes[]`, changes at the same time form one row): `mae_ms` over the
 //!   windows from the change to the next change (or the end).
 //!   **Adapted after n samples**: the smallest n ≥ 0 such that the MAE over the
@@ -127,6 +129,12 @@ pub struct ForecastReport {
     pub mae_p99_ms: f64,
     /// Mean observed end-to-end p90 over the scored windows.
     pub actual_mean_ms: f64,
+    /// Reference: the MAE of forecasting the last observed p90 (no model).
+    pub persistence_mae_ms: f64,
+    /// Reference: the mean absolute deviation of the observed p90 from `actual_mean_ms`
+    /// (the MAE of forecasting the run's mean, which a forecast must beat to have learnt
+    /// anything).
+    pub spread_ms: f64,
     /// Wall time of the whole forecast evaluation (graph and baseline), ms.
     pub wall_ms: f64,
     /// The checkpoint the graph started from (`name-vN`); `null`: learnt from the stream.
@@ -236,6 +244,8 @@ pub fn evaluate(
         u: usize,
         at_ms: u64,
         actual: f64,
+        /// Observed p90 of the window the forecast was made at.
+        last: f64,
         graph: f64,
         graph_p99: f64,
         actual_p99: f64,
@@ -244,7 +254,8 @@ pub fn evaluate(
     let mut scored = Vec::new();
     for t in 0..n.saturating_sub(h) {
         let u = t + h;
-        let (Some((g90, g99)), Some(b), Some((a90, a99))) = (graph_fc[t], base_fc[t], observed[u])
+        let (Some((g90, g99)), Some(b), Some((a90, a99)), Some((last, _))) =
+            (graph_fc[t], base_fc[t], observed[u], observed[t])
         else {
             continue;
         };
@@ -252,19 +263,23 @@ pub fn evaluate(
             u,
             at_ms: windows[u].window_end,
             actual: a90,
+            last,
             graph: g90,
             graph_p99: g99,
             actual_p99: a99,
             baseline: b,
         });
     }
+    let actual_mean_ms = mean(scored.iter().map(|s| s.actual));
     let mut report = ForecastReport {
         windows: scored.len(),
         horizon_windows: h,
         mae_ms: mean(scored.iter().map(|s| (s.graph - s.actual).abs())),
         baseline_mae_ms: mean(scored.iter().map(|s| (s.baseline - s.actual).abs())),
         mae_p99_ms: mean(scored.iter().map(|s| (s.graph_p99 - s.actual_p99).abs())),
-        actual_mean_ms: mean(scored.iter().map(|s| s.actual)),
+        actual_mean_ms,
+        persistence_mae_ms: mean(scored.iter().map(|s| (s.last - s.actual).abs())),
+        spread_ms: mean(scored.iter().map(|s| (s.actual - actual_mean_ms).abs())),
         series: scored
             .iter()
             .map(|s| Point {
