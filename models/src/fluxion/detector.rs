@@ -494,6 +494,15 @@ impl Fluxion {
         };
         let q = spectrum_index(quantile);
         let value = forecast[q] as f64;
+        // For tuning the alert rule offline: every window's forecast beside what was observed.
+        tracing::debug!(
+            target: "augur_models::fluxion::forecast",
+            window_end = window.window_end,
+            forecast = value,
+            observed = out.observed.map(|o| f64::from(o[q])),
+            slo_ms,
+            error_avg = self.error_avg,
+        );
         if value <= slo_ms {
             return out;
         }
