@@ -183,11 +183,9 @@ fn validate_names_the_bad_field() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("window.length_ms"));
 }
 
-#[test]
-fn scale_replace_scenario_labels_the_change_sequence() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("hr");
-    // Light load: only the changes matter here; 1445 s covers the six steps (every 240 s).
+/// `augur simulate` of hotel-reservation's `scale-replace` scenario into `dir/hr`.
+fn simulate_scale_replace(dir: &Path, seed: &str, rate_scale: &str, duration: &str) -> PathBuf {
+    let out = dir.join("hr");
     ok(&augur(
         &[
             "simulate",
@@ -196,16 +194,24 @@ fn scale_replace_scenario_labels_the_change_sequence() {
             "--scenario",
             "scale-replace",
             "--seed",
-            "3",
+            seed,
             "--rate-scale",
-            "0.05",
+            rate_scale,
             "--duration",
-            "1445s",
+            duration,
             "--out",
             out.to_str().unwrap(),
         ],
-        tmp.path(),
+        dir,
     ));
+    out
+}
+
+#[test]
+fn scale_replace_scenario_labels_the_change_sequence() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Light load: only the changes matter here; 1445 s covers the six steps (every 240 s).
+    let out = simulate_scale_replace(tmp.path(), "3", "0.05", "1445s");
     let labels: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("labels.json")).unwrap()).unwrap();
     // No faults unless asked for.
@@ -255,23 +261,7 @@ fn scale_replace_scenario_labels_the_change_sequence() {
 #[test]
 fn fluxion_learns_the_end_to_end_latency_from_a_replay() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("hr");
-    ok(&augur(
-        &[
-            "simulate",
-            "--topology",
-            "hotel-reservation",
-            "--scenario",
-            "scale-replace",
-            "--seed",
-            "5",
-            "--duration",
-            "300s",
-            "--out",
-            data.to_str().unwrap(),
-        ],
-        tmp.path(),
-    ));
+    let data = simulate_scale_replace(tmp.path(), "5", "1", "300s");
     let config = tmp.path().join("fluxion.toml");
     std::fs::write(
         &config,

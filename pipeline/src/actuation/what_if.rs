@@ -219,11 +219,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_what_if_turns_a_cpu_scale_up_into_a_scale_out() {
+    /// A graph fitted on 300 windows at random load and 1–3 db replicas, and the generator
+    /// to draw further windows from.
+    fn trained_graph(seed: u64) -> (InferenceGraph, Lcg) {
         tch::set_num_threads(1);
         tch::manual_seed(3);
-        let mut rng = Lcg(5);
+        let mut rng = Lcg(seed);
         let train: Vec<Sample> = (0..300)
             .map(|i| {
                 let rate = rng.uniform(50.0, 300.0);
@@ -231,6 +232,12 @@ mod tests {
             })
             .collect();
         let graph = InferenceGraph::fit(&train, "front", AssignmentSettings::default());
+        (graph, rng)
+    }
+
+    #[test]
+    fn the_what_if_turns_a_cpu_scale_up_into_a_scale_out() {
+        let (graph, mut rng) = trained_graph(5);
         // Now: heavy load on one replica.
         let now = sample(&mut rng, 250.0, 1.0);
         let model = GraphWhatIf::new(graph, now);
@@ -266,16 +273,7 @@ mod tests {
 
     #[test]
     fn the_board_answers_from_the_newest_published_graph() {
-        tch::set_num_threads(1);
-        tch::manual_seed(3);
-        let mut rng = Lcg(7);
-        let train: Vec<Sample> = (0..300)
-            .map(|i| {
-                let rate = rng.uniform(50.0, 300.0);
-                sample(&mut rng, rate, [1.0, 2.0, 3.0][i % 3])
-            })
-            .collect();
-        let graph = InferenceGraph::fit(&train, "front", AssignmentSettings::default());
+        let (graph, mut rng) = trained_graph(7);
         let now = sample(&mut rng, 250.0, 1.0);
         let board = GraphBoard::new();
         let model = BoardWhatIf::new(Arc::clone(&board));
