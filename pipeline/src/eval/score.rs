@@ -20,10 +20,10 @@
 //!   negative windows.
 //! - **RCA cases** are episodes that overlap exactly one injected fault (its interval
 //!   extended by `slack_ms` at the end, as queues take time to drain). AC@k: the fault's
-//!   service is among the top k culprits of the earliest alert detecting the episode or,
-//!   when none does, of the alert still active at its onset (fired before it, not yet
-//!   resolved: one fault can break QoS in several short episodes while the decider keeps
-//!   one alert firing, which the operator reads); a case with neither counts as a miss.
+//!   service is among the top k culprits of the earliest alert detecting the episode —
+//!   which, by the rule above, may be one fired in an earlier episode and still active
+//!   (one fault can break QoS in several short episodes while the decider keeps one alert
+//!   firing, which the operator reads); an undetected case counts as a miss.
 //!   Resource accuracy compares the top culprit's resource with the fault's (a
 //!   thread-pool fault, labelled `threads`, shows as the `queue` resource).
 //! - `root_cause` alerts (Sage) count like `qos_violation_predicted` ones: they detect the
@@ -245,14 +245,6 @@ pub fn score(
     let (mut hit1, mut hit3, mut res_hit, mut res_named) = (0, 0, 0, 0);
     let (mut multi_hit1, mut multi_hit3) = (0, 0);
     for (ep, alert) in episodes.iter().zip(&first_detector) {
-        // No alert fired in the episode: the latest one still active at its onset.
-        let alert = &alert.or_else(|| {
-            firing
-                .iter()
-                .rev()
-                .find(|a| a.window_end < ep.onset && resolved_at(a) > ep.onset)
-                .copied()
-        });
         let overlapping: Vec<&FaultTruth> = faults
             .iter()
             .filter(|f| f.start_ms < ep.end && f.end_ms + p.slack_ms > ep.first_window_start)
