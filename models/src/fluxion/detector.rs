@@ -212,7 +212,7 @@ impl Fluxion {
         let (Some(board), Some(graph)) = (&self.board, &self.graph) else {
             return;
         };
-        let fits: u64 = graph.fits().values().sum();
+        let fits = graph.total_fits();
         if self.published_fits != Some(fits) {
             board.publish_graph(graph.state());
             self.published_fits = Some(fits);

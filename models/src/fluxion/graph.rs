@@ -144,6 +144,11 @@ impl InferenceGraph {
             .collect()
     }
 
+    /// Vertex fits so far, summed (changes whenever any vertex is refitted).
+    pub fn total_fits(&self) -> u64 {
+        self.vertices.values().map(|v| v.fits).sum()
+    }
+
     /// Services callees first (leaves → entry); cycles broken by name order.
     pub fn order(&self) -> Vec<String> {
         fn visit(

@@ -58,9 +58,7 @@ impl KafkaOutputs {
             metrics,
         })
     }
-}
 
-impl KafkaOutputs {
     /// The actuation policy consults `model` (Fluxion's what-if) before each scale-up.
     pub fn with_what_if(mut self, model: Option<Box<dyn WhatIfModel>>) -> Self {
         self.policy.set_what_if(model);
