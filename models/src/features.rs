@@ -148,25 +148,33 @@ impl UsageFill {
 mod tests {
     use super::*;
 
-    #[test]
-    fn missing_services_are_zero_and_order_is_respected() {
-        let s = ServiceFeatures {
+    /// `db` at window end 1000: 10 requests, queue 2, one replica, no usage.
+    fn db(errors: u64, latency_ms: [f64; 5], in_flight: f64) -> ServiceFeatures {
+        ServiceFeatures {
             window_end: 1000,
             service: "db".into(),
             requests: 10,
-            errors: 5,
-            latency_ms: [1.0, 2.0, 3.0, 4.0, 5.0],
+            errors,
+            latency_ms,
             outstanding: 2.0,
             replicas: 1,
             usage: [[0.0; 4]; 5],
-            in_flight: 0.0,
-        };
-        let w = WindowSnapshot {
+            in_flight,
+        }
+    }
+
+    fn one_window(s: ServiceFeatures) -> WindowSnapshot {
+        WindowSnapshot {
             window_end: 1000,
             window_ms: 1000,
             services: vec![s],
             ..WindowSnapshot::default()
-        };
+        }
+    }
+
+    #[test]
+    fn missing_services_are_zero_and_order_is_respected() {
+        let w = one_window(db(5, [1.0, 2.0, 3.0, 4.0, 5.0], 0.0));
         let m = window_matrix(&w, &["fe".to_string(), "db".to_string()]);
         assert!(m[..N_FEATURES].iter().all(|x| *x == 0.0));
         assert!((m[N_FEATURES] - 3.0f32.ln()).abs() < 1e-6);
@@ -177,14 +185,7 @@ mod tests {
     fn usage_is_carried_into_windows_without_a_sample() {
         let mut s = ServiceFeatures {
             window_end: 250,
-            service: "db".into(),
-            requests: 10,
-            errors: 0,
-            latency_ms: [1.0; 5],
-            outstanding: 2.0,
-            replicas: 1,
-            usage: [[0.0; 4]; 5],
-            in_flight: 0.0,
+            ..db(0, [1.0; 5], 0.0)
         };
         s.usage[Resource::Cpu.index()][3] = 0.7;
         s.usage[Resource::Queue.index()][3] = 4.0;
@@ -209,23 +210,7 @@ mod tests {
 
     #[test]
     fn a_checkpoints_features_pick_their_columns() {
-        let s = ServiceFeatures {
-            window_end: 1000,
-            service: "db".into(),
-            requests: 10,
-            errors: 0,
-            latency_ms: [1.0; 5],
-            outstanding: 2.0,
-            replicas: 1,
-            usage: [[0.0; 4]; 5],
-            in_flight: 6.0,
-        };
-        let w = WindowSnapshot {
-            window_end: 1000,
-            window_ms: 1000,
-            services: vec![s],
-            ..WindowSnapshot::default()
-        };
+        let w = one_window(db(0, [1.0; 5], 6.0));
         let services = ["db".to_string()];
         let full = UsageFill::default().matrix(&w, &services);
         assert_eq!(full.len(), N_FEATURES);

@@ -327,6 +327,25 @@ mod tests {
 
     const W: u64 = 1000;
 
+    /// `W` ms windows, this horizon, no slack.
+    fn params(horizon_ms: u64) -> ScoreParams {
+        ScoreParams {
+            window_ms: W,
+            horizon_ms,
+            slack_ms: 0,
+        }
+    }
+
+    /// Windows 1..=n of `W` ms, violated where `violated(i)`.
+    fn truth(n: u64, violated: impl Fn(u64) -> bool) -> Vec<WindowTruth> {
+        (1..=n)
+            .map(|i| WindowTruth {
+                window_end: i * W,
+                violated: violated(i),
+            })
+            .collect()
+    }
+
     fn alert(at: EventTime, culprits: &[&str], ends: Option<EventTime>) -> Alert {
         Alert {
             id: format!("{at}"),
@@ -358,12 +377,7 @@ mod tests {
     /// (cpu) 4500–8000 and nothing under the second episode (a load spike).
     #[test]
     fn hand_made_case() {
-        let windows: Vec<WindowTruth> = (1..=20)
-            .map(|i| WindowTruth {
-                window_end: i * W,
-                violated: matches!(i, 6..=8 | 15),
-            })
-            .collect();
+        let windows = truth(20, |i| matches!(i, 6..=8 | 15));
         let faults = vec![FaultTruth {
             service: "b".into(),
             resource: "cpu".into(),
@@ -376,16 +390,7 @@ mod tests {
         let a2 = alert(11_000, &["c"], None);
         let a2_resolved = alert(11_000, &["c"], Some(12_000));
         let alerts = vec![a1, a1_resolved, a2, a2_resolved];
-        let s = score(
-            &windows,
-            &alerts,
-            &faults,
-            ScoreParams {
-                window_ms: W,
-                horizon_ms: 2000,
-                slack_ms: 0,
-            },
-        );
+        let s = score(&windows, &alerts, &faults, params(2000));
         assert_eq!(s.windows, 20);
         assert_eq!(s.violating_windows, 4);
         assert_eq!(s.violations, 2);
@@ -417,19 +422,10 @@ mod tests {
     /// 5000 and resolved at 9000 does (active at 8000).
     #[test]
     fn early_alerts_count_while_active_within_the_horizon() {
-        let windows: Vec<WindowTruth> = (1..=14)
-            .map(|i| WindowTruth {
-                window_end: i * W,
-                violated: matches!(i, 10 | 11),
-            })
-            .collect();
-        let params = ScoreParams {
-            window_ms: W,
-            horizon_ms: 2000,
-            slack_ms: 0,
-        };
+        let windows = truth(14, |i| matches!(i, 10 | 11));
+        let p = params(2000);
         let still_active = vec![alert(4000, &["b"], None)];
-        let s = score(&windows, &still_active, &[], params);
+        let s = score(&windows, &still_active, &[], p);
         assert_eq!(s.detection.detected, 1);
         assert!((s.detection.predicted_recall - 1.0).abs() < 1e-9);
         assert!((s.detection.lead_time_ms_p50 - 2000.0).abs() < 1e-9);
@@ -438,13 +434,13 @@ mod tests {
         assert!((s.detection.fpr - 7.0 / 10.0).abs() < 1e-9);
 
         let resolved_early = vec![alert(3000, &["b"], None), alert(3000, &["b"], Some(7000))];
-        let s = score(&windows, &resolved_early, &[], params);
+        let s = score(&windows, &resolved_early, &[], p);
         assert_eq!(s.detection.detected, 0);
         assert_eq!(s.detection.precision, 0.0);
 
         let active_at_credit_start =
             vec![alert(5000, &["b"], None), alert(5000, &["b"], Some(9000))];
-        let s = score(&windows, &active_at_credit_start, &[], params);
+        let s = score(&windows, &active_at_credit_start, &[], p);
         assert_eq!(s.detection.detected, 1);
         assert!((s.detection.lead_time_ms_p50 - 2000.0).abs() < 1e-9);
     }
@@ -454,12 +450,7 @@ mod tests {
     /// `c` breaks it at window 15, after the alert was resolved: a miss.
     #[test]
     fn an_alert_still_active_names_the_culprit_of_a_later_episode() {
-        let windows: Vec<WindowTruth> = (1..=20)
-            .map(|i| WindowTruth {
-                window_end: i * W,
-                violated: matches!(i, 3 | 7 | 15),
-            })
-            .collect();
+        let windows = truth(20, |i| matches!(i, 3 | 7 | 15));
         let faults = vec![
             FaultTruth {
                 service: "b".into(),
@@ -478,16 +469,7 @@ mod tests {
             alert(3000, &["b", "a"], None),
             alert(3000, &["b", "a"], Some(9000)),
         ];
-        let s = score(
-            &windows,
-            &alerts,
-            &faults,
-            ScoreParams {
-                window_ms: W,
-                horizon_ms: 0,
-                slack_ms: 0,
-            },
-        );
+        let s = score(&windows, &alerts, &faults, params(0));
         assert_eq!(s.violations, 3);
         assert_eq!(s.rca.cases, 3);
         // Detection credits the alert in both episodes it is active in, not the third.
@@ -498,22 +480,8 @@ mod tests {
 
     #[test]
     fn no_violations_no_alerts_is_all_zero_not_nan() {
-        let windows: Vec<WindowTruth> = (1..=5)
-            .map(|i| WindowTruth {
-                window_end: i * W,
-                violated: false,
-            })
-            .collect();
-        let s = score(
-            &windows,
-            &[],
-            &[],
-            ScoreParams {
-                window_ms: W,
-                horizon_ms: 1000,
-                slack_ms: 0,
-            },
-        );
+        let windows = truth(5, |_| false);
+        let s = score(&windows, &[], &[], params(1000));
         assert_eq!(s.violations, 0);
         assert_eq!(s.detection.recall, 0.0);
         assert_eq!(s.detection.fpr, 0.0);
