@@ -78,8 +78,8 @@ impl Default for FluxionConfig {
 /// Refits of a changed vertex: `adapt_samples` × 1, 2, 4, … windows after the change,
 /// each on every window since it, so the vertex first adapts from few samples and then
 /// covers the load range the following windows show (the first refit sees only
-/// `adapt_samples` windows of it). The monolithic baseline is retrained on the same
-/// schedule.
+/// `adapt_samples` windows of it). The eval's monolithic baseline is retrained from
+/// scratch on the same doubling schedule, one step longer (15 … 480 windows).
 pub const REFITS_PER_CHANGE: u32 = 5;
 
 /// A changed service's vertex, waiting for its next refit.
