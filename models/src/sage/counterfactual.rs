@@ -35,6 +35,7 @@ use std::collections::BTreeSet;
 use augur_operators::{QosVerdict, Resource};
 use tch::{Kind, Tensor};
 
+use super::cbn::Cbn;
 use super::features::{RATE_COL, Sample, X_DIM, Y_DIM, quantile_index, resource_cols};
 use super::model::SageModel;
 
@@ -286,10 +287,45 @@ pub struct Diagnosis {
     pub set_ms: f64,
     /// Per resource of the top culprit, its counterfactual latency, best first.
     pub resources: Vec<(Resource, f64)>,
+    /// The top single repair when the culprit is a callee it queues behind
+    /// ([`queued_behind`]); the culprit is then `ranked[0]`.
+    pub queued_caller: Option<String>,
 }
 
 /// Largest greedy set tried.
 const MAX_SET: usize = 3;
+
+/// Share of the excess left after a caller's repair that one of its callees must close,
+/// repaired with it, for the callee to be named first (see [`queued_behind`]).
+const QUEUE_GAIN: f64 = 0.2;
+
+/// The member of the greedy set that the top repair's delay queues behind, if any: walking
+/// the set in the order added, a member that is a (transitive) callee of the culprit so far
+/// and closes at least [`QUEUE_GAIN`] of the excess the repairs before it left becomes the
+/// culprit (so a queue that spans several callers ends at the deepest callee behind it).
+///
+/// Why: a thread is held for the whole of a call, so a slow callee fills its callers'
+/// pools and their requests wait in their queues. That wait is part of the caller's
+/// server-side latency but not of its calls' client-side latency, so abduction puts it in
+/// the caller's latent, and the counterfactual keeps it when only the callee is repaired:
+/// the caller's own repair then looks best (a fanout root was named for its leaves' faults
+/// from an episode's second window on), though only the callee's repair, with the queue
+/// it built up, restores QoS. A caller at fault itself is restored by its own repair and
+/// gains little from a callee's.
+fn queued_behind(cbn: &Cbn, set: &[usize], steps_ms: &[f64], slo_ms: f64) -> Option<(usize, f64)> {
+    let mut culprit: Option<(usize, f64)> = None;
+    let mut below = *set.first()?;
+    for k in 1..set.len() {
+        let before = steps_ms[k - 1];
+        if cbn.ancestors(set[k]).contains(&below)
+            && before - steps_ms[k] >= QUEUE_GAIN * (before - slo_ms)
+        {
+            below = set[k];
+            culprit = Some((set[k], steps_ms[k]));
+        }
+    }
+    culprit
+}
 
 /// Diagnoses one violating window; `None` when no verdict is violated on a known entry.
 pub fn diagnose(model: &SageModel, sample: &Sample, qos: &[QosVerdict]) -> Option<Diagnosis> {
@@ -308,6 +344,8 @@ pub fn diagnose(model: &SageModel, sample: &Sample, qos: &[QosVerdict]) -> Optio
     // Greedy set: add the unit that lowers the latency most, until QoS is met.
     let mut set = vec![top];
     let mut set_ms = top_ms;
+    // The set's counterfactual latency after each member was added.
+    let mut steps_ms = vec![top_ms];
     let mut current = singles[top].clone();
     while set_ms > target.slo_ms && set.len() < MAX_SET {
         let rest: Vec<usize> = (0..n).filter(|u| !set.contains(u)).collect();
@@ -330,14 +368,20 @@ pub fn diagnose(model: &SageModel, sample: &Sample, qos: &[QosVerdict]) -> Optio
         }
         set.push(rest[k]);
         set_ms = ms;
+        steps_ms.push(ms);
         current = trials[k].clone();
     }
-    let resource_trials: Vec<Intervention> = Resource::ALL
+    // The culprit: the top repair, or the callee it queues behind — named with the
+    // latency of repairing it together with the callers that queue behind it.
+    let behind = queued_behind(cbn, &set, &steps_ms, target.slo_ms);
+    let culprit = behind.map_or(top, |b| b.0);
+    let x_resources = &model.layout.x_resources;
+    let resource_trials: Vec<Intervention> = x_resources
         .iter()
-        .map(|r| Intervention::resource(model, top, *r))
+        .map(|r| Intervention::resource(model, culprit, *r))
         .collect();
     let ys = counterfactual_ys(model, sample, &resource_trials);
-    let mut resources: Vec<(Resource, f64)> = Resource::ALL
+    let mut resources: Vec<(Resource, f64)> = x_resources
         .iter()
         .zip(&ys)
         .map(|(r, y)| (*r, target.latency(sample, y)))
@@ -346,15 +390,24 @@ pub fn diagnose(model: &SageModel, sample: &Sample, qos: &[QosVerdict]) -> Optio
     let names = |u: usize| cbn.units[u].members.clone();
     let mut ranked: Vec<(String, f64)> = Vec::new();
     let mut seen: BTreeSet<usize> = BTreeSet::new();
-    // Greedy set first (in the order added), then the rest by their single repair.
-    for u in set.iter().copied().chain(by_unit.iter().map(|x| x.0)) {
+    // The callee queued behind first, then the greedy set (in the order added), then the
+    // rest by their single repair.
+    for u in behind
+        .map(|b| b.0)
+        .into_iter()
+        .chain(set.iter().copied())
+        .chain(by_unit.iter().map(|x| x.0))
+    {
         if !seen.insert(u) {
             continue;
         }
-        let ms = by_unit
-            .iter()
-            .find(|x| x.0 == u)
-            .map_or(target.observed_ms, |x| x.1);
+        let ms = match behind {
+            Some((b, ms)) if b == u => ms,
+            _ => by_unit
+                .iter()
+                .find(|x| x.0 == u)
+                .map_or(target.observed_ms, |x| x.1),
+        };
         for m in names(u) {
             ranked.push((m, ms));
         }
@@ -365,5 +418,48 @@ pub fn diagnose(model: &SageModel, sample: &Sample, qos: &[QosVerdict]) -> Optio
         set: set.iter().flat_map(|u| names(*u)).collect(),
         set_ms,
         resources,
+        queued_caller: behind.map(|_| cbn.units[top].name.clone()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `front → mid → back`, plus `side` called by `front`; units back end first.
+    fn cbn() -> (Cbn, impl Fn(&str) -> usize) {
+        let edges = [("front", "mid"), ("mid", "back"), ("front", "side")]
+            .map(|(a, b)| (a.to_string(), b.to_string()));
+        let order = ["back", "side", "mid", "front"].map(String::from);
+        let cbn = Cbn::build(&edges, &order);
+        let units = cbn.clone();
+        (cbn, move |s: &str| units.unit_of(s).unwrap_or(usize::MAX))
+    }
+
+    #[test]
+    fn a_queue_across_callers_ends_at_the_deepest_callee_behind_it() {
+        let (cbn, u) = cbn();
+        let set = [u("front"), u("mid"), u("back")];
+        assert_eq!(
+            queued_behind(&cbn, &set, &[700.0, 450.0, 200.0], 35.0),
+            Some((u("back"), 200.0))
+        );
+        // The walk stops where a member isn't below the culprit so far.
+        let set = [u("mid"), u("side")];
+        assert_eq!(queued_behind(&cbn, &set, &[700.0, 30.0], 35.0), None);
+    }
+
+    #[test]
+    fn a_caller_restored_by_its_own_repair_stays_the_culprit() {
+        let (cbn, u) = cbn();
+        // Its repair alone restores QoS: no set.
+        assert_eq!(queued_behind(&cbn, &[u("front")], &[30.0], 35.0), None);
+        // A callee that closes little of what is left doesn't take the blame.
+        let set = [u("front"), u("mid")];
+        assert_eq!(queued_behind(&cbn, &set, &[100.0, 95.0], 35.0), None);
+        assert_eq!(
+            queued_behind(&cbn, &set, &[100.0, 80.0], 35.0),
+            Some((u("mid"), 80.0))
+        );
+    }
 }

@@ -193,7 +193,11 @@ impl Sage {
         self.ensure_model(services);
         let model = self.model.as_ref()?;
         let start = std::time::Instant::now();
-        let sample = Sample::new(&raw_blocks(window), &model.layout.cbn, &model.layout.norm);
+        let sample = Sample::new(
+            &raw_blocks(window, &model.layout.x_resources),
+            &model.layout.cbn,
+            &model.layout.norm,
+        );
         let out = diagnose(model, &sample, &window.qos);
         DIAGNOSIS_NS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         DIAGNOSES.fetch_add(1, Ordering::Relaxed);
@@ -222,6 +226,9 @@ impl Sage {
             "repairing {}: p{q} {:.0}→{:.0} ms (SLO {:.0} ms)",
             top.0, t.observed_ms, top.1, t.slo_ms
         );
+        if let Some(caller) = &d.queued_caller {
+            summary.push_str(&format!(" with {caller} queued behind it"));
+        }
         if let Some((r, ms)) = d.resources.first() {
             summary.push_str(&format!("; its {}: →{:.0} ms", r.as_str(), ms));
         }

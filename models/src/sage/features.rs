@@ -13,7 +13,8 @@
 //!
 //! - `X` per service (22): per resource ([`Resource::ALL`] order) the usage at the four
 //!   [`USAGE_QUANTILES`] across replicas, then the request rate and the error ratio.
-//!   Magnitudes go through `ln(1 + x)`.
+//!   Magnitudes go through `ln(1 + x)`. Resources the model leaves out of `X` (its
+//!   layout's `x_resources`) read as unknown, i.e. their normal value.
 //! - `Ys`, `Yc`, `Ynet`: `ln(1 + ms)` at the five [`LATENCY_QUANTILES`] (finer at the tail).
 //!   `Ynet` is the RPC's gap (client − server time: request and response on the wire).
 //! - `Xnet` per RPC (2): `ln(1 + calls/s)` and the error ratio. The simulator, like most
@@ -46,8 +47,9 @@ fn log1p(x: f64) -> f32 {
     x.max(0.0).ln_1p() as f32
 }
 
-/// The raw (transformed, not yet standardized) blocks present in a window.
-pub fn raw_blocks(window: &WindowSnapshot) -> BTreeMap<String, Vec<f32>> {
+/// The raw (transformed, not yet standardized) blocks present in a window; the usage of
+/// resources not in `x_resources` is unknown (NaN).
+pub fn raw_blocks(window: &WindowSnapshot, x_resources: &[Resource]) -> BTreeMap<String, Vec<f32>> {
     let secs = (window.window_ms.max(1)) as f64 / 1000.0;
     let mut out = BTreeMap::new();
     for s in &window.services {
@@ -56,8 +58,9 @@ pub fn raw_blocks(window: &WindowSnapshot) -> BTreeMap<String, Vec<f32>> {
         // instrumentation). Its usage is unknown, not zero: NaN, read as the normal value.
         let reported = s.usage.iter().flatten().any(|v| *v != 0.0);
         for r in Resource::ALL {
+            let known = reported && x_resources.contains(&r);
             for v in s.usage[r.index()] {
-                x.push(if reported { log1p(v) } else { f32::NAN });
+                x.push(if known { log1p(v) } else { f32::NAN });
             }
         }
         x.push(log1p(s.requests as f64 / secs));

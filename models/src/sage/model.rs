@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use augur_operators::Resource;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor, nn};
 
@@ -37,7 +38,28 @@ pub struct SageLayout {
     pub violating: usize,
     /// The command that made it.
     pub provenance: String,
+    /// Resources whose usage is in `X` (the others read as their normal value, and the
+    /// diagnosis doesn't repair them). Checkpoints written before this field used all.
+    #[serde(default = "all_resources")]
+    pub x_resources: Vec<Resource>,
 }
+
+fn all_resources() -> Vec<Resource> {
+    Resource::ALL.to_vec()
+}
+
+/// The resources new models put in `X`: all but the queue. A thread is held for the
+/// whole of a call, so a caller's queue grows behind a slow back end: it is an effect of
+/// its children's latency, not a state of the caller. With it in `X`, repairing the
+/// caller's queue "explains" a back end's fault (the fanout root was named for leaf
+/// faults from an episode's second window on). A shrunk thread pool still shows: its
+/// service's latency rises with no child to explain it, which its latent `Z` carries.
+pub const X_RESOURCES: [Resource; 4] = [
+    Resource::Cpu,
+    Resource::Memory,
+    Resource::Network,
+    Resource::Disk,
+];
 
 impl SageLayout {
     /// Every service of the model.

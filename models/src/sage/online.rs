@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{Receiver, TryRecvError, channel};
 use std::thread::JoinHandle;
 
-use augur_operators::WindowSnapshot;
+use augur_operators::{Resource, WindowSnapshot};
 use serde::{Deserialize, Serialize};
 
 use super::features::{Sample, raw_blocks};
@@ -104,8 +104,10 @@ impl Retrainer {
             return None;
         }
         if !window.services.is_empty() {
+            // In the serving model's feature layout (the retrained copy shares it).
+            let resources = serving.map_or(&Resource::ALL[..], |m| &m.layout.x_resources);
             self.recent
-                .push_back((raw_blocks(window), window.violated()));
+                .push_back((raw_blocks(window, resources), window.violated()));
         }
         while self.recent.len() > self.config.recent.max(1) {
             let Some(old) = self.recent.pop_front() else {

@@ -40,6 +40,7 @@ pub fn retrain_partial(
         windows,
         &old.layout.model,
         old.layout.hyper.clone(),
+        &old.layout.x_resources,
         format!("{} + partial retraining", old.layout.provenance),
     );
     layout.version = old.layout.version + 1;
@@ -96,7 +97,11 @@ pub fn retrain_partial(
         .iter()
         .filter(|w| !w.services.is_empty() && !w.edges.is_empty())
         .map(|w| {
-            super::features::Sample::new(&super::features::raw_blocks(w), &layout.cbn, &layout.norm)
+            super::features::Sample::new(
+                &super::features::raw_blocks(w, &layout.x_resources),
+                &layout.cbn,
+                &layout.norm,
+            )
         })
         .collect();
     let device = old.device();

@@ -16,14 +16,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use augur_operators::WindowSnapshot;
+use augur_operators::{Resource, WindowSnapshot};
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor, nn};
 
 use super::cbn::Cbn;
 use super::features::{Normalizer, Sample, raw_blocks};
 use super::gvae::GvaeHyper;
-use super::model::{SageLayout, SageModel};
+use super::model::{SageLayout, SageModel, X_RESOURCES};
 
 /// Training settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +34,8 @@ pub struct SageTrainSettings {
     pub seed: i64,
     /// Share of draws that are violating windows (when there are any).
     pub oversample_to: f64,
+    /// Resources whose usage goes into `X` (a new model's layout).
+    pub x_resources: Vec<Resource>,
 }
 
 impl Default for SageTrainSettings {
@@ -44,6 +46,7 @@ impl Default for SageTrainSettings {
             learning_rate: 3e-3,
             seed: 1,
             oversample_to: 0.3,
+            x_resources: X_RESOURCES.to_vec(),
         }
     }
 }
@@ -77,12 +80,14 @@ pub fn prepare(
     windows: &[WindowSnapshot],
     name: &str,
     hyper: GvaeHyper,
+    x_resources: &[Resource],
     provenance: String,
 ) -> (SageLayout, Vec<Sample>, Vec<bool>) {
     let windows: Vec<&WindowSnapshot> = windows.iter().filter(|w| useful(w)).collect();
     let owned: Vec<WindowSnapshot> = windows.iter().map(|w| (*w).clone()).collect();
     let cbn = cbn_of(&owned);
-    let raw: Vec<BTreeMap<String, Vec<f32>>> = windows.iter().map(|w| raw_blocks(w)).collect();
+    let raw: Vec<BTreeMap<String, Vec<f32>>> =
+        windows.iter().map(|w| raw_blocks(w, x_resources)).collect();
     let violated: Vec<bool> = windows.iter().map(|w| w.violated()).collect();
     let met: Vec<bool> = violated.iter().map(|v| !v).collect();
     let norm = Normalizer::fit(&raw, &met);
@@ -97,6 +102,7 @@ pub fn prepare(
         windows: windows.len(),
         violating: violated.iter().filter(|v| **v).count(),
         provenance,
+        x_resources: x_resources.to_vec(),
     };
     (layout, samples, violated)
 }
@@ -202,7 +208,8 @@ pub fn train(
     device: Device,
     progress: impl FnMut(usize, f64),
 ) -> SageModel {
-    let (layout, samples, violated) = prepare(windows, name, hyper, provenance);
+    let (layout, samples, violated) =
+        prepare(windows, name, hyper, &settings.x_resources, provenance);
     tch::manual_seed(settings.seed);
     let mut model = SageModel::new(layout, device);
     let units: Vec<usize> = (0..model.layout.cbn.units.len()).collect();
