@@ -36,6 +36,8 @@ fn counterfactual_ranks_the_slowed_tier_first_and_names_cpu() {
     let _torch = crate::torch_test_lock();
     let model = trained();
     let mut sage = Sage::with_model(model);
+    // Per-window diagnoses: the windows below, back to back, would make one episode.
+    sage.set_episode_windows(1);
     let mut hits = 0;
     let mut cpu = 0;
     let mut cases = 0;
@@ -93,6 +95,7 @@ fn save_load_round_trip_gives_identical_diagnoses() {
 fn online_retraining_swaps_in_a_model_that_still_ranks_the_slowed_tier_first() {
     let _torch = crate::torch_test_lock();
     let mut sage = Sage::with_model(trained());
+    sage.set_episode_windows(1);
     let before = sage.version().to_string();
     sage.set_online(super::online::OnlineConfig {
         every: 100,
