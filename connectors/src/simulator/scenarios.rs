@@ -20,6 +20,13 @@
 //! forecast has something to forecast (at a constant load a model that predicts the
 //! period's mean would be hard to beat).
 //!
+//! `load-ramp` (a flash crowd, for the `latency_forecast` alert): after a warm-up of
+//! [`LOAD_RAMP_WARMUP_S`], [`LOAD_RAMP_CYCLES`] cycles of: the offered load rising in
+//! equal factors every [`LOAD_RAMP_STEP_S`] for [`LOAD_RAMP_RISE_S`] up to
+//! [`LOAD_RAMP_PEAK`] × the topology's load, held for [`LOAD_RAMP_HOLD_S`], then back to
+//! the topology's load for [`LOAD_RAMP_REST_S`]. The peak is past saturation, so every
+//! cycle ends in a violation that the rising load announces.
+//!
 //! "Busiest" ranks services by expected thread occupancy per replica (calls per request ×
 //! thread-seconds held × offered rate / replicas / threads) at the topology's own load, ties
 //! by name, so the choice is deterministic and independent of the seed.
@@ -41,8 +48,23 @@ pub const SCALE_REPLACE_SWING: f64 = 0.3;
 /// Period of the load swing, s.
 pub const SCALE_REPLACE_SWING_PERIOD_S: f64 = 80.0;
 
+/// `load-ramp`: warm-up before the first rise, s.
+pub const LOAD_RAMP_WARMUP_S: u64 = 180;
+/// `load-ramp`: length of a rise, s, and the time between its steps.
+pub const LOAD_RAMP_RISE_S: u64 = 90;
+pub const LOAD_RAMP_STEP_S: u64 = 5;
+/// `load-ramp`: the peak as a multiple of the topology's load. Past saturation for the
+/// built-in topologies: hotel-reservation's p90 leaves the ms range near 2.2×,
+/// online-boutique's near 2.6× (measured on seed 11's forecast tables).
+pub const LOAD_RAMP_PEAK: f64 = 3.5;
+/// `load-ramp`: time at the peak, then at the topology's load, s.
+pub const LOAD_RAMP_HOLD_S: u64 = 20;
+pub const LOAD_RAMP_REST_S: u64 = 130;
+/// `load-ramp`: cycles.
+pub const LOAD_RAMP_CYCLES: u64 = 3;
+
 /// Names of the built-in scenarios.
-pub const SCENARIO_NAMES: &[&str] = &["scale-replace"];
+pub const SCENARIO_NAMES: &[&str] = &["scale-replace", "load-ramp"];
 
 /// A scenario: the topology to run (the given one, its load possibly reshaped), its
 /// changes and the simulated time it needs, ms.
@@ -57,6 +79,7 @@ pub struct Scenario {
 pub fn scenario(name: &str, topology: &Topology) -> Result<Scenario, SimError> {
     match name {
         "scale-replace" => scale_replace(topology),
+        "load-ramp" => load_ramp(topology),
         other => Err(SimError::Invalid(format!(
             "unknown scenario {other:?} (known: {})",
             SCENARIO_NAMES.join(", ")
@@ -146,6 +169,43 @@ fn scale_replace(topology: &Topology) -> Result<Scenario, SimError> {
     })
 }
 
+fn load_ramp(topology: &Topology) -> Result<Scenario, SimError> {
+    let model = Model::compile(topology)?;
+    let Some(entry) = model.requests.first().map(|r| r.service) else {
+        return Err(SimError::Invalid("the topology has no requests".into()));
+    };
+    let entry_name = model.services[entry as usize].name.clone();
+    let peak = LOAD_RAMP_PEAK;
+    let steps = LOAD_RAMP_RISE_S / LOAD_RAMP_STEP_S;
+    let step_factor = peak.powf(1.0 / steps as f64);
+    let cycle_s = LOAD_RAMP_RISE_S + LOAD_RAMP_HOLD_S + LOAD_RAMP_REST_S;
+    let mut changes = Vec::new();
+    for cycle in 0..LOAD_RAMP_CYCLES {
+        let start_s = LOAD_RAMP_WARMUP_S + cycle * cycle_s;
+        for k in 1..=steps {
+            changes.push(ChangeSpec {
+                service: entry_name.clone(),
+                at_ms: (start_s + k * LOAD_RAMP_STEP_S) * 1000,
+                action: ChangeAction::Rps {
+                    factor: step_factor,
+                },
+            });
+        }
+        changes.push(ChangeSpec {
+            service: entry_name.clone(),
+            at_ms: (start_s + LOAD_RAMP_RISE_S + LOAD_RAMP_HOLD_S) * 1000,
+            action: ChangeAction::Rps {
+                factor: 1.0 / step_factor.powi(steps as i32),
+            },
+        });
+    }
+    Ok(Scenario {
+        topology: topology.clone(),
+        changes,
+        duration_ms: (LOAD_RAMP_WARMUP_S + LOAD_RAMP_CYCLES * cycle_s) * 1000,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +248,28 @@ mod tests {
         );
         assert!((s.topology.spec().load.diurnal_amplitude - SCALE_REPLACE_SWING).abs() < 1e-12);
         assert!(scenario("nope", &topology).is_err());
+    }
+
+    #[test]
+    fn load_ramp_rises_past_saturation_and_comes_back() {
+        let topology = Topology::builtin("hotel-reservation").expect("built-in");
+        let s = scenario("load-ramp", &topology).expect("scenario");
+        let per_cycle = (LOAD_RAMP_RISE_S / LOAD_RAMP_STEP_S + 1) as usize;
+        assert_eq!(s.changes.len(), per_cycle * LOAD_RAMP_CYCLES as usize);
+        let mut load = 1.0;
+        let mut peak: f64 = 1.0;
+        for c in &s.changes {
+            let ChangeAction::Rps { factor } = c.action else {
+                panic!("only load changes");
+            };
+            load *= factor;
+            peak = peak.max(load);
+            assert!(c.at_ms < s.duration_ms);
+        }
+        assert!(
+            (load - 1.0).abs() < 1e-9,
+            "ends at the topology's load: {load}"
+        );
+        assert!((peak - LOAD_RAMP_PEAK).abs() < 1e-9, "peak {peak}");
     }
 }

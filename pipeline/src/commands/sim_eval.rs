@@ -33,7 +33,7 @@ pub struct Experiment {
     pub seed: u64,
     /// `random`, `random-ramp`, `none` or a plan file.
     pub faults: String,
-    /// A scripted scenario of deployment changes (`scale-replace`), if any.
+    /// A scripted scenario of deployment changes (`scale-replace`, `load-ramp`), if any.
     pub scenario: Option<String>,
     /// Simulated time; `None`: the scenario's length, else 10 minutes.
     pub duration_ms: Option<u64>,
