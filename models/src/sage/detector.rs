@@ -21,7 +21,7 @@ use tch::Device;
 
 use super::counterfactual::{Diagnosis, diagnose};
 use super::episode::{Consensus, Episode};
-use super::features::{Sample, raw_blocks};
+use super::features::raw_blocks;
 use super::model::{SageModel, available, select};
 use super::online::{OnlineConfig, Retrainer};
 use crate::checkpoint::CheckpointError;
@@ -194,11 +194,7 @@ impl Sage {
         self.ensure_model(services);
         let model = self.model.as_ref()?;
         let start = std::time::Instant::now();
-        let sample = Sample::new(
-            &raw_blocks(window, &model.layout.x_resources),
-            &model.layout.cbn,
-            &model.layout.norm,
-        );
+        let sample = model.layout.sample(raw_blocks(window));
         let out = diagnose(model, &sample, &window.qos);
         DIAGNOSIS_NS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         DIAGNOSES.fetch_add(1, Ordering::Relaxed);

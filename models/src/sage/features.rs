@@ -47,9 +47,9 @@ fn log1p(x: f64) -> f32 {
     x.max(0.0).ln_1p() as f32
 }
 
-/// The raw (transformed, not yet standardized) blocks present in a window; the usage of
-/// resources not in `x_resources` is unknown (NaN).
-pub fn raw_blocks(window: &WindowSnapshot, x_resources: &[Resource]) -> BTreeMap<String, Vec<f32>> {
+/// The raw (transformed, not yet standardized) blocks present in a window, every resource
+/// included (a model's layout drops the ones it leaves out: [`mask_resources`]).
+pub fn raw_blocks(window: &WindowSnapshot) -> BTreeMap<String, Vec<f32>> {
     let secs = (window.window_ms.max(1)) as f64 / 1000.0;
     let mut out = BTreeMap::new();
     for s in &window.services {
@@ -58,9 +58,8 @@ pub fn raw_blocks(window: &WindowSnapshot, x_resources: &[Resource]) -> BTreeMap
         // instrumentation). Its usage is unknown, not zero: NaN, read as the normal value.
         let reported = s.usage.iter().flatten().any(|v| *v != 0.0);
         for r in Resource::ALL {
-            let known = reported && x_resources.contains(&r);
             for v in s.usage[r.index()] {
-                x.push(if known { log1p(v) } else { f32::NAN });
+                x.push(if reported { log1p(v) } else { f32::NAN });
             }
         }
         x.push(log1p(s.requests as f64 / secs));
@@ -99,6 +98,30 @@ pub fn raw_blocks(window: &WindowSnapshot, x_resources: &[Resource]) -> BTreeMap
         );
     }
     out
+}
+
+/// Makes the usage of resources not in `x_resources` unknown (NaN, read as the normal
+/// value) in every service's `X` block.
+pub fn mask_resources(raw: &mut BTreeMap<String, Vec<f32>>, x_resources: &[Resource]) {
+    let masked: Vec<Resource> = Resource::ALL
+        .into_iter()
+        .filter(|r| !x_resources.contains(r))
+        .collect();
+    if masked.is_empty() {
+        return;
+    }
+    for (key, x) in raw.iter_mut() {
+        if !key.starts_with("x:") {
+            continue;
+        }
+        for r in &masked {
+            for c in resource_cols(*r) {
+                if let Some(v) = x.get_mut(c) {
+                    *v = f32::NAN;
+                }
+            }
+        }
+    }
 }
 
 /// Mean, standard deviation and normal value (median over windows that met QoS) of one block.

@@ -8,7 +8,7 @@
 //! the one whose services best match the services a job sees (Jaccard overlap).
 //! In: a layout (to build) or a directory (to load). Out: the model. State: the weights.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use augur_operators::Resource;
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor, nn};
 
 use super::cbn::Cbn;
-use super::features::{Normalizer, Sample};
+use super::features::{Normalizer, Sample, mask_resources};
 use super::gvae::{Batch, Gvae, GvaeHyper};
 use crate::checkpoint::{
     CheckpointError, latest_version, load_weights, paths, read_layout, write_files,
@@ -62,6 +62,13 @@ pub const X_RESOURCES: [Resource; 4] = [
 ];
 
 impl SageLayout {
+    /// A window's raw blocks ([`super::features::raw_blocks`]) as this model's sample: the
+    /// resources it leaves out of `X` masked, standardized, laid out by its CBN.
+    pub fn sample(&self, mut raw: BTreeMap<String, Vec<f32>>) -> Sample {
+        mask_resources(&mut raw, &self.x_resources);
+        Sample::new(&raw, &self.cbn, &self.norm)
+    }
+
     /// Every service of the model.
     pub fn services(&self) -> BTreeSet<String> {
         self.cbn

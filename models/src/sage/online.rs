@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{Receiver, TryRecvError, channel};
 use std::thread::JoinHandle;
 
-use augur_operators::{Resource, WindowSnapshot};
+use augur_operators::WindowSnapshot;
 use serde::{Deserialize, Serialize};
 
 use super::features::{Sample, raw_blocks};
@@ -104,10 +104,8 @@ impl Retrainer {
             return None;
         }
         if !window.services.is_empty() {
-            // In the serving model's feature layout (the retrained copy shares it).
-            let resources = serving.map_or(&Resource::ALL[..], |m| &m.layout.x_resources);
             self.recent
-                .push_back((raw_blocks(window, resources), window.violated()));
+                .push_back((raw_blocks(window), window.violated()));
         }
         while self.recent.len() > self.config.recent.max(1) {
             let Some(old) = self.recent.pop_front() else {
@@ -154,7 +152,7 @@ impl Retrainer {
         let layout = &serving.layout;
         let kept = self.older.iter().chain(self.recent.iter());
         let (samples, violated): (Vec<Sample>, Vec<bool>) = kept
-            .map(|(raw, v)| (Sample::new(raw, &layout.cbn, &layout.norm), *v))
+            .map(|(raw, v)| (layout.sample(raw.clone()), *v))
             .unzip();
         if samples.len() < 2 {
             return;

@@ -96,13 +96,7 @@ pub fn retrain_partial(
     let samples: Vec<super::features::Sample> = windows
         .iter()
         .filter(|w| !w.services.is_empty() && !w.edges.is_empty())
-        .map(|w| {
-            super::features::Sample::new(
-                &super::features::raw_blocks(w, &layout.x_resources),
-                &layout.cbn,
-                &layout.norm,
-            )
-        })
+        .map(|w| layout.sample(super::features::raw_blocks(w)))
         .collect();
     let device = old.device();
     let mut model = SageModel::new(layout, device);

@@ -21,7 +21,7 @@ use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor, nn};
 
 use super::cbn::Cbn;
-use super::features::{Normalizer, Sample, raw_blocks};
+use super::features::{Normalizer, Sample, mask_resources, raw_blocks};
 use super::gvae::GvaeHyper;
 use super::model::{SageLayout, SageModel, X_RESOURCES};
 
@@ -86,8 +86,14 @@ pub fn prepare(
     let windows: Vec<&WindowSnapshot> = windows.iter().filter(|w| useful(w)).collect();
     let owned: Vec<WindowSnapshot> = windows.iter().map(|w| (*w).clone()).collect();
     let cbn = cbn_of(&owned);
-    let raw: Vec<BTreeMap<String, Vec<f32>>> =
-        windows.iter().map(|w| raw_blocks(w, x_resources)).collect();
+    let raw: Vec<BTreeMap<String, Vec<f32>>> = windows
+        .iter()
+        .map(|w| {
+            let mut raw = raw_blocks(w);
+            mask_resources(&mut raw, x_resources);
+            raw
+        })
+        .collect();
     let violated: Vec<bool> = windows.iter().map(|w| w.violated()).collect();
     let met: Vec<bool> = violated.iter().map(|v| !v).collect();
     let norm = Normalizer::fit(&raw, &met);
