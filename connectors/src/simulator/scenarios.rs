@@ -87,13 +87,19 @@ pub fn scenario(name: &str, topology: &Topology) -> Result<Scenario, SimError> {
     }
 }
 
+/// The service of the topology's first request: where load changes apply.
+fn entry_name(model: &Model) -> Result<String, SimError> {
+    let entry = model
+        .requests
+        .first()
+        .ok_or_else(|| SimError::Invalid("the topology has no requests".into()))?;
+    Ok(model.services[entry.service as usize].name.clone())
+}
+
 fn scale_replace(topology: &Topology) -> Result<Scenario, SimError> {
     let model = Model::compile(topology)?;
     let entries: Vec<u32> = model.requests.iter().map(|r| r.service).collect();
-    let Some(&entry) = entries.first() else {
-        return Err(SimError::Invalid("the topology has no requests".into()));
-    };
-    let entry_name = model.services[entry as usize].name.clone();
+    let entry_name = entry_name(&model)?;
     let (_, thread_s) = model.load_profile();
     let rate = topology.spec().load.rate_per_s;
     let mut ranked: Vec<(f64, String)> = model
@@ -170,14 +176,9 @@ fn scale_replace(topology: &Topology) -> Result<Scenario, SimError> {
 }
 
 fn load_ramp(topology: &Topology) -> Result<Scenario, SimError> {
-    let model = Model::compile(topology)?;
-    let Some(entry) = model.requests.first().map(|r| r.service) else {
-        return Err(SimError::Invalid("the topology has no requests".into()));
-    };
-    let entry_name = model.services[entry as usize].name.clone();
-    let peak = LOAD_RAMP_PEAK;
+    let entry_name = entry_name(&Model::compile(topology)?)?;
     let steps = LOAD_RAMP_RISE_S / LOAD_RAMP_STEP_S;
-    let step_factor = peak.powf(1.0 / steps as f64);
+    let step_factor = LOAD_RAMP_PEAK.powf(1.0 / steps as f64);
     let cycle_s = LOAD_RAMP_RISE_S + LOAD_RAMP_HOLD_S + LOAD_RAMP_REST_S;
     let mut changes = Vec::new();
     for cycle in 0..LOAD_RAMP_CYCLES {
@@ -195,7 +196,7 @@ fn load_ramp(topology: &Topology) -> Result<Scenario, SimError> {
             service: entry_name.clone(),
             at_ms: (start_s + LOAD_RAMP_RISE_S + LOAD_RAMP_HOLD_S) * 1000,
             action: ChangeAction::Rps {
-                factor: 1.0 / step_factor.powi(steps as i32),
+                factor: 1.0 / LOAD_RAMP_PEAK,
             },
         });
     }
