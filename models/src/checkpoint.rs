@@ -124,7 +124,7 @@ impl SeerModel {
     /// P(initiates | violation).
     pub fn predict(&self, values: &[f32], batch: usize) -> Vec<(f64, Vec<f64>)> {
         let x = self.input(values, batch);
-        let (violation, culprit) = self.net.predict(&x);
+        let (violation, culprit) = self.net.predict(&x, None);
         let violation = violation.to_kind(Kind::Double).to_device(Device::Cpu);
         let culprit = culprit.to_kind(Kind::Double).to_device(Device::Cpu);
         let v: Vec<f64> = Vec::try_from(&violation).unwrap_or_default();

@@ -59,6 +59,32 @@ impl Dataset {
         self.services.len() * self.features.len()
     }
 
+    /// The same windows with only the features `names`, in that order; the error is the
+    /// first name this dataset doesn't have.
+    pub fn select_features(&self, names: &[String]) -> Result<Dataset, String> {
+        let columns: Vec<usize> = names
+            .iter()
+            .map(|n| self.features.iter().position(|f| f == n).ok_or(n.clone()))
+            .collect::<Result<_, _>>()?;
+        let f = self.features.len().max(1);
+        let rows = self
+            .rows
+            .iter()
+            .map(|r| Row {
+                x: r.x
+                    .chunks(f)
+                    .flat_map(|service| columns.iter().map(|c| service[*c]))
+                    .collect(),
+                ..r.clone()
+            })
+            .collect();
+        Ok(Dataset {
+            features: names.to_vec(),
+            rows,
+            ..self.clone()
+        })
+    }
+
     /// Rows re-indexed to `services` (by name; services this dataset lacks are zeros).
     pub fn project(&self, services: &[String]) -> Vec<Row> {
         let f = self.features.len();
@@ -281,5 +307,10 @@ mod tests {
         let p = ds.project(&["new".to_string(), "db".to_string()]);
         assert_eq!(p[0].x, vec![0.0, 0.0, 1.0, 2.0]);
         assert_eq!(p[0].culprit, Some(1));
+        let b = ds.select_features(&["b".to_string()]).unwrap();
+        assert_eq!(b.features, vec!["b".to_string()]);
+        assert_eq!(b.rows[1].x, vec![6.0, 8.0]);
+        assert!(b.rows[1].violated);
+        assert_eq!(ds.select_features(&["c".to_string()]), Err("c".to_string()));
     }
 }

@@ -13,8 +13,11 @@ use std::collections::HashMap;
 use augur_operators::{Resource, ServiceFeatures, WindowSnapshot};
 
 /// Feature names, in column order: queue depth, latency percentiles, load, errors, usage,
-/// and the in-flight requests at the window's end (the instantaneous queue depth).
-pub const FEATURES: [&str; 9] = [
+/// the in-flight requests at the window's end (the instantaneous queue depth), and the
+/// slowest callee's p99 as this service's client spans saw it — beside the service's own
+/// p99 it tells latency the service adds from latency it waits on, which is what names
+/// the service a violation starts at.
+pub const FEATURES: [&str; 10] = [
     "outstanding",
     "latency_p50_ms",
     "latency_p90_ms",
@@ -24,6 +27,7 @@ pub const FEATURES: [&str; 9] = [
     "cpu_max",
     "queue_max",
     "in_flight",
+    "callee_p99_max_ms",
 ];
 
 /// A feature name a checkpoint uses that this build doesn't compute.
@@ -47,9 +51,20 @@ pub fn columns(names: &[String]) -> Result<Vec<usize>, UnknownFeature> {
 /// Number of features per service.
 pub const N_FEATURES: usize = FEATURES.len();
 
-/// One service's features. Magnitudes (queue, latency, rate) are `ln(1 + x)` so that
-/// heavy tails don't dominate; ratios stay as they are.
-pub fn service_row(s: &ServiceFeatures, window_ms: u64) -> [f32; N_FEATURES] {
+/// Per caller, the largest client-side p99 over its calls to other services in `window`.
+fn slowest_callee_p99(window: &WindowSnapshot) -> HashMap<&str, f64> {
+    let mut out: HashMap<&str, f64> = HashMap::new();
+    for e in window.edges.iter().filter(|e| e.caller != e.callee) {
+        let p99 = out.entry(e.caller.as_str()).or_insert(0.0);
+        *p99 = p99.max(e.client_ms[4]);
+    }
+    out
+}
+
+/// One service's features, `callee_p99` being its slowest callee's p99 (0 for a leaf).
+/// Magnitudes (queue, latency, rate) are `ln(1 + x)` so that heavy tails don't dominate;
+/// ratios stay as they are.
+pub fn service_row(s: &ServiceFeatures, window_ms: u64, callee_p99: f64) -> [f32; N_FEATURES] {
     let secs = (window_ms.max(1) as f64) / 1000.0;
     let ln = |x: f64| x.max(0.0).ln_1p() as f32;
     let error_ratio = if s.requests == 0 {
@@ -67,16 +82,22 @@ pub fn service_row(s: &ServiceFeatures, window_ms: u64) -> [f32; N_FEATURES] {
         s.usage[Resource::Cpu.index()][3] as f32,
         ln(s.usage[Resource::Queue.index()][3]),
         ln(s.in_flight),
+        ln(callee_p99),
     ]
 }
 
 /// The window's features in `services` order, flattened row-major; missing services are zeros.
 pub fn window_matrix(window: &WindowSnapshot, services: &[String]) -> Vec<f32> {
     let mut out = vec![0.0f32; services.len() * N_FEATURES];
+    let callees = slowest_callee_p99(window);
     for s in &window.services {
         if let Some(i) = services.iter().position(|name| *name == s.service) {
-            out[i * N_FEATURES..(i + 1) * N_FEATURES]
-                .copy_from_slice(&service_row(s, window.window_ms));
+            let callee = callees.get(s.service.as_str()).copied().unwrap_or(0.0);
+            out[i * N_FEATURES..(i + 1) * N_FEATURES].copy_from_slice(&service_row(
+                s,
+                window.window_ms,
+                callee,
+            ));
         }
     }
     out
@@ -123,8 +144,10 @@ impl UsageFill {
     pub fn matrix(&mut self, window: &WindowSnapshot, services: &[String]) -> Vec<f32> {
         let n = self.columns.len();
         let mut out = vec![0.0f32; services.len() * n];
+        let callees = slowest_callee_p99(window);
         for s in &window.services {
-            let mut row = service_row(s, window.window_ms);
+            let callee = callees.get(s.service.as_str()).copied().unwrap_or(0.0);
+            let mut row = service_row(s, window.window_ms, callee);
             let reported = s.usage.iter().flatten().any(|v| *v != 0.0);
             if reported {
                 self.last
@@ -146,6 +169,8 @@ impl UsageFill {
 
 #[cfg(test)]
 mod tests {
+    use augur_operators::EdgeFeatures;
+
     use super::*;
 
     /// `db` at window end 1000: 10 requests, queue 2, one replica, no usage.
@@ -206,6 +231,37 @@ mod tests {
         assert!((second[0] - 4.0f32.ln()).abs() < 1e-6);
         // Without the carry, the usage columns are zeros.
         assert_eq!(window_matrix(&window(&s, 500), &services)[6..8], [0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_caller_sees_its_slowest_callee_and_a_leaf_none() {
+        let edge = |caller: &str, callee: &str, p99: f64| EdgeFeatures {
+            window_end: 1000,
+            caller: caller.into(),
+            callee: callee.into(),
+            calls: 5,
+            errors: 0,
+            client_ms: [1.0, 1.0, 1.0, 1.0, p99],
+            server_ms: [1.0; 5],
+            gap_ms: [0.0; 5],
+        };
+        let fe = ServiceFeatures {
+            service: "fe".into(),
+            ..db(0, [1.0; 5], 0.0)
+        };
+        let mut w = one_window(db(0, [1.0; 5], 0.0));
+        w.services.push(fe);
+        w.edges = vec![
+            edge("fe", "db", 30.0),
+            edge("fe", "cache", 80.0),
+            // A self-call is not a callee.
+            edge("db", "db", 500.0),
+        ];
+        let services = ["fe".to_string(), "db".to_string()];
+        let m = UsageFill::default().matrix(&w, &services);
+        assert!((m[9] - 81.0f32.ln()).abs() < 1e-5);
+        assert_eq!(m[N_FEATURES + 9], 0.0);
+        assert_eq!(window_matrix(&w, &services), m);
     }
 
     #[test]

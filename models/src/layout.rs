@@ -35,6 +35,13 @@ pub struct SeerHyper {
     /// checkpoints have the per-service head.
     #[serde(default)]
     pub shared_culprit: bool,
+    /// With `shared_culprit`: score each service from its own inputs at the last window
+    /// (values and their change) rather than from the first convolution's channels, which
+    /// mix in the services next to it in back-end-first order — neighbours in that order
+    /// need not call each other. Checkpoints written before this field existed score from
+    /// the convolution.
+    #[serde(default)]
+    pub culprit_inputs: bool,
 }
 
 impl Default for SeerHyper {
@@ -49,6 +56,7 @@ impl Default for SeerHyper {
             history: 5,
             delta: true,
             shared_culprit: true,
+            culprit_inputs: true,
         }
     }
 }

@@ -98,7 +98,7 @@ pub static INFERENCES: AtomicU64 = AtomicU64::new(0);
 struct Prediction {
     window_end: u64,
     violation: f64,
-    /// (service, P(initiates | violation)), model order.
+    /// (service, P(initiates | violation)), model order, for the services in the window.
     culprits: Vec<(String, f64)>,
     threshold: f64,
     version: u64,
@@ -110,6 +110,9 @@ enum Request {
         /// H raw matrices in the order of `services`.
         history: Vec<Vec<f32>>,
         services: Vec<String>,
+        /// Services that reported in the window: only they can be named culprits (a model
+        /// trained on several topologies knows services this one doesn't have).
+        present: Vec<String>,
         reply: Sender<Prediction>,
     },
     /// A model to serve from now on (hot swap or finished fine-tuning).
@@ -317,6 +320,7 @@ fn inference_loop(mut model: SeerModel, rx: Receiver<Request>, config: SeerConfi
                 window_end,
                 history,
                 services,
+                present,
                 reply,
             } = request
             {
@@ -332,7 +336,7 @@ fn inference_loop(mut model: SeerModel, rx: Receiver<Request>, config: SeerConfi
                     model.standardize(&mut x);
                     values.extend_from_slice(&x);
                 }
-                replies.push((window_end, reply));
+                replies.push((window_end, present, reply));
             }
         }
         let out = model.predict(&values, replies.len());
@@ -344,11 +348,18 @@ fn inference_loop(mut model: SeerModel, rx: Receiver<Request>, config: SeerConfi
         } else {
             model.layout.threshold
         };
-        for ((window_end, reply), (violation, culprit)) in replies.into_iter().zip(out) {
+        for ((window_end, present, reply), (violation, culprit)) in replies.into_iter().zip(out) {
             let _ = reply.send(Prediction {
                 window_end,
                 violation,
-                culprits: model.layout.services.iter().cloned().zip(culprit).collect(),
+                culprits: model
+                    .layout
+                    .services
+                    .iter()
+                    .cloned()
+                    .zip(culprit)
+                    .filter(|(s, _)| present.contains(s))
+                    .collect(),
                 threshold,
                 version: model.layout.version,
             });
@@ -492,6 +503,7 @@ impl Seer {
             window_end: window.window_end,
             history: self.windows.iter().cloned().collect(),
             services: self.services.clone(),
+            present: window.services.iter().map(|s| s.service.clone()).collect(),
             reply,
         })
         .ok()?;

@@ -54,8 +54,13 @@ impl SeerNet {
         let head = nn::linear(path / "head", hyper.hidden, 1 + s, Default::default());
         let culprit = hyper.shared_culprit.then(|| {
             let one = nn::ConvConfig::default();
+            let from = if hyper.culprit_inputs {
+                inputs
+            } else {
+                hyper.conv1
+            };
             (
-                nn::conv1d(path / "culprit1", hyper.conv1, hyper.conv1, 1, one),
+                nn::conv1d(path / "culprit1", from, hyper.conv1, 1, one),
                 nn::conv1d(path / "culprit2", hyper.conv1, 1, 1, one),
             )
         });
@@ -85,8 +90,8 @@ impl SeerNet {
         } else {
             (x.shallow_clone(), self.features)
         };
-        let y = x.reshape([b * h, self.services, channels]).transpose(1, 2);
-        let spatial = self.conv1.forward(&y).relu();
+        let y_in = x.reshape([b * h, self.services, channels]).transpose(1, 2);
+        let spatial = self.conv1.forward(&y_in).relu();
         let y = self.conv2.forward(&spatial).relu();
         let y = y.reshape([b, h, self.hyper.conv2 * self.services]);
         let (out, _) = self.lstm.seq(&y);
@@ -95,10 +100,16 @@ impl SeerNet {
         let Some((c1, c2)) = &self.culprit else {
             return logits;
         };
-        // The last window's first-convolution channels per service: [b, conv1, services].
-        let now = spatial
-            .reshape([b, h, self.hyper.conv1, self.services])
-            .select(1, h - 1);
+        // The last window's channels per service, [b, channels, services]: its own inputs,
+        // or the first convolution's output.
+        let now = if self.hyper.culprit_inputs {
+            y_in.reshape([b, h, channels, self.services])
+                .select(1, h - 1)
+        } else {
+            spatial
+                .reshape([b, h, self.hyper.conv1, self.services])
+                .select(1, h - 1)
+        };
         let scores = c2
             .forward(&c1.forward(&now).relu().dropout(self.hyper.dropout, train))
             .reshape([b, self.services]);
@@ -106,24 +117,31 @@ impl SeerNet {
     }
 
     /// `(P(violation within horizon) [batch], P(service initiates | violation) [batch, services])`.
-    pub fn predict(&self, x: &Tensor) -> (Tensor, Tensor) {
+    /// Services whose `present` entry (`[batch, services]`, bool) is false — absent from
+    /// the window — get probability 0.
+    pub fn predict(&self, x: &Tensor, present: Option<&Tensor>) -> (Tensor, Tensor) {
         let logits = tch::no_grad(|| self.forward_t(x, false));
         let violation = logits.select(1, 0).sigmoid();
-        let culprit = logits.narrow(1, 1, self.services).softmax(-1, Kind::Float);
+        let culprit =
+            mask_absent(logits.narrow(1, 1, self.services), present).softmax(-1, Kind::Float);
         (violation, culprit)
     }
 
     /// Training loss: class-balanced BCE on the violation logit (each row weighted by
     /// `row_weight`) plus cross-entropy on the culprit for the rows that have one
-    /// (`culprit >= 0`).
+    /// (`culprit >= 0`), over the services `present` in the row's last window.
     pub fn loss(
         &self,
         x: &Tensor,
-        violation: &Tensor,
-        culprit: &Tensor,
+        targets: &LossTargets,
         pos_weight: f64,
         row_weight: Option<&Tensor>,
     ) -> Tensor {
+        let LossTargets {
+            violation,
+            culprit,
+            present,
+        } = targets;
         let logits = self.forward_t(x, true);
         let pw = Tensor::from_slice(&[pos_weight as f32]).to_device(x.device());
         let bce = logits
@@ -140,8 +158,54 @@ impl SeerNet {
             return bce;
         }
         let rows = has.nonzero().squeeze_dim(1);
-        let culprit_logits = logits.narrow(1, 1, self.services).index_select(0, &rows);
+        let culprit_logits =
+            mask_absent(logits.narrow(1, 1, self.services), Some(present)).index_select(0, &rows);
         let targets = culprit.index_select(0, &rows);
         bce + culprit_logits.cross_entropy_for_logits(&targets)
+    }
+}
+
+/// What [`SeerNet::loss`] is trained towards, per row of the batch.
+pub struct LossTargets {
+    /// `[batch]` float: a violation starts within the horizon.
+    pub violation: Tensor,
+    /// `[batch]` int64: the culprit's service index, or −1 when none is known.
+    pub culprit: Tensor,
+    /// `[batch, services]` bool: the service is in the last window.
+    pub present: Tensor,
+}
+
+/// Culprit logits with absent services' pushed so low that softmax gives them nothing:
+/// a model over several topologies' services must not name one the window doesn't have.
+fn mask_absent(scores: Tensor, present: Option<&Tensor>) -> Tensor {
+    match present {
+        Some(p) => scores.masked_fill(&p.logical_not(), -1e9),
+        None => scores,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, nn};
+
+    use super::*;
+
+    #[test]
+    fn a_service_absent_from_the_window_is_never_named() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = SeerNet::new(&vs.root(), &SeerHyper::default(), 4, 3);
+        let x = Tensor::randn([2, 5, 4, 3], (Kind::Float, Device::Cpu));
+        let present = Tensor::from_slice(&[true, false, true, false, false, true, true, true])
+            .reshape([2, 4]);
+        let (_, culprit) = net.predict(&x, Some(&present));
+        let p: Vec<f32> = Vec::try_from(culprit.reshape([-1])).unwrap();
+        for (i, absent) in [1, 3, 4].into_iter().enumerate() {
+            assert!(p[absent] < 1e-6, "absent service {i} got {}", p[absent]);
+        }
+        assert!((p[..4].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        let (_, unmasked) = net.predict(&x, None);
+        let q: Vec<f32> = Vec::try_from(unmasked.reshape([-1])).unwrap();
+        assert!(q[1] > 1e-6);
     }
 }

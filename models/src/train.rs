@@ -12,6 +12,7 @@ use tch::{Device, Kind, Tensor, nn};
 use crate::checkpoint::SeerModel;
 use crate::dataset::{Dataset, Row};
 use crate::layout::{Layout, SeerHyper};
+use crate::seer_net::LossTargets;
 
 /// Training settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,6 +70,9 @@ struct Samples {
     /// The window itself violates (vs. a violation still ahead within the horizon).
     violated: Vec<bool>,
     culprit: Vec<i64>,
+    /// `[rows, services]` bool: the service reported in the window (its raw row isn't
+    /// all zeros).
+    present: Tensor,
     train: Vec<i64>,
     val: Vec<i64>,
 }
@@ -100,11 +104,14 @@ fn samples(datasets: &[Dataset], model: &SeerModel, val_fraction: f64) -> Sample
     let mut all = Vec::new();
     let (mut violation, mut culprit, mut train, mut val) = (vec![], vec![], vec![], vec![]);
     let mut violated = Vec::new();
+    let mut present = Vec::new();
+    let f = model.layout.features.len().max(1);
     for ds in datasets {
         let rows = ds.project(&model.layout.services);
         let base = violation.len();
         let split = ((rows.len() as f64) * (1.0 - val_fraction)).round() as usize;
         for (i, r) in rows.iter().enumerate() {
+            present.extend(r.x.chunks(f).map(|row| row.iter().any(|v| *v != 0.0)));
             let mut x = r.x.clone();
             model.standardize(&mut x);
             all.extend_from_slice(&x);
@@ -134,6 +141,9 @@ fn samples(datasets: &[Dataset], model: &SeerModel, val_fraction: f64) -> Sample
         violation,
         violated,
         culprit,
+        present: Tensor::from_slice(&present)
+            .reshape([-1, s])
+            .to_device(model.device()),
         train,
         val,
     }
@@ -156,7 +166,10 @@ fn evaluate(model: &SeerModel, data: &Samples, ends: &[i64]) -> Vec<(f64, usize)
     let mut out = Vec::with_capacity(ends.len());
     for chunk in ends.chunks(256) {
         let x = gather(&data.x, chunk, h);
-        let (v, c) = model.net.predict(&x);
+        let idx = Tensor::from_slice(chunk).to_device(data.present.device());
+        let (v, c) = model
+            .net
+            .predict(&x, Some(&data.present.index_select(0, &idx)));
         let v: Vec<f64> =
             Vec::try_from(&v.to_kind(Kind::Double).to_device(Device::Cpu)).unwrap_or_default();
         let top: Vec<i64> =
@@ -310,10 +323,14 @@ pub fn fit(
             let ends: Vec<i64> = chunk.iter().map(|i| data.train[*i as usize]).collect();
             let idx = Tensor::from_slice(&ends).to_device(device);
             let x = gather(&data.x, &ends, h);
+            let targets = LossTargets {
+                violation: violation.index_select(0, &idx),
+                culprit: culprit.index_select(0, &idx),
+                present: data.present.index_select(0, &idx),
+            };
             let loss = model.net.loss(
                 &x,
-                &violation.index_select(0, &idx),
-                &culprit.index_select(0, &idx),
+                &targets,
                 pos_weight,
                 Some(&row_weight.index_select(0, &idx)),
             );

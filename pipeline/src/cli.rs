@@ -341,6 +341,14 @@ pub struct TrainArgs {
     /// windows whose violation hasn't started yet) instead of its recall.
     #[arg(long)]
     pub select_ahead: bool,
+    /// Seer: the features to train on, comma-separated (default: every feature of the
+    /// data, e.g. `outstanding,latency_p99_ms,callee_p99_max_ms`).
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<String>,
+    /// Seer: score culprits from each service's own inputs (`inputs`, the default) or
+    /// from the first convolution across neighbouring services (`conv`, as v2).
+    #[arg(long, default_value = "inputs", value_parser = ["inputs", "conv"])]
+    pub culprit_from: String,
     /// libtorch intra-op threads.
     #[arg(long)]
     pub threads: Option<usize>,

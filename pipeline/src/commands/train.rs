@@ -34,7 +34,19 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let datasets: Vec<Dataset> = args
         .data
         .iter()
-        .map(|p| Dataset::read(p).with_context(|| format!("reading {}", p.display())))
+        .map(|p| {
+            let ds = Dataset::read(p).with_context(|| format!("reading {}", p.display()))?;
+            if args.features.is_empty() {
+                return Ok(ds);
+            }
+            ds.select_features(&args.features).map_err(|missing| {
+                anyhow::anyhow!(
+                    "--features: {} has no feature `{missing}` (it has {})",
+                    p.display(),
+                    ds.features.join(", ")
+                )
+            })
+        })
         .collect::<anyhow::Result<_>>()?;
     let Some(first) = datasets.first() else {
         bail!("no --data given");
@@ -67,6 +79,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         settings.ahead_weight = w;
     }
     settings.select_ahead = args.select_ahead;
+    settings.hyper.culprit_inputs = args.culprit_from == "inputs";
     let layout = Layout {
         model: "seer".into(),
         version,
@@ -79,7 +92,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         window_ms: first.window_ms,
         horizon_ms: first.horizon_ms,
         provenance: format!(
-            "augur train --model seer --epochs {} --seed {} --history {} --ahead-weight {}{} {}",
+            "augur train --model seer --epochs {} --seed {} --history {} --ahead-weight {}{} --culprit-from {}{} {}",
             args.epochs,
             args.seed,
             settings.hyper.history,
@@ -88,6 +101,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 " --select-ahead"
             } else {
                 ""
+            },
+            args.culprit_from,
+            if args.features.is_empty() {
+                String::new()
+            } else {
+                format!(" --features {}", args.features.join(","))
             },
             args.data
                 .iter()
