@@ -22,6 +22,15 @@ impl Rng {
     }
 }
 
+/// libtorch's random generator is global: tests that seed it and train run one at a time,
+/// so each sees the same random numbers on every run.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TORCH
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 const SERVICES: usize = 6;
 const Q: f32 = 2.0;
 
@@ -113,6 +122,7 @@ fn held_out(model: &SeerModel, ds: &Dataset) -> (Vec<f32>, Vec<Option<usize>>) {
 
 #[test]
 fn seer_learns_the_queue_threshold_rule() {
+    let _torch = one_at_a_time();
     tch::set_num_threads(1);
     let data = synthetic(7, 1500);
     let model = train(
@@ -156,6 +166,7 @@ fn seer_learns_the_queue_threshold_rule() {
 
 #[test]
 fn checkpoint_save_load_gives_identical_outputs() {
+    let _torch = one_at_a_time();
     tch::set_num_threads(1);
     let data = synthetic(3, 200);
     let mut settings = small();
@@ -215,6 +226,7 @@ fn snapshot(t: u64, services: &[&str], order: &[&str], violated: bool) -> Window
 
 #[test]
 fn topology_change_keeps_serving_and_rebuilds_for_the_new_services() {
+    let _torch = one_at_a_time();
     tch::set_num_threads(1);
     let data = synthetic(5, 300);
     let mut settings = small();
