@@ -13,11 +13,12 @@ use std::collections::HashMap;
 use augur_operators::{Resource, ServiceFeatures, WindowSnapshot};
 
 /// Feature names, in column order: queue depth, latency percentiles, load, errors, usage,
-/// the in-flight requests at the window's end (the instantaneous queue depth), and the
-/// slowest callee's p99 as this service's client spans saw it — beside the service's own
-/// p99 it tells latency the service adds from latency it waits on, which is what names
-/// the service a violation starts at.
-pub const FEATURES: [&str; 10] = [
+/// the in-flight requests at the window's end (the instantaneous queue depth), the slowest
+/// callee's p99 as this service's client spans saw it, and this service's p99 as its
+/// slowest caller saw it. Beside the service's own (server-side) p99 they tell latency the
+/// service adds from latency it waits on, and the network on the way to it from the
+/// service itself — what names the service a violation starts at (Sage's Yc vs Ys).
+pub const FEATURES: [&str; 11] = [
     "outstanding",
     "latency_p50_ms",
     "latency_p90_ms",
@@ -28,6 +29,7 @@ pub const FEATURES: [&str; 10] = [
     "queue_max",
     "in_flight",
     "callee_p99_max_ms",
+    "caller_seen_p99_max_ms",
 ];
 
 /// A feature name a checkpoint uses that this build doesn't compute.
@@ -51,20 +53,47 @@ pub fn columns(names: &[String]) -> Result<Vec<usize>, UnknownFeature> {
 /// Number of features per service.
 pub const N_FEATURES: usize = FEATURES.len();
 
-/// Per caller, the largest client-side p99 over its calls to other services in `window`.
-fn slowest_callee_p99(window: &WindowSnapshot) -> HashMap<&str, f64> {
-    let mut out: HashMap<&str, f64> = HashMap::new();
-    for e in window.edges.iter().filter(|e| e.caller != e.callee) {
-        let p99 = out.entry(e.caller.as_str()).or_insert(0.0);
-        *p99 = p99.max(e.client_ms[4]);
-    }
-    out
+/// Client-side p99s of the calls between services in a window, per service.
+#[derive(Default)]
+struct ClientP99<'w> {
+    /// Per caller, the largest over its calls to other services.
+    of_callees: HashMap<&'w str, f64>,
+    /// Per callee, the largest over the calls other services made to it.
+    seen_by_callers: HashMap<&'w str, f64>,
 }
 
-/// One service's features, `callee_p99` being its slowest callee's p99 (0 for a leaf).
-/// Magnitudes (queue, latency, rate) are `ln(1 + x)` so that heavy tails don't dominate;
-/// ratios stay as they are.
-pub fn service_row(s: &ServiceFeatures, window_ms: u64, callee_p99: f64) -> [f32; N_FEATURES] {
+impl<'w> ClientP99<'w> {
+    fn of(window: &'w WindowSnapshot) -> Self {
+        let mut out = ClientP99::default();
+        for e in window.edges.iter().filter(|e| e.caller != e.callee) {
+            let p99 = e.client_ms[4];
+            let max = |m: &mut HashMap<&'w str, f64>, s: &'w str| {
+                let v = m.entry(s).or_insert(0.0);
+                *v = v.max(p99);
+            };
+            max(&mut out.of_callees, &e.caller);
+            max(&mut out.seen_by_callers, &e.callee);
+        }
+        out
+    }
+
+    /// (slowest callee's p99, p99 as the slowest caller saw it) of `service`; 0 for none.
+    fn get(&self, service: &str) -> (f64, f64) {
+        (
+            self.of_callees.get(service).copied().unwrap_or(0.0),
+            self.seen_by_callers.get(service).copied().unwrap_or(0.0),
+        )
+    }
+}
+
+/// One service's features, `client_p99` being (its slowest callee's p99, its p99 as its
+/// slowest caller saw it), 0 where there is none. Magnitudes (queue, latency, rate) are
+/// `ln(1 + x)` so that heavy tails don't dominate; ratios stay as they are.
+pub fn service_row(
+    s: &ServiceFeatures,
+    window_ms: u64,
+    client_p99: (f64, f64),
+) -> [f32; N_FEATURES] {
     let secs = (window_ms.max(1) as f64) / 1000.0;
     let ln = |x: f64| x.max(0.0).ln_1p() as f32;
     let error_ratio = if s.requests == 0 {
@@ -82,21 +111,21 @@ pub fn service_row(s: &ServiceFeatures, window_ms: u64, callee_p99: f64) -> [f32
         s.usage[Resource::Cpu.index()][3] as f32,
         ln(s.usage[Resource::Queue.index()][3]),
         ln(s.in_flight),
-        ln(callee_p99),
+        ln(client_p99.0),
+        ln(client_p99.1),
     ]
 }
 
 /// The window's features in `services` order, flattened row-major; missing services are zeros.
 pub fn window_matrix(window: &WindowSnapshot, services: &[String]) -> Vec<f32> {
     let mut out = vec![0.0f32; services.len() * N_FEATURES];
-    let callees = slowest_callee_p99(window);
+    let client = ClientP99::of(window);
     for s in &window.services {
         if let Some(i) = services.iter().position(|name| *name == s.service) {
-            let callee = callees.get(s.service.as_str()).copied().unwrap_or(0.0);
             out[i * N_FEATURES..(i + 1) * N_FEATURES].copy_from_slice(&service_row(
                 s,
                 window.window_ms,
-                callee,
+                client.get(&s.service),
             ));
         }
     }
@@ -144,10 +173,9 @@ impl UsageFill {
     pub fn matrix(&mut self, window: &WindowSnapshot, services: &[String]) -> Vec<f32> {
         let n = self.columns.len();
         let mut out = vec![0.0f32; services.len() * n];
-        let callees = slowest_callee_p99(window);
+        let client = ClientP99::of(window);
         for s in &window.services {
-            let callee = callees.get(s.service.as_str()).copied().unwrap_or(0.0);
-            let mut row = service_row(s, window.window_ms, callee);
+            let mut row = service_row(s, window.window_ms, client.get(&s.service));
             let reported = s.usage.iter().flatten().any(|v| *v != 0.0);
             if reported {
                 self.last
@@ -234,7 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn a_caller_sees_its_slowest_callee_and_a_leaf_none() {
+    fn a_caller_sees_its_slowest_callee_and_a_callee_its_slowest_caller() {
         let edge = |caller: &str, callee: &str, p99: f64| EdgeFeatures {
             window_end: 1000,
             caller: caller.into(),
@@ -259,8 +287,12 @@ mod tests {
         ];
         let services = ["fe".to_string(), "db".to_string()];
         let m = UsageFill::default().matrix(&w, &services);
+        // fe waits on cache (80 ms) at worst; db, a leaf, waits on nothing.
         assert!((m[9] - 81.0f32.ln()).abs() < 1e-5);
         assert_eq!(m[N_FEATURES + 9], 0.0);
+        // fe has no caller; its callers saw db answer at 30 ms.
+        assert_eq!(m[10], 0.0);
+        assert!((m[N_FEATURES + 10] - 31.0f32.ln()).abs() < 1e-5);
         assert_eq!(window_matrix(&w, &services), m);
     }
 
