@@ -90,6 +90,10 @@ pub struct JobArgs {
 pub struct DemoArgs {
     #[command(flatten)]
     pub job: JobArgs,
+    /// Detector to run (default: `seer`, the shipped Seer checkpoint, or with `--config`
+    /// the file's `[detector] name`).
+    #[arg(long)]
+    pub detector: Option<String>,
     /// Built-in topology name or TOML file (default: the config's `simulator.topology`).
     #[arg(long)]
     pub topology: Option<String>,

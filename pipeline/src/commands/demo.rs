@@ -28,6 +28,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if let Some(speed) = args.speed {
         config.simulator.speed = speed;
     }
+    // The demo shows the learned predictor; run/replay/eval keep the config's default.
+    match (&args.detector, &args.job.config) {
+        (Some(name), _) => config.detector.name = name.clone(),
+        (None, None) => config.detector.name = "seer".to_string(),
+        (None, Some(_)) => {}
+    }
+    if let Err((field, reason)) = config.check() {
+        anyhow::bail!("{field}: {reason}");
+    }
     let topology = Topology::load(&config.simulator.topology)?;
     let slos = if config.slo.is_empty() {
         slos_of(&topology)
