@@ -250,6 +250,8 @@ fn topology_change_keeps_serving_and_rebuilds_for_the_new_services() {
         check_every_windows: 5,
         recent_windows: 40,
         fine_tune_epochs: 1,
+        // The change comes with 20 recent windows: fine-tune again 25 windows later.
+        refit_after_windows: 25,
         ..SeerConfig::default()
     };
     let mut seer = Seer::new(config, 1000).unwrap();
@@ -268,13 +270,15 @@ fn topology_change_keeps_serving_and_rebuilds_for_the_new_services() {
     );
     // A new back end appears (and svc4 disappears).
     let new: Vec<&str> = vec!["cache", "svc0", "svc1", "svc2", "svc3", "svc5"];
-    for t in 21..=40 {
+    for t in 21..=50 {
         let dets = seer.observe(&snapshot(t, &new, &new, t % 7 == 0));
         assert_eq!(dets.len(), 1, "window {t}: the detector stopped serving");
+        // The second fine-tune is asked for once 25 windows of the new topology are in.
+        assert_eq!(seer.refits(), u64::from(t >= 46), "window {t}");
     }
     // Every service of the rebuilt model can be ranked, including the new one.
     let ranked: Vec<String> = seer
-        .observe(&snapshot(41, &new, &new, true))
+        .observe(&snapshot(51, &new, &new, true))
         .into_iter()
         .flat_map(|d| d.culprits)
         .map(|c| c.service)
@@ -286,7 +290,7 @@ fn topology_change_keeps_serving_and_rebuilds_for_the_new_services() {
     newer.layout.version = 2;
     newer.save(dir.path()).unwrap();
     let mut version = String::new();
-    for t in 42..=80 {
+    for t in 52..=90 {
         seer.observe(&snapshot(t, &new, &new, false));
         version = seer.version().to_string();
         if version == "2" {

@@ -19,7 +19,9 @@
 //! the recent windows (their QoS verdicts give the labels; culprits are unknown at run time)
 //! — or, when more than `retrain_fraction` of the services changed, trains a new model from
 //! scratch — and swaps it in when done. Services that disappear are fed as zeros, exactly
-//! as services missing from a window were in training.
+//! as services missing from a window were in training. A change seen with few recent
+//! windows (a job that starts on a topology the checkpoint never saw has none) gets a
+//! second fine-tune once `refit_after_windows` windows of the new topology are in.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -61,6 +63,10 @@ pub struct SeerConfig {
     /// Share of services added or removed above which the model is retrained from scratch
     /// instead of fine-tuned. Default 0.5.
     pub retrain_fraction: f64,
+    /// After a topology change, fine-tune again once this many windows of the new
+    /// topology have been seen, when fewer than that were at hand at the change
+    /// (0: never). Default 300.
+    pub refit_after_windows: usize,
 }
 
 impl Default for SeerConfig {
@@ -73,6 +79,7 @@ impl Default for SeerConfig {
             recent_windows: 300,
             fine_tune_epochs: 5,
             retrain_fraction: 0.5,
+            refit_after_windows: 300,
         }
     }
 }
@@ -122,6 +129,8 @@ enum Request {
         services: Vec<String>,
         recent: Vec<WindowSnapshot>,
     },
+    /// Fine-tune the served model again on these windows of the current topology.
+    Refit { recent: Vec<WindowSnapshot> },
 }
 
 pub struct Seer {
@@ -142,6 +151,10 @@ pub struct Seer {
     features: Vec<String>,
     recent: VecDeque<WindowSnapshot>,
     seen: u64,
+    /// `seen` at which to ask for a second fine-tune after a topology change.
+    refit_at: Option<u64>,
+    /// Second fine-tunes asked for so far.
+    refits: u64,
     loaded_version: u64,
     thread: Option<(Sender<Request>, JoinHandle<()>)>,
 }
@@ -180,9 +193,16 @@ impl Seer {
             fill,
             recent: VecDeque::new(),
             seen: 0,
+            refit_at: None,
+            refits: 0,
             loaded_version: version,
             thread: None,
         })
+    }
+
+    /// Second fine-tunes after a topology change asked for so far (`refit_after_windows`).
+    pub fn refits(&self) -> u64 {
+        self.refits
     }
 
     fn sender(&mut self) -> Option<Sender<Request>> {
@@ -305,6 +325,24 @@ fn inference_loop(mut model: SeerModel, rx: Receiver<Request>, config: SeerConfi
                             let new = retrain(copy, &recent, &config, fraction);
                             let _ = back.send(new);
                         });
+                }
+                Request::Refit { recent } => {
+                    tracing::info!(
+                        "seer: fine-tuning again on {} windows of the new topology",
+                        recent.len()
+                    );
+                    let copy = remap(&model, &model.layout.services.clone());
+                    let back = back.clone();
+                    let config = config.clone();
+                    let _ =
+                        std::thread::Builder::new()
+                            .name("seer-refit".into())
+                            .spawn(move || {
+                                // Fine-tune, never from scratch: run-time windows have no
+                                // culprits, and the shared culprit head is what knows them.
+                                let new = retrain(copy, &recent, &config, 0.0);
+                                let _ = back.send(new);
+                            });
                 }
                 Request::Predict { .. } => predicts.push(request),
             }
@@ -484,6 +522,15 @@ impl Seer {
                 recent: self.recent.iter().cloned().collect(),
             });
             self.services = services;
+            let wanted = self.config.refit_after_windows;
+            self.refit_at =
+                (wanted > 0 && self.recent.len() < wanted).then_some(self.seen + wanted as u64);
+        } else if self.refit_at.is_some_and(|at| self.seen >= at) {
+            self.refit_at = None;
+            self.refits += 1;
+            let _ = tx.send(Request::Refit {
+                recent: self.recent.iter().cloned().collect(),
+            });
         }
         if self.windows.len() == self.history {
             self.windows.pop_front();
