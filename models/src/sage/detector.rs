@@ -129,7 +129,7 @@ impl Sage {
             chosen_for: model.layout.services(),
             model: Some(model),
             pinned: true,
-            episode: Episode::new(1),
+            episode: Episode::new(SageConfig::default().episode_windows),
             retrainer: Retrainer::new(OnlineConfig::default()),
         }
     }
