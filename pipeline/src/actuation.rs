@@ -35,7 +35,7 @@ pub mod what_if;
 use std::collections::BTreeMap;
 
 use augur_operators::decide::rfc3339;
-use augur_operators::{Alert, AlertKind, EventTime, Resource};
+use augur_operators::{Alert, AlertKind, EventTime, Resource, WindowSnapshot};
 use serde::{Deserialize, Serialize};
 
 /// `[actuation]` in the config.
@@ -82,6 +82,11 @@ pub struct ActuationConfig {
     /// (or loaded from a checkpoint) the policy keeps its default order. In a cluster it
     /// answers only in the process whose model worker runs `fluxion`. Default false.
     pub what_if: bool,
+    /// In a window that violates QoS while no confident diagnosis is open and none gave a
+    /// command (a crowd makes every service busy and none abnormal), apply the CPU
+    /// autoscaler's rule (`[actuation.autoscaler]`) instead. Applies where the job sees
+    /// windows beside alerts: `augur demo` and `augur eval --closed-loop`. Default false.
+    pub fallback_autoscaler: bool,
 }
 
 impl Default for ActuationConfig {
@@ -101,6 +106,7 @@ impl Default for ActuationConfig {
             max_replicas_added: 4,
             autoscaler: autoscaler::AutoscalerConfig::default(),
             what_if: false,
+            fallback_autoscaler: false,
         }
     }
 }
@@ -211,15 +217,21 @@ pub struct ActuationPolicy {
     /// Firing, confident diagnoses by alert id.
     open: BTreeMap<String, Alert>,
     what_if: Option<Box<dyn WhatIfModel>>,
+    /// With `fallback_autoscaler`: the CPU rule for violating windows without a command.
+    fallback: Option<autoscaler::Autoscaler>,
 }
 
 impl ActuationPolicy {
     pub fn new(config: ActuationConfig) -> Self {
+        let fallback = config
+            .fallback_autoscaler
+            .then(|| autoscaler::Autoscaler::new(config.clone()));
         ActuationPolicy {
             config,
             services: BTreeMap::new(),
             open: BTreeMap::new(),
             what_if: None,
+            fallback,
         }
     }
 
@@ -263,6 +275,19 @@ impl ActuationPolicy {
         open.iter()
             .filter_map(|alert| self.act(alert, window_end))
             .collect()
+    }
+
+    /// With `fallback_autoscaler`: the CPU autoscaler's scale-outs for `window` when it
+    /// violates QoS, no confident diagnosis is open (one being acted on keeps its own
+    /// cooldowns) and the diagnoses gave no command for it (`decided` is what they gave).
+    pub fn fallback(&mut self, window: &WindowSnapshot, decided: &[CloudEvent]) -> Vec<CloudEvent> {
+        let quiet = self.open.is_empty() && decided.is_empty();
+        match &mut self.fallback {
+            Some(autoscaler) if self.config.enabled && window.violated() && quiet => {
+                autoscaler.on_window(window)
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Allotment factor of `resource` for `service` so far (1 = as at the start).
@@ -570,5 +595,78 @@ mod tests {
         let (field, _) = bad.check().expect_err("factor 1");
         assert_eq!(field, "actuation.scale_up_factor");
         assert!(ActuationConfig::default().check().is_ok());
+    }
+
+    /// `api` at `cpu` utilization on 2 replicas, QoS violated or not.
+    fn busy_window(end: EventTime, cpu: f64, violated: bool) -> WindowSnapshot {
+        let mut usage = [[0.0; 4]; 5];
+        usage[Resource::Cpu.index()] = [cpu; 4];
+        WindowSnapshot {
+            window_end: end,
+            services: vec![augur_operators::ServiceFeatures {
+                window_end: end,
+                service: "api".to_string(),
+                requests: 100,
+                errors: 0,
+                latency_ms: [1.0; 5],
+                outstanding: 1.0,
+                replicas: 2,
+                usage,
+                in_flight: 0.0,
+            }],
+            qos: vec![augur_operators::QosVerdict {
+                window_end: end,
+                entry: "api".to_string(),
+                requests: 100,
+                errors: 0,
+                latency_ms: [1.0; 5],
+                quantile: 0.99,
+                slo_ms: 1.0,
+                measured_ms: if violated { 2.0 } else { 0.5 },
+                violated,
+            }],
+            ..WindowSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn the_autoscaler_fallback_acts_only_on_violations_no_diagnosis_answered() {
+        let config = ActuationConfig {
+            fallback_autoscaler: true,
+            ..ActuationConfig::default()
+        };
+        let mut p = ActuationPolicy::new(config);
+        // Busy but within the SLO: the fallback waits for a violation.
+        assert!(p.fallback(&busy_window(1000, 1.4, false), &[]).is_empty());
+        // A diagnosis gave a command for this window: nothing more.
+        let decided = p
+            .decide(&alert_of(
+                AlertKind::RootCause,
+                2000,
+                "db",
+                Some(Resource::Cpu),
+                0.9,
+            ))
+            .into_iter()
+            .collect::<Vec<_>>();
+        assert_eq!(decided.len(), 1);
+        assert!(
+            p.fallback(&busy_window(2000, 1.4, true), &decided)
+                .is_empty()
+        );
+        // Nor while that diagnosis is open, in cooldown windows without a command.
+        assert!(p.fallback(&busy_window(3000, 1.4, true), &[]).is_empty());
+        // Violated, no diagnosis open: the CPU rule scales the busy service out.
+        let mut p = ActuationPolicy::new(ActuationConfig {
+            fallback_autoscaler: true,
+            ..ActuationConfig::default()
+        });
+        let out = p.fallback(&busy_window(3000, 1.4, true), &[]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind, SCALE_OUT);
+        assert_eq!(out[0].data.service, "api");
+        // Off by default.
+        let mut off = ActuationPolicy::new(ActuationConfig::default());
+        assert!(off.fallback(&busy_window(3000, 1.4, true), &[]).is_empty());
     }
 }

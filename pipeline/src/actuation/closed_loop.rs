@@ -95,6 +95,8 @@ impl ClosedLoop {
                 out.extend(alerts.iter().filter_map(|a| policy.decide(a)));
                 if let Some(w) = &window {
                     out.extend(policy.on_window(window_end, w.violated()));
+                    let fallback = policy.fallback(w, &out);
+                    out.extend(fallback);
                 }
             }
             Actuator::Autoscaler(autoscaler) => {
