@@ -218,14 +218,14 @@ pub struct ActuationPolicy {
     open: BTreeMap<String, Alert>,
     what_if: Option<Box<dyn WhatIfModel>>,
     /// With `fallback_autoscaler`: the CPU rule for violating windows without a command.
-    fallback: Option<autoscaler::Autoscaler>,
+    fallback: Option<Box<autoscaler::Autoscaler>>,
 }
 
 impl ActuationPolicy {
     pub fn new(config: ActuationConfig) -> Self {
         let fallback = config
             .fallback_autoscaler
-            .then(|| autoscaler::Autoscaler::new(config.clone()));
+            .then(|| Box::new(autoscaler::Autoscaler::new(config.clone())));
         ActuationPolicy {
             config,
             services: BTreeMap::new(),
