@@ -316,33 +316,16 @@ fn inference_loop(mut model: SeerModel, rx: Receiver<Request>, config: SeerConfi
                         }
                     );
                     model = remap(&model, &services);
-                    let copy = remap(&model, &services);
-                    let back = back.clone();
-                    let config = config.clone();
-                    let _ = std::thread::Builder::new()
-                        .name("seer-fine-tune".into())
-                        .spawn(move || {
-                            let new = retrain(copy, &recent, &config, fraction);
-                            let _ = back.send(new);
-                        });
+                    retrain_in_background(&model, recent, &config, fraction, &back);
                 }
                 Request::Refit { recent } => {
                     tracing::info!(
                         "seer: fine-tuning again on {} windows of the new topology",
                         recent.len()
                     );
-                    let copy = remap(&model, &model.layout.services.clone());
-                    let back = back.clone();
-                    let config = config.clone();
-                    let _ =
-                        std::thread::Builder::new()
-                            .name("seer-refit".into())
-                            .spawn(move || {
-                                // Fine-tune, never from scratch: run-time windows have no
-                                // culprits, and the shared culprit head is what knows them.
-                                let new = retrain(copy, &recent, &config, 0.0);
-                                let _ = back.send(new);
-                            });
+                    // Fine-tune, never from scratch: run-time windows have no culprits, and
+                    // the shared culprit head is what knows them.
+                    retrain_in_background(&model, recent, &config, 0.0, &back);
                 }
                 Request::Predict { .. } => predicts.push(request),
             }
@@ -403,6 +386,25 @@ fn inference_loop(mut model: SeerModel, rx: Receiver<Request>, config: SeerConfi
             });
         }
     }
+}
+
+/// Retrains a copy of `model` on `recent` ([`retrain`]) on a thread of its own and sends
+/// the result `back`, for the inference thread to swap in; the model keeps serving meanwhile.
+fn retrain_in_background(
+    model: &SeerModel,
+    recent: Vec<WindowSnapshot>,
+    config: &SeerConfig,
+    fraction: f64,
+    back: &Sender<SeerModel>,
+) {
+    let copy = remap(model, &model.layout.services);
+    let (back, config) = (back.clone(), config.clone());
+    let _ = std::thread::Builder::new()
+        .name("seer-fine-tune".into())
+        .spawn(move || {
+            let new = retrain(copy, &recent, &config, fraction);
+            let _ = back.send(new);
+        });
 }
 
 /// Fine-tunes (or, for a large change, retrains) a model for a new service set on recent
