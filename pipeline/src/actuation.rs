@@ -599,21 +599,7 @@ mod tests {
 
     /// `api` at `cpu` utilization on 2 replicas, QoS violated or not.
     fn busy_window(end: EventTime, cpu: f64, violated: bool) -> WindowSnapshot {
-        let mut usage = [[0.0; 4]; 5];
-        usage[Resource::Cpu.index()] = [cpu; 4];
         WindowSnapshot {
-            window_end: end,
-            services: vec![augur_operators::ServiceFeatures {
-                window_end: end,
-                service: "api".to_string(),
-                requests: 100,
-                errors: 0,
-                latency_ms: [1.0; 5],
-                outstanding: 1.0,
-                replicas: 2,
-                usage,
-                in_flight: 0.0,
-            }],
             qos: vec![augur_operators::QosVerdict {
                 window_end: end,
                 entry: "api".to_string(),
@@ -625,7 +611,7 @@ mod tests {
                 measured_ms: if violated { 2.0 } else { 0.5 },
                 violated,
             }],
-            ..WindowSnapshot::default()
+            ..autoscaler::tests::window(end, cpu, 2)
         }
     }
 

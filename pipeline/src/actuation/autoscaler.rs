@@ -131,12 +131,13 @@ impl Autoscaler {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use augur_operators::ServiceFeatures;
 
     use super::*;
 
-    fn window(end: EventTime, cpu: f64, replicas: u32) -> WindowSnapshot {
+    /// One service, `api`, at `cpu` utilization on `replicas` replicas (no QoS verdict).
+    pub(crate) fn window(end: EventTime, cpu: f64, replicas: u32) -> WindowSnapshot {
         let mut usage = [[0.0; 4]; 5];
         usage[Resource::Cpu.index()] = [cpu, cpu, cpu, cpu];
         WindowSnapshot {
