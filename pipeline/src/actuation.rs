@@ -87,11 +87,6 @@ pub struct ActuationConfig {
     /// autoscaler's rule (`[actuation.autoscaler]`) instead. Applies where the job sees
     /// windows beside alerts: `augur demo` and `augur eval --closed-loop`. Default false.
     pub fallback_autoscaler: bool,
-    /// The fallback waits until QoS has failed this many windows in a row, so that a
-    /// diagnosis pooled over an episode's first windows (`detector.sage.episode_windows`,
-    /// 2) can arrive and act first: a fault is the diagnosis's to fix, a crowd that lasts is
-    /// the fallback's. Default 3.
-    pub fallback_after_windows: u32,
 }
 
 impl Default for ActuationConfig {
@@ -112,7 +107,6 @@ impl Default for ActuationConfig {
             autoscaler: autoscaler::AutoscalerConfig::default(),
             what_if: false,
             fallback_autoscaler: false,
-            fallback_after_windows: 3,
         }
     }
 }
@@ -225,8 +219,6 @@ pub struct ActuationPolicy {
     what_if: Option<Box<dyn WhatIfModel>>,
     /// With `fallback_autoscaler`: the CPU rule for violating windows without a command.
     fallback: Option<Box<autoscaler::Autoscaler>>,
-    /// Violating windows in a row so far, as seen by [`ActuationPolicy::fallback`].
-    violating_run: u32,
 }
 
 impl ActuationPolicy {
@@ -240,7 +232,6 @@ impl ActuationPolicy {
             open: BTreeMap::new(),
             what_if: None,
             fallback,
-            violating_run: 0,
         }
     }
 
@@ -286,20 +277,13 @@ impl ActuationPolicy {
             .collect()
     }
 
-    /// With `fallback_autoscaler`: the CPU autoscaler's scale-outs for `window` when it is
-    /// at least the `fallback_after_windows`-th violating window in a row, no confident
-    /// diagnosis is open (one being acted on keeps its own cooldowns) and the diagnoses gave
-    /// no command for it (`decided` is what they gave). Call it once per window, in order.
+    /// With `fallback_autoscaler`: the CPU autoscaler's scale-outs for `window` when it
+    /// violates QoS, no confident diagnosis is open (one being acted on keeps its own
+    /// cooldowns) and the diagnoses gave no command for it (`decided` is what they gave).
     pub fn fallback(&mut self, window: &WindowSnapshot, decided: &[CloudEvent]) -> Vec<CloudEvent> {
-        self.violating_run = if window.violated() {
-            self.violating_run.saturating_add(1)
-        } else {
-            0
-        };
         let quiet = self.open.is_empty() && decided.is_empty();
-        let lasting = self.violating_run >= self.config.fallback_after_windows;
         match &mut self.fallback {
-            Some(autoscaler) if self.config.enabled && lasting && quiet => {
+            Some(autoscaler) if self.config.enabled && window.violated() && quiet => {
                 autoscaler.on_window(window)
             }
             _ => Vec::new(),
@@ -635,10 +619,9 @@ mod tests {
     fn the_autoscaler_fallback_acts_only_on_violations_no_diagnosis_answered() {
         let config = ActuationConfig {
             fallback_autoscaler: true,
-            fallback_after_windows: 1,
             ..ActuationConfig::default()
         };
-        let mut p = ActuationPolicy::new(config.clone());
+        let mut p = ActuationPolicy::new(config);
         // Busy but within the SLO: the fallback waits for a violation.
         assert!(p.fallback(&busy_window(1000, 1.4, false), &[]).is_empty());
         // A diagnosis gave a command for this window: nothing more.
@@ -660,26 +643,14 @@ mod tests {
         // Nor while that diagnosis is open, in cooldown windows without a command.
         assert!(p.fallback(&busy_window(3000, 1.4, true), &[]).is_empty());
         // Violated, no diagnosis open: the CPU rule scales the busy service out.
-        let mut p = ActuationPolicy::new(config);
-        let out = p.fallback(&busy_window(3000, 1.4, true), &[]);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].kind, SCALE_OUT);
-        assert_eq!(out[0].data.service, "api");
-        // By default it waits for the third violating window in a row; a window within
-        // the SLO starts the count again.
         let mut p = ActuationPolicy::new(ActuationConfig {
             fallback_autoscaler: true,
             ..ActuationConfig::default()
         });
-        let acted = |p: &mut ActuationPolicy, end, violated| {
-            !p.fallback(&busy_window(end, 1.4, violated), &[]).is_empty()
-        };
-        assert!(!acted(&mut p, 1000, true));
-        assert!(!acted(&mut p, 2000, true));
-        assert!(!acted(&mut p, 3000, false));
-        assert!(!acted(&mut p, 4000, true));
-        assert!(!acted(&mut p, 5000, true));
-        assert!(acted(&mut p, 6000, true));
+        let out = p.fallback(&busy_window(3000, 1.4, true), &[]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind, SCALE_OUT);
+        assert_eq!(out[0].data.service, "api");
         // Off by default.
         let mut off = ActuationPolicy::new(ActuationConfig::default());
         assert!(off.fallback(&busy_window(3000, 1.4, true), &[]).is_empty());
