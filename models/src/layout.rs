@@ -42,6 +42,15 @@ pub struct SeerHyper {
     /// the convolution.
     #[serde(default)]
     pub culprit_inputs: bool,
+    /// Networks trained side by side from different initial weights, whose probabilities
+    /// are averaged (an ensemble; see `seer_net.rs`). Checkpoints written before this
+    /// field existed have one.
+    #[serde(default = "one_member")]
+    pub members: i64,
+}
+
+fn one_member() -> i64 {
+    1
 }
 
 impl Default for SeerHyper {
@@ -57,6 +66,7 @@ impl Default for SeerHyper {
             delta: true,
             shared_culprit: true,
             culprit_inputs: true,
+            members: 1,
         }
     }
 }

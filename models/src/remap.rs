@@ -45,7 +45,9 @@ pub fn remap(old: &SeerModel, services: &[String]) -> SeerModel {
             let Some(src) = old_vars.get(name) else {
                 continue;
             };
-            if name.starts_with("lstm.weight_ih_l0") {
+            // Every member of an ensemble has the same per-service weights.
+            let local = crate::seer_net::member_local_name(name);
+            if local.starts_with("lstm.weight_ih_l0") {
                 // [4·hidden, conv2·S]: columns are channel-major, service-minor.
                 let rows = src.size()[0];
                 let src = src.reshape([rows, c2, s_old]);
@@ -54,14 +56,14 @@ pub fn remap(old: &SeerModel, services: &[String]) -> SeerModel {
                     out.narrow(2, *i, 1).copy_(&src.narrow(2, *j, 1));
                 }
                 dst.copy_(&out.reshape([rows, c2 * s_new]));
-            } else if name == "head.weight" || name == "head.bias" {
+            } else if local == "head.weight" || local == "head.bias" {
                 // Row 0 is the violation logit; rows 1.. are per service.
                 let out = dst.zeros_like();
                 out.narrow(0, 0, 1).copy_(&src.narrow(0, 0, 1));
                 for (i, j) in &pairs {
                     out.narrow(0, 1 + i, 1).copy_(&src.narrow(0, 1 + j, 1));
                 }
-                if name == "head.bias" {
+                if local == "head.bias" {
                     // New services start with a very low culprit score.
                     for i in 0..s_new {
                         if !pairs.iter().any(|(n, _)| *n == i) {
@@ -81,4 +83,59 @@ pub fn remap(old: &SeerModel, services: &[String]) -> SeerModel {
 /// Copies every variable of `src` into `dst` (same layout).
 pub fn copy_weights(dst: &mut nn::VarStore, src: &nn::VarStore) -> Result<(), tch::TchError> {
     dst.copy(src)
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::Device;
+
+    use super::*;
+    use crate::layout::SeerHyper;
+
+    /// Every member of an ensemble follows its services to their new positions.
+    #[test]
+    fn an_ensemble_remapped_to_a_reordered_service_set_predicts_the_same() {
+        tch::manual_seed(9);
+        let services: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let layout = Layout {
+            model: "seer".into(),
+            version: 1,
+            services: services.clone(),
+            features: vec!["f0".into(), "f1".into()],
+            hyper: SeerHyper {
+                members: 2,
+                // Kernel 1: no convolution across neighbours, so the order is immaterial.
+                kernel: 1,
+                ..SeerHyper::default()
+            },
+            mean: vec![0.0; 2],
+            std: vec![1.0; 2],
+            threshold: 0.5,
+            window_ms: 1000,
+            horizon_ms: 1000,
+            provenance: String::new(),
+        };
+        let old = SeerModel::new(layout, Device::Cpu);
+        let reversed: Vec<String> = services.iter().rev().cloned().collect();
+        let new = remap(&old, &reversed);
+        let h = old.layout.hyper.history;
+        let values: Vec<f32> = (0..h * 3 * 2).map(|i| (i as f32 * 0.37).sin()).collect();
+        // The same windows with the services in reversed order.
+        let mut flipped = Vec::with_capacity(values.len());
+        for window in values.chunks(3 * 2) {
+            for s in (0..3).rev() {
+                flipped.extend_from_slice(&window[s * 2..(s + 1) * 2]);
+            }
+        }
+        let (v_old, c_old) = old.predict(&values, 1).remove(0);
+        let (v_new, c_new) = new.predict(&flipped, 1).remove(0);
+        assert!((v_old - v_new).abs() < 1e-5, "{v_old} vs {v_new}");
+        for (i, p) in c_old.iter().enumerate() {
+            assert!(
+                (p - c_new[2 - i]).abs() < 1e-5,
+                "service {i}: {p} vs {}",
+                c_new[2 - i]
+            );
+        }
+    }
 }

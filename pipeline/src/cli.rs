@@ -338,6 +338,10 @@ pub struct TrainArgs {
     /// LSTM hidden size (default 48).
     #[arg(long)]
     pub hidden: Option<i64>,
+    /// Seer: networks trained side by side from different initial weights, their
+    /// probabilities averaged (an ensemble; default 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=16))]
+    pub members: i64,
     /// Loss weight of windows just before a violation starts (default 1).
     #[arg(long)]
     pub ahead_weight: Option<f64>,

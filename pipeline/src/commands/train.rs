@@ -78,6 +78,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if let Some(w) = args.ahead_weight {
         settings.ahead_weight = w;
     }
+    settings.hyper.members = args.members;
     settings.select_ahead = args.select_ahead;
     settings.hyper.culprit_inputs = args.culprit_from == "inputs";
     let layout = Layout {
@@ -92,11 +93,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         window_ms: first.window_ms,
         horizon_ms: first.horizon_ms,
         provenance: format!(
-            "augur train --model seer --epochs {} --seed {} --history {} --ahead-weight {}{} --culprit-from {}{} {}",
+            "augur train --model seer --epochs {} --seed {} --history {} --ahead-weight {} --members {}{} --culprit-from {}{} {}",
             args.epochs,
             args.seed,
             settings.hyper.history,
             settings.ahead_weight,
+            args.members,
             if settings.select_ahead {
                 " --select-ahead"
             } else {
