@@ -1,5 +1,5 @@
 //! Seer model bench: inference latency per window (batch 1, 30 and 300 services, CPU) and
-//! training time, with the default layer sizes.
+//! training time, with the default layer sizes, for one network and a 3-member ensemble.
 //!
 //! `cargo bench --bench seer` (set `OMP_NUM_THREADS` to pin libtorch's threads). Prints the
 //! median and p99 of per-window inference over 500 calls after 50 warm-up calls, and the
@@ -17,13 +17,16 @@ use augur_models::layout::{Layout, SeerHyper};
 use augur_models::train::{TrainSettings, fit};
 use tch::Device;
 
-fn layout(services: usize) -> Layout {
+fn layout(services: usize, members: i64) -> Layout {
     Layout {
         model: "seer".into(),
         version: 1,
         services: (0..services).map(|i| format!("s{i}")).collect(),
         features: (0..N_FEATURES).map(|i| format!("f{i}")).collect(),
-        hyper: SeerHyper::default(),
+        hyper: SeerHyper {
+            members,
+            ..SeerHyper::default()
+        },
         mean: vec![0.0; N_FEATURES],
         std: vec![1.0; N_FEATURES],
         threshold: 0.5,
@@ -40,8 +43,8 @@ fn main() {
         "seer bench: CPU, {threads} libtorch thread(s), default layer sizes {:?}",
         SeerHyper::default()
     );
-    for services in [30usize, 300] {
-        let model = SeerModel::new(layout(services), Device::Cpu);
+    for (members, services) in [(1, 30usize), (1, 300), (3, 30), (3, 300)] {
+        let model = SeerModel::new(layout(services, members), Device::Cpu);
         let h = model.layout.hyper.history;
         let values: Vec<f32> = (0..h * services * N_FEATURES)
             .map(|i| ((i * 7919) % 100) as f32 / 100.0)
@@ -63,7 +66,7 @@ fn main() {
             .map(|t| t.numel() as i64)
             .sum();
         println!(
-            "inference, batch 1, {services} services ({params} parameters): p50 {:.3} ms, p99 {:.3} ms",
+            "inference, batch 1, {services} services, {members} member(s) ({params} parameters): p50 {:.3} ms, p99 {:.3} ms",
             pct(&mut ms, 0.5),
             pct(&mut ms, 0.99)
         );
@@ -95,7 +98,7 @@ fn main() {
         let t = Instant::now();
         fit(&mut model, std::slice::from_ref(&ds), &settings, |_| {});
         println!(
-            "training, {services} services: 200 Adam steps at batch 32 (H = {h}) in {:.2} s",
+            "training, {services} services, {members} member(s): 200 Adam steps at batch 32 (H = {h}) in {:.2} s",
             t.elapsed().as_secs_f64()
         );
     }
