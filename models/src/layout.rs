@@ -44,13 +44,8 @@ pub struct SeerHyper {
     pub culprit_inputs: bool,
     /// Networks trained side by side from different initial weights, whose probabilities
     /// are averaged (an ensemble; see `seer_net.rs`). Checkpoints written before this
-    /// field existed have one.
-    #[serde(default = "one_member")]
+    /// field existed have one (the struct's default).
     pub members: i64,
-}
-
-fn one_member() -> i64 {
-    1
 }
 
 impl Default for SeerHyper {

@@ -93,21 +93,17 @@ impl SeerNet {
     /// bool) is false — absent from the window — get probability 0.
     pub fn predict(&self, x: &Tensor, present: Option<&Tensor>) -> (Tensor, Tensor) {
         let all = tch::no_grad(|| self.forward_members(x, false));
-        let k = all.len().max(1) as f64;
-        let mut violation: Option<Tensor> = None;
-        let mut culprit: Option<Tensor> = None;
-        for logits in all {
-            let v = logits.select(1, 0).sigmoid();
-            let c =
-                mask_absent(logits.narrow(1, 1, self.services), present).softmax(-1, Kind::Float);
-            violation = Some(violation.map_or(v.shallow_clone(), |sum| sum + &v));
-            culprit = Some(culprit.map_or(c.shallow_clone(), |sum| sum + &c));
-        }
-        let zeros = || Tensor::zeros([x.size()[0]], (Kind::Float, x.device()));
-        (
-            violation.map_or_else(zeros, |v| v / k),
-            culprit.map_or_else(zeros, |c| c / k),
-        )
+        // `new` builds at least one member, so the stacks are never empty.
+        let mean = |probs: Vec<Tensor>| Tensor::stack(&probs, 0).mean_dim(0, false, Kind::Float);
+        let violation = mean(all.iter().map(|l| l.select(1, 0).sigmoid()).collect());
+        let culprit = mean(
+            all.iter()
+                .map(|l| {
+                    mask_absent(l.narrow(1, 1, self.services), present).softmax(-1, Kind::Float)
+                })
+                .collect(),
+        );
+        (violation, culprit)
     }
 
     /// Training loss: the sum over members of each one's class-balanced BCE on the
@@ -121,12 +117,12 @@ impl SeerNet {
         pos_weight: f64,
         row_weight: Option<&Tensor>,
     ) -> Tensor {
-        let mut total: Option<Tensor> = None;
-        for logits in self.forward_members(x, true) {
-            let one = member_loss(&logits, self.services, targets, pos_weight, row_weight);
-            total = Some(total.map_or(one.shallow_clone(), |t| t + one));
-        }
-        total.unwrap_or_else(|| Tensor::zeros([], (Kind::Float, x.device())))
+        let losses: Vec<Tensor> = self
+            .forward_members(x, true)
+            .iter()
+            .map(|logits| member_loss(logits, self.services, targets, pos_weight, row_weight))
+            .collect();
+        Tensor::stack(&losses, 0).sum(Kind::Float)
     }
 }
 
