@@ -45,7 +45,7 @@ pub fn remap(old: &SeerModel, services: &[String]) -> SeerModel {
             let Some(src) = old_vars.get(name) else {
                 continue;
             };
-            // Every member of an ensemble has the same per-service weights.
+            // Each member of an ensemble lays out its per-service weights alike.
             let local = crate::seer_net::member_local_name(name);
             if local.starts_with("lstm.weight_ih_l0") {
                 // [4·hidden, conv2·S]: columns are channel-major, service-minor.
