@@ -21,12 +21,13 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum DatasetError {
-    #[error("{path}: {source}")]
+    // The cause is the error's `source`, printed by the chain (`{:#}`), not repeated here.
+    #[error("dataset {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("dataset {path}: not a readable Arrow IPC file")]
     Arrow { path: PathBuf, source: ArrowError },
     #[error("{path}: {reason}")]
     Format { path: PathBuf, reason: String },
@@ -274,6 +275,19 @@ impl Dataset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_file_names_its_path_once_and_its_cause_once() {
+        let path = Path::new("/nonexistent/augur-test.arrow");
+        let Err(e) = Dataset::read(path) else {
+            panic!("read a file that doesn't exist");
+        };
+        // The message names the file; the cause comes from `source()`, so an error chain
+        // printed with `{:#}` says each once.
+        assert_eq!(e.to_string(), "dataset /nonexistent/augur-test.arrow");
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        assert!(cause.is_some_and(|c| !c.contains("augur-test")));
+    }
 
     #[test]
     fn write_read_round_trip_and_projection() {

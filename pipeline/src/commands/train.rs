@@ -2,7 +2,7 @@
 //! model on recorded datasets and write the next checkpoint version into the models
 //! directory, with a progress bar and a validation score per epoch.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use augur_models::checkpoint::latest_version;
 use augur_models::dataset::Dataset;
 use augur_models::device::resolve;
@@ -35,7 +35,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .data
         .iter()
         .map(|p| {
-            let ds = Dataset::read(p).with_context(|| format!("reading {}", p.display()))?;
+            let ds = Dataset::read(p)?;
             if args.features.is_empty() {
                 return Ok(ds);
             }
