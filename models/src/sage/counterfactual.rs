@@ -26,6 +26,13 @@
 //!    A regenerated node is its observed value plus the decoder's change
 //!    `D(counterfactual parents) − D(observed parents)`, so the model's reconstruction
 //!    error cancels and an intervention that changes nothing changes nothing.
+//!    One exception: a repaired service none of whose calls is abnormal (client-side
+//!    latency within [`ABNORMAL_CALL`] standard deviations of normal) takes its decoder
+//!    value, residual dropped (never slower than the rule above gives). With its callees
+//!    normal, a rise its decoder can't explain (a fault never seen in training, or one its
+//!    metrics don't show) is its own, and repairing the service is what makes it normal;
+//!    a caller whose call is abnormal keeps its residual — its wait may be the callee's
+//!    doing (see [`queued_behind`]).
 //!
 //! The end-to-end latency of an entry point is its service's server-side latency at the
 //! SLO's quantile: the counterfactual scales the measured value by the change of that node.
@@ -85,6 +92,10 @@ impl Intervention {
         self.x_cols.iter().any(|(v, _)| *v == u) || self.z_reset.contains(&u)
     }
 }
+
+/// How far (standard deviations) above its normal value a call's client-side latency must
+/// be, in some quantile, to count as abnormal.
+const ABNORMAL_CALL: f32 = 3.0;
 
 fn rows(t: &Tensor) -> Vec<Vec<f32>> {
     let t = t.to_kind(Kind::Float).to_device(tch::Device::Cpu);
@@ -165,6 +176,18 @@ pub fn counterfactual_ys(
                 unit_hit[s][u] = any;
             }
         }
+        // Units none of whose calls was abnormal in the observed window.
+        let calls_normal: Vec<bool> = (0..cbn.units.len())
+            .map(|u| {
+                cbn.invoked(u).iter().all(|i| {
+                    let normal = norm.normal(&format!("yc:{}", cbn.rpcs[*i].key()), Y_DIM);
+                    sample.yc[*i]
+                        .iter()
+                        .zip(&normal)
+                        .all(|(o, n)| o - n <= ABNORMAL_CALL)
+                })
+            })
+            .collect();
         // Channels: a repaired channel's delay takes its normal value.
         let mut ynet_cf: Vec<Tensor> = Vec::new();
         for (i, r) in cbn.rpcs.iter().enumerate() {
@@ -218,7 +241,17 @@ pub fn counterfactual_ys(
             );
             let cf = g.decode_s(u, &x_cf[u], &z, &yc_u_cf, false);
             let fact = g.decode_s(u, &obs.x[u], &zq, &yc_u_obs, false);
-            ys_cf.push(repeat(&obs.ys[u]) + hit * (cf - fact));
+            let kept = repeat(&obs.ys[u]) + hit * (&cf - fact);
+            // A repaired service whose calls were all normal: its own latency is what the
+            // repair makes normal, so its residual goes (never making it slower).
+            let own = mask(
+                interventions
+                    .iter()
+                    .map(|iv| f32::from(u8::from(calls_normal[u] && iv.z_reset.contains(&u))))
+                    .collect(),
+            );
+            let dropped = cf.minimum(&kept);
+            ys_cf.push(&own * dropped + (1.0 - &own) * kept);
         }
         let per_unit: Vec<Vec<Vec<f32>>> = ys_cf.iter().map(rows).collect();
         (0..b)

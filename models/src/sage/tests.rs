@@ -148,3 +148,51 @@ fn online_retraining_swaps_in_a_model_that_still_ranks_the_slowed_tier_first() {
     }
     assert!(hits >= 10, "retrained AC@1 {hits}/12");
 }
+
+/// A tier never slowed in training, slowed without a sign in its metrics (its CPU stays as
+/// usual): its decoder can't explain the rise, which stays in its residual. Repairing it
+/// drops that residual — its calls are normal, so the rise is its own — and names it; its
+/// caller, whose call to it is abnormal, keeps its residual and isn't blamed.
+#[test]
+fn a_silent_slowdown_of_a_tier_never_faulted_in_training_is_named() {
+    let _torch = crate::torch_test_lock();
+    tch::set_num_threads(1);
+    // Unlabelled training windows; only the front and back tiers are ever slowed.
+    let windows: Vec<_> = (0..400u64)
+        .map(|k| {
+            let slow = (k % 4 == 0).then_some(if k % 8 == 0 { 0 } else { N - 1 });
+            let factor = 1.5 + 3.5 * ((k * 37) % 100) as f64 / 100.0;
+            super::synthetic::chain_window(N, (k + 1) * 1000, slow, factor, 7 ^ (k * 7919))
+        })
+        .collect();
+    let settings = SageTrainSettings {
+        epochs: 25,
+        ..SageTrainSettings::default()
+    };
+    let model = train(
+        &windows,
+        "sage-test",
+        GvaeHyper::default(),
+        &settings,
+        "test".into(),
+        Device::Cpu,
+        |_, _| {},
+    );
+    let mut sage = Sage::with_model(model);
+    sage.set_episode_windows(1);
+    let mut hits = 0;
+    for k in 0..4u64 {
+        let (end, seed) = (1_000_000 + k * 1000, 3000 + k);
+        let mut w = chain_window(N, end, Some(1), 4.0, seed);
+        let usual = chain_window(N, end, None, 1.0, seed);
+        w.services[1].usage = usual.services[1].usage;
+        assert!(w.violated(), "a 4x slower middle tier must break the SLO");
+        let d = sage.observe(&w);
+        if d.first().is_some_and(|d| d.culprits[0].service == "s1") {
+            hits += 1;
+        } else {
+            eprintln!("{:?}", d.first().map(|d| &d.summary));
+        }
+    }
+    assert_eq!(hits, 4, "AC@1 {hits}/4");
+}
