@@ -357,6 +357,10 @@ pub struct TrainArgs {
     /// from the first convolution across neighbouring services (`conv`, as v2).
     #[arg(long, default_value = "inputs", value_parser = ["inputs", "conv"])]
     pub culprit_from: String,
+    /// Sage: the resources in each service's metric node X, comma-separated (default
+    /// `cpu,memory,network,disk`; add `queue` to model a service's queue as its state).
+    #[arg(long, value_delimiter = ',', value_parser = ["cpu", "memory", "network", "disk", "queue"])]
+    pub x_resources: Vec<String>,
     /// libtorch intra-op threads.
     #[arg(long)]
     pub threads: Option<usize>,

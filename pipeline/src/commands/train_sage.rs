@@ -9,7 +9,7 @@ use augur_models::checkpoint::latest_version;
 use augur_models::device::resolve;
 use augur_models::sage::gvae::GvaeHyper;
 use augur_models::sage::train::{SageTrainSettings, train};
-use augur_operators::WindowSnapshot;
+use augur_operators::{Resource, WindowSnapshot};
 
 use crate::cli::TrainArgs;
 use crate::commands::{load_config, metric_names, read_labels, resolve_slos, stop_on_signal};
@@ -112,13 +112,28 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let version = args
         .version
         .unwrap_or_else(|| latest_version(&dir, &name).map_or(1, |v| v + 1));
+    let defaults = SageTrainSettings::default();
+    let x_resources = if args.x_resources.is_empty() {
+        defaults.x_resources.clone()
+    } else {
+        Resource::ALL
+            .into_iter()
+            .filter(|r| args.x_resources.iter().any(|a| a == r.as_str()))
+            .collect()
+    };
+    let resources_arg = x_resources
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     let settings = SageTrainSettings {
         epochs: args.epochs,
         seed: args.seed,
-        ..SageTrainSettings::default()
+        x_resources,
+        ..defaults
     };
     let provenance = format!(
-        "augur train --model sage --name {name} --epochs {} --seed {} {}",
+        "augur train --model sage --name {name} --epochs {} --seed {} --x-resources {resources_arg} {}",
         args.epochs,
         args.seed,
         args.input
