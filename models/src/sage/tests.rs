@@ -14,14 +14,18 @@ use super::train::{SageTrainSettings, train};
 const N: usize = 3;
 
 fn trained() -> SageModel {
+    trained_on(&chain_windows(N, 400, 4, 7))
+}
+
+/// A model trained for 25 epochs on `windows`, unlabelled.
+fn trained_on(windows: &[augur_operators::WindowSnapshot]) -> SageModel {
     tch::set_num_threads(1);
-    let windows = chain_windows(N, 400, 4, 7);
     let settings = SageTrainSettings {
         epochs: 25,
         ..SageTrainSettings::default()
     };
     train(
-        &windows,
+        windows,
         "sage-test",
         GvaeHyper::default(),
         &settings,
@@ -156,7 +160,6 @@ fn online_retraining_swaps_in_a_model_that_still_ranks_the_slowed_tier_first() {
 #[test]
 fn a_silent_slowdown_of_a_tier_never_faulted_in_training_is_named() {
     let _torch = crate::torch_test_lock();
-    tch::set_num_threads(1);
     // Unlabelled training windows; only the front and back tiers are ever slowed.
     let windows: Vec<_> = (0..400u64)
         .map(|k| {
@@ -165,20 +168,7 @@ fn a_silent_slowdown_of_a_tier_never_faulted_in_training_is_named() {
             super::synthetic::chain_window(N, (k + 1) * 1000, slow, factor, 7 ^ (k * 7919))
         })
         .collect();
-    let settings = SageTrainSettings {
-        epochs: 25,
-        ..SageTrainSettings::default()
-    };
-    let model = train(
-        &windows,
-        "sage-test",
-        GvaeHyper::default(),
-        &settings,
-        "test".into(),
-        Device::Cpu,
-        |_, _| {},
-    );
-    let mut sage = Sage::with_model(model);
+    let mut sage = Sage::with_model(trained_on(&windows));
     sage.set_episode_windows(1);
     let mut hits = 0;
     for k in 0..4u64 {
