@@ -43,7 +43,7 @@ use augur_operators::{QosVerdict, Resource};
 use tch::{Kind, Tensor};
 
 use super::cbn::Cbn;
-use super::features::{RATE_COL, Sample, X_DIM, Y_DIM, quantile_index, resource_cols};
+use super::features::{Normalizer, RATE_COL, Sample, X_DIM, Y_DIM, quantile_index, resource_cols};
 use super::model::SageModel;
 
 /// One hypothetical repair.
@@ -96,6 +96,17 @@ impl Intervention {
 /// How far (standard deviations) above its normal value a call's client-side latency must
 /// be, in some quantile, to count as abnormal.
 const ABNORMAL_CALL: f32 = 3.0;
+
+/// Whether none of the calls `invoked` (RPC indices) was abnormal in the observed window.
+fn calls_normal(sample: &Sample, norm: &Normalizer, cbn: &Cbn, invoked: &[usize]) -> bool {
+    invoked.iter().all(|i| {
+        let normal = norm.normal(&format!("yc:{}", cbn.rpcs[*i].key()), Y_DIM);
+        sample.yc[*i]
+            .iter()
+            .zip(&normal)
+            .all(|(o, n)| o - n <= ABNORMAL_CALL)
+    })
+}
 
 fn rows(t: &Tensor) -> Vec<Vec<f32>> {
     let t = t.to_kind(Kind::Float).to_device(tch::Device::Cpu);
@@ -176,18 +187,6 @@ pub fn counterfactual_ys(
                 unit_hit[s][u] = any;
             }
         }
-        // Units none of whose calls was abnormal in the observed window.
-        let calls_normal: Vec<bool> = (0..cbn.units.len())
-            .map(|u| {
-                cbn.invoked(u).iter().all(|i| {
-                    let normal = norm.normal(&format!("yc:{}", cbn.rpcs[*i].key()), Y_DIM);
-                    sample.yc[*i]
-                        .iter()
-                        .zip(&normal)
-                        .all(|(o, n)| o - n <= ABNORMAL_CALL)
-                })
-            })
-            .collect();
         // Channels: a repaired channel's delay takes its normal value.
         let mut ynet_cf: Vec<Tensor> = Vec::new();
         for (i, r) in cbn.rpcs.iter().enumerate() {
@@ -244,14 +243,16 @@ pub fn counterfactual_ys(
             let kept = repeat(&obs.ys[u]) + hit * (&cf - fact);
             // A repaired service whose calls were all normal: its own latency is what the
             // repair makes normal, so its residual goes (never making it slower).
-            let own = mask(
-                interventions
-                    .iter()
-                    .map(|iv| f32::from(u8::from(calls_normal[u] && iv.z_reset.contains(&u))))
-                    .collect(),
-            );
-            let dropped = cf.minimum(&kept);
-            ys_cf.push(&own * dropped + (1.0 - &own) * kept);
+            let repaired: Vec<f32> = interventions
+                .iter()
+                .map(|iv| f32::from(u8::from(iv.z_reset.contains(&u))))
+                .collect();
+            if repaired.contains(&1.0) && calls_normal(sample, norm, cbn, &invoked) {
+                let own = mask(repaired);
+                ys_cf.push(&own * cf.minimum(&kept) + (1.0 - &own) * kept);
+            } else {
+                ys_cf.push(kept);
+            }
         }
         let per_unit: Vec<Vec<Vec<f32>>> = ys_cf.iter().map(rows).collect();
         (0..b)

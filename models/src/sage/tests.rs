@@ -165,7 +165,7 @@ fn a_silent_slowdown_of_a_tier_never_faulted_in_training_is_named() {
         .map(|k| {
             let slow = (k % 4 == 0).then_some(if k % 8 == 0 { 0 } else { N - 1 });
             let factor = 1.5 + 3.5 * ((k * 37) % 100) as f64 / 100.0;
-            super::synthetic::chain_window(N, (k + 1) * 1000, slow, factor, 7 ^ (k * 7919))
+            chain_window(N, (k + 1) * 1000, slow, factor, 7 ^ (k * 7919))
         })
         .collect();
     let mut sage = Sage::with_model(trained_on(&windows));
