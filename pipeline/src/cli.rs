@@ -311,7 +311,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "seer")]
     pub model: String,
     /// Dataset(s) written by `augur record`; repeat for several (seer).
-    #[arg(long, required_unless_present = "input")]
+    #[arg(long)]
     pub data: Vec<PathBuf>,
     /// Directories written by `augur simulate --out` to replay for unlabelled windows;
     /// repeat for several (sage, fluxion; only their spans, metrics and SLOs are read).
@@ -321,8 +321,9 @@ pub struct TrainArgs {
     /// the topology of the first input).
     #[arg(long)]
     pub name: Option<String>,
-    #[arg(long, default_value_t = 30)]
-    pub epochs: usize,
+    /// Training epochs (seer, sage; default 30).
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Seed of weight initialization and shuffling.
     #[arg(long, default_value_t = 1)]
     pub seed: i64,
@@ -340,8 +341,8 @@ pub struct TrainArgs {
     pub hidden: Option<i64>,
     /// Seer: networks trained side by side from different initial weights, their
     /// probabilities averaged (an ensemble; default 1).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=16))]
-    pub members: i64,
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=16))]
+    pub members: Option<i64>,
     /// Loss weight of windows just before a violation starts (default 1).
     #[arg(long)]
     pub ahead_weight: Option<f64>,
@@ -355,8 +356,8 @@ pub struct TrainArgs {
     pub features: Vec<String>,
     /// Seer: score culprits from each service's own inputs (`inputs`, the default) or
     /// from the first convolution across neighbouring services (`conv`, as v2).
-    #[arg(long, default_value = "inputs", value_parser = ["inputs", "conv"])]
-    pub culprit_from: String,
+    #[arg(long, value_parser = ["inputs", "conv"])]
+    pub culprit_from: Option<String>,
     /// Sage: the resources in each service's metric node X, comma-separated (default
     /// `cpu,memory,network,disk`; add `queue` to model a service's queue as its state).
     #[arg(long, value_delimiter = ',', value_parser = ["cpu", "memory", "network", "disk", "queue"])]
@@ -364,4 +365,108 @@ pub struct TrainArgs {
     /// libtorch intra-op threads.
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+impl TrainArgs {
+    /// `--epochs`, default 30.
+    pub fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(30)
+    }
+
+    /// `--members`, default 1.
+    pub fn members(&self) -> i64 {
+        self.members.unwrap_or(1)
+    }
+
+    /// `--culprit-from`, default `inputs`.
+    pub fn culprit_from(&self) -> &str {
+        self.culprit_from.as_deref().unwrap_or("inputs")
+    }
+
+    /// The flags given that `--model` doesn't read, each with the models that do: training
+    /// stops on them rather than quietly ignoring, say, `--members 3` for sage.
+    pub fn foreign_flags(&self) -> Vec<(&'static str, &'static str)> {
+        const SEER: &str = "seer";
+        const REPLAYS: &str = "sage, fluxion";
+        const SEER_SAGE: &str = "seer, sage";
+        const SAGE: &str = "sage";
+        let given = [
+            ("--data", !self.data.is_empty(), SEER),
+            ("--input", !self.input.is_empty(), REPLAYS),
+            ("--name", self.name.is_some(), REPLAYS),
+            ("--epochs", self.epochs.is_some(), SEER_SAGE),
+            ("--history", self.history.is_some(), SEER),
+            ("--hidden", self.hidden.is_some(), SEER),
+            ("--members", self.members.is_some(), SEER),
+            ("--ahead-weight", self.ahead_weight.is_some(), SEER),
+            ("--select-ahead", self.select_ahead, SEER),
+            ("--features", !self.features.is_empty(), SEER),
+            ("--culprit-from", self.culprit_from.is_some(), SEER),
+            ("--x-resources", !self.x_resources.is_empty(), SAGE),
+        ];
+        given
+            .into_iter()
+            .filter(|(_, set, models)| *set && !models.split(", ").any(|m| m == self.model))
+            .map(|(flag, _, models)| (flag, models))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, TrainArgs};
+
+    fn train_args(args: &[&str]) -> TrainArgs {
+        let argv = ["augur", "train"].iter().chain(args);
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Train(t)) => t,
+            other => panic!("not a train command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn train_names_the_flags_its_model_does_not_read() {
+        let sage = train_args(&[
+            "--model",
+            "sage",
+            "--input",
+            "d",
+            "--members",
+            "3",
+            "--epochs",
+            "5",
+        ]);
+        assert_eq!(sage.foreign_flags(), vec![("--members", "seer")]);
+        let fluxion = train_args(&[
+            "--model",
+            "fluxion",
+            "--input",
+            "d",
+            "--epochs",
+            "5",
+            "--x-resources",
+            "cpu",
+        ]);
+        assert_eq!(
+            fluxion.foreign_flags(),
+            vec![("--epochs", "seer, sage"), ("--x-resources", "sage")]
+        );
+        let seer = train_args(&[
+            "--data",
+            "a.arrow",
+            "--input",
+            "d",
+            "--culprit-from",
+            "conv",
+        ]);
+        assert_eq!(seer.foreign_flags(), vec![("--input", "sage, fluxion")]);
+        let plain = train_args(&["--data", "a.arrow"]);
+        assert!(plain.foreign_flags().is_empty());
+        assert_eq!(
+            (plain.epochs(), plain.members(), plain.culprit_from()),
+            (30, 1, "inputs")
+        );
+    }
 }

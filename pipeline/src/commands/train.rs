@@ -14,16 +14,34 @@ use crate::cli::TrainArgs;
 use crate::commands::load_config;
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    if !["seer", "sage", "fluxion"].contains(&args.model.as_str()) {
+        bail!(
+            "unknown model `{}`; known models: seer, sage, fluxion",
+            args.model
+        );
+    }
+    let foreign = args.foreign_flags();
+    if !foreign.is_empty() {
+        let list: Vec<String> = foreign
+            .iter()
+            .map(|(flag, models)| format!("{flag} (read by {models})"))
+            .collect();
+        bail!(
+            "--model {} doesn't read {}; leave {} out",
+            args.model,
+            list.join(", "),
+            if list.len() == 1 { "it" } else { "them" }
+        );
+    }
     if args.model == "sage" {
         return crate::commands::train_sage::run(args);
     }
     if args.model == "fluxion" {
         return crate::commands::train_fluxion::run(args);
     }
-    if args.model != "seer" {
+    if args.data.is_empty() {
         bail!(
-            "unknown model `{}`; known models: seer, sage, fluxion",
-            args.model
+            "--model seer trains on datasets: give --data FILE.arrow (written by `augur record`)"
         );
     }
     let config = load_config(args.job.config.as_deref())?;
@@ -65,7 +83,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .version
         .unwrap_or_else(|| latest_version(&dir, "seer").map_or(1, |v| v + 1));
     let mut settings = TrainSettings {
-        epochs: args.epochs,
+        epochs: args.epochs(),
         seed: args.seed,
         ..TrainSettings::default()
     };
@@ -78,9 +96,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if let Some(w) = args.ahead_weight {
         settings.ahead_weight = w;
     }
-    settings.hyper.members = args.members;
+    settings.hyper.members = args.members();
     settings.select_ahead = args.select_ahead;
-    settings.hyper.culprit_inputs = args.culprit_from == "inputs";
+    settings.hyper.culprit_inputs = args.culprit_from() == "inputs";
     let layout = Layout {
         model: "seer".into(),
         version,
@@ -94,17 +112,17 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         horizon_ms: first.horizon_ms,
         provenance: format!(
             "augur train --model seer --epochs {} --seed {} --history {} --ahead-weight {} --members {}{} --culprit-from {}{} {}",
-            args.epochs,
+            args.epochs(),
             args.seed,
             settings.hyper.history,
             settings.ahead_weight,
-            args.members,
+            args.members(),
             if settings.select_ahead {
                 " --select-ahead"
             } else {
                 ""
             },
-            args.culprit_from,
+            args.culprit_from(),
             if args.features.is_empty() {
                 String::new()
             } else {
@@ -126,7 +144,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         layout.features.len(),
         settings.hyper.history
     );
-    let bar = ProgressBar::new(args.epochs as u64);
+    let bar = ProgressBar::new(args.epochs() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),

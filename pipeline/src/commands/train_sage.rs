@@ -127,14 +127,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join(",");
     let settings = SageTrainSettings {
-        epochs: args.epochs,
+        epochs: args.epochs(),
         seed: args.seed,
         x_resources,
         ..defaults
     };
     let provenance = format!(
         "augur train --model sage --name {name} --epochs {} --seed {} --x-resources {resources_arg} {}",
-        args.epochs,
+        args.epochs(),
         args.seed,
         args.input
             .iter()
@@ -152,7 +152,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         provenance,
         device,
         |epoch, loss| {
-            if epoch == 1 || epoch % 5 == 0 || epoch == args.epochs {
+            if epoch == 1 || epoch % 5 == 0 || epoch == args.epochs() {
                 println!("epoch {epoch:>3}: loss {loss:.4}");
             }
         },
