@@ -339,6 +339,16 @@ impl Detector for Sage {
             "{}",
             single.summary
         );
+        tracing::trace!(
+            target: "augur_models::sage::diagnosis",
+            window_end = window.window_end,
+            "every single repair, ms: {}",
+            d.ranked
+                .iter()
+                .map(|(service, ms)| format!("{service}:{ms:.1}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         if self.config.episode_windows <= 1 {
             return vec![single];
         }
