@@ -26,9 +26,15 @@
 //!    A regenerated node is its observed value plus the decoder's change
 //!    `D(counterfactual parents) − D(observed parents)`, so the model's reconstruction
 //!    error cancels and an intervention that changes nothing changes nothing.
+//!    A call's decoder is its callee's latency plus the network delay (the wire term) plus
+//!    a correction MLP; in a counterfactual the MLP reads the observed delay capped at
+//!    [`CORR_YNET_MAX`] and the wire term the delay unclamped, so a restored channel gives
+//!    back exactly the delay it had, however far out, and the MLP is never asked about a
+//!    delay far outside its training windows.
 //!    One exception: a repaired service none of whose calls is abnormal (client-side
 //!    latency within [`ABNORMAL_CALL`] standard deviations of normal) takes its decoder
-//!    value, residual dropped (never slower than the rule above gives). With its callees
+//!    value, residual dropped (never slower than the rule above gives, never below its
+//!    normal value). With its callees
 //!    normal, a rise its decoder can't explain (a fault never seen in training, or one its
 //!    metrics don't show) is its own, and repairing the service is what makes it normal;
 //!    a caller whose call is abnormal keeps its residual — its wait may be the callee's
@@ -96,6 +102,12 @@ impl Intervention {
 /// How far (standard deviations) above its normal value a call's client-side latency must
 /// be, in some quantile, to count as abnormal.
 const ABNORMAL_CALL: f32 = 3.0;
+
+/// The largest network delay (standard deviations above its mean) a call's correction MLP
+/// reads in a counterfactual. Beyond the range it was trained on, its output — and its
+/// response to the other parents — is arbitrary (a delay 20 std out once made repairing the
+/// back end of a chain look like the fix for a slow channel at its front).
+const CORR_YNET_MAX: f64 = 3.0;
 
 /// Whether none of the calls `invoked` (RPC indices) was abnormal in the observed window.
 fn calls_normal(sample: &Sample, norm: &Normalizer, cbn: &Cbn, invoked: &[usize]) -> bool {
@@ -187,7 +199,17 @@ pub fn counterfactual_ys(
                 unit_hit[s][u] = any;
             }
         }
-        // Channels: a repaired channel's delay takes its normal value.
+        // Channels: a repaired channel's delay takes its normal value. (The wire term reads
+        // the delay unclamped.)
+        let ynet_wire: Vec<Tensor> = sample
+            .ynet_wire
+            .iter()
+            .map(|v| {
+                Tensor::from_slice(v)
+                    .reshape([1, v.len() as i64])
+                    .to_device(device)
+            })
+            .collect();
         let mut ynet_cf: Vec<Tensor> = Vec::new();
         for (i, r) in cbn.rpcs.iter().enumerate() {
             let repaired: Vec<f32> = interventions
@@ -200,8 +222,8 @@ pub fn counterfactual_ys(
                     .reshape([1, Y_DIM as i64])
                     .to_device(device);
             // Never make a channel slower by repairing it.
-            let restored = normal_delay.minimum(&obs.ynet[i]);
-            ynet_cf.push(&m * restored.repeat([bi, 1]) + (1.0 - &m) * repeat(&obs.ynet[i]));
+            let restored = normal_delay.minimum(&ynet_wire[i]);
+            ynet_cf.push(&m * restored.repeat([bi, 1]) + (1.0 - &m) * repeat(&ynet_wire[i]));
         }
         // Units, back end first.
         let mut ys_cf: Vec<Tensor> = Vec::new();
@@ -226,8 +248,29 @@ pub fn counterfactual_ys(
                         .map(|s| f32::from(u8::from(rpc_hit[s][*i])))
                         .collect(),
                 );
-                let cf = g.decode_c(u, k, &x_cf[u], &z, &ys_cf[callee], &ynet_cf[*i], false);
-                let fact = g.decode_c(u, k, &obs.x[u], &zq, &obs.ys[callee], &obs.ynet[*i], false);
+                // The correction MLP reads the observed delay, capped where training data
+                // thins out; the wire term carries the delay, repaired or not, exactly.
+                let ynet_corr = obs.ynet[*i].clamp_max(CORR_YNET_MAX);
+                let cf = g.decode_c_wired(
+                    u,
+                    k,
+                    &x_cf[u],
+                    &z,
+                    &ys_cf[callee],
+                    &repeat(&ynet_corr),
+                    &ynet_cf[*i],
+                    false,
+                );
+                let fact = g.decode_c_wired(
+                    u,
+                    k,
+                    &obs.x[u],
+                    &zq,
+                    &obs.ys[callee],
+                    &ynet_corr,
+                    &ynet_wire[*i],
+                    false,
+                );
                 let yc = repeat(&obs.yc[*i]) + hit * (cf - fact);
                 yc_u_cf.push(yc.shallow_clone());
                 yc_u_obs.push(obs.yc[*i].shallow_clone());
@@ -242,14 +285,26 @@ pub fn counterfactual_ys(
             let fact = g.decode_s(u, &obs.x[u], &zq, &yc_u_obs, false);
             let kept = repeat(&obs.ys[u]) + hit * (&cf - fact);
             // A repaired service whose calls were all normal: its own latency is what the
-            // repair makes normal, so its residual goes (never making it slower).
+            // repair makes normal, so its residual goes — never making it slower, nor faster
+            // than normal (a decoder that undershoots a service already normal would
+            // otherwise credit its repair with a gain it can't make).
             let repaired: Vec<f32> = interventions
                 .iter()
                 .map(|iv| f32::from(u8::from(iv.z_reset.contains(&u))))
                 .collect();
             if repaired.contains(&1.0) && calls_normal(sample, norm, cbn, &invoked) {
                 let own = mask(repaired);
-                ys_cf.push(&own * cf.minimum(&kept) + (1.0 - &own) * kept);
+                let normal: Vec<f32> = cbn.units[u]
+                    .members
+                    .iter()
+                    .flat_map(|m| norm.normal(&format!("ys:{m}"), Y_DIM))
+                    .collect();
+                let floor = Tensor::from_slice(&normal)
+                    .reshape([1, normal.len() as i64])
+                    .to_device(device)
+                    .minimum(&kept);
+                let dropped = cf.minimum(&kept).maximum(&floor);
+                ys_cf.push(&own * dropped + (1.0 - &own) * kept);
             } else {
                 ys_cf.push(kept);
             }

@@ -205,6 +205,26 @@ impl Normalizer {
         key: &str,
         dim: usize,
     ) -> Vec<f32> {
+        self.standardize(raw, key, dim, STD_CLAMP)
+    }
+
+    /// [`Self::standardized`] without the clamp at ±[`STD_CLAMP`].
+    pub fn standardized_unclamped(
+        &self,
+        raw: &BTreeMap<String, Vec<f32>>,
+        key: &str,
+        dim: usize,
+    ) -> Vec<f32> {
+        self.standardize(raw, key, dim, f32::INFINITY)
+    }
+
+    fn standardize(
+        &self,
+        raw: &BTreeMap<String, Vec<f32>>,
+        key: &str,
+        dim: usize,
+        clamp: f32,
+    ) -> Vec<f32> {
         match (self.blocks.get(key), raw.get(key)) {
             (Some(stats), Some(values)) if values.len() == dim => values
                 .iter()
@@ -214,7 +234,7 @@ impl Normalizer {
                     if v.is_nan() {
                         *normal
                     } else {
-                        ((v - m) / s).clamp(-20.0, 20.0)
+                        ((v - m) / s).clamp(-clamp, clamp)
                     }
                 })
                 .collect(),
@@ -240,6 +260,10 @@ impl Normalizer {
     }
 }
 
+/// Standardized values are clamped to ± this many standard deviations: the networks'
+/// inputs stay finite for anything a window brings.
+pub const STD_CLAMP: f32 = 20.0;
+
 /// One window's standardized node values, laid out by a [`Cbn`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
@@ -251,6 +275,9 @@ pub struct Sample {
     pub yc: Vec<Vec<f32>>,
     pub ynet: Vec<Vec<f32>>,
     pub xnet: Vec<Vec<f32>>,
+    /// Per RPC: `Ynet` without the clamp — the wire term of a counterfactual, so that a
+    /// restored channel gives back all of its delay, however far out it was.
+    pub ynet_wire: Vec<Vec<f32>>,
 }
 
 impl Sample {
@@ -272,12 +299,18 @@ impl Sample {
                 .map(|r| norm.standardized(raw, &format!("{prefix}:{}", r.key()), dim))
                 .collect()
         };
+        let ynet_wire = cbn
+            .rpcs
+            .iter()
+            .map(|r| norm.standardized_unclamped(raw, &format!("ynet:{}", r.key()), Y_DIM))
+            .collect();
         Sample {
             x: unit_blocks("x", X_DIM),
             ys: unit_blocks("ys", Y_DIM),
             yc: rpc_blocks("yc", Y_DIM),
             ynet: rpc_blocks("ynet", Y_DIM),
             xnet: rpc_blocks("xnet", XNET_DIM),
+            ynet_wire,
         }
     }
 }

@@ -361,12 +361,32 @@ impl Gvae {
         ynet: &Tensor,
         train: bool,
     ) -> Tensor {
+        self.decode_c_wired(u, k, x, z, ys_callee, ynet, ynet, train)
+    }
+
+    /// [`Self::decode_c`] with the network delay read separately by the correction MLP
+    /// (`ynet_corr`) and by the wire term (`ynet_wire`, added in ms). A counterfactual that
+    /// restores a channel changes only the wire term: the delay is exactly that part of the
+    /// call, and the MLP, which saw few slow channels, extrapolates arbitrarily from one
+    /// far outside them (a restored channel once made a call 80 ms *slower*).
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode_c_wired(
+        &self,
+        u: usize,
+        k: usize,
+        x: &Tensor,
+        z: &Tensor,
+        ys_callee: &Tensor,
+        ynet_corr: &Tensor,
+        ynet_wire: &Tensor,
+        train: bool,
+    ) -> Tensor {
         let input = Tensor::cat(
             &[
                 x.shallow_clone(),
                 z.shallow_clone(),
                 ys_callee.shallow_clone(),
-                ynet.shallow_clone(),
+                ynet_corr.shallow_clone(),
             ],
             1,
         );
@@ -378,7 +398,7 @@ impl Gvae {
         let server = self.ys_scale[callee]
             .narrow(start, y)
             .ms(&ys_callee.narrow(1, start, y));
-        let wire = self.ynet_scale[i].ms(ynet);
+        let wire = self.ynet_scale[i].ms(ynet_wire);
         self.yc_scale[i].standardized(&(server + wire + corr))
     }
 

@@ -70,6 +70,33 @@ pub fn custom_chain_window(
     factor: f64,
     seed: u64,
 ) -> WindowSnapshot {
+    chain_window_of(names, own, window_end, slow, factor, None, seed)
+}
+
+/// A window of the `n`-tier chain, nothing slowed but the channel into tier `into`, whose
+/// every leg (request and response) takes `delay_ms` more: a network delay, which shows in
+/// no metric, only in the call's latency.
+pub fn chain_window_with_slow_channel(
+    n: usize,
+    window_end: u64,
+    into: usize,
+    delay_ms: f64,
+    seed: u64,
+) -> WindowSnapshot {
+    let own = vec![1.0; n];
+    let delay = Some((into, delay_ms));
+    chain_window_of(&chain_services(n), &own, window_end, None, 1.0, delay, seed)
+}
+
+fn chain_window_of(
+    names: &[String],
+    own: &[f64],
+    window_end: u64,
+    slow: Option<usize>,
+    factor: f64,
+    channel_delay: Option<(usize, f64)>,
+    seed: u64,
+) -> WindowSnapshot {
     let n = names.len();
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     for _ in 0..4 {
@@ -89,7 +116,11 @@ pub fn custom_chain_window(
         for q in 0..5 {
             let below = if i + 1 < n { client[i + 1][q] } else { 0.0 };
             server[i][q] = own * SHAPE[q] + below;
-            gap[i][q] = 2.0 * GAP_MS * rng.noise(0.2) * (1.0 + 0.2 * q as f64);
+            let delayed = match channel_delay {
+                Some((into, ms)) if into == i => 2.0 * ms,
+                _ => 0.0,
+            };
+            gap[i][q] = 2.0 * GAP_MS * rng.noise(0.2) * (1.0 + 0.2 * q as f64) + delayed;
             client[i][q] = server[i][q] + gap[i][q];
         }
     }

@@ -8,7 +8,7 @@ use tch::Device;
 use super::detector::Sage;
 use super::gvae::GvaeHyper;
 use super::model::SageModel;
-use super::synthetic::{chain_window, chain_windows};
+use super::synthetic::{chain_window, chain_window_with_slow_channel, chain_windows};
 use super::train::{SageTrainSettings, train};
 
 const N: usize = 3;
@@ -185,4 +185,30 @@ fn a_silent_slowdown_of_a_tier_never_faulted_in_training_is_named() {
         }
     }
     assert_eq!(hits, 4, "AC@1 {hits}/4");
+}
+
+/// A channel slowed far beyond anything in training (a network delay into a tier, seen in
+/// no metric): the tier's repair restores the channel, whose delay is exactly the wire part
+/// of the call, so the tier is named.
+#[test]
+fn a_slow_channel_into_a_tier_is_named_by_restoring_it() {
+    let _torch = crate::torch_test_lock();
+    let mut sage = Sage::with_model(trained());
+    sage.set_episode_windows(1);
+    let mut hits = 0;
+    for into in 1..N {
+        for k in 0..4u64 {
+            let end = 2_000_000 + (into as u64 * 10 + k) * 1000;
+            let w = chain_window_with_slow_channel(N, end, into, 15.0, 5000 + k);
+            assert!(w.violated(), "a 15 ms delay per leg must break the SLO");
+            let d = sage.observe(&w);
+            let named = d.first().map(|d| d.culprits[0].service.clone());
+            if named.as_deref() == Some(format!("s{into}").as_str()) {
+                hits += 1;
+            } else {
+                eprintln!("into s{into}: {:?}", d.first().map(|d| &d.summary));
+            }
+        }
+    }
+    assert_eq!(hits, 4 * (N - 1), "AC@1 {hits}/{}", 4 * (N - 1));
 }
