@@ -56,6 +56,7 @@ fn main() {
             yc: rpc_normal("yc", Y_DIM),
             ynet: rpc_normal("ynet", Y_DIM),
             xnet: rpc_normal("xnet", XNET_DIM),
+            ynet_wire: rpc_normal("ynet", Y_DIM),
         };
         // Disturb the first (back-end) unit; raise the front end's latency.
         for v in sample.x[0].iter_mut().take(4) {
