@@ -208,16 +208,6 @@ impl Normalizer {
         self.standardize(raw, key, dim, STD_CLAMP)
     }
 
-    /// [`Self::standardized`] without the clamp at ±[`STD_CLAMP`].
-    pub fn standardized_unclamped(
-        &self,
-        raw: &BTreeMap<String, Vec<f32>>,
-        key: &str,
-        dim: usize,
-    ) -> Vec<f32> {
-        self.standardize(raw, key, dim, f32::INFINITY)
-    }
-
     fn standardize(
         &self,
         raw: &BTreeMap<String, Vec<f32>>,
@@ -302,7 +292,7 @@ impl Sample {
         let ynet_wire = cbn
             .rpcs
             .iter()
-            .map(|r| norm.standardized_unclamped(raw, &format!("ynet:{}", r.key()), Y_DIM))
+            .map(|r| norm.standardize(raw, &format!("ynet:{}", r.key()), Y_DIM, f32::INFINITY))
             .collect();
         Sample {
             x: unit_blocks("x", X_DIM),

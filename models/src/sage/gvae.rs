@@ -368,7 +368,8 @@ impl Gvae {
     /// (`ynet_corr`) and by the wire term (`ynet_wire`, added in ms). A counterfactual that
     /// restores a channel changes only the wire term: the delay is exactly that part of the
     /// call, and the MLP, which saw few slow channels, extrapolates arbitrarily from one
-    /// far outside them (a restored channel once made a call 80 ms *slower*).
+    /// far outside them (repairing a service behind a delayed channel once raised the
+    /// modelled end-to-end p99 from 44 to 120 ms).
     #[allow(clippy::too_many_arguments)]
     pub fn decode_c_wired(
         &self,
