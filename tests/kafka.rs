@@ -55,6 +55,13 @@ fn scrape(port: u16) -> String {
     let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
     };
+    // Before the job listens, a connect whose ephemeral source port happens to be `port`
+    // connects the socket to itself (TCP simultaneous open): that is nobody listening, and
+    // it would hold the port the job is about to bind. A read timeout bounds the rest.
+    if conn.local_addr().ok() == conn.peer_addr().ok() {
+        return String::new();
+    }
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = write!(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut body = String::new();
     let _ = conn.read_to_string(&mut body);
@@ -210,7 +217,9 @@ fn job_config(dir: &Path, prefix: &str, run: &str, port: u16) -> std::path::Path
 }
 
 /// What a test over the fault plan needs: a temporary directory holding `faults.toml`,
-/// a topic prefix and a base port, both unique to this test process.
+/// a topic prefix and a base port, both unique to this test process. Ports stay below
+/// Linux's ephemeral range (32768 up): a scrape's connect before the job listens could
+/// otherwise be given the job's port as its own source port and hold it.
 struct Fixture {
     tmp: tempfile::TempDir,
     prefix: String,
@@ -253,7 +262,7 @@ fn kafka_end_to_end() {
         prefix,
         plan,
         port_base,
-    } = Fixture::new("e2e", 20_000, 20_000);
+    } = Fixture::new("e2e", 10_000, 10_000);
     let dir = tmp.path();
     let config_a = job_config(dir, &prefix, "a", port_base);
     let config_b = job_config(dir, &prefix, "b", port_base + 1);
@@ -644,7 +653,7 @@ fn kafka_cluster_consumes_while_the_simulator_produces() {
         prefix,
         plan,
         port_base,
-    } = Fixture::new("cl", 40_000, 10_000);
+    } = Fixture::new("cl", 21_000, 10_000);
     let dir = tmp.path();
     let config_0 = job_config(dir, &prefix, "c", port_base);
     let text = std::fs::read_to_string(&config_0).unwrap().replace(
