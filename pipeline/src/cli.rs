@@ -308,7 +308,7 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// Model to train.
-    #[arg(long, default_value = "seer")]
+    #[arg(long, default_value = "seer", value_parser = ["seer", "sage", "fluxion"])]
     pub model: String,
     /// Dataset(s) written by `augur record`; repeat for several (seer).
     #[arg(long)]

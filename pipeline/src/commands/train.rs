@@ -14,12 +14,6 @@ use crate::cli::TrainArgs;
 use crate::commands::load_config;
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    if !["seer", "sage", "fluxion"].contains(&args.model.as_str()) {
-        bail!(
-            "unknown model `{}`; known models: seer, sage, fluxion",
-            args.model
-        );
-    }
     let foreign = args.foreign_flags();
     if !foreign.is_empty() {
         let list: Vec<String> = foreign
