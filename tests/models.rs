@@ -208,6 +208,7 @@ fn snapshot(t: u64, services: &[&str], order: &[&str], violated: bool) -> Window
                 replicas: 1,
                 usage: [[0.1; 4]; 5],
                 in_flight: 0.0,
+                version: None,
             })
             .collect(),
         qos: vec![QosVerdict {

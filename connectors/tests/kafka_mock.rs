@@ -26,6 +26,7 @@ fn span(i: u64) -> Span {
         end_ns: 1_700_000_000_000_000_000 + i * 1_000_000 + 500_000,
         error: false,
         peer_service: None,
+        version: None,
     }
 }
 

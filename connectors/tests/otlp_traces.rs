@@ -36,6 +36,7 @@ fn arb_span() -> impl Strategy<Value = Span> {
             any::<bool>(),
         ),
         proptest::option::of("(?s).{1,8}"),
+        proptest::option::of("(?s).{1,8}"),
     )
         .prop_map(
             |(
@@ -43,6 +44,7 @@ fn arb_span() -> impl Strategy<Value = Span> {
                 (service, instance, name),
                 (k, start, dur, error),
                 peer,
+                version,
             )| Span {
                 trace_id,
                 span_id,
@@ -55,6 +57,7 @@ fn arb_span() -> impl Strategy<Value = Span> {
                 end_ns: start + dur,
                 error,
                 peer_service: peer,
+                version,
             },
         )
 }
@@ -137,6 +140,7 @@ fn expected_collector_spans() -> Vec<Span> {
             end_ns: 1_544_712_661_000_000_000,
             error: true,
             peer_service: None,
+            version: None,
         },
         Span {
             trace_id: 0x5b8efff798038103d269b633813fc60c,
@@ -150,6 +154,7 @@ fn expected_collector_spans() -> Vec<Span> {
             end_ns: 1_544_712_660_200_000_000,
             error: false,
             peer_service: Some("redis".into()),
+            version: None,
         },
         Span {
             trace_id: 0x5b8efff798038103d269b633813fc60c,
@@ -163,6 +168,7 @@ fn expected_collector_spans() -> Vec<Span> {
             end_ns: 1_544_712_660_300_000_000,
             error: false,
             peer_service: None,
+            version: None,
         },
     ]
 }
@@ -428,6 +434,7 @@ fn bench_spans(n: usize) -> Vec<Span> {
                 end_ns: 1_700_000_000_000_000_000 + i as u64 * 1000 + 5_000_000,
                 error: i % 50 == 0,
                 peer_service: (i % 16 == 1).then(|| "redis".to_owned()),
+                version: None,
             }
         })
         .collect()

@@ -213,6 +213,7 @@ mod tests {
             replicas: 1,
             usage: [[0.0; 4]; 5],
             in_flight,
+            version: None,
         }
     }
 

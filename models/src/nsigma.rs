@@ -208,6 +208,7 @@ mod tests {
             replicas: 1,
             usage: [[0.0; 4]; 5],
             in_flight: 0.0,
+            version: None,
         }
     }
 
@@ -263,6 +264,7 @@ mod ranking_tests {
             replicas: 1,
             usage: [[0.0; 4]; 5],
             in_flight: 0.0,
+            version: None,
         }
     }
 

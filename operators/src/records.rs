@@ -50,6 +50,8 @@ pub struct Span {
     pub error: bool,
     /// `peer.service` attribute, for calls to peers that emit no spans of their own.
     pub peer_service: Option<String>,
+    /// `service.version` of the emitting resource (a new deployment of the service).
+    pub version: Option<String>,
 }
 
 impl Span {
@@ -175,6 +177,10 @@ pub struct ServiceFeatures {
     /// the window average `outstanding`); 0 when no instance reported one.
     #[serde(default)]
     pub in_flight: f64,
+    /// `service.version` of the window's latest server span (ties: the greatest), if its
+    /// spans carry one: a change is a new deployment of the service.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 /// Per-edge features of one window (Sage's per-RPC latency nodes).

@@ -9,6 +9,7 @@
 //!   sketches merge exactly across workers, so quantiles are identical for any worker count).
 //! - `outstanding`: Σ server-span durations (integer nanoseconds, so exact) / window length.
 //! - `replicas`: distinct instances seen in any span or metric sample of the service.
+//! - `version`: `service.version` of the latest server span (ties in time: the greatest).
 //! - `in_flight`: per instance, its latest [`Resource::InFlight`] sample in the window (ties
 //!   in time: the larger value), summed over instances.
 //! - `usage`: per instance and resource, the mean of its samples in the window (summed in
@@ -49,6 +50,8 @@ pub struct ServicePartial {
     pub usage: BTreeMap<String, [Vec<f64>; 5]>,
     /// Per instance: its latest in-flight sample of the window, `(time_ns, value)`.
     pub in_flight: BTreeMap<String, (u64, f64)>,
+    /// The latest server span's `(end_ns, service.version)`, if it carries one.
+    pub version: Option<(u64, String)>,
 }
 
 /// The later of two in-flight samples (equal times: the larger value, so merge order
@@ -71,6 +74,21 @@ impl ServicePartial {
             self.errors += u64::from(span.error);
             self.latency.add(span.duration_ms());
             self.busy_ns += u128::from(span.end_ns.saturating_sub(span.start_ns));
+            if let Some(v) = &span.version {
+                self.note_version(span.end_ns, v);
+            }
+        }
+    }
+
+    /// Keeps the later version (equal times: the greater, so merge order doesn't matter);
+    /// clones only when it replaces the one held.
+    fn note_version(&mut self, end_ns: u64, version: &str) {
+        let newer = match &self.version {
+            None => true,
+            Some((t, v)) => (end_ns, version) > (*t, v.as_str()),
+        };
+        if newer {
+            self.version = Some((end_ns, version.to_owned()));
         }
     }
 
@@ -105,6 +123,9 @@ impl ServicePartial {
             let slot = self.in_flight.entry(inst).or_insert(sample);
             *slot = latest(*slot, sample);
         }
+        if let Some((t, v)) = other.version {
+            self.note_version(t, &v);
+        }
     }
 
     /// The features of this (complete) partial.
@@ -135,6 +156,7 @@ impl ServicePartial {
             replicas: u32::try_from(self.instances.len()).unwrap_or(u32::MAX),
             usage,
             in_flight: stable_sum(&mut self.in_flight.values().map(|s| s.1).collect::<Vec<_>>()),
+            version: self.version.map(|(_, v)| v),
         }
     }
 }
@@ -259,5 +281,45 @@ mod tests {
 
         let empty = ServicePartial::default().finish(1000, "api".into(), 1000);
         assert_eq!(empty.in_flight, 0.0);
+    }
+
+    fn server_span(end_ms: u64, version: Option<&str>) -> Span {
+        Span {
+            trace_id: 1,
+            span_id: end_ms + 1,
+            parent_span_id: None,
+            service: "api".into(),
+            instance: "api-0".into(),
+            kind: SpanKind::Server,
+            name: "/".into(),
+            start_ns: (end_ms - 1) * 1_000_000,
+            end_ns: end_ms * 1_000_000,
+            error: false,
+            peer_service: None,
+            version: version.map(str::to_owned),
+        }
+    }
+
+    /// Version: the latest server span's, whatever the order partials merge in.
+    #[test]
+    fn version_is_the_latest_server_spans() {
+        let partial = |spans: &[(u64, Option<&str>)]| {
+            let mut p = ServicePartial::default();
+            for (t, v) in spans {
+                p.add_span(&server_span(*t, *v));
+            }
+            p
+        };
+        let early = || partial(&[(100, Some("1")), (300, None)]);
+        let late = || partial(&[(200, Some("1")), (700, Some("2"))]);
+        for (mut a, b) in [(early(), late()), (late(), early())] {
+            a.merge(b);
+            assert_eq!(
+                a.finish(1000, "api".into(), 1000).version.as_deref(),
+                Some("2")
+            );
+        }
+        let unversioned = partial(&[(100, None)]).finish(1000, "api".into(), 1000);
+        assert_eq!(unversioned.version, None);
     }
 }

@@ -1,14 +1,16 @@
-//! Groups records by their `(service, instance)` resource, in order of first appearance:
-//! in, a slice and a key function; out, one list of record references per resource.
+//! Groups records by their resource (e.g. `(service, instance)`), in order of first
+//! appearance: in, a slice and a key function; out, one list of record references per
+//! resource.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
-pub(crate) fn by_resource<'a, T>(
+pub(crate) fn by_resource<'a, T, K: Copy + Eq + Hash>(
     items: &'a [T],
-    key: impl Fn(&'a T) -> (&'a str, &'a str),
-) -> Vec<((&'a str, &'a str), Vec<&'a T>)> {
-    let mut index: HashMap<(&'a str, &'a str), usize> = HashMap::new();
-    let mut groups: Vec<((&'a str, &'a str), Vec<&'a T>)> = Vec::new();
+    key: impl Fn(&'a T) -> K,
+) -> Vec<(K, Vec<&'a T>)> {
+    let mut index: HashMap<K, usize> = HashMap::new();
+    let mut groups: Vec<(K, Vec<&'a T>)> = Vec::new();
     for item in items {
         let k = key(item);
         let i = *index.entry(k).or_insert_with(|| {

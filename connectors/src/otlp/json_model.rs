@@ -11,6 +11,7 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor}
 
 use super::view::{
     HOST_NAME, K8S_POD_NAME, PEER_SERVICE, ResourceAttrs, SERVICE_INSTANCE_ID, SERVICE_NAME,
+    SERVICE_VERSION,
 };
 
 /// A JSON string, borrowed unless it had escapes.
@@ -220,6 +221,7 @@ pub(crate) struct Attrs<'a> {
     pod: Option<Str<'a>>,
     host: Option<Str<'a>>,
     peer_service: Option<Str<'a>>,
+    version: Option<Str<'a>>,
 }
 
 impl Attrs<'_> {
@@ -231,6 +233,7 @@ impl Attrs<'_> {
             (SERVICE_INSTANCE_ID, &self.instance_id),
             (K8S_POD_NAME, &self.pod),
             (HOST_NAME, &self.host),
+            (SERVICE_VERSION, &self.version),
         ] {
             if let Some(v) = v {
                 r.set(k, v.as_str());
@@ -268,6 +271,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Attrs<'a> {
                         K8S_POD_NAME => &mut attrs.pod,
                         HOST_NAME => &mut attrs.host,
                         PEER_SERVICE => &mut attrs.peer_service,
+                        SERVICE_VERSION => &mut attrs.version,
                         _ => continue,
                     };
                     *slot = value.string_value;

@@ -157,7 +157,7 @@ pub fn encode_metrics(points: &[MetricPoint]) -> ExportMetricsServiceRequest {
     let resource_metrics = by_resource(points, |p| (p.service.as_str(), p.instance.as_str()))
         .into_iter()
         .map(|((service, instance), group)| otlp::ResourceMetrics {
-            resource: Some(otlp_resource(service, instance)),
+            resource: Some(otlp_resource(service, instance, None)),
             scope_metrics: vec![otlp::ScopeMetrics {
                 scope: Some(otlp_scope()),
                 metrics: by_metric(&group)
@@ -203,7 +203,7 @@ pub fn encode_metrics_json(points: &[MetricPoint]) -> String {
             out.push(',');
         }
         out.push('{');
-        push_json_resource(&mut out, service, instance);
+        push_json_resource(&mut out, service, instance, None);
         out.push_str(",\"scopeMetrics\":[{\"scope\":{\"name\":\"");
         out.push_str(SCOPE_NAME);
         out.push_str("\"},\"metrics\":[");

@@ -14,7 +14,7 @@ use super::group::by_resource;
 use super::json_write::{push_str, push_string_attr, push_u64_str};
 use super::view::{
     IdRef, OwnedIdentity, PEER_SERVICE, RawSpan, ResourceAttrs, SERVICE_INSTANCE_ID, SERVICE_NAME,
-    STATUS_ERROR,
+    SERVICE_VERSION, STATUS_ERROR,
 };
 
 /// The instrumentation scope name augur writes.
@@ -81,15 +81,26 @@ pub(crate) fn string_kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-/// A `Resource` with `service.name` and `service.instance.id`.
-pub(crate) fn otlp_resource(service: &str, instance: &str) -> OtlpResource {
+/// A `Resource` with `service.name`, `service.instance.id` and, if given, `service.version`.
+pub(crate) fn otlp_resource(service: &str, instance: &str, version: Option<&str>) -> OtlpResource {
+    let mut attributes = vec![
+        string_kv(SERVICE_NAME, service),
+        string_kv(SERVICE_INSTANCE_ID, instance),
+    ];
+    attributes.extend(version.map(|v| string_kv(SERVICE_VERSION, v)));
     OtlpResource {
-        attributes: vec![
-            string_kv(SERVICE_NAME, service),
-            string_kv(SERVICE_INSTANCE_ID, instance),
-        ],
+        attributes,
         ..Default::default()
     }
+}
+
+/// A span's resource: `(service, instance, version)`.
+fn span_resource(s: &Span) -> (&str, &str, Option<&str>) {
+    (
+        s.service.as_str(),
+        s.instance.as_str(),
+        s.version.as_deref(),
+    )
 }
 
 pub(crate) fn otlp_scope() -> InstrumentationScope {
@@ -112,20 +123,23 @@ fn kind_number(k: SpanKind) -> i32 {
 }
 
 /// Encodes spans as one request: one `ResourceSpans` per `(service, instance)` (in order of
-/// first appearance) with `service.name` and `service.instance.id`, `peer.service` on spans
+/// first appearance) with `service.name`, `service.instance.id` and `service.version` (when
+/// the span has one; spans of other versions form their own resource), `peer.service` on spans
 /// that have it, status code ERROR on error spans.
 pub fn encode_traces(spans: &[Span]) -> ExportTraceServiceRequest {
-    let resource_spans = by_resource(spans, |s| (s.service.as_str(), s.instance.as_str()))
+    let resource_spans = by_resource(spans, span_resource)
         .into_iter()
-        .map(|((service, instance), group)| otlp::ResourceSpans {
-            resource: Some(otlp_resource(service, instance)),
-            scope_spans: vec![otlp::ScopeSpans {
-                scope: Some(otlp_scope()),
-                spans: group.into_iter().map(otlp_span).collect(),
+        .map(
+            |((service, instance, version), group)| otlp::ResourceSpans {
+                resource: Some(otlp_resource(service, instance, version)),
+                scope_spans: vec![otlp::ScopeSpans {
+                    scope: Some(otlp_scope()),
+                    spans: group.into_iter().map(otlp_span).collect(),
+                    schema_url: String::new(),
+                }],
                 schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        })
+            },
+        )
         .collect();
     ExportTraceServiceRequest { resource_spans }
 }
@@ -160,12 +174,21 @@ pub fn encode_traces_proto(spans: &[Span]) -> Vec<u8> {
     encode_traces(spans).encode_to_vec()
 }
 
-/// Appends `"resource":{"attributes":[service.name, service.instance.id]}`.
-pub(crate) fn push_json_resource(out: &mut String, service: &str, instance: &str) {
+/// Appends `"resource":{"attributes":[service.name, service.instance.id(, service.version)]}`.
+pub(crate) fn push_json_resource(
+    out: &mut String,
+    service: &str,
+    instance: &str,
+    version: Option<&str>,
+) {
     out.push_str("\"resource\":{\"attributes\":[");
     push_string_attr(out, SERVICE_NAME, service);
     out.push(',');
     push_string_attr(out, SERVICE_INSTANCE_ID, instance);
+    if let Some(v) = version {
+        out.push(',');
+        push_string_attr(out, SERVICE_VERSION, v);
+    }
     out.push_str("]}");
 }
 
@@ -175,16 +198,14 @@ pub(crate) fn push_json_resource(out: &mut String, service: &str, instance: &str
 pub fn encode_traces_json(spans: &[Span]) -> String {
     let mut out = String::with_capacity(64 + spans.len() * 300);
     out.push_str("{\"resourceSpans\":[");
-    for (i, ((service, instance), group)) in
-        by_resource(spans, |s| (s.service.as_str(), s.instance.as_str()))
-            .into_iter()
-            .enumerate()
+    for (i, ((service, instance, version), group)) in
+        by_resource(spans, span_resource).into_iter().enumerate()
     {
         if i > 0 {
             out.push(',');
         }
         out.push('{');
-        push_json_resource(&mut out, service, instance);
+        push_json_resource(&mut out, service, instance, version);
         out.push_str(",\"scopeSpans\":[{\"scope\":{\"name\":\"");
         out.push_str(SCOPE_NAME);
         out.push_str("\"},\"spans\":[");

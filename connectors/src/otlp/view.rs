@@ -13,6 +13,7 @@ pub(crate) const SERVICE_INSTANCE_ID: &str = "service.instance.id";
 pub(crate) const K8S_POD_NAME: &str = "k8s.pod.name";
 pub(crate) const HOST_NAME: &str = "host.name";
 pub(crate) const PEER_SERVICE: &str = "peer.service";
+pub(crate) const SERVICE_VERSION: &str = "service.version";
 
 /// The resource attributes augur uses; empty strings count as missing.
 #[derive(Debug, Default, Clone, Copy)]
@@ -21,6 +22,7 @@ pub(crate) struct ResourceAttrs<'a> {
     pub instance_id: Option<&'a str>,
     pub pod: Option<&'a str>,
     pub host: Option<&'a str>,
+    pub version: Option<&'a str>,
 }
 
 impl<'a> ResourceAttrs<'a> {
@@ -35,6 +37,7 @@ impl<'a> ResourceAttrs<'a> {
             SERVICE_INSTANCE_ID => &mut self.instance_id,
             K8S_POD_NAME => &mut self.pod,
             HOST_NAME => &mut self.host,
+            SERVICE_VERSION => &mut self.version,
             _ => return,
         };
         *slot = Some(value);
@@ -47,6 +50,7 @@ impl<'a> ResourceAttrs<'a> {
             instance_id: self.instance_id.or(other.instance_id),
             pod: self.pod.or(other.pod),
             host: self.host.or(other.host),
+            version: self.version.or(other.version),
         }
     }
 
@@ -68,12 +72,15 @@ impl<'a> ResourceAttrs<'a> {
 pub(crate) struct OwnedIdentity {
     /// `None` when `service.name` is missing: every span of the resource is rejected.
     pub service_instance: Option<(String, String)>,
+    /// `service.version`, if set.
+    pub version: Option<String>,
 }
 
 impl OwnedIdentity {
     pub fn new(attrs: &ResourceAttrs<'_>) -> Self {
         OwnedIdentity {
             service_instance: attrs.identity().map(|(s, i)| (s.to_owned(), i.to_owned())),
+            version: attrs.version.map(str::to_owned),
         }
     }
 }
@@ -219,6 +226,7 @@ impl RawSpan<'_> {
                 .peer_service
                 .filter(|p| !p.is_empty())
                 .map(str::to_owned),
+            version: res.version.clone(),
         })
     }
 

@@ -22,7 +22,7 @@ use super::commands::{ActuationDelays, RuntimeCommand};
 use super::faults::{FaultKind, FaultPlan, FaultSpec, FaultTarget, Planned, RandomPlanner};
 use super::instrumentation::Dropped;
 use super::labels::{ChangeLabel, FaultLabel, Labels, SpikeLabel};
-use super::model::{CallModel, Model, OpModel, ServiceModel};
+use super::model::{CallModel, FIRST_VERSION, Model, OpModel, ServiceModel, next_version};
 use super::topology::{SloSpec, SpikeSpec, Topology};
 use super::{SimConfig, SimError};
 
@@ -1068,6 +1068,7 @@ impl Simulator {
                 end_ns: self.now_ns,
                 error: call.error,
                 peer_service: None,
+                version: Some(service.version.clone()),
             });
         }
         replica.busy -= 1;
@@ -1119,6 +1120,7 @@ impl Simulator {
                 end_ns: self.now_ns,
                 error: call.error,
                 peer_service: callee_hidden.then(|| callee.name.clone()),
+                version: Some(caller.version.clone()),
             });
         }
         caller_replica.net_bytes += op.response_bytes + MESSAGE_OVERHEAD_BYTES;
@@ -1328,10 +1330,15 @@ impl Simulator {
                 },
                 Some(s),
             ) => {
-                for op in &mut self.model.services[s as usize].ops {
+                let service = &mut self.model.services[s as usize];
+                for op in &mut service.ops {
                     op.set_time(op.mean_ns * service_time_factor, op.cv);
                 }
-                format!("new version: service time x{service_time_factor}")
+                service.version = next_version(&service.version);
+                format!(
+                    "new version {}: service time x{service_time_factor}",
+                    service.version
+                )
             }
             (
                 ChangeAction::AddService {
@@ -1382,6 +1389,7 @@ impl Simulator {
                     memory_per_request: 64.0 * 1024.0,
                     instrumented: true,
                     ops: proxy_ops,
+                    version: FIRST_VERSION.to_owned(),
                 });
                 self.add_service_slots();
                 for _ in 0..*replicas {

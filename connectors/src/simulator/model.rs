@@ -39,6 +39,20 @@ impl OpModel {
     }
 }
 
+/// The `service.version` of every service at the start of a simulation.
+pub(crate) const FIRST_VERSION: &str = "v1";
+
+/// The version after `version` (`v1` → `v2`; anything else gets `.1` appended).
+pub(crate) fn next_version(version: &str) -> String {
+    match version
+        .strip_prefix('v')
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        Some(n) => format!("v{}", n + 1),
+        None => format!("{version}.1"),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct ServiceModel {
     pub name: String,
@@ -48,6 +62,8 @@ pub(crate) struct ServiceModel {
     pub memory_per_request: f64,
     pub instrumented: bool,
     pub ops: Vec<OpModel>,
+    /// `service.version` on its spans: `v1`, bumped by each replacement.
+    pub version: String,
 }
 
 #[derive(Clone, Debug)]
@@ -141,6 +157,7 @@ impl Model {
                 memory_per_request: s.memory_per_request_kb * 1024.0,
                 instrumented: s.instrumented,
                 ops,
+                version: FIRST_VERSION.to_owned(),
             });
         }
         let mut requests = Vec::new();

@@ -6,7 +6,8 @@
 //! names, else from the newest `fluxion-*` checkpoint in `models_dir` whose services cover
 //! the stream's, once the entry point is known; else trained once `min_train_windows`
 //! windows are in — then it keeps learning online either way); pending
-//! deployment changes (a service whose replica count changed, a new service or call) each
+//! deployment changes (a service whose replica count changed, a new service or call, a new
+//! `service.version` — a replacement, whose first refit drops the old models) each
 //! refitted — only its vertex — `adapt_samples` × 1, 2, 4, … windows after the change
 //! ([`REFITS_PER_CHANGE`] times, each on every window since the change); the
 //! forecast error's moving average, whose growth triggers graph debugging and a refit of
@@ -89,6 +90,9 @@ struct PendingRefit {
     windows: usize,
     /// How the first refit starts (later ones start warm from it).
     start: Start,
+    /// Whether the first refit drops the vertex's old models (a replacement: a new
+    /// assignment, `GE.replace`); later refits add models beside it either way.
+    replace: bool,
     /// Refits done.
     refits: u32,
 }
@@ -98,7 +102,16 @@ impl PendingRefit {
         PendingRefit {
             windows: 0,
             start,
+            replace: false,
             refits: 0,
+        }
+    }
+
+    /// A new version of the service: its models describe a service that is gone.
+    fn replacement() -> Self {
+        PendingRefit {
+            replace: true,
+            ..PendingRefit::new(Start::Warm)
         }
     }
 }
@@ -154,6 +167,8 @@ pub struct Fluxion {
     graph: Option<InferenceGraph>,
     recent: VecDeque<Sample>,
     replicas: BTreeMap<String, f32>,
+    /// Each service's `service.version`, as last seen.
+    versions: BTreeMap<String, String>,
     /// Services changed recently, with their refit schedule.
     pending: BTreeMap<String, PendingRefit>,
     error_avg: Option<f64>,
@@ -190,6 +205,7 @@ impl Fluxion {
             graph,
             recent: VecDeque::new(),
             replicas: BTreeMap::new(),
+            versions: BTreeMap::new(),
             pending: BTreeMap::new(),
             error_avg: None,
             error_base: None,
@@ -302,8 +318,20 @@ impl Fluxion {
                 && before != r
             {
                 // A second change restarts the schedule: the windows before it are stale.
-                let start = self.pending.get(name).map_or(Start::Warm, |p| p.start);
-                self.pending.insert(name.clone(), PendingRefit::new(start));
+                let pending = match self.pending.get(name) {
+                    Some(p) if p.refits == 0 => PendingRefit { windows: 0, ..*p },
+                    Some(p) => PendingRefit::new(p.start),
+                    None => PendingRefit::new(Start::Warm),
+                };
+                self.pending.insert(name.clone(), pending);
+            }
+            if let Some(version) = &own.version
+                && let Some(before) = self.versions.insert(name.clone(), version.clone())
+                && before != *version
+            {
+                tracing::info!("fluxion: {name} {before} -> {version}: a new assignment for it");
+                self.pending
+                    .insert(name.clone(), PendingRefit::replacement());
             }
         }
         let first = self.config.adapt_samples.max(1);
@@ -311,16 +339,18 @@ impl Fluxion {
         for (service, p) in self.pending.iter_mut() {
             p.windows += 1;
             if p.windows == first << p.refits {
-                let start = if p.refits == 0 { p.start } else { Start::Warm };
-                ready.push((service.clone(), start, p.windows, p.refits == 0));
+                let first_refit = p.refits == 0;
+                let start = if first_refit { p.start } else { Start::Warm };
+                let delete = first_refit && p.replace;
+                ready.push((service.clone(), start, delete, p.windows, first_refit));
                 p.refits += 1;
             }
         }
         self.pending.retain(|_, p| p.refits < REFITS_PER_CHANGE);
-        for (service, start, windows, first_refit) in ready {
+        for (service, start, delete, windows, first_refit) in ready {
             let n = windows.min(self.recent.len());
             let recent: Vec<Sample> = self.recent.iter().rev().take(n).rev().cloned().collect();
-            graph.fit_vertex(&service, &recent, start, false);
+            graph.fit_vertex(&service, &recent, start, delete);
             tracing::info!("fluxion: refitted {service} on {n} windows after its change");
             self.error_base = None;
             if first_refit {

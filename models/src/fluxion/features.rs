@@ -31,6 +31,8 @@ pub struct ServiceSample {
     pub latency: [f32; SPECTRUM],
     /// Whether the service served requests (else its latency is unknown).
     pub active: bool,
+    /// `service.version` its spans carry, if any: a change is a replacement.
+    pub version: Option<String>,
 }
 
 /// Everything Fluxion needs of one window.
@@ -112,6 +114,7 @@ pub fn sample(window: &WindowSnapshot) -> Sample {
                     ],
                     latency,
                     active: s.requests > 0,
+                    version: s.version.clone(),
                 },
             )
         })

@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use augur_operators::{EdgeFeatures, QosVerdict, Resource, ServiceFeatures, WindowSnapshot};
+
 use super::assignment::AssignmentSettings;
 use super::debugging::find_fault;
+use super::detector::{Fluxion, FluxionConfig};
 use super::features::{P90, P99, SPECTRUM, Sample, ServiceSample};
 use super::graph::InferenceGraph;
 use super::what_if::what_if;
@@ -66,6 +69,7 @@ impl System {
                     own,
                     latency,
                     active: true,
+                    version: None,
                 },
             );
         }
@@ -199,4 +203,126 @@ fn graph_debugging_finds_a_corrupted_assignment() {
     graph.fit_vertex("logic", &clean, super::assignment::Start::Fresh, true);
     let fixed = e2e_mae(&graph, &test, P90);
     assert!(fixed < 0.3 * broken, "{broken:.3} → {fixed:.3}");
+}
+
+/// A window as the pipeline would close it over the system's sample (1 s windows).
+fn snapshot(s: &Sample, window_end: u64, versions: &BTreeMap<&str, &str>) -> WindowSnapshot {
+    let services = s
+        .services
+        .iter()
+        .map(|(name, o)| {
+            let mut usage = [[0.0; 4]; 5];
+            usage[Resource::Cpu.index()][1] = f64::from(o.own[3]);
+            usage[Resource::Cpu.index()][3] = f64::from(o.own[4]);
+            ServiceFeatures {
+                window_end,
+                service: name.clone(),
+                requests: o.own[0].round() as u64,
+                errors: 0,
+                latency_ms: o.latency.map(f64::from),
+                outstanding: 0.0,
+                replicas: o.own[1] as u32,
+                usage,
+                in_flight: 0.0,
+                version: versions.get(name.as_str()).map(|v| v.to_string()),
+            }
+        })
+        .collect();
+    let edges = s
+        .callees
+        .iter()
+        .flat_map(|(caller, callees)| {
+            callees.iter().map(move |callee| EdgeFeatures {
+                window_end,
+                caller: caller.clone(),
+                callee: callee.clone(),
+                calls: 1,
+                errors: 0,
+                client_ms: [0.0; 5],
+                server_ms: [0.0; 5],
+                gap_ms: [0.0; 5],
+            })
+        })
+        .collect();
+    let (entry, e2e) = s.entry.clone().unwrap();
+    WindowSnapshot {
+        window_end,
+        window_ms: 1000,
+        services,
+        edges,
+        qos: vec![QosVerdict {
+            window_end,
+            entry,
+            requests: 100,
+            errors: 0,
+            latency_ms: e2e.map(f64::from),
+            quantile: 0.99,
+            slo_ms: 1000.0,
+            measured_ms: f64::from(e2e[P99]),
+            violated: false,
+        }],
+        order: Vec::new(),
+        topology_changed: false,
+    }
+}
+
+/// The detector, from the stream: a new `service.version` of the database makes it refit
+/// the database's vertex alone — without a version it has no deployment event to act on.
+#[test]
+fn a_new_version_refits_only_its_vertex() {
+    let _torch = crate::torch_test_lock();
+    tch::set_num_threads(1);
+    tch::manual_seed(7);
+    let run = |versioned: bool| {
+        let config = FluxionConfig {
+            models_dir: std::path::PathBuf::new(),
+            min_train_windows: 150,
+            // No graph debugging: only the deployment event may refit.
+            error_growth: f64::INFINITY,
+            ..FluxionConfig::default()
+        };
+        let mut detector = Fluxion::new(config, 1000).unwrap();
+        let before = System { db_cost: 1.0 };
+        let after = System { db_cost: 1.6 };
+        let v = |db: &'static str| -> BTreeMap<&str, &str> {
+            if versioned {
+                [
+                    ("db", db),
+                    ("logic", "v1"),
+                    ("cache", "v1"),
+                    ("front", "v1"),
+                ]
+                .into()
+            } else {
+                BTreeMap::new()
+            }
+        };
+        let feed = |detector: &mut Fluxion,
+                    system: &System,
+                    windows: std::ops::Range<u64>,
+                    versions: &BTreeMap<&str, &str>| {
+            let samples = system.samples(windows.clone().count(), windows.start, &replicas(1.0));
+            for (t, s) in windows.zip(samples) {
+                detector.step(&snapshot(&s, 1000 * t, versions));
+            }
+        };
+        feed(&mut detector, &before, 1..152, &v("v1"));
+        let fitted = detector.graph().unwrap().fits();
+        // Sixty windows of the new version: refits at 15, 30 and 60 windows.
+        feed(&mut detector, &after, 152..212, &v("v2"));
+        let graph = detector.graph().unwrap();
+        let test = after.samples(100, 33, &replicas(1.0));
+        (fitted, graph.fits(), e2e_mae(graph, &test, P90))
+    };
+    let (fitted, refitted, mae) = run(true);
+    for (service, n) in &refitted {
+        let expected = fitted[service] + if service == "db" { 3 } else { 0 };
+        assert_eq!(*n, expected, "{service}: {n} fits");
+    }
+    let (_, unchanged, stale) = run(false);
+    assert_eq!(unchanged, fitted);
+    assert!(
+        mae < 0.5 * stale,
+        "MAE {stale:.3} without versions, {mae:.3} with"
+    );
 }

@@ -145,6 +145,7 @@ fn chain_window_of(
                 replicas: 2,
                 usage,
                 in_flight: 0.0,
+                version: None,
             }
         })
         .collect();

@@ -36,6 +36,7 @@ pub fn span(
         end_ns: end_ms * MS,
         error: false,
         peer_service: None,
+        version: None,
     }
 }
 

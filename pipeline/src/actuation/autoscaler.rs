@@ -152,6 +152,7 @@ pub(crate) mod tests {
                 replicas,
                 usage,
                 in_flight: 0.0,
+                version: None,
             }],
             ..WindowSnapshot::default()
         }

@@ -174,6 +174,7 @@ mod tests {
                 own: [rate, replicas, per, cpu, (cpu + 0.1).min(1.0)],
                 latency: db,
                 active: true,
+                version: None,
             },
         );
         services.insert(
@@ -182,6 +183,7 @@ mod tests {
                 own: [rate, 2.0, rate / 2.0, 0.2, 0.3],
                 latency: front,
                 active: true,
+                version: None,
             },
         );
         let mut callees = BTreeMap::new();
