@@ -7,7 +7,8 @@
 //! the stream's, once the entry point is known; else trained once `min_train_windows`
 //! windows are in — then it keeps learning online either way); pending
 //! deployment changes (a service whose replica count changed, a new service or call, a new
-//! `service.version` — a replacement, whose first refit drops the old models) each
+//! `service.version` — a replacement, whose first refit drops the old models; a service
+//! gone from the dependency graph, whose callers are refitted) each
 //! refitted — only its vertex — `adapt_samples` × 1, 2, 4, … windows after the change
 //! ([`REFITS_PER_CHANGE`] times, each on every window since the change); the
 //! forecast error's moving average, whose growth triggers graph debugging and a refit of
@@ -169,6 +170,8 @@ pub struct Fluxion {
     replicas: BTreeMap<String, f32>,
     /// Each service's `service.version`, as last seen.
     versions: BTreeMap<String, String>,
+    /// Services the dependency graph has listed (its `order`) since the start.
+    listed: BTreeSet<String>,
     /// Services changed recently, with their refit schedule.
     pending: BTreeMap<String, PendingRefit>,
     error_avg: Option<f64>,
@@ -206,6 +209,7 @@ impl Fluxion {
             recent: VecDeque::new(),
             replicas: BTreeMap::new(),
             versions: BTreeMap::new(),
+            listed: BTreeSet::new(),
             pending: BTreeMap::new(),
             error_avg: None,
             error_base: None,
@@ -359,6 +363,40 @@ impl Fluxion {
         }
     }
 
+    /// A service the dependency graph listed and no longer does (its calls retired) is
+    /// removed: its vertex goes (`GE.remove`), and each caller is refitted from scratch on
+    /// the windows after — its inputs changed. Services a checkpoint knows that the stream
+    /// hasn't shown yet are not "gone": only a listed service can leave.
+    fn track_removals(&mut self, window: &WindowSnapshot) {
+        if window.order.is_empty() {
+            return;
+        }
+        let Some(graph) = self.graph.as_mut() else {
+            return;
+        };
+        let listed: BTreeSet<String> = window.order.iter().cloned().collect();
+        let gone: Vec<String> = self
+            .listed
+            .difference(&listed)
+            .filter(|s| **s != graph.entry && graph.vertex(s).is_some())
+            .cloned()
+            .collect();
+        self.listed.extend(listed);
+        for service in gone {
+            let callers = graph.remove_service(&service);
+            self.listed.remove(&service);
+            self.pending.remove(&service);
+            self.replicas.remove(&service);
+            self.versions.remove(&service);
+            tracing::info!(
+                "fluxion: {service} left the dependency graph; its callers {callers:?} refit"
+            );
+            for caller in callers {
+                self.pending.insert(caller, PendingRefit::new(Start::Fresh));
+            }
+        }
+    }
+
     /// The entry's request rate in each of the last `n` windows.
     fn entry_rates(&self, n: usize) -> Vec<f32> {
         let Some(entry) = self.graph.as_ref().map(|g| g.entry.clone()) else {
@@ -504,6 +542,7 @@ impl Fluxion {
             out.fit_wall_ms = started.elapsed().as_secs_f64() * 1e3;
             return out;
         }
+        self.track_removals(window);
         self.track_changes(&s);
         self.track_load();
         self.track_error(&s);

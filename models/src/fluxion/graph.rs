@@ -243,20 +243,30 @@ impl InferenceGraph {
     }
 
     /// Predicted spectra of every vertex for every sample, leaves → entry in one batch per
-    /// vertex. A callee without a vertex contributes its observed spectrum.
+    /// vertex. A callee without a vertex contributes its observed spectrum, a callee gone
+    /// from the graph (or idle) zeros.
+    ///
+    /// A vertex's inputs are laid out by the callees its assignments were fitted with, not
+    /// its current ones: after the dependency graph adds or removes a callee, the vertex
+    /// keeps its models (and their input selection) until its refit.
     pub fn predict_batch(&self, samples: &[Sample]) -> Vec<BTreeMap<String, [f32; SPECTRUM]>> {
         let mut out: Vec<BTreeMap<String, [f32; SPECTRUM]>> = vec![BTreeMap::new(); samples.len()];
         for service in self.order() {
             let Some(v) = self.vertices.get(&service) else {
                 continue;
             };
+            let callees = v
+                .assignments
+                .first()
+                .filter(|a| a.models() > 0)
+                .map_or(&v.callees, |a| &a.callees);
             let rows: Vec<Row> = samples
                 .iter()
                 .zip(&out)
                 .map(|(s, pred)| {
                     let own = s.services.get(&service).map_or([0.0; 5], |o| o.own);
-                    let mut deps = Vec::with_capacity(v.callees.len() * SPECTRUM);
-                    for c in &v.callees {
+                    let mut deps = Vec::with_capacity(callees.len() * SPECTRUM);
+                    for c in callees {
                         let spectrum = pred
                             .get(c)
                             .copied()

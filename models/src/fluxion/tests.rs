@@ -23,6 +23,8 @@ const SPREAD: [f32; SPECTRUM] = [1.0, 1.2, 1.5, 1.8, 2.5];
 /// replacement changes it).
 struct System {
     db_cost: f32,
+    /// Whether logic still calls the cache (a removal takes it out of the graph).
+    cache: bool,
 }
 
 impl System {
@@ -55,7 +57,12 @@ impl System {
         let (front_own, uf) = own("front", rate);
         let db = spectrum("db", self.db_cost * (2.0 + 3.0 * u * u), &[], rng);
         let cache = spectrum("cache", 0.5 + 0.5 * uc, &[], rng);
-        let logic = spectrum("logic", 1.0 + 2.0 * ul, &[db, cache], rng);
+        let children = if self.cache {
+            vec![db, cache]
+        } else {
+            vec![db]
+        };
+        let logic = spectrum("logic", 1.0 + 2.0 * ul, &children, rng);
         let front = spectrum("front", 0.5 + 0.5 * uf, &[logic], rng);
         for (name, own, latency) in [
             ("db", db_own, db),
@@ -63,6 +70,9 @@ impl System {
             ("logic", logic_own, logic),
             ("front", front_own, front),
         ] {
+            if name == "cache" && !self.cache {
+                continue;
+            }
             services.insert(
                 name.to_string(),
                 ServiceSample {
@@ -75,10 +85,12 @@ impl System {
         }
         let mut callees = BTreeMap::new();
         callees.insert("front".to_string(), vec!["logic".to_string()]);
-        callees.insert(
-            "logic".to_string(),
-            vec!["cache".to_string(), "db".to_string()],
-        );
+        let logic_calls = if self.cache {
+            vec!["cache".to_string(), "db".to_string()]
+        } else {
+            vec!["db".to_string()]
+        };
+        callees.insert("logic".to_string(), logic_calls);
         Sample {
             window_end: 0,
             services,
@@ -113,7 +125,10 @@ fn e2e_mae(graph: &InferenceGraph, samples: &[Sample], q: usize) -> f64 {
 fn trained() -> (System, InferenceGraph) {
     tch::set_num_threads(1);
     tch::manual_seed(7);
-    let system = System { db_cost: 1.0 };
+    let system = System {
+        db_cost: 1.0,
+        cache: true,
+    };
     // Train over db replica counts 1 and 2, so replicas are an input it has seen vary.
     let mut train = system.samples(150, 1, &replicas(1.0));
     train.extend(system.samples(150, 2, &replicas(2.0)));
@@ -154,7 +169,10 @@ fn a_replacement_refits_only_its_vertex_and_restores_accuracy() {
     let (system, mut graph) = trained();
     let before = graph.fits();
     // The database is replaced by a slower version; 20 samples after the change.
-    let replaced = System { db_cost: 1.6 };
+    let replaced = System {
+        db_cost: 1.6,
+        cache: true,
+    };
     let recent = replaced.samples(20, 5, &replicas(1.0));
     let test = replaced.samples(100, 6, &replicas(1.0));
     let stale = e2e_mae(&graph, &test, P90);
@@ -261,7 +279,15 @@ fn snapshot(s: &Sample, window_end: u64, versions: &BTreeMap<&str, &str>) -> Win
             measured_ms: f64::from(e2e[P99]),
             violated: false,
         }],
-        order: Vec::new(),
+        // The dependency graph lists every service with a call (retirement is immediate here).
+        order: s
+            .callees
+            .iter()
+            .flat_map(|(caller, callees)| std::iter::once(caller).chain(callees))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         topology_changed: false,
     }
 }
@@ -282,8 +308,14 @@ fn a_new_version_refits_only_its_vertex() {
             ..FluxionConfig::default()
         };
         let mut detector = Fluxion::new(config, 1000).unwrap();
-        let before = System { db_cost: 1.0 };
-        let after = System { db_cost: 1.6 };
+        let before = System {
+            db_cost: 1.0,
+            cache: true,
+        };
+        let after = System {
+            db_cost: 1.6,
+            cache: true,
+        };
         let v = |db: &'static str| -> BTreeMap<&str, &str> {
             if versioned {
                 [
@@ -325,4 +357,92 @@ fn a_new_version_refits_only_its_vertex() {
         mae < 0.5 * stale,
         "MAE {stale:.3} without versions, {mae:.3} with"
     );
+}
+
+/// The detector, from the stream: when the dependency graph stops listing the cache (logic
+/// no longer calls it), the cache's vertex goes and only logic's vertex is refitted.
+#[test]
+fn a_removed_service_leaves_the_graph_and_its_caller_refits() {
+    let _torch = crate::torch_test_lock();
+    tch::set_num_threads(1);
+    tch::manual_seed(7);
+    let config = FluxionConfig {
+        models_dir: std::path::PathBuf::new(),
+        min_train_windows: 150,
+        error_growth: f64::INFINITY,
+        ..FluxionConfig::default()
+    };
+    let mut detector = Fluxion::new(config, 1000).unwrap();
+    let with_cache = System {
+        db_cost: 1.0,
+        cache: true,
+    };
+    let without = System {
+        db_cost: 1.0,
+        cache: false,
+    };
+    let none = BTreeMap::new();
+    let feed = |detector: &mut Fluxion, system: &System, windows: std::ops::Range<u64>| {
+        let samples = system.samples(windows.clone().count(), windows.start, &replicas(1.0));
+        for (t, s) in windows.zip(samples) {
+            detector.step(&snapshot(&s, 1000 * t, &none));
+        }
+    };
+    feed(&mut detector, &with_cache, 1..152);
+    let fitted = detector.graph().unwrap().fits();
+    assert!(fitted.contains_key("cache"));
+    feed(&mut detector, &without, 152..212);
+    let graph = detector.graph().unwrap();
+    let refitted = graph.fits();
+    assert!(!refitted.contains_key("cache"), "{refitted:?}");
+    for (service, n) in &refitted {
+        let expected = fitted[service] + if service == "logic" { 3 } else { 0 };
+        assert_eq!(*n, expected, "{service}: {n} fits");
+    }
+    assert_eq!(
+        graph.vertex("logic").unwrap().callees,
+        vec!["db".to_string()]
+    );
+    let test = without.samples(100, 41, &replicas(1.0));
+    let mean_p90: f64 = test
+        .iter()
+        .map(|s| f64::from(s.e2e("front").unwrap()[P90]))
+        .sum::<f64>()
+        / test.len() as f64;
+    let mae = e2e_mae(graph, &test, P90);
+    assert!(
+        mae < 0.05 * mean_p90,
+        "p90 MAE {mae:.3} ms of mean {mean_p90:.2} ms"
+    );
+}
+
+/// A new callee (sorted before the others) joins a vertex's inputs at its next refit; until
+/// then the vertex's models read the callees they were fitted with, in their order.
+#[test]
+fn a_new_callee_leaves_the_predictions_alone_until_the_refit() {
+    let _torch = crate::torch_test_lock();
+    let (system, mut graph) = trained();
+    let test = system.samples(50, 51, &replicas(1.0));
+    let before = graph.predict_batch(&test);
+    let mut with_new = test[0].clone();
+    with_new
+        .callees
+        .get_mut("logic")
+        .unwrap()
+        .insert(0, "auth".to_string());
+    with_new.services.insert(
+        "auth".to_string(),
+        ServiceSample {
+            own: [100.0, 1.0, 100.0, 0.1, 0.1],
+            latency: [1.0; SPECTRUM],
+            active: true,
+            version: None,
+        },
+    );
+    let changed = graph.sync_topology(&with_new);
+    assert_eq!(changed, vec!["auth".to_string(), "logic".to_string()]);
+    let after = graph.predict_batch(&test);
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b["front"], a["front"]);
+    }
 }
