@@ -57,7 +57,6 @@ fn main() {
             ynet: rpc_normal("ynet", Y_DIM),
             xnet: rpc_normal("xnet", XNET_DIM),
             ynet_wire: rpc_normal("ynet", Y_DIM),
-            silent_callee: vec![false; cbn.rpcs.len()],
         };
         // Disturb the first (back-end) unit; raise the front end's latency.
         for v in sample.x[0].iter_mut().take(4) {

@@ -32,8 +32,7 @@
 //!    back exactly the delay it had, however far out, and the MLP is never asked about a
 //!    delay far outside its training windows.
 //!    One exception: a repaired service none of whose calls is abnormal (client-side
-//!    latency within [`ABNORMAL_CALL`] standard deviations of normal, and every callee it
-//!    called reporting its own server-side latency) takes its decoder
+//!    latency within [`ABNORMAL_CALL`] standard deviations of normal) takes its decoder
 //!    value, residual dropped (never slower than the rule above gives, never below its
 //!    normal value). With its callees
 //!    normal, a rise its decoder can't explain (a fault never seen in training, or one its
@@ -111,14 +110,8 @@ const ABNORMAL_CALL: f32 = 3.0;
 const CORR_YNET_MAX: f64 = 3.0;
 
 /// Whether none of the calls `invoked` (RPC indices) was abnormal in the observed window.
-/// A call into a callee that reported no server-side latency can't be judged normal: the
-/// callee's trouble shows only in it, and may still be under the threshold while the
-/// caller's rise adds it up.
 fn calls_normal(sample: &Sample, norm: &Normalizer, cbn: &Cbn, invoked: &[usize]) -> bool {
     invoked.iter().all(|i| {
-        if sample.silent_callee.get(*i).copied().unwrap_or(false) {
-            return false;
-        }
         let normal = norm.normal(&format!("yc:{}", cbn.rpcs[*i].key()), Y_DIM);
         sample.yc[*i]
             .iter()
@@ -543,34 +536,6 @@ mod tests {
         // The walk stops where a member isn't below the culprit so far.
         let set = [u("mid"), u("side")];
         assert_eq!(queued_behind(&cbn, &set, &[700.0, 30.0], 35.0), None);
-    }
-
-    /// A call is judged by its callee's own latency as well: into a callee that reported
-    /// none (it exports no spans), the caller's calls are never all normal.
-    #[test]
-    fn a_call_into_a_callee_without_spans_is_never_judged_normal() {
-        let (cbn, u) = cbn();
-        let window = |level: f32, mid_spans: bool| {
-            let mut raw = std::collections::BTreeMap::new();
-            for s in ["front", "mid", "back", "side"] {
-                if s != "mid" || mid_spans {
-                    raw.insert(format!("ys:{s}"), vec![level; Y_DIM]);
-                }
-            }
-            for r in &cbn.rpcs {
-                raw.insert(format!("yc:{}", r.key()), vec![level; Y_DIM]);
-            }
-            raw
-        };
-        let training = [window(1.0, true), window(1.2, true), window(1.1, true)];
-        let norm = Normalizer::fit(&training, &[true, true, true]);
-        let front_calls = cbn.invoked(u("front"));
-        let seen = Sample::new(&window(1.1, true), &cbn, &norm);
-        assert!(calls_normal(&seen, &norm, &cbn, &front_calls));
-        let silent = Sample::new(&window(1.1, false), &cbn, &norm);
-        assert!(!calls_normal(&silent, &norm, &cbn, &front_calls));
-        // Calls into callees that report their latency are judged as before.
-        assert!(calls_normal(&silent, &norm, &cbn, &cbn.invoked(u("mid"))));
     }
 
     #[test]

@@ -268,9 +268,6 @@ pub struct Sample {
     /// Per RPC: `Ynet` without the clamp — the wire term of a counterfactual, so that a
     /// restored channel gives back all of its delay, however far out it was.
     pub ynet_wire: Vec<Vec<f32>>,
-    /// Per RPC: called in this window, but its callee reported no server-side latency (it
-    /// exports no spans): the call is all that is seen of the callee.
-    pub silent_callee: Vec<bool>,
 }
 
 impl Sample {
@@ -297,17 +294,6 @@ impl Sample {
             .iter()
             .map(|r| norm.standardize(raw, &format!("ynet:{}", r.key()), Y_DIM, f32::INFINITY))
             .collect();
-        let silent_callee = cbn
-            .rpcs
-            .iter()
-            .map(|r| {
-                raw.contains_key(&format!("yc:{}", r.key()))
-                    && cbn.units[r.callee_unit]
-                        .members
-                        .iter()
-                        .any(|m| !raw.contains_key(&format!("ys:{m}")))
-            })
-            .collect();
         Sample {
             x: unit_blocks("x", X_DIM),
             ys: unit_blocks("ys", Y_DIM),
@@ -315,7 +301,6 @@ impl Sample {
             ynet: rpc_blocks("ynet", Y_DIM),
             xnet: rpc_blocks("xnet", XNET_DIM),
             ynet_wire,
-            silent_callee,
         }
     }
 }
