@@ -123,9 +123,11 @@ pub struct SimulateArgs {
     pub faults: Option<String>,
     /// A scripted sequence of deployment changes, recorded in labels.json: `scale-replace`
     /// (an RPS change, scale-out of 1, 2, 3 services, all ×3, a replaced service, one every
-    /// 4 min after a 4 min warm-up, under a ±30 % load swing; 28 min) or `load-ramp` (three
+    /// 4 min after a 4 min warm-up, under a ±30 % load swing; 28 min), `load-ramp` (three
     /// flash crowds: the load rising for 90 s to 3.5× the topology's, past saturation,
-    /// after a 3 min warm-up; 15 min).
+    /// after a 3 min warm-up; 15 min) or `add-remove` (a proxy added in front of a leaf,
+    /// then another leaf removed, 4 min apart after a 4 min warm-up, under the same swing;
+    /// 12 min).
     #[arg(long)]
     pub scenario: Option<String>,
     /// Output directory (created) for OTLP JSON lines and labels.json.
@@ -255,7 +257,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub faults: Option<String>,
     /// With --closed-loop/--simulate: a scripted sequence of deployment changes
-    /// (`scale-replace`, `load-ramp`), as `augur simulate --scenario`; the fault plan
+    /// (`scale-replace`, `load-ramp`, `add-remove`), as `augur simulate --scenario`; the fault plan
     /// defaults to `none`.
     #[arg(long)]
     pub scenario: Option<String>,

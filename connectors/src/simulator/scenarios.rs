@@ -27,6 +27,12 @@
 //! the topology's load for [`LOAD_RAMP_REST_S`]. The peak is past saturation, so every
 //! cycle ends in a violation that the rising load announces.
 //!
+//! `add-remove` (Fluxion's graph updates from the dependency graph): after the same warm-up,
+//! a new service `<callee>-proxy` ([`ADD_REMOVE_PROXY_MS`] per call) goes between the
+//! busiest service that calls a leaf and that leaf; one period later another leaf (the
+//! busiest one left) is removed — its callers stop calling it; under the same load swing;
+//! three periods.
+//!
 //! "Busiest" ranks services by expected thread occupancy per replica (calls per request ×
 //! thread-seconds held × offered rate / replicas / threads) at the topology's own load, ties
 //! by name, so the choice is deterministic and independent of the seed.
@@ -63,8 +69,11 @@ pub const LOAD_RAMP_REST_S: u64 = 130;
 /// `load-ramp`: cycles.
 pub const LOAD_RAMP_CYCLES: u64 = 3;
 
+/// `add-remove`: service time of the added proxy, ms.
+pub const ADD_REMOVE_PROXY_MS: f64 = 2.0;
+
 /// Names of the built-in scenarios.
-pub const SCENARIO_NAMES: &[&str] = &["scale-replace", "load-ramp"];
+pub const SCENARIO_NAMES: &[&str] = &["scale-replace", "load-ramp", "add-remove"];
 
 /// A scenario: the topology to run (the given one, its load possibly reshaped), its
 /// changes and the simulated time it needs, ms.
@@ -80,6 +89,7 @@ pub fn scenario(name: &str, topology: &Topology) -> Result<Scenario, SimError> {
     match name {
         "scale-replace" => scale_replace(topology),
         "load-ramp" => load_ramp(topology),
+        "add-remove" => add_remove(topology),
         other => Err(SimError::Invalid(format!(
             "unknown scenario {other:?} (known: {})",
             SCENARIO_NAMES.join(", ")
@@ -96,10 +106,9 @@ fn entry_name(model: &Model) -> Result<String, SimError> {
     Ok(model.services[entry.service as usize].name.clone())
 }
 
-fn scale_replace(topology: &Topology) -> Result<Scenario, SimError> {
-    let model = Model::compile(topology)?;
+/// Non-entry services, busiest first (see the module docs).
+fn busiest_first(model: &Model, topology: &Topology) -> Vec<String> {
     let entries: Vec<u32> = model.requests.iter().map(|r| r.service).collect();
-    let entry_name = entry_name(&model)?;
     let (_, thread_s) = model.load_profile();
     let rate = topology.spec().load.rate_per_s;
     let mut ranked: Vec<(f64, String)> = model
@@ -114,7 +123,83 @@ fn scale_replace(topology: &Topology) -> Result<Scenario, SimError> {
         })
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let busiest: Vec<String> = ranked.into_iter().map(|(_, n)| n).collect();
+    ranked.into_iter().map(|(_, n)| n).collect()
+}
+
+fn add_remove(topology: &Topology) -> Result<Scenario, SimError> {
+    let model = Model::compile(topology)?;
+    let busiest = busiest_first(&model, topology);
+    let index = |name: &str| model.services.iter().position(|s| s.name == name);
+    let is_leaf = |i: usize| model.services[i].ops.iter().all(|o| o.stages.is_empty());
+    let callees_of = |i: usize| -> Vec<usize> {
+        let mut out: Vec<usize> = model.services[i]
+            .ops
+            .iter()
+            .flat_map(|o| o.stages.iter().flatten())
+            .map(|c| c.service as usize)
+            .collect();
+        out.sort_by(|a, b| model.services[*a].name.cmp(&model.services[*b].name));
+        out.dedup();
+        out
+    };
+    // The proxy: between the busiest service calling a leaf and that leaf.
+    let (caller, leaf) = busiest
+        .iter()
+        .filter_map(|name| {
+            let i = index(name)?;
+            let leaf = callees_of(i).into_iter().find(|c| is_leaf(*c))?;
+            Some((name.clone(), model.services[leaf].name.clone()))
+        })
+        .next()
+        .ok_or_else(|| {
+            SimError::Invalid(format!(
+                "scenario add-remove needs a service that calls a leaf; {} has none",
+                topology.name()
+            ))
+        })?;
+    // The removed leaf: the busiest other leaf.
+    let removed = busiest
+        .iter()
+        .find(|name| **name != leaf && index(name).is_some_and(is_leaf))
+        .cloned()
+        .ok_or_else(|| {
+            SimError::Invalid(format!(
+                "scenario add-remove needs two leaves, {} has fewer",
+                topology.name()
+            ))
+        })?;
+    let period_ms = SCALE_REPLACE_PERIOD_S * 1000;
+    let changes = vec![
+        ChangeSpec {
+            service: format!("{leaf}-proxy"),
+            at_ms: period_ms,
+            action: ChangeAction::AddService {
+                caller,
+                callee: leaf,
+                service_time_ms: ADD_REMOVE_PROXY_MS,
+                replicas: 1,
+            },
+        },
+        ChangeSpec {
+            service: removed,
+            at_ms: 2 * period_ms,
+            action: ChangeAction::RemoveService,
+        },
+    ];
+    let mut spec = topology.spec().clone();
+    spec.load.diurnal_amplitude = SCALE_REPLACE_SWING;
+    spec.load.diurnal_period_s = SCALE_REPLACE_SWING_PERIOD_S;
+    Ok(Scenario {
+        topology: Topology::from_spec(spec)?,
+        changes,
+        duration_ms: 3 * period_ms,
+    })
+}
+
+fn scale_replace(topology: &Topology) -> Result<Scenario, SimError> {
+    let model = Model::compile(topology)?;
+    let entry_name = entry_name(&model)?;
+    let busiest = busiest_first(&model, topology);
     if busiest.len() < 6 {
         return Err(SimError::Invalid(format!(
             "scenario scale-replace needs at least 6 non-entry services, {} has {}",
@@ -249,6 +334,20 @@ mod tests {
         );
         assert!((s.topology.spec().load.diurnal_amplitude - SCALE_REPLACE_SWING).abs() < 1e-12);
         assert!(scenario("nope", &topology).is_err());
+    }
+
+    #[test]
+    fn add_remove_adds_a_proxy_then_removes_another_leaf() {
+        let topology = Topology::builtin("hotel-reservation").expect("built-in");
+        let s = scenario("add-remove", &topology).expect("scenario");
+        assert_eq!(s.changes.len(), 2);
+        let ChangeAction::AddService { callee, .. } = &s.changes[0].action else {
+            panic!("first an added service: {:?}", s.changes[0]);
+        };
+        assert_eq!(s.changes[0].service, format!("{callee}-proxy"));
+        assert_eq!(s.changes[1].action, ChangeAction::RemoveService);
+        assert_ne!(&s.changes[1].service, callee);
+        assert!(s.changes.iter().all(|c| c.at_ms < s.duration_ms));
     }
 
     #[test]
