@@ -80,15 +80,14 @@ impl ServicePartial {
         }
     }
 
-    /// Keeps the later version (equal times: the greater, so merge order doesn't matter);
-    /// clones only when it replaces the one held.
+    /// Keeps the later version (equal times: the greater, so merge order doesn't matter).
+    /// Runs per server span: the same version only moves the time, and the string is
+    /// cloned only when a different version takes over.
     fn note_version(&mut self, end_ns: u64, version: &str) {
-        let newer = match &self.version {
-            None => true,
-            Some((t, v)) => (end_ns, version) > (*t, v.as_str()),
-        };
-        if newer {
-            self.version = Some((end_ns, version.to_owned()));
+        match &mut self.version {
+            Some((t, v)) if v == version => *t = (*t).max(end_ns),
+            Some((t, v)) if (end_ns, version) <= (*t, v.as_str()) => {}
+            _ => self.version = Some((end_ns, version.to_owned())),
         }
     }
 
