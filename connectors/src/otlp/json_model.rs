@@ -9,10 +9,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
 
-use super::view::{
-    HOST_NAME, K8S_POD_NAME, PEER_SERVICE, ResourceAttrs, SERVICE_INSTANCE_ID, SERVICE_NAME,
-    SERVICE_VERSION,
-};
+use super::view::{PEER_SERVICE, ResourceAttrs};
 
 /// A JSON string, borrowed unless it had escapes.
 #[derive(Debug, Default)]
@@ -216,25 +213,16 @@ struct KeyValue<'a> {
 /// An attribute list, keeping only the string attributes augur reads.
 #[derive(Debug, Default)]
 pub(crate) struct Attrs<'a> {
-    service: Option<Str<'a>>,
-    instance_id: Option<Str<'a>>,
-    pod: Option<Str<'a>>,
-    host: Option<Str<'a>>,
+    /// Values of [`ResourceAttrs::KEYS`], in its order.
+    resource: [Option<Str<'a>>; ResourceAttrs::KEYS.len()],
     peer_service: Option<Str<'a>>,
-    version: Option<Str<'a>>,
 }
 
 impl Attrs<'_> {
     /// The resource attributes.
     pub fn resource(&self) -> ResourceAttrs<'_> {
         let mut r = ResourceAttrs::default();
-        for (k, v) in [
-            (SERVICE_NAME, &self.service),
-            (SERVICE_INSTANCE_ID, &self.instance_id),
-            (K8S_POD_NAME, &self.pod),
-            (HOST_NAME, &self.host),
-            (SERVICE_VERSION, &self.version),
-        ] {
+        for (k, v) in ResourceAttrs::KEYS.iter().zip(&self.resource) {
             if let Some(v) = v {
                 r.set(k, v.as_str());
             }
@@ -265,14 +253,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for Attrs<'a> {
                     let (Some(key), Some(value)) = (kv.key, kv.value) else {
                         continue;
                     };
-                    let slot = match key.as_str() {
-                        SERVICE_NAME => &mut attrs.service,
-                        SERVICE_INSTANCE_ID => &mut attrs.instance_id,
-                        K8S_POD_NAME => &mut attrs.pod,
-                        HOST_NAME => &mut attrs.host,
-                        PEER_SERVICE => &mut attrs.peer_service,
-                        SERVICE_VERSION => &mut attrs.version,
-                        _ => continue,
+                    let key = key.as_str();
+                    let slot = if key == PEER_SERVICE {
+                        &mut attrs.peer_service
+                    } else if let Some(i) = ResourceAttrs::KEYS.iter().position(|k| *k == key) {
+                        &mut attrs.resource[i]
+                    } else {
+                        continue;
                     };
                     *slot = value.string_value;
                 }

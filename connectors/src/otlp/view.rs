@@ -26,21 +26,37 @@ pub(crate) struct ResourceAttrs<'a> {
 }
 
 impl<'a> ResourceAttrs<'a> {
+    /// The keys augur reads, each with a slot here: decoders that skip attributes before
+    /// decoding them (the protobuf wire walk, the JSON model) consult this list, so a new
+    /// key is added in one place.
+    pub const KEYS: [&'static str; 5] = [
+        SERVICE_NAME,
+        SERVICE_INSTANCE_ID,
+        K8S_POD_NAME,
+        HOST_NAME,
+        SERVICE_VERSION,
+    ];
+
+    fn slot(&mut self, key: &str) -> Option<&mut Option<&'a str>> {
+        Some(match key {
+            SERVICE_NAME => &mut self.service,
+            SERVICE_INSTANCE_ID => &mut self.instance_id,
+            K8S_POD_NAME => &mut self.pod,
+            HOST_NAME => &mut self.host,
+            SERVICE_VERSION => &mut self.version,
+            _ => return None,
+        })
+    }
+
     /// Records one string attribute if its key is one augur uses.
     #[inline]
     pub fn set(&mut self, key: &str, value: &'a str) {
         if value.is_empty() {
             return;
         }
-        let slot = match key {
-            SERVICE_NAME => &mut self.service,
-            SERVICE_INSTANCE_ID => &mut self.instance_id,
-            K8S_POD_NAME => &mut self.pod,
-            HOST_NAME => &mut self.host,
-            SERVICE_VERSION => &mut self.version,
-            _ => return,
-        };
-        *slot = Some(value);
+        if let Some(slot) = self.slot(key) {
+            *slot = Some(value);
+        }
     }
 
     /// Each attribute from `self`, else from `other`.
@@ -253,5 +269,20 @@ impl RawSpan<'_> {
         push_u64_str(&mut out, self.end_ns);
         out.push('}');
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ResourceAttrs;
+
+    /// Every key the decoders let through is one `set` records.
+    #[test]
+    fn every_listed_resource_key_has_a_slot() {
+        for key in ResourceAttrs::KEYS {
+            let mut attrs = ResourceAttrs::default();
+            assert!(attrs.slot(key).is_some(), "{key} has no slot");
+        }
+        assert!(ResourceAttrs::default().slot("process.pid").is_none());
     }
 }

@@ -193,14 +193,9 @@ pub(crate) fn add_attr<'a>(
 }
 
 fn is_resource_key(k: &[u8]) -> bool {
-    use super::view::{
-        HOST_NAME, K8S_POD_NAME, SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_VERSION,
-    };
-    k == SERVICE_NAME.as_bytes()
-        || k == SERVICE_INSTANCE_ID.as_bytes()
-        || k == K8S_POD_NAME.as_bytes()
-        || k == HOST_NAME.as_bytes()
-        || k == SERVICE_VERSION.as_bytes()
+    super::view::ResourceAttrs::KEYS
+        .iter()
+        .any(|key| key.as_bytes() == k)
 }
 
 /// Checks a string field's UTF-8.
