@@ -106,6 +106,14 @@ fn entry_name(model: &Model) -> Result<String, SimError> {
     Ok(model.services[entry.service as usize].name.clone())
 }
 
+/// The topology under the load swing of `scale-replace` and `add-remove`.
+fn swinging(topology: &Topology) -> Result<Topology, SimError> {
+    let mut spec = topology.spec().clone();
+    spec.load.diurnal_amplitude = SCALE_REPLACE_SWING;
+    spec.load.diurnal_period_s = SCALE_REPLACE_SWING_PERIOD_S;
+    Topology::from_spec(spec)
+}
+
 /// Non-entry services, busiest first (see the module docs).
 fn busiest_first(model: &Model, topology: &Topology) -> Vec<String> {
     let entries: Vec<u32> = model.requests.iter().map(|r| r.service).collect();
@@ -186,11 +194,8 @@ fn add_remove(topology: &Topology) -> Result<Scenario, SimError> {
             action: ChangeAction::RemoveService,
         },
     ];
-    let mut spec = topology.spec().clone();
-    spec.load.diurnal_amplitude = SCALE_REPLACE_SWING;
-    spec.load.diurnal_period_s = SCALE_REPLACE_SWING_PERIOD_S;
     Ok(Scenario {
-        topology: Topology::from_spec(spec)?,
+        topology: swinging(topology)?,
         changes,
         duration_ms: 3 * period_ms,
     })
@@ -250,11 +255,8 @@ fn scale_replace(topology: &Topology) -> Result<Scenario, SimError> {
             service_time_factor: SCALE_REPLACE_SERVICE_TIME_FACTOR,
         },
     });
-    let mut spec = topology.spec().clone();
-    spec.load.diurnal_amplitude = SCALE_REPLACE_SWING;
-    spec.load.diurnal_period_s = SCALE_REPLACE_SWING_PERIOD_S;
     Ok(Scenario {
-        topology: Topology::from_spec(spec)?,
+        topology: swinging(topology)?,
         changes,
         duration_ms: 7 * period_ms,
     })
