@@ -292,6 +292,32 @@ fn snapshot(s: &Sample, window_end: u64, versions: &BTreeMap<&str, &str>) -> Win
     }
 }
 
+/// The detector learning from the stream alone (no checkpoint; its graph trained at window
+/// 150), with graph debugging off so that only deployment events refit vertices.
+fn stream_detector() -> Fluxion {
+    let config = FluxionConfig {
+        models_dir: std::path::PathBuf::new(),
+        min_train_windows: 150,
+        error_growth: f64::INFINITY,
+        ..FluxionConfig::default()
+    };
+    Fluxion::new(config, 1000).unwrap()
+}
+
+/// Feeds the detector the system's windows `windows` (window t ends at t s; the samples
+/// are seeded by the first), each service of `versions` stamped with its version.
+fn feed(
+    detector: &mut Fluxion,
+    system: &System,
+    windows: std::ops::Range<u64>,
+    versions: &BTreeMap<&str, &str>,
+) {
+    let samples = system.samples(windows.clone().count(), windows.start, &replicas(1.0));
+    for (t, s) in windows.zip(samples) {
+        detector.step(&snapshot(&s, 1000 * t, versions));
+    }
+}
+
 /// The detector, from the stream: a new `service.version` of the database makes it refit
 /// the database's vertex alone — without a version it has no deployment event to act on.
 #[test]
@@ -300,14 +326,7 @@ fn a_new_version_refits_only_its_vertex() {
     tch::set_num_threads(1);
     tch::manual_seed(7);
     let run = |versioned: bool| {
-        let config = FluxionConfig {
-            models_dir: std::path::PathBuf::new(),
-            min_train_windows: 150,
-            // No graph debugging: only the deployment event may refit.
-            error_growth: f64::INFINITY,
-            ..FluxionConfig::default()
-        };
-        let mut detector = Fluxion::new(config, 1000).unwrap();
+        let mut detector = stream_detector();
         let before = System {
             db_cost: 1.0,
             cache: true,
@@ -327,15 +346,6 @@ fn a_new_version_refits_only_its_vertex() {
                 .into()
             } else {
                 BTreeMap::new()
-            }
-        };
-        let feed = |detector: &mut Fluxion,
-                    system: &System,
-                    windows: std::ops::Range<u64>,
-                    versions: &BTreeMap<&str, &str>| {
-            let samples = system.samples(windows.clone().count(), windows.start, &replicas(1.0));
-            for (t, s) in windows.zip(samples) {
-                detector.step(&snapshot(&s, 1000 * t, versions));
             }
         };
         feed(&mut detector, &before, 1..152, &v("v1"));
@@ -366,13 +376,7 @@ fn a_removed_service_leaves_the_graph_and_its_caller_refits() {
     let _torch = crate::torch_test_lock();
     tch::set_num_threads(1);
     tch::manual_seed(7);
-    let config = FluxionConfig {
-        models_dir: std::path::PathBuf::new(),
-        min_train_windows: 150,
-        error_growth: f64::INFINITY,
-        ..FluxionConfig::default()
-    };
-    let mut detector = Fluxion::new(config, 1000).unwrap();
+    let mut detector = stream_detector();
     let with_cache = System {
         db_cost: 1.0,
         cache: true,
@@ -382,16 +386,10 @@ fn a_removed_service_leaves_the_graph_and_its_caller_refits() {
         cache: false,
     };
     let none = BTreeMap::new();
-    let feed = |detector: &mut Fluxion, system: &System, windows: std::ops::Range<u64>| {
-        let samples = system.samples(windows.clone().count(), windows.start, &replicas(1.0));
-        for (t, s) in windows.zip(samples) {
-            detector.step(&snapshot(&s, 1000 * t, &none));
-        }
-    };
-    feed(&mut detector, &with_cache, 1..152);
+    feed(&mut detector, &with_cache, 1..152, &none);
     let fitted = detector.graph().unwrap().fits();
     assert!(fitted.contains_key("cache"));
-    feed(&mut detector, &without, 152..212);
+    feed(&mut detector, &without, 152..212, &none);
     let graph = detector.graph().unwrap();
     let refitted = graph.fits();
     assert!(!refitted.contains_key("cache"), "{refitted:?}");
