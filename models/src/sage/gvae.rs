@@ -12,7 +12,7 @@
 //! and per RPC `i` it invokes a decoder P(Yc_i | X_u, Z_u, Ys_callee, Ynet_i).
 //! The latency decoders are *structured*: latencies add up in milliseconds, so
 //! `Ys_u = own(X_u, Z_u) + Σ_i w_i · Yc_i` (an MLP gives the service's own time, `w_i` are
-//! learned per RPC and percentile, starting at 1) and `Yc_i = Ys_callee + Ynet_i +
+//! learned per RPC and percentile, starting at 1, never below 0) and `Yc_i = Ys_callee + Ynet_i +
 //! corr(X_u, Z_u, Ys_callee, Ynet_i)` (an MLP corrects for percentiles not adding
 //! exactly). A plain MLP learns nothing about a child's latency from training data where
 //! it barely moves, and can't extrapolate to a fault it has seen a few times; the sums
@@ -458,6 +458,24 @@ impl Gvae {
         let cvae = recon(&sample(&mq, &lq)) + kl(&mq, &lq, &mp, &lp) * beta;
         let gsnn = recon(&sample(&mp, &lp));
         cvae * alpha + gsnn * (1.0 - alpha)
+    }
+
+    /// Clamps the call weights of `units` at zero, after every optimizer step: a slower
+    /// call never makes its caller faster. Over calls that run in parallel (the caller
+    /// waits for the slowest) least squares is free to give one of them a negative
+    /// weight, and repairing that call then *raises* the caller's modelled latency —
+    /// social-network's `compose-post-service` learned −1.3 at p99 for its `unique-id`
+    /// call, so a network fault there was never named. Units not trained keep theirs.
+    pub fn clamp_call_weights(&mut self, units: &[usize]) {
+        tch::no_grad(|| {
+            for u in units {
+                if let Some(net) = self.units.get_mut(*u) {
+                    for w in &mut net.weight {
+                        let _ = w.clamp_min_(0.0);
+                    }
+                }
+            }
+        });
     }
 
     /// Eq. 9 over the given units and channels (all of them for full training).

@@ -212,3 +212,73 @@ fn a_slow_channel_into_a_tier_is_named_by_restoring_it() {
     }
     assert_eq!(hits, 4 * (N - 1), "AC@1 {hits}/{}", 4 * (N - 1));
 }
+
+/// Training never leaves a call weight below zero (a slower call can't make its caller
+/// faster), and a partial retraining leaves the units it doesn't train as they were.
+/// Weights are set to −1 and then trained with a step too small to move them, so only
+/// the clamp can bring them back.
+#[test]
+fn training_clamps_the_call_weights_of_the_units_it_trains_at_zero() {
+    let _torch = crate::torch_test_lock();
+    tch::set_num_threads(1);
+    let windows = chain_windows(N, 60, 4, 7);
+    let settings = SageTrainSettings {
+        epochs: 1,
+        ..SageTrainSettings::default()
+    };
+    let mut model = train(
+        &windows,
+        "sage-test",
+        GvaeHyper::default(),
+        &settings,
+        "test".into(),
+        Device::Cpu,
+        |_, _| {},
+    );
+    let weight = |model: &SageModel, key: &str| -> Vec<f64> {
+        let w = &model.vs.variables()[&format!("c:{key}.w")];
+        Vec::<f64>::try_from(w.flatten(0, -1)).unwrap()
+    };
+    for key in ["s0->s1", "s1->s2"] {
+        let mut w = model.vs.variables()[&format!("c:{key}.w")].shallow_clone();
+        tch::no_grad(|| {
+            let _ = w.fill_(-1.0);
+        });
+    }
+    let samples: Vec<_> = windows
+        .iter()
+        .map(|w| model.layout.sample(super::features::raw_blocks(w)))
+        .collect();
+    let violated = vec![false; samples.len()];
+    let front = model
+        .layout
+        .cbn
+        .units
+        .iter()
+        .position(|u| u.name == "s0")
+        .unwrap();
+    let tiny = SageTrainSettings {
+        epochs: 1,
+        learning_rate: 1e-9,
+        ..SageTrainSettings::default()
+    };
+    super::train::fit(
+        &mut model,
+        &samples,
+        &violated,
+        &[front],
+        &[],
+        &tiny,
+        |_, _| {},
+    );
+    assert!(
+        weight(&model, "s0->s1").iter().all(|w| *w == 0.0),
+        "trained unit's call weight clamped: {:?}",
+        weight(&model, "s0->s1")
+    );
+    assert!(
+        weight(&model, "s1->s2").iter().all(|w| *w == -1.0),
+        "untrained unit's call weight kept: {:?}",
+        weight(&model, "s1->s2")
+    );
+}

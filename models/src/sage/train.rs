@@ -195,6 +195,7 @@ pub fn fit(
             };
             let loss = model.gvae.loss(&batch, units, channels);
             opt.backward_step(&loss);
+            model.gvae.clamp_call_weights(units);
             sum += loss.double_value(&[]);
             steps += 1;
         }
