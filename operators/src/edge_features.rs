@@ -7,10 +7,12 @@
 //! worker's batch: calls, errors, and DDSketch quantiles ([`LATENCY_QUANTILES`]) of client,
 //! server and gap latency. Server and gap quantiles cover the calls that have a server side
 //! (zeros when none has: calls to uninstrumented peers). Gaps may be negative (clock skew);
-//! the sketch keeps their sign.
+//! the sketch keeps their sign. Per other callee of the same caller, the calls that
+//! overlapped a call to it from the same caller span (parallel calls; sibling calls in
+//! different windows aren't paired).
 //!
 //! **State:** stage 1 ([`edge_partials`]) keeps an [`EdgePartial`] per worker, window and
-//! edge; stage 2 ([`edge_features_of_partials`], exchanged by edge) merges them. A window's
+//! edge, and each call's caller span, callee and interval until the window closes; stage 2 ([`edge_features_of_partials`], exchanged by edge) merges them. A window's
 //! state is freed when the frontier passes it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +33,9 @@ pub struct EdgePartial {
     pub client: DDSketch,
     pub server: DDSketch,
     pub gap: DDSketch,
+    /// Per other callee: calls of this edge that overlapped a call to it from the same
+    /// caller span.
+    pub parallel: BTreeMap<String, u64>,
 }
 
 impl EdgePartial {
@@ -56,6 +61,9 @@ impl EdgePartial {
         ] {
             m.merge(s).expect("all sketches share the default config");
         }
+        for (callee, n) in &o.parallel {
+            *self.parallel.entry(callee.clone()).or_default() += n;
+        }
     }
 
     pub fn finish(&self, window_end: u64, caller: String, callee: String) -> EdgeFeatures {
@@ -68,6 +76,7 @@ impl EdgePartial {
             client_ms: sketch_quantiles(&self.client, &LATENCY_QUANTILES),
             server_ms: sketch_quantiles(&self.server, &LATENCY_QUANTILES),
             gap_ms: sketch_quantiles(&self.gap, &LATENCY_QUANTILES),
+            parallel: self.parallel.clone(),
         }
     }
 }
@@ -80,6 +89,75 @@ pub fn edge_features<'s>(edges: StreamVec<'s, u64, RpcEdge>) -> StreamVec<'s, u6
     edge_features_of_partials(edge_partials(edges))
 }
 
+type Hasher = foldhash::fast::RandomState;
+
+/// One call, among the calls of its caller span.
+struct Sibling {
+    key: EdgeKey,
+    start_ns: u64,
+    end_ns: u64,
+}
+
+/// Stage 1's state of one window on one worker.
+#[derive(Default)]
+struct WindowEdges {
+    edges: HashMap<EdgeKey, EdgePartial, Hasher>,
+    /// Calls by caller span `(trace id, span id)`: a trace's spans all meet on one worker,
+    /// so its sibling calls do too (when they fall in one window).
+    siblings: HashMap<(u128, u64), Vec<Sibling>, Hasher>,
+}
+
+impl WindowEdges {
+    fn add(&mut self, e: RpcEdge) {
+        self.siblings
+            .entry((e.trace_id, e.caller_span))
+            .or_default()
+            .push(Sibling {
+                key: (e.caller.clone(), e.callee.clone()),
+                start_ns: e.start_ns,
+                end_ns: e.end_ns,
+            });
+        // The edge's strings become the key: moved, not copied.
+        let key = (e.caller, e.callee);
+        let rest = RpcEdge {
+            caller: String::new(),
+            callee: String::new(),
+            ..e
+        };
+        self.edges.entry(key).or_default().add(&rest);
+    }
+
+    /// Counts, per call, the other callees it overlapped in time (each callee once).
+    fn count_parallel(&mut self) {
+        for calls in self.siblings.values() {
+            if calls.len() < 2 {
+                continue;
+            }
+            for (i, a) in calls.iter().enumerate() {
+                let mut overlapped: Vec<&str> = calls
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, b)| {
+                        *j != i
+                            && b.key.0 == a.key.0
+                            && b.key.1 != a.key.1
+                            && a.start_ns < b.end_ns
+                            && b.start_ns < a.end_ns
+                    })
+                    .map(|(_, b)| b.key.1.as_str())
+                    .collect();
+                overlapped.sort_unstable();
+                overlapped.dedup();
+                if let Some(p) = self.edges.get_mut(&a.key) {
+                    for callee in overlapped {
+                        *p.parallel.entry(callee.to_string()).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Stage 1: per window and worker, an [`EdgePartial`] per `(caller, callee)`, sorted.
 pub fn edge_partials<'s>(
     edges: StreamVec<'s, u64, RpcEdge>,
@@ -88,18 +166,10 @@ pub fn edge_partials<'s>(
         edges,
         Pipeline,
         "EdgePartials",
-        |acc: &mut HashMap<EdgeKey, EdgePartial, foldhash::fast::RandomState>, e: RpcEdge| {
-            // The edge's strings become the key: moved, not copied.
-            let key = (e.caller, e.callee);
-            let rest = RpcEdge {
-                caller: String::new(),
-                callee: String::new(),
-                ..e
-            };
-            acc.entry(key).or_default().add(&rest);
-        },
-        |_t, acc| {
-            let mut out: Vec<_> = acc.into_iter().collect();
+        |acc: &mut WindowEdges, e: RpcEdge| acc.add(e),
+        |_t, mut acc| {
+            acc.count_parallel();
+            let mut out: Vec<_> = acc.edges.into_iter().collect();
             out.sort_by(|a, b| a.0.cmp(&b.0));
             out
         },

@@ -5,6 +5,8 @@
 //! (see [`window_end`]). One timestamp per window keeps progress tracking cheap and makes a
 //! window complete exactly when the frontier no longer contains its end.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Event time in milliseconds since the Unix epoch; also the timely timestamp type.
@@ -145,6 +147,14 @@ pub struct RpcEdge {
     /// `client_ms - server_ms`: network delay both ways plus any queueing before the server span.
     pub gap_ms: Option<f64>,
     pub error: bool,
+    /// The caller's span the call was made from: the client span's parent (the client
+    /// span itself when it has none), or the parent for instrumentations without client
+    /// spans. Calls from one caller span are siblings, which is how parallel calls show.
+    pub caller_span: u64,
+    /// When the call started and ended as the caller saw it (the client span; the server
+    /// span without one), ns.
+    pub start_ns: u64,
+    pub end_ns: u64,
 }
 
 /// Latency quantiles reported for services, edges and entry points.
@@ -194,6 +204,11 @@ pub struct EdgeFeatures {
     pub client_ms: [f64; 5],
     pub server_ms: [f64; 5],
     pub gap_ms: [f64; 5],
+    /// Per other callee of the same caller: how many of this edge's calls overlapped in time
+    /// a call to it from the same caller span (Sage combines parallel calls by their
+    /// maximum, sequential ones by their sum). Callees never overlapped are absent.
+    #[serde(default)]
+    pub parallel: BTreeMap<String, u64>,
 }
 
 /// End-to-end latency of one entry point (root server spans) in one window, checked

@@ -12,6 +12,9 @@
 //! - parent of any other kind (instrumentations without client spans): `client_ms` =
 //!   `server_ms` = child duration, `gap_ms` = 0, error = the child's.
 //!
+//! Every edge carries the caller span it was called from and the call's start and end, so
+//! sibling calls that overlap in time (parallel calls) can be told from sequential ones.
+//!
 //! The operation is the child's name. Either arrival order works; an edge is stamped with
 //! the later of the two spans' times (`max`, so the result doesn't depend on processing
 //! order).
@@ -112,6 +115,9 @@ impl Names {
 /// What trace assembly keeps of a span (its ids are the map key).
 #[derive(Clone)]
 struct Part {
+    span_id: u64,
+    parent_span_id: Option<u64>,
+    start_ns: u64,
     service: Arc<str>,
     name: Arc<str>,
     peer_service: Option<Arc<str>>,
@@ -124,6 +130,9 @@ struct Part {
 impl Part {
     fn new(span: &Span, names: &mut Names) -> Part {
         Part {
+            span_id: span.span_id,
+            parent_span_id: span.parent_span_id,
+            start_ns: span.start_ns,
             service: names.intern(&span.service),
             name: names.intern(&span.name),
             peer_service: span.peer_service.as_deref().map(|p| names.intern(p)),
@@ -131,6 +140,15 @@ impl Part {
             error: span.error,
             duration_ns: span.end_ns.saturating_sub(span.start_ns),
         }
+    }
+
+    fn end_ns(&self) -> u64 {
+        self.start_ns.saturating_add(self.duration_ns)
+    }
+
+    /// The caller span of a call made through this client span.
+    fn caller_span(&self) -> u64 {
+        self.parent_span_id.unwrap_or(self.span_id)
     }
 
     /// As [`Span::duration_ms`].
@@ -182,6 +200,9 @@ fn part_edge_of(parent: &Part, trace_id: u128, child: &Part) -> Option<RpcEdge> 
             server_ms: Some(server),
             gap_ms: Some(client - server),
             error: parent.error || child.error,
+            caller_span: parent.caller_span(),
+            start_ns: parent.start_ns,
+            end_ns: parent.end_ns(),
         }
     } else {
         RpcEdge {
@@ -193,6 +214,9 @@ fn part_edge_of(parent: &Part, trace_id: u128, child: &Part) -> Option<RpcEdge> 
             server_ms: Some(server),
             gap_ms: Some(0.0),
             error: child.error,
+            caller_span: parent.span_id,
+            start_ns: child.start_ns,
+            end_ns: child.end_ns(),
         }
     };
     Some(edge)
@@ -213,6 +237,9 @@ fn peer_edge(trace_id: u128, client: &Part) -> Option<RpcEdge> {
         server_ms: None,
         gap_ms: None,
         error: client.error,
+        caller_span: client.caller_span(),
+        start_ns: client.start_ns,
+        end_ns: client.end_ns(),
     })
 }
 

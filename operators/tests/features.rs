@@ -282,6 +282,89 @@ impl Rng {
 }
 
 /// Traces front → {mid-k} → {db | cache(peer)} over `windows` windows, plus metrics.
+/// Calls from one caller span that overlap in time are counted as parallel, per other
+/// callee; calls that follow each other aren't. Trace 1: `a` and `b` overlap, `c` follows
+/// both; trace 2: `a` and `c` overlap. `c` is an uninstrumented peer in trace 2.
+#[test]
+fn parallel_calls_by_hand() {
+    for workers in [1, 2] {
+        let mut spans = Vec::new();
+        // (trace, callee, client span id, end, duration)
+        let calls: [(u128, &str, u64, u64, u64); 5] = [
+            (1, "a", 2, 150, 50),
+            (1, "b", 3, 170, 50),
+            (1, "c", 4, 200, 20),
+            (2, "a", 2, 150, 50),
+            (2, "c", 3, 160, 20),
+        ];
+        for trace in [1u128, 2] {
+            spans.push(span(
+                trace,
+                1,
+                None,
+                "fe",
+                "fe-0",
+                SpanKind::Server,
+                "/",
+                300,
+                250,
+            ));
+        }
+        for (trace, callee, id, end, dur) in calls {
+            let mut client = span(
+                trace,
+                id,
+                Some(1),
+                "fe",
+                "fe-0",
+                SpanKind::Client,
+                "call",
+                end,
+                dur,
+            );
+            if trace == 2 && callee == "c" {
+                client.peer_service = Some("c".into());
+            } else {
+                spans.push(span(
+                    trace,
+                    10 + id,
+                    Some(id),
+                    callee,
+                    &format!("{callee}-0"),
+                    SpanKind::Server,
+                    "op",
+                    end - 1,
+                    dur - 2,
+                ));
+            }
+            spans.push(client);
+        }
+        let mut out = run(workers, Feed::new(spans, vec![], W), W, |s, _| {
+            edge_features(trace_assembly(s, 10_000).0)
+        });
+        out.sort_by(|a, b| a.1.callee.cmp(&b.1.callee));
+        let parallel: Vec<(&str, u64, Vec<(&str, u64)>)> = out
+            .iter()
+            .map(|(_, e)| {
+                (
+                    e.callee.as_str(),
+                    e.calls,
+                    e.parallel.iter().map(|(c, n)| (c.as_str(), *n)).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            parallel,
+            vec![
+                ("a", 2, vec![("b", 1), ("c", 1)]),
+                ("b", 1, vec![("a", 1)]),
+                ("c", 2, vec![("a", 1)]),
+            ],
+            "{workers} workers"
+        );
+    }
+}
+
 fn random_feed(seed: u64, windows: u64) -> Feed {
     let mut rng = Rng(seed);
     let mut spans = Vec::new();

@@ -159,6 +159,7 @@ fn chain_window_of(
             client_ms: client[i],
             server_ms: server[i],
             gap_ms: gap[i],
+            parallel: Default::default(),
         })
         .collect();
     let normal: f64 = own.iter().take(n).sum::<f64>() * OWN_MS + 2.0 * GAP_MS * (n as f64 - 1.0);
