@@ -273,6 +273,7 @@ mod tests {
             client_ms: [1.0, 1.0, 1.0, 1.0, p99],
             server_ms: [1.0; 5],
             gap_ms: [0.0; 5],
+            parallel: Default::default(),
         };
         let fe = ServiceFeatures {
             service: "fe".into(),

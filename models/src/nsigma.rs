@@ -278,6 +278,7 @@ mod ranking_tests {
             client_ms: [1.0; 5],
             server_ms: [1.0; 5],
             gap_ms: [0.0; 5],
+            parallel: Default::default(),
         }
     }
 

@@ -259,6 +259,7 @@ fn snapshot(s: &Sample, window_end: u64, versions: &BTreeMap<&str, &str>) -> Win
                 client_ms: [0.0; 5],
                 server_ms: [0.0; 5],
                 gap_ms: [0.0; 5],
+                parallel: Default::default(),
             })
         })
         .collect();

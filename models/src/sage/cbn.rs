@@ -36,7 +36,21 @@ pub struct Rpc {
     pub callee: String,
     pub caller_unit: usize,
     pub callee_unit: usize,
+    /// Other callees of the same caller whose calls overlap this one's in time: parallel
+    /// calls, whose latencies combine by their maximum rather than their sum (see
+    /// [`Cbn::mark_parallel`]). Empty in checkpoints from before spans told them apart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parallel: Vec<String>,
 }
+
+/// Share of an RPC's calls that must overlap calls to another callee from the same caller
+/// span for the two to count as parallel (fixed, not tuned: a stage of parallel calls
+/// overlaps nearly always, sequential calls never).
+pub const PARALLEL_SHARE: f64 = 0.5;
+
+/// Per RPC `(caller, callee)`: its calls, and per other callee the calls that overlapped
+/// one to it (summed over windows, from `EdgeFeatures::{calls, parallel}`).
+pub type Overlaps = BTreeMap<(String, String), (u64, BTreeMap<String, u64>)>;
 
 impl Rpc {
     /// `caller->callee`, the RPC's identity across windows and checkpoints.
@@ -157,6 +171,7 @@ impl Cbn {
                 callee: b.clone(),
                 caller_unit: ua,
                 callee_unit: ub,
+                parallel: Vec::new(),
             };
             if !rpcs.contains(&rpc) {
                 rpcs.push(rpc);
@@ -164,6 +179,61 @@ impl Cbn {
         }
         rpcs.sort_by(|x, y| (&x.caller, &x.callee).cmp(&(&y.caller, &y.callee)));
         Cbn { units, rpcs }
+    }
+
+    /// Marks, per RPC, the other callees of its caller that at least [`PARALLEL_SHARE`] of
+    /// its calls overlapped.
+    pub fn mark_parallel(&mut self, overlaps: &Overlaps) {
+        for r in &mut self.rpcs {
+            r.parallel.clear();
+            let Some((calls, with)) = overlaps.get(&(r.caller.clone(), r.callee.clone())) else {
+                continue;
+            };
+            for (other, n) in with {
+                if *calls > 0 && *n as f64 >= PARALLEL_SHARE * *calls as f64 && *other != r.callee {
+                    r.parallel.push(other.clone());
+                }
+            }
+        }
+    }
+
+    /// The RPCs unit `u` invokes, as positions in [`Cbn::invoked`], grouped into sets of
+    /// calls that run in parallel (one caller; either side marked the other); a call
+    /// made on its own is a group of one. Groups in order of their first position.
+    pub fn parallel_groups(&self, u: usize) -> Vec<Vec<usize>> {
+        let invoked = self.invoked(u);
+        let mut group: Vec<usize> = (0..invoked.len()).collect();
+        fn root(group: &mut [usize], mut k: usize) -> usize {
+            while group[k] != k {
+                group[k] = group[group[k]];
+                k = group[k];
+            }
+            k
+        }
+        for a in 0..invoked.len() {
+            for b in a + 1..invoked.len() {
+                let (ra, rb) = (&self.rpcs[invoked[a]], &self.rpcs[invoked[b]]);
+                let parallel = ra.caller == rb.caller
+                    && (ra.parallel.contains(&rb.callee) || rb.parallel.contains(&ra.callee));
+                if parallel {
+                    let (x, y) = (root(&mut group, a), root(&mut group, b));
+                    group[x.max(y)] = x.min(y);
+                }
+            }
+        }
+        let mut out: Vec<Vec<usize>> = Vec::new();
+        let mut at: BTreeMap<usize, usize> = BTreeMap::new();
+        for k in 0..invoked.len() {
+            let r = root(&mut group, k);
+            match at.get(&r) {
+                Some(&g) => out[g].push(k),
+                None => {
+                    at.insert(r, out.len());
+                    out.push(vec![k]);
+                }
+            }
+        }
+        out
     }
 
     /// The unit holding `service`.
@@ -391,5 +461,40 @@ mod tests {
         for r in &cbn.rpcs {
             assert!(r.callee_unit < r.caller_unit);
         }
+    }
+
+    /// Calls group by overlap share: `x`–`y` from `x`'s side (60 %), `y`–`z` from `z`'s
+    /// side only (`z` is called less often), `w` overlaps `x` in 10 % of its calls (below
+    /// the share): `{x, y, z}` run in parallel, `w` on its own. An RPC without overlap
+    /// counts (an old checkpoint's) stays alone.
+    #[test]
+    fn parallel_calls_group_by_their_overlap_share() {
+        let edges = [
+            e("c", "w"),
+            e("c", "x"),
+            e("c", "y"),
+            e("c", "z"),
+            e("d", "c"),
+        ];
+        let mut cbn = Cbn::build(&edges, &s(&["w", "x", "y", "z", "c", "d"]));
+        let c = cbn.unit_of("c").unwrap();
+        assert_eq!(
+            cbn.parallel_groups(c),
+            vec![vec![0], vec![1], vec![2], vec![3]]
+        );
+        let with = |xs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            xs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+        };
+        let mut overlaps = Overlaps::new();
+        overlaps.insert(e("c", "w"), (100, with(&[("x", 10)])));
+        overlaps.insert(e("c", "x"), (100, with(&[("y", 60), ("w", 10)])));
+        overlaps.insert(e("c", "y"), (100, with(&[("x", 40), ("z", 30)])));
+        overlaps.insert(e("c", "z"), (30, with(&[("y", 30)])));
+        cbn.mark_parallel(&overlaps);
+        // invoked(c) = c->w, c->x, c->y, c->z.
+        assert_eq!(cbn.parallel_groups(c), vec![vec![0], vec![1, 2, 3]]);
+        assert_eq!(cbn.rpcs[1].parallel, s(&["y"]));
+        let d = cbn.unit_of("d").unwrap();
+        assert_eq!(cbn.parallel_groups(d), vec![vec![0]]);
     }
 }

@@ -11,8 +11,9 @@
 //! the callees and Ynet), prior P(Z_u | X_u), decoder P(Ys_u | X_u, Z_u, Yc of its calls),
 //! and per RPC `i` it invokes a decoder P(Yc_i | X_u, Z_u, Ys_callee, Ynet_i).
 //! The latency decoders are *structured*: latencies add up in milliseconds, so
-//! `Ys_u = own(X_u, Z_u) + Σ_i w_i · Yc_i` (an MLP gives the service's own time, `w_i` are
-//! learned per RPC and percentile, starting at 1, never below 0) and `Yc_i = Ys_callee + Ynet_i +
+//! `Ys_u = own(X_u, Z_u) + Σ_g max_{i∈g} w_i · Yc_i` over groups `g` of calls made in
+//! parallel (a call made on its own is a group of one: the sum; an MLP gives the service's
+//! own time, `w_i` are learned per RPC and percentile, starting at 1, never below 0) and `Yc_i = Ys_callee + Ynet_i +
 //! corr(X_u, Z_u, Ys_callee, Ynet_i)` (an MLP corrects for percentiles not adding
 //! exactly). A plain MLP learns nothing about a child's latency from training data where
 //! it barely moves, and can't extrapolate to a fault it has seen a few times; the sums
@@ -199,6 +200,8 @@ pub struct Gvae {
     callee_member: Vec<i64>,
     /// Per RPC: the caller's position among its unit's members.
     caller_member: Vec<i64>,
+    /// Per unit: its invoked RPCs (positions in `Cbn::invoked`) in groups of parallel calls.
+    groups: Vec<Vec<Vec<usize>>>,
 }
 
 impl Gvae {
@@ -290,7 +293,11 @@ impl Gvae {
             .iter()
             .map(|r| position(r.caller_unit, &r.caller))
             .collect();
+        let groups = (0..cbn.units.len())
+            .map(|u| cbn.parallel_groups(u))
+            .collect();
         Gvae {
+            groups,
             cbn,
             hyper,
             units,
@@ -338,12 +345,25 @@ impl Gvae {
         let mut members: Vec<Tensor> = (0..self.cbn.units[u].members.len() as i64)
             .map(|k| own.narrow(1, k * y, y))
             .collect();
-        for (k, i) in self.cbn.invoked(u).iter().enumerate() {
-            let Some(yc) = yc.get(k) else { continue };
-            let ms = self.yc_scale[*i].ms(yc);
-            let slot = self.caller_member[*i] as usize;
-            if let Some(m) = members.get_mut(slot) {
-                *m = &*m + ms * &net.weight[k];
+        let invoked = self.cbn.invoked(u);
+        for group in &self.groups[u] {
+            // The caller waits for the slowest of parallel calls: their maximum.
+            let mut slowest: Option<(usize, Tensor)> = None;
+            for &k in group {
+                let (Some(yc), Some(i)) = (yc.get(k), invoked.get(k)) else {
+                    continue;
+                };
+                let term = self.yc_scale[*i].ms(yc) * &net.weight[k];
+                let slot = self.caller_member[*i] as usize;
+                slowest = Some(match slowest {
+                    Some((s, t)) => (s, t.maximum(&term)),
+                    None => (slot, term),
+                });
+            }
+            if let Some((slot, term)) = slowest
+                && let Some(m) = members.get_mut(slot)
+            {
+                *m = &*m + term;
             }
         }
         self.ys_scale[u].standardized(&Tensor::cat(&members, 1))

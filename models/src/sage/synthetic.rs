@@ -1,7 +1,8 @@
-//! Synthetic window snapshots of a service chain with a known answer, for tests and
-//! benches: `s0 → s1 → … → s{n-1}` (front end first), where a slowed tier shows the
+//! Synthetic window snapshots with a known answer, for tests and benches. A service
+//! chain: `s0 → s1 → … → s{n-1}` (front end first), where a slowed tier shows the
 //! symptoms the simulator gives a CPU hog — its CPU usage rises and its own processing
-//! time grows — and the latency of every caller grows with it.
+//! time grows — and the latency of every caller grows with it. And a front end calling
+//! two services in parallel ([`parallel_window`]), whose latency follows the slower call.
 //!
 //! In: the chain length, a seed, and which tier is slowed in each window. Out:
 //! [`WindowSnapshot`]s with services, edges, the QoS verdict of `s0` and the order.
@@ -184,6 +185,138 @@ fn chain_window_of(
         order: names.iter().rev().cloned().collect(),
         topology_changed: window_end == 1000,
     }
+}
+
+/// The services of [`parallel_window`]: the front end `p`, which calls `a` and `b` in
+/// parallel.
+pub const PARALLEL_SERVICES: [&str; 3] = ["p", "a", "b"];
+/// Own time of `a` relative to the others: `a` is the slower of the two parallel calls.
+const PARALLEL_A_OWN: f64 = 4.0;
+
+/// The SLO of `p` at p99: 1.6 × its normal p99.
+pub fn parallel_slo_ms() -> f64 {
+    1.6 * SHAPE[4] * (OWN_MS * (1.0 + PARALLEL_A_OWN) + 2.0 * GAP_MS)
+}
+
+/// One window of `p → {a, b}`, the two calls made in parallel: `p`'s latency is its own
+/// time plus the *slower* call's. `slow` (a service of [`PARALLEL_SERVICES`]) runs `factor`
+/// times slower and hotter, as in [`chain_window`]; `b_delay_ms` is added to each network
+/// leg of the call into `b`.
+pub fn parallel_window(
+    window_end: u64,
+    slow: Option<&str>,
+    factor: f64,
+    b_delay_ms: f64,
+    seed: u64,
+) -> WindowSnapshot {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    for _ in 0..4 {
+        rng.uniform();
+    }
+    let rate = 400.0 * rng.noise(0.1);
+    let mut own = [0.0f64; 3];
+    let mut cpu = [0.0f64; 3];
+    for (i, name) in PARALLEL_SERVICES.iter().enumerate() {
+        let base = if *name == "a" { PARALLEL_A_OWN } else { 1.0 };
+        let slowed = slow == Some(*name);
+        own[i] = OWN_MS * base * rng.noise(0.15) * if slowed { factor } else { 1.0 };
+        cpu[i] = (0.25 * base.sqrt() * rng.noise(0.2) * if slowed { 2.5 } else { 1.0 }).min(1.0);
+    }
+    let mut server = [[0.0f64; 5]; 3];
+    let mut client = [[0.0f64; 5]; 3]; // client[i]: the call p → i (i = 1, 2)
+    let mut gap = [[0.0f64; 5]; 3];
+    for i in 1..3 {
+        let delay = if i == 2 { 2.0 * b_delay_ms } else { 0.0 };
+        for q in 0..5 {
+            server[i][q] = own[i] * SHAPE[q];
+            gap[i][q] = 2.0 * GAP_MS * rng.noise(0.2) * (1.0 + 0.2 * q as f64) + delay;
+            client[i][q] = server[i][q] + gap[i][q];
+        }
+    }
+    for q in 0..5 {
+        server[0][q] = own[0] * SHAPE[q] + client[1][q].max(client[2][q]);
+    }
+    let services = (0..3)
+        .map(|i| {
+            let mut usage = [[0.0f64; 4]; 5];
+            usage[0] = [cpu[i] * 0.9, cpu[i], cpu[i] * 1.05, cpu[i] * 1.1];
+            let mem = 256e6 * rng.noise(0.01);
+            usage[1] = [mem, mem, mem, mem];
+            let net = rate * 2000.0 * rng.noise(0.05);
+            usage[2] = [net * 0.45, net * 0.5, net * 0.55, net * 0.55];
+            ServiceFeatures {
+                window_end,
+                service: PARALLEL_SERVICES[i].to_string(),
+                requests: rate as u64,
+                errors: 0,
+                latency_ms: server[i],
+                outstanding: rate * server[i][0] / 1000.0,
+                replicas: 2,
+                usage,
+                in_flight: 0.0,
+                version: None,
+            }
+        })
+        .collect();
+    let edges = (1..3)
+        .map(|i| {
+            let other = PARALLEL_SERVICES[3 - i].to_string();
+            EdgeFeatures {
+                window_end,
+                caller: "p".into(),
+                callee: PARALLEL_SERVICES[i].to_string(),
+                calls: rate as u64,
+                errors: 0,
+                client_ms: client[i],
+                server_ms: server[i],
+                gap_ms: gap[i],
+                parallel: [(other, rate as u64)].into_iter().collect(),
+            }
+        })
+        .collect();
+    let slo = parallel_slo_ms();
+    let measured = server[0][4];
+    WindowSnapshot {
+        window_end,
+        window_ms: 1000,
+        services,
+        edges,
+        qos: vec![QosVerdict {
+            window_end,
+            entry: "p".into(),
+            requests: rate as u64,
+            errors: 0,
+            latency_ms: server[0],
+            quantile: 0.99,
+            slo_ms: slo,
+            measured_ms: measured,
+            violated: measured > slo,
+        }],
+        order: vec!["b".into(), "a".into(), "p".into()],
+        topology_changed: window_end == 1000,
+    }
+}
+
+/// `count` windows of [`parallel_window`]: most normal, one in `fault_every` with a random
+/// service slowed, unlabelled: `p` or `a` by a factor in [1.5, 5), `b` by one in [1.5, 3),
+/// which leaves it the faster call — its latency moves, its caller's doesn't.
+pub fn parallel_windows(count: usize, fault_every: usize, seed: u64) -> Vec<WindowSnapshot> {
+    let mut rng = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
+    (0..count)
+        .map(|k| {
+            let faulty = fault_every > 0 && rng.uniform() < 1.0 / fault_every as f64;
+            let slow = faulty.then(|| PARALLEL_SERVICES[(rng.uniform() * 3.0) as usize % 3]);
+            let most = if slow == Some("b") { 1.5 } else { 3.5 };
+            let factor = 1.5 + most * rng.uniform();
+            parallel_window(
+                (k as u64 + 1) * 1000,
+                slow,
+                factor,
+                0.0,
+                seed ^ (k as u64 * 7919),
+            )
+        })
+        .collect()
 }
 
 /// `count` windows of a custom chain, as [`chain_windows`].

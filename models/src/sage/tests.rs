@@ -8,7 +8,10 @@ use tch::Device;
 use super::detector::Sage;
 use super::gvae::GvaeHyper;
 use super::model::SageModel;
-use super::synthetic::{chain_window, chain_window_with_slow_channel, chain_windows};
+use super::synthetic::{
+    self, chain_window, chain_window_with_slow_channel, chain_windows, parallel_window,
+    parallel_windows,
+};
 use super::train::{SageTrainSettings, train};
 
 const N: usize = 3;
@@ -280,5 +283,47 @@ fn training_clamps_the_call_weights_of_the_units_it_trains_at_zero() {
         weight(&model, "s1->s2").iter().all(|w| *w == -1.0),
         "untrained unit's call weight kept: {:?}",
         weight(&model, "s1->s2")
+    );
+}
+
+/// Two calls made in parallel (the edges count their overlaps), `b` always the faster in
+/// training: the CBN groups them, and with the calls combined by their maximum a delay
+/// into `b` that makes it the slower call is named `b`, and repairing `b` alone restores
+/// QoS. (On this small system a sum of the calls, whose weight for `b` stays near its
+/// start, names `b` too; social-network's seven calls, not this test, are where the sum
+/// went wrong.)
+#[test]
+fn a_delay_into_the_faster_of_two_parallel_calls_is_named() {
+    let _torch = crate::torch_test_lock();
+    let model = trained_on(&parallel_windows(400, 4, 7));
+    let groups = model
+        .layout
+        .cbn
+        .unit_of("p")
+        .map(|u| model.layout.cbn.parallel_groups(u));
+    assert_eq!(
+        groups,
+        Some(vec![vec![0, 1]]),
+        "p's two calls are one parallel group"
+    );
+    let mut sage = Sage::with_model(model);
+    let mut restored = 0;
+    for k in 0..6u64 {
+        let w = parallel_window(2_000_000 + k * 1000, None, 1.0, 60.0, 5000 + k);
+        assert!(
+            w.violated(),
+            "a 60 ms delay per leg into b must break the SLO"
+        );
+        let d = sage.diagnose(&w).unwrap();
+        let (top, ms) = d.ranked[0].clone();
+        if top == "b" && d.set == vec!["b".to_string()] && ms <= synthetic::parallel_slo_ms() {
+            restored += 1;
+        } else {
+            eprintln!("ranked {:?}, set {:?}", d.ranked, d.set);
+        }
+    }
+    assert!(
+        restored >= 5,
+        "b named and its repair restores QoS in {restored}/6"
     );
 }

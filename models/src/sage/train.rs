@@ -20,7 +20,7 @@ use augur_operators::{Resource, WindowSnapshot};
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor, nn};
 
-use super::cbn::Cbn;
+use super::cbn::{Cbn, Overlaps};
 use super::features::{Normalizer, Sample, mask_resources, raw_blocks};
 use super::gvae::GvaeHyper;
 use super::model::{SageLayout, SageModel, X_RESOURCES};
@@ -57,14 +57,22 @@ fn useful(w: &WindowSnapshot) -> bool {
     !w.services.is_empty() && !w.edges.is_empty()
 }
 
-/// The CBN of a set of windows: all RPC edges seen, the longest service order.
+/// The CBN of a set of windows: all RPC edges seen, the longest service order, parallel
+/// calls marked.
 pub fn cbn_of(windows: &[WindowSnapshot]) -> Cbn {
     let mut edges: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut overlaps = Overlaps::new();
     let mut order: Vec<String> = Vec::new();
     for w in windows {
         for e in &w.edges {
             if e.calls > 0 {
-                edges.insert((e.caller.clone(), e.callee.clone()));
+                let key = (e.caller.clone(), e.callee.clone());
+                let (calls, with) = overlaps.entry(key.clone()).or_default();
+                *calls += e.calls;
+                for (other, n) in &e.parallel {
+                    *with.entry(other.clone()).or_default() += n;
+                }
+                edges.insert(key);
             }
         }
         if w.order.len() > order.len() {
@@ -72,7 +80,9 @@ pub fn cbn_of(windows: &[WindowSnapshot]) -> Cbn {
         }
     }
     let edges: Vec<(String, String)> = edges.into_iter().collect();
-    Cbn::build(&edges, &order)
+    let mut cbn = Cbn::build(&edges, &order);
+    cbn.mark_parallel(&overlaps);
+    cbn
 }
 
 /// Layout (untrained) and standardized samples of some windows.
