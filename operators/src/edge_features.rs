@@ -91,9 +91,11 @@ pub fn edge_features<'s>(edges: StreamVec<'s, u64, RpcEdge>) -> StreamVec<'s, u6
 
 type Hasher = foldhash::fast::RandomState;
 
-/// One call, among the calls of its caller span.
-struct Sibling {
-    key: EdgeKey,
+/// One call: its caller span `(trace id, span id)`, its edge (index into
+/// [`WindowEdges::keys`]) and its interval.
+struct Call {
+    caller_span: (u128, u64),
+    edge: usize,
     start_ns: u64,
     end_ns: u64,
 }
@@ -101,56 +103,75 @@ struct Sibling {
 /// Stage 1's state of one window on one worker.
 #[derive(Default)]
 struct WindowEdges {
-    edges: HashMap<EdgeKey, EdgePartial, Hasher>,
-    /// Calls by caller span `(trace id, span id)`: a trace's spans all meet on one worker,
-    /// so its sibling calls do too (when they fall in one window).
-    siblings: HashMap<(u128, u64), Vec<Sibling>, Hasher>,
+    index: HashMap<EdgeKey, usize, Hasher>,
+    keys: Vec<EdgeKey>,
+    partials: Vec<EdgePartial>,
+    /// Every call of the window: a trace's spans all meet on one worker, so the sibling
+    /// calls of a caller span do too (when they fall in one window).
+    calls: Vec<Call>,
 }
 
 impl WindowEdges {
     fn add(&mut self, e: RpcEdge) {
-        self.siblings
-            .entry((e.trace_id, e.caller_span))
-            .or_default()
-            .push(Sibling {
-                key: (e.caller.clone(), e.callee.clone()),
-                start_ns: e.start_ns,
-                end_ns: e.end_ns,
-            });
         // The edge's strings become the key: moved, not copied.
         let key = (e.caller, e.callee);
+        let edge = match self.index.get(&key) {
+            Some(&k) => k,
+            None => {
+                let k = self.keys.len();
+                self.index.insert(key.clone(), k);
+                self.keys.push(key);
+                self.partials.push(EdgePartial::default());
+                k
+            }
+        };
         let rest = RpcEdge {
             caller: String::new(),
             callee: String::new(),
             ..e
         };
-        self.edges.entry(key).or_default().add(&rest);
+        self.partials[edge].add(&rest);
+        self.calls.push(Call {
+            caller_span: (rest.trace_id, rest.caller_span),
+            edge,
+            start_ns: rest.start_ns,
+            end_ns: rest.end_ns,
+        });
     }
 
     /// Counts, per call, the other callees it overlapped in time (each callee once).
     fn count_parallel(&mut self) {
-        for calls in self.siblings.values() {
-            if calls.len() < 2 {
+        self.calls.sort_unstable_by_key(|c| c.caller_span);
+        let mut overlapped: Vec<usize> = Vec::new();
+        for siblings in self.calls.chunk_by(|a, b| a.caller_span == b.caller_span) {
+            if siblings.len() < 2 {
                 continue;
             }
-            for (i, a) in calls.iter().enumerate() {
-                let mut overlapped: Vec<&str> = calls
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, b)| {
-                        *j != i
-                            && b.key.0 == a.key.0
-                            && b.key.1 != a.key.1
-                            && a.start_ns < b.end_ns
-                            && b.start_ns < a.end_ns
-                    })
-                    .map(|(_, b)| b.key.1.as_str())
-                    .collect();
+            for a in siblings {
+                let (caller, callee) = &self.keys[a.edge];
+                overlapped.clear();
+                overlapped.extend(
+                    siblings
+                        .iter()
+                        .filter(|b| {
+                            let (b_caller, b_callee) = &self.keys[b.edge];
+                            b_caller == caller
+                                && b_callee != callee
+                                && a.start_ns < b.end_ns
+                                && b.start_ns < a.end_ns
+                        })
+                        .map(|b| b.edge),
+                );
                 overlapped.sort_unstable();
                 overlapped.dedup();
-                if let Some(p) = self.edges.get_mut(&a.key) {
-                    for callee in overlapped {
-                        *p.parallel.entry(callee.to_string()).or_default() += 1;
+                for &b in &overlapped {
+                    let other = &self.keys[b].1;
+                    let parallel = &mut self.partials[a.edge].parallel;
+                    match parallel.get_mut(other) {
+                        Some(n) => *n += 1,
+                        None => {
+                            parallel.insert(other.clone(), 1);
+                        }
                     }
                 }
             }
@@ -169,7 +190,7 @@ pub fn edge_partials<'s>(
         |acc: &mut WindowEdges, e: RpcEdge| acc.add(e),
         |_t, mut acc| {
             acc.count_parallel();
-            let mut out: Vec<_> = acc.edges.into_iter().collect();
+            let mut out: Vec<_> = acc.keys.into_iter().zip(acc.partials).collect();
             out.sort_by(|a, b| a.0.cmp(&b.0));
             out
         },
