@@ -343,7 +343,9 @@ fn parallel_calls_by_hand() {
             edge_features(trace_assembly(s, 10_000).0)
         });
         out.sort_by(|a, b| a.1.callee.cmp(&b.1.callee));
-        let parallel: Vec<(&str, u64, Vec<(&str, u64)>)> = out
+        // (callee, calls, [(other callee, overlapping calls)])
+        type Parallel<'a> = Vec<(&'a str, u64, Vec<(&'a str, u64)>)>;
+        let parallel: Parallel = out
             .iter()
             .map(|(_, e)| {
                 (
