@@ -7,9 +7,10 @@
 //! the stream's, once the entry point is known; else trained once `min_train_windows`
 //! windows are in — then it keeps learning online either way); pending
 //! deployment changes (a service whose replica count changed, a new service or call, a new
-//! `service.version` — a replacement, whose first refit drops the old models; a service
+//! `service.version` — a replacement, whose first refit drops the old models, and whose
+//! callers are refitted warm too, as their input now moves on its own; a service
 //! gone from the dependency graph, whose callers are refitted) each
-//! refitted — only its vertex — `adapt_samples` × 1, 2, 4, … windows after the change
+//! refitted — only those vertices — `adapt_samples` × 1, 2, 4, … windows after the change
 //! ([`REFITS_PER_CHANGE`] times, each on every window since the change); the
 //! forecast error's moving average, whose growth triggers graph debugging and a refit of
 //! the vertex it names. A load shift — the entry's request rate over the last
@@ -336,6 +337,14 @@ impl Fluxion {
                 tracing::info!("fluxion: {name} {before} -> {version}: a new assignment for it");
                 self.pending
                     .insert(name.clone(), PendingRefit::replacement());
+                // Its callers read its latency, which now moves on its own, often beyond
+                // the range their models were fitted on: they adapt from a copy of their
+                // newest model.
+                for caller in graph.callers_of(name) {
+                    self.pending
+                        .entry(caller)
+                        .or_insert(PendingRefit::new(Start::Warm));
+                }
             }
         }
         let first = self.config.adapt_samples.max(1);

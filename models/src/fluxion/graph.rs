@@ -336,6 +336,15 @@ impl InferenceGraph {
         self.fit_vertex(service, samples, Start::Warm, true)
     }
 
+    /// The services whose vertices call `service`.
+    pub fn callers_of(&self, service: &str) -> Vec<String> {
+        self.vertices
+            .values()
+            .filter(|v| v.callees.iter().any(|c| c == service))
+            .map(|v| v.service.clone())
+            .collect()
+    }
+
     /// Removes a service's vertex and its edges.
     pub fn remove_service(&mut self, service: &str) -> Vec<String> {
         self.vertices.remove(service);

@@ -320,9 +320,10 @@ fn feed(
 }
 
 /// The detector, from the stream: a new `service.version` of the database makes it refit
-/// the database's vertex alone — without a version it has no deployment event to act on.
+/// the database's vertex (its old models dropped) and its callers' (whose input moved), and
+/// no other — without a version it has no deployment event to act on.
 #[test]
-fn a_new_version_refits_only_its_vertex() {
+fn a_new_version_refits_its_vertex_and_its_callers_only() {
     let _torch = crate::torch_test_lock();
     tch::set_num_threads(1);
     tch::manual_seed(7);
@@ -355,14 +356,21 @@ fn a_new_version_refits_only_its_vertex() {
         feed(&mut detector, &after, 152..212, &v("v2"));
         let graph = detector.graph().unwrap();
         let test = after.samples(100, 33, &replicas(1.0));
-        (fitted, graph.fits(), e2e_mae(graph, &test, P90))
+        (
+            fitted,
+            graph.fits(),
+            e2e_mae(graph, &test, P90),
+            graph.callers_of("db"),
+        )
     };
-    let (fitted, refitted, mae) = run(true);
+    let (fitted, refitted, mae, callers) = run(true);
+    assert_eq!(callers, ["logic"]);
     for (service, n) in &refitted {
-        let expected = fitted[service] + if service == "db" { 3 } else { 0 };
+        let changed = service == "db" || service == "logic";
+        let expected = fitted[service] + if changed { 3 } else { 0 };
         assert_eq!(*n, expected, "{service}: {n} fits");
     }
-    let (_, unchanged, stale) = run(false);
+    let (_, unchanged, stale, _) = run(false);
     assert_eq!(unchanged, fitted);
     assert!(
         mae < 0.5 * stale,
