@@ -196,6 +196,30 @@ impl Assignment {
         self.weights = weigh_outputs(&outputs, y, &self.weights, WeightingSettings::default());
     }
 
+    /// The largest distance, in the newest model's standard deviations, between the mean of
+    /// `callee`'s observed `spectra` and what that model was trained on, over the inputs
+    /// that selection kept of `callee`'s (0 when it kept none, or has no model).
+    pub fn input_shift(&self, callee: &str, spectra: &[[f32; SPECTRUM]]) -> f32 {
+        let Some(newest) = self.models.last() else {
+            return 0.0;
+        };
+        if spectra.is_empty() {
+            return 0.0;
+        }
+        let mut shift = 0.0f32;
+        for (k, &j) in self.selected.iter().enumerate() {
+            if self.callees.get(j / SPECTRUM).map(String::as_str) != Some(callee) {
+                continue;
+            }
+            let q = j % SPECTRUM;
+            let mean = spectra.iter().map(|s| s[q]).sum::<f32>() / spectra.len() as f32;
+            if let Some(z) = newest.standardized(OWN + k, mean) {
+                shift = shift.max(z.abs());
+            }
+        }
+        shift
+    }
+
     /// Predictions for rows (0 when the assignment has no model yet).
     pub fn predict(&self, rows: &[Row]) -> Vec<f32> {
         let x: Vec<Vec<f32>> = rows.iter().map(|r| self.input(r)).collect();

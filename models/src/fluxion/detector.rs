@@ -8,7 +8,9 @@
 //! windows are in — then it keeps learning online either way); pending
 //! deployment changes (a service whose replica count changed, a new service or call, a new
 //! `service.version` — a replacement, whose first refit drops the old models, and whose
-//! callers are refitted warm too, as their input now moves on its own; a service
+//! callers are refitted warm too, as their input now moves on its own; a new service or
+//! call, whose changed vertex's callers are refitted warm too when, at its first refit,
+//! its latency lies more than [`INPUT_SHIFT_SD`] of their training spread away; a service
 //! gone from the dependency graph, whose callers are refitted) each
 //! refitted — only those vertices — `adapt_samples` × 1, 2, 4, … windows after the change
 //! ([`REFITS_PER_CHANGE`] times, each on every window since the change); the
@@ -97,6 +99,9 @@ struct PendingRefit {
     replace: bool,
     /// Refits done.
     refits: u32,
+    /// A new service or a new call (not a replica count or a version): at its first refit
+    /// its callers' inputs are checked against the range they were fitted on.
+    topology: bool,
 }
 
 impl PendingRefit {
@@ -106,6 +111,7 @@ impl PendingRefit {
             start,
             replace: false,
             refits: 0,
+            topology: false,
         }
     }
 
@@ -120,6 +126,10 @@ impl PendingRefit {
 
 /// A load shift: the recent mean request rate beyond the trained range by this fraction.
 pub const LOAD_SHIFT: f32 = 0.1;
+
+/// An input shift: a caller's input from a changed callee averaging this many of its
+/// training standard deviations away (three: fixed, not tuned).
+pub const INPUT_SHIFT_SD: f32 = 3.0;
 
 /// What one window gave: the alerts, and what the evaluation scores.
 #[derive(Clone, Debug, Default)]
@@ -314,8 +324,13 @@ impl Fluxion {
             return;
         };
         for service in graph.sync_topology(s) {
-            self.pending
-                .insert(service, PendingRefit::new(Start::Fresh));
+            self.pending.insert(
+                service,
+                PendingRefit {
+                    topology: true,
+                    ..PendingRefit::new(Start::Fresh)
+                },
+            );
         }
         for (name, own) in &s.services {
             let r = own.own[1];
@@ -355,14 +370,39 @@ impl Fluxion {
                 let first_refit = p.refits == 0;
                 let start = if first_refit { p.start } else { Start::Warm };
                 let delete = first_refit && p.replace;
-                ready.push((service.clone(), start, delete, p.windows, first_refit));
+                let check_callers = first_refit && p.topology;
+                ready.push((service.clone(), start, delete, p.windows, check_callers));
                 p.refits += 1;
             }
         }
         self.pending.retain(|_, p| p.refits < REFITS_PER_CHANGE);
-        for (service, start, delete, windows, first_refit) in ready {
+        while let Some((service, start, delete, windows, check_callers)) = ready.pop() {
+            let first_refit = windows == first;
             let n = windows.min(self.recent.len());
             let recent: Vec<Sample> = self.recent.iter().rev().take(n).rev().cloned().collect();
+            if check_callers {
+                // A caller fitted where this service's latency moved only with the load
+                // extrapolates badly once it moves on its own, beyond that range: it adapts
+                // too, warm, from now on the same schedule.
+                for caller in graph.callers_of(&service) {
+                    let shift = graph.input_shift(&caller, &service, &recent);
+                    if self.pending.contains_key(&caller) || shift <= INPUT_SHIFT_SD {
+                        continue;
+                    }
+                    tracing::info!(
+                        "fluxion: {service}'s latency is {shift:.1} sd outside what {caller} was fitted on; {caller} refits"
+                    );
+                    self.pending.insert(
+                        caller.clone(),
+                        PendingRefit {
+                            windows,
+                            refits: 1,
+                            ..PendingRefit::new(Start::Warm)
+                        },
+                    );
+                    ready.push((caller, Start::Warm, false, windows, false));
+                }
+            }
             graph.fit_vertex(&service, &recent, start, delete);
             tracing::info!("fluxion: refitted {service} on {n} windows after its change");
             self.error_base = None;

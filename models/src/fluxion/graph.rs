@@ -324,6 +324,23 @@ impl InferenceGraph {
         changed
     }
 
+    /// How far `callee`'s latency in `samples` lies outside what `caller`'s models were
+    /// fitted on: the largest [`Assignment::input_shift`] over its assignments.
+    pub fn input_shift(&self, caller: &str, callee: &str, samples: &[Sample]) -> f32 {
+        let Some(v) = self.vertices.get(caller) else {
+            return 0.0;
+        };
+        let spectra: Vec<[f32; SPECTRUM]> = samples
+            .iter()
+            .filter_map(|s| s.services.get(callee).filter(|o| o.active))
+            .map(|o| o.latency)
+            .collect();
+        v.assignments
+            .iter()
+            .map(|a| a.input_shift(callee, &spectra))
+            .fold(0.0, f32::max)
+    }
+
     /// `GE.scale` + `GE.fit`: the service's replica count changed; adds a model warm-started
     /// from the vertex's newest, trained on `samples` (recent, after the change), and reweighs.
     pub fn scale(&mut self, service: &str, samples: &[Sample]) -> usize {

@@ -143,6 +143,12 @@ impl Mlp {
         self.inputs
     }
 
+    /// How far `value` of input `j` lies from what the model was trained on, in standard
+    /// deviations of its training data (`None` for an input it doesn't have).
+    pub fn standardized(&self, j: usize, value: f32) -> Option<f32> {
+        Some((value - self.x_mean.get(j)?) / self.x_std.get(j)?)
+    }
+
     /// A copy with the same weights and scales (to fine-tune without touching this one).
     pub fn duplicate(&self) -> Mlp {
         let mut copy = Mlp::new(self.inputs, self.hidden);

@@ -25,6 +25,8 @@ struct System {
     db_cost: f32,
     /// Whether logic still calls the cache (a removal takes it out of the graph).
     cache: bool,
+    /// A proxy added between logic and db, with this service time (ms).
+    proxy_ms: Option<f32>,
 }
 
 impl System {
@@ -35,7 +37,7 @@ impl System {
         // Each service has its own interference level (seen as its CPU state), independent
         // of the load, so a caller's latency can only be explained through its callees'.
         let mut own = |name: &str, rate: f32| {
-            let r = replicas[name];
+            let r = replicas.get(name).copied().unwrap_or(1.0);
             let u = rate / r / 100.0;
             let k: f32 = draws.random_range(0.0..1.0);
             ([rate, r, rate / r, k, 0.4 * u], u * (1.0 + k))
@@ -57,20 +59,29 @@ impl System {
         let (front_own, uf) = own("front", rate);
         let db = spectrum("db", self.db_cost * (2.0 + 3.0 * u * u), &[], rng);
         let cache = spectrum("cache", 0.5 + 0.5 * uc, &[], rng);
+        let proxy = self.proxy_ms.map(|ms| {
+            (
+                own("proxy", rate * 0.6).0,
+                spectrum("proxy", ms, &[db], rng),
+            )
+        });
+        let to_db = proxy.map_or(db, |(_, latency)| latency);
         let children = if self.cache {
-            vec![db, cache]
+            vec![to_db, cache]
         } else {
-            vec![db]
+            vec![to_db]
         };
         let logic = spectrum("logic", 1.0 + 2.0 * ul, &children, rng);
         let front = spectrum("front", 0.5 + 0.5 * uf, &[logic], rng);
+        let proxy_own = proxy.map_or([0.0; 5], |(own, _)| own);
         for (name, own, latency) in [
             ("db", db_own, db),
             ("cache", cache_own, cache),
             ("logic", logic_own, logic),
             ("front", front_own, front),
+            ("proxy", proxy_own, to_db),
         ] {
-            if name == "cache" && !self.cache {
+            if (name == "cache" && !self.cache) || (name == "proxy" && proxy.is_none()) {
                 continue;
             }
             services.insert(
@@ -85,10 +96,16 @@ impl System {
         }
         let mut callees = BTreeMap::new();
         callees.insert("front".to_string(), vec!["logic".to_string()]);
-        let logic_calls = if self.cache {
-            vec!["cache".to_string(), "db".to_string()]
+        let to_db = if self.proxy_ms.is_some() {
+            callees.insert("proxy".to_string(), vec!["db".to_string()]);
+            "proxy"
         } else {
-            vec!["db".to_string()]
+            "db"
+        };
+        let logic_calls = if self.cache {
+            vec!["cache".to_string(), to_db.to_string()]
+        } else {
+            vec![to_db.to_string()]
         };
         callees.insert("logic".to_string(), logic_calls);
         Sample {
@@ -128,6 +145,7 @@ fn trained() -> (System, InferenceGraph) {
     let system = System {
         db_cost: 1.0,
         cache: true,
+        proxy_ms: None,
     };
     // Train over db replica counts 1 and 2, so replicas are an input it has seen vary.
     let mut train = system.samples(150, 1, &replicas(1.0));
@@ -172,6 +190,7 @@ fn a_replacement_refits_only_its_vertex_and_restores_accuracy() {
     let replaced = System {
         db_cost: 1.6,
         cache: true,
+        proxy_ms: None,
     };
     let recent = replaced.samples(20, 5, &replicas(1.0));
     let test = replaced.samples(100, 6, &replicas(1.0));
@@ -332,10 +351,12 @@ fn a_new_version_refits_its_vertex_and_its_callers_only() {
         let before = System {
             db_cost: 1.0,
             cache: true,
+            proxy_ms: None,
         };
         let after = System {
             db_cost: 1.6,
             cache: true,
+            proxy_ms: None,
         };
         let v = |db: &'static str| -> BTreeMap<&str, &str> {
             if versioned {
@@ -389,10 +410,12 @@ fn a_removed_service_leaves_the_graph_and_its_caller_refits() {
     let with_cache = System {
         db_cost: 1.0,
         cache: true,
+        proxy_ms: None,
     };
     let without = System {
         db_cost: 1.0,
         cache: false,
+        proxy_ms: None,
     };
     let none = BTreeMap::new();
     feed(&mut detector, &with_cache, 1..152, &none);
@@ -451,5 +474,48 @@ fn a_new_callee_leaves_the_predictions_alone_until_the_refit() {
     let after = graph.predict_batch(&test);
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(b["front"], a["front"]);
+    }
+}
+
+/// The detector, from the stream: a proxy goes between logic and db. The proxy's vertex is
+/// new and logic's has a new callee, so both refit (15, 30, 60 windows). Front's is
+/// refitted too only when logic's latency now lies far outside what front was fitted on
+/// (a slow proxy), not when it barely moved (a fast one); db's and cache's never.
+#[test]
+fn a_new_callee_refits_its_caller_and_far_beyond_their_range_the_callers_caller() {
+    let _torch = crate::torch_test_lock();
+    tch::set_num_threads(1);
+    tch::manual_seed(7);
+    let run = |proxy_ms: f32| {
+        let mut detector = stream_detector();
+        let before = System {
+            db_cost: 1.0,
+            cache: true,
+            proxy_ms: None,
+        };
+        let after = System {
+            db_cost: 1.0,
+            cache: true,
+            proxy_ms: Some(proxy_ms),
+        };
+        let none = BTreeMap::new();
+        feed(&mut detector, &before, 1..152, &none);
+        let fitted = detector.graph().unwrap().fits();
+        feed(&mut detector, &after, 152..212, &none);
+        let graph = detector.graph().unwrap();
+        let shift = graph.input_shift("front", "logic", &after.samples(15, 61, &replicas(1.0)));
+        (fitted, graph.fits(), shift)
+    };
+    for (proxy_ms, front_refits) in [(40.0, true), (0.05, false)] {
+        let (fitted, refitted, shift) = run(proxy_ms);
+        assert_eq!(refitted.get("proxy"), Some(&3), "{refitted:?}");
+        for service in ["front", "logic", "db", "cache"] {
+            let changed = service == "logic" || (service == "front" && front_refits);
+            let expected = fitted[service] + if changed { 3 } else { 0 };
+            assert_eq!(
+                refitted[service], expected,
+                "proxy {proxy_ms} ms, front's input shift {shift:.1} sd: {service}"
+            );
+        }
     }
 }
