@@ -51,6 +51,7 @@ fn simulate_then_eval_scores_the_injected_fault() {
     for file in ["traces.otlp.jsonl", "metrics.otlp.jsonl", "labels.json"] {
         assert!(data.join(file).exists(), "{file} missing");
     }
+    let report = tmp.path().join("report");
     let stdout = ok(&augur(
         &[
             "eval",
@@ -59,6 +60,8 @@ fn simulate_then_eval_scores_the_injected_fault() {
             "--detector",
             "all",
             "--json",
+            "--report",
+            report.to_str().unwrap(),
         ],
         tmp.path(),
     ));
@@ -97,6 +100,27 @@ fn simulate_then_eval_scores_the_injected_fault() {
     );
     assert!(nsigma["rca"]["cases"].as_u64().unwrap() >= 1, "{nsigma}");
     assert!(nsigma["rca"]["ac3"].as_f64().unwrap() > 0.0, "{nsigma}");
+    // The report: every alert of the run, and each RCA case with the alert that scored it.
+    let alerts = std::fs::read_to_string(report.join("alerts.jsonl")).unwrap();
+    let alerts: Vec<serde_json::Value> = alerts
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one alert per line"))
+        .collect();
+    assert!(
+        alerts.iter().any(|a| a["model"]["name"] == "nsigma"),
+        "{} alerts, none of nsigma's",
+        alerts.len()
+    );
+    let cases = std::fs::read_to_string(report.join("rca-nsigma.md")).unwrap();
+    let rows = cases
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.contains("tier-"))
+        .count();
+    assert_eq!(
+        rows as u64,
+        nsigma["rca"]["cases"].as_u64().unwrap(),
+        "{cases}"
+    );
 }
 
 #[test]

@@ -274,8 +274,10 @@ pub struct EvalArgs {
     #[arg(long, requires = "simulate")]
     pub drop_spans: Option<f64>,
     /// Write a report here (created): with --closed-loop, `closed_loop.json` and `p99.svg`;
-    /// with `fluxion`, `forecast.svg` (forecast vs observed p90 over time, changes marked)
-    /// and `forecast.md` (the per-change table).
+    /// otherwise `alerts.jsonl` (every alert of the run) and, per detector with RCA cases,
+    /// `rca-<detector>.md` (each case: the fault, the alert it was scored by, its culprits);
+    /// with `fluxion`, also `forecast.svg` (forecast vs observed p90 over time, changes
+    /// marked) and `forecast.md` (the per-change table).
     #[arg(long)]
     pub report: Option<PathBuf>,
 }

@@ -139,7 +139,7 @@ pub fn print_reports(
         report.forecast = Some(forecast);
     }
     if let Some(dir) = &args.report {
-        write_report(dir, &reports, labels)?;
+        write_report(dir, &reports, labels, &outcome.alerts)?;
     }
     if args.json {
         for report in &reports {
@@ -177,11 +177,14 @@ pub fn print_reports(
     Ok(())
 }
 
-/// `--report DIR`: the forecast plot and table of each report that has them.
+/// `--report DIR`: every alert of the run (`alerts.jsonl`, as written to the alerts topic),
+/// each detector's RCA cases and how each was scored (`rca-<detector>.md`, when it has
+/// any), and the forecast plot and table of each report that has them.
 fn write_report(
     dir: &std::path::Path,
     reports: &[crate::eval::Report],
     labels: &serde_json::Value,
+    alerts: &[augur_operators::Alert],
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let topology = labels
@@ -189,6 +192,25 @@ fn write_report(
         .and_then(|t| t.as_str())
         .unwrap_or("input");
     let seed = labels.get("seed").and_then(|t| t.as_u64()).unwrap_or(0);
+    let mut lines = String::new();
+    for alert in alerts {
+        lines.push_str(&serde_json::to_string(alert)?);
+        lines.push('\n');
+    }
+    let path = dir.join("alerts.jsonl");
+    std::fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
+    let start_ms = labels.get("start_ms").and_then(|t| t.as_u64()).unwrap_or(0);
+    for r in reports.iter().filter(|r| !r.score.cases.is_empty()) {
+        let path = dir.join(format!("rca-{}.md", r.detector));
+        let text = format!(
+            "# {topology} seed {seed}: {} RCA cases, scored by {} (times in s from the run's start)\n\n{}",
+            r.score.cases.len(),
+            r.detector,
+            crate::eval::score::case_table(&r.score.cases, start_ms)
+        );
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!("wrote the alerts and RCA cases to {}", dir.display());
     for r in reports {
         let Some(f) = &r.forecast else {
             continue;

@@ -88,6 +88,28 @@ pub struct Rca {
     pub multi_fault_ac1: f64,
     /// Of those, one of the faults' services among the top three.
     pub multi_fault_ac3: f64,
+    /// Cases scored by an alert that fired more than `horizon` before the episode began —
+    /// still active from an earlier episode, so its culprits are what it named then.
+    pub cases_scored_by_earlier_alerts: usize,
+}
+
+/// One RCA case and how it was scored (`augur eval --report`: `rca-<detector>.md`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RcaCase {
+    /// The episode's first and last violating windows (their ends).
+    pub onset: EventTime,
+    pub end: EventTime,
+    pub fault: FaultTruth,
+    /// The alert it was scored by (none: undetected), when it fired, and whether it fired
+    /// more than `horizon` before the onset (for an earlier episode).
+    pub alert_id: Option<String>,
+    pub alert_fired: Option<EventTime>,
+    pub earlier: bool,
+    /// The alert's top three culprits, with the top one's resource.
+    pub culprits: Vec<String>,
+    pub top_resource: Option<String>,
+    /// The fault's service's rank among the culprits.
+    pub rank: Option<usize>,
 }
 
 /// Whether a culprit's resource names the fault's (`threads` faults show as `queue`).
@@ -103,6 +125,9 @@ pub struct Score {
     pub violations: usize,
     pub detection: Detection,
     pub rca: Rca,
+    /// Every RCA case (not in the JSON object: `--report` writes them).
+    #[serde(skip)]
+    pub cases: Vec<RcaCase>,
 }
 
 struct Episode {
@@ -244,6 +269,7 @@ pub fn score(
     let mut rca = Rca::default();
     let (mut hit1, mut hit3, mut res_hit, mut res_named) = (0, 0, 0, 0);
     let (mut multi_hit1, mut multi_hit3) = (0, 0);
+    let mut cases = Vec::new();
     for (ep, alert) in episodes.iter().zip(&first_detector) {
         let overlapping: Vec<&FaultTruth> = faults
             .iter()
@@ -254,6 +280,29 @@ pub fn score(
             1 => {
                 rca.cases += 1;
                 let fault = overlapping[0];
+                let earlier = alert.is_some_and(|a| a.window_end + p.horizon_ms < ep.onset);
+                rca.cases_scored_by_earlier_alerts += usize::from(earlier);
+                cases.push(RcaCase {
+                    onset: ep.onset,
+                    end: ep.end,
+                    fault: fault.clone(),
+                    alert_id: alert.map(|a| a.id.clone()),
+                    alert_fired: alert.map(|a| a.window_end),
+                    earlier,
+                    culprits: alert.map_or_else(Vec::new, |a| {
+                        a.culprits
+                            .iter()
+                            .take(3)
+                            .map(|c| c.service.clone())
+                            .collect()
+                    }),
+                    top_resource: alert
+                        .and_then(|a| a.culprits.first())
+                        .and_then(|c| c.resource)
+                        .map(|r| r.as_str().to_string()),
+                    rank: alert
+                        .and_then(|a| a.culprits.iter().position(|c| c.service == fault.service)),
+                });
                 if let Some(alert) = alert {
                     let rank = alert
                         .culprits
@@ -314,7 +363,37 @@ pub fn score(
             detected,
         },
         rca,
+        cases,
     }
+}
+
+/// The cases as a Markdown table, in episode order.
+pub fn case_table(cases: &[RcaCase], start_ms: EventTime) -> String {
+    let secs = |t: EventTime| t.saturating_sub(start_ms) as f64 / 1000.0;
+    let mut out = String::from(
+        "| episode (s) | fault | fault start (s) | alert fired (s) | top culprits | top resource | rank of the fault's service |\n|---|---|---|---|---|---|---|\n",
+    );
+    for c in cases {
+        let fired = match (c.alert_fired, c.earlier) {
+            (Some(t), true) => format!("{:.0} (earlier episode)", secs(t)),
+            (Some(t), false) => format!("{:.0}", secs(t)),
+            (None, _) => "not detected".to_string(),
+        };
+        out.push_str(&format!(
+            "| {:.0}–{:.0} | {} {} | {:.0} | {} | {} | {} | {} |\n",
+            secs(c.onset),
+            secs(c.end),
+            c.fault.service,
+            c.fault.resource,
+            secs(c.fault.start_ms),
+            fired,
+            c.culprits.join(", "),
+            c.top_resource.as_deref().unwrap_or("–"),
+            c.rank
+                .map_or("not named".to_string(), |r| (r + 1).to_string()),
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -476,6 +555,30 @@ mod tests {
         assert_eq!(s.detection.detected, 2);
         assert!((s.rca.ac1 - 2.0 / 3.0).abs() < 1e-9, "{:?}", s.rca);
         assert!((s.rca.ac3 - 2.0 / 3.0).abs() < 1e-9, "{:?}", s.rca);
+        // The second episode (window 7) was scored by the alert of the first (window 3).
+        assert_eq!(s.rca.cases_scored_by_earlier_alerts, 1);
+        let scored: Vec<(EventTime, Option<EventTime>, bool, Option<usize>)> = s
+            .cases
+            .iter()
+            .map(|c| (c.onset, c.alert_fired, c.earlier, c.rank))
+            .collect();
+        assert_eq!(
+            scored,
+            [
+                (3000, Some(3000), false, Some(0)),
+                (7000, Some(3000), true, Some(0)),
+                (15_000, None, false, None),
+            ]
+        );
+        let table = case_table(&s.cases, 0);
+        assert!(
+            table.contains("| 7–7 | b cpu | 2 | 3 (earlier episode) | b, a |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 15–15 | c cpu | 14 | not detected |"),
+            "{table}"
+        );
     }
 
     #[test]
