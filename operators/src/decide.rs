@@ -29,7 +29,9 @@ pub struct DecideConfig {
     pub fire_after: u32,
     /// Consecutive quiet windows before a firing alert resolves. Default 3.
     pub clear_after: u32,
-    /// After an alert resolves, the same kind doesn't fire again for this long. Default 5000.
+    /// After an alert resolves, the same kind doesn't fire again for this long. Default 0:
+    /// a violation right after a resolution is alerted on (flapping is `clear_after`'s to
+    /// damp, as Prometheus's `keep_firing_for`; a cooldown silences real violations).
     pub cooldown_ms: u64,
     /// At most this many alerts leave per window; the rest are counted as suppressed. Default 20.
     pub max_alerts_per_window: usize,
@@ -40,7 +42,7 @@ impl Default for DecideConfig {
         DecideConfig {
             fire_after: 1,
             clear_after: 3,
-            cooldown_ms: 5_000,
+            cooldown_ms: 0,
             max_alerts_per_window: 20,
         }
     }
@@ -354,6 +356,32 @@ mod tests {
         let mut d = decider(2, 2, 10_000);
         // Needs two windows: fires at 2000; resolves at 5000; 9000 is inside the cooldown.
         assert_eq!(run(&mut d), vec![(2000, false), (5000, true)]);
+    }
+
+    /// With the defaults (resolve after 3 quiet windows, no cooldown), a detection in the
+    /// window right after a resolution fires a new alert.
+    #[test]
+    fn by_default_a_detection_right_after_a_resolution_fires() {
+        let mut d = Decider::new(
+            DecideConfig::default(),
+            ModelRef {
+                name: "t".into(),
+                version: "0".into(),
+            },
+        );
+        let mut fired = Vec::new();
+        for i in 1..=8u64 {
+            let dets = if matches!(i, 1 | 5) {
+                vec![detection()]
+            } else {
+                vec![]
+            };
+            for a in d.decide(&window(i * 1000, false), dets) {
+                fired.push((i, a.ends_at.is_some()));
+            }
+        }
+        // Fires at 1, resolves after windows 2–4, fires again at 5, resolves at 8.
+        assert_eq!(fired, vec![(1, false), (4, true), (5, false), (8, true)]);
     }
 
     #[test]
