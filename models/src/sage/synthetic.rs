@@ -33,6 +33,36 @@ impl Rng {
     }
 }
 
+/// One service's window features: its server latency, CPU at `cpu` (a share), memory and
+/// network drawn around fixed levels (in that order from `rng`), no queue.
+fn service_features(
+    window_end: u64,
+    name: &str,
+    rate: f64,
+    cpu: f64,
+    server: [f64; 5],
+    rng: &mut Rng,
+) -> ServiceFeatures {
+    let mut usage = [[0.0f64; 4]; 5];
+    usage[0] = [cpu * 0.9, cpu, cpu * 1.05, cpu * 1.1];
+    let mem = 256e6 * rng.noise(0.01);
+    usage[1] = [mem, mem, mem, mem];
+    let net = rate * 2000.0 * rng.noise(0.05);
+    usage[2] = [net * 0.45, net * 0.5, net * 0.55, net * 0.55];
+    ServiceFeatures {
+        window_end,
+        service: name.to_string(),
+        requests: rate as u64,
+        errors: 0,
+        latency_ms: server,
+        outstanding: rate * server[0] / 1000.0,
+        replicas: 2,
+        usage,
+        in_flight: 0.0,
+        version: None,
+    }
+}
+
 /// The chain's service names, front end first.
 pub fn chain_services(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("s{i}")).collect()
@@ -127,27 +157,12 @@ fn chain_window_of(
     }
     let services = (0..n)
         .map(|i| {
-            let mut usage = [[0.0f64; 4]; 5];
-            usage[0] = [cpu[i] * 0.9, cpu[i], cpu[i] * 1.05, cpu[i] * 1.1];
-            let mem = 256e6 * rng.noise(0.01);
-            usage[1] = [mem, mem, mem, mem];
-            let net = rate * 2000.0 * rng.noise(0.05);
-            usage[2] = [net * 0.45, net * 0.5, net * 0.55, net * 0.55];
+            let mut features =
+                service_features(window_end, &names[i], rate, cpu[i], server[i], &mut rng);
             // A hog takes CPU; the queue grows only a little while the pool keeps up.
             let queue = if slow == Some(i) { 0.8 } else { 0.5 } * rng.noise(0.5);
-            usage[4] = [queue * 0.5, queue, queue * 1.5, queue * 2.0];
-            ServiceFeatures {
-                window_end,
-                service: names[i].clone(),
-                requests: rate as u64,
-                errors: 0,
-                latency_ms: server[i],
-                outstanding: rate * server[i][0] / 1000.0,
-                replicas: 2,
-                usage,
-                in_flight: 0.0,
-                version: None,
-            }
+            features.usage[4] = [queue * 0.5, queue, queue * 1.5, queue * 2.0];
+            features
         })
         .collect();
     let edges = (1..n)
@@ -238,24 +253,14 @@ pub fn parallel_window(
     }
     let services = (0..3)
         .map(|i| {
-            let mut usage = [[0.0f64; 4]; 5];
-            usage[0] = [cpu[i] * 0.9, cpu[i], cpu[i] * 1.05, cpu[i] * 1.1];
-            let mem = 256e6 * rng.noise(0.01);
-            usage[1] = [mem, mem, mem, mem];
-            let net = rate * 2000.0 * rng.noise(0.05);
-            usage[2] = [net * 0.45, net * 0.5, net * 0.55, net * 0.55];
-            ServiceFeatures {
+            service_features(
                 window_end,
-                service: PARALLEL_SERVICES[i].to_string(),
-                requests: rate as u64,
-                errors: 0,
-                latency_ms: server[i],
-                outstanding: rate * server[i][0] / 1000.0,
-                replicas: 2,
-                usage,
-                in_flight: 0.0,
-                version: None,
-            }
+                PARALLEL_SERVICES[i],
+                rate,
+                cpu[i],
+                server[i],
+                &mut rng,
+            )
         })
         .collect();
     let edges = (1..3)
