@@ -12,8 +12,9 @@
 //! different windows aren't paired).
 //!
 //! **State:** stage 1 ([`edge_partials`]) keeps an [`EdgePartial`] per worker, window and
-//! edge, and each call's caller span, callee and interval until the window closes; stage 2 ([`edge_features_of_partials`], exchanged by edge) merges them. A window's
-//! state is freed when the frontier passes it.
+//! edge, and each call's caller span, edge and interval until the window closes; stage 2
+//! ([`edge_features_of_partials`], exchanged by edge) merges them. A window's state is
+//! freed when the frontier passes it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -148,17 +149,18 @@ impl WindowEdges {
                 continue;
             }
             for a in siblings {
-                let (caller, callee) = &self.keys[a.edge];
+                let caller = &self.keys[a.edge].0;
                 overlapped.clear();
+                // Another edge of the same caller is another callee; times first, as
+                // they rule out most pairs without a string compare.
                 overlapped.extend(
                     siblings
                         .iter()
                         .filter(|b| {
-                            let (b_caller, b_callee) = &self.keys[b.edge];
-                            b_caller == caller
-                                && b_callee != callee
+                            b.edge != a.edge
                                 && a.start_ns < b.end_ns
                                 && b.start_ns < a.end_ns
+                                && self.keys[b.edge].0 == *caller
                         })
                         .map(|b| b.edge),
                 );

@@ -281,7 +281,6 @@ impl Rng {
     }
 }
 
-/// Traces front → {mid-k} → {db | cache(peer)} over `windows` windows, plus metrics.
 /// Calls from one caller span that overlap in time are counted as parallel, per other
 /// callee; calls that follow each other aren't. Trace 1: `a` and `b` overlap, `c` follows
 /// both; trace 2: `a` and `c` overlap. `c` is an uninstrumented peer in trace 2.
@@ -367,6 +366,7 @@ fn parallel_calls_by_hand() {
     }
 }
 
+/// Traces front → {mid-k} → {db | cache(peer)} over `windows` windows, plus metrics.
 fn random_feed(seed: u64, windows: u64) -> Feed {
     let mut rng = Rng(seed);
     let mut spans = Vec::new();
