@@ -100,9 +100,8 @@ pub struct RcaCase {
     pub onset: EventTime,
     pub end: EventTime,
     pub fault: FaultTruth,
-    /// The alert it was scored by (none: undetected), when it fired, and whether it fired
-    /// more than `horizon` before the onset (for an earlier episode).
-    pub alert_id: Option<String>,
+    /// When the alert it was scored by fired (none: undetected), and whether that was more
+    /// than `horizon` before the onset (for an earlier episode).
     pub alert_fired: Option<EventTime>,
     pub earlier: bool,
     /// The alert's top three culprits, with the top one's resource.
@@ -282,11 +281,11 @@ pub fn score(
                 let fault = overlapping[0];
                 let earlier = alert.is_some_and(|a| a.window_end + p.horizon_ms < ep.onset);
                 rca.cases_scored_by_earlier_alerts += usize::from(earlier);
-                cases.push(RcaCase {
+                let top = alert.and_then(|a| a.culprits.first());
+                let case = RcaCase {
                     onset: ep.onset,
                     end: ep.end,
                     fault: fault.clone(),
-                    alert_id: alert.map(|a| a.id.clone()),
                     alert_fired: alert.map(|a| a.window_end),
                     earlier,
                     culprits: alert.map_or_else(Vec::new, |a| {
@@ -296,35 +295,23 @@ pub fn score(
                             .map(|c| c.service.clone())
                             .collect()
                     }),
-                    top_resource: alert
-                        .and_then(|a| a.culprits.first())
-                        .and_then(|c| c.resource)
-                        .map(|r| r.as_str().to_string()),
+                    top_resource: top.and_then(|c| c.resource).map(|r| r.as_str().to_string()),
                     rank: alert
                         .and_then(|a| a.culprits.iter().position(|c| c.service == fault.service)),
-                });
-                if let Some(alert) = alert {
-                    let rank = alert
-                        .culprits
-                        .iter()
-                        .position(|c| c.service == fault.service);
-                    if rank == Some(0) {
-                        hit1 += 1;
-                    }
-                    if rank.is_some_and(|r| r < 3) {
-                        hit3 += 1;
-                    }
-                    if let Some(top) = alert.culprits.first() {
-                        if let Some(resource) = top.resource {
-                            res_named += 1;
-                            if top.service == fault.service
-                                && resource_matches(resource.as_str(), &fault.resource)
-                            {
-                                res_hit += 1;
-                            }
-                        }
+                };
+                if case.rank == Some(0) {
+                    hit1 += 1;
+                }
+                if case.rank.is_some_and(|r| r < 3) {
+                    hit3 += 1;
+                }
+                if let Some(resource) = &case.top_resource {
+                    res_named += 1;
+                    if case.rank == Some(0) && resource_matches(resource, &fault.resource) {
+                        res_hit += 1;
                     }
                 }
+                cases.push(case);
             }
             _ => {
                 rca.multi_fault_episodes += 1;
