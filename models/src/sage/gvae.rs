@@ -13,13 +13,13 @@
 //! The latency decoders are *structured*: latencies add up in milliseconds, so
 //! `Ys_u = own(X_u, Z_u) + Σ_g max_{i∈g} w_i · Yc_i` over groups `g` of calls made in
 //! parallel (a call made on its own is a group of one: the sum; an MLP gives the service's
-//! own time, `w_i` are learned per RPC and percentile, starting at 1, never below 0) and `Yc_i = Ys_callee + Ynet_i +
-//! corr(X_u, Z_u, Ys_callee, Ynet_i)` (an MLP corrects for percentiles not adding
-//! exactly). A plain MLP learns nothing about a child's latency from training data where
-//! it barely moves, and can't extrapolate to a fault it has seen a few times; the sums
-//! carry any child's slowdown to its callers, as the CBN says they should. Per RPC
-//! channel: Q(Znet | Xnet, Ynet), P(Znet | Xnet), P(Ynet | Xnet, Znet). Every network is
-//! an MLP (linear → batch-norm → ReLU, twice, then dropout and a linear head). Decoders are
+//! own time, `w_i` are learned per RPC and percentile, starting at 1, never below 0) and
+//! `Yc_i = Ys_callee + Ynet_i + corr(X_u, Z_u, Ys_callee, Ynet_i)` (an MLP corrects for
+//! percentiles not adding exactly). A plain MLP learns nothing about a child's latency
+//! from training data where it barely moves, and can't extrapolate to a fault it has seen
+//! a few times; the sums carry any child's slowdown to its callers, as the CBN says they
+//! should. Per RPC channel: Q(Znet | Xnet, Ynet), P(Znet | Xnet), P(Ynet | Xnet, Znet).
+//! Every network is an MLP (linear → batch-norm → ReLU, twice, then dropout and a linear head). Decoders are
 //! trained teacher-forced on the observed parent latencies, so each unit's loss depends on
 //! its own weights only: encoders, priors and decoders of all units train in parallel, and
 //! partial retraining is training a subset of the units' losses.

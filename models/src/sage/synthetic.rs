@@ -63,6 +63,28 @@ fn service_features(
     }
 }
 
+/// The entry point's verdict at p99 against `slo_ms`, from its server latency.
+fn entry_verdict(
+    window_end: u64,
+    entry: &str,
+    rate: f64,
+    latency: [f64; 5],
+    slo_ms: f64,
+) -> QosVerdict {
+    let measured_ms = latency[4];
+    QosVerdict {
+        window_end,
+        entry: entry.to_string(),
+        requests: rate as u64,
+        errors: 0,
+        latency_ms: latency,
+        quantile: 0.99,
+        slo_ms,
+        measured_ms,
+        violated: measured_ms > slo_ms,
+    }
+}
+
 /// The chain's service names, front end first.
 pub fn chain_services(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("s{i}")).collect()
@@ -180,23 +202,12 @@ fn chain_window_of(
         .collect();
     let normal: f64 = own.iter().take(n).sum::<f64>() * OWN_MS + 2.0 * GAP_MS * (n as f64 - 1.0);
     let slo = 1.6 * SHAPE[4] * normal;
-    let measured = server[0][4];
     WindowSnapshot {
         window_end,
         window_ms: 1000,
         services,
         edges,
-        qos: vec![QosVerdict {
-            window_end,
-            entry: names[0].clone(),
-            requests: rate as u64,
-            errors: 0,
-            latency_ms: server[0],
-            quantile: 0.99,
-            slo_ms: slo,
-            measured_ms: measured,
-            violated: measured > slo,
-        }],
+        qos: vec![entry_verdict(window_end, &names[0], rate, server[0], slo)],
         order: names.iter().rev().cloned().collect(),
         topology_changed: window_end == 1000,
     }
@@ -279,24 +290,18 @@ pub fn parallel_window(
             }
         })
         .collect();
-    let slo = parallel_slo_ms();
-    let measured = server[0][4];
     WindowSnapshot {
         window_end,
         window_ms: 1000,
         services,
         edges,
-        qos: vec![QosVerdict {
+        qos: vec![entry_verdict(
             window_end,
-            entry: "p".into(),
-            requests: rate as u64,
-            errors: 0,
-            latency_ms: server[0],
-            quantile: 0.99,
-            slo_ms: slo,
-            measured_ms: measured,
-            violated: measured > slo,
-        }],
+            "p",
+            rate,
+            server[0],
+            parallel_slo_ms(),
+        )],
         order: vec!["b".into(), "a".into(), "p".into()],
         topology_changed: window_end == 1000,
     }

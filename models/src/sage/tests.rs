@@ -22,9 +22,14 @@ fn trained() -> SageModel {
 
 /// A model trained for 25 epochs on `windows`, unlabelled.
 fn trained_on(windows: &[augur_operators::WindowSnapshot]) -> SageModel {
+    trained_for(windows, 25)
+}
+
+/// A model trained for `epochs` on `windows`, unlabelled.
+fn trained_for(windows: &[augur_operators::WindowSnapshot], epochs: usize) -> SageModel {
     tch::set_num_threads(1);
     let settings = SageTrainSettings {
-        epochs: 25,
+        epochs,
         ..SageTrainSettings::default()
     };
     train(
@@ -225,19 +230,7 @@ fn training_clamps_the_call_weights_of_the_units_it_trains_at_zero() {
     let _torch = crate::torch_test_lock();
     tch::set_num_threads(1);
     let windows = chain_windows(N, 60, 4, 7);
-    let settings = SageTrainSettings {
-        epochs: 1,
-        ..SageTrainSettings::default()
-    };
-    let mut model = train(
-        &windows,
-        "sage-test",
-        GvaeHyper::default(),
-        &settings,
-        "test".into(),
-        Device::Cpu,
-        |_, _| {},
-    );
+    let mut model = trained_for(&windows, 1);
     let weight = |model: &SageModel, key: &str| -> Vec<f64> {
         let w = &model.vs.variables()[&format!("c:{key}.w")];
         Vec::<f64>::try_from(w.flatten(0, -1)).unwrap()

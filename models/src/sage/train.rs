@@ -60,26 +60,26 @@ fn useful(w: &WindowSnapshot) -> bool {
 /// The CBN of a set of windows: all RPC edges seen, the longest service order, parallel
 /// calls marked.
 pub fn cbn_of(windows: &[WindowSnapshot]) -> Cbn {
-    let mut edges: BTreeSet<(String, String)> = BTreeSet::new();
+    // Every edge with calls, with its calls and overlaps summed (its keys, sorted: the edges).
     let mut overlaps = Overlaps::new();
     let mut order: Vec<String> = Vec::new();
     for w in windows {
         for e in &w.edges {
             if e.calls > 0 {
-                let key = (e.caller.clone(), e.callee.clone());
-                let (calls, with) = overlaps.entry(key.clone()).or_default();
+                let (calls, with) = overlaps
+                    .entry((e.caller.clone(), e.callee.clone()))
+                    .or_default();
                 *calls += e.calls;
                 for (other, n) in &e.parallel {
                     *with.entry(other.clone()).or_default() += n;
                 }
-                edges.insert(key);
             }
         }
         if w.order.len() > order.len() {
             order = w.order.clone();
         }
     }
-    let edges: Vec<(String, String)> = edges.into_iter().collect();
+    let edges: Vec<(String, String)> = overlaps.keys().cloned().collect();
     let mut cbn = Cbn::build(&edges, &order);
     cbn.mark_parallel(&overlaps);
     cbn
