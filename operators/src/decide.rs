@@ -5,10 +5,7 @@
 //! Out: alerts — one *firing* alert when an episode starts (after `fire_after` consecutive
 //! detecting windows) and one *resolved* alert (with `endsAt`) after `clear_after` quiet
 //! windows. State: per alert kind, the open episode and its streak counters, and the
-//! cooldown that keeps a resolved kind from re-firing for `cooldown_ms`. A firing
-//! `root_cause` alert is renewed — resolved, and an alert naming the new culprit fired in
-//! its place — once `renew_after` windows in a row name another service first; the state
-//! then also holds that service and its streak.
+//! cooldown that keeps a resolved kind from re-firing for `cooldown_ms`.
 //!
 //! The state is kept canonical (counters capped where more makes no difference, expired
 //! cooldowns and idle kinds dropped), so it changes only when a decision could: a
@@ -38,12 +35,6 @@ pub struct DecideConfig {
     pub cooldown_ms: u64,
     /// At most this many alerts leave per window; the rest are counted as suppressed. Default 20.
     pub max_alerts_per_window: usize,
-    /// A firing `root_cause` alert whose detections have named one other service first for
-    /// this many windows in a row is resolved, and an alert naming that service fires in
-    /// its place: a diagnosis that the windows after an episode's first overturn reaches
-    /// the user (and the actuation policy) without waiting for the episode to end. 0 keeps
-    /// the first alert's culprits until it resolves. Default 0 (off).
-    pub renew_after: u32,
 }
 
 impl Default for DecideConfig {
@@ -53,7 +44,6 @@ impl Default for DecideConfig {
             clear_after: 3,
             cooldown_ms: 0,
             max_alerts_per_window: 20,
-            renew_after: 0,
         }
     }
 }
@@ -64,10 +54,6 @@ pub(crate) struct Episode {
     on_streak: u32,
     off_streak: u32,
     cooldown_until: EventTime,
-    /// While firing: the other service the latest detections named, and for how many
-    /// windows in a row (see `renew_after`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    other: Option<(String, u32)>,
 }
 
 /// A decider's state after the window ending at `window_end` (see the module docs): what a
@@ -193,30 +179,6 @@ impl Decider {
                 Some(detection) => {
                     episode.off_streak = 0;
                     episode.on_streak += 1;
-                    if let Some(firing) = &episode.firing
-                        && kind == AlertKind::RootCause
-                        && self.config.renew_after > 0
-                    {
-                        if detection.service == firing.service {
-                            episode.other = None;
-                        } else {
-                            let streak = match &episode.other {
-                                Some((s, n)) if *s == detection.service => n + 1,
-                                _ => 1,
-                            };
-                            episode.other = Some((detection.service.clone(), streak));
-                            if streak >= self.config.renew_after
-                                && let Some(mut old) = episode.firing.take()
-                            {
-                                old.ends_at = Some(rfc3339(window.window_end));
-                                out.push(old);
-                                let alert = build_alert(window, &detection, &self.model);
-                                episode.firing = Some(alert.clone());
-                                episode.other = None;
-                                out.push(alert);
-                            }
-                        }
-                    }
                     if episode.firing.is_none()
                         && episode.on_streak >= self.config.fire_after
                         && window.window_end >= episode.cooldown_until
@@ -229,7 +191,6 @@ impl Decider {
                 None => {
                     episode.on_streak = 0;
                     episode.off_streak += 1;
-                    episode.other = None;
                     if episode.off_streak >= self.config.clear_after {
                         if let Some(mut alert) = episode.firing.take() {
                             alert.ends_at = Some(rfc3339(window.window_end));
@@ -262,7 +223,6 @@ impl Decider {
             } else {
                 e.off_streak = 0;
                 e.on_streak = e.on_streak.min(fire_after);
-                e.other = None;
             }
             if e.cooldown_until <= now {
                 e.cooldown_until = 0;
@@ -350,7 +310,6 @@ mod tests {
                 clear_after,
                 cooldown_ms,
                 max_alerts_per_window: 20,
-                renew_after: 2,
             },
             ModelRef {
                 name: "t".into(),
@@ -425,67 +384,6 @@ mod tests {
         assert_eq!(fired, vec![(1, false), (4, true), (5, false), (8, true)]);
     }
 
-    fn root_cause(service: &str) -> Detection {
-        Detection {
-            kind: AlertKind::RootCause,
-            service: service.into(),
-            horizon_ms: 0,
-            ..detection()
-        }
-    }
-
-    /// Root-cause detections naming `plan[i - 1]` on window `i` (`""`: none); the alerts as
-    /// (window, service, resolved).
-    fn renewals(d: &mut Decider, plan: &[&str]) -> Vec<(u64, String, bool)> {
-        let mut out = Vec::new();
-        for (i, named) in (1u64..).zip(plan) {
-            let dets = if named.is_empty() {
-                vec![]
-            } else {
-                vec![root_cause(named)]
-            };
-            for a in d.decide(&window(i * 1000, false), dets) {
-                out.push((i, a.service.clone(), a.ends_at.is_some()));
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn a_root_cause_alert_is_renewed_when_later_windows_agree_on_another_culprit() {
-        let mut d = decider(1, 2, 0);
-        let alerts = renewals(&mut d, &["a", "b", "a", "b", "b", "b", "", ""]);
-        // One window naming b (2), then a again (3): no renewal. b twice (4, 5): the alert
-        // on a resolves and one on b fires at 5; it resolves after the quiet 7 and 8.
-        assert_eq!(
-            alerts,
-            vec![
-                (1, "a".into(), false),
-                (5, "a".into(), true),
-                (5, "b".into(), false),
-                (8, "b".into(), true),
-            ]
-        );
-        // A quiet window breaks the row; so does a third service.
-        let mut d = decider(1, 3, 0);
-        let alerts = renewals(&mut d, &["a", "b", "", "b", "c", "b", "a"]);
-        assert_eq!(alerts, vec![(1, "a".into(), false)]);
-        // 0 never renews; nor are other kinds renewed.
-        let mut d = decider(1, 2, 0);
-        d.config.renew_after = 0;
-        let alerts = renewals(&mut d, &["a", "b", "b", "b"]);
-        assert_eq!(alerts, vec![(1, "a".into(), false)]);
-        let mut d = decider(1, 2, 0);
-        for (i, service) in [(1u64, "a"), (2, "b"), (3, "b")] {
-            let predicted = Detection {
-                service: service.into(),
-                ..detection()
-            };
-            let alerts = d.decide(&window(i * 1000, false), vec![predicted]);
-            assert_eq!(alerts.len(), usize::from(i == 1));
-        }
-    }
-
     #[test]
     fn qos_violations_alert_with_stable_ids() {
         let mut d = decider(1, 1, 0);
@@ -522,12 +420,6 @@ mod tests {
                         if on {
                             found.push(Detection {
                                 kind,
-                                // Root causes name one of two services, so some renew.
-                                service: if kind == AlertKind::RootCause && (i / 2) % 3 == 0 {
-                                    "cache".into()
-                                } else {
-                                    "db".into()
-                                },
                                 ..detection()
                             });
                         }

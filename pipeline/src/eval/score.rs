@@ -24,8 +24,6 @@
 //!   which, by the rule above, may be one fired in an earlier episode and still active
 //!   (one fault can break QoS in several short episodes while the decider keeps one alert
 //!   firing, which the operator reads); an undetected case counts as a miss.
-//!   `ac1_latest` reads instead the latest alert that detects the episode and fired by its
-//!   end (a `root_cause` alert renewed mid-episode names its new culprit there).
 //!   Resource accuracy compares the top culprit's resource with the fault's (a
 //!   thread-pool fault, labelled `threads`, shows as the `queue` resource).
 //! - `root_cause` alerts (Sage) count like `qos_violation_predicted` ones: they detect the
@@ -93,11 +91,6 @@ pub struct Rca {
     /// Cases scored by an alert that fired more than `horizon` before the episode began —
     /// still active from an earlier episode, so its culprits are what it named then.
     pub cases_scored_by_earlier_alerts: usize,
-    /// AC@1 by the latest alert that detects the case's episode and fired before it ended
-    /// (the earliest, when none fired later): the culprit the operator reads once the
-    /// episode is over — a `root_cause` alert renewed mid-episode (`[decide] renew_after`)
-    /// counts with its new culprit here, and with its first in `ac1`.
-    pub ac1_latest: f64,
 }
 
 /// One RCA case and how it was scored (`augur eval --report`: `rca-<detector>.md`).
@@ -230,19 +223,11 @@ pub fn score(
     let mut predicted = 0;
     let mut leads = Vec::new();
     let mut first_detector: Vec<Option<&Alert>> = Vec::new();
-    let mut latest_detector: Vec<Option<&Alert>> = Vec::new();
     for ep in &episodes {
         let hit = active
             .iter()
             .find(|(_, from, to)| detects(*from, *to, ep))
             .copied();
-        latest_detector.push(
-            active
-                .iter()
-                .rev()
-                .find(|(_, from, to)| detects(*from, *to, ep))
-                .map(|(a, _, _)| *a),
-        );
         if let Some((_, from, _)) = hit {
             detected += 1;
             if from < ep.onset {
@@ -283,9 +268,8 @@ pub fn score(
     let mut rca = Rca::default();
     let (mut hit1, mut hit3, mut res_hit, mut res_named) = (0, 0, 0, 0);
     let (mut multi_hit1, mut multi_hit3) = (0, 0);
-    let mut latest_hit1 = 0;
     let mut cases = Vec::new();
-    for ((ep, alert), latest) in episodes.iter().zip(&first_detector).zip(&latest_detector) {
+    for (ep, alert) in episodes.iter().zip(&first_detector) {
         let overlapping: Vec<&FaultTruth> = faults
             .iter()
             .filter(|f| f.start_ms < ep.end && f.end_ms + p.slack_ms > ep.first_window_start)
@@ -318,12 +302,6 @@ pub fn score(
                 if case.rank == Some(0) {
                     hit1 += 1;
                 }
-                if latest
-                    .and_then(|a| a.culprits.first())
-                    .is_some_and(|c| c.service == fault.service)
-                {
-                    latest_hit1 += 1;
-                }
                 if case.rank.is_some_and(|r| r < 3) {
                     hit3 += 1;
                 }
@@ -355,7 +333,6 @@ pub fn score(
     rca.multi_fault_ac1 = ratio(multi_hit1, rca.multi_fault_episodes);
     rca.multi_fault_ac3 = ratio(multi_hit3, rca.multi_fault_episodes);
     rca.ac1 = ratio(hit1, rca.cases);
-    rca.ac1_latest = ratio(latest_hit1, rca.cases);
     rca.ac3 = ratio(hit3, rca.cases);
     rca.resource_ac1 = (res_named > 0).then(|| ratio(res_hit, rca.cases));
 
@@ -503,37 +480,6 @@ mod tests {
         assert_eq!(s.rca.ac1, 0.0);
         assert_eq!(s.rca.ac3, 1.0);
         assert_eq!(s.rca.resource_ac1, Some(0.0));
-    }
-
-    /// An alert renewed mid-episode: the first names `a` and resolves at 8000, when the
-    /// renewal naming `b` fires; the fault is on `b`. `ac1` scores the first, `ac1_latest`
-    /// the renewal; a renewal after the episode's end is not read.
-    #[test]
-    fn the_latest_alert_of_an_episode_scores_ac1_latest() {
-        let windows = truth(14, |i| matches!(i, 6..=10));
-        let faults = vec![FaultTruth {
-            service: "b".into(),
-            resource: "cpu".into(),
-            start_ms: 5500,
-            end_ms: 10_000,
-        }];
-        let renewed = vec![
-            alert(6000, &["a", "b"], None),
-            alert(6000, &["a", "b"], Some(8000)),
-            alert(8000, &["b", "a"], None),
-        ];
-        let s = score(&windows, &renewed, &faults, params(0));
-        assert_eq!(s.rca.cases, 1);
-        assert_eq!(s.rca.ac1, 0.0);
-        assert_eq!(s.rca.ac1_latest, 1.0);
-        assert_eq!(s.detection.alerts, 2);
-        let too_late = vec![
-            alert(6000, &["a", "b"], None),
-            alert(6000, &["a", "b"], Some(12_000)),
-            alert(12_000, &["b", "a"], None),
-        ];
-        let s = score(&windows, &too_late, &faults, params(0));
-        assert_eq!((s.rca.ac1, s.rca.ac1_latest), (0.0, 0.0));
     }
 
     /// Episode at windows ending 10000–11000, horizon 2000 (credited from 8000). An alert
