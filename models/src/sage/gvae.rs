@@ -19,10 +19,10 @@
 //! from training data where it barely moves, and can't extrapolate to a fault it has seen
 //! a few times; the sums carry any child's slowdown to its callers, as the CBN says they
 //! should. Per RPC channel: Q(Znet | Xnet, Ynet), P(Znet | Xnet), P(Ynet | Xnet, Znet).
-//! Every network is an MLP (linear → batch-norm → ReLU, twice, then dropout and a linear head). Decoders are
-//! trained teacher-forced on the observed parent latencies, so each unit's loss depends on
-//! its own weights only: encoders, priors and decoders of all units train in parallel, and
-//! partial retraining is training a subset of the units' losses.
+//! Every network is an MLP (linear → batch-norm → ReLU, twice, then dropout and a linear
+//! head). Decoders are trained teacher-forced on the observed parent latencies, so each
+//! unit's loss depends on its own weights only: encoders, priors and decoders of all units
+//! train in parallel, and partial retraining is training a subset of the units' losses.
 //!
 //! Loss per unit (eq. 8, summed over units as eq. 9):
 //! `α·(‖Y − D(X, z_q)‖²/2 + β·KL(Q ‖ P)) + (1 − α)·‖Y − D(X, z_p)‖²/2`,
