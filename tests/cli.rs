@@ -332,6 +332,16 @@ fn fluxion_learns_the_end_to_end_latency_from_a_replay() {
         "{forecast}"
     );
     assert!(changes[0]["samples_to_adapt"].is_u64(), "{forecast}");
+    for key in [
+        "samples_to_match_baseline",
+        "baseline_samples_to_match_graph",
+    ] {
+        let v = changes[0].get(key);
+        assert!(
+            v.is_some_and(|v| v.is_u64() || v.is_null()),
+            "{key}: {forecast}"
+        );
+    }
     for file in ["forecast.svg", "forecast.md"] {
         assert!(report.join(file).exists(), "{file} missing");
     }

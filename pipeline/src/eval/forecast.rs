@@ -31,6 +31,14 @@
 //!   (`null` when it never happens before the next change); `adapt_wall_ms` is the wall
 //!   time the model spent (re)fitting from the change until then (until the next change
 //!   when it never adapted).
+//! - **Samples to match the other model** (Fluxion §5's comparison: how many post-change
+//!   samples the monolithic model needs to get as close as the graph does):
+//!   `baseline_samples_to_match_graph` is the smallest n ≥ 0 such that, over the forecasts
+//!   from the n-th post-change window to the end of the period (at least [`ADAPT_WINDOW`] of
+//!   them), the baseline's MAE is at most `max(ADAPT_TOLERANCE × the graph's MAE over the
+//!   same forecasts, ADAPT_FLOOR × the mean observed p90 after the change)`; from then on it
+//!   is about as good. `samples_to_match_baseline` is the same with the roles swapped.
+//!   `null`: not within the period.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -105,6 +113,8 @@ pub struct ChangeRow {
     pub baseline_samples_to_adapt: Option<usize>,
     pub adapt_wall_ms: f64,
     pub baseline_adapt_wall_ms: f64,
+    pub samples_to_match_baseline: Option<usize>,
+    pub baseline_samples_to_match_graph: Option<usize>,
 }
 
 /// One scored window, for the plot.
@@ -159,6 +169,20 @@ fn adapted_after(errors: &[f64], pre_level: f64, floor: f64) -> Option<usize> {
     }
     (0..=errors.len() - ADAPT_WINDOW)
         .find(|&n| mean(errors[n..n + ADAPT_WINDOW].iter().copied()) <= bar)
+}
+
+/// The first post-change sample from which on `errors` average within the bar set by
+/// `other` over the same forecasts (see the module doc).
+fn matched_from(errors: &[f64], other: &[f64], floor: f64) -> Option<usize> {
+    let len = errors.len().min(other.len());
+    if len < ADAPT_WINDOW {
+        return None;
+    }
+    (0..=len - ADAPT_WINDOW).find(|&n| {
+        let own = mean(errors[n..len].iter().copied());
+        let bar = (ADAPT_TOLERANCE * mean(other[n..len].iter().copied())).max(floor);
+        own <= bar
+    })
 }
 
 /// Runs the graph and the baseline over `windows` and scores them.
@@ -345,6 +369,8 @@ pub fn evaluate(
             baseline_samples_to_adapt: base_n,
             adapt_wall_ms: wall(&graph_fit, graph_n),
             baseline_adapt_wall_ms: wall(&base_fit, base_n),
+            samples_to_match_baseline: matched_from(&graph_err, &base_err, floor),
+            baseline_samples_to_match_graph: matched_from(&base_err, &graph_err, floor),
         });
     }
     report.wall_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -362,12 +388,12 @@ fn sample_e2e(s: &Sample) -> Option<(f64, f64)> {
 pub fn change_table(report: &ForecastReport) -> String {
     let opt = |v: Option<usize>| v.map_or("never".to_string(), |v| v.to_string());
     let mut out = String::from(
-        "| change | at (s) | windows | MAE graph (ms) | MAE monolithic (ms) | samples to adapt graph | monolithic | adapt wall graph (ms) | monolithic (ms) |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| change | at (s) | windows | MAE graph (ms) | MAE monolithic (ms) | samples to adapt graph | monolithic | adapt wall graph (ms) | monolithic (ms) | samples to match the other: graph | monolithic |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let start = report.series.first().map_or(0, |p| p.at_ms);
     for c in &report.changes {
         out.push_str(&format!(
-            "| {} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {:.0} | {:.0} |\n",
+            "| {} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {:.0} | {:.0} | {} | {} |\n",
             c.change,
             c.at_ms.saturating_sub(start) as f64 / 1000.0,
             c.windows,
@@ -376,11 +402,13 @@ pub fn change_table(report: &ForecastReport) -> String {
             opt(c.samples_to_adapt),
             opt(c.baseline_samples_to_adapt),
             c.adapt_wall_ms,
-            c.baseline_adapt_wall_ms
+            c.baseline_adapt_wall_ms,
+            opt(c.samples_to_match_baseline),
+            opt(c.baseline_samples_to_match_graph)
         ));
     }
     out.push_str(&format!(
-        "| **all** | | {} | {:.2} | {:.2} | | | | |\n",
+        "| **all** | | {} | {:.2} | {:.2} | | | | | | |\n",
         report.windows, report.mae_ms, report.baseline_mae_ms
     ));
     out
@@ -401,6 +429,24 @@ mod tests {
         assert_eq!(adapted_after(&errors, 1.0, 2.0), Some(19));
         assert_eq!(adapted_after(&[10.0; 30], 1.0, 0.0), None);
         assert_eq!(adapted_after(&[1.0; 30], 1.0, 0.0), Some(0));
+    }
+
+    #[test]
+    fn matched_from_waits_until_the_rest_of_the_period_is_as_good() {
+        // The baseline is 4 ms off for 30 samples, then as good as the graph (1 ms).
+        let mut baseline = vec![4.0; 30];
+        baseline.extend(vec![1.0; 30]);
+        let graph = vec![1.0; 60];
+        // From n on its mean is (4(30 − n) + 30) / (60 − n): 42 / 33 = 1.27 at n = 27, 38 / 32
+        // = 1.19 ≤ 1.25 at n = 28.
+        assert_eq!(matched_from(&baseline, &graph, 0.0), Some(28));
+        // The graph matches the baseline at once.
+        assert_eq!(matched_from(&graph, &baseline, 0.0), Some(0));
+        // A floor above the error matches at once; a model that is never as good, never.
+        assert_eq!(matched_from(&baseline, &graph, 4.0), Some(0));
+        assert_eq!(matched_from(&[3.0; 40], &graph[..40], 0.0), None);
+        // Fewer than ADAPT_WINDOW forecasts: no verdict.
+        assert_eq!(matched_from(&[1.0; 5], &[1.0; 5], 0.0), None);
     }
 
     #[test]
