@@ -2,6 +2,7 @@
 //! files or a topic's history once, score every requested detector.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -33,6 +34,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if args.simulate {
         return crate::commands::sim_eval::run(args);
     }
+    run_until(args, stop_on_signal())
+}
+
+/// A replay eval that stops reading once `stop` is set (Ctrl-C, SIGTERM): it still scores
+/// and prints what was read, marked `pipeline.interrupted`, then fails, so that a stopped
+/// eval is never mistaken for a complete one.
+pub fn run_until(args: &EvalArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let config = load_config(args.job.config.as_deref())?;
     let (labels, slos) = labels_and_slos(
         &config,
@@ -80,11 +88,27 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             keep_windows: true,
             ..RunOptions::default()
         },
-        stop_on_signal(),
+        Arc::clone(&stop),
         |_| {},
         |_| {},
     )?;
-    print_reports(args, &detectors, &outcome, &labels, params, &fluxion_config)
+    let interrupted = stop.load(Ordering::SeqCst);
+    print_reports(
+        args,
+        &detectors,
+        &outcome,
+        &labels,
+        params,
+        &fluxion_config,
+        interrupted,
+    )?;
+    if interrupted {
+        anyhow::bail!(
+            "interrupted after {} windows: the reports cover only those",
+            outcome.windows.len()
+        );
+    }
+    Ok(())
 }
 
 /// Scores every detector of a finished run against its windows and labels, and prints the
@@ -96,6 +120,7 @@ pub fn print_reports(
     labels: &serde_json::Value,
     params: ScoreParams,
     fluxion_config: &augur_models::fluxion::detector::FluxionConfig,
+    interrupted: bool,
 ) -> anyhow::Result<()> {
     let secs = outcome.wall.as_secs_f64().max(1e-9);
     let spans = JobStats::get(&outcome.stats.spans);
@@ -107,6 +132,7 @@ pub fn print_reports(
         workers: args.job.workers,
         dead_letters: JobStats::get(&outcome.stats.dead_letters),
         late: JobStats::get(&outcome.stats.late),
+        interrupted,
     };
     let truth = window_truth(&outcome.windows);
     let faults = faults_from_labels(labels);
@@ -296,4 +322,58 @@ fn labels_from_topic(
     }
     let last = last.with_context(|| format!("no labels in topic {topic}"))?;
     serde_json::from_slice(&last).with_context(|| format!("parsing the labels from {topic}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(argv: &[&str]) -> Command {
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => cli.command,
+            Err(e) => panic!("{argv:?}: {e}"),
+        }
+    }
+
+    /// A stopped eval reports what it read but fails: its exit status must not say the
+    /// replay was scored in full. The stop is raised before the replay starts, so the
+    /// test doesn't depend on when a signal would land.
+    #[test]
+    fn a_stopped_eval_fails_after_its_reports() {
+        let tmp = tempfile::tempdir().expect("a temp dir");
+        let out = tmp.path().join("chain");
+        let out_arg = out.to_str().expect("a UTF-8 path");
+        let Command::Simulate(sim) = parse(&[
+            "augur",
+            "simulate",
+            "--topology",
+            "chain",
+            "--duration",
+            "20s",
+            "--seed",
+            "3",
+            "--out",
+            out_arg,
+        ]) else {
+            panic!("not simulate");
+        };
+        crate::commands::simulate::run(&sim).expect("the simulation");
+        let Command::Eval(eval) = parse(&[
+            "augur",
+            "eval",
+            "--input",
+            out_arg,
+            "--detector",
+            "nsigma",
+            "--json",
+        ]) else {
+            panic!("not eval");
+        };
+        run_until(&eval, Arc::new(AtomicBool::new(false))).expect("a complete eval succeeds");
+        let stopped = run_until(&eval, Arc::new(AtomicBool::new(true)));
+        let message = format!("{:#}", stopped.expect_err("a stopped eval fails"));
+        assert!(message.contains("interrupted after"), "{message}");
+    }
 }

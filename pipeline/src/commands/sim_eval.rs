@@ -187,5 +187,6 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         &labels,
         params,
         &config.detector.fluxion,
+        false,
     )
 }

@@ -23,6 +23,9 @@ pub struct PipelineFigures {
     pub workers: usize,
     pub dead_letters: u64,
     pub late: u64,
+    /// The replay was stopped (Ctrl-C, SIGTERM) before the end of its input: every figure
+    /// covers only the windows read until then.
+    pub interrupted: bool,
 }
 
 /// A detector's inference cost in the replay (on the model workers' inference threads).
