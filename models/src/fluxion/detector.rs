@@ -6,9 +6,9 @@
 //! names, else from the newest `fluxion-*` checkpoint in `models_dir` whose services cover
 //! the stream's, once the entry point is known; else trained once `min_train_windows`
 //! windows are in — then it keeps learning online either way); pending
-//! deployment changes (a service whose replica count changed, a new service or call, a new
-//! `service.version` — a replacement, whose first refit drops the old models, and whose
-//! callers are refitted warm too, as their input now moves on its own; a new service or
+//! deployment changes (a service whose replica count changed, or a new `service.version` —
+//! a replacement, whose first refit drops the old models — both with their callers
+//! refitted warm too, as their input now moves on its own; a new service or
 //! call, whose changed vertex's callers are refitted warm too when, at its first refit,
 //! its latency lies more than [`INPUT_SHIFT_SD`] of their training spread away; a service
 //! gone from the dependency graph, whose callers are refitted) each
@@ -344,6 +344,12 @@ impl Fluxion {
                     None => PendingRefit::new(Start::Warm),
                 };
                 self.pending.insert(name.clone(), pending);
+                // Its latency now moves apart from the load its callers learnt it with.
+                for caller in graph.callers_of(name) {
+                    self.pending
+                        .entry(caller)
+                        .or_insert(PendingRefit::new(Start::Warm));
+                }
             }
             if let Some(version) = &own.version
                 && let Some(before) = self.versions.insert(name.clone(), version.clone())

@@ -332,7 +332,22 @@ fn feed(
     windows: std::ops::Range<u64>,
     versions: &BTreeMap<&str, &str>,
 ) {
-    let samples = system.samples(windows.clone().count(), windows.start, &replicas(1.0));
+    feed_scaled(detector, system, windows, versions, 1.0);
+}
+
+/// [`feed`] with `db_replicas` replicas of the database.
+fn feed_scaled(
+    detector: &mut Fluxion,
+    system: &System,
+    windows: std::ops::Range<u64>,
+    versions: &BTreeMap<&str, &str>,
+    db_replicas: f32,
+) {
+    let samples = system.samples(
+        windows.clone().count(),
+        windows.start,
+        &replicas(db_replicas),
+    );
     for (t, s) in windows.zip(samples) {
         detector.step(&snapshot(&s, 1000 * t, versions));
     }
@@ -397,6 +412,32 @@ fn a_new_version_refits_its_vertex_and_its_callers_only() {
         mae < 0.5 * stale,
         "MAE {stale:.3} without versions, {mae:.3} with"
     );
+}
+
+/// The detector, from the stream: a scale-out of the database refits the database's vertex
+/// and its caller's (logic's input from it now moves apart from the load), and no other.
+#[test]
+fn a_scale_out_refits_its_vertex_and_its_callers_only() {
+    let _torch = crate::torch_test_lock();
+    tch::set_num_threads(1);
+    tch::manual_seed(7);
+    let mut detector = stream_detector();
+    let system = System {
+        db_cost: 1.0,
+        cache: true,
+        proxy_ms: None,
+    };
+    let none = BTreeMap::new();
+    feed(&mut detector, &system, 1..152, &none);
+    let fitted = detector.graph().unwrap().fits();
+    // Sixty windows with three database replicas: refits at 15, 30 and 60 windows.
+    feed_scaled(&mut detector, &system, 152..212, &none, 3.0);
+    let graph = detector.graph().unwrap();
+    for (service, n) in &graph.fits() {
+        let changed = service == "db" || service == "logic";
+        let expected = fitted[service] + if changed { 3 } else { 0 };
+        assert_eq!(*n, expected, "{service}: {n} fits");
+    }
 }
 
 /// The detector, from the stream: when the dependency graph stops listing the cache (logic
