@@ -73,7 +73,7 @@ pub fn stop_on_signal() -> Arc<AtomicBool> {
             std::process::exit(130);
         }
         eprintln!(
-            "stopping: emitting closed windows, then a final commit (Ctrl-C again to quit now)"
+            "stopping: emitting the closed windows (and committing offsets, when reading Kafka); Ctrl-C again to quit now"
         );
     });
     if let Err(e) = installed {
