@@ -334,6 +334,7 @@ impl Fluxion {
         }
         for (name, own) in &s.services {
             let r = own.own[1];
+            let mut changed = false;
             if let Some(before) = self.replicas.insert(name.clone(), r)
                 && before != r
             {
@@ -344,12 +345,7 @@ impl Fluxion {
                     None => PendingRefit::new(Start::Warm),
                 };
                 self.pending.insert(name.clone(), pending);
-                // Its latency now moves apart from the load its callers learnt it with.
-                for caller in graph.callers_of(name) {
-                    self.pending
-                        .entry(caller)
-                        .or_insert(PendingRefit::new(Start::Warm));
-                }
+                changed = true;
             }
             if let Some(version) = &own.version
                 && let Some(before) = self.versions.insert(name.clone(), version.clone())
@@ -358,9 +354,12 @@ impl Fluxion {
                 tracing::info!("fluxion: {name} {before} -> {version}: a new assignment for it");
                 self.pending
                     .insert(name.clone(), PendingRefit::replacement());
-                // Its callers read its latency, which now moves on its own, often beyond
-                // the range their models were fitted on: they adapt from a copy of their
-                // newest model.
+                changed = true;
+            }
+            if changed {
+                // Its callers read its latency, which now moves on its own (apart from the
+                // load they learnt it with), often beyond the range their models were
+                // fitted on: they adapt from a copy of their newest model.
                 for caller in graph.callers_of(name) {
                     self.pending
                         .entry(caller)
