@@ -353,6 +353,24 @@ fn feed_scaled(
     }
 }
 
+/// Every vertex of `after` was fitted `refits` more times than in `before` if it is one of
+/// `changed`, else as often.
+fn assert_refitted(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    changed: &[&str],
+    refits: u64,
+) {
+    for (service, n) in after {
+        let extra = if changed.contains(&service.as_str()) {
+            refits
+        } else {
+            0
+        };
+        assert_eq!(*n, before[service] + extra, "{service}: {n} fits");
+    }
+}
+
 /// The detector, from the stream: a new `service.version` of the database makes it refit
 /// the database's vertex (its old models dropped) and its callers' (whose input moved), and
 /// no other — without a version it has no deployment event to act on.
@@ -401,11 +419,7 @@ fn a_new_version_refits_its_vertex_and_its_callers_only() {
     };
     let (fitted, refitted, mae, callers) = run(true);
     assert_eq!(callers, ["logic"]);
-    for (service, n) in &refitted {
-        let changed = service == "db" || service == "logic";
-        let expected = fitted[service] + if changed { 3 } else { 0 };
-        assert_eq!(*n, expected, "{service}: {n} fits");
-    }
+    assert_refitted(&fitted, &refitted, &["db", "logic"], 3);
     let (_, unchanged, stale, _) = run(false);
     assert_eq!(unchanged, fitted);
     assert!(
@@ -432,12 +446,12 @@ fn a_scale_out_refits_its_vertex_and_its_callers_only() {
     let fitted = detector.graph().unwrap().fits();
     // Sixty windows with three database replicas: refits at 15, 30 and 60 windows.
     feed_scaled(&mut detector, &system, 152..212, &none, 3.0);
-    let graph = detector.graph().unwrap();
-    for (service, n) in &graph.fits() {
-        let changed = service == "db" || service == "logic";
-        let expected = fitted[service] + if changed { 3 } else { 0 };
-        assert_eq!(*n, expected, "{service}: {n} fits");
-    }
+    assert_refitted(
+        &fitted,
+        &detector.graph().unwrap().fits(),
+        &["db", "logic"],
+        3,
+    );
 }
 
 /// The detector, from the stream: when the dependency graph stops listing the cache (logic
@@ -466,10 +480,7 @@ fn a_removed_service_leaves_the_graph_and_its_caller_refits() {
     let graph = detector.graph().unwrap();
     let refitted = graph.fits();
     assert!(!refitted.contains_key("cache"), "{refitted:?}");
-    for (service, n) in &refitted {
-        let expected = fitted[service] + if service == "logic" { 3 } else { 0 };
-        assert_eq!(*n, expected, "{service}: {n} fits");
-    }
+    assert_refitted(&fitted, &refitted, &["logic"], 3);
     assert_eq!(
         graph.vertex("logic").unwrap().callees,
         vec!["db".to_string()]
