@@ -274,6 +274,9 @@ mod tests {
             server_ms: [1.0; 5],
             gap_ms: [0.0; 5],
             parallel: Default::default(),
+            client_total_ms: 0.0,
+            gap_total_ms: 0.0,
+            gap_calls: 0,
         };
         let fe = ServiceFeatures {
             service: "fe".into(),

@@ -279,6 +279,9 @@ mod ranking_tests {
             server_ms: [1.0; 5],
             gap_ms: [0.0; 5],
             parallel: Default::default(),
+            client_total_ms: 0.0,
+            gap_total_ms: 0.0,
+            gap_calls: 0,
         }
     }
 

@@ -24,6 +24,7 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 
 use crate::records::{EdgeFeatures, LATENCY_QUANTILES, RpcEdge};
+use crate::service_features::ServicePartial;
 use crate::window::{route, sketch_quantiles, window_fold};
 
 /// Partial aggregate of one edge in one window on one worker.
@@ -37,13 +38,34 @@ pub struct EdgePartial {
     /// Per other callee: calls of this edge that overlapped a call to it from the same
     /// caller span.
     pub parallel: BTreeMap<String, u64>,
+    /// The callee's requests counted from this edge's calls ([`RpcEdge::callee_request`]),
+    /// for the callee's service features; `None` when there were none.
+    pub callee_requests: Option<ServicePartial>,
+    /// Σ client latency, µs.
+    pub client_total_us: u64,
+    /// Σ gap (may be negative: clock skew), µs, over `gap_calls` calls.
+    pub gap_total_us: i64,
+    pub gap_calls: u64,
 }
 
 impl EdgePartial {
     pub fn add(&mut self, e: &RpcEdge) {
+        if e.callee_request
+            && let Some(server_ms) = e.server_ms
+        {
+            let duration_ns = (server_ms * 1e6).round() as u64;
+            self.callee_requests
+                .get_or_insert_with(ServicePartial::default)
+                .add_request(duration_ns, e.error);
+        }
         self.calls += 1;
         self.errors += u64::from(e.error);
         self.client.add(e.client_ms);
+        self.client_total_us += (e.client_ms.max(0.0) * 1e3).round() as u64;
+        if let Some(g) = e.gap_ms {
+            self.gap_total_us += (g * 1e3).round() as i64;
+            self.gap_calls += 1;
+        }
         if let Some(s) = e.server_ms {
             self.server.add(s);
         }
@@ -55,6 +77,9 @@ impl EdgePartial {
     pub fn merge(&mut self, o: &EdgePartial) {
         self.calls += o.calls;
         self.errors += o.errors;
+        self.client_total_us += o.client_total_us;
+        self.gap_total_us += o.gap_total_us;
+        self.gap_calls += o.gap_calls;
         for (m, s) in [
             (&mut self.client, &o.client),
             (&mut self.server, &o.server),
@@ -65,6 +90,8 @@ impl EdgePartial {
         for (callee, n) in &o.parallel {
             *self.parallel.entry(callee.clone()).or_default() += n;
         }
+        // `callee_requests` are taken from stage 1 for the services (see
+        // `crate::features`); stage 2 doesn't need them merged.
     }
 
     pub fn finish(&self, window_end: u64, caller: String, callee: String) -> EdgeFeatures {
@@ -78,6 +105,9 @@ impl EdgePartial {
             server_ms: sketch_quantiles(&self.server, &LATENCY_QUANTILES),
             gap_ms: sketch_quantiles(&self.gap, &LATENCY_QUANTILES),
             parallel: self.parallel.clone(),
+            client_total_ms: self.client_total_us as f64 / 1e3,
+            gap_total_ms: self.gap_total_us as f64 / 1e3,
+            gap_calls: self.gap_calls,
         }
     }
 }

@@ -16,6 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
+use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::vec::Map;
 
 use crate::dependency_graph::dependency_graph_of_pairs;
@@ -78,11 +79,16 @@ pub fn features_dataflow_with_stats<'s>(
     let window_ms = params.window_ms.max(1);
     let (spans, span_partials, qos_partials) = span_fanout(spans, &params.slos);
     let (edges, stats) = trace_assembly(spans, params.trace_ttl_ms);
-    let services = service_features_of_partials(span_partials, metrics, window_ms);
     let qos = qos_verdicts(qos_partials, &params.slos);
     // Stage 1 of the edge features once per edge; the graph needs only its keys (per window
     // and worker, not per RPC), so the edges themselves are not copied for two consumers.
     let partials = edge_partials(edges);
+    // Requests of kind-less callee spans, counted on their edges, join the spans' own.
+    let callee_requests = partials
+        .clone()
+        .flat_map(|((_, callee), p)| p.callee_requests.map(|requests| (callee, requests)));
+    let services =
+        service_features_of_partials(span_partials.concat(callee_requests), metrics, window_ms);
     let graph = dependency_graph_of_pairs(
         partials.clone().map(|(pair, _)| pair),
         params.retention_windows_ms(),

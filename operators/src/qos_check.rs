@@ -1,7 +1,8 @@
 //! QoS check (design step 6): end-to-end latency of entry points against their SLOs.
 //!
 //! **In:** [`Span`]s stamped with window ends, and the configured [`Slo`]s. Root spans (no
-//! parent) of kind `Server` are end-to-end requests; their service is the entry point.
+//! parent) of kind `Server`, or with no kind recorded, are end-to-end requests; their
+//! service is the entry point.
 //!
 //! **Out:** per window and per SLO with at least one matching request, one [`QosVerdict`]
 //! stamped with the window end, emitted when the window closes. Matching: the root span's
@@ -46,7 +47,7 @@ impl Slo {
     /// Whether a span is an end-to-end request this SLO covers.
     pub fn matches(&self, span: &Span) -> bool {
         span.parent_span_id.is_none()
-            && span.kind == SpanKind::Server
+            && matches!(span.kind, SpanKind::Server | SpanKind::Unspecified)
             && span.service == self.entry
             && self.operation.as_ref().is_none_or(|op| *op == span.name)
     }
@@ -78,7 +79,9 @@ pub struct QosPartials {
 impl QosPartials {
     pub fn add(&mut self, slos: &[Slo], span: &Span) {
         // Cheap test first: only root server spans can match.
-        if span.parent_span_id.is_some() || span.kind != SpanKind::Server {
+        if span.parent_span_id.is_some()
+            || !matches!(span.kind, SpanKind::Server | SpanKind::Unspecified)
+        {
             return;
         }
         for (i, slo) in slos.iter().enumerate() {

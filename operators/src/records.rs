@@ -155,6 +155,10 @@ pub struct RpcEdge {
     /// span without one), ns.
     pub start_ns: u64,
     pub end_ns: u64,
+    /// The callee's span states no server kind (kind-less instrumentation): it is counted as
+    /// one of the callee's requests from this edge, with `server_ms` as its latency.
+    #[serde(default)]
+    pub callee_request: bool,
 }
 
 /// Latency quantiles reported for services, edges and entry points.
@@ -209,6 +213,16 @@ pub struct EdgeFeatures {
     /// maximum, sequential ones by their sum). Callees never overlapped are absent.
     #[serde(default)]
     pub parallel: BTreeMap<String, u64>,
+    /// Σ client latency of the window's calls, ms (summed in whole microseconds, so the
+    /// result doesn't depend on merge order): with `calls`, the exact mean.
+    #[serde(default)]
+    pub client_total_ms: f64,
+    /// Σ gap of the calls that have a server side, ms (microseconds summed, as above), and
+    /// how many calls that is.
+    #[serde(default)]
+    pub gap_total_ms: f64,
+    #[serde(default)]
+    pub gap_calls: u64,
 }
 
 /// End-to-end latency of one entry point (root server spans) in one window, checked

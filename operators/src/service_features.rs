@@ -69,15 +69,23 @@ impl ServicePartial {
         if !self.instances.contains(&span.instance) {
             self.instances.insert(span.instance.clone());
         }
-        if span.kind == SpanKind::Server {
-            self.requests += 1;
-            self.errors += u64::from(span.error);
-            self.latency.add(span.duration_ms());
-            self.busy_ns += u128::from(span.end_ns.saturating_sub(span.start_ns));
+        // A kind-less root is an end-to-end request; kind-less spans called from another
+        // service are counted from their edge (see `RpcEdge::callee_request`).
+        let root_request = span.kind == SpanKind::Unspecified && span.parent_span_id.is_none();
+        if span.kind == SpanKind::Server || root_request {
+            self.add_request(span.end_ns.saturating_sub(span.start_ns), span.error);
             if let Some(v) = &span.version {
                 self.note_version(span.end_ns, v);
             }
         }
+    }
+
+    /// One request served, of this duration.
+    pub fn add_request(&mut self, duration_ns: u64, error: bool) {
+        self.requests += 1;
+        self.errors += u64::from(error);
+        self.latency.add(duration_ns as f64 / 1e6);
+        self.busy_ns += u128::from(duration_ns);
     }
 
     /// Keeps the later version (equal times: the greater, so merge order doesn't matter).

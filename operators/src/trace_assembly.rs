@@ -5,12 +5,18 @@
 //! worker.
 //!
 //! **Out:** a stream of [`RpcEdge`]s. A span and its parent in *another* service form an edge
-//! when the child is a `Server` (or `Consumer`) span:
-//! - parent `Client`/`Producer`: caller = parent's service, callee = child's service,
-//!   `client_ms` = parent duration, `server_ms` = child duration, `gap_ms` = their difference,
-//!   error = either errored;
+//! whatever the child's kind, unless it is a `Client`/`Producer` span: instrumentations that
+//! record no span kinds (Jaeger and Zipkin imports, some agents) still show a call as a span
+//! whose parent belongs to another service.
+//! - parent `Client`/`Producer`, or a kind-less parent at least as long as the child (the
+//!   caller's side of the call with its kind not recorded): caller = parent's service,
+//!   callee = child's service, `client_ms` = parent duration, `server_ms` = child duration,
+//!   `gap_ms` = their difference, error = either errored;
 //! - parent of any other kind (instrumentations without client spans): `client_ms` =
 //!   `server_ms` = child duration, `gap_ms` = 0, error = the child's.
+//!
+//! A child that is not a `Server`/`Consumer` span is marked [`RpcEdge::callee_request`]: it
+//! is the callee's handling of the request, which service features count from the edge.
 //!
 //! Every edge carries the caller span it was called from and the call's start and end, so
 //! sibling calls that overlap in time (parallel calls) can be told from sequential ones.
@@ -184,12 +190,22 @@ pub fn edge_of(parent: &Span, child: &Span) -> Option<RpcEdge> {
 /// [`edge_of`] on held parts; `trace_id` is the child's.
 fn part_edge_of(parent: &Part, trace_id: u128, child: &Part) -> Option<RpcEdge> {
     if parent.service == child.service
-        || !matches!(child.kind, SpanKind::Server | SpanKind::Consumer)
+        || matches!(child.kind, SpanKind::Client | SpanKind::Producer)
     {
         return None;
     }
     let server = child.duration_ms();
-    let edge = if matches!(parent.kind, SpanKind::Client | SpanKind::Producer) {
+    // A kind-less child with a parent in another service is that service's handling of a
+    // call: one of its requests, counted from the edge (a SERVER span counts itself).
+    let callee_request = !matches!(child.kind, SpanKind::Server | SpanKind::Consumer);
+    let client_side = match parent.kind {
+        SpanKind::Client | SpanKind::Producer => true,
+        // A kind-less parent of a remote child is the caller's side of the call (its client
+        // span, kinds not recorded), as long as it covers the child.
+        SpanKind::Unspecified => parent.duration_ns >= child.duration_ns,
+        _ => false,
+    };
+    let edge = if client_side {
         let client = parent.duration_ms();
         RpcEdge {
             trace_id,
@@ -203,6 +219,7 @@ fn part_edge_of(parent: &Part, trace_id: u128, child: &Part) -> Option<RpcEdge> 
             caller_span: parent.caller_span(),
             start_ns: parent.start_ns,
             end_ns: parent.end_ns(),
+            callee_request,
         }
     } else {
         RpcEdge {
@@ -217,6 +234,7 @@ fn part_edge_of(parent: &Part, trace_id: u128, child: &Part) -> Option<RpcEdge> 
             caller_span: parent.span_id,
             start_ns: child.start_ns,
             end_ns: child.end_ns(),
+            callee_request,
         }
     };
     Some(edge)
@@ -240,6 +258,7 @@ fn peer_edge(trace_id: u128, client: &Part) -> Option<RpcEdge> {
         caller_span: client.caller_span(),
         start_ns: client.start_ns,
         end_ns: client.end_ns(),
+        callee_request: false,
     })
 }
 

@@ -540,6 +540,52 @@ fn snapshots_identical_for_one_and_two_workers() {
     );
 }
 
+/// The same traces with no span kinds recorded (client spans with a `peer.service` keep
+/// theirs: a peer call is named only by them) give every service the same requests, every
+/// edge the same calls and every entry the same QoS requests, over the run, as with
+/// SERVER/CLIENT kinds: the kinded run is the reference computation.
+#[test]
+fn kindless_traces_count_like_kinded_ones() {
+    let feed = random_feed(0x6b1d, 6);
+    let mut kindless = feed.clone();
+    for (_, s) in &mut kindless.spans {
+        if s.peer_service.is_none() {
+            s.kind = SpanKind::Unspecified;
+        }
+    }
+    type Totals = (
+        std::collections::BTreeMap<String, (u64, u64)>,
+        std::collections::BTreeMap<(String, String), u64>,
+        u64,
+    );
+    let totals = |snaps: &[WindowSnapshot]| -> Totals {
+        let mut services = std::collections::BTreeMap::new();
+        let mut edges = std::collections::BTreeMap::new();
+        let mut qos = 0;
+        for w in snaps {
+            for s in &w.services {
+                let t: &mut (u64, u64) = services.entry(s.service.clone()).or_default();
+                t.0 += s.requests;
+                t.1 += s.errors;
+            }
+            for e in &w.edges {
+                *edges
+                    .entry((e.caller.clone(), e.callee.clone()))
+                    .or_default() += e.calls;
+            }
+            qos += w.qos.iter().map(|q| q.requests).sum::<u64>();
+        }
+        (services, edges, qos)
+    };
+    for workers in [1, 2] {
+        let reference = totals(&snapshots(workers, feed.clone()));
+        let got = totals(&snapshots(workers, kindless.clone()));
+        assert!(reference.0.values().all(|t| t.0 > 0));
+        assert!(reference.2 > 0);
+        assert_eq!(got, reference, "{workers} workers");
+    }
+}
+
 #[test]
 fn params_and_slo_serde() {
     let p: FeatureParams =

@@ -309,3 +309,95 @@ fn ttl_evicts_unmatched_spans() {
     // 11 spans stored as potential parents + 2 waiting children.
     assert_eq!(st.evicted(), 13);
 }
+
+/// Kind-less spans (SPAN_KIND_UNSPECIFIED everywhere, as Jaeger/Zipkin imports give), shaped
+/// as a real Train Ticket trace: gateway root `/*` → gateway `HTTP POST` → travel
+/// `/api/v1/travel` → travel `SELECT` (same service) and travel `HTTP GET` → route
+/// `/api/v1/route`. Calls are the spans whose parent is in another service; the kind-less
+/// parent is the caller's side of the call.
+#[test]
+fn calls_from_kindless_spans() {
+    let u = SpanKind::Unspecified;
+    let spans = vec![
+        span(9, 1, None, "gateway", "gw-0", u, "/*", 190, 90),
+        span(9, 2, Some(1), "gateway", "gw-0", u, "HTTP POST", 185, 80),
+        span(
+            9,
+            3,
+            Some(2),
+            "travel",
+            "tr-0",
+            u,
+            "/api/v1/travel",
+            180,
+            70,
+        ),
+        span(9, 4, Some(3), "travel", "tr-0", u, "SELECT", 130, 10),
+        span(9, 5, Some(3), "travel", "tr-0", u, "HTTP GET", 170, 30),
+        span(9, 6, Some(5), "route", "ro-0", u, "/api/v1/route", 166, 22),
+    ];
+    for workers in [1, 2] {
+        let mut fed = spans.clone();
+        fed.reverse(); // children before parents
+        let out = edges(workers, Feed::new(fed, vec![], W), 10_000);
+        let got: Vec<_> = out
+            .iter()
+            .map(|(_, e)| {
+                (
+                    e.caller.as_str(),
+                    e.callee.as_str(),
+                    e.operation.as_str(),
+                    e.client_ms,
+                    e.server_ms,
+                    e.gap_ms,
+                    e.callee_request,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "gateway",
+                    "travel",
+                    "/api/v1/travel",
+                    80.0,
+                    Some(70.0),
+                    Some(10.0),
+                    true
+                ),
+                (
+                    "travel",
+                    "route",
+                    "/api/v1/route",
+                    30.0,
+                    Some(22.0),
+                    Some(8.0),
+                    true
+                ),
+            ],
+            "{workers} workers"
+        );
+        // Sibling calls are told apart by the caller's span: the kind-less client span's parent.
+        assert_eq!(out[0].1.caller_span, 1);
+        assert_eq!(out[1].1.caller_span, 3);
+    }
+}
+
+/// A kind-less parent shorter than its remote child (clock skew, or a one-span-per-hop
+/// caller that returned early) is not taken for the call's client side.
+#[test]
+fn kindless_parent_shorter_than_child_gives_server_side_call() {
+    let u = SpanKind::Unspecified;
+    let spans = vec![
+        span(4, 1, None, "front", "f-0", u, "/", 150, 20),
+        span(4, 2, Some(1), "back", "b-0", u, "get", 160, 40),
+    ];
+    let out = edges(1, Feed::new(spans, vec![], W), 10_000);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let e = &out[0].1;
+    assert_eq!(
+        (e.client_ms, e.server_ms, e.gap_ms, e.callee_request),
+        (40.0, Some(40.0), Some(0.0), true)
+    );
+}

@@ -220,6 +220,7 @@ where
         };
         JobStats::add(&stats.messages, batch.messages);
         JobStats::add(&stats.spans, batch.spans.len() as u64);
+        stats.add_span_kinds(&batch.spans);
         JobStats::add(&stats.metric_points, batch.metrics.len() as u64);
         for dead in batch.dead.drain(..) {
             JobStats::add(&stats.dead_letters, 1);

@@ -97,6 +97,13 @@ impl JobMetrics {
             "Spans decoded.",
             JobStats::get(&stats.spans),
         );
+        let _ = writeln!(
+            out,
+            "# HELP augur_spans_by_kind_total Spans decoded, by span kind (all unspecified: kind-less instrumentation).\n# TYPE augur_spans_by_kind_total counter"
+        );
+        for (kind, n) in stats.span_kind_counts() {
+            let _ = writeln!(out, "augur_spans_by_kind_total{{kind=\"{kind}\"}} {n}");
+        }
         counter(
             &mut out,
             "augur_metric_points_total",

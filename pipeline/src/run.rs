@@ -275,6 +275,9 @@ where
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    if let Some(shape) = stats.span_shape() {
+        eprintln!("{shape}");
+    }
     if let Some(mut file) = dlq {
         file.flush().context("flushing the dead-letter file")?;
         eprintln!(

@@ -5,14 +5,27 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use augur_operators::{EventTime, InferenceTimes};
+use augur_operators::{EventTime, InferenceTimes, SpanKind};
 use std::sync::Arc;
+
+/// Names of [`SpanKind`]s, in its order (`span.kind` values in OTLP, lower case).
+pub const SPAN_KIND_NAMES: [&str; 6] = [
+    "unspecified",
+    "internal",
+    "server",
+    "client",
+    "producer",
+    "consumer",
+];
 
 #[derive(Default)]
 pub struct JobStats {
     /// Lines or messages read, good or bad.
     pub messages: AtomicU64,
     pub spans: AtomicU64,
+    /// Spans by OpenTelemetry kind (indexed as [`SpanKind`]): which instrumentation shape
+    /// the job sees (see [`JobStats::span_shape`]).
+    pub span_kinds: [AtomicU64; 6],
     pub metric_points: AtomicU64,
     /// Records or messages that failed to decode or validate.
     pub dead_letters: AtomicU64,
@@ -44,6 +57,55 @@ impl JobStats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts the spans of a batch by kind.
+    pub fn add_span_kinds<'a>(&self, spans: impl IntoIterator<Item = &'a augur_operators::Span>) {
+        let mut n = [0u64; 6];
+        for s in spans {
+            n[s.kind as usize] += 1;
+        }
+        for (counter, k) in self.span_kinds.iter().zip(n) {
+            if k > 0 {
+                counter.fetch_add(k, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Spans seen per kind, `(kind name, count)`, in [`SpanKind`] order.
+    pub fn span_kind_counts(&self) -> [(&'static str, u64); 6] {
+        let names = SPAN_KIND_NAMES;
+        std::array::from_fn(|i| (names[i], self.span_kinds[i].load(Ordering::Relaxed)))
+    }
+
+    /// The instrumentation shape the spans so far show, in one line; `None` before any span.
+    pub fn span_shape(&self) -> Option<String> {
+        let n = self.span_kind_counts().map(|(_, k)| k);
+        let total: u64 = n.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let kindless = n[SpanKind::Unspecified as usize];
+        let (server, client) = (n[SpanKind::Server as usize], n[SpanKind::Client as usize]);
+        let shape = if kindless == total {
+            "kind-less: no span states its kind; a span whose parent is in another service is \
+             taken as a call to its service, its kind-less parent as the caller's side"
+        } else if kindless > 0 {
+            "mixed: some spans state no kind; those are read as in the kind-less shape"
+        } else if server > 0 && client > 0 {
+            "client/server pairs"
+        } else if server > 0 {
+            "server spans only: calls have no client side (network gaps read as 0)"
+        } else {
+            "no server spans: no requests or calls can be counted"
+        };
+        let counts: Vec<String> = self
+            .span_kind_counts()
+            .iter()
+            .filter(|(_, k)| *k > 0)
+            .map(|(name, k)| format!("{k} {name}"))
+            .collect();
+        Some(format!("span shape: {shape} ({})", counts.join(", ")))
     }
 
     /// Summed progress over workers.

@@ -279,6 +279,9 @@ fn snapshot(s: &Sample, window_end: u64, versions: &BTreeMap<&str, &str>) -> Win
                 server_ms: [0.0; 5],
                 gap_ms: [0.0; 5],
                 parallel: Default::default(),
+                client_total_ms: 0.0,
+                gap_total_ms: 0.0,
+                gap_calls: 0,
             })
         })
         .collect();

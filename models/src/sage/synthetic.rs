@@ -198,6 +198,9 @@ fn chain_window_of(
             server_ms: server[i],
             gap_ms: gap[i],
             parallel: Default::default(),
+            client_total_ms: 0.0,
+            gap_total_ms: 0.0,
+            gap_calls: 0,
         })
         .collect();
     let normal: f64 = own.iter().take(n).sum::<f64>() * OWN_MS + 2.0 * GAP_MS * (n as f64 - 1.0);
@@ -287,6 +290,9 @@ pub fn parallel_window(
                 server_ms: server[i],
                 gap_ms: gap[i],
                 parallel: [(other, rate as u64)].into_iter().collect(),
+                client_total_ms: 0.0,
+                gap_total_ms: 0.0,
+                gap_calls: 0,
             }
         })
         .collect();

@@ -133,6 +133,13 @@ pub fn print_reports(
         dead_letters: JobStats::get(&outcome.stats.dead_letters),
         late: JobStats::get(&outcome.stats.late),
         interrupted,
+        span_kinds: outcome
+            .stats
+            .span_kind_counts()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(kind, n)| (kind.to_string(), *n))
+            .collect(),
     };
     let truth = window_truth(&outcome.windows);
     let faults = faults_from_labels(labels);

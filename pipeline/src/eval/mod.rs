@@ -26,6 +26,9 @@ pub struct PipelineFigures {
     /// The replay was stopped (Ctrl-C, SIGTERM) before the end of its input: every figure
     /// covers only the windows read until then.
     pub interrupted: bool,
+    /// Spans by kind (`unspecified`, `server`, ...; kinds not seen are left out): all
+    /// `unspecified` is kind-less instrumentation, whose calls are inferred from parents.
+    pub span_kinds: std::collections::BTreeMap<String, u64>,
 }
 
 /// A detector's inference cost in the replay (on the model workers' inference threads).
