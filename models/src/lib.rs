@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cpu_threshold;
 pub mod dataset;
 pub mod device;
+pub mod evidence;
 pub mod features;
 pub mod fluxion;
 pub mod labels;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::cpu_threshold::CpuThreshold;
+use crate::evidence::{EvidenceDetector, EvidenceDetectorConfig};
 use crate::fluxion::board::GraphBoard;
 use crate::fluxion::detector::{Fluxion, FluxionConfig};
 use crate::nsigma::{NSigma, NSigmaConfig};
@@ -21,6 +22,7 @@ pub const DETECTOR_NAMES: &[&str] = &[
     "seer",
     "sage",
     "fluxion",
+    "evidence",
 ];
 
 /// Settings of every detector; each reads its own section.
@@ -31,6 +33,7 @@ pub struct DetectorSettings {
     pub seer: SeerConfig,
     pub sage: SageConfig,
     pub fluxion: FluxionConfig,
+    pub evidence: EvidenceDetectorConfig,
 }
 
 #[derive(Debug, Error)]
@@ -72,6 +75,7 @@ pub fn build_sharing(
         "nsigma" => Ok(Box::new(NSigma::new(settings.nsigma.clone(), horizon_ms))),
         "cpu-threshold-50" => Ok(Box::new(CpuThreshold::new(0.5, horizon_ms))),
         "cpu-threshold-70" => Ok(Box::new(CpuThreshold::new(0.7, horizon_ms))),
+        "evidence" => Ok(Box::new(EvidenceDetector::new(settings.evidence.clone()))),
         "seer" => {
             // A device that isn't there (`cuda:0` without a GPU) is a config error, said
             // at start, not a fallback discovered on the first window.

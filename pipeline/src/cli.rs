@@ -38,6 +38,33 @@ pub enum Command {
     Record(RecordArgs),
     /// Train a model on recorded datasets; writes the next checkpoint version.
     Train(TrainArgs),
+    /// What caused what happened at a moment: services ranked by how their own signals
+    /// moved against the minutes before, with the evidence. Needs no model or labels.
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// The moment to explain (RFC 3339, or ms since the epoch), e.g. when an incident began.
+    #[arg(long)]
+    pub at: String,
+    /// Directory with traces.otlp.jsonl[.zst|.gz] and metrics.otlp.jsonl[...].
+    #[arg(long, required_unless_present = "brokers")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub topics: TopicInput,
+    /// How much of the time before `--at` is the normal (default: the config's
+    /// `diagnose.before_ms`, 2 min).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub before: Option<std::time::Duration>,
+    /// How much of the time after `--at` is examined (default: `diagnose.after_ms`, 1 min).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub after: Option<std::time::Duration>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -179,7 +206,7 @@ impl SimulateArgs {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct TopicInput {
     /// Read Kafka topics at these brokers instead of files.
     #[arg(long, conflicts_with = "input")]
@@ -222,8 +249,14 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// Directory with the recorded files and labels.json.
-    #[arg(long, required_unless_present_any = ["brokers", "closed_loop", "simulate"])]
+    #[arg(long, required_unless_present_any = ["brokers", "closed_loop", "simulate", "cases"])]
     pub input: Option<PathBuf>,
+    /// Instead of one input: every directory under this one that holds a `labels.json`
+    /// and recorded files is a case; each labelled fault is diagnosed at its start
+    /// (`augur diagnose --at`) and scored per application and fault kind, beside simple
+    /// baselines on the same windows.
+    #[arg(long, conflicts_with_all = ["input", "brokers", "closed_loop", "simulate"])]
+    pub cases: Option<PathBuf>,
     #[command(flatten)]
     pub topics: TopicInput,
     /// With --brokers: the labels file (default: the last message of `--labels-topic`).

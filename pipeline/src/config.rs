@@ -37,6 +37,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub actuation: ActuationConfig,
     pub job_metrics: JobMetricsConfig,
+    /// `augur diagnose` and the per-case evaluation: the normal and examined ranges.
+    pub diagnose: augur_models::evidence::EvidenceParams,
 }
 
 /// Event-time windows.
@@ -85,12 +87,14 @@ impl Default for FeaturesConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
-    /// One of `nsigma`, `cpu-threshold-50`, `cpu-threshold-70`, `seer`, `sage`, `fluxion`. Default `nsigma`.
+    /// One of `nsigma`, `cpu-threshold-50`, `cpu-threshold-70`, `seer`, `sage`, `fluxion`,
+    /// `evidence`. Default `nsigma`.
     pub name: String,
     pub nsigma: NSigmaConfig,
     pub seer: SeerConfig,
     pub sage: SageConfig,
     pub fluxion: FluxionConfig,
+    pub evidence: augur_models::evidence::EvidenceDetectorConfig,
 }
 
 impl Default for DetectorConfig {
@@ -101,6 +105,7 @@ impl Default for DetectorConfig {
             seer: SeerConfig::default(),
             sage: SageConfig::default(),
             fluxion: FluxionConfig::default(),
+            evidence: Default::default(),
         }
     }
 }
@@ -112,6 +117,7 @@ impl DetectorConfig {
             seer: self.seer.clone(),
             fluxion: self.fluxion.clone(),
             sage: self.sage.clone(),
+            evidence: self.evidence.clone(),
         }
     }
 }

@@ -22,6 +22,7 @@ fn main() {
         Command::Alerts(args) => commands::alerts::run(args),
         Command::Record(args) => commands::record::run(args),
         Command::Train(args) => commands::train::run(args),
+        Command::Diagnose(args) => commands::diagnose::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

@@ -34,6 +34,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if args.simulate {
         return crate::commands::sim_eval::run(args);
     }
+    if let Some(dir) = &args.cases {
+        return crate::commands::eval_cases::run(args, dir);
+    }
     run_until(args, stop_on_signal())
 }
 

@@ -3,7 +3,9 @@
 pub mod alerts;
 pub mod closed_loop;
 pub mod demo;
+pub mod diagnose;
 pub mod eval;
+pub mod eval_cases;
 pub mod record;
 pub mod replay;
 pub mod run;

@@ -1,0 +1,412 @@
+//! Training-free root-cause diagnosis: which service changed its behaviour at a moment, and
+//! how, judged against the application's own recent past.
+//!
+//! **In:** closed windows ([`WindowSnapshot`]s, in order) and a moment `at`. The windows up
+//! to `at` (at most [`EvidenceParams::before_ms`] of them) are the application's normal;
+//! those after it (at most [`EvidenceParams::after_ms`]) are what happened.
+//!
+//! **Out:** a [`Diagnosis`]: services ranked by how strongly one of their own signals moved,
+//! each with the resource it points at and the evidence (signal, before, after, z).
+//!
+//! Each signal is a per-request (or per-call) mean pooled over a range of windows, so it
+//! stays meaningful at one request per second as at thousands: a pooled mean over a minute
+//! of windows, not a per-window percentile of one or two requests. A move counts when it is
+//! significant (`z ≥` [`EvidenceParams::min_z`], the standard error taken from the spread
+//! of the per-window means of the normal range, with a floor relative to the mean), and is
+//! scored by its size relative to the normal level, so signals of different units compare.
+//! The signals are chosen so that a fault's effect shows at its own service, not at the
+//! services that wait for it:
+//! - **self time** (→ `cpu`): a service's mean request latency minus the client latency of
+//!   the calls it makes, per request. A slow callee raises its callers' latency but not
+//!   their self time.
+//! - **network** (→ `network`): per call edge the mean gap between the caller's and the
+//!   callee's view of a call; a service's score pools the edges it takes part in (a delay
+//!   on one service's network shows on every edge that touches it, and on few others).
+//! - **errors** (→ `errors`): the share of a service's requests with error status.
+//! - **call pattern** (→ `errors`): calls per request from a service to each callee, either
+//!   way: code that throws or returns early stops making the calls that follow it.
+//! - **cpu** (→ `cpu`): CPU utilisation where metrics are exported (any scrape interval: only
+//!   windows with a sample count).
+//!
+//! State: none; a pure function of its input.
+
+mod detector;
+mod stats;
+
+pub use detector::{EvidenceDetector, EvidenceDetectorConfig};
+
+use std::collections::BTreeMap;
+
+use augur_operators::{EventTime, Resource, WindowSnapshot};
+use serde::{Deserialize, Serialize};
+
+use stats::Pooled;
+
+/// Parameters of a diagnosis (config `[diagnose]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceParams {
+    /// The normal: windows ending in `(at - before_ms, at]`. Default 120000.
+    pub before_ms: u64,
+    /// What happened: windows ending in `(at, at + after_ms]`. Default 60000.
+    pub after_ms: u64,
+    /// Smallest z of a move that counts. Default 3.
+    pub min_z: f64,
+    /// Culprits listed. Default 5.
+    pub max_culprits: usize,
+}
+
+impl Default for EvidenceParams {
+    fn default() -> Self {
+        EvidenceParams {
+            before_ms: 120_000,
+            after_ms: 60_000,
+            min_z: 3.0,
+            max_culprits: 5,
+        }
+    }
+}
+
+/// What moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    SelfTime,
+    Network,
+    Errors,
+    CallPattern,
+    Cpu,
+}
+
+impl Signal {
+    /// The resource a move of this signal points at.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Signal::SelfTime | Signal::Cpu => "cpu",
+            Signal::Network => "network",
+            Signal::Errors | Signal::CallPattern => "errors",
+        }
+    }
+}
+
+/// One signal of one service (or one of its edges), before and after.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub signal: Signal,
+    /// The edge or callee the signal is about (`caller->callee`), if not the service itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
+    /// Pooled means in the normal range and after `at` (ms for times, a share for errors,
+    /// calls per request, utilisation).
+    pub before: f64,
+    pub after: f64,
+    pub z: f64,
+    /// The move's size relative to the normal level (0 when not significant or the wrong
+    /// way): what ranks services.
+    pub score: f64,
+}
+
+/// A ranked culprit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Culprit {
+    pub service: String,
+    pub score: f64,
+    /// The resource the strongest evidence points at.
+    pub resource: String,
+    /// The service's signals that moved significantly, strongest first.
+    pub evidence: Vec<Evidence>,
+}
+
+/// The answer to "what caused what happened at `at`?".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    pub at: EventTime,
+    /// Windows in the normal range and after `at` that had any request.
+    pub windows_before: usize,
+    pub windows_after: usize,
+    /// Services that moved, strongest first (at most `max_culprits`).
+    pub culprits: Vec<Culprit>,
+}
+
+/// Per service, its signals over one range of windows.
+#[derive(Default)]
+struct Range {
+    self_time: BTreeMap<String, Pooled>,
+    latency: BTreeMap<String, Pooled>,
+    errors: BTreeMap<String, (f64, f64)>,
+    requests: BTreeMap<String, f64>,
+    calls: BTreeMap<(String, String), f64>,
+    gap: BTreeMap<(String, String), Pooled>,
+    client: BTreeMap<(String, String), Pooled>,
+    cpu: BTreeMap<String, Pooled>,
+    windows: usize,
+}
+
+impl Range {
+    fn of<'a>(windows: impl Iterator<Item = &'a WindowSnapshot>) -> Range {
+        let mut r = Range::default();
+        for w in windows {
+            let mut out_client: BTreeMap<&str, f64> = BTreeMap::new();
+            for e in &w.edges {
+                *out_client.entry(e.caller.as_str()).or_default() += e.client_total_ms;
+                *r.calls
+                    .entry((e.caller.clone(), e.callee.clone()))
+                    .or_default() += e.calls as f64;
+                r.client
+                    .entry((e.caller.clone(), e.callee.clone()))
+                    .or_default()
+                    .add(e.client_total_ms, e.calls as f64);
+                if e.gap_calls > 0 {
+                    r.gap
+                        .entry((e.caller.clone(), e.callee.clone()))
+                        .or_default()
+                        .add(e.gap_total_ms, e.gap_calls as f64);
+                }
+            }
+            let mut any = false;
+            for s in &w.services {
+                let cpu = s.usage[Resource::Cpu.index()][2];
+                if cpu > 0.0 {
+                    r.cpu.entry(s.service.clone()).or_default().add(cpu, 1.0);
+                }
+                if s.requests == 0 {
+                    continue;
+                }
+                any = true;
+                let n = s.requests as f64;
+                let busy_ms = s.outstanding * w.window_ms as f64;
+                let own = busy_ms - out_client.get(s.service.as_str()).copied().unwrap_or(0.0);
+                r.self_time
+                    .entry(s.service.clone())
+                    .or_default()
+                    .add(own, n);
+                r.latency
+                    .entry(s.service.clone())
+                    .or_default()
+                    .add(busy_ms, n);
+                let e = r.errors.entry(s.service.clone()).or_default();
+                e.0 += s.errors as f64;
+                e.1 += n;
+                *r.requests.entry(s.service.clone()).or_default() += n;
+            }
+            r.windows += usize::from(any);
+        }
+        r
+    }
+}
+
+/// The normal range and the examined range around `at`.
+fn ranges(windows: &[WindowSnapshot], at: EventTime, params: &EvidenceParams) -> (Range, Range) {
+    let before = Range::of(
+        windows
+            .iter()
+            .filter(|w| w.window_end <= at && w.window_end + params.before_ms > at),
+    );
+    let after = Range::of(
+        windows
+            .iter()
+            .filter(|w| w.window_end > at && w.window_end <= at + params.after_ms),
+    );
+    (before, after)
+}
+
+/// Simple rankings over the same ranges, for comparison: services by the ratio of their
+/// mean request latency after `at` to before (`latency`), of their mean self time
+/// (`self-time`), and by the z-score of their CPU utilisation (`cpu-zscore`); no
+/// significance test. Each list holds every service with data on both sides.
+pub fn baselines(
+    windows: &[WindowSnapshot],
+    at: EventTime,
+    params: &EvidenceParams,
+) -> Vec<(&'static str, Vec<String>)> {
+    let (before, after) = ranges(windows, at, params);
+    let ratio = |b: &BTreeMap<String, Pooled>, a: &BTreeMap<String, Pooled>| {
+        let mut v: Vec<(String, f64)> = a
+            .iter()
+            .filter_map(|(s, pa)| {
+                let pb = b.get(s)?;
+                Some((s.clone(), stats::ratio(pb, pa)))
+            })
+            .collect();
+        v.sort_by(|x, y| y.1.total_cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+        v.into_iter().map(|(s, _)| s).collect::<Vec<_>>()
+    };
+    let mut cpu: Vec<(String, f64)> = after
+        .cpu
+        .iter()
+        .filter_map(|(s, pa)| Some((s.clone(), stats::zscore(before.cpu.get(s)?, pa))))
+        .collect();
+    cpu.sort_by(|x, y| y.1.total_cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+    vec![
+        ("latency", ratio(&before.latency, &after.latency)),
+        ("self-time", ratio(&before.self_time, &after.self_time)),
+        ("cpu-zscore", cpu.into_iter().map(|(s, _)| s).collect()),
+    ]
+}
+
+/// Diagnoses what happened at `at`; see the module docs.
+pub fn diagnose(windows: &[WindowSnapshot], at: EventTime, params: &EvidenceParams) -> Diagnosis {
+    let (before, after) = ranges(windows, at, params);
+    diagnose_ranges(&before, &after, at, params)
+}
+
+/// [`diagnose`] with the normal and the examined windows given apart (`params`' ranges
+/// are not applied).
+pub fn diagnose_split<'a>(
+    before: impl Iterator<Item = &'a WindowSnapshot>,
+    after: impl Iterator<Item = &'a WindowSnapshot>,
+    at: EventTime,
+    params: &EvidenceParams,
+) -> Diagnosis {
+    diagnose_ranges(&Range::of(before), &Range::of(after), at, params)
+}
+
+fn diagnose_ranges(
+    before: &Range,
+    after: &Range,
+    at: EventTime,
+    params: &EvidenceParams,
+) -> Diagnosis {
+    let mut by_service: BTreeMap<String, Vec<Evidence>> = BTreeMap::new();
+    let z_min = params.min_z;
+    // Self time: floors 5 % of the normal level, 0.5 ms.
+    for (service, a) in &after.self_time {
+        if let Some(b) = before.self_time.get(service)
+            && let Some(ev) = stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, z_min)
+        {
+            by_service.entry(service.clone()).or_default().push(ev);
+        }
+    }
+    // CPU utilisation: floors 10 %, 0.02.
+    for (service, a) in &after.cpu {
+        if let Some(b) = before.cpu.get(service)
+            && let Some(ev) = stats::increase(Signal::Cpu, None, b, a, 0.1, 0.02, z_min)
+        {
+            by_service.entry(service.clone()).or_default().push(ev);
+        }
+    }
+    // Errors: a two-proportion z, scored by the rise over max(normal share, 1 %).
+    for (service, &(ea, na)) in &after.errors {
+        if let Some(&(eb, nb)) = before.errors.get(service)
+            && let Some(ev) = stats::share_increase(eb, nb, ea, na, z_min)
+        {
+            by_service.entry(service.clone()).or_default().push(ev);
+        }
+    }
+    // Call pattern: calls per request of the caller, to each callee, either way.
+    let callees: std::collections::BTreeSet<&(String, String)> =
+        before.calls.keys().chain(after.calls.keys()).collect();
+    for edge in callees {
+        let (Some(&nb), Some(&na)) = (before.requests.get(&edge.0), after.requests.get(&edge.0))
+        else {
+            continue;
+        };
+        let cb = before.calls.get(edge).copied().unwrap_or(0.0);
+        let ca = after.calls.get(edge).copied().unwrap_or(0.0);
+        if let Some(ev) = stats::rate_change(&edge.1, cb, nb, ca, na, z_min) {
+            by_service.entry(edge.0.clone()).or_default().push(ev);
+        }
+    }
+    // Network: per edge, then pooled over the edges each service takes part in.
+    let mut touching: BTreeMap<&str, Vec<Evidence>> = BTreeMap::new();
+    for (edge, a) in &after.gap {
+        let Some(b) = before.gap.get(edge) else {
+            continue;
+        };
+        let on = format!("{}->{}", edge.0, edge.1);
+        // Floors: 10 % of the normal gap, 1 ms.
+        let ev = stats::increase(Signal::Network, Some(on), b, a, 0.1, 1.0, z_min)
+            .unwrap_or_else(|| stats::unmoved(Signal::Network, b, a));
+        touching
+            .entry(edge.0.as_str())
+            .or_default()
+            .push(ev.clone());
+        touching.entry(edge.1.as_str()).or_default().push(ev);
+    }
+    for (service, evs) in touching {
+        // Σ scores / √edges: a service whose every edge moved outranks one that shares a
+        // single moved edge with it.
+        let score = evs.iter().map(|e| e.score).sum::<f64>() / (evs.len() as f64).sqrt();
+        if score <= 0.0 {
+            continue;
+        }
+        let Some(strongest) = evs
+            .iter()
+            .filter(|e| e.score > 0.0)
+            .max_by(|a, b| a.score.total_cmp(&b.score))
+        else {
+            continue;
+        };
+        by_service
+            .entry(service.to_string())
+            .or_default()
+            .push(Evidence {
+                score,
+                ..strongest.clone()
+            });
+    }
+    let mut culprits: Vec<Culprit> = by_service
+        .into_iter()
+        .filter_map(|(service, mut evidence)| {
+            evidence.retain(|e| e.score > 0.0);
+            evidence.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.z.total_cmp(&a.z)));
+            let top = evidence.first()?;
+            Some(Culprit {
+                service,
+                score: top.score,
+                resource: top.signal.resource().to_string(),
+                evidence,
+            })
+        })
+        .collect();
+    culprits.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.service.cmp(&b.service))
+    });
+    let culprits = explained_last(culprits, before, after, params.min_z, params.max_culprits);
+    Diagnosis {
+        at,
+        windows_before: before.windows,
+        windows_after: after.windows,
+        culprits,
+    }
+}
+
+/// Effects travel from callees to callers: a saturated callee fills its callers' queues,
+/// fails their calls, makes them retry. A culprit that calls another culprit (not one named
+/// for its network only: the service whose every edge moved already has the higher pooled
+/// score) and whose calls to it slowed significantly, by at least 20 %, may only be showing
+/// that one's effect: such culprits come after the others, each group in score order.
+fn explained_last(
+    culprits: Vec<Culprit>,
+    before: &Range,
+    after: &Range,
+    min_z: f64,
+    max: usize,
+) -> Vec<Culprit> {
+    let causes: std::collections::BTreeSet<&str> = culprits
+        .iter()
+        .filter(|c| c.resource != Signal::Network.resource())
+        .map(|c| c.service.as_str())
+        .collect();
+    let explained: std::collections::BTreeSet<String> = after
+        .client
+        .iter()
+        .filter(|((caller, callee), _)| caller != callee && causes.contains(callee.as_str()))
+        .filter(|(edge, a)| {
+            before.client.get(*edge).is_some_and(|b| {
+                stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, min_z)
+                    .is_some_and(|e| e.score >= 0.2)
+            })
+        })
+        .map(|((caller, _), _)| caller.clone())
+        .collect();
+    let (first, rest): (Vec<Culprit>, Vec<Culprit>) = culprits
+        .into_iter()
+        .partition(|c| !explained.contains(&c.service));
+    first.into_iter().chain(rest).take(max).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! Pooled means over windows and the significance of their moves.
+
+use super::{Evidence, Signal};
+
+/// A per-unit mean pooled over windows (`sum / n`), with each window's own mean kept for
+/// the spread.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Pooled {
+    sum: f64,
+    n: f64,
+    means: Vec<f64>,
+}
+
+impl Pooled {
+    /// One window's total over `n` units (requests, calls; 1 for a gauge).
+    pub(super) fn add(&mut self, sum: f64, n: f64) {
+        if n > 0.0 {
+            self.sum += sum;
+            self.n += n;
+            self.means.push(sum / n);
+        }
+    }
+
+    fn mean(&self) -> f64 {
+        if self.n > 0.0 { self.sum / self.n } else { 0.0 }
+    }
+
+    fn windows(&self) -> f64 {
+        self.means.len() as f64
+    }
+
+    /// Sample standard deviation of the per-window means; 0 with fewer than 3 windows.
+    fn spread(&self) -> f64 {
+        let k = self.means.len();
+        if k < 3 {
+            return 0.0;
+        }
+        let m = self.means.iter().sum::<f64>() / k as f64;
+        let var = self.means.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (k - 1) as f64;
+        var.sqrt()
+    }
+}
+
+/// A rise of a pooled mean from `before` to `after`, if significant: the spread of the
+/// normal's per-window means (at least `rel_floor` of its level and `abs_floor`) gives the
+/// standard error of both means.
+pub(super) fn increase(
+    signal: Signal,
+    on: Option<String>,
+    before: &Pooled,
+    after: &Pooled,
+    rel_floor: f64,
+    abs_floor: f64,
+    min_z: f64,
+) -> Option<Evidence> {
+    if before.windows() == 0.0 || after.windows() == 0.0 {
+        return None;
+    }
+    let (b, a) = (before.mean(), after.mean());
+    let sd = before.spread().max(rel_floor * b.abs()).max(abs_floor);
+    let se = sd * (1.0 / before.windows() + 1.0 / after.windows()).sqrt();
+    let z = (a - b) / se;
+    if z < min_z {
+        return None;
+    }
+    Some(Evidence {
+        signal,
+        on,
+        before: b,
+        after: a,
+        z,
+        score: (a - b) / b.abs().max(abs_floor),
+    })
+}
+
+/// Evidence of a signal that did not move (score 0), for pooling.
+pub(super) fn unmoved(signal: Signal, before: &Pooled, after: &Pooled) -> Evidence {
+    Evidence {
+        signal,
+        on: None,
+        before: before.mean(),
+        after: after.mean(),
+        z: 0.0,
+        score: 0.0,
+    }
+}
+
+/// A rise of the error share from `eb / nb` to `ea / na`, if significant (two-proportion
+/// z); scored by the rise over max(normal share, 1 %).
+pub(super) fn share_increase(eb: f64, nb: f64, ea: f64, na: f64, min_z: f64) -> Option<Evidence> {
+    if nb <= 0.0 || na <= 0.0 {
+        return None;
+    }
+    let (pb, pa) = (eb / nb, ea / na);
+    let p = (eb + ea) / (nb + na);
+    let se = (p * (1.0 - p) * (1.0 / na + 1.0 / nb)).sqrt().max(1e-9);
+    let z = (pa - pb) / se;
+    if z < min_z {
+        return None;
+    }
+    Some(Evidence {
+        signal: Signal::Errors,
+        on: None,
+        before: pb,
+        after: pa,
+        z,
+        score: (pa - pb) / pb.max(0.01),
+    })
+}
+
+/// A change, either way, of calls per request (`cb / nb` → `ca / na`) to `callee`, if
+/// significant against the count the normal rate predicts (Poisson); scored by the change
+/// over max(normal rate, 0.1). `z` is signed.
+pub(super) fn rate_change(
+    callee: &str,
+    cb: f64,
+    nb: f64,
+    ca: f64,
+    na: f64,
+    min_z: f64,
+) -> Option<Evidence> {
+    if nb <= 0.0 || na <= 0.0 {
+        return None;
+    }
+    let rb = cb / nb;
+    let expected = rb * na;
+    let z = (ca - expected) / (expected + 1.0).sqrt();
+    if z.abs() < min_z {
+        return None;
+    }
+    let ra = ca / na;
+    Some(Evidence {
+        signal: Signal::CallPattern,
+        on: Some(callee.to_string()),
+        before: rb,
+        after: ra,
+        z,
+        score: (ra - rb).abs() / rb.max(0.1),
+    })
+}
+
+/// `after / before` of the pooled means (self time may be negative: shifted by the
+/// smaller of the two, so the order is kept).
+pub(super) fn ratio(before: &Pooled, after: &Pooled) -> f64 {
+    let (b, a) = (before.mean(), after.mean());
+    let shift = (-b.min(a)).max(0.0) + 1e-3;
+    (a + shift) / (b + shift)
+}
+
+/// `(after - before) / spread of the normal's per-window values` (spread floored at 1e-6).
+pub(super) fn zscore(before: &Pooled, after: &Pooled) -> f64 {
+    (after.mean() - before.mean()) / before.spread().max(1e-6)
+}

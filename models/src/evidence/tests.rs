@@ -1,0 +1,199 @@
+//! Diagnoses of windows where the answer is known: a chain `a → b → c`, one request per
+//! second at `a` (low traffic: every window's mean is one request), a fault from `AT` on.
+
+use augur_operators::{EdgeFeatures, ServiceFeatures, WindowSnapshot};
+
+use super::*;
+
+const AT: u64 = 100_000;
+const CHAIN: [&str; 3] = ["a", "b", "c"];
+
+/// A fault from `AT` on.
+#[derive(Clone, Copy)]
+enum Fault {
+    None,
+    /// The service's own time × 3.
+    Slow(usize),
+    /// +20 ms on every call the service takes part in.
+    Delay(usize),
+    /// `a` stops calling `b` in half of its requests (and so `b` and `c` get half the load).
+    SkipsCalls,
+}
+
+struct Lcg(u64);
+impl Lcg {
+    /// Uniform in [1 - s, 1 + s].
+    fn noise(&mut self, s: f64) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        1.0 + s * (((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0)
+    }
+}
+
+fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
+    let on = end > AT;
+    let own_ms = [5.0, 8.0, 3.0];
+    let mut own = [0.0; 3];
+    let mut gap = [0.0; 3]; // gap[i]: the call into CHAIN[i]
+    for i in 0..3 {
+        own[i] = own_ms[i] * rng.noise(0.3);
+        gap[i] = 1.0 * rng.noise(0.3);
+        match fault {
+            Fault::Slow(s) if on && s == i => own[i] *= 3.0,
+            _ => {}
+        }
+    }
+    for i in 1..3 {
+        if let Fault::Delay(d) = fault
+            && on
+            && (d == i || d == i - 1)
+        {
+            gap[i] += 20.0;
+        }
+    }
+    let calls_b = if matches!(fault, Fault::SkipsCalls) && on && end % 2000 == 0 {
+        0
+    } else {
+        1
+    };
+    // Back end first: latency = own + client latency of the call made.
+    let lat_c = own[2];
+    let client_c = lat_c + gap[2];
+    let lat_b = own[1] + client_c;
+    let client_b = lat_b + gap[1];
+    let lat_a = own[0] + calls_b as f64 * client_b;
+    let requests = [1, calls_b, calls_b];
+    let lat = [lat_a, lat_b, lat_c];
+    let services = (0..3)
+        .filter(|&i| requests[i] > 0)
+        .map(|i| ServiceFeatures {
+            window_end: end,
+            service: CHAIN[i].into(),
+            requests: requests[i],
+            errors: 0,
+            latency_ms: [lat[i]; 5],
+            outstanding: lat[i] * requests[i] as f64 / 1000.0,
+            replicas: 1,
+            usage: [[0.0; 4]; 5],
+            in_flight: 0.0,
+            version: None,
+        })
+        .collect();
+    let edge = |i: usize, client: f64| EdgeFeatures {
+        window_end: end,
+        caller: CHAIN[i - 1].into(),
+        callee: CHAIN[i].into(),
+        calls: 1,
+        errors: 0,
+        client_ms: [client; 5],
+        server_ms: [lat[i]; 5],
+        gap_ms: [gap[i]; 5],
+        parallel: Default::default(),
+        client_total_ms: client,
+        gap_total_ms: gap[i],
+        gap_calls: 1,
+    };
+    let edges = if calls_b > 0 {
+        vec![edge(1, client_b), edge(2, client_c)]
+    } else {
+        Vec::new()
+    };
+    WindowSnapshot {
+        window_end: end,
+        window_ms: 1000,
+        services,
+        edges,
+        ..WindowSnapshot::default()
+    }
+}
+
+fn run(fault: Fault, seed: u64) -> Diagnosis {
+    let mut rng = Lcg(seed);
+    let windows: Vec<_> = (1..=160)
+        .map(|k| window(k * 1000, fault, &mut rng))
+        .collect();
+    diagnose(&windows, AT, &EvidenceParams::default())
+}
+
+fn top(d: &Diagnosis) -> (&str, &str) {
+    d.culprits
+        .first()
+        .map(|c| (c.service.as_str(), c.resource.as_str()))
+        .unwrap_or(("-", "-"))
+}
+
+#[test]
+fn a_slow_service_is_named_not_its_callers() {
+    for seed in 1..=5 {
+        for (i, name) in CHAIN.iter().enumerate() {
+            let d = run(Fault::Slow(i), seed);
+            assert_eq!(top(&d), (*name, "cpu"), "seed {seed}: {d:#?}");
+            assert_eq!((d.windows_before, d.windows_after), (100, 60));
+        }
+    }
+}
+
+#[test]
+fn a_network_delay_is_named_at_the_service_whose_edges_all_moved() {
+    for seed in 1..=5 {
+        for (i, name) in CHAIN.iter().enumerate() {
+            let d = run(Fault::Delay(i), seed);
+            assert_eq!(top(&d), (*name, "network"), "seed {seed}: {d:#?}");
+        }
+    }
+}
+
+#[test]
+fn skipped_calls_are_named_at_the_caller() {
+    for seed in 1..=5 {
+        let d = run(Fault::SkipsCalls, seed);
+        assert_eq!(top(&d), ("a", "errors"), "seed {seed}: {d:#?}");
+        let ev = &d.culprits[0].evidence[0];
+        assert_eq!(ev.signal, Signal::CallPattern);
+        assert!(ev.z < 0.0, "fewer calls: {ev:?}");
+    }
+}
+
+#[test]
+fn nothing_moved_names_nobody() {
+    for seed in 1..=5 {
+        let d = run(Fault::None, seed);
+        assert!(d.culprits.is_empty(), "seed {seed}: {d:#?}");
+    }
+}
+
+/// The detector, window by window: nothing before the fault, then `root_cause` detections
+/// naming the slowed service within the recent range, and the fault never becomes normal.
+#[test]
+fn the_detector_names_the_fault_soon_after_it_starts_and_not_before() {
+    use augur_operators::{AlertKind, Detector};
+    for seed in 1..=3 {
+        let mut rng = Lcg(seed);
+        let mut det = EvidenceDetector::new(EvidenceDetectorConfig::default());
+        let mut first = None;
+        let mut detected_windows = 0;
+        for k in 1..=160u64 {
+            let w = window(k * 1000, Fault::Slow(1), &mut rng);
+            let out = det.observe(&w);
+            if w.window_end <= AT {
+                assert!(
+                    out.is_empty(),
+                    "seed {seed}: before the fault at {k}: {out:?}"
+                );
+            } else if let Some(d) = out.first() {
+                assert_eq!(d.kind, AlertKind::RootCause);
+                assert_eq!(d.culprits[0].service, "b", "seed {seed}: {d:?}");
+                first.get_or_insert(w.window_end);
+                detected_windows += 1;
+            }
+        }
+        let first = first.expect("detected");
+        assert!(first <= AT + 10_000, "seed {seed}: first at {first}");
+        assert!(
+            detected_windows >= 50,
+            "seed {seed}: {detected_windows} windows"
+        );
+    }
+}

@@ -1,0 +1,317 @@
+//! `augur eval --cases DIR`: root-cause accuracy over a directory of labelled incidents.
+//!
+//! Every directory under `DIR` that holds a `labels.json` and recorded files is a case. A
+//! case is replayed once; each labelled fault is diagnosed at its start, as `augur diagnose
+//! --at` would, and by the simple rankings of [`augur_models::evidence::baselines`] on the
+//! same windows. Scores per application (`labels.json` → `topology`) and fault kind: AC@k
+//! (the faulty service among the first k), Avg@5 (the mean of AC@1..5), cases without an
+//! answer (an empty ranking) and seconds per case.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use augur_connectors::simulator::Labels;
+use augur_models::evidence::{baselines, diagnose};
+use augur_operators::AlertKind;
+use serde::Serialize;
+
+use crate::cli::EvalArgs;
+use crate::commands::diagnose::windows_of;
+use crate::commands::load_config;
+
+/// The method `augur diagnose` uses, as named in the report.
+const DIAGNOSE: &str = "diagnose";
+/// The first `root_cause` alert of the `evidence` detector, run on the case as a job
+/// would, that fired at or after the fault's start.
+const ALERTS: &str = "alerts";
+
+/// One fault of one case.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseResult {
+    pub case: String,
+    pub app: String,
+    pub kind: String,
+    pub service: String,
+    pub at_ms: u64,
+    /// Per method, the faulty service's rank (1 = first), `None` when not ranked.
+    pub ranks: BTreeMap<String, Option<usize>>,
+    /// Per method, its first five services.
+    pub top: BTreeMap<String, Vec<String>>,
+    /// Replay and diagnosis time of the case.
+    pub seconds: f64,
+    /// How long after the fault's start the first `alerts` answer came, ms.
+    pub alert_after_ms: Option<u64>,
+    /// `root_cause` alerts fired before the fault's start (false alarms).
+    pub alerts_before: usize,
+}
+
+/// The scores of one method over a group of cases.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Scores {
+    pub app: String,
+    pub kind: String,
+    pub method: String,
+    pub cases: usize,
+    pub ac1: f64,
+    pub ac3: f64,
+    pub avg5: f64,
+    pub no_answer: usize,
+    pub seconds_mean: f64,
+}
+
+pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
+    let config = load_config(args.job.config.as_deref())?;
+    let dirs = case_dirs(dir)?;
+    if dirs.is_empty() {
+        anyhow::bail!(
+            "no case under {}: a case is a directory with labels.json and traces.otlp.jsonl[.zst|.gz]",
+            dir.display()
+        );
+    }
+    let mut results = Vec::new();
+    for (i, case) in dirs.iter().enumerate() {
+        let name = case.strip_prefix(dir).unwrap_or(case).display().to_string();
+        if !args.json {
+            eprintln!("[{}/{}] {name}", i + 1, dirs.len());
+        }
+        let started = Instant::now();
+        let labels = read_labels(case)?;
+        let detectors = vec!["evidence".to_string()];
+        let (windows, alerts) = windows_of(
+            &config,
+            Some(case.clone()),
+            None,
+            args.job.workers,
+            false,
+            &detectors,
+        )
+        .with_context(|| format!("replaying {}", case.display()))?;
+        for fault in &labels.faults {
+            let d = diagnose(&windows, fault.start_ms, &config.diagnose);
+            let first_alert = alerts
+                .iter()
+                .filter(|a| a.kind == AlertKind::RootCause && a.ends_at.is_none())
+                .filter(|a| a.window_end > fault.start_ms)
+                .min_by_key(|a| a.window_end);
+            let mut rankings: Vec<(String, Vec<String>)> = vec![
+                (
+                    DIAGNOSE.to_string(),
+                    d.culprits.iter().map(|c| c.service.clone()).collect(),
+                ),
+                (
+                    ALERTS.to_string(),
+                    first_alert
+                        .map(|a| a.culprits.iter().map(|c| c.service.clone()).collect())
+                        .unwrap_or_default(),
+                ),
+            ];
+            rankings.extend(
+                baselines(&windows, fault.start_ms, &config.diagnose)
+                    .into_iter()
+                    .map(|(m, r)| (m.to_string(), r)),
+            );
+            results.push(CaseResult {
+                alert_after_ms: first_alert.map(|a| a.window_end.saturating_sub(fault.start_ms)),
+                alerts_before: alerts
+                    .iter()
+                    .filter(|a| a.kind == AlertKind::RootCause && a.ends_at.is_none())
+                    .filter(|a| a.window_end <= fault.start_ms)
+                    .count(),
+                case: name.clone(),
+                app: labels.topology.clone(),
+                kind: fault.kind.clone(),
+                service: fault.service.clone(),
+                at_ms: fault.start_ms,
+                ranks: rankings
+                    .iter()
+                    .map(|(m, r)| {
+                        (
+                            m.clone(),
+                            r.iter().position(|s| *s == fault.service).map(|p| p + 1),
+                        )
+                    })
+                    .collect(),
+                top: rankings
+                    .into_iter()
+                    .map(|(m, mut r)| {
+                        r.truncate(5);
+                        (m, r)
+                    })
+                    .collect(),
+                seconds: 0.0,
+            });
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let n = labels.faults.len().max(1) as f64;
+        for r in results.iter_mut().filter(|r| r.case == name) {
+            r.seconds = secs / n;
+        }
+    }
+    let scores = summarize(&results);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"cases": results, "scores": scores})
+        );
+    } else {
+        print!("{}", table(&scores));
+    }
+    Ok(())
+}
+
+/// Directories under `dir` (itself included) with a labels.json and a traces file, sorted.
+fn case_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
+        let mut has_labels = false;
+        let mut has_traces = false;
+        for e in entries {
+            let e = e.with_context(|| format!("reading {}", d.display()))?;
+            let path = e.path();
+            let file_name = e.file_name();
+            let name = file_name.to_string_lossy();
+            if path.is_dir() {
+                stack.push(path);
+            } else if name == "labels.json" {
+                has_labels = true;
+            } else if name.starts_with("traces.otlp.jsonl") {
+                has_traces = true;
+            }
+        }
+        if has_labels && has_traces {
+            out.push(d);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn read_labels(case: &Path) -> anyhow::Result<Labels> {
+    let path = case.join("labels.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Scores per (app, kind, method), with `all` rows per app and over every app.
+pub fn summarize(results: &[CaseResult]) -> Vec<Scores> {
+    let methods: std::collections::BTreeSet<&String> =
+        results.iter().flat_map(|r| r.ranks.keys()).collect();
+    let mut groups: BTreeMap<(String, String), Vec<&CaseResult>> = BTreeMap::new();
+    for r in results {
+        for (app, kind) in [
+            (r.app.clone(), r.kind.clone()),
+            (r.app.clone(), "all".to_string()),
+            ("all".to_string(), "all".to_string()),
+        ] {
+            groups.entry((app, kind)).or_default().push(r);
+        }
+    }
+    let mut out = Vec::new();
+    for ((app, kind), cases) in groups {
+        for method in &methods {
+            let ranks: Vec<Option<usize>> = cases
+                .iter()
+                .map(|c| c.ranks.get(*method).copied().flatten())
+                .collect();
+            let n = ranks.len();
+            let ac = |k: usize| {
+                ranks.iter().filter(|r| r.is_some_and(|r| r <= k)).count() as f64 / n as f64
+            };
+            out.push(Scores {
+                app: app.clone(),
+                kind: kind.clone(),
+                method: (*method).clone(),
+                cases: n,
+                ac1: ac(1),
+                ac3: ac(3),
+                avg5: (1..=5).map(ac).sum::<f64>() / 5.0,
+                no_answer: cases
+                    .iter()
+                    .filter(|c| c.top.get(*method).is_none_or(|t| t.is_empty()))
+                    .count(),
+                seconds_mean: cases.iter().map(|c| c.seconds).sum::<f64>() / n as f64,
+            });
+        }
+    }
+    out
+}
+
+fn table(scores: &[Scores]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<18} {:<16} {:<11} {:>5} {:>6} {:>6} {:>6} {:>9} {:>7}",
+        "app", "fault kind", "method", "cases", "AC@1", "AC@3", "Avg@5", "no answer", "s/case"
+    );
+    for s in scores {
+        let _ = writeln!(
+            out,
+            "{:<18} {:<16} {:<11} {:>5} {:>6.2} {:>6.2} {:>6.2} {:>9} {:>7.1}",
+            s.app, s.kind, s.method, s.cases, s.ac1, s.ac3, s.avg5, s.no_answer, s.seconds_mean
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(app: &str, kind: &str, rank: Option<usize>) -> CaseResult {
+        CaseResult {
+            case: format!("{app}-{kind}"),
+            app: app.into(),
+            kind: kind.into(),
+            service: "s".into(),
+            at_ms: 0,
+            ranks: [(DIAGNOSE.to_string(), rank)].into_iter().collect(),
+            top: [(
+                DIAGNOSE.to_string(),
+                if rank.is_some() {
+                    vec!["s".to_string()]
+                } else {
+                    Vec::new()
+                },
+            )]
+            .into_iter()
+            .collect(),
+            seconds: 2.0,
+            alert_after_ms: None,
+            alerts_before: 0,
+        }
+    }
+
+    #[test]
+    fn scores_by_hand() {
+        let results = vec![
+            case("ob", "cpu", Some(1)),
+            case("ob", "cpu", Some(3)),
+            case("ob", "delay", None),
+            case("tt", "cpu", Some(6)),
+        ];
+        let scores = summarize(&results);
+        let get = |app: &str, kind: &str| {
+            scores
+                .iter()
+                .find(|s| s.app == app && s.kind == kind)
+                .cloned()
+                .expect("row")
+        };
+        let ob_cpu = get("ob", "cpu");
+        assert_eq!((ob_cpu.cases, ob_cpu.ac1, ob_cpu.ac3), (2, 0.5, 1.0));
+        // AC@1..5 = 0.5, 0.5, 1, 1, 1.
+        assert!((ob_cpu.avg5 - 0.8).abs() < 1e-12);
+        let ob = get("ob", "all");
+        assert_eq!((ob.cases, ob.no_answer), (3, 1));
+        assert!((ob.ac1 - 1.0 / 3.0).abs() < 1e-12);
+        let all = get("all", "all");
+        assert_eq!((all.cases, all.ac1, all.ac3), (4, 0.25, 0.5));
+        assert_eq!(all.seconds_mean, 2.0);
+    }
+}
