@@ -1,8 +1,10 @@
 //! augur-models: detectors and models behind the [`augur_operators::Detector`] boundary.
 //!
 //! Statistical detectors: `nsigma` and the CPU-threshold autoscaler rules that the papers
-//! compare against. Learned: `seer` (libtorch via tch), its network, datasets, training,
-//! checkpoints and device choice.
+//! compare against. Learned (libtorch via tch): `seer` (violation prediction; its network,
+//! datasets, training, checkpoints and device choice), `sage` (counterfactual root-cause
+//! analysis, in [`sage`]) and `fluxion` (latency forecasts from an inference graph, in
+//! [`fluxion`]). [`registry`] builds any of them by name.
 
 pub mod checkpoint;
 pub mod cpu_threshold;

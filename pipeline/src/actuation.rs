@@ -85,9 +85,9 @@ pub struct ActuationConfig {
     /// In a window that violates QoS while no confident diagnosis is open and none gave a
     /// command (a crowd makes every service busy and none abnormal), apply the CPU
     /// autoscaler's rule (`[actuation.autoscaler]`) instead. Applies where the job sees
-    /// windows beside alerts: `augur demo` and `augur eval --closed-loop`. Default true
-    /// (on a load ramp it cut Sage's violated time from 121–128 s to 9–11 s; on step faults
-    /// it made no difference pooled — README, "Closed loop").
+    /// windows beside alerts: `augur demo` and `augur eval --closed-loop`. Default true:
+    /// on a load ramp it cuts Sage's violated time from 121–128 s to 9–11 s, and on step
+    /// faults it makes no difference pooled (docs/experiments/closed-loop.md).
     pub fallback_autoscaler: bool,
 }
 

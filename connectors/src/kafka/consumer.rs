@@ -7,7 +7,7 @@
 //! committed under the consumer group, so a restarted job resumes where it left off; a
 //! partition added since then has no commit and is read from its beginning (logged).
 //! Partitions added while the job runs are noticed ([`PartitionConsumer::partition_changes`])
-//! but read only after a restart (the README's Kafka section says why).
+//! but read only after a restart (docs/kafka.md, "Partition assignment", says why).
 //! State: the consumer, the assignment, each partition's next offset and (for bounded
 //! reads) the end offset captured at the start.
 

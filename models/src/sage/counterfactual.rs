@@ -105,7 +105,7 @@ const ABNORMAL_CALL: f32 = 3.0;
 
 /// The largest network delay (standard deviations above its mean) a call's correction MLP
 /// reads in a counterfactual. Beyond the range it was trained on, its output — and its
-/// response to the other parents — is arbitrary (a delay 20 std out once made repairing the
+/// response to the other parents — is arbitrary (a delay 20 std out makes repairing the
 /// back end of a chain look like the fix for a slow channel at its front).
 const CORR_YNET_MAX: f64 = 3.0;
 
@@ -397,10 +397,10 @@ const QUEUE_GAIN: f64 = 0.2;
 /// pools and their requests wait in their queues. That wait is part of the caller's
 /// server-side latency but not of its calls' client-side latency, so abduction puts it in
 /// the caller's latent, and the counterfactual keeps it when only the callee is repaired:
-/// the caller's own repair then looks best (a fanout root was named for its leaves' faults
-/// from an episode's second window on), though only the callee's repair, with the queue
-/// it built up, restores QoS. A caller at fault itself is restored by its own repair and
-/// gains little from a callee's.
+/// the caller's own repair then looks best (without this rule a fanout root is named for
+/// its leaves' faults from an episode's second window on), though only the callee's
+/// repair, with the queue it built up, restores QoS. A caller at fault itself is restored
+/// by its own repair and gains little from a callee's.
 fn queued_behind(cbn: &Cbn, set: &[usize], steps_ms: &[f64], slo_ms: f64) -> Option<(usize, f64)> {
     let mut culprit: Option<(usize, f64)> = None;
     let mut below = *set.first()?;

@@ -44,8 +44,9 @@ pub struct SageConfig {
     pub max_culprits: usize,
     /// Violating windows of an episode whose diagnoses are pooled before the culprits are
     /// named (see [`super::episode`]); 1 names them at the episode's first violating
-    /// window, from it alone. Default 1 (2 from session 6 until session 10's counterfactual
-    /// fixes made first windows right often enough: README, "Session 10").
+    /// window, from it alone. Default 1: the first window names the culprit as often as a
+    /// pool of two, and a pool never alerts on an episode shorter than itself
+    /// (docs/experiments/sage.md).
     pub episode_windows: usize,
     /// Periodic online retraining (off by default).
     pub online: OnlineConfig,

@@ -388,8 +388,9 @@ impl Gvae {
     /// (`ynet_corr`) and by the wire term (`ynet_wire`, added in ms). A counterfactual that
     /// restores a channel changes only the wire term: the delay is exactly that part of the
     /// call, and the MLP, which saw few slow channels, extrapolates arbitrarily from one
-    /// far outside them (repairing a service behind a delayed channel once raised the
-    /// modelled end-to-end p99 from 44 to 120 ms).
+    /// far outside them (with one delay read by both, repairing a service behind a
+    /// delayed channel raises the modelled end-to-end p99 of a social-network run from 44
+    /// to 120 ms).
     #[allow(clippy::too_many_arguments)]
     pub fn decode_c_wired(
         &self,
@@ -484,8 +485,9 @@ impl Gvae {
     /// call never makes its caller faster. Over calls that run in parallel (the caller
     /// waits for the slowest) least squares is free to give one of them a negative
     /// weight, and repairing that call then *raises* the caller's modelled latency —
-    /// social-network's `compose-post-service` learned −1.3 at p99 for its `unique-id`
-    /// call, so a network fault there was never named. Units not trained keep theirs.
+    /// unclamped, social-network's `compose-post-service` gets −1.3 at p99 for its
+    /// `unique-id` call, and a network fault there is never named. Units not trained keep
+    /// theirs.
     pub fn clamp_call_weights(&mut self, units: &[usize]) {
         tch::no_grad(|| {
             for u in units {

@@ -51,7 +51,7 @@ fn all_resources() -> Vec<Resource> {
 /// The resources new models put in `X`: all but the queue. A thread is held for the
 /// whole of a call, so a caller's queue grows behind a slow back end: it is an effect of
 /// its children's latency, not a state of the caller. With it in `X`, repairing the
-/// caller's queue "explains" a back end's fault (the fanout root was named for leaf
+/// caller's queue "explains" a back end's fault (the fanout root is then named for leaf
 /// faults from an episode's second window on). A shrunk thread pool still shows: its
 /// service's latency rises with no child to explain it, which its latent `Z` carries.
 pub const X_RESOURCES: [Resource; 4] = [

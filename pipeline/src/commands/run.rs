@@ -1,6 +1,6 @@
 //! `augur run`: the stream job. Kafka spans and metrics in (the workers of all the job's
 //! processes split the partitions; see `cluster`); alerts to `augur.alerts`, actuation commands to `augur.actions`, dead
-//! letters to `augur.dlq`; offsets committed at least once (see README, "Delivery
+//! letters to `augur.dlq`; offsets committed at least once (see docs/kafka.md, "Delivery
 //! guarantee"); job metrics on an HTTP endpoint. Stops on SIGTERM/Ctrl-C with a final commit.
 
 use std::io::Write;

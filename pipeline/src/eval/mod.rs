@@ -138,7 +138,7 @@ pub fn percentile(xs: &[f64], p: f64) -> f64 {
     v[rank.min(v.len()) - 1]
 }
 
-/// A fixed-width table of reports, for terminals and the README.
+/// A Markdown table of reports, for terminals and documentation.
 pub fn table(reports: &[Report]) -> String {
     let mut out = String::from(
         "| detector | windows | violations | recall | predicted | precision | FPR | lead p50 (ms) | RCA cases | AC@1 | AC@3 |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
