@@ -224,6 +224,7 @@ fn snapshot(t: u64, services: &[&str], order: &[&str], violated: bool) -> Window
         }],
         order: order.iter().map(|s| s.to_string()).collect(),
         topology_changed: false,
+        logs: Vec::new(),
         edges: Vec::new(),
     }
 }

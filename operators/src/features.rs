@@ -21,8 +21,9 @@ use timely::dataflow::operators::vec::Map;
 
 use crate::dependency_graph::dependency_graph_of_pairs;
 use crate::edge_features::{edge_features_of_partials, edge_partials};
+use crate::log_features::log_features;
 use crate::qos_check::{Slo, qos_verdicts};
-use crate::records::{MetricPoint, Span, WindowSnapshot};
+use crate::records::{LogRecord, MetricPoint, Span, WindowSnapshot};
 use crate::service_features::service_features_of_partials;
 use crate::span_fanout::span_fanout;
 use crate::trace_assembly::{DEFAULT_TRACE_TTL_MS, TraceAssemblyStats, trace_assembly};
@@ -76,6 +77,18 @@ pub fn features_dataflow_with_stats<'s>(
     metrics: StreamVec<'s, u64, MetricPoint>,
     params: &FeatureParams,
 ) -> (StreamVec<'s, u64, WindowSnapshot>, TraceAssemblyStats) {
+    let logs = timely::dataflow::operators::generic::operator::empty(spans.scope());
+    features_dataflow_with_logs(spans, metrics, logs, params)
+}
+
+/// [`features_dataflow_with_stats`] with log records too (their [`log_features`] join each
+/// window's snapshot).
+pub fn features_dataflow_with_logs<'s>(
+    spans: StreamVec<'s, u64, Span>,
+    metrics: StreamVec<'s, u64, MetricPoint>,
+    logs: StreamVec<'s, u64, LogRecord>,
+    params: &FeatureParams,
+) -> (StreamVec<'s, u64, WindowSnapshot>, TraceAssemblyStats) {
     let window_ms = params.window_ms.max(1);
     let (spans, span_partials, qos_partials) = span_fanout(spans, &params.slos);
     let (edges, stats) = trace_assembly(spans, params.trace_ttl_ms);
@@ -94,6 +107,7 @@ pub fn features_dataflow_with_stats<'s>(
         params.retention_windows_ms(),
     );
     let edge_feats = edge_features_of_partials(partials);
-    let snapshots = window_snapshot(services, edge_feats, qos, graph, window_ms);
+    let logs = log_features(logs);
+    let snapshots = window_snapshot(services, edge_feats, qos, graph, logs, window_ms);
     (snapshots, stats)
 }

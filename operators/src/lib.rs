@@ -8,7 +8,8 @@
 //! spans ─ span_fanout ─┬─ trace_assembly ─ edges ─┬─ edge_features ───┐
 //!                      │                          └─ dependency_graph ┤
 //!                      ├─ service_features (+ metrics) ───────────────┼─ window_snapshot ─ WindowSnapshot
-//!                      └─ qos_check (SLOs) ───────────────────────────┘
+//!                      └─ qos_check (SLOs) ───────────────────────────┤
+//! logs ─ log_features (templates mined per service) ───────────────────┘
 //! ```
 //! [`span_fanout`] reads each span container once: it does stage 1 (the per-worker partial
 //! aggregates) of service features and the QoS check and moves the spans on to trace
@@ -23,6 +24,7 @@ pub mod detector;
 pub mod edge_features;
 pub mod features;
 pub mod inference_times;
+pub mod log_features;
 pub mod model_worker;
 pub mod qos_check;
 pub mod records;
@@ -36,8 +38,11 @@ pub use alert::{Alert, AlertKind, Culprit, Detection, ModelRef};
 pub use dependency_graph::{back_end_first, dependency_graph, dependency_graph_of_pairs};
 pub use detector::Detector;
 pub use edge_features::{edge_features, edge_features_of_partials, edge_partials};
-pub use features::{FeatureParams, features_dataflow, features_dataflow_with_stats};
+pub use features::{
+    FeatureParams, features_dataflow, features_dataflow_with_logs, features_dataflow_with_stats,
+};
 pub use inference_times::{DetectorTimes, InferenceTimes};
+pub use log_features::log_features;
 pub use qos_check::{Slo, qos_check, qos_verdicts};
 pub use records::*;
 pub use service_features::{service_features, service_features_of_partials};

@@ -68,6 +68,83 @@ impl Span {
     }
 }
 
+/// OpenTelemetry log severity, by `severityNumber` range (1-4 trace, 5-8 debug, 9-12 info,
+/// 13-16 warn, 17-20 error, 21-24 fatal; 0 or out of range: unspecified).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Unspecified,
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl Severity {
+    pub fn from_number(n: i32) -> Severity {
+        match n {
+            1..=4 => Severity::Trace,
+            5..=8 => Severity::Debug,
+            9..=12 => Severity::Info,
+            13..=16 => Severity::Warn,
+            17..=20 => Severity::Error,
+            21..=24 => Severity::Fatal,
+            _ => Severity::Unspecified,
+        }
+    }
+
+    /// Error or fatal.
+    pub fn is_error(self) -> bool {
+        self >= Severity::Error
+    }
+}
+
+/// One decoded log record: the fields of an OTLP log record that augur uses.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// `service.name` of the emitting resource.
+    pub service: String,
+    /// As [`Span::instance`].
+    pub instance: String,
+    /// `timeUnixNano`, else `observedTimeUnixNano`.
+    pub time_ns: u64,
+    pub severity: Severity,
+    /// The body as text (a string body as is; other kinds as their JSON).
+    pub body: String,
+    /// The span the record was written in, where the record says.
+    pub trace_id: Option<u128>,
+    pub span_id: Option<u64>,
+}
+
+impl LogRecord {
+    pub fn event_ms(&self) -> EventTime {
+        self.time_ns / 1_000_000
+    }
+}
+
+/// Per-service log features of one window: how many records, how many at error severity
+/// or above, and per log template (mined online) how many.
+#[derive(Clone, Debug, Default, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct LogFeatures {
+    pub window_end: EventTime,
+    pub service: String,
+    pub records: u64,
+    pub errors: u64,
+    pub warnings: u64,
+    /// Per template, by id (stable within a run), its text and count; sorted by id.
+    pub templates: Vec<TemplateCount>,
+}
+
+/// One log template's records in a window.
+#[derive(Clone, Debug, Default, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct TemplateCount {
+    pub id: u64,
+    pub template: String,
+    pub count: u64,
+}
+
 /// The resource a metric measures, after the configured name mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -271,6 +348,9 @@ pub struct WindowSnapshot {
     pub order: Vec<String>,
     /// Set when the dependency graph changed in this window.
     pub topology_changed: bool,
+    /// Sorted by service; services that logged nothing are absent.
+    #[serde(default)]
+    pub logs: Vec<LogFeatures>,
 }
 
 impl WindowSnapshot {

@@ -1,8 +1,8 @@
 //! Window snapshot: everything known about one closed window, gathered on worker 0.
 //!
 //! **In:** the per-window outputs of the feature operators — [`ServiceFeatures`],
-//! [`EdgeFeatures`], [`QosVerdict`], [`GraphUpdate`] — stamped with window ends, and the
-//! window length.
+//! [`EdgeFeatures`], [`QosVerdict`], [`GraphUpdate`], [`LogFeatures`] — stamped with window
+//! ends, and the window length.
 //!
 //! **Out:** on worker 0, one [`WindowSnapshot`] per window that received at least one of
 //! them, stamped with the window end, emitted when the window closes, in window order.
@@ -18,7 +18,9 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Concatenate;
 use timely::dataflow::operators::vec::Map;
 
-use crate::records::{EdgeFeatures, GraphUpdate, QosVerdict, ServiceFeatures, WindowSnapshot};
+use crate::records::{
+    EdgeFeatures, GraphUpdate, LogFeatures, QosVerdict, ServiceFeatures, WindowSnapshot,
+};
 use crate::window::window_fold;
 
 /// One part of a window snapshot.
@@ -28,6 +30,7 @@ pub enum SnapshotPart {
     Edge(EdgeFeatures),
     Qos(QosVerdict),
     Graph(GraphUpdate),
+    Logs(LogFeatures),
 }
 
 #[derive(Default)]
@@ -36,6 +39,7 @@ struct Parts {
     edges: Vec<EdgeFeatures>,
     qos: Vec<QosVerdict>,
     graph: Option<GraphUpdate>,
+    logs: Vec<LogFeatures>,
 }
 
 /// Gathers the parts of each window into a [`WindowSnapshot`]; see the module docs.
@@ -44,6 +48,7 @@ pub fn window_snapshot<'s>(
     edges: StreamVec<'s, u64, EdgeFeatures>,
     qos: StreamVec<'s, u64, QosVerdict>,
     graph: StreamVec<'s, u64, GraphUpdate>,
+    logs: StreamVec<'s, u64, LogFeatures>,
     window_ms: u64,
 ) -> StreamVec<'s, u64, WindowSnapshot> {
     let scope = services.scope();
@@ -52,6 +57,7 @@ pub fn window_snapshot<'s>(
         edges.map(SnapshotPart::Edge),
         qos.map(SnapshotPart::Qos),
         graph.map(SnapshotPart::Graph),
+        logs.map(SnapshotPart::Logs),
     ]);
     let mut last_order: Vec<String> = Vec::new();
     window_fold(
@@ -62,6 +68,7 @@ pub fn window_snapshot<'s>(
             SnapshotPart::Service(s) => acc.services.push(s),
             SnapshotPart::Edge(e) => acc.edges.push(e),
             SnapshotPart::Qos(q) => acc.qos.push(q),
+            SnapshotPart::Logs(l) => acc.logs.push(l),
             SnapshotPart::Graph(g) => {
                 // One update per window is produced; if several arrive, the last by content wins.
                 if acc.graph.as_ref().is_none_or(|old| *old < g) {
@@ -79,6 +86,7 @@ pub fn window_snapshot<'s>(
                     .then(a.quantile.total_cmp(&b.quantile))
                     .then(a.slo_ms.total_cmp(&b.slo_ms))
             });
+            acc.logs.sort_by(|a, b| a.service.cmp(&b.service));
             let topology_changed = acc.graph.is_some();
             if let Some(g) = acc.graph {
                 last_order = g.order;
@@ -91,6 +99,7 @@ pub fn window_snapshot<'s>(
                 qos: acc.qos,
                 order: last_order.clone(),
                 topology_changed,
+                logs: acc.logs,
             }]
         },
     )

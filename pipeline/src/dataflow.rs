@@ -17,8 +17,8 @@ use augur_operators::decide_log::DecideLog;
 use augur_operators::detect::{DetectStage, ModelPlacement, detect};
 use augur_operators::qos_check::Slo;
 use augur_operators::{
-    Alert, EventTime, FeatureParams, MetricPoint, Span, WindowSnapshot, features_dataflow,
-    window_end,
+    Alert, EventTime, FeatureParams, LogRecord, MetricPoint, Span, WindowSnapshot,
+    features_dataflow_with_logs, window_end,
 };
 use crossbeam_channel::Sender;
 use timely::dataflow::operators::core::UnorderedInput;
@@ -132,31 +132,42 @@ where
     let window_events = events.clone();
     let alert_events = events.clone();
 
-    let ((mut span_input, span_cap), (mut metric_input, metric_cap), probe) =
-        worker.dataflow::<EventTime, _, _>(|scope| {
-            let (span_handles, spans) = scope.new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<Span>>>();
-            let (metric_handles, metrics) =
-                scope.new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<MetricPoint>>>();
-            let snapshots = features_dataflow(spans, metrics, &params);
-            let snapshots = snapshots.inspect(move |snapshot: &WindowSnapshot| {
-                let _ = window_events.send(Event::Window(Box::new(snapshot.clone())));
-            });
-            let alerts = detect(snapshots, stages, &placement, inference).inspect_core(
-                move |event: Result<(&timely::progress::Stamp<EventTime>, &Vec<Alert>), &[EventTime]>| {
-                    if let Ok((stamp, alerts)) = event {
-                        let at = stamp.least().copied().unwrap_or(0);
-                        for alert in alerts {
-                            let _ = alert_events.send(Event::Alert(alert.clone(), at));
-                        }
-                    }
-                },
-            );
-            let (probe, _) = alerts.probe();
-            (span_handles, metric_handles, probe)
+    let (
+        (mut span_input, span_cap),
+        (mut metric_input, metric_cap),
+        (mut log_input, log_cap),
+        probe,
+    ) = worker.dataflow::<EventTime, _, _>(|scope| {
+        let (span_handles, spans) =
+            scope.new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<Span>>>();
+        let (metric_handles, metrics) = scope
+            .new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<MetricPoint>>>();
+        let (log_handles, logs) = scope
+            .new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<LogRecord>>>();
+        let snapshots = features_dataflow_with_logs(spans, metrics, logs, &params).0;
+        let snapshots = snapshots.inspect(move |snapshot: &WindowSnapshot| {
+            let _ = window_events.send(Event::Window(Box::new(snapshot.clone())));
         });
+        let alerts = detect(snapshots, stages, &placement, inference).inspect_core(
+            move |event: Result<
+                (&timely::progress::Stamp<EventTime>, &Vec<Alert>),
+                &[EventTime],
+            >| {
+                if let Ok((stamp, alerts)) = event {
+                    let at = stamp.least().copied().unwrap_or(0);
+                    for alert in alerts {
+                        let _ = alert_events.send(Event::Alert(alert.clone(), at));
+                    }
+                }
+            },
+        );
+        let (probe, _) = alerts.probe();
+        (span_handles, metric_handles, log_handles, probe)
+    });
 
     let mut span_cap = Some(span_cap);
     let mut metric_cap = Some(metric_cap);
+    let mut log_cap = Some(log_cap);
     let mut control = Control::new(worker);
     let mut source = match make_source(index, peers) {
         Ok(source) => source,
@@ -181,6 +192,7 @@ where
     let mut cap_time: EventTime = 0;
     let mut by_window_spans: BTreeMap<EventTime, Vec<Span>> = BTreeMap::new();
     let mut by_window_metrics: BTreeMap<EventTime, Vec<MetricPoint>> = BTreeMap::new();
+    let mut by_window_logs: BTreeMap<EventTime, Vec<LogRecord>> = BTreeMap::new();
     let mut frontier_sent: EventTime = 0;
     let mut stopped = false;
     let mut durable_sent: EventTime = 0;
@@ -222,6 +234,7 @@ where
         JobStats::add(&stats.spans, batch.spans.len() as u64);
         stats.add_span_kinds(&batch.spans);
         JobStats::add(&stats.metric_points, batch.metrics.len() as u64);
+        JobStats::add(&stats.log_records, batch.logs.len() as u64);
         for dead in batch.dead.drain(..) {
             JobStats::add(&stats.dead_letters, 1);
             let _ = events.send(Event::DeadLetter(dead));
@@ -256,6 +269,29 @@ where
                 by_window_metrics.entry(end).or_default().push(point);
             }
         }
+        for record in batch.logs.drain(..) {
+            let end = window_end(record.event_ms(), window_ms);
+            if end < cap_time {
+                late(
+                    stats,
+                    events,
+                    "log record",
+                    record.event_ms(),
+                    cap_time,
+                    serde_json::to_vec(&record),
+                );
+            } else {
+                by_window_logs.entry(end).or_default().push(record);
+            }
+        }
+        if let Some(cap) = &log_cap {
+            for (end, mut records) in std::mem::take(&mut by_window_logs) {
+                log_input
+                    .activate()
+                    .session(&cap.delayed(&end))
+                    .give_container(&mut records);
+            }
+        }
         if let Some(cap) = &span_cap {
             for (end, mut spans) in std::mem::take(&mut by_window_spans) {
                 span_input
@@ -288,6 +324,9 @@ where
                         cap.downgrade(&cap_time);
                     }
                     if let Some(cap) = metric_cap.as_mut() {
+                        cap.downgrade(&cap_time);
+                    }
+                    if let Some(cap) = log_cap.as_mut() {
                         cap.downgrade(&cap_time);
                     }
                 }
@@ -329,6 +368,7 @@ where
     } else {
         span_cap = None;
         metric_cap = None;
+        drop(log_cap.take());
         drop((span_cap.take(), metric_cap.take()));
         let final_close = Instant::now();
         if let Ok(mut closed) = stats.window_closed_at.lock() {

@@ -106,6 +106,12 @@ impl JobMetrics {
         }
         counter(
             &mut out,
+            "augur_log_records_total",
+            "Log records decoded.",
+            JobStats::get(&stats.log_records),
+        );
+        counter(
+            &mut out,
             "augur_metric_points_total",
             "Metric points decoded.",
             JobStats::get(&stats.metric_points),

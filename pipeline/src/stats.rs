@@ -27,6 +27,7 @@ pub struct JobStats {
     /// the job sees (see [`JobStats::span_shape`]).
     pub span_kinds: [AtomicU64; 6],
     pub metric_points: AtomicU64,
+    pub log_records: AtomicU64,
     /// Records or messages that failed to decode or validate.
     pub dead_letters: AtomicU64,
     /// Records that arrived after their window had closed (also dead-lettered).

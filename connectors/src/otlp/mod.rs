@@ -1,4 +1,4 @@
-//! OTLP codecs: OpenTelemetry trace and metric export requests (protobuf, and OTLP/JSON as
+//! OTLP codecs: OpenTelemetry trace, metric and log export requests (protobuf, and OTLP/JSON as
 //! the Collector writes it) to and from augur's [`Span`](augur_operators::records::Span) and
 //! [`MetricPoint`](augur_operators::records::MetricPoint) records. Decoders validate each
 //! record: good ones are appended to the caller's buffer, bad ones come back as
@@ -9,6 +9,7 @@ mod error;
 mod group;
 mod json_model;
 mod json_write;
+mod logs;
 mod metric_names;
 mod metrics;
 mod metrics_json;
@@ -20,12 +21,14 @@ mod view;
 mod wire;
 
 pub use error::{DecodeError, RecordError};
+pub use logs::{decode_logs, decode_logs_json, decode_logs_proto};
 pub use metric_names::MetricNames;
 pub use metrics::{
     MetricsDecoded, decode_metrics, encode_metrics, encode_metrics_json, encode_metrics_proto,
 };
 pub use metrics_json::decode_metrics_json;
 pub use metrics_proto::decode_metrics_proto;
+pub use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 pub use traces::{decode_traces, encode_traces, encode_traces_json, encode_traces_proto};

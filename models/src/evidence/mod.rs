@@ -76,6 +76,11 @@ pub enum Signal {
     Errors,
     CallPattern,
     Cpu,
+    /// The share of a service's log records at error severity or above.
+    LogErrors,
+    /// The share of a service's log records of one template (mined online), either way: a
+    /// new template, or a usual one gone.
+    LogTemplate,
 }
 
 impl Signal {
@@ -84,7 +89,9 @@ impl Signal {
         match self {
             Signal::SelfTime | Signal::Cpu => "cpu",
             Signal::Network => "network",
-            Signal::Errors | Signal::CallPattern => "errors",
+            Signal::Errors | Signal::CallPattern | Signal::LogErrors | Signal::LogTemplate => {
+                "errors"
+            }
         }
     }
 }
@@ -139,6 +146,10 @@ struct Range {
     gap: BTreeMap<(String, String), Pooled>,
     client: BTreeMap<(String, String), Pooled>,
     cpu: BTreeMap<String, Pooled>,
+    /// Per service: log records and, of them, at error severity or above.
+    logs: BTreeMap<String, (f64, f64)>,
+    /// Per (service, template id): records and the template's latest text.
+    templates: BTreeMap<(String, u64), (f64, String)>,
     windows: usize,
 }
 
@@ -161,6 +172,19 @@ impl Range {
                         .entry((e.caller.clone(), e.callee.clone()))
                         .or_default()
                         .add(e.gap_total_ms, e.gap_calls as f64);
+                }
+            }
+            for l in &w.logs {
+                let e = r.logs.entry(l.service.clone()).or_default();
+                e.0 += l.records as f64;
+                e.1 += l.errors as f64;
+                for t in &l.templates {
+                    let slot = r
+                        .templates
+                        .entry((l.service.clone(), t.id))
+                        .or_insert_with(|| (0.0, String::new()));
+                    slot.0 += t.count as f64;
+                    slot.1.clone_from(&t.template);
                 }
             }
             let mut any = false;
@@ -293,6 +317,36 @@ fn diagnose_ranges(
             by_service.entry(service.clone()).or_default().push(ev);
         }
     }
+    // Logs: the error share, and each template's share of the service's records.
+    for (service, &(na, ea)) in &after.logs {
+        let Some(&(nb, eb)) = before.logs.get(service) else {
+            continue;
+        };
+        if let Some(mut ev) = stats::share_increase(eb, nb, ea, na, z_min) {
+            ev.signal = Signal::LogErrors;
+            by_service.entry(service.clone()).or_default().push(ev);
+        }
+        let ids: std::collections::BTreeSet<u64> = before
+            .templates
+            .keys()
+            .chain(after.templates.keys())
+            .filter(|(s, _)| s == service)
+            .map(|(_, id)| *id)
+            .collect();
+        let strongest = ids
+            .into_iter()
+            .filter_map(|id| {
+                let key = (service.clone(), id);
+                let (cb, tb) = before.templates.get(&key).cloned().unwrap_or_default();
+                let (ca, ta) = after.templates.get(&key).cloned().unwrap_or_default();
+                let text = if ta.is_empty() { tb } else { ta };
+                stats::template_change(&text, cb, nb, ca, na, z_min)
+            })
+            .max_by(|a, b| a.score.total_cmp(&b.score));
+        if let Some(ev) = strongest {
+            by_service.entry(service.clone()).or_default().push(ev);
+        }
+    }
     // Call pattern: calls per request of the caller, to each callee, either way.
     let callees: std::collections::BTreeSet<&(String, String)> =
         before.calls.keys().chain(after.calls.keys()).collect();
@@ -376,8 +430,9 @@ fn diagnose_ranges(
 /// Effects travel from callees to callers: a saturated callee fills its callers' queues,
 /// fails their calls, makes them retry. A culprit that calls another culprit (not one named
 /// for its network only: the service whose every edge moved already has the higher pooled
-/// score) and whose calls to it slowed significantly, by at least 20 %, may only be showing
-/// that one's effect: such culprits come after the others, each group in score order.
+/// score) and whose calls to it slowed significantly, by at least 20 %, or whose evidence is
+/// errors as the callee's is, may only be showing that one's effect: such culprits come
+/// after the others, each group in score order.
 fn explained_last(
     culprits: Vec<Culprit>,
     before: &Range,
@@ -385,20 +440,32 @@ fn explained_last(
     min_z: f64,
     max: usize,
 ) -> Vec<Culprit> {
-    let causes: std::collections::BTreeSet<&str> = culprits
+    // Culprit → the resource its strongest evidence points at.
+    let causes: BTreeMap<&str, &str> = culprits
         .iter()
         .filter(|c| c.resource != Signal::Network.resource())
-        .map(|c| c.service.as_str())
+        .map(|c| (c.service.as_str(), c.resource.as_str()))
         .collect();
+    let errors = Signal::Errors.resource();
     let explained: std::collections::BTreeSet<String> = after
         .client
         .iter()
-        .filter(|((caller, callee), _)| caller != callee && causes.contains(callee.as_str()))
-        .filter(|(edge, a)| {
-            before.client.get(*edge).is_some_and(|b| {
-                stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, min_z)
-                    .is_some_and(|e| e.score >= 0.2)
-            })
+        .filter(|((caller, callee), _)| caller != callee)
+        .filter(|((caller, callee), a)| {
+            let Some(&callee_resource) = causes.get(callee.as_str()) else {
+                return false;
+            };
+            // Failures travel up as failures: a caller whose evidence is errors, calling a
+            // callee whose evidence is errors.
+            let failing = callee_resource == errors && causes.get(caller.as_str()) == Some(&errors);
+            failing
+                || before
+                    .client
+                    .get(&(caller.clone(), callee.clone()))
+                    .is_some_and(|b| {
+                        stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, min_z)
+                            .is_some_and(|e| e.score >= 0.2)
+                    })
         })
         .map(|((caller, _), _)| caller.clone())
         .collect();

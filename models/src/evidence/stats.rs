@@ -151,3 +151,35 @@ pub(super) fn ratio(before: &Pooled, after: &Pooled) -> f64 {
 pub(super) fn zscore(before: &Pooled, after: &Pooled) -> f64 {
     (after.mean() - before.mean()) / before.spread().max(1e-6)
 }
+
+/// A change, either way, of one template's share of a service's log records
+/// (`cb / nb` → `ca / na`), if significant against the count the normal share predicts
+/// (Poisson, the normal share floored at half a record); scored by the change over
+/// max(normal share, 2 %). `z` is signed.
+pub(super) fn template_change(
+    template: &str,
+    cb: f64,
+    nb: f64,
+    ca: f64,
+    na: f64,
+    min_z: f64,
+) -> Option<Evidence> {
+    if nb <= 0.0 || na <= 0.0 {
+        return None;
+    }
+    let pb = cb.max(0.5) / nb;
+    let expected = pb * na;
+    let z = (ca - expected) / (expected + 1.0).sqrt();
+    if z.abs() < min_z {
+        return None;
+    }
+    let (before, after) = (cb / nb, ca / na);
+    Some(Evidence {
+        signal: Signal::LogTemplate,
+        on: Some(template.to_string()),
+        before,
+        after,
+        z,
+        score: (after - before).abs() / before.max(0.02),
+    })
+}

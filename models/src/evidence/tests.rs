@@ -1,7 +1,7 @@
 //! Diagnoses of windows where the answer is known: a chain `a → b → c`, one request per
 //! second at `a` (low traffic: every window's mean is one request), a fault from `AT` on.
 
-use augur_operators::{EdgeFeatures, ServiceFeatures, WindowSnapshot};
+use augur_operators::{EdgeFeatures, LogFeatures, ServiceFeatures, TemplateCount, WindowSnapshot};
 
 use super::*;
 
@@ -18,6 +18,8 @@ enum Fault {
     Delay(usize),
     /// `a` stops calling `b` in half of its requests (and so `b` and `c` get half the load).
     SkipsCalls,
+    /// The service logs a new error line in a third of its requests.
+    ErrorLogs(usize),
 }
 
 struct Lcg(u64);
@@ -100,11 +102,40 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
     } else {
         Vec::new()
     };
+    // Every service logs one info line per request; with `ErrorLogs`, an error line too
+    // in every third window.
+    let logs = (0..3)
+        .filter(|&i| requests[i] > 0)
+        .map(|i| {
+            let mut templates = vec![TemplateCount {
+                id: 1,
+                template: format!("INFO {} handled <*>", CHAIN[i]),
+                count: 1,
+            }];
+            let failing = matches!(fault, Fault::ErrorLogs(f) if f == i) && on && end % 3000 == 0;
+            if failing {
+                templates.push(TemplateCount {
+                    id: 2,
+                    template: format!("ERROR {} no such record <*>", CHAIN[i]),
+                    count: 1,
+                });
+            }
+            LogFeatures {
+                window_end: end,
+                service: CHAIN[i].into(),
+                records: templates.len() as u64,
+                errors: u64::from(failing),
+                warnings: 0,
+                templates,
+            }
+        })
+        .collect();
     WindowSnapshot {
         window_end: end,
         window_ms: 1000,
         services,
         edges,
+        logs,
         ..WindowSnapshot::default()
     }
 }
@@ -153,6 +184,18 @@ fn skipped_calls_are_named_at_the_caller() {
         let ev = &d.culprits[0].evidence[0];
         assert_eq!(ev.signal, Signal::CallPattern);
         assert!(ev.z < 0.0, "fewer calls: {ev:?}");
+    }
+}
+
+#[test]
+fn a_new_error_line_is_named_at_the_service_that_logs_it() {
+    for seed in 1..=5 {
+        for (i, name) in CHAIN.iter().enumerate() {
+            let d = run(Fault::ErrorLogs(i), seed);
+            assert_eq!(top(&d), (*name, "errors"), "seed {seed}: {d:#?}");
+            let signals: Vec<Signal> = d.culprits[0].evidence.iter().map(|e| e.signal).collect();
+            assert!(signals.contains(&Signal::LogTemplate), "{signals:?}");
+        }
     }
 }
 

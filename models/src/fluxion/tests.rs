@@ -312,6 +312,7 @@ fn snapshot(s: &Sample, window_end: u64, versions: &BTreeMap<&str, &str>) -> Win
             .into_iter()
             .collect(),
         topology_changed: false,
+        logs: Vec::new(),
     }
 }
 

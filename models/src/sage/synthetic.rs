@@ -213,6 +213,7 @@ fn chain_window_of(
         qos: vec![entry_verdict(window_end, &names[0], rate, server[0], slo)],
         order: names.iter().rev().cloned().collect(),
         topology_changed: window_end == 1000,
+        logs: Vec::new(),
     }
 }
 
@@ -310,6 +311,7 @@ pub fn parallel_window(
         )],
         order: vec!["b".into(), "a".into(), "p".into()],
         topology_changed: window_end == 1000,
+        logs: Vec::new(),
     }
 }
 

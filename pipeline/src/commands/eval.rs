@@ -143,6 +143,7 @@ pub fn print_reports(
             .filter(|(_, n)| *n > 0)
             .map(|(kind, n)| (kind.to_string(), *n))
             .collect(),
+        log_records: JobStats::get(&outcome.stats.log_records),
     };
     let truth = window_truth(&outcome.windows);
     let faults = faults_from_labels(labels);

@@ -101,7 +101,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let secs = outcome.wall.as_secs_f64().max(1e-9);
     let spans = JobStats::get(&outcome.stats.spans);
     eprintln!(
-        "replayed {spans} spans in {secs:.1} s ({:.0} spans/s); {} alerts; {} dead letters ({} late)",
+        "replayed {spans} spans and {} log records in {secs:.1} s ({:.0} spans/s); {} alerts; {} dead letters ({} late)",
+        JobStats::get(&outcome.stats.log_records),
         spans as f64 / secs,
         outcome
             .alerts

@@ -29,6 +29,8 @@ pub struct PipelineFigures {
     /// Spans by kind (`unspecified`, `server`, ...; kinds not seen are left out): all
     /// `unspecified` is kind-less instrumentation, whose calls are inferred from parents.
     pub span_kinds: std::collections::BTreeMap<String, u64>,
+    /// Log records decoded.
+    pub log_records: u64,
 }
 
 /// A detector's inference cost in the replay (on the model workers' inference threads).

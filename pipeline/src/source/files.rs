@@ -1,5 +1,6 @@
-//! Replay of recorded OTLP JSON-lines files (`traces.otlp.jsonl[.zst|.gz]` and
-//! `metrics.otlp.jsonl[...]` in a directory), as fast as possible.
+//! Replay of recorded OTLP JSON-lines files (`traces.otlp.jsonl[.zst|.gz]`,
+//! `metrics.otlp.jsonl[...]` and, if present, `logs.otlp.jsonl[...]` in a directory), as
+//! fast as possible.
 //!
 //! Every worker reads both files but decodes only the lines `line % workers == index`, so
 //! decoding — the expensive part — is spread over workers. Each file is a partition with
@@ -10,7 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use augur_connectors::dead_letter::DeadLetter;
 use augur_connectors::files::{LineReader, find_input};
-use augur_connectors::otlp::{MetricNames, decode_metrics_json, decode_traces_json};
+use augur_connectors::otlp::{
+    MetricNames, decode_logs_json, decode_metrics_json, decode_traces_json,
+};
 
 use super::{Batch, PartitionWatermarks, SourceState, WorkerSource};
 
@@ -19,6 +22,7 @@ const LINES_PER_POLL: usize = 64;
 
 const TRACES: usize = 0;
 const METRICS: usize = 1;
+const LOGS: usize = 2;
 
 pub struct FileSource {
     readers: Vec<(PathBuf, LineReader)>,
@@ -46,15 +50,16 @@ impl FileSource {
         peers: usize,
     ) -> anyhow::Result<Self> {
         let (traces, metrics) = input_files(dir)?;
+        let logs = find_input(dir, "logs.otlp").ok();
         let mut readers = Vec::new();
-        for path in [traces, metrics] {
+        for path in [traces, metrics].into_iter().chain(logs) {
             let reader =
                 LineReader::open(&path).with_context(|| format!("opening {}", path.display()))?;
             readers.push((path, reader));
         }
         Ok(FileSource {
+            watermarks: PartitionWatermarks::new(readers.len()),
             readers,
-            watermarks: PartitionWatermarks::new(2),
             names,
             index: index as u64,
             peers: peers.max(1) as u64,
@@ -95,6 +100,13 @@ impl WorkerSource for FileSource {
                 let result = decode_traces_json(&self.line, &mut batch.spans);
                 for span in &batch.spans[before..] {
                     self.watermarks.observe(TRACES, span.event_ms());
+                }
+                result
+            } else if partition == LOGS {
+                let before = batch.logs.len();
+                let result = decode_logs_json(&self.line, &mut batch.logs);
+                for record in &batch.logs[before..] {
+                    self.watermarks.observe(LOGS, record.event_ms());
                 }
                 result
             } else {

@@ -6,13 +6,14 @@ pub mod kafka;
 pub mod simulator;
 
 use augur_connectors::dead_letter::DeadLetter;
-use augur_operators::{EventTime, MetricPoint, Span};
+use augur_operators::{EventTime, LogRecord, MetricPoint, Span};
 
 /// What one poll produced.
 #[derive(Default)]
 pub struct Batch {
     pub spans: Vec<Span>,
     pub metrics: Vec<MetricPoint>,
+    pub logs: Vec<LogRecord>,
     /// Input that failed to decode or validate, with the reason.
     pub dead: Vec<DeadLetter>,
     /// Messages (lines, Kafka messages) read, good or bad.
@@ -23,6 +24,7 @@ impl Batch {
     pub fn clear(&mut self) {
         self.spans.clear();
         self.metrics.clear();
+        self.logs.clear();
         self.dead.clear();
         self.messages = 0;
     }

@@ -1,0 +1,240 @@
+//! OTLP logs: `ExportLogsServiceRequest` (protobuf, or OTLP/JSON as the Collector's file and
+//! Kafka exporters write it) → validated [`LogRecord`]s. Out: the good records appended to
+//! `out`, the rejected ones as [`RecordError`]s; input that isn't an export request is a
+//! [`DecodeError`] and leaves `out` as it was.
+//!
+//! A record needs its resource's `service.name` and a time (`timeUnixNano`, else
+//! `observedTimeUnixNano`). Trace and span ids are kept when valid hex of the right length
+//! (an invalid one is a rejected record; an absent one is fine). A string body is kept as
+//! is; any other body as its JSON text.
+
+use augur_operators::records::{LogRecord, Severity};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use prost::Message;
+use serde::Deserialize;
+
+use super::error::{DecodeError, RecordError};
+use super::json_model::{Attrs, EnumInt, Str, U64};
+use super::json_write::{push_str, push_str_truncated, push_u64_str};
+use super::traces::resource_attrs;
+use super::view::OwnedIdentity;
+
+/// The fields of one log record, however it was encoded.
+struct RawLog<'a> {
+    time_ns: u64,
+    observed_ns: u64,
+    severity_number: i32,
+    body: String,
+    trace_id: Id<'a>,
+    span_id: Id<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Id<'a> {
+    Bytes(&'a [u8]),
+    Hex(&'a str),
+}
+
+impl Id<'_> {
+    /// The id's `N` bytes, `None` when empty or all zeros.
+    fn decode<const N: usize>(self, what: &str) -> Result<Option<[u8; N]>, String> {
+        let mut out = [0u8; N];
+        match self {
+            Id::Bytes(b) if b.is_empty() => return Ok(None),
+            Id::Bytes(b) if b.len() == N => out.copy_from_slice(b),
+            Id::Bytes(b) => return Err(format!("{what} has {} bytes, not {N}", b.len())),
+            Id::Hex("") => return Ok(None),
+            Id::Hex(h) => {
+                hex::decode_to_slice(h, &mut out)
+                    .map_err(|_| format!("{what} is not {} hex digits", 2 * N))?;
+            }
+        }
+        Ok((out != [0; N]).then_some(out))
+    }
+}
+
+impl RawLog<'_> {
+    fn validate(self, res: &OwnedIdentity) -> Result<LogRecord, RecordError> {
+        let check = || -> Result<LogRecord, String> {
+            let Some((service, instance)) = &res.service_instance else {
+                return Err("missing service.name".to_owned());
+            };
+            let time_ns = if self.time_ns > 0 {
+                self.time_ns
+            } else {
+                self.observed_ns
+            };
+            if time_ns == 0 {
+                return Err("missing time (timeUnixNano and observedTimeUnixNano are 0)".into());
+            }
+            Ok(LogRecord {
+                service: service.clone(),
+                instance: instance.clone(),
+                time_ns,
+                severity: Severity::from_number(self.severity_number),
+                body: self.body.clone(),
+                trace_id: self
+                    .trace_id
+                    .decode::<16>("trace id")?
+                    .map(u128::from_be_bytes),
+                span_id: self.span_id.decode::<8>("span id")?.map(u64::from_be_bytes),
+            })
+        };
+        check().map_err(|reason| RecordError {
+            reason,
+            record: self.context(res),
+        })
+    }
+
+    /// The record's identifying fields as one JSON object.
+    fn context(&self, res: &OwnedIdentity) -> String {
+        let mut out = String::with_capacity(160);
+        out.push_str("{\"timeUnixNano\":");
+        push_u64_str(&mut out, self.time_ns);
+        if let Some((service, instance)) = &res.service_instance {
+            out.push_str(",\"service\":");
+            push_str(&mut out, service);
+            out.push_str(",\"instance\":");
+            push_str(&mut out, instance);
+        }
+        out.push_str(",\"body\":");
+        push_str_truncated(&mut out, &self.body, 256);
+        out.push('}');
+        out
+    }
+}
+
+fn body_text(v: Option<&AnyValue>) -> String {
+    match v.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        None => String::new(),
+        Some(other) => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// Decodes an already-parsed request: good records are appended to `out`; every record
+/// that failed validation is returned with its reason.
+pub fn decode_logs(req: &ExportLogsServiceRequest, out: &mut Vec<LogRecord>) -> Vec<RecordError> {
+    let mut errors = Vec::new();
+    for rl in &req.resource_logs {
+        let ident = OwnedIdentity::new(&resource_attrs(rl.resource.as_ref()));
+        for r in rl.scope_logs.iter().flat_map(|sl| &sl.log_records) {
+            let raw = RawLog {
+                time_ns: r.time_unix_nano,
+                observed_ns: r.observed_time_unix_nano,
+                severity_number: r.severity_number,
+                body: body_text(r.body.as_ref()),
+                trace_id: Id::Bytes(&r.trace_id),
+                span_id: Id::Bytes(&r.span_id),
+            };
+            match raw.validate(&ident) {
+                Ok(rec) => out.push(rec),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    errors
+}
+
+/// Decodes one protobuf `ExportLogsServiceRequest`.
+pub fn decode_logs_proto(
+    bytes: &[u8],
+    out: &mut Vec<LogRecord>,
+) -> Result<Vec<RecordError>, DecodeError> {
+    let req = ExportLogsServiceRequest::decode(bytes)
+        .map_err(|e| DecodeError::Protobuf(e.to_string()))?;
+    Ok(decode_logs(&req, out))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request<'a> {
+    #[serde(borrow, default, alias = "resource_logs")]
+    resource_logs: Option<Vec<ResourceLogs<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceLogs<'a> {
+    #[serde(borrow, default)]
+    resource: Option<super::traces_json::Resource<'a>>,
+    #[serde(borrow, default, alias = "scope_logs")]
+    scope_logs: Option<Vec<ScopeLogs<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScopeLogs<'a> {
+    #[serde(borrow, default, alias = "log_records")]
+    log_records: Option<Vec<JsonLog<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonLog<'a> {
+    #[serde(default, alias = "time_unix_nano")]
+    time_unix_nano: Option<U64>,
+    #[serde(default, alias = "observed_time_unix_nano")]
+    observed_time_unix_nano: Option<U64>,
+    #[serde(default, alias = "severity_number")]
+    severity_number: Option<EnumInt>,
+    #[serde(default)]
+    body: Option<serde_json::Value>,
+    #[serde(borrow, default, alias = "trace_id")]
+    trace_id: Option<Str<'a>>,
+    #[serde(borrow, default, alias = "span_id")]
+    span_id: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    #[allow(dead_code)]
+    attributes: Attrs<'a>,
+}
+
+/// A JSON `AnyValue` body as text: `stringValue` as is, anything else as its JSON.
+fn json_body(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::Object(o)) => {
+            match o.get("stringValue").or(o.get("string_value")) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                _ => serde_json::Value::Object(o.clone()).to_string(),
+            }
+        }
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Decodes one OTLP/JSON `ExportLogsServiceRequest` (one line of the Collector's file
+/// exporter, or one Kafka message).
+pub fn decode_logs_json(
+    bytes: &[u8],
+    out: &mut Vec<LogRecord>,
+) -> Result<Vec<RecordError>, DecodeError> {
+    let req: Request<'_> = serde_json::from_slice(bytes)?;
+    let mut errors = Vec::new();
+    for rl in req.resource_logs.iter().flatten() {
+        let attrs = rl
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.resource())
+            .unwrap_or_default();
+        let ident = OwnedIdentity::new(&attrs);
+        for sl in rl.scope_logs.iter().flatten() {
+            for r in sl.log_records.iter().flatten() {
+                let raw = RawLog {
+                    time_ns: r.time_unix_nano.unwrap_or_default().0,
+                    observed_ns: r.observed_time_unix_nano.unwrap_or_default().0,
+                    severity_number: r.severity_number.unwrap_or_default().0,
+                    body: json_body(r.body.as_ref()),
+                    trace_id: Id::Hex(r.trace_id.as_ref().map_or("", Str::as_str)),
+                    span_id: Id::Hex(r.span_id.as_ref().map_or("", Str::as_str)),
+                };
+                match raw.validate(&ident) {
+                    Ok(rec) => out.push(rec),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+    }
+    Ok(errors)
+}

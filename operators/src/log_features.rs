@@ -1,0 +1,279 @@
+//! Per-service log features of each window: record counts by severity, and counts per log
+//! template, mined online with Drain ([`logdrain`]).
+//!
+//! **In:** [`LogRecord`]s stamped with the window end of their time; exchanged by service,
+//! so each service's template miner lives on one worker.
+//!
+//! **Out:** one [`LogFeatures`] per (window, service) with records, stamped with the window
+//! end, emitted when the window closes.
+//!
+//! A window's records are mined when it closes, sorted by (service, time, body): Drain is
+//! order-dependent, and this order makes template ids and texts the same for any arrival
+//! order or number of workers. Before mining, bodies are masked: UUIDs, hex ids of 16 or
+//! more digits, IPv4 addresses, clock times and numbers become placeholders, so a
+//! template is the line's constant text (the logger and message), not its values.
+//!
+//! **State:** a window's records until it closes; per service, its miner (at most
+//! [`MAX_CLUSTERS_PER_LEAF`] templates per prefix-tree leaf, least recently used evicted).
+
+use std::collections::{BTreeMap, HashMap};
+
+use logdrain::{Mask, Miner, MinerBuilder, builtin_masks};
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Exchange;
+
+use crate::records::{LogFeatures, LogRecord, Severity, TemplateCount};
+use crate::window::{route, window_fold};
+
+/// Templates kept per leaf of a service's prefix tree.
+pub const MAX_CLUSTERS_PER_LEAF: usize = 200;
+
+/// A miner with augur's masks.
+pub fn new_miner() -> Miner {
+    let mut masks = vec![builtin_masks::uuid(), builtin_masks::ipv4()];
+    // Patterns are constants: a failure is a bug caught by the tests, not by users, so
+    // a pattern that doesn't compile is only skipped.
+    for (pattern, placeholder) in [
+        (r"\b[0-9a-fA-F]{16,}\b", "<hex>"),
+        (r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b", "<time>"),
+        (r"\b\d{4}-\d{2}-\d{2}\b", "<date>"),
+    ] {
+        if let Ok(m) = Mask::new(pattern, placeholder) {
+            masks.push(m);
+        }
+    }
+    MinerBuilder::new()
+        .max_clusters_per_leaf(MAX_CLUSTERS_PER_LEAF)
+        .masks(masks)
+        .build()
+        .unwrap_or_else(|_| Miner::from_options(Default::default()))
+}
+
+/// Counts per service of one window.
+#[derive(Default)]
+struct Counts {
+    records: u64,
+    errors: u64,
+    warnings: u64,
+    templates: BTreeMap<u64, u64>,
+}
+
+/// Log features per window and service; see the module docs.
+pub fn log_features<'s>(logs: StreamVec<'s, u64, LogRecord>) -> StreamVec<'s, u64, LogFeatures> {
+    let mut miners: HashMap<String, Miner> = HashMap::new();
+    window_fold(
+        logs,
+        Exchange::new(|r: &LogRecord| route(&r.service)),
+        "LogFeatures",
+        |acc: &mut Vec<LogRecord>, r: LogRecord| acc.push(r),
+        move |t, mut records| {
+            records.sort_by(|a, b| {
+                (&a.service, a.time_ns, &a.body).cmp(&(&b.service, b.time_ns, &b.body))
+            });
+            let mut by_service: BTreeMap<String, Counts> = BTreeMap::new();
+            for r in &records {
+                let miner = miners.entry(r.service.clone()).or_insert_with(new_miner);
+                let id = miner.add(&r.body).cluster_id;
+                let c = by_service.entry(r.service.clone()).or_default();
+                c.records += 1;
+                c.errors += u64::from(r.severity.is_error());
+                c.warnings += u64::from(r.severity == Severity::Warn);
+                *c.templates.entry(id).or_default() += 1;
+            }
+            by_service
+                .into_iter()
+                .map(|(service, c)| {
+                    let miner = miners.get(&service);
+                    let templates = c
+                        .templates
+                        .into_iter()
+                        .map(|(id, count)| TemplateCount {
+                            id,
+                            template: miner
+                                .and_then(|m| m.cluster(id))
+                                .map(|cl| cl.template().to_string())
+                                .unwrap_or_default(),
+                            count,
+                        })
+                        .collect();
+                    LogFeatures {
+                        window_end: t,
+                        service,
+                        records: c.records,
+                        errors: c.errors,
+                        warnings: c.warnings,
+                        templates,
+                    }
+                })
+                .collect()
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use timely::dataflow::operators::vec::Input;
+    use timely::dataflow::operators::{Inspect, Probe};
+
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn record(service: &str, at_ms: u64, severity: Severity, body: String) -> LogRecord {
+        LogRecord {
+            service: service.into(),
+            instance: format!("{service}-0"),
+            time_ns: at_ms * MS,
+            severity,
+            body,
+            trace_id: None,
+            span_id: None,
+        }
+    }
+
+    /// Train Ticket-shaped lines: a clock time, level, logger#line, trace and span ids, the
+    /// message. Window 1000 (ends): 4 `#31` lines; window 2000: 2 `#31`, 3 `#37` errors, and
+    /// one line of another service.
+    fn records() -> Vec<(u64, LogRecord)> {
+        let line = |k: u64, level: &str, at: &str, msg: &str| {
+            format!(
+                "16:42:{:02}.{:03} {level}  c.s.ContactsServiceImpl#{at} TraceID: {:032x} SpanID: {:016x} [findContactsById]{msg}",
+                k % 60,
+                k * 7 % 1000,
+                0xabc0_u128 + u128::from(k),
+                0x77_u64 * (k + 1),
+            )
+        };
+        let mut out = Vec::new();
+        for k in 0..4 {
+            out.push((
+                1000,
+                record(
+                    "contacts",
+                    100 + k,
+                    Severity::Info,
+                    line(k, "INFO", "31", "[ok]"),
+                ),
+            ));
+        }
+        for k in 4..6 {
+            out.push((
+                2000,
+                record(
+                    "contacts",
+                    1100 + k,
+                    Severity::Info,
+                    line(k, "INFO", "31", "[ok]"),
+                ),
+            ));
+        }
+        for k in 6..9 {
+            out.push((
+                2000,
+                record(
+                    "contacts",
+                    1100 + k,
+                    Severity::Error,
+                    line(k, "ERROR", "37", "[No contacts according to contactsId]"),
+                ),
+            ));
+        }
+        out.push((
+            2000,
+            record(
+                "gateway",
+                1500,
+                Severity::Warn,
+                "slow upstream 120 ms".into(),
+            ),
+        ));
+        out
+    }
+
+    fn run(workers: usize) -> Vec<LogFeatures> {
+        let out: Arc<Mutex<Vec<LogFeatures>>> = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&out);
+        let feed = records();
+        timely::execute(timely::Config::process(workers), move |worker| {
+            let index = worker.index();
+            let peers = worker.peers();
+            let sink = Arc::clone(&sink);
+            let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, logs) = scope.new_input::<LogRecord>();
+                let (probe, _) = log_features(logs)
+                    .inspect(move |f: &LogFeatures| {
+                        sink.lock().expect("lock").push(f.clone());
+                    })
+                    .probe();
+                (input, probe)
+            });
+            for (i, (t, r)) in feed.iter().enumerate() {
+                if i % peers == index {
+                    input.advance_to(*t);
+                    input.send(r.clone());
+                }
+            }
+            input.advance_to(3000);
+            while probe.less_than(&3000) {
+                worker.step();
+            }
+        })
+        .expect("timely runs");
+        let mut got = out.lock().expect("lock").clone();
+        got.sort_by(|a, b| (a.window_end, &a.service).cmp(&(b.window_end, &b.service)));
+        got
+    }
+
+    #[test]
+    fn templates_are_the_constant_text_and_the_same_for_any_worker_count() {
+        let one = run(1);
+        assert_eq!(one, run(2));
+        let windows: Vec<(u64, &str, u64, u64, u64)> = one
+            .iter()
+            .map(|f| {
+                (
+                    f.window_end,
+                    f.service.as_str(),
+                    f.records,
+                    f.errors,
+                    f.warnings,
+                )
+            })
+            .collect();
+        assert_eq!(
+            windows,
+            vec![
+                (1000, "contacts", 4, 0, 0),
+                (2000, "contacts", 5, 3, 0),
+                (2000, "gateway", 1, 0, 1),
+            ]
+        );
+        // One template for the INFO #31 lines whatever their times and ids, another for the
+        // ERROR #37 lines; the first keeps its id across windows.
+        assert_eq!(one[0].templates.len(), 1, "{:#?}", one[0]);
+        let ok = &one[0].templates[0];
+        assert_eq!(ok.count, 4);
+        assert!(
+            ok.template.contains("c.s.ContactsServiceImpl#31"),
+            "{}",
+            ok.template
+        );
+        assert!(!ok.template.contains("abc"), "ids masked: {}", ok.template);
+        let second: BTreeMap<u64, (u64, &str)> = one[1]
+            .templates
+            .iter()
+            .map(|t| (t.id, (t.count, t.template.as_str())))
+            .collect();
+        assert_eq!(second.len(), 2, "{second:#?}");
+        assert_eq!(second.get(&ok.id).map(|t| t.0), Some(2));
+        let (errors, text) = second
+            .iter()
+            .find(|(id, _)| **id != ok.id)
+            .map(|(_, t)| *t)
+            .expect("a second template");
+        assert_eq!(errors, 3);
+        assert!(text.contains("ERROR") && text.contains("#37"), "{text}");
+    }
+}
