@@ -320,3 +320,30 @@ fn a_delay_into_the_faster_of_two_parallel_calls_is_named() {
         "b named and its repair restores QoS in {restored}/6"
     );
 }
+
+/// A detector dropped while an online retraining runs stops it at its next optimizer step
+/// and joins it: the drop is prompt, and no training outlives the detector.
+#[test]
+fn dropping_the_detector_stops_an_online_retraining_promptly() {
+    let _torch = crate::torch_test_lock();
+    let mut sage = Sage::with_model(trained_for(&chain_windows(N, 200, 4, 7), 2));
+    sage.set_online(super::online::OnlineConfig {
+        every: 100,
+        recent: 60,
+        older: 60,
+        // Minutes of training: only the stop flag ends it within the test.
+        epochs: 5_000,
+    });
+    for w in &chain_windows(N, 100, 4, 11) {
+        sage.observe(w);
+    }
+    assert_eq!(sage.retrains(), (0, true), "one retraining running");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let dropping = std::time::Instant::now();
+    drop(sage);
+    assert!(
+        dropping.elapsed() < std::time::Duration::from_secs(5),
+        "drop took {:?}: the retraining ran on",
+        dropping.elapsed()
+    );
+}

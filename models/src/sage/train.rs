@@ -15,6 +15,7 @@
 //!   the weights of unchanged parts).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use augur_operators::{Resource, WindowSnapshot};
 use tch::nn::OptimizerConfig;
@@ -168,6 +169,31 @@ pub fn fit(
     units: &[usize],
     channels: &[usize],
     settings: &SageTrainSettings,
+    progress: impl FnMut(usize, f64),
+) -> f64 {
+    fit_until(
+        model,
+        samples,
+        violated,
+        units,
+        channels,
+        settings,
+        &AtomicBool::new(false),
+        progress,
+    )
+}
+
+/// [`fit`], abandoned at the next batch once `stop` is set (an online retraining whose
+/// detector goes away ends within one optimizer step; its model is then thrown away).
+#[allow(clippy::too_many_arguments)]
+pub fn fit_until(
+    model: &mut SageModel,
+    samples: &[Sample],
+    violated: &[bool],
+    units: &[usize],
+    channels: &[usize],
+    settings: &SageTrainSettings,
+    stop: &AtomicBool,
     mut progress: impl FnMut(usize, f64),
 ) -> f64 {
     if samples.len() < 2 || (units.is_empty() && channels.is_empty()) {
@@ -189,6 +215,9 @@ pub fn fit(
         let order = draws(violated, settings.oversample_to, &mut rng);
         let (mut sum, mut steps) = (0.0, 0usize);
         for chunk in order.chunks(settings.batch.max(2)) {
+            if stop.load(Ordering::Relaxed) {
+                return last;
+            }
             if chunk.len() < 2 {
                 continue; // batch-norm needs two rows
             }
