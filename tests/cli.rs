@@ -346,3 +346,91 @@ fn fluxion_learns_the_end_to_end_latency_from_a_replay() {
         assert!(report.join(file).exists(), "{file} missing");
     }
 }
+
+/// A fault plan: a CPU fault on `service` from 20 s to 40 s of the run.
+fn cpu_fault(dir: &Path, service: &str, magnitude: f64) -> PathBuf {
+    let plan = dir.join(format!("fault-{service}.toml"));
+    std::fs::write(
+        &plan,
+        format!(
+            "[[fault]]\nkind = \"cpu_contention\"\nservice = \"{service}\"\nstart_ms = 20000\nduration_ms = 20000\nmagnitude = {magnitude:.1}\n"
+        ),
+    )
+    .unwrap();
+    plan
+}
+
+/// The newest version of checkpoint `name` in the source tree's models/checkpoints.
+fn newest_shipped(name: &str) -> u64 {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/checkpoints");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let file = e.unwrap().file_name().into_string().unwrap();
+            file.strip_prefix(&format!("{name}-v"))?
+                .strip_suffix(".safetensors")?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap()
+}
+
+/// `augur` copied out of the build tree and run in an empty directory with a fresh home:
+/// its `models_dir` (`models/checkpoints`, relative) doesn't exist there, so it extracts
+/// the checkpoints shipped inside the binary into the cache and diagnoses a chain fault
+/// with the shipped `sage-chain` checkpoint.
+#[test]
+fn a_copied_binary_uses_the_checkpoints_shipped_inside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin").join("augur");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(common::augur_bin(), &bin).unwrap();
+    let work = tmp.path().join("work");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    let plan = cpu_fault(tmp.path(), "tier-4", 5.0);
+    let out = std::process::Command::new(&bin)
+        .args([
+            "eval",
+            "--simulate",
+            "--topology",
+            "chain",
+            "--seed",
+            "1",
+            "--duration",
+            "1m",
+            "--faults",
+            plan.to_str().unwrap(),
+            "--detector",
+            "sage",
+            "--json",
+        ])
+        .current_dir(&work)
+        .env("HOME", &home)
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env_remove("AUGUR_MODELS_DIR")
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let expected = format!("sage-chain-v{}", newest_shipped("sage-chain"));
+    assert_eq!(json["model"]["version"], expected.as_str(), "{json}");
+    assert!(json["rca"]["cases"].as_u64().unwrap() >= 1, "{json}");
+    assert_eq!(json["model"]["unserved_windows"], 0, "{json}");
+    // Extracted once, into the cache under <version>-<hash>; nothing written where it ran.
+    let cache = home.join(".cache/augur/checkpoints");
+    let extracted: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(extracted.len(), 1, "{extracted:?}");
+    assert!(
+        extracted[0]
+            .join(format!("{expected}.safetensors"))
+            .exists()
+    );
+    assert!(extracted[0].join(".augur-shipped").exists());
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+}

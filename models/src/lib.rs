@@ -2,7 +2,8 @@
 //!
 //! Statistical detectors: `nsigma` and the CPU-threshold autoscaler rules that the papers
 //! compare against. Learned: `seer` (libtorch via tch), its network, datasets, training,
-//! checkpoints and device choice.
+//! checkpoints and device choice; `sage` and `fluxion`. The checkpoints shipped with
+//! augur are embedded in the binary ([`shipped`]).
 
 pub mod checkpoint;
 pub mod cpu_threshold;
@@ -18,6 +19,7 @@ pub mod remap;
 pub mod sage;
 pub mod seer;
 pub mod seer_net;
+pub mod shipped;
 pub mod train;
 
 pub use registry::{DETECTOR_NAMES, DetectorSettings, RegistryError, build, build_sharing};

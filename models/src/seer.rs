@@ -29,7 +29,7 @@
 //! libtorch when the process tears libtorch down.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -45,15 +45,18 @@ use crate::device::{DeviceChoice, resolve};
 use crate::features::UsageFill;
 use crate::labels::label_windows;
 use crate::remap::{change_fraction, remap};
+use crate::shipped::{ShippedError, checkpoint_dir};
 use crate::train::{TrainSettings, fit_until, train_until};
 
 /// Settings of the `seer` detector.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SeerConfig {
-    /// Directory of versioned checkpoints (`seer-vN.safetensors` + `seer-vN.json`).
-    /// Default `models/checkpoints`; when that doesn't exist (run outside the repository),
-    /// the checkpoints the binary was built with.
+    /// Directory of versioned checkpoints (`seer-vN.safetensors` + `seer-vN.json`), read
+    /// at start and for hot swaps; `augur train --model seer` writes here (creating it).
+    /// Default `models/checkpoints` (relative to the working directory). When it doesn't
+    /// exist, the checkpoints shipped inside the binary are used, extracted once into a
+    /// cache directory ([`crate::shipped`]).
     pub models_dir: PathBuf,
     /// `auto` (CUDA when available, else CPU), `cpu` or `cuda:N`. Default `auto`.
     pub device: DeviceChoice,
@@ -91,13 +94,9 @@ impl Default for SeerConfig {
 }
 
 impl SeerConfig {
-    /// The checkpoint directory to use (see `models_dir`).
-    pub fn dir(&self) -> PathBuf {
-        if self.models_dir.exists() || self.models_dir.is_absolute() {
-            self.models_dir.clone()
-        } else {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints")
-        }
+    /// The checkpoint directory to read (see `models_dir`).
+    pub fn dir(&self) -> Result<PathBuf, ShippedError> {
+        checkpoint_dir(&self.models_dir)
     }
 }
 
@@ -141,6 +140,8 @@ enum Request {
 
 pub struct Seer {
     config: SeerConfig,
+    /// The checkpoint directory the served checkpoint was found in.
+    dir: PathBuf,
     horizon_ms: u64,
     version: String,
     /// Services of the model being served (the inference thread's view, mirrored).
@@ -191,7 +192,7 @@ impl Seer {
     /// Checks that a checkpoint exists; the model loads on the first window, on the
     /// inference thread.
     pub fn new(config: SeerConfig, horizon_ms: u64) -> Result<Self, CheckpointError> {
-        let dir = config.dir();
+        let dir = config.dir()?;
         let version = latest_version(&dir, "seer").ok_or_else(|| CheckpointError::Missing {
             model: "seer".into(),
             dir: dir.clone(),
@@ -210,6 +211,7 @@ impl Seer {
             .map_err(|source| CheckpointError::Features { path: json, source })?;
         Ok(Seer {
             config,
+            dir,
             horizon_ms,
             version: version.to_string(),
             features: layout.features,
@@ -249,14 +251,13 @@ impl Seer {
                 "seer: inference on {device:?} (device = \"{}\")",
                 self.config.device
             );
-            let model =
-                match SeerModel::load(&self.config.dir(), "seer", self.loaded_version, device) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::error!("seer: cannot load the checkpoint: {e}");
-                        return None;
-                    }
-                };
+            let model = match SeerModel::load(&self.dir, "seer", self.loaded_version, device) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!("seer: cannot load the checkpoint: {e}");
+                    return None;
+                }
+            };
             let (tx, rx) = crossbeam_channel::unbounded();
             let config = self.config.clone();
             let background = Background {
@@ -278,7 +279,13 @@ impl Seer {
         if every == 0 || self.seen % every != 0 {
             return;
         }
-        let dir = self.config.dir();
+        let dir = match self.config.dir() {
+            Ok(dir) => dir,
+            Err(e) => {
+                tracing::warn!("seer: not looking for a newer checkpoint: {e}");
+                return;
+            }
+        };
         let Some(newest) = latest_version(&dir, "seer") else {
             return;
         };
@@ -725,6 +732,8 @@ impl Drop for Seer {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::device::DeviceChoice;
     use crate::features::{FEATURES, N_FEATURES};

@@ -12,7 +12,7 @@
 //! when it is ready (the version gets a `+rN` suffix).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use augur_operators::{AlertKind, Culprit, Detection, Detector, WindowSnapshot};
@@ -26,14 +26,17 @@ use super::model::{SageModel, available, select};
 use super::online::{OnlineConfig, Retrainer};
 use crate::checkpoint::CheckpointError;
 use crate::device::{DeviceChoice, resolve};
+use crate::shipped::{ShippedError, checkpoint_dir};
 
 /// Settings of the `sage` detector.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SageConfig {
-    /// Directory of versioned checkpoints (`sage-<topology>-vN.safetensors` + `.json`).
-    /// Default `models/checkpoints`; when that doesn't exist, the checkpoints the binary
-    /// was built with.
+    /// Directory of versioned checkpoints (`sage-<topology>-vN.safetensors` + `.json`);
+    /// `augur train --model sage` writes here (creating it). Default `models/checkpoints`
+    /// (relative to the working directory). When it doesn't exist, the checkpoints
+    /// shipped inside the binary are used, extracted once into a cache directory
+    /// ([`crate::shipped`]).
     pub models_dir: PathBuf,
     /// `auto`, `cpu` or `cuda:N`. Default `auto`.
     pub device: DeviceChoice,
@@ -65,13 +68,9 @@ impl Default for SageConfig {
 }
 
 impl SageConfig {
-    /// The checkpoint directory to use (see `models_dir`).
-    pub fn dir(&self) -> PathBuf {
-        if self.models_dir.exists() || self.models_dir.is_absolute() {
-            self.models_dir.clone()
-        } else {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints")
-        }
+    /// The checkpoint directory to read (see `models_dir`).
+    pub fn dir(&self) -> Result<PathBuf, ShippedError> {
+        checkpoint_dir(&self.models_dir)
     }
 }
 
@@ -97,7 +96,7 @@ pub struct Sage {
 impl Sage {
     /// Checks that a `sage-*` checkpoint exists; the model loads on the first violation.
     pub fn new(config: SageConfig) -> Result<Self, CheckpointError> {
-        let dir = config.dir();
+        let dir = config.dir()?;
         let found = available(&dir);
         let wanted = |name: &str| config.checkpoint.is_empty() || config.checkpoint == name;
         let Some((_, version, _)) = found.iter().find(|(name, _, _)| wanted(name)) else {
@@ -151,7 +150,13 @@ impl Sage {
         if self.model.is_some() && !self.config.checkpoint.is_empty() {
             return;
         }
-        let dir = self.config.dir();
+        let dir = match self.config.dir() {
+            Ok(dir) => dir,
+            Err(e) => {
+                tracing::error!("sage: no checkpoint directory: {e}");
+                return;
+            }
+        };
         let choice = if self.config.checkpoint.is_empty() {
             select(&dir, &services)
         } else {

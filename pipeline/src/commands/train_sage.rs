@@ -2,7 +2,8 @@
 //! replay simulator output (or any recorded OTLP files) through the same dataflow, keep
 //! every window snapshot, and train Sage's GVAE on them — unlabelled: `labels.json` is
 //! read only for the topology name (the SLOs and the default checkpoint name), never for
-//! its faults. Writes the next version of `models/checkpoints/sage-<topology>`.
+//! its faults. Writes the next version of `sage-<topology>` into `--models-dir`, else the
+//! config's `detector.sage.models_dir`.
 
 use anyhow::{Context, bail};
 use augur_models::checkpoint::latest_version;
@@ -105,10 +106,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         println!("{}: {} windows", input.display(), w.len());
         windows.extend(w);
     }
+    // Written to the configured directory (created if needed), never to the cache of
+    // shipped checkpoints the detector reads when it doesn't exist.
     let dir = args
         .models_dir
         .clone()
-        .unwrap_or_else(|| config.detector.sage.dir());
+        .unwrap_or_else(|| config.detector.sage.models_dir.clone());
     let version = args
         .version
         .unwrap_or_else(|| latest_version(&dir, &name).map_or(1, |v| v + 1));
