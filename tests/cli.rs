@@ -434,3 +434,48 @@ fn a_copied_binary_uses_the_checkpoints_shipped_inside_it() {
     assert!(extracted[0].join(".augur-shipped").exists());
     assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
 }
+
+/// Sage on an application none of whose services any shipped checkpoint knows: it keeps
+/// running, diagnoses nothing, and says so once (naming the services it sees and how to
+/// train a checkpoint); the report counts the violating windows it could not serve.
+#[test]
+fn sage_says_once_that_no_checkpoint_matches_an_unknown_application() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = cpu_fault(tmp.path(), "cartservice", 8.0);
+    let out = augur(
+        &[
+            "eval",
+            "--simulate",
+            "--topology",
+            "online-boutique",
+            "--seed",
+            "3",
+            "--duration",
+            "1m",
+            "--faults",
+            plan.to_str().unwrap(),
+            "--detector",
+            "sage",
+            "--json",
+        ],
+        tmp.path(),
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("no checkpoint matches").count(),
+        1,
+        "{stderr}"
+    );
+    for said in [
+        "cartservice",
+        "sage-chain-v",
+        "augur train --model sage --input DIR --name sage-<app>",
+    ] {
+        assert!(stderr.contains(said), "{said} not in {stderr}");
+    }
+    let violating = json["violating_windows"].as_u64().unwrap();
+    assert!(violating >= 1, "{json}");
+    assert_eq!(json["model"]["unserved_windows"], violating, "{json}");
+    assert_eq!(json["detection"]["alerts"], 0, "{json}");
+}

@@ -347,3 +347,87 @@ fn dropping_the_detector_stops_an_online_retraining_promptly() {
         dropping.elapsed()
     );
 }
+
+/// `w` as a window of another application: the names of tiers `s0` (the entry) to
+/// `s{renamed - 1}` prefixed with `other-`.
+fn another_application(
+    mut w: augur_operators::WindowSnapshot,
+    renamed: usize,
+) -> augur_operators::WindowSnapshot {
+    let names: Vec<String> = (0..renamed).map(|i| format!("s{i}")).collect();
+    let rename = |s: &mut String| {
+        let service = s.split(' ').next().unwrap_or_default().to_string();
+        if names.contains(&service) {
+            *s = format!("other-{s}");
+        }
+    };
+    for s in &mut w.services {
+        rename(&mut s.service);
+    }
+    w.services.sort_by(|a, b| a.service.cmp(&b.service));
+    for e in &mut w.edges {
+        rename(&mut e.caller);
+        rename(&mut e.callee);
+        let parallel = std::mem::take(&mut e.parallel);
+        for (mut other, n) in parallel {
+            rename(&mut other);
+            e.parallel.insert(other, n);
+        }
+    }
+    for q in &mut w.qos {
+        rename(&mut q.entry);
+    }
+    for s in &mut w.order {
+        rename(s);
+    }
+    w
+}
+
+/// A checkpoint whose services barely overlap the job's (Jaccard below `min_overlap`) or
+/// not at all is not used: the detector diagnoses nothing, says so once, counts the
+/// violating windows as unserved and keeps running; the application it was trained on is
+/// still diagnosed by a detector of the same config.
+#[test]
+fn no_checkpoint_matching_the_services_is_said_and_counted_and_the_detector_keeps_running() {
+    let _torch = crate::torch_test_lock();
+    let dir = tempfile::tempdir().unwrap();
+    trained_for(&chain_windows(N, 200, 4, 7), 2)
+        .save(dir.path())
+        .unwrap();
+    let config = super::SageConfig {
+        models_dir: dir.path().to_path_buf(),
+        device: crate::device::DeviceChoice::Cpu,
+        ..super::SageConfig::default()
+    };
+    // s0 (the entry) and s1 renamed, s2 shared: 1 of 5 services, Jaccard 0.2 < 0.5.
+    let mut sage = Sage::new(config.clone()).unwrap();
+    for k in 0..4u64 {
+        let w = another_application(
+            chain_window(N, 1_000_000 + k * 1000, Some(0), 4.0, 40 + k),
+            2,
+        );
+        assert!(w.violated());
+        assert!(sage.observe(&w).is_empty(), "window {k} diagnosed");
+    }
+    assert!(sage.unmatched());
+    assert_eq!(sage.unserved_windows(), 4);
+    // Windows that meet QoS aren't counted.
+    sage.observe(&another_application(
+        chain_window(N, 2_000_000, None, 1.0, 9),
+        2,
+    ));
+    assert_eq!(sage.unserved_windows(), 4);
+    // Nothing shared at all.
+    let mut sage = Sage::new(config.clone()).unwrap();
+    let w = another_application(chain_window(N, 1_000_000, Some(1), 4.0, 50), N);
+    assert!(sage.observe(&w).is_empty());
+    assert!(sage.unmatched());
+    assert_eq!(sage.unserved_windows(), 1);
+    // The checkpoint's own application.
+    let mut sage = Sage::new(config).unwrap();
+    let d = sage.observe(&chain_window(N, 1_000_000, Some(1), 4.0, 50));
+    assert_eq!(d.len(), 1);
+    assert!(!sage.unmatched());
+    assert_eq!(sage.unserved_windows(), 0);
+    assert_eq!(sage.version(), "sage-test-v1");
+}
