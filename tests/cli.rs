@@ -479,3 +479,60 @@ fn sage_says_once_that_no_checkpoint_matches_an_unknown_application() {
     assert_eq!(json["model"]["unserved_windows"], violating, "{json}");
     assert_eq!(json["detection"]["alerts"], 0, "{json}");
 }
+
+/// `augur train --model sage` on input with metrics but no spans, or on too few windows,
+/// fails with an error that says what is missing and how much is needed, and writes no
+/// checkpoint.
+#[test]
+fn train_sage_without_spans_or_with_too_few_windows_fails_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("short");
+    ok(&augur(
+        &[
+            "simulate",
+            "--topology",
+            "chain",
+            "--duration",
+            "30s",
+            "--seed",
+            "2",
+            "--out",
+            data.to_str().unwrap(),
+        ],
+        tmp.path(),
+    ));
+    let models = tmp.path().join("models");
+    let train = |input: &Path| {
+        augur(
+            &[
+                "train",
+                "--model",
+                "sage",
+                "--input",
+                input.to_str().unwrap(),
+                "--models-dir",
+                models.to_str().unwrap(),
+                "--epochs",
+                "1",
+            ],
+            tmp.path(),
+        )
+    };
+    // 30 s of traffic: fewer windows than one training batch.
+    let out = train(&data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("windows have requests and RPC calls"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("at least 64"), "{stderr}");
+    // The same metrics without spans.
+    std::fs::write(data.join("traces.otlp.jsonl"), "").unwrap();
+    let out = train(&data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no spans"), "{stderr}");
+    assert!(stderr.contains("at least 64"), "{stderr}");
+    assert!(!models.exists(), "a checkpoint directory was written");
+}

@@ -41,6 +41,7 @@ fn trained_for(windows: &[augur_operators::WindowSnapshot], epochs: usize) -> Sa
         Device::Cpu,
         |_, _| {},
     )
+    .unwrap()
 }
 
 #[test]
@@ -229,7 +230,8 @@ fn a_slow_channel_into_a_tier_is_named_by_restoring_it() {
 fn training_clamps_the_call_weights_of_the_units_it_trains_at_zero() {
     let _torch = crate::torch_test_lock();
     tch::set_num_threads(1);
-    let windows = chain_windows(N, 60, 4, 7);
+    // One batch: the fewest windows `train` accepts.
+    let windows = chain_windows(N, 64, 4, 7);
     let mut model = trained_for(&windows, 1);
     let weight = |model: &SageModel, key: &str| -> Vec<f64> {
         let w = &model.vs.variables()[&format!("c:{key}.w")];
@@ -430,4 +432,43 @@ fn no_checkpoint_matching_the_services_is_said_and_counted_and_the_detector_keep
     assert!(!sage.unmatched());
     assert_eq!(sage.unserved_windows(), 0);
     assert_eq!(sage.version(), "sage-test-v1");
+}
+
+/// Windows without RPC calls (metrics but no spans) or too few of them train nothing: an
+/// error that says so, instead of an empty or untrained model.
+#[test]
+fn too_little_data_is_an_error_not_an_empty_model() {
+    use super::train::{TrainDataError, check_windows, min_windows};
+    let settings = SageTrainSettings::default();
+    let min = min_windows(&settings);
+    assert_eq!(min, settings.batch);
+    let mut metrics_only = chain_windows(N, 200, 4, 7);
+    for w in &mut metrics_only {
+        w.edges.clear();
+    }
+    let err = train(
+        &metrics_only,
+        "sage-test",
+        GvaeHyper::default(),
+        &settings,
+        "test".into(),
+        Device::Cpu,
+        |_, _| {},
+    )
+    .err();
+    assert!(
+        matches!(err, Some(TrainDataError::NoSpans { windows: 200, .. })),
+        "{err:?}"
+    );
+    let few = chain_windows(N, min - 1, 4, 7);
+    assert!(matches!(
+        check_windows(&few, &settings),
+        Err(TrainDataError::TooFew { useful, .. }) if useful == min - 1
+    ));
+    let text = check_windows(&few, &settings).unwrap_err().to_string();
+    assert!(text.contains(&format!("at least {min}")), "{text}");
+    assert_eq!(
+        check_windows(&chain_windows(N, min, 4, 7), &settings),
+        Ok(min)
+    );
 }

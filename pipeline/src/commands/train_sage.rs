@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use augur_models::checkpoint::latest_version;
 use augur_models::device::resolve;
 use augur_models::sage::gvae::GvaeHyper;
-use augur_models::sage::train::{SageTrainSettings, train};
+use augur_models::sage::train::{SageTrainSettings, check_windows, train};
 use augur_operators::{Resource, WindowSnapshot};
 
 use crate::cli::TrainArgs;
@@ -135,6 +135,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         x_resources,
         ..defaults
     };
+    let useful = check_windows(&windows, &settings)
+        .with_context(|| format!("too little data to train {name}"))?;
+    println!("training {name} on {useful} windows with requests and RPC calls");
     let provenance = format!(
         "augur train --model sage --name {name} --epochs {} --seed {} --x-resources {resources_arg} {}",
         args.epochs(),
@@ -159,7 +162,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 println!("epoch {epoch:>3}: loss {loss:.4}");
             }
         },
-    );
+    )?;
     model.layout.version = version;
     let path = model.save(&dir)?;
     println!(
