@@ -96,6 +96,7 @@ fn main() {
             Device::Cpu,
             |_, _| {},
         )
+        .expect("enough windows")
     };
     let base = from_scratch(&custom_chain_windows(&base_names, &base_own, 400, 4, 1));
     let base_s = t.elapsed().as_secs_f64();

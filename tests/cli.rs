@@ -346,3 +346,193 @@ fn fluxion_learns_the_end_to_end_latency_from_a_replay() {
         assert!(report.join(file).exists(), "{file} missing");
     }
 }
+
+/// A fault plan: a CPU fault on `service` from 20 s to 40 s of the run.
+fn cpu_fault(dir: &Path, service: &str, magnitude: f64) -> PathBuf {
+    let plan = dir.join(format!("fault-{service}.toml"));
+    std::fs::write(
+        &plan,
+        format!(
+            "[[fault]]\nkind = \"cpu_contention\"\nservice = \"{service}\"\nstart_ms = 20000\nduration_ms = 20000\nmagnitude = {magnitude:.1}\n"
+        ),
+    )
+    .unwrap();
+    plan
+}
+
+/// The newest version of checkpoint `name` in the source tree's models/checkpoints.
+fn newest_shipped(name: &str) -> u64 {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/checkpoints");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let file = e.unwrap().file_name().into_string().unwrap();
+            file.strip_prefix(&format!("{name}-v"))?
+                .strip_suffix(".safetensors")?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap()
+}
+
+/// `augur` copied out of the build tree and run in an empty directory with a fresh home:
+/// its `models_dir` (`models/checkpoints`, relative) doesn't exist there, so it extracts
+/// the checkpoints shipped inside the binary into the cache and diagnoses a chain fault
+/// with the shipped `sage-chain` checkpoint.
+#[test]
+fn a_copied_binary_uses_the_checkpoints_shipped_inside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin").join("augur");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(common::augur_bin(), &bin).unwrap();
+    let work = tmp.path().join("work");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    let plan = cpu_fault(tmp.path(), "tier-4", 5.0);
+    let out = std::process::Command::new(&bin)
+        .args([
+            "eval",
+            "--simulate",
+            "--topology",
+            "chain",
+            "--seed",
+            "1",
+            "--duration",
+            "1m",
+            "--faults",
+            plan.to_str().unwrap(),
+            "--detector",
+            "sage",
+            "--json",
+        ])
+        .current_dir(&work)
+        .env("HOME", &home)
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env_remove("AUGUR_MODELS_DIR")
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let expected = format!("sage-chain-v{}", newest_shipped("sage-chain"));
+    assert_eq!(json["model"]["version"], expected.as_str(), "{json}");
+    assert!(json["rca"]["cases"].as_u64().unwrap() >= 1, "{json}");
+    assert_eq!(json["model"]["unserved_windows"], 0, "{json}");
+    // Extracted once, into the cache under <version>-<hash>; nothing written where it ran.
+    let cache = home.join(".cache/augur/checkpoints");
+    let extracted: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(extracted.len(), 1, "{extracted:?}");
+    assert!(
+        extracted[0]
+            .join(format!("{expected}.safetensors"))
+            .exists()
+    );
+    assert!(extracted[0].join(".augur-shipped").exists());
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+}
+
+/// Sage on an application none of whose services any shipped checkpoint knows: it keeps
+/// running, diagnoses nothing, and says so once (naming the services it sees and how to
+/// train a checkpoint); the report counts the violating windows it could not serve.
+#[test]
+fn sage_says_once_that_no_checkpoint_matches_an_unknown_application() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = cpu_fault(tmp.path(), "cartservice", 8.0);
+    let out = augur(
+        &[
+            "eval",
+            "--simulate",
+            "--topology",
+            "online-boutique",
+            "--seed",
+            "3",
+            "--duration",
+            "1m",
+            "--faults",
+            plan.to_str().unwrap(),
+            "--detector",
+            "sage",
+            "--json",
+        ],
+        tmp.path(),
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("no checkpoint matches").count(),
+        1,
+        "{stderr}"
+    );
+    for said in [
+        "cartservice",
+        "sage-chain-v",
+        "augur train --model sage --input DIR --name sage-<app>",
+    ] {
+        assert!(stderr.contains(said), "{said} not in {stderr}");
+    }
+    let violating = json["violating_windows"].as_u64().unwrap();
+    assert!(violating >= 1, "{json}");
+    assert_eq!(json["model"]["unserved_windows"], violating, "{json}");
+    assert_eq!(json["detection"]["alerts"], 0, "{json}");
+}
+
+/// `augur train --model sage` on input with metrics but no spans, or on too few windows,
+/// fails with an error that says what is missing and how much is needed, and writes no
+/// checkpoint.
+#[test]
+fn train_sage_without_spans_or_with_too_few_windows_fails_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("short");
+    ok(&augur(
+        &[
+            "simulate",
+            "--topology",
+            "chain",
+            "--duration",
+            "30s",
+            "--seed",
+            "2",
+            "--out",
+            data.to_str().unwrap(),
+        ],
+        tmp.path(),
+    ));
+    let models = tmp.path().join("models");
+    let train = |input: &Path| {
+        augur(
+            &[
+                "train",
+                "--model",
+                "sage",
+                "--input",
+                input.to_str().unwrap(),
+                "--models-dir",
+                models.to_str().unwrap(),
+                "--epochs",
+                "1",
+            ],
+            tmp.path(),
+        )
+    };
+    // 30 s of traffic: fewer windows than one training batch.
+    let out = train(&data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("windows have requests and RPC calls"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("at least 64"), "{stderr}");
+    // The same metrics without spans.
+    std::fs::write(data.join("traces.otlp.jsonl"), "").unwrap();
+    let out = train(&data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no spans"), "{stderr}");
+    assert!(stderr.contains("at least 64"), "{stderr}");
+    assert!(!models.exists(), "a checkpoint directory was written");
+}

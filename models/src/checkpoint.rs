@@ -40,6 +40,8 @@ pub enum CheckpointError {
         path: PathBuf,
         source: crate::features::UnknownFeature,
     },
+    #[error(transparent)]
+    Shipped(#[from] crate::shipped::ShippedError),
 }
 
 /// A Seer network with its layout and weights.

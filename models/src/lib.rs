@@ -1,10 +1,12 @@
 //! augur-models: detectors and models behind the [`augur_operators::Detector`] boundary.
 //!
 //! Statistical detectors: `nsigma` and the CPU-threshold autoscaler rules that the papers
-//! compare against. Learned (libtorch via tch): `seer` (violation prediction; its network,
-//! datasets, training, checkpoints and device choice), `sage` (counterfactual root-cause
-//! analysis, in [`sage`]) and `fluxion` (latency forecasts from an inference graph, in
-//! [`fluxion`]). [`registry`] builds any of them by name.
+//! compare against; `evidence`, training-free root causes from each service's own signals
+//! against its recent past. Learned (libtorch via tch): `seer` (violation prediction; its
+//! network, datasets, training, checkpoints and device choice), `sage` (counterfactual
+//! root-cause analysis, in [`sage`]) and `fluxion` (latency forecasts from an inference
+//! graph, in [`fluxion`]). [`registry`] builds any of them by name. The checkpoints shipped
+//! with augur are embedded in the binary ([`shipped`]).
 
 pub mod checkpoint;
 pub mod cpu_threshold;
@@ -21,6 +23,7 @@ pub mod remap;
 pub mod sage;
 pub mod seer;
 pub mod seer_net;
+pub mod shipped;
 pub mod train;
 
 pub use registry::{DETECTOR_NAMES, DetectorSettings, RegistryError, build, build_sharing};

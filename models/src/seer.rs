@@ -22,10 +22,16 @@
 //! as services missing from a window were in training. A change seen with few recent
 //! windows (a job that starts on a topology the checkpoint never saw has none) gets a
 //! second fine-tune once `refit_after_windows` windows of the new topology are in.
+//!
+//! Shutdown: dropping the detector sets a stop flag that fine-tunes check between
+//! optimizer steps, then joins the checkpoint loaders and the inference thread, which
+//! joins its fine-tunes before it ends. No thread of the detector is left inside
+//! libtorch when the process tears libtorch down.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use augur_operators::{AlertKind, Culprit, Detection, Detector, WindowSnapshot};
@@ -39,15 +45,18 @@ use crate::device::{DeviceChoice, resolve};
 use crate::features::UsageFill;
 use crate::labels::label_windows;
 use crate::remap::{change_fraction, remap};
-use crate::train::{TrainSettings, fit, train};
+use crate::shipped::{ShippedError, checkpoint_dir};
+use crate::train::{TrainSettings, fit_until, train_until};
 
 /// Settings of the `seer` detector.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SeerConfig {
-    /// Directory of versioned checkpoints (`seer-vN.safetensors` + `seer-vN.json`).
-    /// Default `models/checkpoints`; when that doesn't exist (run outside the repository),
-    /// the checkpoints the binary was built with.
+    /// Directory of versioned checkpoints (`seer-vN.safetensors` + `seer-vN.json`), read
+    /// at start and for hot swaps; `augur train --model seer` writes here (creating it).
+    /// Default `models/checkpoints` (relative to the working directory). When it doesn't
+    /// exist, the checkpoints shipped inside the binary are used, extracted once into a
+    /// cache directory ([`crate::shipped`]).
     pub models_dir: PathBuf,
     /// `auto` (CUDA when available, else CPU), `cpu` or `cuda:N`. Default `auto`.
     pub device: DeviceChoice,
@@ -85,13 +94,9 @@ impl Default for SeerConfig {
 }
 
 impl SeerConfig {
-    /// The checkpoint directory to use (see `models_dir`).
-    pub fn dir(&self) -> PathBuf {
-        if self.models_dir.exists() || self.models_dir.is_absolute() {
-            self.models_dir.clone()
-        } else {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints")
-        }
+    /// The checkpoint directory to read (see `models_dir`).
+    pub fn dir(&self) -> Result<PathBuf, ShippedError> {
+        checkpoint_dir(&self.models_dir)
     }
 }
 
@@ -135,6 +140,8 @@ enum Request {
 
 pub struct Seer {
     config: SeerConfig,
+    /// The checkpoint directory the served checkpoint was found in.
+    dir: PathBuf,
     horizon_ms: u64,
     version: String,
     /// Services of the model being served (the inference thread's view, mirrored).
@@ -157,13 +164,35 @@ pub struct Seer {
     refits: u64,
     loaded_version: u64,
     thread: Option<(Sender<Request>, JoinHandle<()>)>,
+    /// Checkpoint loaders of hot swaps (joined on drop).
+    loaders: Vec<JoinHandle<()>>,
+    /// Set on drop: fine-tunes in flight stop at their next optimizer step.
+    stop: Arc<AtomicBool>,
+    /// Background threads (loaders, fine-tunes) running now.
+    live: Arc<AtomicUsize>,
+}
+
+/// Counts a background thread as running while it lives (also when it panics).
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn start(live: &Arc<AtomicUsize>) -> Running {
+        live.fetch_add(1, Ordering::SeqCst);
+        Running(Arc::clone(live))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Seer {
     /// Checks that a checkpoint exists; the model loads on the first window, on the
     /// inference thread.
     pub fn new(config: SeerConfig, horizon_ms: u64) -> Result<Self, CheckpointError> {
-        let dir = config.dir();
+        let dir = config.dir()?;
         let version = latest_version(&dir, "seer").ok_or_else(|| CheckpointError::Missing {
             model: "seer".into(),
             dir: dir.clone(),
@@ -182,6 +211,7 @@ impl Seer {
             .map_err(|source| CheckpointError::Features { path: json, source })?;
         Ok(Seer {
             config,
+            dir,
             horizon_ms,
             version: version.to_string(),
             features: layout.features,
@@ -197,6 +227,9 @@ impl Seer {
             refits: 0,
             loaded_version: version,
             thread: None,
+            loaders: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            live: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -218,19 +251,23 @@ impl Seer {
                 "seer: inference on {device:?} (device = \"{}\")",
                 self.config.device
             );
-            let model =
-                match SeerModel::load(&self.config.dir(), "seer", self.loaded_version, device) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::error!("seer: cannot load the checkpoint: {e}");
-                        return None;
-                    }
-                };
+            let model = match SeerModel::load(&self.dir, "seer", self.loaded_version, device) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!("seer: cannot load the checkpoint: {e}");
+                    return None;
+                }
+            };
             let (tx, rx) = crossbeam_channel::unbounded();
             let config = self.config.clone();
+            let background = Background {
+                stop: Arc::clone(&self.stop),
+                live: Arc::clone(&self.live),
+                fine_tunes: Vec::new(),
+            };
             let handle = std::thread::Builder::new()
                 .name("seer-inference".into())
-                .spawn(move || inference_loop(model, rx, config))
+                .spawn(move || inference_loop(model, rx, config, background))
                 .ok()?;
             self.thread = Some((tx, handle));
         }
@@ -242,7 +279,13 @@ impl Seer {
         if every == 0 || self.seen % every != 0 {
             return;
         }
-        let dir = self.config.dir();
+        let dir = match self.config.dir() {
+            Ok(dir) => dir,
+            Err(e) => {
+                tracing::warn!("seer: not looking for a newer checkpoint: {e}");
+                return;
+            }
+        };
         let Some(newest) = latest_version(&dir, "seer") else {
             return;
         };
@@ -253,11 +296,14 @@ impl Seer {
         let tx = tx.clone();
         let device = resolve(self.config.device).unwrap_or(Device::Cpu);
         let features = self.features.clone();
+        let running = Running::start(&self.live);
+        self.loaders.retain(|h| !h.is_finished());
         // Load off the worker's thread; the old model serves until the new one arrives.
-        let _ = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("seer-loader".into())
-            .spawn(
-                move || match SeerModel::load(&dir, "seer", newest, device) {
+            .spawn(move || {
+                let _running = running;
+                match SeerModel::load(&dir, "seer", newest, device) {
                     Ok(model) if model.layout.features != features => tracing::warn!(
                         "seer: not hot-swapping to v{newest}: its features {:?} differ from the \
                          served model's {features:?} (restart the job to use it)",
@@ -268,14 +314,44 @@ impl Seer {
                         let _ = tx.send(Request::Swap(Box::new(model)));
                     }
                     Err(e) => tracing::warn!("seer: cannot load v{newest}: {e}"),
-                },
-            );
+                }
+            });
+        match spawned {
+            Ok(handle) => self.loaders.push(handle),
+            Err(e) => tracing::error!("seer: cannot start loading v{newest}: {e}"),
+        }
+    }
+}
+
+/// The inference thread's fine-tunes: the detector's stop flag and live-thread count, and
+/// the fine-tune threads started so far (joined before the inference thread ends).
+struct Background {
+    stop: Arc<AtomicBool>,
+    live: Arc<AtomicUsize>,
+    fine_tunes: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Stops the fine-tunes in flight at their next optimizer step and waits for them.
+    fn join(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for handle in self.fine_tunes.drain(..) {
+            if handle.join().is_err() {
+                tracing::error!("seer: a background fine-tune panicked");
+            }
+        }
     }
 }
 
 /// The inference thread: serves requests until the detector hangs up. Models fine-tuned
-/// in the background come back on their own channel, so the thread ends with its detector.
-fn inference_loop(mut model: SeerModel, rx: Receiver<Request>, config: SeerConfig) {
+/// in the background come back on their own channel, so the thread ends with its detector,
+/// after stopping and joining the fine-tunes still running.
+fn inference_loop(
+    mut model: SeerModel,
+    rx: Receiver<Request>,
+    config: SeerConfig,
+    mut background: Background,
+) {
     let (back, swaps) = crossbeam_channel::unbounded::<SeerModel>();
     // The service set after the last topology change, if any.
     let mut topology: Option<Vec<String>> = None;
@@ -316,7 +392,14 @@ fn inference_loop(mut model: SeerModel, rx: Receiver<Request>, config: SeerConfi
                         }
                     );
                     model = remap(&model, &services);
-                    retrain_in_background(&model, recent, &config, fraction, &back);
+                    retrain_in_background(
+                        &model,
+                        recent,
+                        &config,
+                        fraction,
+                        &back,
+                        &mut background,
+                    );
                 }
                 Request::Refit { recent } => {
                     tracing::info!(
@@ -325,7 +408,7 @@ fn inference_loop(mut model: SeerModel, rx: Receiver<Request>, config: SeerConfi
                     );
                     // Fine-tune, never from scratch: run-time windows have no culprits, and
                     // the shared culprit head is what knows them.
-                    retrain_in_background(&model, recent, &config, 0.0, &back);
+                    retrain_in_background(&model, recent, &config, 0.0, &back, &mut background);
                 }
                 Request::Predict { .. } => predicts.push(request),
             }
@@ -386,25 +469,38 @@ fn inference_loop(mut model: SeerModel, rx: Receiver<Request>, config: SeerConfi
             });
         }
     }
+    background.join();
 }
 
 /// Retrains a copy of `model` on `recent` ([`retrain`]) on a thread of its own and sends
 /// the result `back`, for the inference thread to swap in; the model keeps serving meanwhile.
+/// The thread is kept in `background`, which stops and joins it at shutdown.
 fn retrain_in_background(
     model: &SeerModel,
     recent: Vec<WindowSnapshot>,
     config: &SeerConfig,
     fraction: f64,
     back: &Sender<SeerModel>,
+    background: &mut Background,
 ) {
     let copy = remap(model, &model.layout.services);
     let (back, config) = (back.clone(), config.clone());
-    let _ = std::thread::Builder::new()
+    let stop = Arc::clone(&background.stop);
+    let running = Running::start(&background.live);
+    background.fine_tunes.retain(|h| !h.is_finished());
+    let spawned = std::thread::Builder::new()
         .name("seer-fine-tune".into())
         .spawn(move || {
-            let new = retrain(copy, &recent, &config, fraction);
-            let _ = back.send(new);
+            let _running = running;
+            let new = retrain(copy, &recent, &config, fraction, &stop);
+            if !stop.load(Ordering::SeqCst) {
+                let _ = back.send(new);
+            }
         });
+    match spawned {
+        Ok(handle) => background.fine_tunes.push(handle),
+        Err(e) => tracing::error!("seer: cannot start a background fine-tune: {e}"),
+    }
 }
 
 /// Fine-tunes (or, for a large change, retrains) a model for a new service set on recent
@@ -414,6 +510,7 @@ fn retrain(
     recent: &[WindowSnapshot],
     config: &SeerConfig,
     fraction: f64,
+    stop: &AtomicBool,
 ) -> SeerModel {
     tch::set_num_threads(1);
     let services = model.layout.services.clone();
@@ -452,10 +549,23 @@ fn retrain(
     if fraction > config.retrain_fraction {
         let layout = model.layout.clone();
         let device = model.device();
-        train(std::slice::from_ref(&ds), layout, &settings, device, |_| {})
+        train_until(
+            std::slice::from_ref(&ds),
+            layout,
+            &settings,
+            device,
+            stop,
+            |_| {},
+        )
     } else {
         let mut model = model;
-        fit(&mut model, std::slice::from_ref(&ds), &settings, |_| {});
+        fit_until(
+            &mut model,
+            std::slice::from_ref(&ds),
+            &settings,
+            stop,
+            |_| {},
+        );
         model
     }
 }
@@ -597,13 +707,172 @@ impl Seer {
 }
 
 impl Drop for Seer {
+    /// Stops the fine-tunes in flight and joins every thread of the detector: the loaders
+    /// first (they hold senders of the inference thread's channel), then the inference
+    /// thread, which ends once its channel has no sender and joins its fine-tunes.
     fn drop(&mut self) {
-        if let Some((tx, handle)) = self.thread.take() {
+        self.stop.store(true, Ordering::SeqCst);
+        let thread = self.thread.take();
+        let tx_dropped = thread.map(|(tx, handle)| {
             drop(tx);
-            // The fine-tune thread may hold a sender; don't wait for it.
-            if handle.is_finished() {
-                let _ = handle.join();
+            handle
+        });
+        for loader in self.loaders.drain(..) {
+            if loader.join().is_err() {
+                tracing::error!("seer: a checkpoint loader panicked");
             }
         }
+        if let Some(handle) = tx_dropped {
+            if handle.join().is_err() {
+                tracing::error!("seer: the inference thread panicked");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::device::DeviceChoice;
+    use crate::features::{FEATURES, N_FEATURES};
+    use crate::layout::{Layout, SeerHyper};
+    use augur_operators::{QosVerdict, ServiceFeatures};
+
+    fn snapshot(t: u64, services: &[&str], violated: bool) -> WindowSnapshot {
+        WindowSnapshot {
+            window_end: t * 1000,
+            window_ms: 1000,
+            services: services
+                .iter()
+                .map(|s| ServiceFeatures {
+                    window_end: t * 1000,
+                    service: s.to_string(),
+                    requests: 100,
+                    errors: 0,
+                    latency_ms: [5.0, 6.0, 8.0, 9.0, 12.0],
+                    outstanding: if violated { 30.0 } else { 1.0 },
+                    replicas: 1,
+                    usage: [[0.1; 4]; 5],
+                    in_flight: 0.0,
+                    version: None,
+                })
+                .collect(),
+            edges: Vec::new(),
+            qos: vec![QosVerdict {
+                window_end: t * 1000,
+                entry: services.last().map_or("a", |s| s).to_string(),
+                requests: 100,
+                errors: 0,
+                latency_ms: [0.0; 5],
+                quantile: 0.99,
+                slo_ms: 100.0,
+                measured_ms: if violated { 200.0 } else { 50.0 },
+                violated,
+            }],
+            order: services.iter().map(|s| s.to_string()).collect(),
+            topology_changed: false,
+        }
+    }
+
+    /// A one-epoch checkpoint of services `a`, `b`, `c` in `dir`.
+    fn checkpoint(dir: &Path) {
+        let services: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let rows = (0..40u64)
+            .map(|t| Row {
+                window_end: (t + 1) * 1000,
+                violated: t % 5 == 0,
+                positive: t % 5 == 0,
+                culprit: (t % 5 == 0).then_some((t % 3) as usize),
+                x: (0..services.len() * N_FEATURES)
+                    .map(|i| ((i as u64 * 7 + t) % 11) as f32 / 11.0)
+                    .collect(),
+            })
+            .collect();
+        let ds = Dataset {
+            services: services.clone(),
+            features: FEATURES.iter().map(|s| s.to_string()).collect(),
+            window_ms: 1000,
+            horizon_ms: 1000,
+            rows,
+        };
+        let hyper = SeerHyper {
+            history: 2,
+            hidden: 8,
+            ..SeerHyper::default()
+        };
+        let layout = Layout {
+            model: "seer".into(),
+            version: 1,
+            services,
+            features: ds.features.clone(),
+            hyper: hyper.clone(),
+            mean: Vec::new(),
+            std: Vec::new(),
+            threshold: 0.5,
+            window_ms: 1000,
+            horizon_ms: 1000,
+            provenance: "test".into(),
+        };
+        let settings = TrainSettings {
+            epochs: 1,
+            hyper,
+            ..TrainSettings::default()
+        };
+        let model = crate::train::train(&[ds], layout, &settings, Device::Cpu, |_| {});
+        model.save(dir).expect("the checkpoint is written");
+    }
+
+    /// A detector dropped while it fine-tunes for a new topology stops the fine-tune and
+    /// joins it (and the inference thread) before `drop` returns: nothing of it is left
+    /// running inside libtorch when the process exits.
+    #[test]
+    fn drop_stops_and_joins_a_fine_tune_in_flight() {
+        let _torch = crate::torch_test_lock();
+        tch::set_num_threads(1);
+        let dir = tempfile::tempdir().expect("a temp dir");
+        checkpoint(dir.path());
+        let config = SeerConfig {
+            models_dir: dir.path().to_path_buf(),
+            device: DeviceChoice::Cpu,
+            check_every_windows: 0,
+            recent_windows: 200,
+            // Far longer than the test: only the stop flag ends it.
+            fine_tune_epochs: 1_000_000,
+            refit_after_windows: 0,
+            ..SeerConfig::default()
+        };
+        let mut seer = Seer::new(config, 1000).expect("the checkpoint loads");
+        let live = Arc::clone(&seer.live);
+        for t in 1..=100 {
+            seer.observe(&snapshot(t, &["a", "b", "c"], t % 10 == 0));
+        }
+        assert_eq!(
+            live.load(Ordering::SeqCst),
+            0,
+            "nothing runs before the change"
+        );
+        // A new service: the inference thread starts a fine-tune on the recent windows.
+        seer.observe(&snapshot(101, &["new", "a", "b", "c"], false));
+        let asked = std::time::Instant::now();
+        while live.load(Ordering::SeqCst) == 0 && asked.elapsed().as_secs() < 30 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(live.load(Ordering::SeqCst), 1, "no fine-tune started");
+        // Let it get into its epochs.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let dropping = std::time::Instant::now();
+        drop(seer);
+        assert_eq!(
+            live.load(Ordering::SeqCst),
+            0,
+            "a background thread outlived the detector"
+        );
+        assert!(
+            dropping.elapsed().as_secs() < 10,
+            "drop took {:?}: the fine-tune did not stop promptly",
+            dropping.elapsed()
+        );
     }
 }

@@ -6,6 +6,8 @@
 //! threshold is chosen on them. Classes are balanced by weighting positive windows by
 //! negatives/positives in the loss. State: none between calls.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor, nn};
 
@@ -245,9 +247,29 @@ fn figures(data: &Samples, ends: &[i64], preds: &[(f64, usize)], threshold: f64)
 /// order, window and horizon; its `mean`, `std` and `threshold` are computed here.
 pub fn train(
     datasets: &[Dataset],
+    layout: Layout,
+    settings: &TrainSettings,
+    device: Device,
+    on_epoch: impl FnMut(&EpochReport),
+) -> SeerModel {
+    train_until(
+        datasets,
+        layout,
+        settings,
+        device,
+        &AtomicBool::new(false),
+        on_epoch,
+    )
+}
+
+/// [`train`], abandoned at the next batch once `stop` is set (the model returned is then
+/// only partly trained: callers that set `stop` throw it away).
+pub fn train_until(
+    datasets: &[Dataset],
     mut layout: Layout,
     settings: &TrainSettings,
     device: Device,
+    stop: &AtomicBool,
     on_epoch: impl FnMut(&EpochReport),
 ) -> SeerModel {
     tch::manual_seed(settings.seed);
@@ -262,7 +284,7 @@ pub fn train(
     layout.std = std;
     layout.threshold = 0.5;
     let mut model = SeerModel::new(layout, device);
-    fit(&mut model, datasets, settings, on_epoch);
+    fit_until(&mut model, datasets, settings, stop, on_epoch);
     model
 }
 
@@ -272,6 +294,18 @@ pub fn fit(
     model: &mut SeerModel,
     datasets: &[Dataset],
     settings: &TrainSettings,
+    on_epoch: impl FnMut(&EpochReport),
+) {
+    fit_until(model, datasets, settings, &AtomicBool::new(false), on_epoch);
+}
+
+/// [`fit`], abandoned at the next batch once `stop` is set: a background fine-tune ends
+/// within one optimizer step when its detector goes away.
+pub fn fit_until(
+    model: &mut SeerModel,
+    datasets: &[Dataset],
+    settings: &TrainSettings,
+    stop: &AtomicBool,
     mut on_epoch: impl FnMut(&EpochReport),
 ) {
     let device = model.device();
@@ -320,6 +354,9 @@ pub fn fit(
         let mut total = 0.0;
         let mut batches = 0usize;
         for chunk in order.chunks(settings.batch.max(1)) {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
             let ends: Vec<i64> = chunk.iter().map(|i| data.train[*i as usize]).collect();
             let idx = Tensor::from_slice(&ends).to_device(device);
             let x = gather(&data.x, &ends, h);

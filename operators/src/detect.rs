@@ -77,6 +77,16 @@ impl DetectStage {
         self.detector.name()
     }
 
+    /// The detector's version now (a learned model's may change while it runs).
+    pub fn version(&self) -> &str {
+        self.detector.version()
+    }
+
+    /// See [`Detector::unserved_windows`].
+    pub fn unserved_windows(&self) -> u64 {
+        self.detector.unserved_windows()
+    }
+
     /// Detection and decision on one window, outside any dataflow (used by offline
     /// scoring).
     pub fn observe(&mut self, window: &WindowSnapshot) -> Vec<Alert> {

@@ -16,6 +16,12 @@ pub trait Detector: Send {
     fn version(&self) -> &str {
         "0"
     }
+    /// Windows the detector had to let pass because it has no model for them (no
+    /// checkpoint matches the application, the model doesn't know the entry point, ...);
+    /// it says why in its log. 0 for detectors that serve every window.
+    fn unserved_windows(&self) -> u64 {
+        0
+    }
     /// Called once per closed window, in window order. Returns this window's detections.
     fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection>;
     /// Several consecutive windows at once (a backlog that queued while the model was

@@ -2,8 +2,8 @@
 //! (which record it) and the job's metrics and reports (which read it).
 //!
 //! State: per detector, the number of windows, the summed time and the most recent
-//! [`MAX_SAMPLES`] per-window times (for percentiles), behind one mutex taken once per
-//! batch.
+//! [`MAX_SAMPLES`] per-window times (for percentiles), and the detector's version and
+//! unserved windows after its latest batch, behind one mutex taken twice per batch.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -20,6 +20,10 @@ pub struct DetectorTimes {
     pub total_ms: f64,
     /// Recent per-window times, ms, oldest first.
     pub samples_ms: VecDeque<f64>,
+    /// The detector's version after its latest batch.
+    pub version: String,
+    /// Windows it could not serve so far ([`crate::Detector::unserved_windows`]).
+    pub unserved_windows: u64,
 }
 
 impl DetectorTimes {
@@ -57,6 +61,18 @@ impl InferenceTimes {
             }
             times.samples_ms.push_back(ms_per_window);
         }
+    }
+
+    /// Notes `detector`'s version and unserved windows after a batch.
+    pub fn note(&self, detector: &str, version: &str, unserved_windows: u64) {
+        let Ok(mut map) = self.by_detector.lock() else {
+            return;
+        };
+        let times = map.entry(detector.to_string()).or_default();
+        if times.version != version {
+            times.version = version.to_string();
+        }
+        times.unserved_windows = unserved_windows;
     }
 
     /// A copy of every detector's times.

@@ -99,6 +99,7 @@ fn serve(
             let ms = start.elapsed().as_secs_f64() * 1000.0;
             if !windows.is_empty() {
                 times.record(stage.name(), windows.len(), ms / windows.len() as f64);
+                times.note(stage.name(), stage.version(), stage.unserved_windows());
             }
             per_stage.push(alerts.into_iter());
         }

@@ -364,7 +364,8 @@ pub struct TrainArgs {
     /// Seed of weight initialization and shuffling.
     #[arg(long, default_value_t = 1)]
     pub seed: i64,
-    /// Checkpoint directory (default: the config's `detector.seer.models_dir`).
+    /// Directory the checkpoint is written to, created if needed (default: the config's
+    /// `detector.<model>.models_dir`).
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
     /// Checkpoint version to write (default: the newest in the directory + 1).

@@ -334,6 +334,9 @@ impl Config {
         if !is_positive(self.detector.nsigma.sigma) {
             return fail("detector.nsigma.sigma", "must be positive");
         }
+        if !(0.0..=1.0).contains(&self.detector.sage.min_overlap) {
+            return fail("detector.sage.min_overlap", "must be in [0, 1]");
+        }
         if self.detector.nsigma.history < self.detector.nsigma.min_history.max(2) {
             return fail(
                 "detector.nsigma.history",

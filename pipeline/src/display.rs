@@ -91,8 +91,13 @@ pub fn inference_summary(times: &augur_operators::InferenceTimes) -> String {
         .snapshot()
         .iter()
         .map(|(detector, t)| {
+            let unserved = if t.unserved_windows > 0 {
+                format!(", {} unserved: see the log", t.unserved_windows)
+            } else {
+                String::new()
+            };
             format!(
-                "{detector} p50 {:.2} ms, p99 {:.2} ms ({} windows)",
+                "{detector} p50 {:.2} ms, p99 {:.2} ms ({} windows{unserved})",
                 t.percentile_ms(50.0),
                 t.percentile_ms(99.0),
                 t.windows

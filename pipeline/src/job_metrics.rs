@@ -1,7 +1,7 @@
 //! Job metrics in the Prometheus text format: in, counts from the sources, sinks and main
 //! thread (records in/out per topic, decode errors, dead letters, late records, consumer
 //! lag per partition, window-close→alert latency, windows open, inference time per window
-//! and detector); out, `/metrics` over HTTP
+//! and detector, windows each detector had no model for); out, `/metrics` over HTTP
 //! on a local address. State: the counters, behind one mutex (updated per batch, not per
 //! record) and a few atomics.
 
@@ -182,11 +182,24 @@ impl JobMetrics {
                 h.1, h.2, h.1
             );
         }
+        let inference = stats.inference.snapshot();
+        let _ = writeln!(
+            out,
+            "# HELP augur_detector_unserved_windows_total Windows a detector had no model for (e.g. no checkpoint matching the services); its log says why.\n# TYPE augur_detector_unserved_windows_total counter"
+        );
+        for (detector, times) in &inference {
+            let _ = writeln!(
+                out,
+                "augur_detector_unserved_windows_total{{detector=\"{}\"}} {}",
+                escape(detector),
+                times.unserved_windows
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP augur_inference_seconds Model inference time per window, per detector (on the model workers' inference threads).\n# TYPE augur_inference_seconds summary"
         );
-        for (detector, times) in stats.inference.snapshot() {
+        for (detector, times) in inference {
             let d = escape(&detector);
             for q in [0.5, 0.99] {
                 let _ = writeln!(
@@ -258,6 +271,8 @@ mod tests {
         JobStats::add(&stats.late, 2);
         JobStats::add(&stats.dead_letters, 5);
         stats.inference.record("seer", 2, 4.0);
+        stats.inference.record("sage", 3, 1.0);
+        stats.inference.note("sage", "4", 3);
         let addr = serve("127.0.0.1:0", Arc::clone(&metrics), stats).expect("serves");
         let mut conn = std::net::TcpStream::connect(addr).expect("connects");
         write!(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("writes");
@@ -278,6 +293,10 @@ mod tests {
         assert!(body.contains("augur_late_records_total 2"), "{body}");
         assert!(
             body.contains("augur_inference_seconds{detector=\"seer\",quantile=\"0.5\"} 0.004"),
+            "{body}"
+        );
+        assert!(
+            body.contains("augur_detector_unserved_windows_total{detector=\"sage\"} 3"),
             "{body}"
         );
         assert!(

@@ -46,9 +46,11 @@ pub struct FluxionConfig {
     /// `models_dir`. Default empty.
     pub checkpoint: PathBuf,
     /// Directory searched for the newest `fluxion-*-vN.json` whose services cover the
-    /// stream's (same entry point); empty: never load one, learn from the stream. When this
-    /// relative path doesn't exist, the checkpoints shipped with the source tree are used.
-    /// Default `models/checkpoints`.
+    /// stream's (same entry point); empty: never load one, learn from the stream. `augur
+    /// train --model fluxion` writes here (creating it). When it doesn't exist, the
+    /// checkpoints shipped inside the binary are used, extracted once into a cache
+    /// directory ([`crate::shipped`]). Default `models/checkpoints` (relative to the
+    /// working directory).
     pub models_dir: PathBuf,
     /// Windows collected before the first graph is trained. Default 120.
     pub min_train_windows: usize,
@@ -158,14 +160,12 @@ fn graph_of(c: &FluxionCheckpoint) -> Result<InferenceGraph, std::io::Error> {
 }
 
 impl FluxionConfig {
-    /// The checkpoint directory to use (see `models_dir`); `None` when empty.
-    pub fn dir(&self) -> Option<PathBuf> {
+    /// The checkpoint directory to read (see `models_dir`); `None` when empty.
+    pub fn dir(&self) -> Result<Option<PathBuf>, crate::shipped::ShippedError> {
         if self.models_dir.as_os_str().is_empty() {
-            None
-        } else if self.models_dir.exists() || self.models_dir.is_absolute() {
-            Some(self.models_dir.clone())
+            Ok(None)
         } else {
-            Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints"))
+            crate::shipped::checkpoint_dir(&self.models_dir).map(Some)
         }
     }
 }
@@ -288,8 +288,13 @@ impl Fluxion {
     /// Once the entry is known: the newest matching checkpoint of `models_dir`, if any.
     fn load_matching(&mut self, entry: &str) {
         self.looked_for_checkpoint = true;
-        let Some(dir) = self.config.dir() else {
-            return;
+        let dir = match self.config.dir() {
+            Ok(Some(dir)) => dir,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("fluxion: not looking for a checkpoint: {e}");
+                return;
+            }
         };
         let services: BTreeSet<String> = self
             .recent

@@ -12,7 +12,7 @@
 //! when it is ready (the version gets a `+rN` suffix).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use augur_operators::{AlertKind, Culprit, Detection, Detector, WindowSnapshot};
@@ -22,24 +22,37 @@ use tch::Device;
 use super::counterfactual::{Diagnosis, diagnose};
 use super::episode::{Consensus, Episode};
 use super::features::raw_blocks;
-use super::model::{SageModel, available, select};
+use super::model::{SageModel, available, overlaps, select};
 use super::online::{OnlineConfig, Retrainer};
 use crate::checkpoint::CheckpointError;
 use crate::device::{DeviceChoice, resolve};
+use crate::shipped::{ShippedError, checkpoint_dir};
 
 /// Settings of the `sage` detector.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SageConfig {
-    /// Directory of versioned checkpoints (`sage-<topology>-vN.safetensors` + `.json`).
-    /// Default `models/checkpoints`; when that doesn't exist, the checkpoints the binary
-    /// was built with.
+    /// Directory of versioned checkpoints (`sage-<topology>-vN.safetensors` + `.json`);
+    /// `augur train --model sage` writes here (creating it). Default `models/checkpoints`
+    /// (relative to the working directory). When it doesn't exist, the checkpoints
+    /// shipped inside the binary are used, extracted once into a cache directory
+    /// ([`crate::shipped`]).
     pub models_dir: PathBuf,
     /// `auto`, `cpu` or `cuda:N`. Default `auto`.
     pub device: DeviceChoice,
     /// Checkpoint to use (e.g. `sage-chain`); empty picks the one whose services best
     /// match the services seen. Default empty.
     pub checkpoint: String,
+    /// With `checkpoint` empty: the least Jaccard overlap (shared services / services of
+    /// either) between a checkpoint's services and the services the job sees for that
+    /// checkpoint to be chosen. Below it on every checkpoint nothing matches: the detector
+    /// keeps running but diagnoses nothing, says so once in its log (the services it sees,
+    /// the checkpoints and their overlaps, how to train one) and counts the violating
+    /// windows as unserved. Default 0.5: at least half of the two sets' services shared —
+    /// the application a checkpoint was trained on still matches with a few services not
+    /// reporting or added, another application sharing a few common names doesn't (a
+    /// model that doesn't know the entry point or most services can't diagnose it).
+    pub min_overlap: f64,
     /// Culprits listed per alert. Default 5.
     pub max_culprits: usize,
     /// Violating windows of an episode whose diagnoses are pooled before the culprits are
@@ -58,6 +71,7 @@ impl Default for SageConfig {
             models_dir: PathBuf::from("models/checkpoints"),
             device: DeviceChoice::Auto,
             checkpoint: String::new(),
+            min_overlap: 0.5,
             max_culprits: 5,
             episode_windows: 1,
             online: OnlineConfig::default(),
@@ -66,13 +80,9 @@ impl Default for SageConfig {
 }
 
 impl SageConfig {
-    /// The checkpoint directory to use (see `models_dir`).
-    pub fn dir(&self) -> PathBuf {
-        if self.models_dir.exists() || self.models_dir.is_absolute() {
-            self.models_dir.clone()
-        } else {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints")
-        }
+    /// The checkpoint directory to read (see `models_dir`).
+    pub fn dir(&self) -> Result<PathBuf, ShippedError> {
+        checkpoint_dir(&self.models_dir)
     }
 }
 
@@ -93,12 +103,18 @@ pub struct Sage {
     episode: Episode,
     /// Kept windows and the retraining in flight (`online.every` > 0).
     retrainer: Retrainer,
+    /// Violating windows left undiagnosed for want of a model that fits them.
+    unserved: u64,
+    /// Whether the log was told that no checkpoint matches the services seen.
+    said_unmatched: bool,
+    /// Whether the log was told that the model doesn't know a violating entry point.
+    said_unknown_entry: bool,
 }
 
 impl Sage {
     /// Checks that a `sage-*` checkpoint exists; the model loads on the first violation.
     pub fn new(config: SageConfig) -> Result<Self, CheckpointError> {
-        let dir = config.dir();
+        let dir = config.dir()?;
         let found = available(&dir);
         let wanted = |name: &str| config.checkpoint.is_empty() || config.checkpoint == name;
         let Some((_, version, _)) = found.iter().find(|(name, _, _)| wanted(name)) else {
@@ -119,6 +135,9 @@ impl Sage {
             model: None,
             chosen_for: BTreeSet::new(),
             pinned: false,
+            unserved: 0,
+            said_unmatched: false,
+            said_unknown_entry: false,
         })
     }
 
@@ -132,6 +151,9 @@ impl Sage {
             pinned: true,
             episode: Episode::new(SageConfig::default().episode_windows),
             retrainer: Retrainer::new(OnlineConfig::default()),
+            unserved: 0,
+            said_unmatched: false,
+            said_unknown_entry: false,
         }
     }
 
@@ -149,12 +171,27 @@ impl Sage {
         if self.pinned || (self.model.is_some() && services == self.chosen_for) {
             return;
         }
+        if self.said_unmatched && self.model.is_none() && services == self.chosen_for {
+            // Nothing matched these services a window ago either.
+            return;
+        }
         if self.model.is_some() && !self.config.checkpoint.is_empty() {
             return;
         }
-        let dir = self.config.dir();
+        let dir = match self.config.dir() {
+            Ok(dir) => dir,
+            Err(e) => {
+                tracing::error!("sage: no checkpoint directory: {e}");
+                return;
+            }
+        };
         let choice = if self.config.checkpoint.is_empty() {
-            select(&dir, &services)
+            let choice = select(&dir, &services, self.config.min_overlap);
+            if choice.is_none() && self.model.is_none() && !self.said_unmatched {
+                self.said_unmatched = true;
+                self.say_unmatched(&dir, &services);
+            }
+            choice
         } else {
             available(&dir)
                 .into_iter()
@@ -182,6 +219,72 @@ impl Sage {
             }
             Err(e) => tracing::error!("sage: cannot load {name}-v{version}: {e}"),
         }
+    }
+
+    /// Says loudly that no checkpoint in `dir` matches `services`, and what to do.
+    fn say_unmatched(&self, dir: &std::path::Path, services: &BTreeSet<String>) {
+        const SHOWN: usize = 20;
+        let mut seen: Vec<&str> = services.iter().map(String::as_str).take(SHOWN).collect();
+        if services.len() > SHOWN {
+            seen.push("…");
+        }
+        let checkpoints: Vec<String> = overlaps(dir, services)
+            .iter()
+            .map(|(name, version, score)| format!("{name}-v{version} {score:.2}"))
+            .collect();
+        tracing::warn!(
+            "sage: no checkpoint matches this application, so sage will diagnose nothing (it \
+             keeps running). It sees {} services [{}]; the checkpoints in {} and their overlap \
+             with them (Jaccard; at least {:.2} needed, detector.sage.min_overlap): {}. Train \
+             one on this application's traces: augur train --model sage --input DIR --name \
+             sage-<app> (DIR written by `augur record` or `augur simulate --out`), or name a \
+             checkpoint in detector.sage.checkpoint",
+            services.len(),
+            seen.join(", "),
+            dir.display(),
+            self.config.min_overlap,
+            if checkpoints.is_empty() {
+                "none".to_string()
+            } else {
+                checkpoints.join(", ")
+            }
+        );
+    }
+
+    /// Whether no checkpoint matched the services seen, so no model is loaded (said once
+    /// in the log).
+    pub fn unmatched(&self) -> bool {
+        self.said_unmatched && self.model.is_none()
+    }
+
+    /// Counts a violating window that got no diagnosis, and says why once.
+    fn unserved_window(&mut self, window: &WindowSnapshot) {
+        self.unserved += 1;
+        let Some(model) = &self.model else {
+            // No checkpoint matched: `ensure_model` said so.
+            return;
+        };
+        if self.said_unknown_entry {
+            return;
+        }
+        let known = model.layout.services();
+        let entries: Vec<&str> = window
+            .qos
+            .iter()
+            .filter(|q| q.violated)
+            .map(|q| q.entry.split(' ').next().unwrap_or(&q.entry))
+            .collect();
+        if entries.iter().any(|e| known.contains(*e)) {
+            return;
+        }
+        self.said_unknown_entry = true;
+        tracing::warn!(
+            "sage: {} doesn't know the entry point {} of the violating windows, so it can't \
+             diagnose them; train a checkpoint on this application's traces: augur train \
+             --model sage --input DIR --name sage-<app>",
+            self.version,
+            entries.join(", ")
+        );
     }
 
     /// The diagnosis of one window (violating or not), if the model knows its entry point.
@@ -310,6 +413,10 @@ impl Detector for Sage {
         &self.version
     }
 
+    fn unserved_windows(&self) -> u64 {
+        self.unserved
+    }
+
     fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection> {
         if let Some(retrained) = self.retrainer.observe(self.model.as_ref(), window) {
             self.version = format!(
@@ -324,6 +431,7 @@ impl Detector for Sage {
             return Vec::new();
         }
         let Some(d) = self.diagnose(window) else {
+            self.unserved_window(window);
             return Vec::new();
         };
         let single = self.detection(&d);

@@ -5,7 +5,8 @@
 //! (the `VarStore`) and `{dir}/{name}-v{N}.json` (the [`SageLayout`]); `name` is `sage-`
 //! plus the topology it was trained on (`sage-chain`, `sage-social-network`, ...).
 //! [`select`] picks, among the newest version of every `sage-*` checkpoint in a directory,
-//! the one whose services best match the services a job sees (Jaccard overlap).
+//! the one whose services best match the services a job sees (Jaccard overlap), if it
+//! matches well enough.
 //! In: a layout (to build) or a directory (to load). Out: the model. State: the weights.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -197,13 +198,25 @@ pub fn overlap(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
     if union == 0.0 { 0.0 } else { inter / union }
 }
 
+/// The newest version of every `sage-*` checkpoint in `dir` with the Jaccard overlap of
+/// its services and `services`: (name, version, overlap), by name.
+pub fn overlaps(dir: &Path, services: &BTreeSet<String>) -> Vec<(String, u64, f64)> {
+    available(dir)
+        .into_iter()
+        .map(|(name, version, layout)| {
+            let score = overlap(&layout.services(), services);
+            (name, version, score)
+        })
+        .collect()
+}
+
 /// The checkpoint (name, version) whose services best match `services`; ties go to the
-/// name that sorts first. `None` when no checkpoint shares a service.
-pub fn select(dir: &Path, services: &BTreeSet<String>) -> Option<(String, u64)> {
+/// name that sorts first. `None` when none shares a service or reaches `min_overlap`.
+pub fn select(dir: &Path, services: &BTreeSet<String>, min_overlap: f64) -> Option<(String, u64)> {
     let mut best: Option<(f64, String, u64)> = None;
-    for (name, version, layout) in available(dir) {
-        let score = overlap(&layout.services(), services);
-        if score > 0.0 && best.as_ref().is_none_or(|b| score > b.0) {
+    for (name, version, score) in overlaps(dir, services) {
+        let enough = score > 0.0 && score >= min_overlap;
+        if enough && best.as_ref().is_none_or(|b| score > b.0) {
             best = Some((score, name, version));
         }
     }

@@ -8,10 +8,12 @@
 //! State: the `recent` latest windows, a uniform reservoir (algorithm R) of `older` windows
 //! from before them, windows since the last retraining, and at most one retraining in
 //! flight (a thread fine-tuning a copy, and the channel it answers on). Dropping the
-//! retrainer waits for that thread (at most one retraining): libtorch must not be torn
-//! down under a running training when the process exits.
+//! retrainer stops that thread at its next optimizer step and waits for it: libtorch must
+//! not be torn down under a running training when the process exits.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError, channel};
 use std::thread::JoinHandle;
 
@@ -20,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::features::{Sample, raw_blocks};
 use super::model::SageModel;
-use super::train::{SageTrainSettings, fit, transfer};
+use super::train::{SageTrainSettings, fit_until, transfer};
 
 /// Settings of the online retraining (`[detector.sage.online]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,6 +62,8 @@ pub struct Retrainer {
     rng: u64,
     pending: Option<(Receiver<SageModel>, JoinHandle<()>)>,
     done: usize,
+    /// Set on drop: the retraining in flight stops at its next optimizer step.
+    stop: Arc<AtomicBool>,
 }
 
 impl Retrainer {
@@ -73,6 +77,7 @@ impl Retrainer {
             rng: 0x9E37_79B9_7F4A_7C15,
             pending: None,
             done: 0,
+            stop: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -165,21 +170,26 @@ impl Retrainer {
             ..SageTrainSettings::default()
         };
         let (tx, rx) = channel();
+        let stop = Arc::clone(&self.stop);
         let spawned = std::thread::Builder::new()
             .name("sage-retrain".into())
             .spawn(move || {
                 let units: Vec<usize> = (0..copy.layout.cbn.units.len()).collect();
                 let channels: Vec<usize> = (0..copy.layout.cbn.rpcs.len()).collect();
                 let start = std::time::Instant::now();
-                fit(
+                fit_until(
                     &mut copy,
                     &samples,
                     &violated,
                     &units,
                     &channels,
                     &settings,
+                    &stop,
                     |_, _| {},
                 );
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
                 tracing::info!(
                     "sage: retrained online on {} windows in {:.1} s",
                     samples.len(),
@@ -197,6 +207,7 @@ impl Retrainer {
 
 impl Drop for Retrainer {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
         if let Some((_, handle)) = self.pending.take() {
             if handle.join().is_err() {
                 tracing::error!("sage: an online retraining panicked");

@@ -41,6 +41,7 @@ fn trained_for(windows: &[augur_operators::WindowSnapshot], epochs: usize) -> Sa
         Device::Cpu,
         |_, _| {},
     )
+    .unwrap()
 }
 
 #[test]
@@ -229,7 +230,8 @@ fn a_slow_channel_into_a_tier_is_named_by_restoring_it() {
 fn training_clamps_the_call_weights_of_the_units_it_trains_at_zero() {
     let _torch = crate::torch_test_lock();
     tch::set_num_threads(1);
-    let windows = chain_windows(N, 60, 4, 7);
+    // One batch: the fewest windows `train` accepts.
+    let windows = chain_windows(N, 64, 4, 7);
     let mut model = trained_for(&windows, 1);
     let weight = |model: &SageModel, key: &str| -> Vec<f64> {
         let w = &model.vs.variables()[&format!("c:{key}.w")];
@@ -318,5 +320,155 @@ fn a_delay_into_the_faster_of_two_parallel_calls_is_named() {
     assert!(
         restored >= 5,
         "b named and its repair restores QoS in {restored}/6"
+    );
+}
+
+/// A detector dropped while an online retraining runs stops it at its next optimizer step
+/// and joins it: the drop is prompt, and no training outlives the detector.
+#[test]
+fn dropping_the_detector_stops_an_online_retraining_promptly() {
+    let _torch = crate::torch_test_lock();
+    let mut sage = Sage::with_model(trained_for(&chain_windows(N, 200, 4, 7), 2));
+    sage.set_online(super::online::OnlineConfig {
+        every: 100,
+        recent: 60,
+        older: 60,
+        // Minutes of training: only the stop flag ends it within the test.
+        epochs: 5_000,
+    });
+    for w in &chain_windows(N, 100, 4, 11) {
+        sage.observe(w);
+    }
+    assert_eq!(sage.retrains(), (0, true), "one retraining running");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let dropping = std::time::Instant::now();
+    drop(sage);
+    assert!(
+        dropping.elapsed() < std::time::Duration::from_secs(5),
+        "drop took {:?}: the retraining ran on",
+        dropping.elapsed()
+    );
+}
+
+/// `w` as a window of another application: the names of tiers `s0` (the entry) to
+/// `s{renamed - 1}` prefixed with `other-`.
+fn another_application(
+    mut w: augur_operators::WindowSnapshot,
+    renamed: usize,
+) -> augur_operators::WindowSnapshot {
+    let names: Vec<String> = (0..renamed).map(|i| format!("s{i}")).collect();
+    let rename = |s: &mut String| {
+        let service = s.split(' ').next().unwrap_or_default().to_string();
+        if names.contains(&service) {
+            *s = format!("other-{s}");
+        }
+    };
+    for s in &mut w.services {
+        rename(&mut s.service);
+    }
+    w.services.sort_by(|a, b| a.service.cmp(&b.service));
+    for e in &mut w.edges {
+        rename(&mut e.caller);
+        rename(&mut e.callee);
+        let parallel = std::mem::take(&mut e.parallel);
+        for (mut other, n) in parallel {
+            rename(&mut other);
+            e.parallel.insert(other, n);
+        }
+    }
+    for q in &mut w.qos {
+        rename(&mut q.entry);
+    }
+    for s in &mut w.order {
+        rename(s);
+    }
+    w
+}
+
+/// A checkpoint whose services barely overlap the job's (Jaccard below `min_overlap`) or
+/// not at all is not used: the detector diagnoses nothing, says so once, counts the
+/// violating windows as unserved and keeps running; the application it was trained on is
+/// still diagnosed by a detector of the same config.
+#[test]
+fn no_checkpoint_matching_the_services_is_said_and_counted_and_the_detector_keeps_running() {
+    let _torch = crate::torch_test_lock();
+    let dir = tempfile::tempdir().unwrap();
+    trained_for(&chain_windows(N, 200, 4, 7), 2)
+        .save(dir.path())
+        .unwrap();
+    let config = super::SageConfig {
+        models_dir: dir.path().to_path_buf(),
+        device: crate::device::DeviceChoice::Cpu,
+        ..super::SageConfig::default()
+    };
+    // s0 (the entry) and s1 renamed, s2 shared: 1 of 5 services, Jaccard 0.2 < 0.5.
+    let mut sage = Sage::new(config.clone()).unwrap();
+    for k in 0..4u64 {
+        let w = another_application(
+            chain_window(N, 1_000_000 + k * 1000, Some(0), 4.0, 40 + k),
+            2,
+        );
+        assert!(w.violated());
+        assert!(sage.observe(&w).is_empty(), "window {k} diagnosed");
+    }
+    assert!(sage.unmatched());
+    assert_eq!(sage.unserved_windows(), 4);
+    // Windows that meet QoS aren't counted.
+    sage.observe(&another_application(
+        chain_window(N, 2_000_000, None, 1.0, 9),
+        2,
+    ));
+    assert_eq!(sage.unserved_windows(), 4);
+    // Nothing shared at all.
+    let mut sage = Sage::new(config.clone()).unwrap();
+    let w = another_application(chain_window(N, 1_000_000, Some(1), 4.0, 50), N);
+    assert!(sage.observe(&w).is_empty());
+    assert!(sage.unmatched());
+    assert_eq!(sage.unserved_windows(), 1);
+    // The checkpoint's own application.
+    let mut sage = Sage::new(config).unwrap();
+    let d = sage.observe(&chain_window(N, 1_000_000, Some(1), 4.0, 50));
+    assert_eq!(d.len(), 1);
+    assert!(!sage.unmatched());
+    assert_eq!(sage.unserved_windows(), 0);
+    assert_eq!(sage.version(), "sage-test-v1");
+}
+
+/// Windows without RPC calls (metrics but no spans) or too few of them train nothing: an
+/// error that says so, instead of an empty or untrained model.
+#[test]
+fn too_little_data_is_an_error_not_an_empty_model() {
+    use super::train::{TrainDataError, check_windows, min_windows};
+    let settings = SageTrainSettings::default();
+    let min = min_windows(&settings);
+    assert_eq!(min, settings.batch);
+    let mut metrics_only = chain_windows(N, 200, 4, 7);
+    for w in &mut metrics_only {
+        w.edges.clear();
+    }
+    let err = train(
+        &metrics_only,
+        "sage-test",
+        GvaeHyper::default(),
+        &settings,
+        "test".into(),
+        Device::Cpu,
+        |_, _| {},
+    )
+    .err();
+    assert!(
+        matches!(err, Some(TrainDataError::NoSpans { windows: 200, .. })),
+        "{err:?}"
+    );
+    let few = chain_windows(N, min - 1, 4, 7);
+    assert!(matches!(
+        check_windows(&few, &settings),
+        Err(TrainDataError::TooFew { useful, .. }) if useful == min - 1
+    ));
+    let text = check_windows(&few, &settings).unwrap_err().to_string();
+    assert!(text.contains(&format!("at least {min}")), "{text}");
+    assert_eq!(
+        check_windows(&chain_windows(N, min, 4, 7), &settings),
+        Ok(min)
     );
 }

@@ -15,10 +15,12 @@
 //!   the weights of unchanged parts).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use augur_operators::{Resource, WindowSnapshot};
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor, nn};
+use thiserror::Error;
 
 use super::cbn::{Cbn, Overlaps};
 use super::features::{Normalizer, Sample, mask_resources, raw_blocks};
@@ -55,6 +57,75 @@ impl Default for SageTrainSettings {
 /// empty snapshots).
 fn useful(w: &WindowSnapshot) -> bool {
     !w.services.is_empty() && !w.edges.is_empty()
+}
+
+/// Why a set of windows can't train a model.
+#[derive(Clone, Debug, Error, PartialEq)]
+pub enum TrainDataError {
+    #[error(
+        "none of the {windows} windows has RPC calls between services: the input has no spans \
+         (metrics alone don't show the call graph). Sage trains on traces and metrics: give \
+         input with spans (traces.otlp.jsonl beside metrics.otlp.jsonl), at least {min} windows \
+         with requests and RPC calls ({min_s} s of traffic with {window_ms} ms windows)"
+    )]
+    NoSpans {
+        windows: usize,
+        min: usize,
+        min_s: u64,
+        window_ms: u64,
+    },
+    #[error(
+        "only {useful} of the {windows} windows have requests and RPC calls; training needs at \
+         least {min} ({min_s} s of traffic with {window_ms} ms windows): one batch of windows \
+         (fewer never make a full batch, and batch normalisation would see only those). Record \
+         or simulate longer"
+    )]
+    TooFew {
+        useful: usize,
+        windows: usize,
+        min: usize,
+        min_s: u64,
+        window_ms: u64,
+    },
+}
+
+/// The least number of windows with requests and RPC calls that trains a model: one
+/// batch of `settings.batch`. [`fit`] draws every epoch in batches of that many windows
+/// and skips a batch of fewer than 2 (batch normalisation); with fewer than one batch,
+/// each epoch is a single short step on the statistics of those few windows, and below
+/// 2 nothing is trained at all (an empty or untrained model).
+pub fn min_windows(settings: &SageTrainSettings) -> usize {
+    settings.batch.max(2)
+}
+
+/// The windows of `windows` that train a model, or why there are too few.
+pub fn check_windows(
+    windows: &[WindowSnapshot],
+    settings: &SageTrainSettings,
+) -> Result<usize, TrainDataError> {
+    let min = min_windows(settings);
+    let useful_windows = windows.iter().filter(|w| useful(w)).count();
+    let window_ms = windows.first().map_or(1000, |w| w.window_ms.max(1));
+    let min_s = (min as u64 * window_ms).div_ceil(1000);
+    let traced = windows.iter().any(|w| !w.edges.is_empty());
+    if !traced {
+        return Err(TrainDataError::NoSpans {
+            windows: windows.len(),
+            min,
+            min_s,
+            window_ms,
+        });
+    }
+    if useful_windows < min {
+        return Err(TrainDataError::TooFew {
+            useful: useful_windows,
+            windows: windows.len(),
+            min,
+            min_s,
+            window_ms,
+        });
+    }
+    Ok(useful_windows)
 }
 
 /// The CBN of a set of windows: all RPC edges seen, the longest service order, parallel
@@ -168,6 +239,31 @@ pub fn fit(
     units: &[usize],
     channels: &[usize],
     settings: &SageTrainSettings,
+    progress: impl FnMut(usize, f64),
+) -> f64 {
+    fit_until(
+        model,
+        samples,
+        violated,
+        units,
+        channels,
+        settings,
+        &AtomicBool::new(false),
+        progress,
+    )
+}
+
+/// [`fit`], abandoned at the next batch once `stop` is set (an online retraining whose
+/// detector goes away ends within one optimizer step; its model is then thrown away).
+#[allow(clippy::too_many_arguments)]
+pub fn fit_until(
+    model: &mut SageModel,
+    samples: &[Sample],
+    violated: &[bool],
+    units: &[usize],
+    channels: &[usize],
+    settings: &SageTrainSettings,
+    stop: &AtomicBool,
     mut progress: impl FnMut(usize, f64),
 ) -> f64 {
     if samples.len() < 2 || (units.is_empty() && channels.is_empty()) {
@@ -189,6 +285,9 @@ pub fn fit(
         let order = draws(violated, settings.oversample_to, &mut rng);
         let (mut sum, mut steps) = (0.0, 0usize);
         for chunk in order.chunks(settings.batch.max(2)) {
+            if stop.load(Ordering::Relaxed) {
+                return last;
+            }
             if chunk.len() < 2 {
                 continue; // batch-norm needs two rows
             }
@@ -215,7 +314,8 @@ pub fn fit(
     last
 }
 
-/// A new model trained from scratch on `windows`.
+/// A new model trained from scratch on `windows`; an error when they are too few to
+/// train one ([`check_windows`]).
 pub fn train(
     windows: &[WindowSnapshot],
     name: &str,
@@ -224,7 +324,8 @@ pub fn train(
     provenance: String,
     device: Device,
     progress: impl FnMut(usize, f64),
-) -> SageModel {
+) -> Result<SageModel, TrainDataError> {
+    check_windows(windows, settings)?;
     let (layout, samples, violated) =
         prepare(windows, name, hyper, &settings.x_resources, provenance);
     tch::manual_seed(settings.seed);
@@ -234,7 +335,7 @@ pub fn train(
     fit(
         &mut model, &samples, &violated, &units, &channels, settings, progress,
     );
-    model
+    Ok(model)
 }
 
 /// Copies into `new` every variable of `old` with the same name and shape; returns the

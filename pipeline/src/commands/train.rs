@@ -1,6 +1,7 @@
 //! `augur train --model seer --data FILE.arrow [--data ...] [--epochs N]`: train a Seer
-//! model on recorded datasets and write the next checkpoint version into the models
-//! directory, with a progress bar and a validation score per epoch.
+//! model on recorded datasets and write the next checkpoint version into `--models-dir`,
+//! else the config's `detector.seer.models_dir`, with a progress bar and a validation
+//! score per epoch.
 
 use anyhow::bail;
 use augur_models::checkpoint::latest_version;
@@ -72,7 +73,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let dir = args.models_dir.clone().unwrap_or_else(|| seer.dir());
+    // Written to the configured directory (created if needed), never to the cache of
+    // shipped checkpoints the detector reads when it doesn't exist.
+    let dir = args
+        .models_dir
+        .clone()
+        .unwrap_or_else(|| seer.models_dir.clone());
     let version = args
         .version
         .unwrap_or_else(|| latest_version(&dir, "seer").map_or(1, |v| v + 1));

@@ -1,8 +1,9 @@
 //! `augur train --model fluxion --input DIR [--input DIR ...] [--name fluxion-T]`: replay
 //! simulator output (or any recorded OTLP files) through the same dataflow, keep every
 //! window, and fit Fluxion's inference graph on them (every vertex, leaves → entry). Writes
-//! the next version of `models/checkpoints/fluxion-<topology>` (one JSON file with the
-//! command that made it). `labels.json` is read only for the topology name.
+//! the next version of `fluxion-<topology>` (one JSON file with the command that made it)
+//! into `--models-dir`, else the config's `detector.fluxion.models_dir`. `labels.json` is
+//! read only for the topology name.
 
 use std::collections::BTreeSet;
 
@@ -57,12 +58,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .fold((0.0f64, 0usize), |(sum, n), (a, b)| {
             (sum + f64::from((a - b).abs()), n + 1)
         });
-    let dir = config
-        .detector
-        .fluxion
-        .dir()
-        .context("detector.fluxion.models_dir is empty; give --models-dir")?;
-    let dir = args.models_dir.clone().unwrap_or(dir);
+    // Written to the configured directory (created if needed), never to the cache of
+    // shipped checkpoints the detector reads when it doesn't exist.
+    let dir = match &args.models_dir {
+        Some(dir) => dir.clone(),
+        None if config.detector.fluxion.models_dir.as_os_str().is_empty() => {
+            bail!("detector.fluxion.models_dir is empty; give --models-dir")
+        }
+        None => config.detector.fluxion.models_dir.clone(),
+    };
     let version = args
         .version
         .unwrap_or_else(|| latest_version(&dir, &name).map_or(1, |v| v + 1));

@@ -2,13 +2,14 @@
 //! replay simulator output (or any recorded OTLP files) through the same dataflow, keep
 //! every window snapshot, and train Sage's GVAE on them — unlabelled: `labels.json` is
 //! read only for the topology name (the SLOs and the default checkpoint name), never for
-//! its faults. Writes the next version of `models/checkpoints/sage-<topology>`.
+//! its faults. Writes the next version of `sage-<topology>` into `--models-dir`, else the
+//! config's `detector.sage.models_dir`.
 
 use anyhow::{Context, bail};
 use augur_models::checkpoint::latest_version;
 use augur_models::device::resolve;
 use augur_models::sage::gvae::GvaeHyper;
-use augur_models::sage::train::{SageTrainSettings, train};
+use augur_models::sage::train::{SageTrainSettings, check_windows, train};
 use augur_operators::{Resource, WindowSnapshot};
 
 use crate::cli::TrainArgs;
@@ -105,10 +106,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         println!("{}: {} windows", input.display(), w.len());
         windows.extend(w);
     }
+    // Written to the configured directory (created if needed), never to the cache of
+    // shipped checkpoints the detector reads when it doesn't exist.
     let dir = args
         .models_dir
         .clone()
-        .unwrap_or_else(|| config.detector.sage.dir());
+        .unwrap_or_else(|| config.detector.sage.models_dir.clone());
     let version = args
         .version
         .unwrap_or_else(|| latest_version(&dir, &name).map_or(1, |v| v + 1));
@@ -132,6 +135,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         x_resources,
         ..defaults
     };
+    let useful = check_windows(&windows, &settings)
+        .with_context(|| format!("too little data to train {name}"))?;
+    println!("training {name} on {useful} windows with requests and RPC calls");
     let provenance = format!(
         "augur train --model sage --name {name} --epochs {} --seed {} --x-resources {resources_arg} {}",
         args.epochs(),
@@ -156,7 +162,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 println!("epoch {epoch:>3}: loss {loss:.4}");
             }
         },
-    );
+    )?;
     model.layout.version = version;
     let path = model.save(&dir)?;
     println!(

@@ -33,13 +33,19 @@ pub struct PipelineFigures {
     pub log_records: u64,
 }
 
-/// A detector's inference cost in the replay (on the model workers' inference threads).
+/// A detector's inference cost in the replay (on the model workers' inference threads),
+/// and what it served with.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ModelFigures {
     /// Windows the detector observed.
     pub windows: u64,
     pub inference_ms_p50: f64,
     pub inference_ms_p99: f64,
+    /// The detector's version at the end (a learned model's checkpoint, e.g.
+    /// `sage-chain-v3`); empty when it observed no window.
+    pub version: String,
+    /// Windows it had no model for (e.g. sage with no checkpoint matching the services).
+    pub unserved_windows: u64,
 }
 
 impl ModelFigures {
@@ -49,6 +55,8 @@ impl ModelFigures {
             windows: times.windows,
             inference_ms_p50: times.percentile_ms(50.0),
             inference_ms_p99: times.percentile_ms(99.0),
+            version: times.version.clone(),
+            unserved_windows: times.unserved_windows,
         }
     }
 }
