@@ -126,3 +126,39 @@ fn diagnose_names_the_faulty_service_with_and_without_span_kinds() {
     assert_eq!(overall["ac1"], 1.0, "{r:#}");
     assert_eq!(overall["no_answer"], 0);
 }
+
+/// A recording of an application augur doesn't know, with no labels and no `[[slo]]`: the
+/// replay runs (no QoS verdicts, said once) and the `evidence` detector still diagnoses;
+/// a simulator topology's SLO is never applied to it.
+#[test]
+fn a_replay_without_slo_or_labels_runs_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let case = simulate(tmp.path(), "mine");
+    strip_kinds(&case);
+    std::fs::remove_file(case.join("labels.json")).unwrap();
+    let alerts = tmp.path().join("alerts.jsonl");
+    let out = augur(
+        &[
+            "replay",
+            "--input",
+            case.to_str().unwrap(),
+            "--detector",
+            "evidence",
+            "--alerts-out",
+            alerts.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("no [[slo]] in the config").count(),
+        1,
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&alerts).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("an alert")).unwrap();
+    assert_eq!(first["kind"], "root_cause", "{first:#}");
+    assert_eq!(first["culprits"][0]["service"], "tier-2", "{first:#}");
+}

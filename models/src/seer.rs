@@ -773,6 +773,7 @@ mod tests {
             }],
             order: services.iter().map(|s| s.to_string()).collect(),
             topology_changed: false,
+            logs: Vec::new(),
         }
     }
 

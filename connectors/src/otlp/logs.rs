@@ -41,7 +41,7 @@ impl Id<'_> {
     fn decode<const N: usize>(self, what: &str) -> Result<Option<[u8; N]>, String> {
         let mut out = [0u8; N];
         match self {
-            Id::Bytes(b) if b.is_empty() => return Ok(None),
+            Id::Bytes([]) => return Ok(None),
             Id::Bytes(b) if b.len() == N => out.copy_from_slice(b),
             Id::Bytes(b) => return Err(format!("{what} has {} bytes, not {N}", b.len())),
             Id::Hex("") => return Ok(None),

@@ -47,12 +47,12 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
             _ => {}
         }
     }
-    for i in 1..3 {
+    for (i, g) in gap.iter_mut().enumerate().skip(1) {
         if let Fault::Delay(d) = fault
             && on
             && (d == i || d == i - 1)
         {
-            gap[i] += 20.0;
+            *g += 20.0;
         }
     }
     let calls_b = if matches!(fault, Fault::SkipsCalls) && on && end % 2000 == 0 {

@@ -84,17 +84,39 @@ pub fn stop_on_signal() -> Arc<AtomicBool> {
     stop
 }
 
-/// The SLOs to check: the config's, else those of the topology named in `labels.json`.
+/// The SLOs to check: the config's, else those of the built-in topology named in the
+/// input's `labels.json` (a simulator recording). Otherwise none, said once on stderr: a
+/// recording of another application is never checked against a simulator topology's SLO.
 pub fn resolve_slos(config: &Config, input: &Path) -> anyhow::Result<Vec<Slo>> {
     if !config.slo.is_empty() {
         return Ok(config.slo.clone());
     }
-    let labels = read_labels(input)?;
-    let topology = labels
-        .get("topology")
-        .and_then(|t| t.as_str())
-        .context("no [[slo]] in the config and labels.json names no topology to take SLOs from")?;
-    topology_slos(topology)
+    let topology = input
+        .join("labels.json")
+        .is_file()
+        .then(|| read_labels(input))
+        .transpose()?
+        .and_then(|labels| {
+            labels
+                .get("topology")
+                .and_then(|t| t.as_str())
+                .map(str::to_owned)
+        });
+    if let Some(topology) = &topology
+        && augur_connectors::simulator::Topology::load(topology).is_ok()
+    {
+        return topology_slos(topology);
+    }
+    eprintln!(
+        "warning: no [[slo]] in the config{}: no end-to-end latency is checked (no QoS \
+         verdicts); diagnoses that need none (`augur diagnose`, --detector evidence) still \
+         work. Add `[[slo]] entry = \"<root service>\" quantile = 0.99 threshold_ms = ...`.",
+        match &topology {
+            Some(t) => format!(" and `{t}` is not a built-in topology"),
+            None => String::new(),
+        }
+    );
+    Ok(Vec::new())
 }
 
 /// The SLOs of a job without labels: the config's, else those of the config's simulator
