@@ -120,13 +120,23 @@ pub fn resolve_slos(config: &Config, input: &Path) -> anyhow::Result<Vec<Slo>> {
 }
 
 /// The SLOs of a job without labels: the config's, else those of the config's simulator
-/// topology (what `augur simulate` produced).
+/// topology (what `augur simulate --kafka` produces), said on stderr with the entry point
+/// they check, since for any other application they are the wrong ones.
 pub fn job_slos(config: &Config) -> anyhow::Result<Vec<Slo>> {
     if !config.slo.is_empty() {
         return Ok(config.slo.clone());
     }
-    topology_slos(&config.simulator.topology)
-        .context("no [[slo]] in the config, and the simulator topology gives none")
+    let slos = topology_slos(&config.simulator.topology)
+        .context("no [[slo]] in the config, and the simulator topology gives none")?;
+    let entries: Vec<&str> = slos.iter().map(|s| s.entry.as_str()).collect();
+    eprintln!(
+        "warning: no [[slo]] in the config: checking the SLOs of the simulator topology `{}` \
+         (entry {}), right only for input from `augur simulate`; for your application add \
+         `[[slo]] entry = \"<root service>\" quantile = 0.99 threshold_ms = ...`",
+        config.simulator.topology,
+        entries.join(", ")
+    );
+    Ok(slos)
 }
 
 /// A time on the command line: RFC 3339 or ms since the epoch.
