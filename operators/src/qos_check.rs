@@ -10,7 +10,8 @@
 //! (the verdict's `entry` is then `"service operation"`). `latency_ms` holds DDSketch
 //! quantiles (1 % relative accuracy) at [`LATENCY_QUANTILES`]; `measured_ms` is the
 //! sketch's value at the SLO's quantile (lower nearest rank, `q = 0`/`1` give the exact
-//! min/max); `violated = measured_ms > threshold_ms`. Sketches merge exactly (integer bin
+//! min/max); `violated = measured_ms > threshold_ms`, or, when the SLO sets an
+//! `error_rate`, the window's share of requests with error status is above it. Sketches merge exactly (integer bin
 //! counts), so verdicts are identical for any number of workers. All verdicts of a window
 //! come from one worker, sorted by entry (then SLO position).
 //!
@@ -41,6 +42,11 @@ pub struct Slo {
     /// Quantile in `[0, 1]`, e.g. 0.99.
     pub quantile: f64,
     pub threshold_ms: f64,
+    /// Share of the entry's requests with error status above which a window violates the
+    /// objective too (e.g. 0.01), beside the latency; `None` (default): latency only. With
+    /// few requests per window one error is a large share: set it with the traffic in mind.
+    #[serde(default)]
+    pub error_rate: Option<f64>,
 }
 
 impl Slo {
@@ -155,7 +161,10 @@ pub fn qos_verdicts<'s>(
                             quantile: slo.quantile,
                             slo_ms: slo.threshold_ms,
                             measured_ms: measured,
-                            violated: measured > slo.threshold_ms,
+                            violated: measured > slo.threshold_ms
+                                || slo.error_rate.is_some_and(|max| {
+                                    p.requests > 0 && p.errors as f64 / p.requests as f64 > max
+                                }),
                         },
                     ))
                 })

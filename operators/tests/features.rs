@@ -183,12 +183,14 @@ fn slos() -> Vec<Slo> {
             operation: None,
             quantile: 0.9,
             threshold_ms: 85.0,
+            error_rate: None,
         },
         Slo {
             entry: "frontend".into(),
             operation: Some("/home".into()),
             quantile: 0.5,
             threshold_ms: 100.0,
+            error_rate: Some(0.1),
         },
     ]
 }
@@ -252,10 +254,14 @@ fn qos_check_by_hand() {
             close(all.latency_ms[0], 50.0, ACC) && close(all.latency_ms[4], 90.0, ACC),
             "{all:?}"
         );
+        // Latency within the objective, but 1 error in 5 requests is above the error rate.
         let home = &out[1].1;
-        assert_eq!((home.entry.as_str(), home.requests), ("frontend /home", 5));
+        assert_eq!(
+            (home.entry.as_str(), home.requests, home.errors),
+            ("frontend /home", 5, 1)
+        );
         assert!(
-            close(home.measured_ms, 30.0, ACC) && !home.violated,
+            close(home.measured_ms, 30.0, ACC) && home.violated,
             "{home:?}"
         );
         let next = &out[2].1;
@@ -474,6 +480,7 @@ fn snapshots(workers: usize, feed: Feed) -> Vec<WindowSnapshot> {
             operation: None,
             quantile: 0.99,
             threshold_ms: 60.0,
+            error_rate: None,
         }],
         ..FeatureParams::default()
     };

@@ -320,6 +320,14 @@ impl Config {
             if slo.entry.is_empty() {
                 return fail(&format!("slo[{i}].entry"), "must name the entry service");
             }
+            if let Some(rate) = slo.error_rate
+                && !(0.0..1.0).contains(&rate)
+            {
+                return fail(
+                    &format!("slo[{i}].error_rate"),
+                    "must be in [0, 1), a share of requests, e.g. 0.01",
+                );
+            }
         }
         if !augur_models::DETECTOR_NAMES.contains(&self.detector.name.as_str()) {
             return fail(
@@ -420,6 +428,12 @@ mod tests {
 
     #[test]
     fn semantic_errors_name_the_field() {
+        let err = parse(
+            "[[slo]]\nentry = \"fe\"\nquantile = 0.99\nthreshold_ms = 200.0\nerror_rate = 5.0\n",
+        )
+        .expect_err("error rate 5 must fail")
+        .to_string();
+        assert!(err.contains("slo[0].error_rate"), "{err}");
         let err = parse("[[slo]]\nentry = \"fe\"\nquantile = 99.0\nthreshold_ms = 200.0\n")
             .expect_err("quantile 99 must fail")
             .to_string();

@@ -51,6 +51,7 @@ pub fn slos_of(topology: &Topology) -> Vec<Slo> {
             operation: s.operation.clone(),
             quantile: s.quantile,
             threshold_ms: s.threshold_ms,
+            error_rate: None,
         })
         .collect()
 }
