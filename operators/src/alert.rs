@@ -63,7 +63,8 @@ pub struct Detection {
 #[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Alert {
-    /// Deterministic: `{window_end}-{service}-{kind}`, so consumers can drop duplicates.
+    /// Deterministic: `{window_end}-{service}-{kind}-{detector}`, so consumers can drop
+    /// duplicates, and alerts of different detectors in one topic never share an id.
     pub id: String,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
@@ -85,7 +86,7 @@ pub struct Alert {
 }
 
 impl Alert {
-    pub fn id_for(window_end: EventTime, service: &str, kind: AlertKind) -> String {
-        format!("{window_end}-{service}-{}", kind.as_str())
+    pub fn id_for(window_end: EventTime, service: &str, kind: AlertKind, detector: &str) -> String {
+        format!("{window_end}-{service}-{}-{detector}", kind.as_str())
     }
 }

@@ -253,7 +253,7 @@ fn build_alert(window: &WindowSnapshot, d: &Detection, model: &ModelRef) -> Aler
         annotations.insert("culprits".to_string(), ranked.join(", "));
     }
     Alert {
-        id: Alert::id_for(window.window_end, &d.service, d.kind),
+        id: Alert::id_for(window.window_end, &d.service, d.kind, &model.name),
         labels,
         annotations,
         starts_at: rfc3339(window.window_end),
@@ -384,13 +384,37 @@ mod tests {
         assert_eq!(fired, vec![(1, false), (4, true), (5, false), (8, true)]);
     }
 
+    /// Two detectors alerting on the same window, service and kind never share an id.
+    #[test]
+    fn alert_ids_differ_between_detectors() {
+        let mut a = decider(1, 1, 0);
+        let mut b = Decider::new(
+            DecideConfig {
+                fire_after: 1,
+                clear_after: 1,
+                cooldown_ms: 0,
+                max_alerts_per_window: 20,
+            },
+            ModelRef {
+                name: "u".into(),
+                version: "0".into(),
+            },
+        );
+        let (x, y) = (
+            a.decide(&window(7000, true), vec![]),
+            b.decide(&window(7000, true), vec![]),
+        );
+        assert_eq!((x.len(), y.len()), (1, 1));
+        assert_ne!(x[0].id, y[0].id);
+    }
+
     #[test]
     fn qos_violations_alert_with_stable_ids() {
         let mut d = decider(1, 1, 0);
         let alerts = d.decide(&window(7000, true), vec![]);
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].kind, AlertKind::QosViolation);
-        assert_eq!(alerts[0].id, "7000-fe-qos_violation");
+        assert_eq!(alerts[0].id, "7000-fe-qos_violation-t");
         assert_eq!(alerts[0].starts_at, "1970-01-01T00:00:07.000Z");
     }
 

@@ -427,7 +427,7 @@ mod tests {
         probability: f64,
     ) -> Alert {
         Alert {
-            id: Alert::id_for(window_end, "front", kind),
+            id: Alert::id_for(window_end, "front", kind, "seer"),
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             starts_at: rfc3339(window_end),
@@ -475,7 +475,10 @@ mod tests {
         assert_eq!(e.data.resource.as_deref(), Some("cpu"));
         assert_eq!(e.data.scale_factor, Some(2.0));
         assert_eq!(e.data.replicas_delta, 0);
-        assert_eq!(e.id, "10000-front-qos_violation_predicted-augur.scale_up");
+        assert_eq!(
+            e.id,
+            "10000-front-qos_violation_predicted-seer-augur.scale_up"
+        );
         assert!(p.decide(&alert(15_000, "db", None)).is_none(), "cooldown");
         let e = p
             .decide(&alert(15_000, "cache", None))

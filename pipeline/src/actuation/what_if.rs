@@ -199,7 +199,7 @@ mod tests {
 
     fn alert() -> Alert {
         Alert {
-            id: Alert::id_for(10_000, "front", AlertKind::RootCause),
+            id: Alert::id_for(10_000, "front", AlertKind::RootCause, "sage"),
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             starts_at: rfc3339(10_000),
