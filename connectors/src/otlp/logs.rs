@@ -18,7 +18,7 @@ use super::error::{DecodeError, RecordError};
 use super::json_model::{Attrs, EnumInt, Str, U64};
 use super::json_write::{push_str, push_str_truncated, push_u64_str};
 use super::traces::resource_attrs;
-use super::view::OwnedIdentity;
+use super::view::{IdRef, OwnedIdentity};
 
 /// The fields of one log record, however it was encoded.
 struct RawLog<'a> {
@@ -26,32 +26,8 @@ struct RawLog<'a> {
     observed_ns: u64,
     severity_number: i32,
     body: String,
-    trace_id: Id<'a>,
-    span_id: Id<'a>,
-}
-
-#[derive(Clone, Copy)]
-enum Id<'a> {
-    Bytes(&'a [u8]),
-    Hex(&'a str),
-}
-
-impl Id<'_> {
-    /// The id's `N` bytes, `None` when empty or all zeros.
-    fn decode<const N: usize>(self, what: &str) -> Result<Option<[u8; N]>, String> {
-        let mut out = [0u8; N];
-        match self {
-            Id::Bytes([]) => return Ok(None),
-            Id::Bytes(b) if b.len() == N => out.copy_from_slice(b),
-            Id::Bytes(b) => return Err(format!("{what} has {} bytes, not {N}", b.len())),
-            Id::Hex("") => return Ok(None),
-            Id::Hex(h) => {
-                hex::decode_to_slice(h, &mut out)
-                    .map_err(|_| format!("{what} is not {} hex digits", 2 * N))?;
-            }
-        }
-        Ok((out != [0; N]).then_some(out))
-    }
+    trace_id: IdRef<'a>,
+    span_id: IdRef<'a>,
 }
 
 impl RawLog<'_> {
@@ -125,8 +101,8 @@ pub fn decode_logs(req: &ExportLogsServiceRequest, out: &mut Vec<LogRecord>) -> 
                 observed_ns: r.observed_time_unix_nano,
                 severity_number: r.severity_number,
                 body: body_text(r.body.as_ref()),
-                trace_id: Id::Bytes(&r.trace_id),
-                span_id: Id::Bytes(&r.span_id),
+                trace_id: IdRef::Bytes(&r.trace_id),
+                span_id: IdRef::Bytes(&r.span_id),
             };
             match raw.validate(&ident) {
                 Ok(rec) => out.push(rec),
@@ -226,8 +202,8 @@ pub fn decode_logs_json(
                     observed_ns: r.observed_time_unix_nano.unwrap_or_default().0,
                     severity_number: r.severity_number.unwrap_or_default().0,
                     body: json_body(r.body.as_ref()),
-                    trace_id: Id::Hex(r.trace_id.as_ref().map_or("", Str::as_str)),
-                    span_id: Id::Hex(r.span_id.as_ref().map_or("", Str::as_str)),
+                    trace_id: IdRef::Hex(r.trace_id.as_ref().map_or("", Str::as_str)),
+                    span_id: IdRef::Hex(r.span_id.as_ref().map_or("", Str::as_str)),
                 };
                 match raw.validate(&ident) {
                     Ok(rec) => out.push(rec),

@@ -116,7 +116,7 @@ impl Default for IdRef<'_> {
 
 impl IdRef<'_> {
     /// The id's `N` bytes; `Ok(None)` when empty.
-    fn decode<const N: usize>(&self, what: &str) -> Result<Option<[u8; N]>, String> {
+    pub(crate) fn decode<const N: usize>(&self, what: &str) -> Result<Option<[u8; N]>, String> {
         let mut out = [0u8; N];
         match *self {
             IdRef::Bytes(b) => {
