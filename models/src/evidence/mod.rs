@@ -340,7 +340,16 @@ fn diagnose_ranges(
                 let (cb, tb) = before.templates.get(&key).cloned().unwrap_or_default();
                 let (ca, ta) = after.templates.get(&key).cloned().unwrap_or_default();
                 let text = if ta.is_empty() { tb } else { ta };
-                stats::template_change(&text, cb, nb, ca, na, z_min)
+                // A first occurrence counts as half a record before.
+                stats::count_change(
+                    Signal::LogTemplate,
+                    &text,
+                    (cb, nb),
+                    (ca, na),
+                    0.5,
+                    0.02,
+                    z_min,
+                )
             })
             .max_by(|a, b| a.score.total_cmp(&b.score));
         if let Some(ev) = strongest {
@@ -357,7 +366,15 @@ fn diagnose_ranges(
         };
         let cb = before.calls.get(edge).copied().unwrap_or(0.0);
         let ca = after.calls.get(edge).copied().unwrap_or(0.0);
-        if let Some(ev) = stats::rate_change(&edge.1, cb, nb, ca, na, z_min) {
+        if let Some(ev) = stats::count_change(
+            Signal::CallPattern,
+            &edge.1,
+            (cb, nb),
+            (ca, na),
+            0.0,
+            0.1,
+            z_min,
+        ) {
             by_service.entry(edge.0.clone()).or_default().push(ev);
         }
     }

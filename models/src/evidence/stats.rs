@@ -108,34 +108,35 @@ pub(super) fn share_increase(eb: f64, nb: f64, ea: f64, na: f64, min_z: f64) -> 
     })
 }
 
-/// A change, either way, of calls per request (`cb / nb` → `ca / na`) to `callee`, if
-/// significant against the count the normal rate predicts (Poisson); scored by the change
-/// over max(normal rate, 0.1). `z` is signed.
-pub(super) fn rate_change(
-    callee: &str,
-    cb: f64,
-    nb: f64,
-    ca: f64,
-    na: f64,
+/// A change, either way, of a count per unit (`cb / nb` → `ca / na`: calls per request,
+/// a template's records per log record), if significant against the count the normal
+/// rate predicts (Poisson; the normal count floored at `min_count`, so a first occurrence
+/// can count); scored by the change over max(normal rate, `rate_floor`). `z` is signed.
+pub(super) fn count_change(
+    signal: Signal,
+    on: &str,
+    (cb, nb): (f64, f64),
+    (ca, na): (f64, f64),
+    min_count: f64,
+    rate_floor: f64,
     min_z: f64,
 ) -> Option<Evidence> {
     if nb <= 0.0 || na <= 0.0 {
         return None;
     }
-    let rb = cb / nb;
-    let expected = rb * na;
+    let expected = cb.max(min_count) / nb * na;
     let z = (ca - expected) / (expected + 1.0).sqrt();
     if z.abs() < min_z {
         return None;
     }
-    let ra = ca / na;
+    let (before, after) = (cb / nb, ca / na);
     Some(Evidence {
-        signal: Signal::CallPattern,
-        on: Some(callee.to_string()),
-        before: rb,
-        after: ra,
+        signal,
+        on: Some(on.to_string()),
+        before,
+        after,
         z,
-        score: (ra - rb).abs() / rb.max(0.1),
+        score: (after - before).abs() / before.max(rate_floor),
     })
 }
 
@@ -150,36 +151,4 @@ pub(super) fn ratio(before: &Pooled, after: &Pooled) -> f64 {
 /// `(after - before) / spread of the normal's per-window values` (spread floored at 1e-6).
 pub(super) fn zscore(before: &Pooled, after: &Pooled) -> f64 {
     (after.mean() - before.mean()) / before.spread().max(1e-6)
-}
-
-/// A change, either way, of one template's share of a service's log records
-/// (`cb / nb` → `ca / na`), if significant against the count the normal share predicts
-/// (Poisson, the normal share floored at half a record); scored by the change over
-/// max(normal share, 2 %). `z` is signed.
-pub(super) fn template_change(
-    template: &str,
-    cb: f64,
-    nb: f64,
-    ca: f64,
-    na: f64,
-    min_z: f64,
-) -> Option<Evidence> {
-    if nb <= 0.0 || na <= 0.0 {
-        return None;
-    }
-    let pb = cb.max(0.5) / nb;
-    let expected = pb * na;
-    let z = (ca - expected) / (expected + 1.0).sqrt();
-    if z.abs() < min_z {
-        return None;
-    }
-    let (before, after) = (cb / nb, ca / na);
-    Some(Evidence {
-        signal: Signal::LogTemplate,
-        on: Some(template.to_string()),
-        before,
-        after,
-        z,
-        score: (after - before).abs() / before.max(0.02),
-    })
 }
