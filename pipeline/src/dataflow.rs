@@ -232,58 +232,42 @@ where
         };
         JobStats::add(&stats.messages, batch.messages);
         JobStats::add(&stats.spans, batch.spans.len() as u64);
-        stats.add_span_kinds(&batch.spans);
         JobStats::add(&stats.metric_points, batch.metrics.len() as u64);
         JobStats::add(&stats.log_records, batch.logs.len() as u64);
         for dead in batch.dead.drain(..) {
             JobStats::add(&stats.dead_letters, 1);
             let _ = events.send(Event::DeadLetter(dead));
         }
-        for span in batch.spans.drain(..) {
-            let end = window_end(span.event_ms(), window_ms);
-            if end < cap_time {
-                late(
-                    stats,
-                    events,
-                    "span",
-                    span.event_ms(),
-                    cap_time,
-                    serde_json::to_vec(&span),
-                );
-            } else {
-                by_window_spans.entry(end).or_default().push(span);
-            }
-        }
-        for point in batch.metrics.drain(..) {
-            let end = window_end(point.event_ms(), window_ms);
-            if end < cap_time {
-                late(
-                    stats,
-                    events,
-                    "metric point",
-                    point.event_ms(),
-                    cap_time,
-                    serde_json::to_vec(&point),
-                );
-            } else {
-                by_window_metrics.entry(end).or_default().push(point);
-            }
-        }
-        for record in batch.logs.drain(..) {
-            let end = window_end(record.event_ms(), window_ms);
-            if end < cap_time {
-                late(
-                    stats,
-                    events,
-                    "log record",
-                    record.event_ms(),
-                    cap_time,
-                    serde_json::to_vec(&record),
-                );
-            } else {
-                by_window_logs.entry(end).or_default().push(record);
-            }
-        }
+        let mut per_kind = [0u64; 6];
+        let late_to = (stats, events);
+        into_windows(
+            &mut batch.spans,
+            "span",
+            |span| {
+                per_kind[span.kind as usize] += 1;
+                span.event_ms()
+            },
+            (window_ms, cap_time),
+            &mut by_window_spans,
+            late_to,
+        );
+        stats.add_span_kinds(per_kind);
+        into_windows(
+            &mut batch.metrics,
+            "metric point",
+            MetricPoint::event_ms,
+            (window_ms, cap_time),
+            &mut by_window_metrics,
+            late_to,
+        );
+        into_windows(
+            &mut batch.logs,
+            "log record",
+            LogRecord::event_ms,
+            (window_ms, cap_time),
+            &mut by_window_logs,
+            late_to,
+        );
         if let Some(cap) = &log_cap {
             for (end, mut records) in std::mem::take(&mut by_window_logs) {
                 log_input
@@ -464,22 +448,33 @@ fn note_closed(stats: &JobStats, from: EventTime, to: EventTime, window_ms: u64)
     }
 }
 
-fn late(
-    stats: &JobStats,
-    events: &Sender<Event>,
+/// Moves `records` into the windows of their event time (`event_ms`, called once per
+/// record); a record whose window is before `cap_time` (closed) is counted and
+/// dead-lettered as late instead.
+fn into_windows<R: serde::Serialize>(
+    records: &mut Vec<R>,
     what: &str,
-    event_ms: EventTime,
-    cap_time: EventTime,
-    payload: serde_json::Result<Vec<u8>>,
+    mut event_ms: impl FnMut(&R) -> EventTime,
+    (window_ms, cap_time): (u64, EventTime),
+    windows: &mut BTreeMap<EventTime, Vec<R>>,
+    (stats, events): (&JobStats, &Sender<Event>),
 ) {
-    JobStats::add(&stats.late, 1);
-    JobStats::add(&stats.dead_letters, 1);
-    let _ = events.send(Event::DeadLetter(DeadLetter {
-        source: "watermark".to_string(),
-        offset: event_ms,
-        reason: format!(
-            "late {what}: event time {event_ms} ms is before the closed windows (windows before {cap_time} ms are closed)"
-        ),
-        payload: payload.unwrap_or_default(),
-    }));
+    for record in records.drain(..) {
+        let t = event_ms(&record);
+        let end = window_end(t, window_ms);
+        if end >= cap_time {
+            windows.entry(end).or_default().push(record);
+            continue;
+        }
+        JobStats::add(&stats.late, 1);
+        JobStats::add(&stats.dead_letters, 1);
+        let _ = events.send(Event::DeadLetter(DeadLetter {
+            source: "watermark".to_string(),
+            offset: t,
+            reason: format!(
+                "late {what}: event time {t} ms is before the closed windows (windows before {cap_time} ms are closed)"
+            ),
+            payload: serde_json::to_vec(&record).unwrap_or_default(),
+        }));
+    }
 }

@@ -60,13 +60,9 @@ impl JobStats {
         counter.load(Ordering::Relaxed)
     }
 
-    /// Counts the spans of a batch by kind.
-    pub fn add_span_kinds<'a>(&self, spans: impl IntoIterator<Item = &'a augur_operators::Span>) {
-        let mut n = [0u64; 6];
-        for s in spans {
-            n[s.kind as usize] += 1;
-        }
-        for (counter, k) in self.span_kinds.iter().zip(n) {
+    /// Adds a batch's spans per kind (indexed as [`SpanKind`]).
+    pub fn add_span_kinds(&self, per_kind: [u64; 6]) {
+        for (counter, k) in self.span_kinds.iter().zip(per_kind) {
             if k > 0 {
                 counter.fetch_add(k, Ordering::Relaxed);
             }
