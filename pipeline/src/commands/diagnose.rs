@@ -28,17 +28,21 @@ pub fn run(args: &DiagnoseArgs) -> anyhow::Result<()> {
         config.diagnose.after_ms = d.as_millis() as u64;
     }
     let params = config.diagnose.clone();
-    let windows = match &args.input {
-        Some(input) => replay_windows(&config, Some(input.clone()), args, !args.json)?,
+    let (input, topic) = match &args.input {
+        Some(input) => {
+            input_files(input)?;
+            (Some(input.clone()), None)
+        }
         None => {
             // Only the records the diagnosis reads.
             let mut topics = args.topics.clone();
             topics.from = Some(at.saturating_sub(params.before_ms).to_string());
             topics.to = Some((at + params.after_ms).to_string());
             let spec = topic_source_spec(&config, &topics, metric_names(&config))?;
-            windows_of(&config, None, Some(spec), args.job.workers, !args.json, &[])?.0
+            (None, Some(spec))
         }
     };
+    let (windows, _) = windows_of(&config, input, topic, args.job.workers, !args.json, &[])?;
     let d = diagnose(&windows, at, &params);
     if args.json {
         println!("{}", serde_json::to_string(&d)?);
@@ -60,18 +64,6 @@ pub fn run(args: &DiagnoseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn replay_windows(
-    config: &Config,
-    input: Option<std::path::PathBuf>,
-    args: &DiagnoseArgs,
-    progress: bool,
-) -> anyhow::Result<Vec<WindowSnapshot>> {
-    if let Some(dir) = &input {
-        input_files(dir)?;
-    }
-    Ok(windows_of(config, input, None, args.job.workers, progress, &[])?.0)
-}
-
 /// Every closed window of a replay of files or a topic range, and the alerts of the
 /// `detectors` run on it (none: no alerts).
 pub fn windows_of(
@@ -83,6 +75,7 @@ pub fn windows_of(
     detectors: &[String],
 ) -> anyhow::Result<(Vec<WindowSnapshot>, Vec<augur_operators::Alert>)> {
     let names = metric_names(config);
+    let has_input = input.is_some();
     let spec = JobSpec {
         decide_log: None,
         graph_board: None,
@@ -96,7 +89,7 @@ pub fn windows_of(
         spec,
         replay_sources(input, topic, names, metrics),
         RunOptions {
-            progress: progress.then_some("input bytes"),
+            progress: progress.then_some(if has_input { "input bytes" } else { "offsets" }),
             keep_windows: true,
             ..RunOptions::default()
         },

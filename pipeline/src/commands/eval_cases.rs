@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::cli::EvalArgs;
 use crate::commands::diagnose::windows_of;
-use crate::commands::load_config;
+use crate::commands::{load_config, read_labels};
 
 /// The method `augur diagnose` uses, as named in the report.
 const DIAGNOSE: &str = "diagnose";
@@ -77,7 +77,8 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
             eprintln!("[{}/{}] {name}", i + 1, dirs.len());
         }
         let started = Instant::now();
-        let labels = read_labels(case)?;
+        let labels: Labels = serde_json::from_value(read_labels(case)?)
+            .with_context(|| format!("{}: labels.json", case.display()))?;
         let detectors = vec!["evidence".to_string()];
         let (windows, alerts) = windows_of(
             &config,
@@ -88,6 +89,7 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
             &detectors,
         )
         .with_context(|| format!("replaying {}", case.display()))?;
+        let mut case_results = Vec::new();
         for fault in &labels.faults {
             let d = diagnose(&windows, fault.start_ms, &config.diagnose);
             let first_alert = alerts
@@ -112,7 +114,7 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
                     .into_iter()
                     .map(|(m, r)| (m.to_string(), r)),
             );
-            results.push(CaseResult {
+            case_results.push(CaseResult {
                 alert_after_ms: first_alert.map(|a| a.window_end.saturating_sub(fault.start_ms)),
                 alerts_before: alerts
                     .iter()
@@ -143,11 +145,11 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
                 seconds: 0.0,
             });
         }
-        let secs = started.elapsed().as_secs_f64();
-        let n = labels.faults.len().max(1) as f64;
-        for r in results.iter_mut().filter(|r| r.case == name) {
-            r.seconds = secs / n;
-        }
+        let per_fault = started.elapsed().as_secs_f64() / case_results.len().max(1) as f64;
+        results.extend(case_results.into_iter().map(|r| CaseResult {
+            seconds: per_fault,
+            ..r
+        }));
     }
     let scores = summarize(&results);
     if args.json {
@@ -188,13 +190,6 @@ fn case_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
-}
-
-fn read_labels(case: &Path) -> anyhow::Result<Labels> {
-    let path = case.join("labels.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// Scores per (app, kind, method), with `all` rows per app and over every app.
