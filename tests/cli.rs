@@ -3,35 +3,13 @@
 
 mod common;
 
-use common::{augur, ok};
+use common::{augur, cpu_fault_plan, ok, simulate};
 use std::path::{Path, PathBuf};
 
 /// A CPU fault on the back-end tier of a 5-tier chain, 40 s into a 90 s run.
 fn simulate_chain(dir: &Path) -> PathBuf {
-    let plan = dir.join("faults.toml");
-    std::fs::write(
-        &plan,
-        "[[fault]]\nkind = \"cpu_contention\"\nservice = \"tier-4\"\nstart_ms = 40000\nduration_ms = 20000\nmagnitude = 5.0\n",
-    )
-    .unwrap();
-    let out = dir.join("chain");
-    ok(&augur(
-        &[
-            "simulate",
-            "--topology",
-            "chain",
-            "--duration",
-            "90s",
-            "--seed",
-            "7",
-            "--faults",
-            plan.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        dir,
-    ));
-    out
+    let plan = cpu_fault_plan(dir, "tier-4", 40_000, 20_000, 5.0);
+    simulate(dir, "chain", "chain", "90s", 7, &plan)
 }
 
 fn sorted_lines(path: &Path) -> Vec<String> {
@@ -349,15 +327,7 @@ fn fluxion_learns_the_end_to_end_latency_from_a_replay() {
 
 /// A fault plan: a CPU fault on `service` from 20 s to 40 s of the run.
 fn cpu_fault(dir: &Path, service: &str, magnitude: f64) -> PathBuf {
-    let plan = dir.join(format!("fault-{service}.toml"));
-    std::fs::write(
-        &plan,
-        format!(
-            "[[fault]]\nkind = \"cpu_contention\"\nservice = \"{service}\"\nstart_ms = 20000\nduration_ms = 20000\nmagnitude = {magnitude:.1}\n"
-        ),
-    )
-    .unwrap();
-    plan
+    cpu_fault_plan(dir, service, 20_000, 20_000, magnitude)
 }
 
 /// The newest version of checkpoint `name` in the source tree's models/checkpoints.

@@ -5,35 +5,13 @@
 
 mod common;
 
-use common::{augur, ok};
+use common::{augur, cpu_fault_plan, ok, simulate};
 use std::path::{Path, PathBuf};
 
 /// A CPU fault on the middle tier of a 5-tier chain, 70 s into a 2-minute run.
-fn simulate(dir: &Path, name: &str) -> PathBuf {
-    let plan = dir.join("faults.toml");
-    std::fs::write(
-        &plan,
-        "[[fault]]\nkind = \"cpu_contention\"\nservice = \"tier-2\"\nstart_ms = 70000\nduration_ms = 40000\nmagnitude = 5.0\n",
-    )
-    .unwrap();
-    let out = dir.join(name);
-    ok(&augur(
-        &[
-            "simulate",
-            "--topology",
-            "chain",
-            "--duration",
-            "2m",
-            "--seed",
-            "11",
-            "--faults",
-            plan.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        dir,
-    ));
-    out
+fn simulate_case(dir: &Path, name: &str) -> PathBuf {
+    let plan = cpu_fault_plan(dir, "tier-2", 70_000, 40_000, 5.0);
+    simulate(dir, name, "chain", "2m", 11, &plan)
 }
 
 /// Rewrites the traces file with every span's kind set to 0 (SPAN_KIND_UNSPECIFIED).
@@ -56,8 +34,8 @@ fn fault_start(case: &Path) -> u64 {
 #[test]
 fn diagnose_names_the_faulty_service_with_and_without_span_kinds() {
     let tmp = tempfile::tempdir().unwrap();
-    let kinded = simulate(tmp.path(), "cases/kinded");
-    let kindless = simulate(tmp.path(), "cases/kindless");
+    let kinded = simulate_case(tmp.path(), "cases/kinded");
+    let kindless = simulate_case(tmp.path(), "cases/kindless");
     strip_kinds(&kindless);
     for case in [&kinded, &kindless] {
         let at = fault_start(case).to_string();
@@ -133,7 +111,7 @@ fn diagnose_names_the_faulty_service_with_and_without_span_kinds() {
 #[test]
 fn a_replay_without_slo_or_labels_runs_and_says_so() {
     let tmp = tempfile::tempdir().unwrap();
-    let case = simulate(tmp.path(), "mine");
+    let case = simulate_case(tmp.path(), "mine");
     strip_kinds(&case);
     std::fs::remove_file(case.join("labels.json")).unwrap();
     let alerts = tmp.path().join("alerts.jsonl");

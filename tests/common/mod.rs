@@ -34,3 +34,53 @@ pub fn ok(out: &Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A fault plan file in `dir`: CPU contention of `magnitude` on `service` for
+/// `[start_ms, start_ms + duration_ms)` of the run.
+pub fn cpu_fault_plan(
+    dir: &Path,
+    service: &str,
+    start_ms: u64,
+    duration_ms: u64,
+    magnitude: f64,
+) -> std::path::PathBuf {
+    let plan = dir.join(format!("fault-{service}-{start_ms}.toml"));
+    std::fs::write(
+        &plan,
+        format!(
+            "[[fault]]\nkind = \"cpu_contention\"\nservice = \"{service}\"\nstart_ms = {start_ms}\nduration_ms = {duration_ms}\nmagnitude = {magnitude:.1}\n"
+        ),
+    )
+    .unwrap();
+    plan
+}
+
+/// `augur simulate --topology T --duration D --seed N --faults PLAN --out DIR/OUT`, run in
+/// `dir`; returns the output directory.
+pub fn simulate(
+    dir: &Path,
+    out: &str,
+    topology: &str,
+    duration: &str,
+    seed: u64,
+    plan: &Path,
+) -> std::path::PathBuf {
+    let out = dir.join(out);
+    ok(&augur(
+        &[
+            "simulate",
+            "--topology",
+            topology,
+            "--duration",
+            duration,
+            "--seed",
+            &seed.to_string(),
+            "--faults",
+            plan.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir,
+    ));
+    out
+}
