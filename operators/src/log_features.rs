@@ -70,27 +70,28 @@ pub fn log_features<'s>(logs: StreamVec<'s, u64, LogRecord>) -> StreamVec<'s, u6
             records.sort_by(|a, b| {
                 (&a.service, a.time_ns, &a.body).cmp(&(&b.service, b.time_ns, &b.body))
             });
-            let mut by_service: BTreeMap<String, Counts> = BTreeMap::new();
-            for r in &records {
-                let miner = miners.entry(r.service.clone()).or_insert_with(new_miner);
-                let id = miner.add(&r.body).cluster_id;
-                let c = by_service.entry(r.service.clone()).or_default();
-                c.records += 1;
-                c.errors += u64::from(r.severity.is_error());
-                c.warnings += u64::from(r.severity == Severity::Warn);
-                *c.templates.entry(id).or_default() += 1;
-            }
-            by_service
-                .into_iter()
-                .map(|(service, c)| {
-                    let miner = miners.get(&service);
+            // Sorted by service: each service's records are one run, mined by its miner.
+            records
+                .chunk_by(|a, b| a.service == b.service)
+                .map(|run| {
+                    let service = run[0].service.clone();
+                    let miner = miners.entry(service.clone()).or_insert_with(new_miner);
+                    let mut c = Counts::default();
+                    for r in run {
+                        c.records += 1;
+                        c.errors += u64::from(r.severity.is_error());
+                        c.warnings += u64::from(r.severity == Severity::Warn);
+                        *c.templates
+                            .entry(miner.add(&r.body).cluster_id)
+                            .or_default() += 1;
+                    }
                     let templates = c
                         .templates
                         .into_iter()
                         .map(|(id, count)| TemplateCount {
                             id,
                             template: miner
-                                .and_then(|m| m.cluster(id))
+                                .cluster(id)
                                 .map(|cl| cl.template().to_string())
                                 .unwrap_or_default(),
                             count,
