@@ -84,6 +84,7 @@ fn feature_dataflow(c: &mut Criterion) {
                     trace_ttl_ms: 10_000,
                     graph_retention_ms: 60_000,
                     slos,
+                    ..FeatureParams::default()
                 };
                 let ((mut span_in, span_cap), (mut metric_in, metric_cap), probe) =
                     worker.dataflow::<EventTime, _, _>(|scope| {

@@ -21,7 +21,7 @@ use timely::dataflow::operators::vec::Map;
 
 use crate::dependency_graph::dependency_graph_of_pairs;
 use crate::edge_features::{edge_features_of_partials, edge_partials};
-use crate::log_features::log_features;
+use crate::log_features::{LogMiners, log_features};
 use crate::qos_check::{Slo, qos_verdicts};
 use crate::records::{LogRecord, MetricPoint, Span, WindowSnapshot};
 use crate::service_features::service_features_of_partials;
@@ -41,6 +41,9 @@ pub struct FeatureParams {
     /// multiple of the window).
     pub graph_retention_ms: u64,
     pub slos: Vec<Slo>,
+    /// The log template miners (default: new, empty ones).
+    #[serde(skip)]
+    pub log_miners: LogMiners,
 }
 
 impl Default for FeatureParams {
@@ -50,6 +53,7 @@ impl Default for FeatureParams {
             trace_ttl_ms: DEFAULT_TRACE_TTL_MS,
             graph_retention_ms: 60_000,
             slos: Vec::new(),
+            log_miners: LogMiners::default(),
         }
     }
 }
@@ -107,7 +111,7 @@ pub fn features_dataflow_with_logs<'s>(
         params.retention_windows_ms(),
     );
     let edge_feats = edge_features_of_partials(partials);
-    let logs = log_features(logs);
+    let logs = log_features(logs, &params.log_miners);
     let snapshots = window_snapshot(services, edge_feats, qos, graph, logs, window_ms);
     (snapshots, stats)
 }

@@ -42,7 +42,7 @@ pub use features::{
     FeatureParams, features_dataflow, features_dataflow_with_logs, features_dataflow_with_stats,
 };
 pub use inference_times::{DetectorTimes, InferenceTimes};
-pub use log_features::log_features;
+pub use log_features::{LogMiners, log_features};
 pub use qos_check::{Slo, qos_check, qos_verdicts};
 pub use records::*;
 pub use service_features::{service_features, service_features_of_partials};

@@ -14,9 +14,12 @@
 //! template is the line's constant text (the logger and message), not its values.
 //!
 //! **State:** a window's records until it closes; per service, its miner (at most
-//! [`MAX_CLUSTERS_PER_LEAF`] templates per prefix-tree leaf, least recently used evicted).
+//! [`MAX_CLUSTERS_PER_LEAF`] templates per prefix-tree leaf, least recently used evicted),
+//! held in a [`LogMiners`] the caller may seed (from a learned normal, so template ids
+//! match it) and read back (to learn one).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use logdrain::{Mask, Miner, MinerBuilder, builtin_masks};
 use timely::dataflow::StreamVec;
@@ -49,6 +52,50 @@ pub fn new_miner() -> Miner {
         .unwrap_or_else(|_| Miner::from_options(Default::default()))
 }
 
+/// The template miners of a job, per service: shared by its workers (each service's records
+/// go to one worker, so each miner is used by one). Cloning shares the miners.
+#[derive(Clone, Default)]
+pub struct LogMiners(Arc<Mutex<HashMap<String, Miner>>>);
+
+impl std::fmt::Debug for LogMiners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let services = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "LogMiners({services} services)")
+    }
+}
+
+/// Miners are equal when shared (the same handle).
+impl PartialEq for LogMiners {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl LogMiners {
+    /// Miners restored from [`LogMiners::snapshots`]; a snapshot that doesn't decode is
+    /// an error naming its service.
+    pub fn restore(snapshots: &BTreeMap<String, Vec<u8>>) -> Result<LogMiners, String> {
+        let mut miners = HashMap::new();
+        for (service, bytes) in snapshots {
+            let miner = new_miner();
+            miner
+                .restore(bytes)
+                .map_err(|e| format!("template miner of {service}: {e}"))?;
+            miners.insert(service.clone(), miner);
+        }
+        Ok(LogMiners(Arc::new(Mutex::new(miners))))
+    }
+
+    /// Each service's miner state, to restore later.
+    pub fn snapshots(&self) -> BTreeMap<String, Vec<u8>> {
+        let miners = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        miners
+            .iter()
+            .map(|(service, miner)| (service.clone(), miner.snapshot()))
+            .collect()
+    }
+}
+
 /// Counts per service of one window.
 #[derive(Default)]
 struct Counts {
@@ -59,8 +106,11 @@ struct Counts {
 }
 
 /// Log features per window and service; see the module docs.
-pub fn log_features<'s>(logs: StreamVec<'s, u64, LogRecord>) -> StreamVec<'s, u64, LogFeatures> {
-    let mut miners: HashMap<String, Miner> = HashMap::new();
+pub fn log_features<'s>(
+    logs: StreamVec<'s, u64, LogRecord>,
+    miners: &LogMiners,
+) -> StreamVec<'s, u64, LogFeatures> {
+    let miners = miners.clone();
     window_fold(
         logs,
         Exchange::new(|r: &LogRecord| route(&r.service)),
@@ -70,6 +120,7 @@ pub fn log_features<'s>(logs: StreamVec<'s, u64, LogRecord>) -> StreamVec<'s, u6
             records.sort_by(|a, b| {
                 (&a.service, a.time_ns, &a.body).cmp(&(&b.service, b.time_ns, &b.body))
             });
+            let mut miners = miners.0.lock().unwrap_or_else(|e| e.into_inner());
             // Sorted by service: each service's records are one run, mined by its miner.
             records
                 .chunk_by(|a, b| a.service == b.service)
@@ -194,6 +245,11 @@ mod tests {
     }
 
     fn run(workers: usize) -> Vec<LogFeatures> {
+        run_with(workers, &LogMiners::default())
+    }
+
+    fn run_with(workers: usize, miners: &LogMiners) -> Vec<LogFeatures> {
+        let miners = miners.clone();
         let out: Arc<Mutex<Vec<LogFeatures>>> = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&out);
         let feed = records();
@@ -203,7 +259,7 @@ mod tests {
             let sink = Arc::clone(&sink);
             let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
                 let (input, logs) = scope.new_input::<LogRecord>();
-                let (probe, _) = log_features(logs)
+                let (probe, _) = log_features(logs, &miners)
                     .inspect(move |f: &LogFeatures| {
                         sink.lock().expect("lock").push(f.clone());
                     })
@@ -276,5 +332,43 @@ mod tests {
             .expect("a second template");
         assert_eq!(errors, 3);
         assert!(text.contains("ERROR") && text.contains("#37"), "{text}");
+    }
+
+    /// Miners restored from a snapshot give the lines the ids they had when it was taken,
+    /// where fresh miners number templates anew.
+    #[test]
+    fn restored_miners_keep_template_ids() {
+        let learned = LogMiners::default();
+        let first = run_with(1, &learned);
+        let snapshots = learned.snapshots();
+        assert_eq!(
+            snapshots.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["contacts", "gateway"]
+        );
+        // A miner that has seen one other line first numbers the same lines differently.
+        let shifted = LogMiners::default();
+        add_line(&shifted, "contacts", "an unrelated first line");
+        let ids = |f: &[LogFeatures]| -> Vec<(u64, String, Vec<u64>)> {
+            f.iter()
+                .map(|w| {
+                    (
+                        w.window_end,
+                        w.service.clone(),
+                        w.templates.iter().map(|t| t.id).collect(),
+                    )
+                })
+                .collect()
+        };
+        assert_ne!(ids(&run_with(1, &shifted)), ids(&first));
+        let again = run_with(1, &LogMiners::restore(&snapshots).expect("restore"));
+        assert_eq!(ids(&again), ids(&first));
+        assert!(LogMiners::restore(&BTreeMap::from([("x".to_string(), vec![1, 2])])).is_err());
+    }
+
+    fn add_line(miners: &LogMiners, service: &str, line: &str) {
+        let mut map = miners.0.lock().expect("lock");
+        map.entry(service.to_string())
+            .or_insert_with(new_miner)
+            .add(line);
     }
 }

@@ -344,18 +344,19 @@ pub struct RecordArgs {
 pub struct TrainArgs {
     #[command(flatten)]
     pub job: JobArgs,
-    /// Model to train.
-    #[arg(long, default_value = "seer", value_parser = ["seer", "sage", "fluxion"])]
+    /// Model to train (`normal`: an application's normal for `augur diagnose`, from
+    /// `--input` directories of its fault-free telemetry).
+    #[arg(long, default_value = "seer", value_parser = ["seer", "sage", "fluxion", "normal"])]
     pub model: String,
     /// Dataset(s) written by `augur record`; repeat for several (seer).
     #[arg(long)]
     pub data: Vec<PathBuf>,
     /// Directories written by `augur simulate --out` to replay for unlabelled windows;
-    /// repeat for several (sage, fluxion; only their spans, metrics and SLOs are read).
+    /// repeat for several (sage, fluxion, normal; only their telemetry and SLOs are read).
     #[arg(long)]
     pub input: Vec<PathBuf>,
-    /// Checkpoint name for sage or fluxion (default `sage-<topology>` / `fluxion-<topology>`,
-    /// the topology of the first input).
+    /// Checkpoint name for sage, fluxion or normal (default `<model>-<topology>`, the
+    /// topology in the first input's labels.json).
     #[arg(long)]
     pub name: Option<String>,
     /// Training epochs (seer, sage; default 30).
@@ -365,7 +366,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: i64,
     /// Directory the checkpoint is written to, created if needed (default: the config's
-    /// `detector.<model>.models_dir`).
+    /// `detector.<model>.models_dir`; for `normal`, `diagnose.normal_dir`).
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
     /// Checkpoint version to write (default: the newest in the directory + 1).
@@ -425,7 +426,7 @@ impl TrainArgs {
     /// stops on them rather than quietly ignoring, say, `--members 3` for sage.
     pub fn foreign_flags(&self) -> Vec<(&'static str, &'static str)> {
         const SEER: &str = "seer";
-        const REPLAYS: &str = "sage, fluxion";
+        const REPLAYS: &str = "sage, fluxion, normal";
         const SEER_SAGE: &str = "seer, sage";
         const SAGE: &str = "sage";
         let given = [

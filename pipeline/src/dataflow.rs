@@ -17,7 +17,7 @@ use augur_operators::decide_log::DecideLog;
 use augur_operators::detect::{DetectStage, ModelPlacement, detect};
 use augur_operators::qos_check::Slo;
 use augur_operators::{
-    Alert, EventTime, FeatureParams, LogRecord, MetricPoint, Span, WindowSnapshot,
+    Alert, EventTime, FeatureParams, LogMiners, LogRecord, MetricPoint, Span, WindowSnapshot,
     features_dataflow_with_logs, window_end,
 };
 use crossbeam_channel::Sender;
@@ -60,6 +60,8 @@ pub struct JobSpec {
     /// Where a `fluxion` detector publishes its graph for the actuation policy's what-if
     /// (`[actuation] what_if`); `None`: nowhere.
     pub graph_board: Option<Arc<GraphBoard>>,
+    /// The log template miners (seeded from a learned normal, so template ids match it).
+    pub log_miners: LogMiners,
 }
 
 /// Windows the source may run ahead of the dataflow's output before it waits.
@@ -112,6 +114,7 @@ where
         trace_ttl_ms: spec.config.features.trace_ttl_ms,
         graph_retention_ms: spec.config.features.graph_retention_ms,
         slos: spec.slos.clone(),
+        log_miners: spec.log_miners.clone(),
     };
     let mut stages = Vec::new();
     for name in &spec.detectors {

@@ -115,6 +115,7 @@ impl Detector for EvidenceDetector {
             after_ms: now.saturating_sub(at),
             min_z: self.config.min_z,
             max_culprits: self.config.max_culprits,
+            ..EvidenceParams::default()
         };
         let d = diagnose_split(
             self.normal.iter(),

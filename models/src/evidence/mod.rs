@@ -31,9 +31,11 @@
 //! State: none; a pure function of its input.
 
 mod detector;
+mod normal;
 mod stats;
 
 pub use detector::{EvidenceDetector, EvidenceDetectorConfig};
+pub use normal::{MIN_NORMAL_WINDOWS, MIN_OVERLAP, NormalError, NormalProfile};
 
 use std::collections::BTreeMap;
 
@@ -54,6 +56,10 @@ pub struct EvidenceParams {
     pub min_z: f64,
     /// Culprits listed. Default 5.
     pub max_culprits: usize,
+    /// Where learned normals (`normal-<name>.json`, written by `augur train --model
+    /// normal`) are found and written. The one that knows the most of a replay's services
+    /// (at least half) joins the normal. Default `models/checkpoints`.
+    pub normal_dir: std::path::PathBuf,
 }
 
 impl Default for EvidenceParams {
@@ -63,6 +69,7 @@ impl Default for EvidenceParams {
             after_ms: 60_000,
             min_z: 3.0,
             max_culprits: 5,
+            normal_dir: std::path::PathBuf::from("models/checkpoints"),
         }
     }
 }
@@ -135,25 +142,109 @@ pub struct Diagnosis {
     pub culprits: Vec<Culprit>,
 }
 
-/// Per service, its signals over one range of windows.
-#[derive(Default)]
+/// Per service, its signals over one range of windows. Maps are stored as lists of
+/// pairs (JSON has no tuple keys).
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Range {
+    #[serde(with = "as_pairs")]
     self_time: BTreeMap<String, Pooled>,
+    #[serde(with = "as_pairs")]
     latency: BTreeMap<String, Pooled>,
+    #[serde(with = "as_pairs")]
     errors: BTreeMap<String, (f64, f64)>,
+    #[serde(with = "as_pairs")]
     requests: BTreeMap<String, f64>,
+    #[serde(with = "as_pairs")]
     calls: BTreeMap<(String, String), f64>,
+    #[serde(with = "as_pairs")]
     gap: BTreeMap<(String, String), Pooled>,
+    #[serde(with = "as_pairs")]
     client: BTreeMap<(String, String), Pooled>,
+    #[serde(with = "as_pairs")]
     cpu: BTreeMap<String, Pooled>,
     /// Per service: log records and, of them, at error severity or above.
+    #[serde(with = "as_pairs")]
     logs: BTreeMap<String, (f64, f64)>,
     /// Per (service, template id): records and the template's latest text.
+    #[serde(with = "as_pairs")]
     templates: BTreeMap<(String, u64), (f64, String)>,
     windows: usize,
 }
 
+/// A map (de)serialized as a list of `[key, value]` pairs.
+mod as_pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, K: Serialize, V: Serialize>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, D, K, V>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
 impl Range {
+    /// Pools `other`'s windows into this range.
+    fn absorb(&mut self, other: &Range) {
+        fn pooled<K: Ord + Clone>(into: &mut BTreeMap<K, Pooled>, from: &BTreeMap<K, Pooled>) {
+            for (k, p) in from {
+                into.entry(k.clone()).or_default().absorb(p);
+            }
+        }
+        fn counts<K: Ord + Clone>(into: &mut BTreeMap<K, f64>, from: &BTreeMap<K, f64>) {
+            for (k, c) in from {
+                *into.entry(k.clone()).or_default() += c;
+            }
+        }
+        fn shares(into: &mut BTreeMap<String, (f64, f64)>, from: &BTreeMap<String, (f64, f64)>) {
+            for (k, (a, b)) in from {
+                let e = into.entry(k.clone()).or_default();
+                e.0 += a;
+                e.1 += b;
+            }
+        }
+        pooled(&mut self.self_time, &other.self_time);
+        pooled(&mut self.latency, &other.latency);
+        shares(&mut self.errors, &other.errors);
+        counts(&mut self.requests, &other.requests);
+        counts(&mut self.calls, &other.calls);
+        pooled(&mut self.gap, &other.gap);
+        pooled(&mut self.client, &other.client);
+        pooled(&mut self.cpu, &other.cpu);
+        shares(&mut self.logs, &other.logs);
+        for (k, (c, text)) in &other.templates {
+            let e = self
+                .templates
+                .entry(k.clone())
+                .or_insert_with(|| (0.0, String::new()));
+            e.0 += c;
+            e.1.clone_from(text);
+        }
+        self.windows += other.windows;
+    }
+
+    /// Services seen in any signal.
+    fn services(&self) -> std::collections::BTreeSet<&str> {
+        self.requests
+            .keys()
+            .chain(self.cpu.keys())
+            .chain(self.logs.keys())
+            .map(String::as_str)
+            .collect()
+    }
+
     fn of<'a>(windows: impl Iterator<Item = &'a WindowSnapshot>) -> Range {
         let mut r = Range::default();
         for w in windows {
@@ -242,8 +333,9 @@ pub fn baselines(
     windows: &[WindowSnapshot],
     at: EventTime,
     params: &EvidenceParams,
+    normal: Option<&NormalProfile>,
 ) -> Vec<(&'static str, Vec<String>)> {
-    let (before, after) = ranges(windows, at, params);
+    let (before, after) = ranges_with_normal(windows, at, params, normal);
     let ratio = |b: &BTreeMap<String, Pooled>, a: &BTreeMap<String, Pooled>| {
         let mut v: Vec<(String, f64)> = a
             .iter()
@@ -270,8 +362,35 @@ pub fn baselines(
 
 /// Diagnoses what happened at `at`; see the module docs.
 pub fn diagnose(windows: &[WindowSnapshot], at: EventTime, params: &EvidenceParams) -> Diagnosis {
-    let (before, after) = ranges(windows, at, params);
+    diagnose_with_normal(windows, at, params, None)
+}
+
+/// [`diagnose`] with a learned normal pooled into the windows before `at`.
+pub fn diagnose_with_normal(
+    windows: &[WindowSnapshot],
+    at: EventTime,
+    params: &EvidenceParams,
+    normal: Option<&NormalProfile>,
+) -> Diagnosis {
+    let (before, after) = ranges_with_normal(windows, at, params, normal);
     diagnose_ranges(&before, &after, at, params)
+}
+
+/// [`ranges`], with a learned normal pooled into the normal range.
+fn ranges_with_normal(
+    windows: &[WindowSnapshot],
+    at: EventTime,
+    params: &EvidenceParams,
+    normal: Option<&NormalProfile>,
+) -> (Range, Range) {
+    let (mut before, after) = ranges(windows, at, params);
+    // Pooled with the minutes before, not instead of them: those carry the current load
+    // and deployment (on nezha-dev, pooling named 38 of 53 culprits first, the learned
+    // normal alone 36, the minutes before alone 27).
+    if let Some(normal) = normal {
+        before.absorb(normal.range());
+    }
+    (before, after)
 }
 
 /// [`diagnose`] with the normal and the examined windows given apart (`params`' ranges

@@ -1,10 +1,12 @@
 //! Pooled means over windows and the significance of their moves.
 
+use serde::{Deserialize, Serialize};
+
 use super::{Evidence, Signal};
 
 /// A per-unit mean pooled over windows (`sum / n`), with each window's own mean kept for
 /// the spread.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(super) struct Pooled {
     sum: f64,
     n: f64,
@@ -19,6 +21,13 @@ impl Pooled {
             self.n += n;
             self.means.push(sum / n);
         }
+    }
+
+    /// Pools `other`'s windows into this one.
+    pub(super) fn absorb(&mut self, other: &Pooled) {
+        self.sum += other.sum;
+        self.n += other.n;
+        self.means.extend_from_slice(&other.means);
     }
 
     fn mean(&self) -> f64 {

@@ -240,3 +240,98 @@ fn the_detector_names_the_fault_soon_after_it_starts_and_not_before() {
         );
     }
 }
+
+/// Windows of the chain from `from_s` to `to_s` (ends, seconds), with `fault`.
+fn windows(from_s: u64, to_s: u64, fault: Fault, seed: u64) -> Vec<WindowSnapshot> {
+    let mut rng = Lcg(seed);
+    (from_s..=to_s)
+        .map(|k| window(k * 1000, fault, &mut rng))
+        .collect()
+}
+
+/// A replay that starts at the fault (nothing before it) has no normal of its own: a normal
+/// learned from fault-free windows of another time gives the diagnosis one.
+#[test]
+fn a_learned_normal_stands_in_for_missing_minutes_before() {
+    for seed in 1..=3 {
+        let normal = NormalProfile::learn(
+            "chain",
+            &windows(1, 90, Fault::None, seed + 10),
+            &BTreeMap::new(),
+        )
+        .expect("90 windows with requests");
+        assert_eq!(normal.services, ["a", "b", "c"]);
+        let incident = windows(101, 160, Fault::Slow(1), seed);
+        let alone = diagnose(&incident, AT, &EvidenceParams::default());
+        assert!(
+            alone.culprits.is_empty(),
+            "no normal, no answer: {alone:#?}"
+        );
+        let d = diagnose_with_normal(&incident, AT, &EvidenceParams::default(), Some(&normal));
+        assert_eq!(top(&d), ("b", "cpu"), "seed {seed}: {d:#?}");
+        assert_eq!(d.windows_before, 90);
+    }
+}
+
+#[test]
+fn a_normal_needs_traces_and_enough_of_them() {
+    let mut no_requests = windows(1, 60, Fault::None, 1);
+    for w in &mut no_requests {
+        for s in &mut w.services {
+            s.requests = 0;
+        }
+    }
+    assert!(matches!(
+        NormalProfile::learn("x", &no_requests, &BTreeMap::new()),
+        Err(NormalError::NoTraces { windows: 60 })
+    ));
+    assert!(matches!(
+        NormalProfile::learn("x", &windows(1, 10, Fault::None, 1), &BTreeMap::new()),
+        Err(NormalError::TooLittle {
+            windows: 10,
+            needed: MIN_NORMAL_WINDOWS
+        })
+    ));
+}
+
+/// Saved, found by the services it knows (not by another application's), read back equal.
+#[test]
+fn a_normal_is_found_by_its_services() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let miners = BTreeMap::from([("a".to_string(), vec![1u8, 2, 250])]);
+    let normal =
+        NormalProfile::learn("chain", &windows(1, 60, Fault::None, 1), &miners).expect("learned");
+    let path = normal.save(dir.path()).expect("saved");
+    assert_eq!(path, dir.path().join("normal-chain.json"));
+    let mut other = windows(1, 60, Fault::None, 2);
+    for w in &mut other {
+        for s in &mut w.services {
+            s.service = format!("x-{}", s.service);
+        }
+        for l in &mut w.logs {
+            l.service = format!("x-{}", l.service);
+        }
+    }
+    NormalProfile::learn("other", &other, &BTreeMap::new())
+        .expect("learned")
+        .save(dir.path())
+        .expect("saved");
+    let seen: std::collections::BTreeSet<String> =
+        ["a", "b", "zz"].iter().map(|s| s.to_string()).collect();
+    let (found, loaded, overlap) = NormalProfile::find(dir.path(), &seen)
+        .expect("readable")
+        .expect("one fits");
+    assert_eq!(found, path);
+    assert!((overlap - 2.0 / 3.0).abs() < 1e-9);
+    assert_eq!(loaded.miner_snapshots(&found).expect("hex"), miners);
+    assert_eq!(loaded.windows, 60);
+    let unknown: std::collections::BTreeSet<String> =
+        ["q", "r"].iter().map(|s| s.to_string()).collect();
+    assert!(
+        NormalProfile::find(dir.path(), &unknown)
+            .expect("readable")
+            .is_none()
+    );
+    std::fs::write(dir.path().join("normal-bad.json"), "{}").expect("write");
+    assert!(NormalProfile::find(dir.path(), &seen).is_err());
+}

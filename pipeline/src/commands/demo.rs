@@ -107,6 +107,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let spec = JobSpec {
         decide_log: None,
         graph_board: what_if.board.clone(),
+        log_miners: Default::default(),
         detectors,
         slos,
         workers: args.job.workers,

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use augur_models::evidence::{Diagnosis, EvidenceParams, diagnose};
-use augur_operators::WindowSnapshot;
+use augur_models::evidence::{Diagnosis, EvidenceParams, NormalProfile, diagnose_with_normal};
+use augur_operators::{LogMiners, WindowSnapshot};
 
 use crate::cli::DiagnoseArgs;
 use crate::commands::replay::topic_source_spec;
@@ -42,8 +42,9 @@ pub fn run(args: &DiagnoseArgs) -> anyhow::Result<()> {
             (None, Some(spec))
         }
     };
-    let (windows, _) = windows_of(&config, input, topic, args.job.workers, !args.json, &[])?;
-    let d = diagnose(&windows, at, &params);
+    let replay = replay_with_normal(&config, input, topic, args.job.workers, !args.json, &[])?;
+    let windows = replay.windows;
+    let d = diagnose_with_normal(&windows, at, &params, replay.normal.as_ref());
     if args.json {
         println!("{}", serde_json::to_string(&d)?);
     } else {
@@ -64,8 +65,83 @@ pub fn run(args: &DiagnoseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A replay's windows and alerts, and the learned normal that fits its services.
+pub struct Replay {
+    pub windows: Vec<WindowSnapshot>,
+    pub alerts: Vec<augur_operators::Alert>,
+    pub normal: Option<NormalProfile>,
+}
+
+/// [`windows_of`], with the learned normal in `diagnose.normal_dir` that knows the most of
+/// the replay's services (at least half; said on stderr either way). When that normal has
+/// template miners, the input is replayed again with them restored, so its template ids
+/// are the normal's.
+pub fn replay_with_normal(
+    config: &Config,
+    input: Option<std::path::PathBuf>,
+    topic: Option<crate::source::kafka::KafkaSourceSpec>,
+    workers: usize,
+    progress: bool,
+    detectors: &[String],
+) -> anyhow::Result<Replay> {
+    let miners = LogMiners::default();
+    let (windows, alerts) = windows_of(
+        config,
+        input.clone(),
+        topic.clone(),
+        workers,
+        progress,
+        detectors,
+        &miners,
+    )?;
+    let services: std::collections::BTreeSet<String> = windows
+        .iter()
+        .flat_map(|w| {
+            w.services
+                .iter()
+                .map(|s| s.service.clone())
+                .chain(w.logs.iter().map(|l| l.service.clone()))
+        })
+        .collect();
+    let dir = &config.diagnose.normal_dir;
+    let Some((path, normal, overlap)) = NormalProfile::find(dir, &services)? else {
+        eprintln!(
+            "normal: none learned for these services in {} (augur train --model normal): the time before the moment is the only normal",
+            dir.display()
+        );
+        return Ok(Replay {
+            windows,
+            alerts,
+            normal: None,
+        });
+    };
+    eprintln!(
+        "normal: {} ({} windows; knows {:.0} % of the {} services seen)",
+        path.display(),
+        normal.windows,
+        overlap * 100.0,
+        services.len()
+    );
+    let snapshots = normal.miner_snapshots(&path)?;
+    if snapshots.is_empty() {
+        return Ok(Replay {
+            windows,
+            alerts,
+            normal: Some(normal),
+        });
+    }
+    let miners =
+        LogMiners::restore(&snapshots).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let (windows, alerts) = windows_of(config, input, topic, workers, false, detectors, &miners)?;
+    Ok(Replay {
+        windows,
+        alerts,
+        normal: Some(normal),
+    })
+}
+
 /// Every closed window of a replay of files or a topic range, and the alerts of the
-/// `detectors` run on it (none: no alerts).
+/// `detectors` run on it (none: no alerts); log templates are mined by `miners`.
 pub fn windows_of(
     config: &Config,
     input: Option<std::path::PathBuf>,
@@ -73,12 +149,14 @@ pub fn windows_of(
     workers: usize,
     progress: bool,
     detectors: &[String],
+    miners: &LogMiners,
 ) -> anyhow::Result<(Vec<WindowSnapshot>, Vec<augur_operators::Alert>)> {
     let names = metric_names(config);
     let has_input = input.is_some();
     let spec = JobSpec {
         decide_log: None,
         graph_board: None,
+        log_miners: miners.clone(),
         config: config.clone(),
         slos: config.slo.clone(),
         detectors: detectors.to_vec(),

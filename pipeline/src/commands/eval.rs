@@ -72,6 +72,7 @@ pub fn run_until(args: &EvalArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let spec = JobSpec {
         decide_log: None,
         graph_board: None,
+        log_miners: Default::default(),
         config,
         slos,
         detectors: detectors.clone(),

@@ -13,12 +13,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use augur_connectors::simulator::Labels;
-use augur_models::evidence::{baselines, diagnose};
+use augur_models::evidence::{baselines, diagnose_with_normal};
 use augur_operators::AlertKind;
 use serde::Serialize;
 
 use crate::cli::EvalArgs;
-use crate::commands::diagnose::windows_of;
+use crate::commands::diagnose::replay_with_normal;
 use crate::commands::{load_config, read_labels};
 
 /// The method `augur diagnose` uses, as named in the report.
@@ -80,7 +80,7 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
         let labels: Labels = serde_json::from_value(read_labels(case)?)
             .with_context(|| format!("{}: labels.json", case.display()))?;
         let detectors = vec!["evidence".to_string()];
-        let (windows, alerts) = windows_of(
+        let replay = replay_with_normal(
             &config,
             Some(case.clone()),
             None,
@@ -89,9 +89,11 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
             &detectors,
         )
         .with_context(|| format!("replaying {}", case.display()))?;
+        let (windows, alerts, normal) = (replay.windows, replay.alerts, replay.normal);
         let mut case_results = Vec::new();
         for fault in &labels.faults {
-            let d = diagnose(&windows, fault.start_ms, &config.diagnose);
+            let d =
+                diagnose_with_normal(&windows, fault.start_ms, &config.diagnose, normal.as_ref());
             let first_alert = alerts
                 .iter()
                 .filter(|a| a.kind == AlertKind::RootCause && a.ends_at.is_none())
@@ -110,7 +112,7 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
                 ),
             ];
             rankings.extend(
-                baselines(&windows, fault.start_ms, &config.diagnose)
+                baselines(&windows, fault.start_ms, &config.diagnose, normal.as_ref())
                     .into_iter()
                     .map(|(m, r)| (m.to_string(), r)),
             );

@@ -13,6 +13,7 @@ pub mod sim_eval;
 pub mod simulate;
 pub mod train;
 pub mod train_fluxion;
+pub mod train_normal;
 pub mod train_sage;
 pub mod validate;
 
@@ -69,20 +70,25 @@ pub fn metric_names(config: &Config) -> MetricNames {
 
 /// A flag set on the first Ctrl-C / SIGTERM; a second one exits at once.
 pub fn stop_on_signal() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let installed = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+    // One handler per process: commands that replay several inputs share its flag, so
+    // Ctrl-C stops every replay after the current one too.
+    static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    Arc::clone(STOP.get_or_init(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let installed = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!(
+                "stopping: emitting the closed windows (and committing offsets, when reading Kafka); Ctrl-C again to quit now"
+            );
+        });
+        if let Err(e) = installed {
+            tracing::warn!("cannot install the Ctrl-C handler: {e}");
         }
-        eprintln!(
-            "stopping: emitting the closed windows (and committing offsets, when reading Kafka); Ctrl-C again to quit now"
-        );
-    });
-    if let Err(e) = installed {
-        tracing::warn!("cannot install the Ctrl-C handler: {e}");
-    }
-    stop
+        stop
+    }))
 }
 
 /// The SLOs to check: the config's, else those of the built-in topology named in the

@@ -43,6 +43,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
     let spec = JobSpec {
         decide_log: None,
         graph_board: None,
+        log_miners: Default::default(),
         config,
         slos,
         detectors: Vec::new(),

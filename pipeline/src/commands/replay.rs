@@ -54,6 +54,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let spec = JobSpec {
         decide_log: None,
         graph_board: None,
+        log_miners: Default::default(),
         config,
         slos,
         detectors: vec![detector],

@@ -106,6 +106,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let spec = JobSpec {
         decide_log: Some(Arc::new(DecideLog::new(resume))),
         graph_board: what_if.board.clone(),
+        log_miners: Default::default(),
         detectors,
         slos,
         workers: args.job.workers,

@@ -129,6 +129,7 @@ pub fn simulate_job(
     let spec = JobSpec {
         decide_log: None,
         graph_board: what_if.board.clone(),
+        log_miners: Default::default(),
         config: config.clone(),
         slos,
         detectors,

@@ -34,6 +34,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if args.model == "fluxion" {
         return crate::commands::train_fluxion::run(args);
     }
+    if args.model == "normal" {
+        return crate::commands::train_normal::run(args);
+    }
     if args.data.is_empty() {
         bail!(
             "--model seer trains on datasets: give --data FILE.arrow (written by `augur record`)"

@@ -34,6 +34,7 @@ pub fn replay_windows(
     let spec = JobSpec {
         decide_log: None,
         graph_board: None,
+        log_miners: Default::default(),
         config: config.clone(),
         slos,
         detectors: Vec::new(),
