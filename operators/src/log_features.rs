@@ -31,6 +31,25 @@ use crate::window::{route, window_fold};
 /// Templates kept per leaf of a service's prefix tree.
 pub const MAX_CLUSTERS_PER_LEAF: usize = 200;
 
+/// Tokens of a line that identify its log statement: the logger, level and message come
+/// first; what follows is mostly values, and a payload of varying length (a list of
+/// records) would otherwise make one template per length.
+pub const STATEMENT_TOKENS: usize = 16;
+
+/// The first [`STATEMENT_TOKENS`] whitespace-separated tokens of `body`.
+pub fn statement(body: &str) -> &str {
+    match body
+        .char_indices()
+        .filter(|&(i, c)| {
+            c.is_whitespace() && i > 0 && !body[..i].ends_with(char::is_whitespace)
+        })
+        .nth(STATEMENT_TOKENS - 1)
+    {
+        Some((end, _)) => &body[..end],
+        None => body,
+    }
+}
+
 /// A miner with augur's masks.
 pub fn new_miner() -> Miner {
     let mut masks = vec![builtin_masks::uuid(), builtin_masks::ipv4()];
@@ -133,7 +152,7 @@ pub fn log_features<'s>(
                         c.errors += u64::from(r.severity.is_error());
                         c.warnings += u64::from(r.severity == Severity::Warn);
                         *c.templates
-                            .entry(miner.add(&r.body).cluster_id)
+                            .entry(miner.add(statement(&r.body)).cluster_id)
                             .or_default() += 1;
                     }
                     let templates = c
@@ -281,6 +300,16 @@ mod tests {
         let mut got = out.lock().expect("lock").clone();
         got.sort_by(|a, b| (a.window_end, &a.service).cmp(&(b.window_end, &b.service)));
         got
+    }
+
+    #[test]
+    fn a_statement_is_the_first_tokens_of_a_line() {
+        assert_eq!(statement("a b  c"), "a b  c");
+        let long: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+        let cut = statement(&long.join("  "));
+        assert_eq!(cut.split_whitespace().count(), STATEMENT_TOKENS);
+        assert!(cut.ends_with("t15"), "{cut}");
+        assert_eq!(statement(""), "");
     }
 
     #[test]
