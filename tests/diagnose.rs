@@ -140,3 +140,93 @@ fn a_replay_without_slo_or_labels_runs_and_says_so() {
     assert_eq!(first["kind"], "root_cause", "{first:#}");
     assert_eq!(first["culprits"][0]["service"], "tier-2", "{first:#}");
 }
+
+/// `augur train --model normal` on a fault-free recording with no labels.json; then a
+/// diagnosis whose own minutes before the moment are cut off (`--before 0s`) still names
+/// the faulty service, from the learned normal, and says which normal it used. Without one
+/// the same diagnosis has no normal and fails. Too little data fails the training loudly.
+#[test]
+fn a_learned_normal_answers_when_the_minutes_before_are_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty_plan = tmp.path().join("no-faults.toml");
+    std::fs::write(&empty_plan, "").unwrap();
+    let normal_run = simulate(tmp.path(), "normal-run", "chain", "1m", 5, &empty_plan);
+    std::fs::remove_file(normal_run.join("labels.json")).unwrap();
+    let models = tmp.path().join("learned");
+    let out = ok(&augur(
+        &[
+            "train",
+            "--model",
+            "normal",
+            "--input",
+            normal_run.to_str().unwrap(),
+            "--name",
+            "chain-app",
+            "--models-dir",
+            models.to_str().unwrap(),
+        ],
+        tmp.path(),
+    ));
+    assert!(out.contains("normal-chain-app.json"), "{out}");
+    assert!(models.join("normal-chain-app.json").exists());
+
+    let case = simulate_case(tmp.path(), "case");
+    let at = fault_start(&case).to_string();
+    let diagnose = |config: &str| {
+        let cfg = tmp.path().join("diagnose.toml");
+        std::fs::write(&cfg, config).unwrap();
+        augur(
+            &[
+                "diagnose",
+                "-c",
+                cfg.to_str().unwrap(),
+                "--at",
+                &at,
+                "--before",
+                "0s",
+                "--input",
+                case.to_str().unwrap(),
+                "--json",
+            ],
+            tmp.path(),
+        )
+    };
+    let with = diagnose(&format!(
+        "[diagnose]\nnormal_dir = \"{}\"\n",
+        models.display()
+    ));
+    let d: serde_json::Value = serde_json::from_str(&ok(&with)).unwrap();
+    assert_eq!(d["culprits"][0]["service"], "tier-2", "{d:#}");
+    let stderr = String::from_utf8_lossy(&with.stderr);
+    assert!(stderr.contains("normal-chain-app.json"), "{stderr}");
+    let without = diagnose(&format!(
+        "[diagnose]\nnormal_dir = \"{}\"\n",
+        tmp.path().join("nothing-here").display()
+    ));
+    assert!(!without.status.success());
+    let stderr = String::from_utf8_lossy(&without.stderr);
+    assert!(stderr.contains("normal: none learned"), "{stderr}");
+
+    // Ten seconds of traffic are not a normal.
+    let short = simulate(tmp.path(), "short-run", "chain", "10s", 5, &empty_plan);
+    let out = augur(
+        &[
+            "train",
+            "--model",
+            "normal",
+            "--input",
+            short.to_str().unwrap(),
+            "--name",
+            "short",
+            "--models-dir",
+            models.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("too little data") && stderr.contains("at least 30"),
+        "{stderr}"
+    );
+}

@@ -40,9 +40,7 @@ pub const STATEMENT_TOKENS: usize = 16;
 pub fn statement(body: &str) -> &str {
     match body
         .char_indices()
-        .filter(|&(i, c)| {
-            c.is_whitespace() && i > 0 && !body[..i].ends_with(char::is_whitespace)
-        })
+        .filter(|&(i, c)| c.is_whitespace() && i > 0 && !body[..i].ends_with(char::is_whitespace))
         .nth(STATEMENT_TOKENS - 1)
     {
         Some((end, _)) => &body[..end],

@@ -50,7 +50,7 @@ pub fn run(args: &DiagnoseArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", table(&d, &params));
     }
-    if d.windows_before == 0 || d.windows_after == 0 {
+    if d.culprits.is_empty() && (d.windows_before == 0 || d.windows_after == 0) {
         anyhow::bail!(
             "no requests {} {}: the input covers {}",
             if d.windows_before == 0 {
@@ -205,6 +205,16 @@ pub fn table(d: &Diagnosis, params: &EvidenceParams) -> String {
     );
     if d.culprits.is_empty() {
         let _ = writeln!(out, "no service's own signals moved significantly");
+    } else if d.windows_before == 0 || d.windows_after == 0 {
+        let _ = writeln!(
+            out,
+            "no requests {}: ranked from metrics and logs only",
+            if d.windows_before == 0 {
+                "before"
+            } else {
+                "after"
+            }
+        );
     }
     for (rank, c) in d.culprits.iter().enumerate() {
         let _ = writeln!(
