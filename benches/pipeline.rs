@@ -139,6 +139,7 @@ fn main() -> anyhow::Result<()> {
             detectors: vec!["nsigma".to_string()],
             workers,
             graph_board: None,
+            log_miners: Default::default(),
         };
         let messages = Arc::clone(&messages);
         let make_source =

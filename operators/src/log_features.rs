@@ -304,7 +304,8 @@ mod tests {
     fn a_statement_is_the_first_tokens_of_a_line() {
         assert_eq!(statement("a b  c"), "a b  c");
         let long: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
-        let cut = statement(&long.join("  "));
+        let line = long.join("  ");
+        let cut = statement(&line);
         assert_eq!(cut.split_whitespace().count(), STATEMENT_TOKENS);
         assert!(cut.ends_with("t15"), "{cut}");
         assert_eq!(statement(""), "");
