@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use augur_connectors::kafka::KafkaConfig;
 use augur_models::DetectorSettings;
 use augur_models::fluxion::detector::FluxionConfig;
 use augur_models::nsigma::NSigmaConfig;
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::actuation::ActuationConfig;
-use crate::kafka_config::{JobMetricsConfig, KafkaConfig};
+use crate::job_metrics::JobMetricsConfig;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -33,7 +34,7 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     pub simulator: SimulatorConfig,
     /// Kafka in and out (`augur run`, `simulate --kafka`, `alerts`, replay/eval of topics).
-    #[serde(with = "crate::kafka_config::table")]
+    #[serde(with = "augur_connectors::kafka::config_table")]
     pub kafka: KafkaConfig,
     pub actuation: ActuationConfig,
     pub job_metrics: JobMetricsConfig,

@@ -219,7 +219,7 @@ where
             durable_seen = durable;
             if let Err(e) = source.durable(durable, false) {
                 give_up(&mut control, index, stop);
-                return Err(e);
+                return Err(e.into());
             }
         }
         batch.clear();
@@ -227,7 +227,7 @@ where
             Ok(state) => state,
             Err(e) => {
                 give_up(&mut control, index, stop);
-                return Err(e);
+                return Err(e.into());
             }
         };
         JobStats::add(&stats.messages, batch.messages);

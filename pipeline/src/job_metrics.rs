@@ -14,6 +14,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
+use augur_connectors::kafka::KafkaMetrics;
+use serde::{Deserialize, Serialize};
 
 use crate::stats::JobStats;
 
@@ -254,6 +256,40 @@ pub fn serve(
         })
         .context("starting the metrics thread")?;
     Ok(bound)
+}
+
+/// `[job_metrics]`: the Prometheus endpoint of `augur run`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobMetricsConfig {
+    /// Address of `GET /metrics`; empty disables it. Default `127.0.0.1:9464`.
+    pub listen: String,
+}
+
+impl Default for JobMetricsConfig {
+    fn default() -> Self {
+        JobMetricsConfig {
+            listen: "127.0.0.1:9464".to_string(),
+        }
+    }
+}
+
+impl KafkaMetrics for JobMetrics {
+    fn records_in(&self, topic: &str, n: u64) {
+        JobMetrics::records_in(self, topic, n);
+    }
+
+    fn record_out(&self, topic: &str) {
+        JobMetrics::record_out(self, topic);
+    }
+
+    fn lag(&self, topic: &str, partition: i32, lag: i64) {
+        JobMetrics::lag(self, topic, partition, lag);
+    }
+
+    fn windows_open(&self, windows: u64) {
+        self.windows_open.store(windows, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

@@ -161,7 +161,7 @@ where
                             }
                         }
                     }
-                    Err(e) => failure = Some(e),
+                    Err(e) => failure = Some(e.into()),
                 }
             }
         }
@@ -216,7 +216,7 @@ where
                 on_alert(&alert);
                 if let (Some(outputs), None) = (options.outputs.as_mut(), failure.as_ref()) {
                     if let Err(e) = outputs.alert(&alert) {
-                        failure = Some(e);
+                        failure = Some(e.into());
                     }
                 }
                 outcome.alerts.push(alert);
@@ -228,7 +228,7 @@ where
                 if let Some(outputs) = options.outputs.as_mut() {
                     if failure.is_none() {
                         if let Err(e) = outputs.dead_letter(&dead) {
-                            failure = Some(e);
+                            failure = Some(e.into());
                         }
                     }
                     continue;
@@ -265,7 +265,7 @@ where
     }
     if let (Some(outputs), None) = (options.outputs.as_mut(), failure.as_ref()) {
         if let Err(e) = outputs.flush() {
-            failure = Some(e);
+            failure = Some(e.into());
         }
     }
     let result = job

@@ -21,9 +21,8 @@ use crate::dataflow::JobSpec;
 use crate::display::alert_line;
 use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
-use crate::source::files::input_files;
-use crate::source::kafka::KafkaSourceSpec;
 use crate::source::replay_sources;
+use crate::source::{KafkaSourceSpec, input_files};
 use crate::stats::JobStats;
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {

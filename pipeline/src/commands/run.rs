@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use std::collections::BTreeMap;
 
-use augur_connectors::kafka::{StartAt, ensure_compacted_topic, ensure_topics, latest_by_key};
+use augur_connectors::kafka::{
+    KafkaMetrics, KafkaSink, KafkaSource, KafkaSourceSpec, OutputTopics, StartAt,
+    ensure_compacted_topic, ensure_topics, latest_by_key, state_key,
+};
 use augur_operators::EventTime;
 use augur_operators::decide::DeciderState;
 use augur_operators::decide_log::DecideLog;
@@ -20,9 +23,8 @@ use crate::dataflow::JobSpec;
 use crate::display::alert_line;
 use crate::job_metrics::{JobMetrics, serve};
 use crate::run::{RunOptions, run as run_job};
-use crate::sink::kafka::{KafkaOutputs, OutputTopics, state_key};
+use crate::sink::kafka::KafkaOutputs;
 use crate::source::WorkerSource;
-use crate::source::kafka::{KafkaSource, KafkaSourceSpec};
 use crate::stats::JobStats;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
@@ -52,7 +54,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let what_if = JobWhatIf::for_job(&config, &mut detectors);
     let resume = resume_states(&settings, &kafka.state_topic, &state_prefix, &detectors)?;
     let metrics = Arc::new(JobMetrics::default());
-    let outputs = KafkaOutputs::new(
+    let sink = KafkaSink::new(
         &settings,
         OutputTopics {
             alerts: kafka.alerts_topic.clone(),
@@ -61,11 +63,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             state: kafka.state_topic.clone(),
             state_prefix,
         },
-        kafka.actions_mode,
-        config.actuation.clone(),
-        Arc::clone(&metrics),
-    )?
-    .with_what_if(what_if.model());
+        Arc::clone(&metrics) as Arc<dyn KafkaMetrics>,
+    )?;
+    let outputs = KafkaOutputs::new(sink, kafka.actions_mode, config.actuation.clone())
+        .with_what_if(what_if.model());
     let source_spec = KafkaSourceSpec {
         settings: settings.clone(),
         spans_topic: kafka.spans_topic.clone(),
@@ -117,7 +118,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             source_spec.clone(),
             index,
             peers,
-            Arc::clone(&source_metrics),
+            Arc::clone(&source_metrics) as Arc<dyn KafkaMetrics>,
         )?))
     };
     let latency_metrics = Arc::clone(&metrics);

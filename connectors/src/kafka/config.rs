@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use augur_connectors::kafka::{Encoding, KafkaSettings};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::sink::cloudevents::ActionsMode;
+use super::actions_mode::ActionsMode;
+use super::encoding::Encoding;
+use super::settings::KafkaSettings;
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -141,21 +142,5 @@ pub mod table {
             table.insert(k.clone(), toml::Value::String(v.clone()));
         }
         table.serialize(s)
-    }
-}
-
-/// `[job_metrics]`: the Prometheus endpoint of `augur run`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JobMetricsConfig {
-    /// Address of `GET /metrics`; empty disables it. Default `127.0.0.1:9464`.
-    pub listen: String,
-}
-
-impl Default for JobMetricsConfig {
-    fn default() -> Self {
-        JobMetricsConfig {
-            listen: "127.0.0.1:9464".to_string(),
-        }
     }
 }

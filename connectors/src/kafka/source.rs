@@ -15,15 +15,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use augur_connectors::dead_letter::DeadLetter;
-use augur_connectors::kafka::{
-    Encoding, KafkaSettings, OffsetTracker, PartitionConsumer, StartAt, decode_message,
-};
-use augur_connectors::otlp::MetricNames;
 use augur_operators::{EventTime, window_end};
 
-use super::{Batch, SourceState, WorkerSource};
-use crate::job_metrics::JobMetrics;
+use super::consumer::{PartitionConsumer, StartAt};
+use super::encoding::{Encoding, decode_message};
+use super::error::KafkaError;
+use super::metrics::KafkaMetrics;
+use super::offsets::OffsetTracker;
+use super::settings::KafkaSettings;
+use crate::dead_letter::DeadLetter;
+use crate::otlp::MetricNames;
+use crate::source::{Batch, SourceError, SourceState, WorkerSource};
 
 /// Messages read per poll at most.
 const MESSAGES_PER_POLL: usize = 256;
@@ -70,7 +72,7 @@ pub struct KafkaSource {
     tracker: OffsetTracker,
     parts: Vec<Partition>,
     cap: EventTime,
-    metrics: Arc<JobMetrics>,
+    metrics: Arc<dyn KafkaMetrics>,
     last_lag: Instant,
     /// Worker 0 of a live job: when the partition counts were last checked.
     last_partition_check: Option<Instant>,
@@ -92,8 +94,8 @@ impl KafkaSource {
         spec: KafkaSourceSpec,
         index: usize,
         peers: usize,
-        metrics: Arc<JobMetrics>,
-    ) -> anyhow::Result<Self> {
+        metrics: Arc<dyn KafkaMetrics>,
+    ) -> Result<Self, KafkaError> {
         let topics = [spec.spans_topic.clone(), spec.metrics_topic.clone()];
         let last_partition_check = (index == 0 && !spec.bounded).then(Instant::now);
         let consumer = PartitionConsumer::open(
@@ -174,7 +176,7 @@ fn watermark(parts: &[Partition], idle: Option<Duration>, now: Instant) -> Event
 }
 
 impl WorkerSource for KafkaSource {
-    fn poll(&mut self, batch: &mut Batch) -> anyhow::Result<SourceState> {
+    fn poll(&mut self, batch: &mut Batch) -> Result<SourceState, SourceError> {
         if self.parts.is_empty() && !self.spec.bounded {
             // More workers than partitions: this one never holds the windows back.
             return Ok(SourceState::Active {
@@ -293,9 +295,7 @@ impl WorkerSource for KafkaSource {
         if let Some(newest) = self.parts.iter().filter_map(|p| p.newest).max() {
             let open =
                 window_end(newest, window_ms).saturating_sub(self.durable_seen.max(self.cap));
-            self.metrics
-                .windows_open
-                .store(open / window_ms + 1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics.windows_open(open / window_ms + 1);
         }
         if self.last_lag.elapsed() >= LAG_EVERY {
             self.last_lag = Instant::now();
@@ -327,7 +327,7 @@ impl WorkerSource for KafkaSource {
         self.consumer.progress()
     }
 
-    fn durable(&mut self, frontier: EventTime, last: bool) -> anyhow::Result<()> {
+    fn durable(&mut self, frontier: EventTime, last: bool) -> Result<(), SourceError> {
         self.durable_seen = self.durable_seen.max(frontier);
         if !self.spec.commit || (!last && self.last_commit.elapsed() < COMMIT_EVERY) {
             return Ok(());
