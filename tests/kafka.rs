@@ -6,7 +6,7 @@
 //! on home-timeline-service, corrupt messages) → `augur run -w 2` uninterrupted; the same
 //! again killed with SIGKILL mid-stream and restarted; `augur replay` and `augur eval` of
 //! the topic, and `augur eval` of the equivalent files; `augur record` of the topic and of
-//! the files.
+//! the files. Then the logs topic in both OTLP encodings.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
@@ -204,6 +204,7 @@ fn job_config(dir: &Path, prefix: &str, run: &str, port: u16) -> std::path::Path
         format!(
             "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{prefix}.{run}\"\n\
              spans_topic = \"{prefix}.spans\"\nmetrics_topic = \"{prefix}.metrics\"\n\
+             logs_topic = \"{prefix}.logs\"\n\
              alerts_topic = \"{prefix}.{run}.alerts\"\nactions_topic = \"{prefix}.{run}.actions\"\n\
              dlq_topic = \"{prefix}.{run}.dlq\"\nidle_timeout_ms = 1500\n\
              # tansu's memory engine needs one message per producer batch\n\
@@ -899,4 +900,138 @@ fn kafka_replay_by_time_without_offsets_for_times() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("span count in: {stderr}"));
     assert_eq!(replayed, expected, "{stderr}");
+}
+
+/// Writes each payload as its own message (tansu needs one message per batch).
+fn produce(brokers: &str, topic: &str, payloads: &[&[u8]]) {
+    let settings = augur_connectors::kafka::KafkaSettings::new(brokers, "test-producer");
+    let mut producer = augur_connectors::kafka::OutputProducer::unbatched(&settings).unwrap();
+    for payload in payloads {
+        producer
+            .send(topic, None, None, payload, &[], None)
+            .unwrap();
+    }
+    producer.flush().unwrap();
+}
+
+/// `n` log records of `service`, one per 100 ms before now: `(otlp_proto, otlp_json)`
+/// encodings of one `ExportLogsServiceRequest`, the JSON as the Collector writes it.
+fn logs_request(service: &str, n: u64) -> (Vec<u8>, Vec<u8>) {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use prost::Message as _;
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let times: Vec<u64> = (0..n).map(|i| now_ns - (n - i) * 100_000_000).collect();
+    let text = |v: &str| AnyValue {
+        value: Some(any_value::Value::StringValue(v.into())),
+    };
+    let proto = augur_connectors::otlp::ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(text(service)),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: times
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| LogRecord {
+                        time_unix_nano: *t,
+                        severity_number: 9,
+                        body: Some(text(&format!("request {i} served"))),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let records: Vec<String> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                r#"{{"timeUnixNano":"{t}","severityNumber":9,"body":{{"stringValue":"request {i} served"}}}}"#
+            )
+        })
+        .collect();
+    let json = format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeLogs":[{{"logRecords":[{}]}}]}}]}}"#,
+        records.join(",")
+    );
+    (proto.encode_to_vec(), json.into_bytes())
+}
+
+/// The logs topic in `otlp_proto` and in `otlp_json` (a job each, side by side): every
+/// good record is counted, and a message that isn't an export request is dead-lettered with
+/// its original bytes and its real coordinates.
+#[test]
+fn kafka_logs_topic_in_both_encodings() {
+    let Some(brokers) = broker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let prefix = format!("logs{}", std::process::id());
+    let port = 31_100 + (std::process::id() % 500) as u16;
+    let settings = augur_connectors::kafka::KafkaSettings::new(&brokers, "test-admin");
+    let mut jobs = Vec::new();
+    for (i, encoding) in ["otlp_proto", "otlp_json"].into_iter().enumerate() {
+        let run = encoding.replace('_', "-");
+        let (dir, port) = (dir.join(&run), port + i as u16);
+        std::fs::create_dir(&dir).unwrap();
+        let topics = format!("{prefix}.{run}");
+        let config = job_config(&dir, &topics, "job", port);
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "[kafka]\n",
+            &format!("[kafka]\nlogs_encoding = \"{encoding}\"\n"),
+        );
+        std::fs::write(&config, text).unwrap();
+        let logs = format!("{topics}.logs");
+        augur_connectors::kafka::ensure_topics(&settings, &[(&logs, 1)]).unwrap();
+        let (cart, frontend) = (logs_request("cart", 3), logs_request("frontend", 2));
+        let (a, b) = match encoding {
+            "otlp_proto" => (cart.0, frontend.0),
+            _ => (cart.1, frontend.1),
+        };
+        let bad = b"not an export request".to_vec();
+        produce(&brokers, &logs, &[&a, &bad, &b]);
+        jobs.push((spawn_run(&config, &dir, "run"), port, logs, bad));
+    }
+    for (mut job, port, logs, bad) in jobs {
+        wait_for(
+            &format!("the job on {logs} to count its log records"),
+            Duration::from_secs(60),
+            || metric(&scrape(port), "augur_log_records_total") >= 5.0,
+        );
+        let metrics = scrape(port);
+        assert!(
+            sigterm_and_wait(&mut job).success(),
+            "{logs}: exits cleanly"
+        );
+        assert_eq!(
+            metric(&metrics, "augur_log_records_total"),
+            5.0,
+            "{metrics}"
+        );
+        assert_eq!(
+            metric(&metrics, "augur_dead_letters_total"),
+            1.0,
+            "{metrics}"
+        );
+        let dlq = read_topic(&brokers, &logs.replace(".logs", ".job.dlq"));
+        assert_eq!(dlq.len(), 1, "{logs}: {dlq:?}");
+        let (_, payload, headers) = &dlq[0];
+        assert_eq!(payload, &bad, "{logs}: the original bytes");
+        assert_eq!(headers["augur.source.topic"], logs);
+        assert_eq!(headers["augur.source.partition"], "0");
+        assert_eq!(headers["augur.source.offset"], "1");
+    }
 }

@@ -370,6 +370,12 @@ impl Config {
                 "prom_json is a metrics encoding; spans are otlp_proto or otlp_json",
             );
         }
+        if self.kafka.logs_encoding == augur_connectors::kafka::Encoding::PromJson {
+            return fail(
+                "kafka.logs_encoding",
+                "prom_json is a metrics encoding; logs are otlp_proto or otlp_json",
+            );
+        }
         if !is_positive(self.simulator.speed) {
             return fail("simulator.speed", "must be positive");
         }
@@ -454,6 +460,10 @@ mod tests {
             .expect_err("prom_json spans")
             .to_string();
         assert!(err.contains("kafka.spans_encoding"), "{err}");
+        let err = parse("[kafka]\nlogs_encoding = \"prom_json\"\n")
+            .expect_err("prom_json logs")
+            .to_string();
+        assert!(err.contains("kafka.logs_encoding"), "{err}");
     }
 
     #[test]

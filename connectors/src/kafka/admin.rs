@@ -65,6 +65,21 @@ pub fn ensure_compacted_topic(settings: &KafkaSettings, topic: &str) -> Result<(
     Ok(())
 }
 
+/// Whether `topic` exists (with at least one partition).
+pub fn topic_exists(settings: &KafkaSettings, topic: &str) -> Result<bool, KafkaError> {
+    let consumer: BaseConsumer = settings
+        .consumer()
+        .create()
+        .map_err(KafkaError::client("creating the consumer"))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .map_err(KafkaError::client(format!("metadata of {topic}")))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+}
+
 /// The number of partitions of `topic` (an error when it doesn't exist).
 pub fn topic_partitions(consumer: &BaseConsumer, topic: &str) -> Result<i32, KafkaError> {
     let metadata = consumer

@@ -27,6 +27,11 @@ pub struct KafkaConfig {
     pub metrics_topic: String,
     /// `otlp_proto`, `otlp_json` or `prom_json`. Default `otlp_proto`.
     pub metrics_encoding: Encoding,
+    /// OTLP logs (`ExportLogsServiceRequest`, as the Collector's Kafka exporter writes them
+    /// to its `otlp_logs` topic). Default `otlp_logs`.
+    pub logs_topic: String,
+    /// `otlp_proto` or `otlp_json`. Default `otlp_proto`.
+    pub logs_encoding: Encoding,
     /// Default `augur.alerts`.
     pub alerts_topic: String,
     /// Default `augur.actions`.
@@ -69,6 +74,8 @@ impl Default for KafkaConfig {
             spans_encoding: Encoding::OtlpProto,
             metrics_topic: "otlp_metrics".to_string(),
             metrics_encoding: Encoding::OtlpProto,
+            logs_topic: "otlp_logs".to_string(),
+            logs_encoding: Encoding::OtlpProto,
             alerts_topic: "augur.alerts".to_string(),
             actions_topic: "augur.actions".to_string(),
             actions_mode: ActionsMode::Structured,
@@ -101,6 +108,7 @@ impl fmt::Debug for KafkaConfig {
             .field("group_id", &self.group_id)
             .field("spans_topic", &self.spans_topic)
             .field("metrics_topic", &self.metrics_topic)
+            .field("logs_topic", &self.logs_topic)
             .field("properties", &self.settings(None).redacted())
             .finish_non_exhaustive()
     }

@@ -19,15 +19,16 @@ mod metrics;
 mod offsets;
 mod producer;
 mod prom_json;
+mod records;
 mod settings;
 mod sink;
 mod source;
 
 pub use actions_mode::ActionsMode;
-pub use admin::{ensure_compacted_topic, ensure_topics, topic_partitions};
+pub use admin::{ensure_compacted_topic, ensure_topics, topic_exists, topic_partitions};
 pub use config::{KafkaConfig, table as config_table};
 pub use consumer::{KafkaRecord, PartitionConsumer, PollOutcome, StartAt};
-pub use encoding::{Decoded, Encoding, decode_message};
+pub use encoding::{Decoded, Encoding, Stream, decode_into, decode_logs_message, decode_message};
 pub use error::KafkaError;
 pub use latest::latest_by_key;
 pub use metrics::KafkaMetrics;

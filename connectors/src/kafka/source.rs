@@ -1,5 +1,6 @@
-//! Kafka as a worker's source: in, this worker's share of the spans and metrics topics'
-//! partitions (see `PartitionConsumer`); out, decoded spans and metric points, dead letters
+//! Kafka as a worker's source: in, this worker's share of the spans, metrics and (when
+//! given) logs topics' partitions (see `PartitionConsumer`); out, decoded spans, metric
+//! points and log records, dead letters
 //! (`source` = `topic/partition`, `offset` = the Kafka offset, the original bytes), and the
 //! watermark. Event time comes from the records; each partition has its own watermark
 //! (its newest event time) and the worker's is the slowest partition's, except that a
@@ -17,11 +18,13 @@ use std::time::{Duration, Instant};
 
 use augur_operators::{EventTime, window_end};
 
+use super::admin::topic_exists;
 use super::consumer::{PartitionConsumer, StartAt};
-use super::encoding::{Encoding, decode_message};
+use super::encoding::{Encoding, Stream, decode_into};
 use super::error::KafkaError;
 use super::metrics::KafkaMetrics;
 use super::offsets::OffsetTracker;
+use super::records::Marks;
 use super::settings::KafkaSettings;
 use crate::dead_letter::DeadLetter;
 use crate::otlp::MetricNames;
@@ -42,6 +45,9 @@ pub struct KafkaSourceSpec {
     pub spans_encoding: Encoding,
     pub metrics_topic: String,
     pub metrics_encoding: Encoding,
+    /// The logs topic; `None` reads no logs.
+    pub logs_topic: Option<String>,
+    pub logs_encoding: Encoding,
     pub names: MetricNames,
     pub window_ms: u64,
     pub lateness_ms: u64,
@@ -68,7 +74,9 @@ struct Partition {
 pub struct KafkaSource {
     spec: KafkaSourceSpec,
     consumer: PartitionConsumer,
-    topics: [String; 2],
+    topics: Vec<String>,
+    /// What each of `topics` carries.
+    streams: Vec<Stream>,
     tracker: OffsetTracker,
     parts: Vec<Partition>,
     cap: EventTime,
@@ -89,6 +97,16 @@ const NO_PARTITIONS_WATERMARK: EventTime = EventTime::MAX / 4;
 /// Commits at most this often (the last one always happens).
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
 
+impl KafkaSourceSpec {
+    fn encoding(&self, stream: Stream) -> Encoding {
+        match stream {
+            Stream::Spans => self.spans_encoding,
+            Stream::Metrics => self.metrics_encoding,
+            Stream::Logs => self.logs_encoding,
+        }
+    }
+}
+
 impl KafkaSource {
     pub fn open(
         spec: KafkaSourceSpec,
@@ -96,7 +114,15 @@ impl KafkaSource {
         peers: usize,
         metrics: Arc<dyn KafkaMetrics>,
     ) -> Result<Self, KafkaError> {
-        let topics = [spec.spans_topic.clone(), spec.metrics_topic.clone()];
+        let mut topics = vec![spec.spans_topic.clone(), spec.metrics_topic.clone()];
+        let mut streams = vec![Stream::Spans, Stream::Metrics];
+        if let Some(logs) = &spec.logs_topic {
+            // A replay of topics written without logs has no logs topic: nothing to read.
+            if !spec.bounded || topic_exists(&spec.settings, logs)? {
+                topics.push(logs.clone());
+                streams.push(Stream::Logs);
+            }
+        }
         let last_partition_check = (index == 0 && !spec.bounded).then(Instant::now);
         let consumer = PartitionConsumer::open(
             &spec.settings,
@@ -143,6 +169,7 @@ impl KafkaSource {
             spec,
             consumer,
             topics,
+            streams,
             tracker,
             parts,
             cap: 0,
@@ -191,6 +218,7 @@ impl WorkerSource for KafkaSource {
             spec,
             consumer,
             topics,
+            streams,
             parts,
             read,
             ..
@@ -198,27 +226,16 @@ impl WorkerSource for KafkaSource {
         let window_ms = spec.window_ms;
         let (from, to) = spec.time_range;
         let now = Instant::now();
-        let mut per_topic = [0u64; 2];
+        let mut per_topic = vec![0u64; topics.len()];
         let outcome = consumer.poll(MESSAGES_PER_POLL, Duration::from_millis(20), |m| {
             batch.messages += 1;
             per_topic[m.topic] += 1;
-            let is_metrics = m.topic == 1;
-            let encoding = if is_metrics {
-                spec.metrics_encoding
-            } else {
-                spec.spans_encoding
-            };
-            let (spans_before, points_before) = (batch.spans.len(), batch.metrics.len());
+            let stream = streams[m.topic];
+            let encoding = spec.encoding(stream);
+            let marks = Marks::of(batch);
             let source = format!("{}/{}", topics[m.topic], m.partition);
             let offset = m.offset.max(0) as u64;
-            match decode_message(
-                m.payload,
-                is_metrics,
-                encoding,
-                &spec.names,
-                &mut batch.spans,
-                &mut batch.metrics,
-            ) {
+            match decode_into(m.payload, stream, encoding, &spec.names, batch) {
                 Ok(decoded) => {
                     for error in decoded.record_errors {
                         batch.dead.push(DeadLetter {
@@ -238,29 +255,9 @@ impl WorkerSource for KafkaSource {
             }
             // Records outside the time range are skipped (replay by time).
             if from > 0 || to < EventTime::MAX {
-                let keep = |t: EventTime| t >= from && t < to;
-                let mut i = spans_before;
-                while i < batch.spans.len() {
-                    if keep(batch.spans[i].event_ms()) {
-                        i += 1;
-                    } else {
-                        batch.spans.swap_remove(i);
-                    }
-                }
-                let mut i = points_before;
-                while i < batch.metrics.len() {
-                    if keep(batch.metrics[i].event_ms()) {
-                        i += 1;
-                    } else {
-                        batch.metrics.swap_remove(i);
-                    }
-                }
+                marks.retain(batch, |t| t >= from && t < to);
             }
-            let newest = batch.spans[spans_before..]
-                .iter()
-                .map(|s| s.event_ms())
-                .chain(batch.metrics[points_before..].iter().map(|p| p.event_ms()))
-                .max();
+            let newest = marks.newest(batch);
             let part = &mut parts[m.slot];
             part.last_message = now;
             if let Some(t) = newest {

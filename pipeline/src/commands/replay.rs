@@ -146,6 +146,13 @@ pub fn topic_source_spec(
             .clone()
             .unwrap_or_else(|| kafka.metrics_topic.clone()),
         metrics_encoding: kafka.metrics_encoding,
+        logs_topic: Some(
+            topics
+                .logs_topic
+                .clone()
+                .unwrap_or_else(|| kafka.logs_topic.clone()),
+        ),
+        logs_encoding: kafka.logs_encoding,
         names,
         window_ms: config.window.length_ms,
         lateness_ms: config.window.allowed_lateness_ms,

@@ -1,4 +1,4 @@
-//! `augur run`: the stream job. Kafka spans and metrics in (the workers of all the job's
+//! `augur run`: the stream job. Kafka spans, metrics and logs in (the workers of all the job's
 //! processes split the partitions; see `cluster`); alerts to `augur.alerts`, actuation commands to `augur.actions`, dead
 //! letters to `augur.dlq`; offsets committed at least once (see docs/kafka.md, "Delivery
 //! guarantee"); job metrics on an HTTP endpoint. Stops on SIGTERM/Ctrl-C with a final commit.
@@ -43,6 +43,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         &[
             (kafka.spans_topic.as_str(), kafka.partitions),
             (kafka.metrics_topic.as_str(), kafka.partitions),
+            (kafka.logs_topic.as_str(), kafka.partitions),
             (kafka.alerts_topic.as_str(), kafka.partitions),
             (kafka.actions_topic.as_str(), kafka.partitions),
             (kafka.dlq_topic.as_str(), kafka.partitions),
@@ -73,6 +74,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         spans_encoding: kafka.spans_encoding,
         metrics_topic: kafka.metrics_topic.clone(),
         metrics_encoding: kafka.metrics_encoding,
+        logs_topic: Some(kafka.logs_topic.clone()),
+        logs_encoding: kafka.logs_encoding,
         names: metric_names(&config),
         window_ms: config.window.length_ms,
         lateness_ms: config.window.allowed_lateness_ms,
@@ -95,7 +98,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     };
     eprintln!(
         "augur run: {} → {workers} → {}, {}, {} (group {}, detectors {}, window {} ms)",
-        [kafka.spans_topic.as_str(), kafka.metrics_topic.as_str()].join(" + "),
+        [
+            kafka.spans_topic.as_str(),
+            kafka.metrics_topic.as_str(),
+            kafka.logs_topic.as_str()
+        ]
+        .join(" + "),
         kafka.alerts_topic,
         kafka.actions_topic,
         kafka.dlq_topic,
