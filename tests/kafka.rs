@@ -6,7 +6,8 @@
 //! on home-timeline-service, corrupt messages) → `augur run -w 2` uninterrupted; the same
 //! again killed with SIGKILL mid-stream and restarted; `augur replay` and `augur eval` of
 //! the topic, and `augur eval` of the equivalent files; `augur record` of the topic and of
-//! the files. Then the logs topic in both OTLP encodings.
+//! the files. Then the logs topic in both OTLP encodings, and what production Kafka does
+//! (poison messages, an unreachable broker).
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
@@ -902,9 +903,13 @@ fn kafka_replay_by_time_without_offsets_for_times() {
     assert_eq!(replayed, expected, "{stderr}");
 }
 
-/// Writes each payload as its own message (tansu needs one message per batch).
+/// Writes each payload as its own message (tansu needs one message per batch); messages up
+/// to 10 MB.
 fn produce(brokers: &str, topic: &str, payloads: &[&[u8]]) {
-    let settings = augur_connectors::kafka::KafkaSettings::new(brokers, "test-producer");
+    let mut settings = augur_connectors::kafka::KafkaSettings::new(brokers, "test-producer");
+    settings
+        .properties
+        .insert("message.max.bytes".into(), "10000000".into());
     let mut producer = augur_connectors::kafka::OutputProducer::unbatched(&settings).unwrap();
     for payload in payloads {
         producer
@@ -1034,4 +1039,158 @@ fn kafka_logs_topic_in_both_encodings() {
         assert_eq!(headers["augur.source.partition"], "0");
         assert_eq!(headers["augur.source.offset"], "1");
     }
+}
+
+/// Waits (up to 60 s) until the metrics of the job on `port` satisfy `f`; on timeout,
+/// fails with them and the job's stderr.
+fn wait_for_job(what: &str, port: u16, stderr: &Path, mut f: impl FnMut(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = scrape(port);
+        if f(&m) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(stderr).unwrap_or_default();
+            panic!("timed out waiting for {what}\n{m}\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Milliseconds since the epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// An `otlp_proto` spans message: `n` one-span traces of `frontend`, ending at `end_ms`.
+fn spans_message(end_ms: u64, n: u64) -> Vec<u8> {
+    use augur_operators::{Span, SpanKind};
+    let spans: Vec<Span> = (0..n)
+        .map(|i| Span {
+            trace_id: (u128::from(end_ms) << 32) | (u128::from(i) + 1),
+            span_id: i + 1,
+            parent_span_id: None,
+            service: "frontend".into(),
+            instance: "frontend-1".into(),
+            kind: SpanKind::Server,
+            name: "/home".into(),
+            start_ns: (end_ms - 20) * 1_000_000,
+            end_ns: end_ms * 1_000_000,
+            error: false,
+            peer_service: None,
+            version: None,
+        })
+        .collect();
+    augur_connectors::otlp::encode_traces_proto(&spans)
+}
+
+/// Poison on the spans topic of a running job: an empty message, 5 MB of garbage, spans
+/// dated in 2100 and spans for windows long closed, between good ones. The job keeps
+/// running; each bad message is one dead letter with its real coordinates (the garbage cut
+/// to `dlq_max_bytes`, with its size); the 2100 spans never move the watermark; SIGTERM
+/// stops it.
+#[test]
+fn kafka_poison_is_dead_lettered_and_the_job_keeps_running() {
+    let Some(brokers) = broker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let prefix = format!("poison{}", std::process::id());
+    let port = 31_700 + (std::process::id() % 500) as u16;
+    let config = job_config(dir, &prefix, "job", port);
+    let spans = format!("{prefix}.spans");
+    let settings = augur_connectors::kafka::KafkaSettings::new(&brokers, "test-admin");
+    augur_connectors::kafka::ensure_topics(&settings, &[(&spans, 1)]).unwrap();
+    let now = now_ms();
+    let garbage: Vec<u8> = (0..5_000_000u64).map(|i| (i * 7919 % 251) as u8).collect();
+    let year_2100 = spans_message(4_102_444_799_000, 3);
+    produce(
+        &brokers,
+        &spans,
+        &[
+            &spans_message(now - 10_000, 5),
+            b"",
+            &garbage,
+            &year_2100,
+            &spans_message(now - 5_000, 5),
+        ],
+    );
+    let mut job = spawn_run(&config, dir, "job");
+    // The partition goes idle after the last message: the windows up to it close.
+    let err = dir.join("job.err");
+    wait_for_job("the good spans' windows to close", port, &err, |m| {
+        metric(m, "augur_records_in_total") >= 5.0
+            && metric(m, "augur_durable_frontier_seconds") * 1000.0 >= (now - 8_000) as f64
+    });
+    let late = spans_message(now - 60_000, 4);
+    produce(&brokers, &spans, &[&late]);
+    wait_for_job("the late message", port, &err, |m| {
+        metric(m, "augur_records_in_total") >= 6.0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let m = scrape(port);
+    assert!(job.try_wait().unwrap().is_none(), "the job keeps running");
+    assert!(sigterm_and_wait(&mut job).success(), "stops on SIGTERM");
+    assert_eq!(metric(&m, "augur_spans_total"), 10.0, "{m}");
+    assert_eq!(metric(&m, "augur_empty_messages_total"), 1.0, "{m}");
+    assert_eq!(metric(&m, "augur_decode_errors_total"), 1.0, "{m}");
+    assert_eq!(metric(&m, "augur_future_records_total"), 3.0, "{m}");
+    assert_eq!(metric(&m, "augur_late_records_total"), 4.0, "{m}");
+    assert_eq!(metric(&m, "augur_dead_letters_total"), 4.0, "{m}");
+    let frontier_ms = metric(&m, "augur_durable_frontier_seconds") * 1000.0;
+    assert!(frontier_ms < (now + 3_600_000) as f64, "{m}");
+
+    let dlq = read_topic(&brokers, &format!("{prefix}.job.dlq"));
+    let by_offset: BTreeMap<&str, &Record> = dlq
+        .iter()
+        .map(|r| (r.2["augur.source.offset"].as_str(), r))
+        .collect();
+    assert_eq!(dlq.len(), 4, "{:?}", by_offset.keys());
+    for (offset, record) in &by_offset {
+        assert_eq!(record.2["augur.source.topic"], spans, "{offset}");
+        assert_eq!(record.2["augur.source.partition"], "0", "{offset}");
+    }
+    let (_, empty, headers) = by_offset["1"];
+    assert!(empty.is_empty());
+    assert_eq!(headers["augur.reason"], "empty");
+    let (_, cut, headers) = by_offset["2"];
+    assert_eq!(cut.len(), 900_000);
+    assert_eq!(cut[..], garbage[..900_000]);
+    assert_eq!(headers["augur.payload.truncated"], "true");
+    assert_eq!(headers["augur.payload.size"], "5000000");
+    let (_, future, headers) = by_offset["3"];
+    assert_eq!(future, &year_2100, "the original bytes");
+    assert_eq!(headers["augur.records"], "3");
+    assert!(headers["augur.reason"].starts_with("future"), "{headers:?}");
+    let (_, late_letter, headers) = by_offset["5"];
+    assert_eq!(late_letter, &late, "the original bytes");
+    assert_eq!(headers["augur.records"], "4");
+    assert!(headers["augur.reason"].starts_with("late"), "{headers:?}");
+}
+
+/// A broker address where nothing listens: `augur run` says which, and exits.
+#[test]
+fn kafka_unreachable_broker_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(augur_bin())
+        .args(["run", "--brokers", "127.0.0.1:1"])
+        .current_dir(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_for("augur run to give up", Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let stderr = std::fs::read_to_string(tmp.path().join("err")).unwrap();
+    assert!(!status.unwrap().success(), "{stderr}");
+    assert!(
+        stderr.contains("127.0.0.1:1") && stderr.contains("unreachable"),
+        "{stderr}"
+    );
 }

@@ -28,6 +28,11 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// Outputs are not all acknowledged yet, none lost: flush again later.
+    pub fn is_pending(&self) -> bool {
+        matches!(self, SinkError::Kafka(KafkaError::Unacknowledged { .. }))
+    }
+
     pub fn other(error: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
         SinkError::Other(error.into())
     }

@@ -40,6 +40,10 @@ pub enum SourceState {
     /// (before allowed lateness is applied). `idle` is true when the poll found nothing,
     /// so the driver may park for a moment.
     Active { watermark_ms: EventTime, idle: bool },
+    /// More may come, but nothing read so far bounds this worker's event time (no
+    /// partitions, or none has delivered and all are idle): its windows close as the other
+    /// workers' do, and a record that arrives later for a closed window is late.
+    NoWatermark,
     /// This worker's share is done.
     Exhausted,
 }
@@ -70,6 +74,11 @@ pub trait WorkerSource {
     fn poll(&mut self, batch: &mut Batch) -> Result<SourceState, SourceError>;
     /// Work done and total, in the source's own unit (bytes, ms of simulated time), for progress.
     fn progress(&self) -> (u64, u64);
+    /// The worker has closed every window ending before `before` (records for them are
+    /// late from now on).
+    fn windows_closed(&mut self, before: EventTime) {
+        let _ = before;
+    }
     /// Every output of windows ending before `frontier` is durable (emitted and
     /// acknowledged): the source may commit the input that fed only those windows.
     /// `last` comes once, when the job stops, and should commit synchronously.

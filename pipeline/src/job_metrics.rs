@@ -122,19 +122,31 @@ impl JobMetrics {
             &mut out,
             "augur_decode_errors_total",
             "Messages or records that failed to decode or validate.",
-            JobStats::get(&stats.dead_letters).saturating_sub(JobStats::get(&stats.late)),
+            JobStats::get(&stats.decode_errors),
         );
         counter(
             &mut out,
             "augur_dead_letters_total",
-            "Dead letters (decode errors and late records).",
+            "Dead letters (decode errors, empty messages, messages with late or future-dated records).",
             JobStats::get(&stats.dead_letters),
+        );
+        counter(
+            &mut out,
+            "augur_empty_messages_total",
+            "Empty messages.",
+            JobStats::get(&stats.empty),
         );
         counter(
             &mut out,
             "augur_late_records_total",
             "Records that arrived after their window closed.",
             JobStats::get(&stats.late),
+        );
+        counter(
+            &mut out,
+            "augur_future_records_total",
+            "Records dated more than max_future_ms after the wall clock.",
+            JobStats::get(&stats.future),
         );
         let _ = writeln!(
             out,
@@ -305,6 +317,7 @@ mod tests {
         metrics.lag("otlp_spans", 1, 42);
         metrics.alert_latency(0.03);
         JobStats::add(&stats.late, 2);
+        JobStats::add(&stats.decode_errors, 3);
         JobStats::add(&stats.dead_letters, 5);
         stats.inference.record("seer", 2, 4.0);
         stats.inference.record("sage", 3, 1.0);

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use super::lines::{FileError, LineReader, find_input};
-use crate::dead_letter::DeadLetter;
+use crate::dead_letter::{DeadLetter, DeadLetterKind};
 use crate::otlp::{MetricNames, decode_logs_json, decode_metrics_json, decode_traces_json};
 use crate::source::{Batch, PartitionWatermarks, SourceError, SourceState, WorkerSource};
 
@@ -82,6 +82,7 @@ impl WorkerSource for FileSource {
                     source: path.display().to_string(),
                     offset: line_no,
                     reason: "empty line".to_string(),
+                    kind: DeadLetterKind::Empty,
                     payload: self.line.clone(),
                 });
                 continue;
@@ -117,6 +118,7 @@ impl WorkerSource for FileSource {
                             source: path.display().to_string(),
                             offset: line_no,
                             reason: error.reason,
+                            kind: DeadLetterKind::Invalid,
                             payload: self.line.clone(),
                         });
                     }
@@ -125,6 +127,7 @@ impl WorkerSource for FileSource {
                     source: path.display().to_string(),
                     offset: line_no,
                     reason: error.to_string(),
+                    kind: DeadLetterKind::Invalid,
                     payload: self.line.clone(),
                 }),
             }

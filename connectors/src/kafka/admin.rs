@@ -65,6 +65,23 @@ pub fn ensure_compacted_topic(settings: &KafkaSettings, topic: &str) -> Result<(
     Ok(())
 }
 
+/// Checks that the brokers answer a metadata request within `timeout`: a clear error
+/// naming them, instead of each later request waiting out its own timeout.
+pub fn ensure_reachable(settings: &KafkaSettings, timeout: Duration) -> Result<(), KafkaError> {
+    let consumer: BaseConsumer = settings
+        .consumer()
+        .create()
+        .map_err(KafkaError::client("creating the consumer"))?;
+    consumer
+        .fetch_metadata(None, timeout)
+        .map(|_| ())
+        .map_err(|source| KafkaError::Unreachable {
+            brokers: settings.brokers.clone(),
+            waited: timeout,
+            source,
+        })
+}
+
 /// Whether `topic` exists (with at least one partition).
 pub fn topic_exists(settings: &KafkaSettings, topic: &str) -> Result<bool, KafkaError> {
     let consumer: BaseConsumer = settings

@@ -55,6 +55,17 @@ pub struct KafkaConfig {
     /// trace assembly) before emitting again; at least (detector history + 10) windows +
     /// allowed lateness + trace TTL. Default 90000.
     pub restart_replay_ms: u64,
+    /// Records dated more than this after the wall clock are dead-lettered and counted
+    /// (`augur_future_records_total`), never read as event time: one record from a broken
+    /// clock would otherwise move the watermark past every real record, ms. Default
+    /// 3600000 (1 h).
+    pub max_future_ms: u64,
+    /// Largest dead-letter value written to `dlq_topic`, bytes: a bigger message is cut to
+    /// this size (headers `augur.payload.truncated`, `augur.payload.size`; the original
+    /// stays at its source topic/partition/offset). Keep it below the broker's and the
+    /// producer's `message.max.bytes` (default 1000000) less room for the headers.
+    /// Default 900000.
+    pub dlq_max_bytes: usize,
     /// Replay/eval `--from`: ask the broker where that time starts (`offsets_for_times`).
     /// Set false for a broker that lacks it or answers by append time rather than the
     /// records' timestamps: the read then scans from the start, keeping records in range.
@@ -84,6 +95,8 @@ impl Default for KafkaConfig {
             idle_timeout_ms: 5000,
             partitions: 2,
             restart_replay_ms: 90_000,
+            max_future_ms: 3_600_000,
+            dlq_max_bytes: super::sink::DLQ_MAX_BYTES,
             offsets_for_times: true,
             properties: BTreeMap::new(),
         }

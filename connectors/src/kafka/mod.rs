@@ -25,7 +25,9 @@ mod sink;
 mod source;
 
 pub use actions_mode::ActionsMode;
-pub use admin::{ensure_compacted_topic, ensure_topics, topic_exists, topic_partitions};
+pub use admin::{
+    ensure_compacted_topic, ensure_reachable, ensure_topics, topic_exists, topic_partitions,
+};
 pub use config::{KafkaConfig, table as config_table};
 pub use consumer::{KafkaRecord, PartitionConsumer, PollOutcome, StartAt};
 pub use encoding::{Decoded, Encoding, Stream, decode_into, decode_logs_message, decode_message};
@@ -36,5 +38,5 @@ pub use offsets::OffsetTracker;
 pub use producer::{Header, OutputProducer};
 pub use prom_json::decode_prom_json;
 pub use settings::KafkaSettings;
-pub use sink::{KafkaSink, OutputTopics, state_key};
+pub use sink::{DLQ_MAX_BYTES, KafkaSink, OutputTopics, state_key};
 pub use source::{KafkaSource, KafkaSourceSpec};

@@ -2,23 +2,29 @@
 //! out, `augur.alerts` (alert JSON, key = service), `augur.actions` (the record as given,
 //! key = subject), `augur.dlq` (the original bytes; reason and source
 //! topic/partition/offset in headers) and the decide states to `augur.state` (key =
-//! `<group>/<detector>`, see [`state_key`]), through one idempotent producer. State: the
-//! producer and the counters it reports.
+//! `<group>/<detector>`, see [`state_key`]), through one idempotent producer. A dead letter
+//! never stops the job for its size: a value over `dlq_max_bytes` is cut to it, and one the
+//! producer still refuses is written as a reference (headers only; the original stays at its
+//! source coordinates). State: the producer and the counters it reports.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use augur_operators::Alert;
 use augur_operators::decide::DeciderState;
 
+use super::admin::{ensure_compacted_topic, ensure_topics};
+use super::error::KafkaError;
 use super::metrics::KafkaMetrics;
 use super::producer::{Header, OutputProducer};
 use super::settings::KafkaSettings;
 use crate::dead_letter::DeadLetter;
 use crate::sink::{Outputs, SinkError};
 
-/// Output topic names.
+/// Output topics: their names, and the partitions of those recreated when missing.
 #[derive(Clone, Debug)]
 pub struct OutputTopics {
+    pub partitions: i32,
     pub alerts: String,
     pub actions: String,
     pub dlq: String,
@@ -33,10 +39,21 @@ pub fn state_key(prefix: &str, detector: &str) -> String {
 }
 
 pub struct KafkaSink {
+    settings: KafkaSettings,
     producer: OutputProducer,
+    /// When a topic the job writes was last (re)created because outputs were pending.
+    last_recreate: Option<Instant>,
     topics: OutputTopics,
     metrics: Arc<dyn KafkaMetrics>,
+    dlq_max_bytes: usize,
 }
+
+/// Dead-letter reasons longer than this are cut (they name the error, not the input).
+const MAX_REASON_BYTES: usize = 1024;
+
+/// The largest dead-letter value by default: under the default `message.max.bytes`
+/// (1000000) with room for the headers.
+pub const DLQ_MAX_BYTES: usize = 900_000;
 
 impl KafkaSink {
     pub fn new(
@@ -45,10 +62,19 @@ impl KafkaSink {
         metrics: Arc<dyn KafkaMetrics>,
     ) -> Result<Self, SinkError> {
         Ok(KafkaSink {
+            settings: settings.clone(),
             producer: OutputProducer::new(settings)?,
+            last_recreate: None,
             topics,
             metrics,
+            dlq_max_bytes: DLQ_MAX_BYTES,
         })
+    }
+
+    /// Dead-letter values over `bytes` are cut to it.
+    pub fn with_dlq_max_bytes(mut self, bytes: usize) -> Self {
+        self.dlq_max_bytes = bytes;
+        self
     }
 
     /// Writes one actuation command (already encoded) to the actions topic.
@@ -70,6 +96,36 @@ impl KafkaSink {
         Ok(())
     }
 }
+
+impl KafkaSink {
+    /// Outputs wait for acknowledgement: maybe a topic the job writes was deleted (brokers
+    /// such as tansu don't auto-create). Creates whichever is missing, at most every
+    /// [`RECREATE_EVERY`]; existing topics are left alone, and a broker that doesn't answer
+    /// is only logged (the producer keeps retrying).
+    fn recreate_topics(&mut self) {
+        if self
+            .last_recreate
+            .is_some_and(|t| t.elapsed() < RECREATE_EVERY)
+        {
+            return;
+        }
+        self.last_recreate = Some(Instant::now());
+        let t = &self.topics;
+        let owned = [
+            (t.alerts.as_str(), t.partitions),
+            (t.actions.as_str(), t.partitions),
+            (t.dlq.as_str(), t.partitions),
+        ];
+        let created = ensure_topics(&self.settings, &owned)
+            .and_then(|()| ensure_compacted_topic(&self.settings, &t.state));
+        if let Err(e) = created {
+            tracing::warn!("recreating the output topics: {e}");
+        }
+    }
+}
+
+/// How often (at most) a sink whose outputs wait checks that its topics exist.
+const RECREATE_EVERY: Duration = Duration::from_secs(10);
 
 /// `topic/partition` as the Kafka source names a dead letter's origin.
 fn split_source(source: &str) -> (&str, Option<&str>) {
@@ -103,23 +159,44 @@ impl Outputs for KafkaSink {
     fn dead_letter(&mut self, dead: &DeadLetter) -> Result<(), SinkError> {
         let (topic, partition) = split_source(&dead.source);
         let offset = dead.offset.to_string();
+        let size = dead.payload.len().to_string();
+        let records = dead.kind.records().map(|n| n.to_string());
+        let reason = cut_at_char(&dead.reason, MAX_REASON_BYTES);
         let mut headers: Vec<(&str, &[u8])> = vec![
-            ("augur.reason", dead.reason.as_bytes()),
+            ("augur.reason", reason.as_bytes()),
             ("augur.source", dead.source.as_bytes()),
             ("augur.source.topic", topic.as_bytes()),
             ("augur.source.offset", offset.as_bytes()),
+            ("augur.payload.size", size.as_bytes()),
         ];
         if let Some(p) = partition {
             headers.push(("augur.source.partition", p.as_bytes()));
         }
-        self.producer.send(
-            &self.topics.dlq,
-            None,
-            Some(dead.source.as_bytes()),
-            &dead.payload,
-            &headers,
-            None,
-        )?;
+        if let Some(n) = &records {
+            headers.push(("augur.records", n.as_bytes()));
+        }
+        let cut = dead.payload.len() > self.dlq_max_bytes;
+        if cut {
+            headers.push(("augur.payload.truncated", b"true"));
+        }
+        let value = &dead.payload[..dead.payload.len().min(self.dlq_max_bytes)];
+        let key = Some(dead.source.as_bytes());
+        if let Err(e) = self
+            .producer
+            .send(&self.topics.dlq, None, key, value, &headers, None)
+        {
+            // Refused as it is (too large for this producer's `message.max.bytes`, ...):
+            // the reference alone.
+            tracing::warn!(
+                "dead letter from {} offset {offset} ({size} bytes): {e}; writing it without its payload",
+                dead.source
+            );
+            if !cut {
+                headers.push(("augur.payload.truncated", b"true"));
+            }
+            self.producer
+                .send(&self.topics.dlq, None, key, &[], &headers, None)?;
+        }
         self.metrics.record_out(&self.topics.dlq);
         Ok(())
     }
@@ -143,6 +220,22 @@ impl Outputs for KafkaSink {
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        Ok(self.producer.flush()?)
+        let result = self.producer.flush();
+        if let Err(KafkaError::Unacknowledged { .. }) = &result {
+            self.recreate_topics();
+        }
+        Ok(result?)
     }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut_at_char(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }

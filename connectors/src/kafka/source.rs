@@ -1,11 +1,17 @@
 //! Kafka as a worker's source: in, this worker's share of the spans, metrics and (when
 //! given) logs topics' partitions (see `PartitionConsumer`); out, decoded spans, metric
-//! points and log records, dead letters
-//! (`source` = `topic/partition`, `offset` = the Kafka offset, the original bytes), and the
-//! watermark. Event time comes from the records; each partition has its own watermark
-//! (its newest event time) and the worker's is the slowest partition's, except that a
-//! partition with no message for `idle_ms` of wall time stops counting (so an idle
-//! partition doesn't stall the windows; it counts again when it delivers).
+//! points and log records, dead letters (`source` = `topic/partition`, `offset` = the Kafka
+//! offset, the original bytes), and the watermark. Event time comes from the records; each
+//! partition has its own watermark (its newest event time) and the worker's is the slowest
+//! partition's, except that a partition with no message for `idle_ms` of wall time stops
+//! counting (so an idle partition doesn't stall the windows; it counts again when it
+//! delivers).
+//!
+//! Every message is screened before its records count: an empty message, records dated more
+//! than `max_future_ms` after the wall clock (they would move the watermark past every real
+//! record) and records whose windows have closed are each one dead letter per message, with
+//! the original bytes and the number of records concerned. The closed windows are the
+//! dataflow's: the same watermark less the same allowed lateness.
 //!
 //! At-least-once: every message read is noted with the latest window it can affect (its
 //! records' windows, and for dead letters the window being filled when it was read); when
@@ -26,7 +32,7 @@ use super::metrics::KafkaMetrics;
 use super::offsets::OffsetTracker;
 use super::records::Marks;
 use super::settings::KafkaSettings;
-use crate::dead_letter::DeadLetter;
+use crate::dead_letter::{DeadLetter, DeadLetterKind};
 use crate::otlp::MetricNames;
 use crate::source::{Batch, SourceError, SourceState, WorkerSource};
 
@@ -63,6 +69,9 @@ pub struct KafkaSourceSpec {
     /// The commit point trails the durable frontier by this much event time, so a restart
     /// rebuilds the window state (detector history, trace assembly) before it emits, ms.
     pub replay_ms: u64,
+    /// Records dated more than this after the wall clock are dead-lettered: they would move
+    /// the watermark past every real record, ms.
+    pub max_future_ms: u64,
 }
 
 struct Partition {
@@ -89,10 +98,6 @@ pub struct KafkaSource {
     last_commit: Instant,
     resume_frontier: EventTime,
 }
-
-/// The watermark of a live worker without partitions: far ahead of any event time, far
-/// from overflowing window arithmetic.
-const NO_PARTITIONS_WATERMARK: EventTime = EventTime::MAX / 4;
 
 /// Commits at most this often (the last one always happens).
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
@@ -183,22 +188,30 @@ impl KafkaSource {
         })
     }
 
-    fn watermark(&self, now: Instant) -> EventTime {
+    fn watermark(&self, now: Instant) -> Option<EventTime> {
         let idle = (!self.spec.bounded).then(|| Duration::from_millis(self.spec.idle_ms));
         watermark(&self.parts, idle, now)
     }
 }
 
+/// Milliseconds since the epoch, now.
+fn wall_clock_ms() -> EventTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as EventTime)
+}
+
 /// The slowest counting partition's newest event time. A partition counts unless it is
 /// done, or (with `idle`) has had no message for that long; when none counts, the newest
-/// event time of any (everything read has been read).
-fn watermark(parts: &[Partition], idle: Option<Duration>, now: Instant) -> EventTime {
+/// event time of any (everything read has been read), and `None` when none has delivered
+/// anything (nothing here holds the windows back).
+fn watermark(parts: &[Partition], idle: Option<Duration>, now: Instant) -> Option<EventTime> {
     let counting = parts
         .iter()
         .filter(|p| !p.done && idle.is_none_or(|idle| now.duration_since(p.last_message) < idle));
     match counting.map(|p| p.newest.unwrap_or(0)).min() {
-        Some(wm) => wm,
-        None => parts.iter().filter_map(|p| p.newest).max().unwrap_or(0),
+        Some(wm) => Some(wm),
+        None => parts.iter().filter_map(|p| p.newest).max(),
     }
 }
 
@@ -206,10 +219,7 @@ impl WorkerSource for KafkaSource {
     fn poll(&mut self, batch: &mut Batch) -> Result<SourceState, SourceError> {
         if self.parts.is_empty() && !self.spec.bounded {
             // More workers than partitions: this one never holds the windows back.
-            return Ok(SourceState::Active {
-                watermark_ms: NO_PARTITIONS_WATERMARK,
-                idle: true,
-            });
+            return Ok(SourceState::NoWatermark);
         }
         if self.parts.iter().all(|p| p.done) {
             return Ok(SourceState::Exhausted);
@@ -221,11 +231,16 @@ impl WorkerSource for KafkaSource {
             streams,
             parts,
             read,
+            cap,
             ..
         } = self;
         let window_ms = spec.window_ms;
         let (from, to) = spec.time_range;
         let now = Instant::now();
+        // Windows before the cap are closed (the dataflow closes them at the same point:
+        // this worker's watermark as of the last poll, less the allowed lateness).
+        let closed_before = *cap;
+        let future_after = wall_clock_ms().saturating_add(spec.max_future_ms);
         let mut per_topic = vec![0u64; topics.len()];
         let outcome = consumer.poll(MESSAGES_PER_POLL, Duration::from_millis(20), |m| {
             batch.messages += 1;
@@ -235,27 +250,55 @@ impl WorkerSource for KafkaSource {
             let marks = Marks::of(batch);
             let source = format!("{}/{}", topics[m.topic], m.partition);
             let offset = m.offset.max(0) as u64;
-            match decode_into(m.payload, stream, encoding, &spec.names, batch) {
-                Ok(decoded) => {
-                    for error in decoded.record_errors {
-                        batch.dead.push(DeadLetter {
-                            source: source.clone(),
-                            offset,
-                            reason: error.reason,
-                            payload: m.payload.to_vec(),
-                        });
+            let dead = |kind, reason: String| DeadLetter {
+                source: source.clone(),
+                offset,
+                reason,
+                kind,
+                payload: m.payload.to_vec(),
+            };
+            if m.payload.is_empty() {
+                // Not an empty export request: the producer sent nothing.
+                batch.dead.push(dead(DeadLetterKind::Empty, "empty".to_string()));
+            } else {
+                match decode_into(m.payload, stream, encoding, &spec.names, batch) {
+                    Ok(decoded) => {
+                        for error in decoded.record_errors {
+                            batch.dead.push(dead(DeadLetterKind::Invalid, error.reason));
+                        }
                     }
+                    Err(error) => batch.dead.push(dead(
+                        DeadLetterKind::Invalid,
+                        format!("{}: {error}", encoding.as_str()),
+                    )),
                 }
-                Err(error) => batch.dead.push(DeadLetter {
-                    source,
-                    offset,
-                    reason: format!("{}: {error}", encoding.as_str()),
-                    payload: m.payload.to_vec(),
-                }),
             }
             // Records outside the time range are skipped (replay by time).
             if from > 0 || to < EventTime::MAX {
                 marks.retain(batch, |t| t >= from && t < to);
+            }
+            let screened = marks.screen(batch, future_after, closed_before, window_ms);
+            if screened.future > 0 {
+                batch.dead.push(dead(
+                    DeadLetterKind::Future {
+                        records: screened.future,
+                    },
+                    format!(
+                        "future: {} records dated more than {} ms after the wall clock (after {future_after} ms)",
+                        screened.future, spec.max_future_ms
+                    ),
+                ));
+            }
+            if screened.late > 0 {
+                batch.dead.push(dead(
+                    DeadLetterKind::Late {
+                        records: screened.late,
+                    },
+                    format!(
+                        "late: {} records after their windows closed (windows before {closed_before} ms are closed)",
+                        screened.late
+                    ),
+                ));
             }
             let newest = marks.newest(batch);
             let part = &mut parts[m.slot];
@@ -281,10 +324,12 @@ impl WorkerSource for KafkaSource {
             }
         }
         let watermark = self.watermark(now);
-        self.cap = self.cap.max(window_end(
-            watermark.saturating_sub(self.spec.lateness_ms),
-            window_ms,
-        ));
+        if let Some(watermark) = watermark {
+            self.cap = self.cap.max(window_end(
+                watermark.saturating_sub(self.spec.lateness_ms),
+                window_ms,
+            ));
+        }
         for (topic, partition, offset, window) in self.read.drain(..) {
             self.tracker
                 .read(&self.topics[topic], partition, offset, window.max(self.cap));
@@ -314,14 +359,21 @@ impl WorkerSource for KafkaSource {
         if self.parts.iter().all(|p| p.done) {
             return Ok(SourceState::Exhausted);
         }
-        Ok(SourceState::Active {
-            watermark_ms: watermark,
-            idle: outcome.messages == 0,
+        Ok(match watermark {
+            Some(watermark_ms) => SourceState::Active {
+                watermark_ms,
+                idle: outcome.messages == 0,
+            },
+            None => SourceState::NoWatermark,
         })
     }
 
     fn progress(&self) -> (u64, u64) {
         self.consumer.progress()
+    }
+
+    fn windows_closed(&mut self, before: EventTime) {
+        self.cap = self.cap.max(before);
     }
 
     fn durable(&mut self, frontier: EventTime, last: bool) -> Result<(), SourceError> {
@@ -371,31 +423,35 @@ mod tests {
         let idle = Some(Duration::from_millis(5000));
         // Both active: the slowest holds the watermark.
         let parts = [part(Some(10_000), 0, false), part(Some(4_000), 100, false)];
-        assert_eq!(watermark(&parts, idle, start), 4_000);
+        assert_eq!(watermark(&parts, idle, start), Some(4_000));
         // The slow one has been silent past the idle timeout: it no longer counts.
         let parts = [
             part(Some(10_000), 0, false),
             part(Some(4_000), 6_000, false),
         ];
-        assert_eq!(watermark(&parts, idle, start), 10_000);
+        assert_eq!(watermark(&parts, idle, start), Some(10_000));
         // A partition that never delivered holds it at zero until it is idle.
         let parts = [part(Some(10_000), 0, false), part(None, 1_000, false)];
-        assert_eq!(watermark(&parts, idle, start), 0);
+        assert_eq!(watermark(&parts, idle, start), Some(0));
         let parts = [part(Some(10_000), 0, false), part(None, 9_000, false)];
-        assert_eq!(watermark(&parts, idle, start), 10_000);
+        assert_eq!(watermark(&parts, idle, start), Some(10_000));
         // Everything idle: as far as anything got, so the last windows close.
         let parts = [
             part(Some(10_000), 9_000, false),
             part(Some(7_000), 9_000, false),
         ];
-        assert_eq!(watermark(&parts, idle, start), 10_000);
+        assert_eq!(watermark(&parts, idle, start), Some(10_000));
         // Bounded reads (replay) never skip a partition for idleness; done ones don't count.
         let parts = [
             part(Some(10_000), 0, false),
             part(Some(4_000), 60_000, false),
         ];
-        assert_eq!(watermark(&parts, None, start), 4_000);
+        assert_eq!(watermark(&parts, None, start), Some(4_000));
         let parts = [part(Some(10_000), 0, false), part(Some(4_000), 0, true)];
-        assert_eq!(watermark(&parts, None, start), 10_000);
+        assert_eq!(watermark(&parts, None, start), Some(10_000));
+
+        // Idle partitions that never delivered bound nothing: the worker follows the others.
+        let parts = [part(None, 9_000, false), part(None, 9_000, false)];
+        assert_eq!(watermark(&parts, idle, start), None);
     }
 }

@@ -153,6 +153,7 @@ pub fn topic_source_spec(
                 .unwrap_or_else(|| kafka.logs_topic.clone()),
         ),
         logs_encoding: kafka.logs_encoding,
+        max_future_ms: kafka.max_future_ms,
         names,
         window_ms: config.window.length_ms,
         lateness_ms: config.window.allowed_lateness_ms,

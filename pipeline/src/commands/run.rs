@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use augur_connectors::kafka::{
     KafkaMetrics, KafkaSink, KafkaSource, KafkaSourceSpec, OutputTopics, StartAt,
-    ensure_compacted_topic, ensure_topics, latest_by_key, state_key,
+    ensure_compacted_topic, ensure_reachable, ensure_topics, latest_by_key, state_key,
 };
 use augur_operators::EventTime;
 use augur_operators::decide::DeciderState;
@@ -27,11 +27,15 @@ use crate::sink::kafka::KafkaOutputs;
 use crate::source::WorkerSource;
 use crate::stats::JobStats;
 
+/// How long the brokers may take to answer at the start.
+const BROKER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let cluster = args.cluster.cluster()?;
     let config = load_config(args.job.config.as_deref())?;
     let kafka = config.kafka.clone();
     let settings = kafka.settings(args.brokers.as_deref());
+    ensure_reachable(&settings, BROKER_WAIT)?;
     let slos = job_slos(&config)?;
     augur_models::build(
         &config.detector.name,
@@ -58,6 +62,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let sink = KafkaSink::new(
         &settings,
         OutputTopics {
+            partitions: kafka.partitions,
             alerts: kafka.alerts_topic.clone(),
             actions: kafka.actions_topic.clone(),
             dlq: kafka.dlq_topic.clone(),
@@ -65,7 +70,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             state_prefix,
         },
         Arc::clone(&metrics) as Arc<dyn KafkaMetrics>,
-    )?;
+    )?
+    .with_dlq_max_bytes(kafka.dlq_max_bytes);
     let outputs = KafkaOutputs::new(sink, kafka.actions_mode, config.actuation.clone())
         .with_what_if(what_if.model());
     let source_spec = KafkaSourceSpec {
@@ -76,6 +82,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         metrics_encoding: kafka.metrics_encoding,
         logs_topic: Some(kafka.logs_topic.clone()),
         logs_encoding: kafka.logs_encoding,
+        max_future_ms: kafka.max_future_ms,
         names: metric_names(&config),
         window_ms: config.window.length_ms,
         lateness_ms: config.window.allowed_lateness_ms,
