@@ -224,6 +224,13 @@ impl WorkerSource for KafkaSource {
         if self.parts.iter().all(|p| p.done) {
             return Ok(SourceState::Exhausted);
         }
+        // `augur run` created its input topics at the start: it recreates them too.
+        for (topic, partition, offset) in self
+            .consumer
+            .recover(&self.spec.settings, !self.spec.bounded)?
+        {
+            self.tracker.reset(&topic, partition, offset);
+        }
         let KafkaSource {
             spec,
             consumer,
@@ -394,8 +401,10 @@ impl WorkerSource for KafkaSource {
         let frontier = frontier.max(self.resume_frontier);
         let point = frontier.saturating_sub(self.spec.replay_ms);
         let commits = self.tracker.advance(point);
-        self.consumer
-            .commit(&commits, &frontier.to_string(), last)?;
+        if let Err(e) = self.consumer.commit(&commits, &frontier.to_string(), last) {
+            // Nothing is lost: a restart re-reads from the previous commit.
+            tracing::warn!("{e} (a restart re-reads from the previous commit)");
+        }
         Ok(())
     }
 
