@@ -51,6 +51,9 @@ pub trait JobFeedback {
 /// How often (at most) the main thread flushes the outputs to advance the durable frontier.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
+/// How often the outputs are flushed when no window closes.
+const IDLE_FLUSH_EVERY: Duration = Duration::from_secs(1);
+
 /// How often (at most) pending outputs are logged while the broker doesn't acknowledge.
 const PENDING_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -124,7 +127,10 @@ where
     let mut last_pending_log: Option<Instant> = None;
     loop {
         if failure.is_none() {
-            let due = pending_frontier > JobStats::get(&stats.durable)
+            // Also flushed now and then without a new frontier, so outputs that wait on
+            // the broker are noticed (and their copies released) whatever the windows do.
+            let due = (pending_frontier > JobStats::get(&stats.durable)
+                || last_flush.elapsed() >= IDLE_FLUSH_EVERY)
                 && last_flush.elapsed() >= FLUSH_EVERY
                 && options.outputs.is_some();
             if due || workers_done == workers {

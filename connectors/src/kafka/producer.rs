@@ -36,7 +36,13 @@ impl ProducerContext for Context {
         match result {
             Ok(_) => self.0.ok.fetch_add(1, Ordering::Relaxed),
             Err((e, _)) => {
-                tracing::error!("kafka delivery failed: {e}");
+                // Purged: the producer is being replaced (the messages are sent again).
+                if !matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                ) {
+                    tracing::error!("kafka delivery failed: {e}");
+                }
                 self.0.failed.fetch_add(1, Ordering::Relaxed)
             }
         };

@@ -5,7 +5,10 @@
 //! `<group>/<detector>`, see [`state_key`]), through one idempotent producer. A dead letter
 //! never stops the job for its size: a value over `dlq_max_bytes` is cut to it, and one the
 //! producer still refuses is written as a reference (headers only; the original stays at its
-//! source coordinates). State: the producer and the counters it reports.
+//! source coordinates). Outputs the broker doesn't acknowledge are kept until it does:
+//! missing output topics are recreated, and a producer stuck for 20 s is replaced and the
+//! unconfirmed messages sent again. State: the producer, copies of the messages since the
+//! last confirmed flush, and the counters it reports.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +44,10 @@ pub fn state_key(prefix: &str, detector: &str) -> String {
 pub struct KafkaSink {
     settings: KafkaSettings,
     producer: OutputProducer,
+    /// Copies of the messages sent since the last confirmed flush.
+    outbox: Vec<Unconfirmed>,
+    /// Since when the producer has had messages it couldn't deliver.
+    pending_since: Option<Instant>,
     /// When a topic the job writes was last (re)created because outputs were pending.
     last_recreate: Option<Instant>,
     topics: OutputTopics,
@@ -64,6 +71,8 @@ impl KafkaSink {
         Ok(KafkaSink {
             settings: settings.clone(),
             producer: OutputProducer::new(settings)?,
+            outbox: Vec::new(),
+            pending_since: None,
             last_recreate: None,
             topics,
             metrics,
@@ -84,20 +93,58 @@ impl KafkaSink {
         value: &[u8],
         headers: &[Header<'_>],
     ) -> Result<(), SinkError> {
-        self.producer.send(
-            &self.topics.actions,
-            None,
-            Some(subject.as_bytes()),
-            value,
-            headers,
-            None,
-        )?;
+        let topic = self.topics.actions.clone();
+        self.send(&topic, Some(subject.as_bytes()), value, headers)?;
         self.metrics.record_out(&self.topics.actions);
         Ok(())
     }
 }
 
 impl KafkaSink {
+    /// Hands one message to the producer and keeps a copy until a flush confirms it.
+    fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[Header<'_>],
+    ) -> Result<(), KafkaError> {
+        self.producer.send(topic, None, key, value, headers, None)?;
+        self.outbox.push(Unconfirmed {
+            topic: topic.to_string(),
+            key: key.map(<[u8]>::to_vec),
+            value: value.to_vec(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), v.to_vec()))
+                .collect(),
+        });
+        Ok(())
+    }
+
+    /// A producer that hasn't delivered for [`RENEW_AFTER`] is replaced, and everything
+    /// not yet confirmed is sent again through the new one (a broker that came back without
+    /// its state can leave librdkafka's idempotent producer waiting for good). Some may
+    /// have been delivered: duplicates, which at-least-once allows.
+    fn renew_producer(&mut self) -> Result<(), KafkaError> {
+        tracing::warn!(
+            "kafka: outputs unacknowledged for {} s: replacing the producer and sending {} unconfirmed messages again",
+            RENEW_AFTER.as_secs(),
+            self.outbox.len()
+        );
+        self.producer = OutputProducer::new(&self.settings)?;
+        for m in &self.outbox {
+            let headers: Vec<Header<'_>> = m
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect();
+            self.producer
+                .send(&m.topic, None, m.key.as_deref(), &m.value, &headers, None)?;
+        }
+        Ok(())
+    }
+
     /// Outputs wait for acknowledgement: maybe a topic the job writes was deleted (brokers
     /// such as tansu don't auto-create). Creates whichever is missing, at most every
     /// [`RECREATE_EVERY`]; existing topics are left alone, and a broker that doesn't answer
@@ -124,6 +171,17 @@ impl KafkaSink {
     }
 }
 
+/// One message handed to the producer and not yet confirmed.
+struct Unconfirmed {
+    topic: String,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+/// How long outputs may go unacknowledged before the producer is replaced.
+const RENEW_AFTER: Duration = Duration::from_secs(20);
+
 /// How often (at most) a sink whose outputs wait checks that its topics exist.
 const RECREATE_EVERY: Duration = Duration::from_secs(10);
 
@@ -141,16 +199,15 @@ impl Outputs for KafkaSink {
             what: "an alert",
             source,
         })?;
-        self.producer.send(
-            &self.topics.alerts,
-            None,
+        let topic = self.topics.alerts.clone();
+        self.send(
+            &topic,
             Some(alert.service.as_bytes()),
             &json,
             &[
                 ("content-type", b"application/json"),
                 ("augur.alert_id", alert.id.as_bytes()),
             ],
-            None,
         )?;
         self.metrics.record_out(&self.topics.alerts);
         Ok(())
@@ -181,10 +238,8 @@ impl Outputs for KafkaSink {
         }
         let value = &dead.payload[..dead.payload.len().min(self.dlq_max_bytes)];
         let key = Some(dead.source.as_bytes());
-        if let Err(e) = self
-            .producer
-            .send(&self.topics.dlq, None, key, value, &headers, None)
-        {
+        let dlq = self.topics.dlq.clone();
+        if let Err(e) = self.send(&dlq, key, value, &headers) {
             // Refused as it is (too large for this producer's `message.max.bytes`, ...):
             // the reference alone.
             tracing::warn!(
@@ -194,8 +249,7 @@ impl Outputs for KafkaSink {
             if !cut {
                 headers.push(("augur.payload.truncated", b"true"));
             }
-            self.producer
-                .send(&self.topics.dlq, None, key, &[], &headers, None)?;
+            self.send(&dlq, key, &[], &headers)?;
         }
         self.metrics.record_out(&self.topics.dlq);
         Ok(())
@@ -207,13 +261,12 @@ impl Outputs for KafkaSink {
             source,
         })?;
         let key = state_key(&self.topics.state_prefix, detector);
-        self.producer.send(
-            &self.topics.state,
-            None,
+        let topic = self.topics.state.clone();
+        self.send(
+            &topic,
             Some(key.as_bytes()),
             &json,
             &[("content-type", b"application/json")],
-            None,
         )?;
         self.metrics.record_out(&self.topics.state);
         Ok(())
@@ -221,8 +274,20 @@ impl Outputs for KafkaSink {
 
     fn flush(&mut self) -> Result<(), SinkError> {
         let result = self.producer.flush();
-        if let Err(KafkaError::Unacknowledged { .. }) = &result {
-            self.recreate_topics();
+        match &result {
+            Ok(()) => {
+                self.outbox.clear();
+                self.pending_since = None;
+            }
+            Err(KafkaError::Unacknowledged { .. }) => {
+                self.recreate_topics();
+                let since = *self.pending_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= RENEW_AFTER {
+                    self.renew_producer()?;
+                    self.pending_since = Some(Instant::now());
+                }
+            }
+            Err(_) => {}
         }
         Ok(result?)
     }
