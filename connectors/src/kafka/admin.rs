@@ -65,6 +65,9 @@ pub fn ensure_compacted_topic(settings: &KafkaSettings, topic: &str) -> Result<(
     Ok(())
 }
 
+/// How long the brokers may take to answer when a command starts.
+pub const BROKER_WAIT: Duration = Duration::from_secs(10);
+
 /// Checks that the brokers answer a metadata request within `timeout`: a clear error
 /// naming them, instead of each later request waiting out its own timeout.
 pub fn ensure_reachable(settings: &KafkaSettings, timeout: Duration) -> Result<(), KafkaError> {

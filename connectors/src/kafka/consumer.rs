@@ -8,8 +8,10 @@
 //! partition added since then has no commit and is read from its beginning (logged).
 //! Partitions added while the job runs are noticed ([`PartitionConsumer::partition_changes`])
 //! but read only after a restart (docs/kafka.md, "Partition assignment", says why).
+//! A consumer that saw the broker go away or a topic vanish is dropped and replaced once
+//! they are back ([`PartitionConsumer::recover`]): reusing it can crash librdkafka 2.12.1.
 //! State: the consumer, the assignment, each partition's next offset and (for bounded
-//! reads) the end offset captured at the start.
+//! reads) the end offset captured at the start, whether the consumer was lost.
 
 use std::time::{Duration, Instant};
 

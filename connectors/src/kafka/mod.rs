@@ -26,7 +26,8 @@ mod source;
 
 pub use actions_mode::ActionsMode;
 pub use admin::{
-    ensure_compacted_topic, ensure_reachable, ensure_topics, topic_exists, topic_partitions,
+    BROKER_WAIT, ensure_compacted_topic, ensure_reachable, ensure_topics, topic_exists,
+    topic_partitions,
 };
 pub use config::{KafkaConfig, table as config_table};
 pub use consumer::{KafkaRecord, PartitionConsumer, PollOutcome, StartAt};

@@ -224,12 +224,18 @@ impl WorkerSource for KafkaSource {
         if self.parts.iter().all(|p| p.done) {
             return Ok(SourceState::Exhausted);
         }
-        // `augur run` created its input topics at the start: it recreates them too.
-        for (topic, partition, offset) in self
+        // `augur run` created its input topics at the start: it recreates them too. A
+        // broker that fails again mid-recovery is tried again at the next poll.
+        match self
             .consumer
-            .recover(&self.spec.settings, !self.spec.bounded)?
+            .recover(&self.spec.settings, !self.spec.bounded)
         {
-            self.tracker.reset(&topic, partition, offset);
+            Ok(reset) => {
+                for (topic, partition, offset) in reset {
+                    self.tracker.reset(&topic, partition, offset);
+                }
+            }
+            Err(e) => tracing::warn!("{e}; trying again"),
         }
         let KafkaSource {
             spec,

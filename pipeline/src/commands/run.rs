@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 
 use augur_connectors::kafka::{
-    KafkaMetrics, KafkaSink, KafkaSource, KafkaSourceSpec, OutputTopics, StartAt,
+    BROKER_WAIT, KafkaMetrics, KafkaSink, KafkaSource, KafkaSourceSpec, OutputTopics, StartAt,
     ensure_compacted_topic, ensure_reachable, ensure_topics, latest_by_key, state_key,
 };
 use augur_operators::EventTime;
@@ -26,9 +26,6 @@ use crate::run::{RunOptions, run as run_job};
 use crate::sink::kafka::KafkaOutputs;
 use crate::source::WorkerSource;
 use crate::stats::JobStats;
-
-/// How long the brokers may take to answer at the start.
-const BROKER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let cluster = args.cluster.cluster()?;
