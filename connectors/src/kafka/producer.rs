@@ -166,6 +166,18 @@ impl OutputProducer {
         Ok(())
     }
 
+    /// [`OutputProducer::flush`] again while messages are pending, for up to `patience`
+    /// in all (a producer that sent a large backlog).
+    pub fn flush_waiting(&mut self, patience: Duration) -> Result<(), KafkaError> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.flush() {
+                Err(KafkaError::Unacknowledged { .. }) if started.elapsed() < patience => {}
+                result => return result,
+            }
+        }
+    }
+
     /// Messages acknowledged by the broker so far.
     pub fn delivered(&self) -> u64 {
         self.deliveries.ok.load(Ordering::Relaxed)

@@ -127,7 +127,7 @@ pub fn to_kafka(args: &SimulateArgs, brokers: &str) -> anyhow::Result<()> {
         None,
     )?;
     producer
-        .flush()
+        .flush_waiting(std::time::Duration::from_secs(60))
         .context("waiting for the broker to acknowledge")?;
     if let Some(path) = &args.labels_out {
         std::fs::write(path, &labels).with_context(|| format!("writing {}", path.display()))?;
