@@ -18,7 +18,7 @@ use augur_operators::decide_log::DecideLog;
 
 use crate::actuation::what_if::JobWhatIf;
 use crate::cli::RunArgs;
-use crate::commands::{job_slos, load_config, metric_names, stop_on_signal};
+use crate::commands::{STOP_GRACE, job_slos, load_config, metric_names, stop_on_signal_within};
 use crate::dataflow::JobSpec;
 use crate::display::alert_line;
 use crate::job_metrics::{JobMetrics, serve};
@@ -156,7 +156,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             feedback: None,
             cluster,
         },
-        stop_on_signal(),
+        stop_on_signal_within(Some(STOP_GRACE)),
         |alert| {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", alert_line(alert));
