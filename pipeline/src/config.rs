@@ -177,8 +177,8 @@ pub struct MetricsConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeadLetterConfig {
-    /// JSON-lines file of dead letters (replay, eval, record, demo, train; `augur run`
-    /// writes `kafka.dlq_topic` instead). Default `augur-dlq.jsonl`.
+    /// JSON-lines file of dead letters (every command but `augur run`, which writes
+    /// `kafka.dlq_topic` instead). Default `augur-dlq.jsonl`.
     pub path: PathBuf,
 }
 
