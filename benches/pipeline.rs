@@ -17,7 +17,7 @@ use augur::config::Config;
 use augur::dataflow::JobSpec;
 use augur::eval::percentile;
 use augur::run::{RunOptions, run};
-use augur::source::{Batch, PartitionWatermarks, SourceState, WorkerSource};
+use augur::source::{Batch, PartitionWatermarks, SourceError, SourceState, WorkerSource};
 use augur::stats::JobStats;
 use augur_connectors::otlp::{
     MetricNames, decode_metrics_proto, decode_traces_proto, encode_metrics_proto,
@@ -36,7 +36,7 @@ struct MemorySource {
 }
 
 impl WorkerSource for MemorySource {
-    fn poll(&mut self, batch: &mut Batch) -> anyhow::Result<SourceState> {
+    fn poll(&mut self, batch: &mut Batch) -> Result<SourceState, SourceError> {
         let mut taken = 0;
         while self.next < self.messages.len() && taken < 8 {
             let i = self.next;

@@ -6,7 +6,8 @@
 //! on home-timeline-service, corrupt messages) → `augur run -w 2` uninterrupted; the same
 //! again killed with SIGKILL mid-stream and restarted; `augur replay` and `augur eval` of
 //! the topic, and `augur eval` of the equivalent files; `augur record` of the topic and of
-//! the files.
+//! the files. Then the logs topic in both OTLP encodings, and what production Kafka does
+//! (poison messages, an unreachable broker).
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
@@ -204,6 +205,7 @@ fn job_config(dir: &Path, prefix: &str, run: &str, port: u16) -> std::path::Path
         format!(
             "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{prefix}.{run}\"\n\
              spans_topic = \"{prefix}.spans\"\nmetrics_topic = \"{prefix}.metrics\"\n\
+             logs_topic = \"{prefix}.logs\"\n\
              alerts_topic = \"{prefix}.{run}.alerts\"\nactions_topic = \"{prefix}.{run}.actions\"\n\
              dlq_topic = \"{prefix}.{run}.dlq\"\nidle_timeout_ms = 1500\n\
              # tansu's memory engine needs one message per producer batch\n\
@@ -899,4 +901,296 @@ fn kafka_replay_by_time_without_offsets_for_times() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("span count in: {stderr}"));
     assert_eq!(replayed, expected, "{stderr}");
+}
+
+/// Writes each payload as its own message (tansu needs one message per batch); messages up
+/// to 10 MB.
+fn produce(brokers: &str, topic: &str, payloads: &[&[u8]]) {
+    let mut settings = augur_connectors::kafka::KafkaSettings::new(brokers, "test-producer");
+    settings
+        .properties
+        .insert("message.max.bytes".into(), "10000000".into());
+    let mut producer = augur_connectors::kafka::OutputProducer::unbatched(&settings).unwrap();
+    for payload in payloads {
+        producer
+            .send(topic, None, None, payload, &[], None)
+            .unwrap();
+    }
+    producer.flush().unwrap();
+}
+
+/// `n` log records of `service`, one per 100 ms before now: `(otlp_proto, otlp_json)`
+/// encodings of one `ExportLogsServiceRequest`, the JSON as the Collector writes it.
+fn logs_request(service: &str, n: u64) -> (Vec<u8>, Vec<u8>) {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use prost::Message as _;
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let times: Vec<u64> = (0..n).map(|i| now_ns - (n - i) * 100_000_000).collect();
+    let text = |v: &str| AnyValue {
+        value: Some(any_value::Value::StringValue(v.into())),
+    };
+    let proto = augur_connectors::otlp::ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(text(service)),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: times
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| LogRecord {
+                        time_unix_nano: *t,
+                        severity_number: 9,
+                        body: Some(text(&format!("request {i} served"))),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let records: Vec<String> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                r#"{{"timeUnixNano":"{t}","severityNumber":9,"body":{{"stringValue":"request {i} served"}}}}"#
+            )
+        })
+        .collect();
+    let json = format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeLogs":[{{"logRecords":[{}]}}]}}]}}"#,
+        records.join(",")
+    );
+    (proto.encode_to_vec(), json.into_bytes())
+}
+
+/// The logs topic in `otlp_proto` and in `otlp_json` (a job each, side by side): every
+/// good record is counted, and a message that isn't an export request is dead-lettered with
+/// its original bytes and its real coordinates.
+#[test]
+fn kafka_logs_topic_in_both_encodings() {
+    let Some(brokers) = broker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let prefix = format!("logs{}", std::process::id());
+    let port = 31_100 + (std::process::id() % 500) as u16;
+    let settings = augur_connectors::kafka::KafkaSettings::new(&brokers, "test-admin");
+    let mut jobs = Vec::new();
+    for (i, encoding) in ["otlp_proto", "otlp_json"].into_iter().enumerate() {
+        let run = encoding.replace('_', "-");
+        let (dir, port) = (dir.join(&run), port + i as u16);
+        std::fs::create_dir(&dir).unwrap();
+        let topics = format!("{prefix}.{run}");
+        let config = job_config(&dir, &topics, "job", port);
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "[kafka]\n",
+            &format!("[kafka]\nlogs_encoding = \"{encoding}\"\n"),
+        );
+        std::fs::write(&config, text).unwrap();
+        let logs = format!("{topics}.logs");
+        augur_connectors::kafka::ensure_topics(&settings, &[(&logs, 1)]).unwrap();
+        let (cart, frontend) = (logs_request("cart", 3), logs_request("frontend", 2));
+        let (a, b) = match encoding {
+            "otlp_proto" => (cart.0, frontend.0),
+            _ => (cart.1, frontend.1),
+        };
+        let bad = b"not an export request".to_vec();
+        produce(&brokers, &logs, &[&a, &bad, &b]);
+        jobs.push((spawn_run(&config, &dir, "run"), port, logs, bad));
+    }
+    for (mut job, port, logs, bad) in jobs {
+        wait_for(
+            &format!("the job on {logs} to count its log records"),
+            Duration::from_secs(60),
+            || metric(&scrape(port), "augur_log_records_total") >= 5.0,
+        );
+        let metrics = scrape(port);
+        assert!(
+            sigterm_and_wait(&mut job).success(),
+            "{logs}: exits cleanly"
+        );
+        assert_eq!(
+            metric(&metrics, "augur_log_records_total"),
+            5.0,
+            "{metrics}"
+        );
+        assert_eq!(
+            metric(&metrics, "augur_dead_letters_total"),
+            1.0,
+            "{metrics}"
+        );
+        let dlq = read_topic(&brokers, &logs.replace(".logs", ".job.dlq"));
+        assert_eq!(dlq.len(), 1, "{logs}: {dlq:?}");
+        let (_, payload, headers) = &dlq[0];
+        assert_eq!(payload, &bad, "{logs}: the original bytes");
+        assert_eq!(headers["augur.source.topic"], logs);
+        assert_eq!(headers["augur.source.partition"], "0");
+        assert_eq!(headers["augur.source.offset"], "1");
+    }
+}
+
+/// Waits (up to 60 s) until the metrics of the job on `port` satisfy `f`; on timeout,
+/// fails with them and the job's stderr.
+fn wait_for_job(what: &str, port: u16, stderr: &Path, mut f: impl FnMut(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = scrape(port);
+        if f(&m) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(stderr).unwrap_or_default();
+            panic!("timed out waiting for {what}\n{m}\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Milliseconds since the epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// An `otlp_proto` spans message: `n` one-span traces of `frontend`, ending at `end_ms`.
+fn spans_message(end_ms: u64, n: u64) -> Vec<u8> {
+    use augur_operators::{Span, SpanKind};
+    let spans: Vec<Span> = (0..n)
+        .map(|i| Span {
+            trace_id: (u128::from(end_ms) << 32) | (u128::from(i) + 1),
+            span_id: i + 1,
+            parent_span_id: None,
+            service: "frontend".into(),
+            instance: "frontend-1".into(),
+            kind: SpanKind::Server,
+            name: "/home".into(),
+            start_ns: (end_ms - 20) * 1_000_000,
+            end_ns: end_ms * 1_000_000,
+            error: false,
+            peer_service: None,
+            version: None,
+        })
+        .collect();
+    augur_connectors::otlp::encode_traces_proto(&spans)
+}
+
+/// Poison on the spans topic of a running job: an empty message, 5 MB of garbage, spans
+/// dated in 2100 and spans for windows long closed, between good ones. The job keeps
+/// running; each bad message is one dead letter with its real coordinates (the garbage cut
+/// to `dlq_max_bytes`, with its size); the 2100 spans never move the watermark; SIGTERM
+/// stops it.
+#[test]
+fn kafka_poison_is_dead_lettered_and_the_job_keeps_running() {
+    let Some(brokers) = broker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let prefix = format!("poison{}", std::process::id());
+    let port = 31_700 + (std::process::id() % 500) as u16;
+    let config = job_config(dir, &prefix, "job", port);
+    let spans = format!("{prefix}.spans");
+    let settings = augur_connectors::kafka::KafkaSettings::new(&brokers, "test-admin");
+    augur_connectors::kafka::ensure_topics(&settings, &[(&spans, 1)]).unwrap();
+    let now = now_ms();
+    let garbage: Vec<u8> = (0..5_000_000u64).map(|i| (i * 7919 % 251) as u8).collect();
+    let year_2100 = spans_message(4_102_444_799_000, 3);
+    produce(
+        &brokers,
+        &spans,
+        &[
+            &spans_message(now - 10_000, 5),
+            b"",
+            &garbage,
+            &year_2100,
+            &spans_message(now - 5_000, 5),
+        ],
+    );
+    let mut job = spawn_run(&config, dir, "job");
+    // The partition goes idle after the last message: the windows up to it close.
+    let err = dir.join("job.err");
+    wait_for_job("the good spans' windows to close", port, &err, |m| {
+        metric(m, "augur_records_in_total") >= 5.0
+            && metric(m, "augur_durable_frontier_seconds") * 1000.0 >= (now - 8_000) as f64
+    });
+    let late = spans_message(now - 60_000, 4);
+    produce(&brokers, &spans, &[&late]);
+    wait_for_job("the late message", port, &err, |m| {
+        metric(m, "augur_records_in_total") >= 6.0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let m = scrape(port);
+    assert!(job.try_wait().unwrap().is_none(), "the job keeps running");
+    assert!(sigterm_and_wait(&mut job).success(), "stops on SIGTERM");
+    assert_eq!(metric(&m, "augur_spans_total"), 10.0, "{m}");
+    assert_eq!(metric(&m, "augur_empty_messages_total"), 1.0, "{m}");
+    assert_eq!(metric(&m, "augur_decode_errors_total"), 1.0, "{m}");
+    assert_eq!(metric(&m, "augur_future_records_total"), 3.0, "{m}");
+    assert_eq!(metric(&m, "augur_late_records_total"), 4.0, "{m}");
+    assert_eq!(metric(&m, "augur_dead_letters_total"), 4.0, "{m}");
+    let frontier_ms = metric(&m, "augur_durable_frontier_seconds") * 1000.0;
+    assert!(frontier_ms < (now + 3_600_000) as f64, "{m}");
+
+    let dlq = read_topic(&brokers, &format!("{prefix}.job.dlq"));
+    let by_offset: BTreeMap<&str, &Record> = dlq
+        .iter()
+        .map(|r| (r.2["augur.source.offset"].as_str(), r))
+        .collect();
+    assert_eq!(dlq.len(), 4, "{:?}", by_offset.keys());
+    for (offset, record) in &by_offset {
+        assert_eq!(record.2["augur.source.topic"], spans, "{offset}");
+        assert_eq!(record.2["augur.source.partition"], "0", "{offset}");
+    }
+    let (_, empty, headers) = by_offset["1"];
+    assert!(empty.is_empty());
+    assert_eq!(headers["augur.reason"], "empty");
+    let (_, cut, headers) = by_offset["2"];
+    assert_eq!(cut.len(), 900_000);
+    assert_eq!(cut[..], garbage[..900_000]);
+    assert_eq!(headers["augur.payload.truncated"], "true");
+    assert_eq!(headers["augur.payload.size"], "5000000");
+    let (_, future, headers) = by_offset["3"];
+    assert_eq!(future, &year_2100, "the original bytes");
+    assert_eq!(headers["augur.records"], "3");
+    assert!(headers["augur.reason"].starts_with("future"), "{headers:?}");
+    let (_, late_letter, headers) = by_offset["5"];
+    assert_eq!(late_letter, &late, "the original bytes");
+    assert_eq!(headers["augur.records"], "4");
+    assert!(headers["augur.reason"].starts_with("late"), "{headers:?}");
+}
+
+/// A broker address where nothing listens: `augur run` says which, and exits.
+#[test]
+fn kafka_unreachable_broker_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(augur_bin())
+        .args(["run", "--brokers", "127.0.0.1:1"])
+        .current_dir(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_for("augur run to give up", Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let stderr = std::fs::read_to_string(tmp.path().join("err")).unwrap();
+    assert!(!status.unwrap().success(), "{stderr}");
+    assert!(
+        stderr.contains("127.0.0.1:1") && stderr.contains("unreachable"),
+        "{stderr}"
+    );
 }

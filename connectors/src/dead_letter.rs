@@ -1,7 +1,7 @@
 //! Dead letters: bad input is never silently dropped. A [`DeadLetter`] (source, offset,
-//! reason, the original bytes) goes in; one JSON line
-//! `{"source","offset","reason","payload" | "payload_base64","time"}` comes out in a
-//! [`DeadLetterFile`] (compressed by extension, like any [`LineWriter`]).
+//! what was wrong, the original bytes) goes in; one JSON line
+//! `{"source","offset","reason","records"?,"payload" | "payload_base64","time"}` comes out
+//! in a [`DeadLetterFile`] (compressed by extension, like any [`LineWriter`]).
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,8 +19,32 @@ pub struct DeadLetter {
     /// Line number, or Kafka offset.
     pub offset: u64,
     pub reason: String,
+    pub kind: DeadLetterKind,
     /// The original bytes (or the one bad record re-encoded as JSON).
     pub payload: Vec<u8>,
+}
+
+/// What was wrong, for counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterKind {
+    /// The message or one of its records failed to decode or validate.
+    Invalid,
+    /// The message was empty.
+    Empty,
+    /// `records` of the message's records arrived after their windows closed.
+    Late { records: u64 },
+    /// `records` of the message's records were dated too far after the wall clock.
+    Future { records: u64 },
+}
+
+impl DeadLetterKind {
+    /// The records of the message this dead letter stands for, when not all of it.
+    pub fn records(self) -> Option<u64> {
+        match self {
+            DeadLetterKind::Late { records } | DeadLetterKind::Future { records } => Some(records),
+            DeadLetterKind::Invalid | DeadLetterKind::Empty => None,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -28,6 +52,8 @@ struct Line<'a> {
     source: &'a str,
     offset: u64,
     reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,6 +93,7 @@ impl DeadLetterFile {
             source: &dl.source,
             offset: dl.offset,
             reason: &dl.reason,
+            records: dl.kind.records(),
             payload,
             payload_base64,
             time: rfc3339(SystemTime::now()),

@@ -1,6 +1,6 @@
 //! Line files (plain, zstd, gzip), input discovery and the dead-letter file.
 
-use augur_connectors::dead_letter::{DeadLetter, DeadLetterFile};
+use augur_connectors::dead_letter::{DeadLetter, DeadLetterFile, DeadLetterKind};
 use augur_connectors::files::{FileError, LineReader, LineWriter, find_input};
 
 fn lines() -> Vec<Vec<u8>> {
@@ -143,6 +143,7 @@ fn dead_letter_file_lines_parse() {
         source: "data/traces.otlp.jsonl".into(),
         offset: 17,
         reason: "invalid OTLP JSON at line 1 column 3: expected value".into(),
+        kind: DeadLetterKind::Invalid,
         payload: b"{\"oops\" \n".to_vec(),
     })
     .expect("write");
@@ -150,6 +151,7 @@ fn dead_letter_file_lines_parse() {
         source: "otlp_spans/3".into(),
         offset: 123_456,
         reason: "invalid protobuf: truncated varint".into(),
+        kind: DeadLetterKind::Invalid,
         payload: vec![0x0a, 0xff, 0xfe],
     })
     .expect("write");

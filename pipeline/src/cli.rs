@@ -217,6 +217,9 @@ pub struct TopicInput {
     /// Metrics topic (default: the config's `kafka.metrics_topic`).
     #[arg(long, requires = "brokers")]
     pub metrics_topic: Option<String>,
+    /// Logs topic (default: the config's `kafka.logs_topic`; read only when it exists).
+    #[arg(long, requires = "brokers")]
+    pub logs_topic: Option<String>,
     /// Only records at or after this time (RFC 3339, or ms since the epoch).
     #[arg(long, requires = "brokers")]
     pub from: Option<String>,

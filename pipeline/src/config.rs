@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use augur_connectors::kafka::KafkaConfig;
 use augur_models::DetectorSettings;
 use augur_models::fluxion::detector::FluxionConfig;
 use augur_models::nsigma::NSigmaConfig;
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::actuation::ActuationConfig;
-use crate::kafka_config::{JobMetricsConfig, KafkaConfig};
+use crate::job_metrics::JobMetricsConfig;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -33,7 +34,7 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     pub simulator: SimulatorConfig,
     /// Kafka in and out (`augur run`, `simulate --kafka`, `alerts`, replay/eval of topics).
-    #[serde(with = "crate::kafka_config::table")]
+    #[serde(with = "augur_connectors::kafka::config_table")]
     pub kafka: KafkaConfig,
     pub actuation: ActuationConfig,
     pub job_metrics: JobMetricsConfig,
@@ -176,7 +177,8 @@ pub struct MetricsConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeadLetterConfig {
-    /// JSON-lines file of dead letters (file inputs and the simulator). Default `augur-dlq.jsonl`.
+    /// JSON-lines file of dead letters (every command but `augur run`, which writes
+    /// `kafka.dlq_topic` instead). Default `augur-dlq.jsonl`.
     pub path: PathBuf,
 }
 
@@ -369,6 +371,12 @@ impl Config {
                 "prom_json is a metrics encoding; spans are otlp_proto or otlp_json",
             );
         }
+        if self.kafka.logs_encoding == augur_connectors::kafka::Encoding::PromJson {
+            return fail(
+                "kafka.logs_encoding",
+                "prom_json is a metrics encoding; logs are otlp_proto or otlp_json",
+            );
+        }
         if !is_positive(self.simulator.speed) {
             return fail("simulator.speed", "must be positive");
         }
@@ -453,6 +461,10 @@ mod tests {
             .expect_err("prom_json spans")
             .to_string();
         assert!(err.contains("kafka.spans_encoding"), "{err}");
+        let err = parse("[kafka]\nlogs_encoding = \"prom_json\"\n")
+            .expect_err("prom_json logs")
+            .to_string();
+        assert!(err.contains("kafka.logs_encoding"), "{err}");
     }
 
     #[test]

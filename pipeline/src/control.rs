@@ -9,6 +9,10 @@
 //!   written by the process whose worker emits them (alerts on the worker the detectors
 //!   run on, dead letters where they were read), so a source may commit input only up to
 //!   the lowest of these — the frontier below which *every* process's outputs are confirmed.
+//! - `Cap`: the windows before this are closed on the worker (its watermark less the
+//!   allowed lateness), or `None` while its source has no watermark (no partitions, or
+//!   none delivered). Such a worker closes its windows at the lowest cap of the others,
+//!   so it never holds the job back and never runs ahead of it.
 //! - `Stopped`: the worker stopped reading (a signal in any process stops them all), and
 //!   the window its input had reached; the job emits up to the lowest of these.
 //! - `Final`: its process's last confirmed frontier; the final commit uses the lowest.
@@ -31,6 +35,7 @@ use timely::dataflow::operators::vec::{Broadcast, Input};
 pub enum ControlMessage {
     Resume(usize, EventTime),
     Durable(usize, EventTime),
+    Cap(usize, Option<EventTime>),
     Stopped(usize, EventTime),
     Final(usize, EventTime),
 }
@@ -40,13 +45,21 @@ pub enum ControlMessage {
 pub struct ControlState {
     pub resume: BTreeMap<usize, EventTime>,
     pub durable: BTreeMap<usize, EventTime>,
+    pub caps: BTreeMap<usize, Option<EventTime>>,
     pub stopped: BTreeMap<usize, EventTime>,
     pub finals: BTreeMap<usize, EventTime>,
 }
 
 impl ControlState {
     fn note(&mut self, message: ControlMessage) {
+        if let ControlMessage::Cap(worker, cap) = message {
+            // A worker's caps only grow, but it may stop having one.
+            let slot = self.caps.entry(worker).or_insert(cap);
+            *slot = cap.map(|c| slot.map_or(c, |s| s.max(c)));
+            return;
+        }
         let (map, worker, value) = match message {
+            ControlMessage::Cap(..) => return,
             ControlMessage::Resume(w, v) => (&mut self.resume, w, v),
             ControlMessage::Durable(w, v) => (&mut self.durable, w, v),
             ControlMessage::Stopped(w, v) => (&mut self.stopped, w, v),
@@ -54,6 +67,13 @@ impl ControlState {
         };
         let slot = map.entry(worker).or_insert(value);
         *slot = (*slot).max(value);
+    }
+}
+
+impl ControlState {
+    /// The lowest cap of the workers that have one.
+    pub fn slowest_cap(&self) -> Option<EventTime> {
+        self.caps.values().flatten().copied().min()
     }
 }
 
@@ -122,6 +142,23 @@ mod tests {
         assert_eq!(lowest_of_all(&state.durable, 2), Some(3_000));
         state.note(ControlMessage::Durable(1, 9_000));
         assert_eq!(lowest_of_all(&state.durable, 2), Some(5_000));
+    }
+
+    #[test]
+    fn workers_without_a_watermark_follow_the_slowest_that_has_one() {
+        let mut state = ControlState::default();
+        assert_eq!(state.slowest_cap(), None);
+        state.note(ControlMessage::Cap(0, Some(5_000)));
+        state.note(ControlMessage::Cap(1, Some(1_000)));
+        assert_eq!(state.slowest_cap(), Some(1_000));
+        // Worker 1 loses its watermark (its partitions went idle before delivering): it no
+        // longer holds the others at its stale cap.
+        state.note(ControlMessage::Cap(1, None));
+        assert_eq!(state.slowest_cap(), Some(5_000));
+        state.note(ControlMessage::Cap(0, Some(4_000)));
+        assert_eq!(state.slowest_cap(), Some(5_000), "caps only grow");
+        state.note(ControlMessage::Cap(1, Some(7_000)));
+        assert_eq!(state.slowest_cap(), Some(5_000));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use augur_connectors::dead_letter::DeadLetter;
+use augur_connectors::dead_letter::{DeadLetter, DeadLetterKind};
 use augur_models::fluxion::board::GraphBoard;
 use augur_operators::decide_log::DecideLog;
 use augur_operators::detect::{DetectStage, ModelPlacement, detect};
@@ -193,6 +193,8 @@ where
     }
     let mut batch = Batch::default();
     let mut cap_time: EventTime = 0;
+    let mut cap_announced = false;
+    let mut following = false;
     let mut by_window_spans: BTreeMap<EventTime, Vec<Span>> = BTreeMap::new();
     let mut by_window_metrics: BTreeMap<EventTime, Vec<MetricPoint>> = BTreeMap::new();
     let mut by_window_logs: BTreeMap<EventTime, Vec<LogRecord>> = BTreeMap::new();
@@ -222,7 +224,7 @@ where
             durable_seen = durable;
             if let Err(e) = source.durable(durable, false) {
                 give_up(&mut control, index, stop);
-                return Err(e);
+                return Err(e.into());
             }
         }
         batch.clear();
@@ -230,7 +232,7 @@ where
             Ok(state) => state,
             Err(e) => {
                 give_up(&mut control, index, stop);
-                return Err(e);
+                return Err(e.into());
             }
         };
         JobStats::add(&stats.messages, batch.messages);
@@ -238,7 +240,7 @@ where
         JobStats::add(&stats.metric_points, batch.metrics.len() as u64);
         JobStats::add(&stats.log_records, batch.logs.len() as u64);
         for dead in batch.dead.drain(..) {
-            JobStats::add(&stats.dead_letters, 1);
+            stats.count_dead_letter(dead.kind);
             let _ = events.send(Event::DeadLetter(dead));
         }
         let mut per_kind = [0u64; 6];
@@ -298,36 +300,51 @@ where
         if let Ok(mut progress) = stats.progress.lock() {
             progress.insert(index, source.progress());
         }
-        match state {
+        let (next, idle) = match state {
             SourceState::Exhausted => break,
             SourceState::Active { watermark_ms, idle } => {
                 let next = window_end(watermark_ms.saturating_sub(lateness), window_ms);
-                if next > cap_time {
-                    if cap_time > 0 {
-                        note_closed(stats, cap_time, next, window_ms);
-                    }
-                    cap_time = next;
-                    if let Some(cap) = span_cap.as_mut() {
-                        cap.downgrade(&cap_time);
-                    }
-                    if let Some(cap) = metric_cap.as_mut() {
-                        cap.downgrade(&cap_time);
-                    }
-                    if let Some(cap) = log_cap.as_mut() {
-                        cap.downgrade(&cap_time);
-                    }
+                if following || !cap_announced || next > cap_time {
+                    // Workers without a watermark of their own follow this.
+                    control.send(ControlMessage::Cap(index, Some(next.max(cap_time))));
+                    (cap_announced, following) = (true, false);
                 }
-                if idle {
-                    worker.step_or_park(Some(Duration::from_millis(5)));
-                } else {
-                    worker.step();
-                }
-                // Don't let the source run far ahead of the dataflow.
-                let behind = cap_time.saturating_sub(MAX_WINDOWS_IN_FLIGHT * window_ms);
-                while probe.less_than(&behind) && !stop.load(Ordering::Relaxed) {
-                    worker.step_or_park(Some(Duration::from_millis(1)));
-                }
+                (next, idle)
             }
+            // Close windows no further than the slowest worker that has a watermark.
+            SourceState::NoWatermark => {
+                if !following {
+                    control.send(ControlMessage::Cap(index, None));
+                    following = true;
+                }
+                (control.state().slowest_cap().unwrap_or(0), true)
+            }
+        };
+        if next > cap_time {
+            if cap_time > 0 {
+                note_closed(stats, cap_time, next, window_ms);
+            }
+            cap_time = next;
+            if let Some(cap) = span_cap.as_mut() {
+                cap.downgrade(&cap_time);
+            }
+            if let Some(cap) = metric_cap.as_mut() {
+                cap.downgrade(&cap_time);
+            }
+            if let Some(cap) = log_cap.as_mut() {
+                cap.downgrade(&cap_time);
+            }
+            source.windows_closed(cap_time);
+        }
+        if idle {
+            worker.step_or_park(Some(Duration::from_millis(5)));
+        } else {
+            worker.step();
+        }
+        // Don't let the source run far ahead of the dataflow.
+        let behind = cap_time.saturating_sub(MAX_WINDOWS_IN_FLIGHT * window_ms);
+        while probe.less_than(&behind) && !stop.load(Ordering::Relaxed) {
+            worker.step_or_park(Some(Duration::from_millis(1)));
         }
     }
     if stopped && source.resumable() {
@@ -469,9 +486,10 @@ fn into_windows<R: serde::Serialize>(
             windows.entry(end).or_default().push(record);
             continue;
         }
-        JobStats::add(&stats.late, 1);
-        JobStats::add(&stats.dead_letters, 1);
+        let kind = DeadLetterKind::Late { records: 1 };
+        stats.count_dead_letter(kind);
         let _ = events.send(Event::DeadLetter(DeadLetter {
+            kind,
             source: "watermark".to_string(),
             offset: t,
             reason: format!(

@@ -14,6 +14,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
+use augur_connectors::kafka::KafkaMetrics;
+use serde::{Deserialize, Serialize};
 
 use crate::stats::JobStats;
 
@@ -120,19 +122,31 @@ impl JobMetrics {
             &mut out,
             "augur_decode_errors_total",
             "Messages or records that failed to decode or validate.",
-            JobStats::get(&stats.dead_letters).saturating_sub(JobStats::get(&stats.late)),
+            JobStats::get(&stats.decode_errors),
         );
         counter(
             &mut out,
             "augur_dead_letters_total",
-            "Dead letters (decode errors and late records).",
+            "Dead letters (decode errors, empty messages, messages with late or future-dated records).",
             JobStats::get(&stats.dead_letters),
+        );
+        counter(
+            &mut out,
+            "augur_empty_messages_total",
+            "Empty messages.",
+            JobStats::get(&stats.empty),
         );
         counter(
             &mut out,
             "augur_late_records_total",
             "Records that arrived after their window closed.",
             JobStats::get(&stats.late),
+        );
+        counter(
+            &mut out,
+            "augur_future_records_total",
+            "Records dated more than max_future_ms after the wall clock.",
+            JobStats::get(&stats.future),
         );
         let _ = writeln!(
             out,
@@ -256,6 +270,40 @@ pub fn serve(
     Ok(bound)
 }
 
+/// `[job_metrics]`: the Prometheus endpoint of `augur run`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobMetricsConfig {
+    /// Address of `GET /metrics`; empty disables it. Default `127.0.0.1:9464`.
+    pub listen: String,
+}
+
+impl Default for JobMetricsConfig {
+    fn default() -> Self {
+        JobMetricsConfig {
+            listen: "127.0.0.1:9464".to_string(),
+        }
+    }
+}
+
+impl KafkaMetrics for JobMetrics {
+    fn records_in(&self, topic: &str, n: u64) {
+        JobMetrics::records_in(self, topic, n);
+    }
+
+    fn record_out(&self, topic: &str) {
+        JobMetrics::record_out(self, topic);
+    }
+
+    fn lag(&self, topic: &str, partition: i32, lag: i64) {
+        JobMetrics::lag(self, topic, partition, lag);
+    }
+
+    fn windows_open(&self, windows: u64) {
+        self.windows_open.store(windows, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +317,7 @@ mod tests {
         metrics.lag("otlp_spans", 1, 42);
         metrics.alert_latency(0.03);
         JobStats::add(&stats.late, 2);
+        JobStats::add(&stats.decode_errors, 3);
         JobStats::add(&stats.dead_letters, 5);
         stats.inference.record("seer", 2, 4.0);
         stats.inference.record("sage", 3, 1.0);

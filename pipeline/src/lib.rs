@@ -10,7 +10,6 @@ pub mod dataflow;
 pub mod display;
 pub mod eval;
 pub mod job_metrics;
-pub mod kafka_config;
 pub mod run;
 pub mod sink;
 pub mod source;

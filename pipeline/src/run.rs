@@ -51,6 +51,15 @@ pub trait JobFeedback {
 /// How often (at most) the main thread flushes the outputs to advance the durable frontier.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
+/// How often the outputs are flushed when no window closes.
+const IDLE_FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// How often (at most) pending outputs are logged while the broker doesn't acknowledge.
+const PENDING_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How long the last flush waits for a broker that doesn't acknowledge.
+const FINAL_FLUSH_WAIT: Duration = Duration::from_secs(10);
+
 /// What a finished run leaves.
 pub struct RunOutcome {
     pub windows: Vec<WindowSnapshot>,
@@ -115,9 +124,13 @@ where
     let mut last_flush = Instant::now();
     let mut workers_done = 0;
     let mut failure: Option<anyhow::Error> = None;
+    let mut last_pending_log: Option<Instant> = None;
     loop {
         if failure.is_none() {
-            let due = pending_frontier > JobStats::get(&stats.durable)
+            // Also flushed now and then without a new frontier, so outputs that wait on
+            // the broker are noticed (and their copies released) whatever the windows do.
+            let due = (pending_frontier > JobStats::get(&stats.durable)
+                || last_flush.elapsed() >= IDLE_FLUSH_EVERY)
                 && last_flush.elapsed() >= FLUSH_EVERY
                 && options.outputs.is_some();
             if due || workers_done == workers {
@@ -161,7 +174,15 @@ where
                             }
                         }
                     }
-                    Err(e) => failure = Some(e),
+                    Err(e) if e.is_pending() => {
+                        // The broker is away or an output topic is missing: nothing is
+                        // lost or committed meanwhile; the next flush tries again.
+                        if last_pending_log.is_none_or(|t| t.elapsed() >= PENDING_LOG_EVERY) {
+                            last_pending_log = Some(Instant::now());
+                            tracing::warn!("{e}; retrying (no offsets are committed meanwhile)");
+                        }
+                    }
+                    Err(e) => failure = Some(e.into()),
                 }
             }
         }
@@ -216,7 +237,7 @@ where
                 on_alert(&alert);
                 if let (Some(outputs), None) = (options.outputs.as_mut(), failure.as_ref()) {
                     if let Err(e) = outputs.alert(&alert) {
-                        failure = Some(e);
+                        failure = Some(e.into());
                     }
                 }
                 outcome.alerts.push(alert);
@@ -228,7 +249,7 @@ where
                 if let Some(outputs) = options.outputs.as_mut() {
                     if failure.is_none() {
                         if let Err(e) = outputs.dead_letter(&dead) {
-                            failure = Some(e);
+                            failure = Some(e.into());
                         }
                     }
                     continue;
@@ -264,8 +285,18 @@ where
         }
     }
     if let (Some(outputs), None) = (options.outputs.as_mut(), failure.as_ref()) {
-        if let Err(e) = outputs.flush() {
-            failure = Some(e);
+        let deadline = Instant::now() + FINAL_FLUSH_WAIT;
+        loop {
+            match outputs.flush() {
+                Ok(()) => break,
+                Err(e) if e.is_pending() && Instant::now() < deadline => {
+                    tracing::warn!("{e}; retrying before exit");
+                }
+                Err(e) => {
+                    failure = Some(e.into());
+                    break;
+                }
+            }
         }
     }
     let result = job

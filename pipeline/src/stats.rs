@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use augur_connectors::dead_letter::DeadLetterKind;
 use augur_operators::{EventTime, InferenceTimes, SpanKind};
 use std::sync::Arc;
 
@@ -28,10 +29,17 @@ pub struct JobStats {
     pub span_kinds: [AtomicU64; 6],
     pub metric_points: AtomicU64,
     pub log_records: AtomicU64,
-    /// Records or messages that failed to decode or validate.
+    /// Dead letters: messages or records that failed to decode or validate, empty
+    /// messages, and messages with late or future-dated records.
     pub dead_letters: AtomicU64,
-    /// Records that arrived after their window had closed (also dead-lettered).
+    /// Messages or records that failed to decode or validate (also dead-lettered).
+    pub decode_errors: AtomicU64,
+    /// Empty messages (also dead-lettered).
+    pub empty: AtomicU64,
+    /// Records that arrived after their window had closed (dead-lettered).
     pub late: AtomicU64,
+    /// Records dated too far after the wall clock (dead-lettered).
+    pub future: AtomicU64,
     /// Outputs of this process's windows ending before this are durable (set by the main
     /// thread after the sinks confirmed them; `EventTime::MAX` at the end). Sources commit
     /// up to the lowest of all processes' (see `control`).
@@ -58,6 +66,17 @@ impl JobStats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts one dead letter and what it stands for.
+    pub fn count_dead_letter(&self, kind: DeadLetterKind) {
+        Self::add(&self.dead_letters, 1);
+        match kind {
+            DeadLetterKind::Invalid => Self::add(&self.decode_errors, 1),
+            DeadLetterKind::Empty => Self::add(&self.empty, 1),
+            DeadLetterKind::Late { records } => Self::add(&self.late, records),
+            DeadLetterKind::Future { records } => Self::add(&self.future, records),
+        }
     }
 
     /// Adds a batch's spans per kind (indexed as [`SpanKind`]).

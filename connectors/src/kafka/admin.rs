@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::block_on::block_on;
@@ -65,8 +65,46 @@ pub fn ensure_compacted_topic(settings: &KafkaSettings, topic: &str) -> Result<(
     Ok(())
 }
 
+/// How long the brokers may take to answer when a command starts.
+pub const BROKER_WAIT: Duration = Duration::from_secs(10);
+
+/// Checks that the brokers answer a metadata request within `timeout`: a clear error
+/// naming them, instead of each later request waiting out its own timeout.
+pub fn ensure_reachable(settings: &KafkaSettings, timeout: Duration) -> Result<(), KafkaError> {
+    let consumer: BaseConsumer = settings
+        .consumer()
+        .create()
+        .map_err(KafkaError::client("creating the consumer"))?;
+    consumer
+        .fetch_metadata(None, timeout)
+        .map(|_| ())
+        .map_err(|source| KafkaError::Unreachable {
+            brokers: settings.brokers.clone(),
+            waited: timeout,
+            source,
+        })
+}
+
+/// Whether `topic` exists (with at least one partition).
+pub fn topic_exists(settings: &KafkaSettings, topic: &str) -> Result<bool, KafkaError> {
+    let consumer: BaseConsumer = settings
+        .consumer()
+        .create()
+        .map_err(KafkaError::client("creating the consumer"))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .map_err(KafkaError::client(format!("metadata of {topic}")))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+}
+
 /// The number of partitions of `topic` (an error when it doesn't exist).
-pub fn topic_partitions(consumer: &BaseConsumer, topic: &str) -> Result<i32, KafkaError> {
+pub fn topic_partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<i32, KafkaError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), TIMEOUT)
         .map_err(KafkaError::client(format!("metadata of {topic}")))?;

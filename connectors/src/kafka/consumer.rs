@@ -8,20 +8,30 @@
 //! partition added since then has no commit and is read from its beginning (logged).
 //! Partitions added while the job runs are noticed ([`PartitionConsumer::partition_changes`])
 //! but read only after a restart (docs/kafka.md, "Partition assignment", says why).
+//! A consumer that saw the broker go away or a topic vanish is dropped and replaced once
+//! they are back ([`PartitionConsumer::recover`]): reusing it can crash librdkafka 2.12.1.
 //! State: the consumer, the assignment, each partition's next offset and (for bounded
-//! reads) the end offset captured at the start.
+//! reads) the end offset captured at the start, whether the consumer was lost.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::admin::topic_partitions;
+use super::admin::{ensure_topics, topic_partitions};
 use super::error::KafkaError;
 use super::settings::KafkaSettings;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often (at most) a consumer whose topic vanished checks whether it is back.
+const RECOVER_EVERY: Duration = Duration::from_secs(5);
 
 /// Where reading starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +83,14 @@ struct Assigned {
 }
 
 pub struct PartitionConsumer {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LossWatch>,
+    settings: KafkaSettings,
+    /// Set by the consumer's client on errors after which it must be replaced (see
+    /// [`LossWatch`]).
+    watch: Arc<AtomicBool>,
+    /// Since when some assigned partition's topic has been missing on the broker (it was
+    /// deleted, or the broker came back without it), and when recovery was last tried.
+    lost: Option<(Instant, Option<Instant>)>,
     topics: Vec<String>,
     assigned: Vec<Assigned>,
     bounded: bool,
@@ -93,10 +110,8 @@ impl PartitionConsumer {
         start: StartAt,
         bounded: bool,
     ) -> Result<Self, KafkaError> {
-        let consumer: BaseConsumer = settings
-            .consumer()
-            .create()
-            .map_err(KafkaError::client("creating the consumer"))?;
+        let watch = Arc::new(AtomicBool::new(false));
+        let consumer = watched_consumer(settings, &watch)?;
         let mut all = Vec::new();
         let mut counts = Vec::new();
         for (t, topic) in topics.iter().enumerate() {
@@ -143,6 +158,9 @@ impl PartitionConsumer {
             .map_err(KafkaError::client("assigning partitions"))?;
         Ok(PartitionConsumer {
             consumer,
+            settings: settings.clone(),
+            watch,
+            lost: None,
             topics: topics.to_vec(),
             assigned,
             bounded,
@@ -187,6 +205,14 @@ impl PartitionConsumer {
         mut f: impl FnMut(KafkaRecord<'_>),
     ) -> PollOutcome {
         let mut out = PollOutcome::default();
+        if self.watch.swap(false, Ordering::Relaxed) && self.lost.is_none() {
+            self.drop_consumer();
+        }
+        if self.lost.is_some() {
+            // Nothing to read until `recover` has a new consumer.
+            std::thread::sleep(wait);
+            return out;
+        }
         let mut timeout = wait;
         while out.messages < max {
             let Some(result) = self.consumer.poll(timeout) else {
@@ -194,8 +220,20 @@ impl PartitionConsumer {
             };
             timeout = Duration::ZERO;
             let Ok(message) = result else {
-                // Partition EOF and transient broker errors: librdkafka retries.
+                // Partition EOF and transient broker errors: librdkafka retries. A topic
+                // that vanished is not fetched again by librdkafka: see `recover`.
                 if let Err(e) = result {
+                    let code = e.rdkafka_error_code();
+                    if matches!(
+                        code,
+                        Some(
+                            RDKafkaErrorCode::UnknownPartition
+                                | RDKafkaErrorCode::UnknownTopicOrPartition
+                                | RDKafkaErrorCode::UnknownTopic
+                        )
+                    ) {
+                        self.watch.store(true, Ordering::Relaxed);
+                    }
                     tracing::debug!("kafka poll: {e}");
                 }
                 continue;
@@ -224,6 +262,95 @@ impl PartitionConsumer {
             });
         }
         out
+    }
+
+    /// Replaces the consumer by one without an assignment (the old one is dropped with its
+    /// metadata cache) and starts waiting for the broker and topics to be back.
+    fn drop_consumer(&mut self) {
+        tracing::warn!(
+            "kafka: the broker went away or a topic vanished: consumer paused until they are back"
+        );
+        self.lost = Some((Instant::now(), None));
+        match watched_consumer(&self.settings, &self.watch) {
+            Ok(idle) => self.consumer = idle,
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    /// After the broker went away or a topic vanished (see `poll`): once every topic exists
+    /// again — created here,
+    /// with its partition count at the start, when `recreate` — assigns the partitions
+    /// anew. A partition whose next offset is now beyond its end (the topic was recreated)
+    /// is read from its beginning; those are returned as `(topic, partition, offset)`.
+    /// Tries at most every [`RECOVER_EVERY`]; a no-op while nothing is lost.
+    pub fn recover(
+        &mut self,
+        settings: &KafkaSettings,
+        recreate: bool,
+    ) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+        let Some((since, tried)) = self.lost else {
+            return Ok(Vec::new());
+        };
+        if tried.is_some_and(|t| t.elapsed() < RECOVER_EVERY) {
+            return Ok(Vec::new());
+        }
+        self.lost = Some((since, Some(Instant::now())));
+        // Checked with a throwaway client: the broker may be away still.
+        let probe: BaseConsumer = self
+            .settings
+            .consumer()
+            .create()
+            .map_err(KafkaError::client("creating the consumer"))?;
+        if probe.fetch_metadata(None, RECOVER_EVERY).is_err() {
+            return Ok(Vec::new());
+        }
+        for (t, topic) in self.topics.iter().enumerate() {
+            if topic_partitions(&probe, topic).is_err() {
+                if !recreate {
+                    return Ok(Vec::new());
+                }
+                let partitions = self.counts.get(t).copied().unwrap_or(1);
+                tracing::warn!("{topic} is missing: creating it ({partitions} partitions)");
+                ensure_topics(settings, &[(topic, partitions)])?;
+            }
+        }
+        let mut tpl = TopicPartitionList::new();
+        let mut reset = Vec::new();
+        for a in &mut self.assigned {
+            let topic = &self.topics[a.topic];
+            let (low, high) = probe
+                .fetch_watermarks(topic, a.partition, TIMEOUT)
+                .map_err(KafkaError::client(format!(
+                    "watermarks of {topic}/{}",
+                    a.partition
+                )))?;
+            let next = a.next.unwrap_or(a.start);
+            let offset = if next > high || next < low {
+                tracing::warn!(
+                    "{topic}/{}: offset {next} is outside [{low}, {high}] (the topic was recreated): reading it from {low}",
+                    a.partition
+                );
+                reset.push((topic.clone(), a.partition, low));
+                (a.start, a.next) = (low, Some(low));
+                low
+            } else {
+                next
+            };
+            tpl.add_partition_offset(topic, a.partition, Offset::Offset(offset))
+                .map_err(KafkaError::client("building the assignment"))?;
+        }
+        self.watch.store(false, Ordering::Relaxed);
+        let consumer = watched_consumer(&self.settings, &self.watch)?;
+        consumer
+            .assign(&tpl)
+            .map_err(KafkaError::client("reassigning partitions"))?;
+        self.consumer = consumer;
+        tracing::warn!(
+            "kafka consumer recreated and its partitions reassigned {:.1} s after the broker or a topic went away",
+            since.elapsed().as_secs_f64()
+        );
+        self.lost = None;
+        Ok(reset)
     }
 
     /// Whether the partition in `slot` has reached its end offset captured at the start.
@@ -272,6 +399,9 @@ impl PartitionConsumer {
     /// Per assigned partition, `(topic index, partition, messages behind the end)`; asks
     /// the broker for the end offsets (a round trip per partition).
     pub fn lag(&self) -> Vec<(usize, i32, i64)> {
+        if self.lost.is_some() {
+            return Vec::new();
+        }
         self.assigned
             .iter()
             .filter_map(|a| {
@@ -291,11 +421,18 @@ impl PartitionConsumer {
     /// Topics whose partition count differs from the one the assignment was made with:
     /// `(topic index, then, now)`. Asks the broker (a metadata round trip per topic).
     pub fn partition_changes(&self) -> Vec<(usize, i32, i32)> {
+        // A throwaway client: metadata of a vanished topic must not reach the consumer's.
+        let Ok(probe) = self.settings.consumer().create::<BaseConsumer>() else {
+            return Vec::new();
+        };
+        if self.lost.is_some() {
+            return Vec::new();
+        }
         self.topics
             .iter()
             .enumerate()
             .filter_map(|(t, topic)| {
-                let now = topic_partitions(&self.consumer, topic).ok()?;
+                let now = topic_partitions(&probe, topic).ok()?;
                 let then = self.counts.get(t).copied()?;
                 (now != then).then_some((t, then, now))
             })
@@ -307,9 +444,45 @@ impl PartitionConsumer {
     }
 }
 
+/// Watches a consumer's client-level errors for those after which it must be replaced:
+/// all brokers down (the broker may come back without the topics) and a vanished topic.
+/// librdkafka 2.12 can crash (SIGSEGV in `rd_kafka_metadata_cache_find`) when a client
+/// that knew a topic gets metadata from a broker that came back without it; a new client
+/// doesn't.
+pub(crate) struct LossWatch(Arc<AtomicBool>);
+
+impl ClientContext for LossWatch {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::UnknownPartition
+                    | RDKafkaErrorCode::UnknownTopicOrPartition
+                    | RDKafkaErrorCode::UnknownTopic
+            )
+        ) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+        tracing::warn!("librdkafka: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for LossWatch {}
+
+fn watched_consumer(
+    settings: &KafkaSettings,
+    watch: &Arc<AtomicBool>,
+) -> Result<BaseConsumer<LossWatch>, KafkaError> {
+    settings
+        .consumer()
+        .create_with_context(LossWatch(Arc::clone(watch)))
+        .map_err(KafkaError::client("creating the consumer"))
+}
+
 /// Start offsets for the assignment, and the commit metadata found.
-fn start_offsets(
-    consumer: &BaseConsumer,
+fn start_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     topics: &[String],
     assigned: &[Assigned],
     start: StartAt,

@@ -1,19 +1,20 @@
-//! Message encodings: in, one Kafka message's bytes, its stream (spans or metrics) and
-//! encoding; out, records appended to the caller's buffers plus the records that failed
+//! Message encodings: in, one Kafka message's bytes, its stream (spans, metrics or logs)
+//! and encoding; out, records appended to the caller's buffers plus the records that failed
 //! validation, or an error for a message that can't be parsed at all. Stateless.
 //!
 //! `otlp_proto` / `otlp_json` are what the OpenTelemetry Collector's Kafka exporter
 //! writes (one export request per message); `prom_json` is prometheus-kafka-adapter JSON
 //! (metrics only).
 
-use augur_operators::records::{MetricPoint, Span};
+use augur_operators::records::{LogRecord, MetricPoint, Span};
 use serde::{Deserialize, Serialize};
 
 use super::prom_json::{RecordErrorOrDecode, decode_prom_json};
 use crate::otlp::{
-    DecodeError, MetricNames, RecordError, decode_metrics_json, decode_metrics_proto,
-    decode_traces_json, decode_traces_proto,
+    DecodeError, MetricNames, RecordError, decode_logs_json, decode_logs_proto,
+    decode_metrics_json, decode_metrics_proto, decode_traces_json, decode_traces_proto,
 };
+use crate::source::Batch;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,4 +71,51 @@ pub fn decode_message(
         },
     };
     Ok(Decoded { record_errors })
+}
+
+/// Decodes a logs message (`otlp_proto` or `otlp_json` `ExportLogsServiceRequest`).
+pub fn decode_logs_message(
+    bytes: &[u8],
+    encoding: Encoding,
+    logs: &mut Vec<LogRecord>,
+) -> Result<Decoded, DecodeError> {
+    let record_errors = match encoding {
+        Encoding::OtlpProto => decode_logs_proto(bytes, logs)?,
+        Encoding::OtlpJson => decode_logs_json(bytes, logs)?,
+        Encoding::PromJson => {
+            return Err(DecodeError::Protobuf(
+                "prom_json is a metrics encoding, not a logs encoding".to_string(),
+            ));
+        }
+    };
+    Ok(Decoded { record_errors })
+}
+
+/// What an input topic carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Spans,
+    Metrics,
+    Logs,
+}
+
+/// Decodes one message of `stream` into the batch's spans, metric points or log records.
+pub fn decode_into(
+    bytes: &[u8],
+    stream: Stream,
+    encoding: Encoding,
+    names: &MetricNames,
+    batch: &mut Batch,
+) -> Result<Decoded, DecodeError> {
+    match stream {
+        Stream::Spans | Stream::Metrics => decode_message(
+            bytes,
+            stream == Stream::Metrics,
+            encoding,
+            names,
+            &mut batch.spans,
+            &mut batch.metrics,
+        ),
+        Stream::Logs => decode_logs_message(bytes, encoding, &mut batch.logs),
+    }
 }

@@ -13,6 +13,21 @@ pub enum KafkaError {
     },
     #[error("kafka {0}")]
     Other(String),
+    /// Messages handed to the producer are not all acknowledged yet (the broker is away, or
+    /// a topic is missing); none is lost: they stay queued and go out when it answers.
+    #[error("kafka: {pending} messages not yet acknowledged by {brokers} after {waited:?}")]
+    Unacknowledged {
+        pending: i32,
+        brokers: String,
+        waited: std::time::Duration,
+    },
+    #[error("kafka brokers {brokers} unreachable within {waited:?}: {source}")]
+    Unreachable {
+        brokers: String,
+        waited: std::time::Duration,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
 }
 
 impl KafkaError {

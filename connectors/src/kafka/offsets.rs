@@ -69,6 +69,17 @@ impl OffsetTracker {
         out
     }
 
+    /// Forgets what was read from a partition and restarts it at `offset` (its topic was
+    /// recreated: the old offsets mean nothing there).
+    pub fn reset(&mut self, topic: &str, partition: i32, offset: i64) {
+        let slot = self
+            .pending
+            .entry((topic.to_string(), partition))
+            .or_default();
+        slot.messages.clear();
+        slot.committable = offset;
+    }
+
     /// Messages read and not yet released.
     pub fn in_flight(&self) -> usize {
         self.pending.values().map(|p| p.messages.len()).sum()

@@ -36,7 +36,13 @@ impl ProducerContext for Context {
         match result {
             Ok(_) => self.0.ok.fetch_add(1, Ordering::Relaxed),
             Err((e, _)) => {
-                tracing::error!("kafka delivery failed: {e}");
+                // Purged: the producer is being replaced (the messages are sent again).
+                if !matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                ) {
+                    tracing::error!("kafka delivery failed: {e}");
+                }
                 self.0.failed.fetch_add(1, Ordering::Relaxed)
             }
         };
@@ -48,7 +54,12 @@ pub struct OutputProducer {
     deliveries: Arc<Deliveries>,
     failed_seen: u64,
     flush_timeout: Duration,
+    brokers: String,
 }
+
+/// How long one [`OutputProducer::flush`] waits for acknowledgements before it says
+/// which are still pending (the caller retries; nothing is dropped).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl OutputProducer {
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
@@ -64,6 +75,10 @@ impl OutputProducer {
     }
 
     fn with_config(config: rdkafka::ClientConfig) -> Result<Self, KafkaError> {
+        let brokers = config
+            .get("bootstrap.servers")
+            .unwrap_or_default()
+            .to_string();
         let deliveries = Arc::new(Deliveries::default());
         let producer = config
             .create_with_context(Context(Arc::clone(&deliveries)))
@@ -72,7 +87,8 @@ impl OutputProducer {
             producer,
             deliveries,
             failed_seen: 0,
-            flush_timeout: Duration::from_secs(60),
+            flush_timeout: FLUSH_TIMEOUT,
+            brokers,
         })
     }
 
@@ -122,11 +138,23 @@ impl OutputProducer {
         }
     }
 
-    /// Waits until every message sent so far is acknowledged; an error if any failed.
+    /// Waits until every message sent so far is acknowledged; an error if any failed, and
+    /// [`KafkaError::Unacknowledged`] if some are still pending after a few seconds (they
+    /// stay queued: call again).
     pub fn flush(&mut self) -> Result<(), KafkaError> {
-        self.producer
-            .flush(self.flush_timeout)
-            .map_err(KafkaError::client("flushing the producer"))?;
+        if let Err(e) = self.producer.flush(self.flush_timeout) {
+            if e.rdkafka_error_code() != Some(RDKafkaErrorCode::OperationTimedOut) {
+                return Err(KafkaError::Client {
+                    op: "flushing the producer".to_string(),
+                    source: e,
+                });
+            }
+            return Err(KafkaError::Unacknowledged {
+                pending: self.producer.in_flight_count(),
+                brokers: self.brokers.clone(),
+                waited: self.flush_timeout,
+            });
+        }
         let failed = self.deliveries.failed.load(Ordering::Relaxed);
         if failed > self.failed_seen {
             let new = failed - self.failed_seen;
@@ -136,6 +164,18 @@ impl OutputProducer {
             )));
         }
         Ok(())
+    }
+
+    /// [`OutputProducer::flush`] again while messages are pending, for up to `patience`
+    /// in all (a producer that sent a large backlog).
+    pub fn flush_waiting(&mut self, patience: Duration) -> Result<(), KafkaError> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.flush() {
+                Err(KafkaError::Unacknowledged { .. }) if started.elapsed() < patience => {}
+                result => return result,
+            }
+        }
     }
 
     /// Messages acknowledged by the broker so far.

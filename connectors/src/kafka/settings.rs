@@ -67,13 +67,16 @@ impl KafkaSettings {
         config
     }
 
-    /// An idempotent producer (`acks=all`, retries without duplicates or reordering).
+    /// An idempotent producer (`acks=all`, retries without duplicates or reordering) whose
+    /// messages never expire (`message.timeout.ms=0`): while the broker is away they wait
+    /// in the queue, and the job waits with them instead of losing or failing them.
     pub fn producer(&self) -> ClientConfig {
         let mut config = self.base();
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5");
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "0");
         for (k, v) in &self.properties {
             config.set(k, v);
         }

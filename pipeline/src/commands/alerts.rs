@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use augur_connectors::kafka::{PartitionConsumer, StartAt};
+use augur_connectors::kafka::{BROKER_WAIT, PartitionConsumer, StartAt, ensure_reachable};
 use augur_operators::Alert;
 
 use crate::cli::AlertsArgs;
@@ -15,6 +15,7 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_deref())?;
     let mut settings = config.kafka.settings(args.brokers.as_deref());
     settings.group_id = format!("augur-alerts-{}", std::process::id());
+    ensure_reachable(&settings, BROKER_WAIT)?;
     let topic = args
         .topic
         .clone()

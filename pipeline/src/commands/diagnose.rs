@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::dataflow::JobSpec;
 use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
-use crate::source::files::input_files;
+use crate::source::input_files;
 use crate::source::replay_sources;
 
 pub fn run(args: &DiagnoseArgs) -> anyhow::Result<()> {
@@ -79,7 +79,7 @@ pub struct Replay {
 pub fn replay_with_normal(
     config: &Config,
     input: Option<std::path::PathBuf>,
-    topic: Option<crate::source::kafka::KafkaSourceSpec>,
+    topic: Option<crate::source::KafkaSourceSpec>,
     workers: usize,
     progress: bool,
     detectors: &[String],
@@ -145,7 +145,7 @@ pub fn replay_with_normal(
 pub fn windows_of(
     config: &Config,
     input: Option<std::path::PathBuf>,
-    topic: Option<crate::source::kafka::KafkaSourceSpec>,
+    topic: Option<crate::source::KafkaSourceSpec>,
     workers: usize,
     progress: bool,
     detectors: &[String],

@@ -23,7 +23,7 @@ use crate::eval::{
 };
 use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
-use crate::source::files::input_files;
+use crate::source::input_files;
 use crate::source::replay_sources;
 use crate::stats::JobStats;
 

@@ -68,10 +68,18 @@ pub fn metric_names(config: &Config) -> MetricNames {
         })
 }
 
+/// How long a stop of `augur run` may take before the process exits anyway.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A flag set on the first Ctrl-C / SIGTERM; a second one exits at once.
 pub fn stop_on_signal() -> Arc<AtomicBool> {
-    // One handler per process: commands that replay several inputs share its flag, so
-    // Ctrl-C stops every replay after the current one too.
+    stop_on_signal_within(None)
+}
+
+/// [`stop_on_signal`], and with `grace` the first signal also exits after that long. One
+/// handler per process: commands that replay several inputs share its flag (Ctrl-C stops
+/// every replay after the current one too); the first call's `grace` holds.
+pub fn stop_on_signal_within(grace: Option<std::time::Duration>) -> Arc<AtomicBool> {
     static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
     Arc::clone(STOP.get_or_init(|| {
         let stop = Arc::new(AtomicBool::new(false));
@@ -83,12 +91,34 @@ pub fn stop_on_signal() -> Arc<AtomicBool> {
             eprintln!(
                 "stopping: emitting the closed windows (and committing offsets, when reading Kafka); Ctrl-C again to quit now"
             );
+            if let Some(grace) = grace {
+                exit_after(grace);
+            }
         });
         if let Err(e) = installed {
             tracing::warn!("cannot install the Ctrl-C handler: {e}");
         }
         stop
     }))
+}
+
+/// A stop that can't finish (a broker that doesn't answer) must not hang the process:
+/// after `grace` it exits without the last commit, which at-least-once delivery allows (a
+/// restart re-reads from the previous one).
+fn exit_after(grace: std::time::Duration) {
+    let watchdog = std::thread::Builder::new()
+        .name("augur-stop-watchdog".to_string())
+        .spawn(move || {
+            std::thread::sleep(grace);
+            eprintln!(
+                "still stopping after {} s: exiting now (a restart resumes from the last commit)",
+                grace.as_secs()
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = watchdog {
+        eprintln!("warning: no stop watchdog ({e}); a second Ctrl-C or SIGTERM quits now");
+    }
 }
 
 /// The SLOs to check: the config's, else those of the built-in topology named in the

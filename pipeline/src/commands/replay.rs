@@ -21,9 +21,8 @@ use crate::dataflow::JobSpec;
 use crate::display::alert_line;
 use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
-use crate::source::files::input_files;
-use crate::source::kafka::KafkaSourceSpec;
 use crate::source::replay_sources;
+use crate::source::{KafkaSourceSpec, input_files};
 use crate::stats::JobStats;
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
@@ -148,6 +147,14 @@ pub fn topic_source_spec(
             .clone()
             .unwrap_or_else(|| kafka.metrics_topic.clone()),
         metrics_encoding: kafka.metrics_encoding,
+        logs_topic: Some(
+            topics
+                .logs_topic
+                .clone()
+                .unwrap_or_else(|| kafka.logs_topic.clone()),
+        ),
+        logs_encoding: kafka.logs_encoding,
+        max_future_ms: kafka.max_future_ms,
         names,
         window_ms: config.window.length_ms,
         lateness_ms: config.window.allowed_lateness_ms,

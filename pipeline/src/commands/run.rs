@@ -1,4 +1,4 @@
-//! `augur run`: the stream job. Kafka spans and metrics in (the workers of all the job's
+//! `augur run`: the stream job. Kafka spans, metrics and logs in (the workers of all the job's
 //! processes split the partitions; see `cluster`); alerts to `augur.alerts`, actuation commands to `augur.actions`, dead
 //! letters to `augur.dlq`; offsets committed at least once (see docs/kafka.md, "Delivery
 //! guarantee"); job metrics on an HTTP endpoint. Stops on SIGTERM/Ctrl-C with a final commit.
@@ -8,21 +8,23 @@ use std::sync::Arc;
 
 use std::collections::BTreeMap;
 
-use augur_connectors::kafka::{StartAt, ensure_compacted_topic, ensure_topics, latest_by_key};
+use augur_connectors::kafka::{
+    BROKER_WAIT, KafkaMetrics, KafkaSink, KafkaSource, KafkaSourceSpec, OutputTopics, StartAt,
+    ensure_compacted_topic, ensure_reachable, ensure_topics, latest_by_key, state_key,
+};
 use augur_operators::EventTime;
 use augur_operators::decide::DeciderState;
 use augur_operators::decide_log::DecideLog;
 
 use crate::actuation::what_if::JobWhatIf;
 use crate::cli::RunArgs;
-use crate::commands::{job_slos, load_config, metric_names, stop_on_signal};
+use crate::commands::{STOP_GRACE, job_slos, load_config, metric_names, stop_on_signal_within};
 use crate::dataflow::JobSpec;
 use crate::display::alert_line;
 use crate::job_metrics::{JobMetrics, serve};
 use crate::run::{RunOptions, run as run_job};
-use crate::sink::kafka::{KafkaOutputs, OutputTopics, state_key};
+use crate::sink::kafka::KafkaOutputs;
 use crate::source::WorkerSource;
-use crate::source::kafka::{KafkaSource, KafkaSourceSpec};
 use crate::stats::JobStats;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
@@ -30,6 +32,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let config = load_config(args.job.config.as_deref())?;
     let kafka = config.kafka.clone();
     let settings = kafka.settings(args.brokers.as_deref());
+    ensure_reachable(&settings, BROKER_WAIT)?;
     let slos = job_slos(&config)?;
     augur_models::build(
         &config.detector.name,
@@ -41,6 +44,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         &[
             (kafka.spans_topic.as_str(), kafka.partitions),
             (kafka.metrics_topic.as_str(), kafka.partitions),
+            (kafka.logs_topic.as_str(), kafka.partitions),
             (kafka.alerts_topic.as_str(), kafka.partitions),
             (kafka.actions_topic.as_str(), kafka.partitions),
             (kafka.dlq_topic.as_str(), kafka.partitions),
@@ -52,26 +56,30 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let what_if = JobWhatIf::for_job(&config, &mut detectors);
     let resume = resume_states(&settings, &kafka.state_topic, &state_prefix, &detectors)?;
     let metrics = Arc::new(JobMetrics::default());
-    let outputs = KafkaOutputs::new(
+    let sink = KafkaSink::new(
         &settings,
         OutputTopics {
+            partitions: kafka.partitions,
             alerts: kafka.alerts_topic.clone(),
             actions: kafka.actions_topic.clone(),
             dlq: kafka.dlq_topic.clone(),
             state: kafka.state_topic.clone(),
             state_prefix,
         },
-        kafka.actions_mode,
-        config.actuation.clone(),
-        Arc::clone(&metrics),
+        Arc::clone(&metrics) as Arc<dyn KafkaMetrics>,
     )?
-    .with_what_if(what_if.model());
+    .with_dlq_max_bytes(kafka.dlq_max_bytes);
+    let outputs = KafkaOutputs::new(sink, kafka.actions_mode, config.actuation.clone())
+        .with_what_if(what_if.model());
     let source_spec = KafkaSourceSpec {
         settings: settings.clone(),
         spans_topic: kafka.spans_topic.clone(),
         spans_encoding: kafka.spans_encoding,
         metrics_topic: kafka.metrics_topic.clone(),
         metrics_encoding: kafka.metrics_encoding,
+        logs_topic: Some(kafka.logs_topic.clone()),
+        logs_encoding: kafka.logs_encoding,
+        max_future_ms: kafka.max_future_ms,
         names: metric_names(&config),
         window_ms: config.window.length_ms,
         lateness_ms: config.window.allowed_lateness_ms,
@@ -94,7 +102,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     };
     eprintln!(
         "augur run: {} → {workers} → {}, {}, {} (group {}, detectors {}, window {} ms)",
-        [kafka.spans_topic.as_str(), kafka.metrics_topic.as_str()].join(" + "),
+        [
+            kafka.spans_topic.as_str(),
+            kafka.metrics_topic.as_str(),
+            kafka.logs_topic.as_str()
+        ]
+        .join(" + "),
         kafka.alerts_topic,
         kafka.actions_topic,
         kafka.dlq_topic,
@@ -118,7 +131,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             source_spec.clone(),
             index,
             peers,
-            Arc::clone(&source_metrics),
+            Arc::clone(&source_metrics) as Arc<dyn KafkaMetrics>,
         )?))
     };
     let latency_metrics = Arc::clone(&metrics);
@@ -144,7 +157,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             feedback: None,
             cluster,
         },
-        stop_on_signal(),
+        stop_on_signal_within(Some(STOP_GRACE)),
         |alert| {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", alert_line(alert));

@@ -17,8 +17,7 @@ use crate::commands::{load_config, metric_names, read_labels, resolve_slos, stop
 use crate::config::Config;
 use crate::dataflow::JobSpec;
 use crate::run::{RunOptions, run as run_job};
-use crate::source::WorkerSource;
-use crate::source::files::{FileSource, input_files};
+use crate::source::{FileSource, WorkerSource, input_files};
 
 /// Every window snapshot of one replay of `input`.
 pub fn replay_windows(

@@ -6,20 +6,9 @@
 //! the event's `data`.
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+pub use augur_connectors::kafka::ActionsMode;
 
 use crate::actuation::CloudEvent;
-
-/// How actuation commands are written to the actions topic (`kafka.actions_mode`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionsMode {
-    /// The event as one JSON document.
-    #[default]
-    Structured,
-    /// Attributes in `ce_*` headers, the value is the data.
-    Binary,
-}
 
 /// A Kafka record's headers and value.
 pub struct EncodedEvent {

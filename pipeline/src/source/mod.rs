@@ -1,139 +1,36 @@
-//! Sources as each timely worker sees them: a worker pulls batches of decoded records and
-//! learns how far event time has advanced in its share of the input.
+//! Sources as each timely worker sees them (the traits live in `augur_connectors::source`):
+//! the connectors' file and Kafka sources, the built-in simulator, and the factory a
+//! replay uses.
 
-pub mod files;
-pub mod kafka;
 pub mod simulator;
 
-use augur_connectors::dead_letter::DeadLetter;
-use augur_operators::{EventTime, LogRecord, MetricPoint, Span};
-
-/// What one poll produced.
-#[derive(Default)]
-pub struct Batch {
-    pub spans: Vec<Span>,
-    pub metrics: Vec<MetricPoint>,
-    pub logs: Vec<LogRecord>,
-    /// Input that failed to decode or validate, with the reason.
-    pub dead: Vec<DeadLetter>,
-    /// Messages (lines, Kafka messages) read, good or bad.
-    pub messages: u64,
-}
-
-impl Batch {
-    pub fn clear(&mut self) {
-        self.spans.clear();
-        self.metrics.clear();
-        self.logs.clear();
-        self.dead.clear();
-        self.messages = 0;
-    }
-}
-
-/// Where a worker's share of the input stands after a poll.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SourceState {
-    /// More may come; no future record of this worker's share is older than `watermark_ms`
-    /// (before allowed lateness is applied). `idle` is true when the poll found nothing,
-    /// so the driver may park for a moment.
-    Active { watermark_ms: EventTime, idle: bool },
-    /// This worker's share is done.
-    Exhausted,
-}
-
-/// A worker's view of a source.
-pub trait WorkerSource {
-    /// Appends what's available (a bounded amount) to `batch` and says where the input stands.
-    fn poll(&mut self, batch: &mut Batch) -> anyhow::Result<SourceState>;
-    /// Work done and total, in the source's own unit (bytes, ms of simulated time), for progress.
-    fn progress(&self) -> (u64, u64);
-    /// Every output of windows ending before `frontier` is durable (emitted and
-    /// acknowledged): the source may commit the input that fed only those windows.
-    /// `last` comes once, when the job stops, and should commit synchronously.
-    fn durable(&mut self, frontier: EventTime, last: bool) -> anyhow::Result<()> {
-        let _ = (frontier, last);
-        Ok(())
-    }
-    /// Outputs of windows ending before this were already delivered by an earlier run of
-    /// the job (found when resuming from committed offsets); 0 when nothing was.
-    fn resume_frontier(&self) -> EventTime {
-        0
-    }
-    /// Whether a stopped job can leave open windows to a restart (the source re-reads
-    /// their input); otherwise stopping emits them as they are.
-    fn resumable(&self) -> bool {
-        false
-    }
-}
-
-/// The watermark of several partitions: the slowest active partition's newest event time.
-/// A partition that has seen nothing yet holds it at zero; exhausted partitions don't count.
-#[derive(Clone, Debug, Default)]
-pub struct PartitionWatermarks {
-    newest: Vec<Option<EventTime>>,
-    done: Vec<bool>,
-}
-
-impl PartitionWatermarks {
-    pub fn new(partitions: usize) -> Self {
-        PartitionWatermarks {
-            newest: vec![None; partitions],
-            done: vec![false; partitions],
-        }
-    }
-
-    pub fn observe(&mut self, partition: usize, event_ms: EventTime) {
-        let slot = &mut self.newest[partition];
-        *slot = Some(slot.map_or(event_ms, |t| t.max(event_ms)));
-    }
-
-    pub fn finish(&mut self, partition: usize) {
-        self.done[partition] = true;
-    }
-
-    pub fn all_done(&self) -> bool {
-        self.done.iter().all(|d| *d)
-    }
-
-    /// The slowest active partition's newest event time (`u64::MAX` when all are done).
-    pub fn watermark(&self) -> EventTime {
-        self.newest
-            .iter()
-            .zip(&self.done)
-            .filter(|(_, done)| !**done)
-            .map(|(newest, _)| newest.unwrap_or(0))
-            .min()
-            .unwrap_or(EventTime::MAX)
-    }
-
-    /// The active partition that is furthest behind: the one to read next.
-    pub fn slowest(&self) -> Option<usize> {
-        (0..self.newest.len())
-            .filter(|p| !self.done[*p])
-            .min_by_key(|p| self.newest[*p].unwrap_or(0))
-    }
-}
+pub use augur_connectors::files::{FileSource, input_files};
+pub use augur_connectors::kafka::{KafkaSource, KafkaSourceSpec};
+pub use augur_connectors::source::{
+    Batch, PartitionWatermarks, SourceError, SourceState, WorkerSource,
+};
 
 /// The source factory of a replay (`replay`, `eval`, `record`): recorded files when `input`
 /// is set, else the history of the Kafka topics in `topic`.
 pub fn replay_sources(
     input: Option<std::path::PathBuf>,
-    topic: Option<kafka::KafkaSourceSpec>,
+    topic: Option<KafkaSourceSpec>,
     names: augur_connectors::otlp::MetricNames,
     metrics: std::sync::Arc<crate::job_metrics::JobMetrics>,
 ) -> impl Fn(usize, usize) -> anyhow::Result<Box<dyn WorkerSource>> + Send + Sync + 'static {
     move |index, peers| match (&input, &topic) {
-        (Some(input), _) => Ok(Box::new(files::FileSource::open(
+        (Some(input), _) => Ok(Box::new(FileSource::open(
             input,
             names.clone(),
             index,
             peers,
         )?)),
-        (None, Some(spec)) => Ok(Box::new(kafka::KafkaSource::open(
+        (None, Some(spec)) => Ok(Box::new(KafkaSource::open(
             spec.clone(),
             index,
             peers,
-            std::sync::Arc::clone(&metrics),
+            std::sync::Arc::clone(&metrics)
+                as std::sync::Arc<dyn augur_connectors::kafka::KafkaMetrics>,
         )?)),
         (None, None) => anyhow::bail!("no input: give --input DIR or a topic"),
     }

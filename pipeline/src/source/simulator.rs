@@ -16,7 +16,7 @@ use augur_connectors::simulator::{Labels, RuntimeCommand, Simulator};
 use augur_operators::EventTime;
 use crossbeam_channel::Receiver;
 
-use super::{Batch, SourceState, WorkerSource};
+use super::{Batch, SourceError, SourceState, WorkerSource};
 
 /// Simulated time advanced per poll at most, ms: bounds the batch size.
 const STEP_MS: u64 = 100;
@@ -100,7 +100,7 @@ impl Drop for SimulatorSource {
 }
 
 impl WorkerSource for SimulatorSource {
-    fn poll(&mut self, batch: &mut Batch) -> anyhow::Result<SourceState> {
+    fn poll(&mut self, batch: &mut Batch) -> Result<SourceState, SourceError> {
         let now = self.sim.now_ms();
         if self.end_ms.is_some_and(|end| now >= end) {
             self.publish_labels();
@@ -157,7 +157,7 @@ impl WorkerSource for SimulatorSource {
 pub struct EmptySource;
 
 impl WorkerSource for EmptySource {
-    fn poll(&mut self, _batch: &mut Batch) -> anyhow::Result<SourceState> {
+    fn poll(&mut self, _batch: &mut Batch) -> Result<SourceState, SourceError> {
         Ok(SourceState::Exhausted)
     }
 

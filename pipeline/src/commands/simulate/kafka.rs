@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use augur_connectors::kafka::{
-    Encoding, KafkaSettings, OutputProducer, ensure_topics, topic_partitions,
+    BROKER_WAIT, Encoding, KafkaSettings, OutputProducer, ensure_reachable, ensure_topics,
+    topic_partitions,
 };
 use augur_connectors::otlp::{
     encode_metrics_json, encode_metrics_proto, encode_traces_json, encode_traces_proto,
@@ -26,6 +27,7 @@ pub fn to_kafka(args: &SimulateArgs, brokers: &str) -> anyhow::Result<()> {
     let config = load_config(args.config.as_deref())?;
     let kafka = &config.kafka;
     let settings: KafkaSettings = kafka.settings(Some(brokers));
+    ensure_reachable(&settings, BROKER_WAIT)?;
     ensure_topics(
         &settings,
         &[
@@ -125,7 +127,7 @@ pub fn to_kafka(args: &SimulateArgs, brokers: &str) -> anyhow::Result<()> {
         None,
     )?;
     producer
-        .flush()
+        .flush_waiting(std::time::Duration::from_secs(60))
         .context("waiting for the broker to acknowledge")?;
     if let Some(path) = &args.labels_out {
         std::fs::write(path, &labels).with_context(|| format!("writing {}", path.display()))?;

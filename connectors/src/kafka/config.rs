@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use augur_connectors::kafka::{Encoding, KafkaSettings};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::sink::cloudevents::ActionsMode;
+use super::actions_mode::ActionsMode;
+use super::encoding::Encoding;
+use super::settings::KafkaSettings;
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,6 +27,11 @@ pub struct KafkaConfig {
     pub metrics_topic: String,
     /// `otlp_proto`, `otlp_json` or `prom_json`. Default `otlp_proto`.
     pub metrics_encoding: Encoding,
+    /// OTLP logs (`ExportLogsServiceRequest`, as the Collector's Kafka exporter writes them
+    /// to its `otlp_logs` topic). Default `otlp_logs`.
+    pub logs_topic: String,
+    /// `otlp_proto` or `otlp_json`. Default `otlp_proto`.
+    pub logs_encoding: Encoding,
     /// Default `augur.alerts`.
     pub alerts_topic: String,
     /// Default `augur.actions`.
@@ -49,6 +55,17 @@ pub struct KafkaConfig {
     /// trace assembly) before emitting again; at least (detector history + 10) windows +
     /// allowed lateness + trace TTL. Default 90000.
     pub restart_replay_ms: u64,
+    /// Records dated more than this after the wall clock are dead-lettered and counted
+    /// (`augur_future_records_total`), never read as event time: one record from a broken
+    /// clock would otherwise move the watermark past every real record, ms. Default
+    /// 3600000 (1 h).
+    pub max_future_ms: u64,
+    /// Largest dead-letter value written to `dlq_topic`, bytes: a bigger message is cut to
+    /// this size (headers `augur.payload.truncated`, `augur.payload.size`; the original
+    /// stays at its source topic/partition/offset). Keep it below the broker's and the
+    /// producer's `message.max.bytes` (default 1000000) less room for the headers.
+    /// Default 900000.
+    pub dlq_max_bytes: usize,
     /// Replay/eval `--from`: ask the broker where that time starts (`offsets_for_times`).
     /// Set false for a broker that lacks it or answers by append time rather than the
     /// records' timestamps: the read then scans from the start, keeping records in range.
@@ -68,6 +85,8 @@ impl Default for KafkaConfig {
             spans_encoding: Encoding::OtlpProto,
             metrics_topic: "otlp_metrics".to_string(),
             metrics_encoding: Encoding::OtlpProto,
+            logs_topic: "otlp_logs".to_string(),
+            logs_encoding: Encoding::OtlpProto,
             alerts_topic: "augur.alerts".to_string(),
             actions_topic: "augur.actions".to_string(),
             actions_mode: ActionsMode::Structured,
@@ -76,6 +95,8 @@ impl Default for KafkaConfig {
             idle_timeout_ms: 5000,
             partitions: 2,
             restart_replay_ms: 90_000,
+            max_future_ms: 3_600_000,
+            dlq_max_bytes: super::sink::DLQ_MAX_BYTES,
             offsets_for_times: true,
             properties: BTreeMap::new(),
         }
@@ -100,6 +121,7 @@ impl fmt::Debug for KafkaConfig {
             .field("group_id", &self.group_id)
             .field("spans_topic", &self.spans_topic)
             .field("metrics_topic", &self.metrics_topic)
+            .field("logs_topic", &self.logs_topic)
             .field("properties", &self.settings(None).redacted())
             .finish_non_exhaustive()
     }
@@ -141,21 +163,5 @@ pub mod table {
             table.insert(k.clone(), toml::Value::String(v.clone()));
         }
         table.serialize(s)
-    }
-}
-
-/// `[job_metrics]`: the Prometheus endpoint of `augur run`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JobMetricsConfig {
-    /// Address of `GET /metrics`; empty disables it. Default `127.0.0.1:9464`.
-    pub listen: String,
-}
-
-impl Default for JobMetricsConfig {
-    fn default() -> Self {
-        JobMetricsConfig {
-            listen: "127.0.0.1:9464".to_string(),
-        }
     }
 }

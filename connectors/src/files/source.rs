@@ -8,14 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use augur_connectors::dead_letter::DeadLetter;
-use augur_connectors::files::{LineReader, find_input};
-use augur_connectors::otlp::{
-    MetricNames, decode_logs_json, decode_metrics_json, decode_traces_json,
-};
-
-use super::{Batch, PartitionWatermarks, SourceState, WorkerSource};
+use super::lines::{FileError, LineReader, find_input};
+use crate::dead_letter::{DeadLetter, DeadLetterKind};
+use crate::otlp::{MetricNames, decode_logs_json, decode_metrics_json, decode_traces_json};
+use crate::source::{Batch, PartitionWatermarks, SourceError, SourceState, WorkerSource};
 
 /// Lines read per poll per partition: bounds the batch size.
 const LINES_PER_POLL: usize = 64;
@@ -34,12 +30,11 @@ pub struct FileSource {
 }
 
 /// The two input files of a recorded directory.
-pub fn input_files(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let traces = find_input(dir, "traces.otlp")
-        .with_context(|| format!("no traces in {}", dir.display()))?;
-    let metrics = find_input(dir, "metrics.otlp")
-        .with_context(|| format!("no metrics in {}", dir.display()))?;
-    Ok((traces, metrics))
+pub fn input_files(dir: &Path) -> Result<(PathBuf, PathBuf), FileError> {
+    Ok((
+        find_input(dir, "traces.otlp")?,
+        find_input(dir, "metrics.otlp")?,
+    ))
 }
 
 impl FileSource {
@@ -48,13 +43,12 @@ impl FileSource {
         names: MetricNames,
         index: usize,
         peers: usize,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, FileError> {
         let (traces, metrics) = input_files(dir)?;
         let logs = find_input(dir, "logs.otlp").ok();
         let mut readers = Vec::new();
         for path in [traces, metrics].into_iter().chain(logs) {
-            let reader =
-                LineReader::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let reader = LineReader::open(&path)?;
             readers.push((path, reader));
         }
         Ok(FileSource {
@@ -69,16 +63,13 @@ impl FileSource {
 }
 
 impl WorkerSource for FileSource {
-    fn poll(&mut self, batch: &mut Batch) -> anyhow::Result<SourceState> {
+    fn poll(&mut self, batch: &mut Batch) -> Result<SourceState, SourceError> {
         let Some(partition) = self.watermarks.slowest() else {
             return Ok(SourceState::Exhausted);
         };
         let (path, reader) = &mut self.readers[partition];
         for _ in 0..LINES_PER_POLL {
-            let Some(line_no) = reader
-                .next_line(&mut self.line)
-                .with_context(|| format!("reading {}", path.display()))?
-            else {
+            let Some(line_no) = reader.next_line(&mut self.line)? else {
                 self.watermarks.finish(partition);
                 break;
             };
@@ -91,6 +82,7 @@ impl WorkerSource for FileSource {
                     source: path.display().to_string(),
                     offset: line_no,
                     reason: "empty line".to_string(),
+                    kind: DeadLetterKind::Empty,
                     payload: self.line.clone(),
                 });
                 continue;
@@ -126,6 +118,7 @@ impl WorkerSource for FileSource {
                             source: path.display().to_string(),
                             offset: line_no,
                             reason: error.reason,
+                            kind: DeadLetterKind::Invalid,
                             payload: self.line.clone(),
                         });
                     }
@@ -134,6 +127,7 @@ impl WorkerSource for FileSource {
                     source: path.display().to_string(),
                     offset: line_no,
                     reason: error.to_string(),
+                    kind: DeadLetterKind::Invalid,
                     payload: self.line.clone(),
                 }),
             }

@@ -1,10 +1,17 @@
-//! Kafka as a worker's source: in, this worker's share of the spans and metrics topics'
-//! partitions (see `PartitionConsumer`); out, decoded spans and metric points, dead letters
-//! (`source` = `topic/partition`, `offset` = the Kafka offset, the original bytes), and the
-//! watermark. Event time comes from the records; each partition has its own watermark
-//! (its newest event time) and the worker's is the slowest partition's, except that a
-//! partition with no message for `idle_ms` of wall time stops counting (so an idle
-//! partition doesn't stall the windows; it counts again when it delivers).
+//! Kafka as a worker's source: in, this worker's share of the spans, metrics and (when
+//! given) logs topics' partitions (see `PartitionConsumer`); out, decoded spans, metric
+//! points and log records, dead letters (`source` = `topic/partition`, `offset` = the Kafka
+//! offset, the original bytes), and the watermark. Event time comes from the records; each
+//! partition has its own watermark (its newest event time) and the worker's is the slowest
+//! partition's, except that a partition with no message for `idle_ms` of wall time stops
+//! counting (so an idle partition doesn't stall the windows; it counts again when it
+//! delivers).
+//!
+//! Every message is screened before its records count: an empty message, records dated more
+//! than `max_future_ms` after the wall clock (they would move the watermark past every real
+//! record) and records whose windows have closed are each one dead letter per message, with
+//! the original bytes and the number of records concerned. The closed windows are the
+//! dataflow's: the same watermark less the same allowed lateness.
 //!
 //! At-least-once: every message read is noted with the latest window it can affect (its
 //! records' windows, and for dead letters the window being filled when it was read); when
@@ -15,15 +22,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use augur_connectors::dead_letter::DeadLetter;
-use augur_connectors::kafka::{
-    Encoding, KafkaSettings, OffsetTracker, PartitionConsumer, StartAt, decode_message,
-};
-use augur_connectors::otlp::MetricNames;
 use augur_operators::{EventTime, window_end};
 
-use super::{Batch, SourceState, WorkerSource};
-use crate::job_metrics::JobMetrics;
+use super::admin::topic_exists;
+use super::consumer::{PartitionConsumer, StartAt};
+use super::encoding::{Encoding, Stream, decode_into};
+use super::error::KafkaError;
+use super::metrics::KafkaMetrics;
+use super::offsets::OffsetTracker;
+use super::records::Marks;
+use super::settings::KafkaSettings;
+use crate::dead_letter::{DeadLetter, DeadLetterKind};
+use crate::otlp::MetricNames;
+use crate::source::{Batch, SourceError, SourceState, WorkerSource};
 
 /// Messages read per poll at most.
 const MESSAGES_PER_POLL: usize = 256;
@@ -40,6 +51,9 @@ pub struct KafkaSourceSpec {
     pub spans_encoding: Encoding,
     pub metrics_topic: String,
     pub metrics_encoding: Encoding,
+    /// The logs topic; `None` reads no logs.
+    pub logs_topic: Option<String>,
+    pub logs_encoding: Encoding,
     pub names: MetricNames,
     pub window_ms: u64,
     pub lateness_ms: u64,
@@ -55,6 +69,9 @@ pub struct KafkaSourceSpec {
     /// The commit point trails the durable frontier by this much event time, so a restart
     /// rebuilds the window state (detector history, trace assembly) before it emits, ms.
     pub replay_ms: u64,
+    /// Records dated more than this after the wall clock are dead-lettered: they would move
+    /// the watermark past every real record, ms.
+    pub max_future_ms: u64,
 }
 
 struct Partition {
@@ -66,11 +83,13 @@ struct Partition {
 pub struct KafkaSource {
     spec: KafkaSourceSpec,
     consumer: PartitionConsumer,
-    topics: [String; 2],
+    topics: Vec<String>,
+    /// What each of `topics` carries.
+    streams: Vec<Stream>,
     tracker: OffsetTracker,
     parts: Vec<Partition>,
     cap: EventTime,
-    metrics: Arc<JobMetrics>,
+    metrics: Arc<dyn KafkaMetrics>,
     last_lag: Instant,
     /// Worker 0 of a live job: when the partition counts were last checked.
     last_partition_check: Option<Instant>,
@@ -80,21 +99,35 @@ pub struct KafkaSource {
     resume_frontier: EventTime,
 }
 
-/// The watermark of a live worker without partitions: far ahead of any event time, far
-/// from overflowing window arithmetic.
-const NO_PARTITIONS_WATERMARK: EventTime = EventTime::MAX / 4;
-
 /// Commits at most this often (the last one always happens).
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
+
+impl KafkaSourceSpec {
+    fn encoding(&self, stream: Stream) -> Encoding {
+        match stream {
+            Stream::Spans => self.spans_encoding,
+            Stream::Metrics => self.metrics_encoding,
+            Stream::Logs => self.logs_encoding,
+        }
+    }
+}
 
 impl KafkaSource {
     pub fn open(
         spec: KafkaSourceSpec,
         index: usize,
         peers: usize,
-        metrics: Arc<JobMetrics>,
-    ) -> anyhow::Result<Self> {
-        let topics = [spec.spans_topic.clone(), spec.metrics_topic.clone()];
+        metrics: Arc<dyn KafkaMetrics>,
+    ) -> Result<Self, KafkaError> {
+        let mut topics = vec![spec.spans_topic.clone(), spec.metrics_topic.clone()];
+        let mut streams = vec![Stream::Spans, Stream::Metrics];
+        if let Some(logs) = &spec.logs_topic {
+            // A replay of topics written without logs has no logs topic: nothing to read.
+            if !spec.bounded || topic_exists(&spec.settings, logs)? {
+                topics.push(logs.clone());
+                streams.push(Stream::Logs);
+            }
+        }
         let last_partition_check = (index == 0 && !spec.bounded).then(Instant::now);
         let consumer = PartitionConsumer::open(
             &spec.settings,
@@ -141,6 +174,7 @@ impl KafkaSource {
             spec,
             consumer,
             topics,
+            streams,
             tracker,
             parts,
             cap: 0,
@@ -154,111 +188,132 @@ impl KafkaSource {
         })
     }
 
-    fn watermark(&self, now: Instant) -> EventTime {
+    fn watermark(&self, now: Instant) -> Option<EventTime> {
         let idle = (!self.spec.bounded).then(|| Duration::from_millis(self.spec.idle_ms));
         watermark(&self.parts, idle, now)
     }
 }
 
+/// Milliseconds since the epoch, now.
+fn wall_clock_ms() -> EventTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as EventTime)
+}
+
 /// The slowest counting partition's newest event time. A partition counts unless it is
 /// done, or (with `idle`) has had no message for that long; when none counts, the newest
-/// event time of any (everything read has been read).
-fn watermark(parts: &[Partition], idle: Option<Duration>, now: Instant) -> EventTime {
+/// event time of any (everything read has been read), and `None` when none has delivered
+/// anything (nothing here holds the windows back).
+fn watermark(parts: &[Partition], idle: Option<Duration>, now: Instant) -> Option<EventTime> {
     let counting = parts
         .iter()
         .filter(|p| !p.done && idle.is_none_or(|idle| now.duration_since(p.last_message) < idle));
     match counting.map(|p| p.newest.unwrap_or(0)).min() {
-        Some(wm) => wm,
-        None => parts.iter().filter_map(|p| p.newest).max().unwrap_or(0),
+        Some(wm) => Some(wm),
+        None => parts.iter().filter_map(|p| p.newest).max(),
     }
 }
 
 impl WorkerSource for KafkaSource {
-    fn poll(&mut self, batch: &mut Batch) -> anyhow::Result<SourceState> {
+    fn poll(&mut self, batch: &mut Batch) -> Result<SourceState, SourceError> {
         if self.parts.is_empty() && !self.spec.bounded {
             // More workers than partitions: this one never holds the windows back.
-            return Ok(SourceState::Active {
-                watermark_ms: NO_PARTITIONS_WATERMARK,
-                idle: true,
-            });
+            return Ok(SourceState::NoWatermark);
         }
         if self.parts.iter().all(|p| p.done) {
             return Ok(SourceState::Exhausted);
+        }
+        // `augur run` created its input topics at the start: it recreates them too. A
+        // broker that fails again mid-recovery is tried again at the next poll.
+        match self
+            .consumer
+            .recover(&self.spec.settings, !self.spec.bounded)
+        {
+            Ok(reset) => {
+                for (topic, partition, offset) in reset {
+                    self.tracker.reset(&topic, partition, offset);
+                }
+            }
+            Err(e) => tracing::warn!("{e}; trying again"),
         }
         let KafkaSource {
             spec,
             consumer,
             topics,
+            streams,
             parts,
             read,
+            cap,
             ..
         } = self;
         let window_ms = spec.window_ms;
         let (from, to) = spec.time_range;
         let now = Instant::now();
-        let mut per_topic = [0u64; 2];
+        // Windows before the cap are closed (the dataflow closes them at the same point:
+        // this worker's watermark as of the last poll, less the allowed lateness).
+        let closed_before = *cap;
+        let future_after = wall_clock_ms().saturating_add(spec.max_future_ms);
+        let mut per_topic = vec![0u64; topics.len()];
         let outcome = consumer.poll(MESSAGES_PER_POLL, Duration::from_millis(20), |m| {
             batch.messages += 1;
             per_topic[m.topic] += 1;
-            let is_metrics = m.topic == 1;
-            let encoding = if is_metrics {
-                spec.metrics_encoding
-            } else {
-                spec.spans_encoding
-            };
-            let (spans_before, points_before) = (batch.spans.len(), batch.metrics.len());
+            let stream = streams[m.topic];
+            let encoding = spec.encoding(stream);
+            let marks = Marks::of(batch);
             let source = format!("{}/{}", topics[m.topic], m.partition);
             let offset = m.offset.max(0) as u64;
-            match decode_message(
-                m.payload,
-                is_metrics,
-                encoding,
-                &spec.names,
-                &mut batch.spans,
-                &mut batch.metrics,
-            ) {
-                Ok(decoded) => {
-                    for error in decoded.record_errors {
-                        batch.dead.push(DeadLetter {
-                            source: source.clone(),
-                            offset,
-                            reason: error.reason,
-                            payload: m.payload.to_vec(),
-                        });
+            let dead = |kind, reason: String| DeadLetter {
+                source: source.clone(),
+                offset,
+                reason,
+                kind,
+                payload: m.payload.to_vec(),
+            };
+            if m.payload.is_empty() {
+                // Not an empty export request: the producer sent nothing.
+                batch.dead.push(dead(DeadLetterKind::Empty, "empty".to_string()));
+            } else {
+                match decode_into(m.payload, stream, encoding, &spec.names, batch) {
+                    Ok(decoded) => {
+                        for error in decoded.record_errors {
+                            batch.dead.push(dead(DeadLetterKind::Invalid, error.reason));
+                        }
                     }
+                    Err(error) => batch.dead.push(dead(
+                        DeadLetterKind::Invalid,
+                        format!("{}: {error}", encoding.as_str()),
+                    )),
                 }
-                Err(error) => batch.dead.push(DeadLetter {
-                    source,
-                    offset,
-                    reason: format!("{}: {error}", encoding.as_str()),
-                    payload: m.payload.to_vec(),
-                }),
             }
             // Records outside the time range are skipped (replay by time).
             if from > 0 || to < EventTime::MAX {
-                let keep = |t: EventTime| t >= from && t < to;
-                let mut i = spans_before;
-                while i < batch.spans.len() {
-                    if keep(batch.spans[i].event_ms()) {
-                        i += 1;
-                    } else {
-                        batch.spans.swap_remove(i);
-                    }
-                }
-                let mut i = points_before;
-                while i < batch.metrics.len() {
-                    if keep(batch.metrics[i].event_ms()) {
-                        i += 1;
-                    } else {
-                        batch.metrics.swap_remove(i);
-                    }
-                }
+                marks.retain(batch, |t| t >= from && t < to);
             }
-            let newest = batch.spans[spans_before..]
-                .iter()
-                .map(|s| s.event_ms())
-                .chain(batch.metrics[points_before..].iter().map(|p| p.event_ms()))
-                .max();
+            let screened = marks.screen(batch, future_after, closed_before, window_ms);
+            if screened.future > 0 {
+                batch.dead.push(dead(
+                    DeadLetterKind::Future {
+                        records: screened.future,
+                    },
+                    format!(
+                        "future: {} records dated more than {} ms after the wall clock (after {future_after} ms)",
+                        screened.future, spec.max_future_ms
+                    ),
+                ));
+            }
+            if screened.late > 0 {
+                batch.dead.push(dead(
+                    DeadLetterKind::Late {
+                        records: screened.late,
+                    },
+                    format!(
+                        "late: {} records after their windows closed (windows before {closed_before} ms are closed)",
+                        screened.late
+                    ),
+                ));
+            }
+            let newest = marks.newest(batch);
             let part = &mut parts[m.slot];
             part.last_message = now;
             if let Some(t) = newest {
@@ -282,10 +337,12 @@ impl WorkerSource for KafkaSource {
             }
         }
         let watermark = self.watermark(now);
-        self.cap = self.cap.max(window_end(
-            watermark.saturating_sub(self.spec.lateness_ms),
-            window_ms,
-        ));
+        if let Some(watermark) = watermark {
+            self.cap = self.cap.max(window_end(
+                watermark.saturating_sub(self.spec.lateness_ms),
+                window_ms,
+            ));
+        }
         for (topic, partition, offset, window) in self.read.drain(..) {
             self.tracker
                 .read(&self.topics[topic], partition, offset, window.max(self.cap));
@@ -293,9 +350,7 @@ impl WorkerSource for KafkaSource {
         if let Some(newest) = self.parts.iter().filter_map(|p| p.newest).max() {
             let open =
                 window_end(newest, window_ms).saturating_sub(self.durable_seen.max(self.cap));
-            self.metrics
-                .windows_open
-                .store(open / window_ms + 1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics.windows_open(open / window_ms + 1);
         }
         if self.last_lag.elapsed() >= LAG_EVERY {
             self.last_lag = Instant::now();
@@ -317,9 +372,12 @@ impl WorkerSource for KafkaSource {
         if self.parts.iter().all(|p| p.done) {
             return Ok(SourceState::Exhausted);
         }
-        Ok(SourceState::Active {
-            watermark_ms: watermark,
-            idle: outcome.messages == 0,
+        Ok(match watermark {
+            Some(watermark_ms) => SourceState::Active {
+                watermark_ms,
+                idle: outcome.messages == 0,
+            },
+            None => SourceState::NoWatermark,
         })
     }
 
@@ -327,7 +385,11 @@ impl WorkerSource for KafkaSource {
         self.consumer.progress()
     }
 
-    fn durable(&mut self, frontier: EventTime, last: bool) -> anyhow::Result<()> {
+    fn windows_closed(&mut self, before: EventTime) {
+        self.cap = self.cap.max(before);
+    }
+
+    fn durable(&mut self, frontier: EventTime, last: bool) -> Result<(), SourceError> {
         self.durable_seen = self.durable_seen.max(frontier);
         if !self.spec.commit || (!last && self.last_commit.elapsed() < COMMIT_EVERY) {
             return Ok(());
@@ -345,8 +407,10 @@ impl WorkerSource for KafkaSource {
         let frontier = frontier.max(self.resume_frontier);
         let point = frontier.saturating_sub(self.spec.replay_ms);
         let commits = self.tracker.advance(point);
-        self.consumer
-            .commit(&commits, &frontier.to_string(), last)?;
+        if let Err(e) = self.consumer.commit(&commits, &frontier.to_string(), last) {
+            // Nothing is lost: a restart re-reads from the previous commit.
+            tracing::warn!("{e} (a restart re-reads from the previous commit)");
+        }
         Ok(())
     }
 
@@ -374,31 +438,35 @@ mod tests {
         let idle = Some(Duration::from_millis(5000));
         // Both active: the slowest holds the watermark.
         let parts = [part(Some(10_000), 0, false), part(Some(4_000), 100, false)];
-        assert_eq!(watermark(&parts, idle, start), 4_000);
+        assert_eq!(watermark(&parts, idle, start), Some(4_000));
         // The slow one has been silent past the idle timeout: it no longer counts.
         let parts = [
             part(Some(10_000), 0, false),
             part(Some(4_000), 6_000, false),
         ];
-        assert_eq!(watermark(&parts, idle, start), 10_000);
+        assert_eq!(watermark(&parts, idle, start), Some(10_000));
         // A partition that never delivered holds it at zero until it is idle.
         let parts = [part(Some(10_000), 0, false), part(None, 1_000, false)];
-        assert_eq!(watermark(&parts, idle, start), 0);
+        assert_eq!(watermark(&parts, idle, start), Some(0));
         let parts = [part(Some(10_000), 0, false), part(None, 9_000, false)];
-        assert_eq!(watermark(&parts, idle, start), 10_000);
+        assert_eq!(watermark(&parts, idle, start), Some(10_000));
         // Everything idle: as far as anything got, so the last windows close.
         let parts = [
             part(Some(10_000), 9_000, false),
             part(Some(7_000), 9_000, false),
         ];
-        assert_eq!(watermark(&parts, idle, start), 10_000);
+        assert_eq!(watermark(&parts, idle, start), Some(10_000));
         // Bounded reads (replay) never skip a partition for idleness; done ones don't count.
         let parts = [
             part(Some(10_000), 0, false),
             part(Some(4_000), 60_000, false),
         ];
-        assert_eq!(watermark(&parts, None, start), 4_000);
+        assert_eq!(watermark(&parts, None, start), Some(4_000));
         let parts = [part(Some(10_000), 0, false), part(Some(4_000), 0, true)];
-        assert_eq!(watermark(&parts, None, start), 10_000);
+        assert_eq!(watermark(&parts, None, start), Some(10_000));
+
+        // Idle partitions that never delivered bound nothing: the worker follows the others.
+        let parts = [part(None, 9_000, false), part(None, 9_000, false)];
+        assert_eq!(watermark(&parts, idle, start), None);
     }
 }
