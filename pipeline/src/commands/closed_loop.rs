@@ -8,7 +8,6 @@
 //! and the flags. Out: the report files and a table on stdout. No state between runs.
 
 use anyhow::Context;
-use augur_connectors::simulator::Labels;
 use augur_operators::WindowSnapshot;
 use serde::Serialize;
 
@@ -18,7 +17,6 @@ pub use crate::commands::sim_eval::Experiment;
 use crate::commands::sim_eval::simulate_job;
 use crate::config::Config;
 use crate::eval::recovery::{FaultRecovery, P99Point, recoveries};
-use crate::eval::score::FaultTruth;
 use crate::eval::svg::p99_plot;
 
 /// After a fault ends, its violation may last this long (queues draining), ms.
@@ -59,19 +57,6 @@ fn point_of(window: &WindowSnapshot) -> Option<P99Point> {
     })
 }
 
-fn fault_truth(labels: &Labels) -> Vec<FaultTruth> {
-    labels
-        .faults
-        .iter()
-        .map(|f| FaultTruth {
-            service: f.service.clone(),
-            resource: f.resource.clone(),
-            start_ms: f.start_ms,
-            end_ms: f.end_ms,
-        })
-        .collect()
-}
-
 /// Runs the simulator under `actuator` (`policy`, `off` or `autoscaler`) as fast as possible.
 pub fn run_arm(config: &Config, exp: &Experiment, actuator: &str) -> anyhow::Result<ArmRun> {
     // Only the policy reads diagnoses; the other arms run the cheap statistical detector.
@@ -83,7 +68,7 @@ pub fn run_arm(config: &Config, exp: &Experiment, actuator: &str) -> anyhow::Res
     let window_ms = config.window.length_ms;
     let (outcome, labels) = simulate_job(config, exp, vec![detector], Some(actuator))?;
     let points: Vec<P99Point> = outcome.windows.iter().filter_map(point_of).collect();
-    let faults = recoveries(&points, &fault_truth(&labels), window_ms, SLACK_MS);
+    let faults = recoveries(&points, &labels.faults, window_ms, SLACK_MS);
     let actions = labels
         .changes
         .iter()

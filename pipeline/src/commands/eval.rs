@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use augur_connectors::kafka::{PartitionConsumer, StartAt};
+use augur_connectors::simulator::Labels;
 
 use crate::cli::{EvalArgs, TopicInput};
 use crate::commands::replay::topic_source_spec;
@@ -18,9 +19,7 @@ use crate::dataflow::JobSpec;
 use crate::eval::forecast::{self, changes_from_labels};
 use crate::eval::plot;
 use crate::eval::score::ScoreParams;
-use crate::eval::{
-    ModelFigures, PipelineFigures, faults_from_labels, percentile, report_for, table, window_truth,
-};
+use crate::eval::{ModelFigures, PipelineFigures, percentile, report_for, table, window_truth};
 use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
 use crate::source::files::input_files;
@@ -120,7 +119,7 @@ pub fn print_reports(
     args: &EvalArgs,
     detectors: &[String],
     outcome: &crate::run::RunOutcome,
-    labels: &serde_json::Value,
+    labels: &Labels,
     params: ScoreParams,
     fluxion_config: &augur_models::fluxion::detector::FluxionConfig,
     interrupted: bool,
@@ -146,18 +145,12 @@ pub fn print_reports(
         log_records: JobStats::get(&outcome.stats.log_records),
     };
     let truth = window_truth(&outcome.windows);
-    let faults = faults_from_labels(labels);
+    let faults = &labels.faults;
     let reports: Vec<_> = detectors
         .iter()
         .map(|d| {
-            let mut report = report_for(
-                d,
-                &truth,
-                &outcome.alerts,
-                &faults,
-                params,
-                pipeline.clone(),
-            );
+            let mut report =
+                report_for(d, &truth, &outcome.alerts, faults, params, pipeline.clone());
             report.model = ModelFigures::of(outcome.stats.inference.of(d));
             report
         })
@@ -220,15 +213,12 @@ pub fn print_reports(
 fn write_report(
     dir: &std::path::Path,
     reports: &[crate::eval::Report],
-    labels: &serde_json::Value,
+    labels: &Labels,
     alerts: &[augur_operators::Alert],
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let topology = labels
-        .get("topology")
-        .and_then(|t| t.as_str())
-        .unwrap_or("input");
-    let seed = labels.get("seed").and_then(|t| t.as_u64()).unwrap_or(0);
+    let topology = labels.topology().unwrap_or("input");
+    let seed = labels.seed;
     let mut lines = String::new();
     for alert in alerts {
         lines.push_str(&serde_json::to_string(alert)?);
@@ -236,7 +226,7 @@ fn write_report(
     }
     let path = dir.join("alerts.jsonl");
     std::fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
-    let start_ms = labels.get("start_ms").and_then(|t| t.as_u64()).unwrap_or(0);
+    let start_ms = labels.start_ms;
     for r in reports.iter().filter(|r| !r.score.cases.is_empty()) {
         let path = dir.join(format!("rca-{}.md", r.detector));
         let text = format!(
@@ -275,7 +265,7 @@ pub fn labels_and_slos(
     topics: &TopicInput,
     labels: Option<&std::path::Path>,
     labels_topic: &str,
-) -> anyhow::Result<(serde_json::Value, Vec<augur_operators::Slo>)> {
+) -> anyhow::Result<(Labels, Vec<augur_operators::Slo>)> {
     match input {
         Some(input) => {
             input_files(input)?;
@@ -293,8 +283,7 @@ pub fn labels_and_slos(
             };
             let slos = if config.slo.is_empty() {
                 let topology = labels
-                    .get("topology")
-                    .and_then(|t| t.as_str())
+                    .topology()
                     .context("no [[slo]] in the config and the labels name no topology")?;
                 topology_slos(topology)?
             } else {
@@ -305,12 +294,8 @@ pub fn labels_and_slos(
     }
 }
 
-/// The last message of the labels topic, as JSON.
-fn labels_from_topic(
-    config: &Config,
-    topics: &TopicInput,
-    topic: &str,
-) -> anyhow::Result<serde_json::Value> {
+/// The last message of the labels topic.
+fn labels_from_topic(config: &Config, topics: &TopicInput, topic: &str) -> anyhow::Result<Labels> {
     let mut settings = config.kafka.settings(topics.brokers.as_deref());
     settings.group_id = format!("augur-eval-{}", std::process::id());
     let mut consumer = PartitionConsumer::open(

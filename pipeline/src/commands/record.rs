@@ -19,7 +19,7 @@ use crate::commands::eval::labels_and_slos;
 use crate::commands::replay::topic_source_spec;
 use crate::commands::{load_config, metric_names, stop_on_signal};
 use crate::dataflow::JobSpec;
-use crate::eval::{faults_from_labels, window_truth};
+use crate::eval::window_truth;
 use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
 use crate::source::replay_sources;
@@ -70,7 +70,8 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
         |_| {},
         |_| {},
     )?;
-    let faults: Vec<Fault> = faults_from_labels(&labels)
+    let faults: Vec<Fault> = labels
+        .faults
         .into_iter()
         .map(|f| Fault {
             service: f.service,

@@ -179,7 +179,6 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         slack_ms: 5 * config.window.length_ms,
     };
     let (outcome, labels) = simulate_job(&config, &exp, detectors.clone(), None)?;
-    let labels = serde_json::to_value(&labels)?;
     super::eval::print_reports(
         args,
         &detectors,

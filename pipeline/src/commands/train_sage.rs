@@ -6,6 +6,7 @@
 //! config's `detector.sage.models_dir`.
 
 use anyhow::{Context, bail};
+use augur_connectors::simulator::Labels;
 use augur_models::checkpoint::latest_version;
 use augur_models::device::resolve;
 use augur_models::sage::gvae::GvaeHyper;
@@ -82,10 +83,9 @@ pub fn checkpoint_name(args: &TrainArgs, model: &str) -> anyhow::Result<String> 
     if let Some(name) = &args.name {
         return Ok(name.clone());
     }
-    let labels = read_labels(&args.input[0])?;
+    let labels: Labels = read_labels(&args.input[0])?;
     let topology = labels
-        .get("topology")
-        .and_then(|t| t.as_str())
+        .topology()
         .context("labels.json names no topology; give --name")?;
     Ok(format!("{model}-{topology}"))
 }

@@ -43,6 +43,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use augur_connectors::simulator::Labels;
 use augur_models::fluxion::baseline::{Monolithic, baseline_settings};
 use augur_models::fluxion::detector::{Fluxion, FluxionConfig};
 use augur_models::fluxion::features::{P90, P99, Sample, sample};
@@ -71,25 +72,14 @@ pub struct ChangeEvent {
     pub change: String,
 }
 
-/// Changes in `labels.json` (`changes[]` with kind, service, at_ms, detail), grouped by time.
-pub fn changes_from_labels(labels: &serde_json::Value) -> Vec<ChangeEvent> {
+/// The changes in the labels, grouped by time.
+pub fn changes_from_labels(labels: &Labels) -> Vec<ChangeEvent> {
     let mut by_time: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for c in labels
-        .get("changes")
-        .and_then(|c| c.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let Some(at) = c.get("at_ms").and_then(|v| v.as_u64()) else {
-            continue;
-        };
-        let text = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-        by_time.entry(at).or_default().push(format!(
-            "{} {} ({})",
-            text("kind"),
-            text("service"),
-            text("detail")
-        ));
+    for c in &labels.changes {
+        by_time
+            .entry(c.at_ms)
+            .or_default()
+            .push(format!("{} {} ({})", c.kind, c.service, c.detail));
     }
     by_time
         .into_iter()
@@ -451,11 +441,12 @@ mod tests {
 
     #[test]
     fn changes_group_by_time() {
-        let labels = serde_json::json!({"changes": [
+        let labels: Labels = serde_json::from_value(serde_json::json!({"changes": [
             {"kind": "scale_out", "service": "a", "at_ms": 5, "detail": "replicas 1 -> 2"},
             {"kind": "scale_out", "service": "b", "at_ms": 5, "detail": "replicas 1 -> 2"},
             {"kind": "replace", "service": "a", "at_ms": 9, "detail": "x"},
-        ]});
+        ]}))
+        .unwrap();
         let c = changes_from_labels(&labels);
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].at_ms, 5);

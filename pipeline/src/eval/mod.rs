@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use augur_operators::{Alert, WindowSnapshot};
 
-use score::{FaultTruth, Score, ScoreParams, WindowTruth};
+use augur_connectors::simulator::FaultLabel;
+
+use score::{Score, ScoreParams, WindowTruth};
 
 /// Pipeline figures of the replay.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -75,31 +77,6 @@ pub struct Report {
     pub forecast: Option<forecast::ForecastReport>,
 }
 
-/// Faults from `labels.json` (`faults[]` with service, resource, start_ms, end_ms).
-pub fn faults_from_labels(labels: &serde_json::Value) -> Vec<FaultTruth> {
-    labels
-        .get("faults")
-        .and_then(|f| f.as_array())
-        .map(|faults| {
-            faults
-                .iter()
-                .filter_map(|f| {
-                    Some(FaultTruth {
-                        service: f.get("service")?.as_str()?.to_string(),
-                        resource: f
-                            .get("resource")
-                            .and_then(|r| r.as_str())
-                            .unwrap_or("")
-                            .to_string(),
-                        start_ms: f.get("start_ms")?.as_u64()?,
-                        end_ms: f.get("end_ms")?.as_u64()?,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Ground truth of the windows that saw traffic. When the input ends, the dependency
 /// graph retires its edges in snapshots with no services and no QoS verdicts; those aren't
 /// windows of the application and don't count.
@@ -119,7 +96,7 @@ pub fn report_for(
     detector: &str,
     windows: &[WindowTruth],
     alerts: &[Alert],
-    faults: &[FaultTruth],
+    faults: &[FaultLabel],
     params: ScoreParams,
     pipeline: PipelineFigures,
 ) -> Report {
