@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use augur_models::dataset::Dataset;
+use augur_models::seer::dataset::Dataset;
 
 fn median(mut xs: Vec<f32>) -> f32 {
     if xs.is_empty() {

@@ -121,7 +121,7 @@ pub fn print_reports(
     outcome: &crate::run::RunOutcome,
     labels: &Labels,
     params: ScoreParams,
-    fluxion_config: &augur_models::fluxion::detector::FluxionConfig,
+    fluxion_config: &augur_models::fluxion::FluxionConfig,
     interrupted: bool,
 ) -> anyhow::Result<()> {
     let secs = outcome.wall.as_secs_f64().max(1e-9);

@@ -5,13 +5,11 @@
 //!
 //! Labels: a window is positive when a violating window ends within `[t, t + horizon]`;
 //! its culprit is the service of the fault in `labels.json` active then (see
-//! `augur_models::labels`).
+//! `augur_models::seer::labels`).
 
 use std::sync::Arc;
 
-use augur_models::dataset::{Dataset, Row};
-use augur_models::features::{FEATURES, UsageFill};
-use augur_models::labels::{Fault, label_windows};
+use augur_models::seer::{Dataset, FEATURES, Fault, Row, UsageFill, label_windows};
 use augur_operators::WindowSnapshot;
 
 use crate::cli::RecordArgs;

@@ -5,10 +5,8 @@
 
 use anyhow::bail;
 use augur_models::checkpoint::latest_version;
-use augur_models::dataset::Dataset;
 use augur_models::device::resolve;
-use augur_models::layout::Layout;
-use augur_models::train::{TrainSettings, train};
+use augur_models::seer::{Dataset, Layout, TrainSettings, train};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::TrainArgs;
@@ -42,7 +40,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let config = load_config(args.job.config.as_deref())?;
     let seer = &config.detector.seer;
     if let Some(threads) = args.threads {
-        tch::set_num_threads(threads as i32);
+        augur_models::runtime::set_threads(threads);
     }
     let datasets: Vec<Dataset> = args
         .data

@@ -8,10 +8,9 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, bail};
-use augur_models::fluxion::assignment::AssignmentSettings;
-use augur_models::fluxion::checkpoint::{FluxionCheckpoint, latest_version};
-use augur_models::fluxion::features::{P90, Sample, sample};
-use augur_models::fluxion::graph::InferenceGraph;
+use augur_models::fluxion::{
+    AssignmentSettings, FluxionCheckpoint, InferenceGraph, P90, Sample, latest_version, sample,
+};
 
 use crate::cli::TrainArgs;
 use crate::commands::stop_on_signal;
@@ -19,7 +18,7 @@ use crate::commands::train_sage::{checkpoint_name, replay_training_setup, replay
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let config = replay_training_setup(args, "fluxion")?;
-    tch::manual_seed(args.seed);
+    augur_models::runtime::seed(args.seed);
     let name = checkpoint_name(args, "fluxion")?;
     let stop = stop_on_signal();
     let mut samples: Vec<Sample> = Vec::new();

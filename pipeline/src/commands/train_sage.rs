@@ -9,8 +9,7 @@ use anyhow::{Context, bail};
 use augur_connectors::simulator::Labels;
 use augur_models::checkpoint::latest_version;
 use augur_models::device::resolve;
-use augur_models::sage::gvae::GvaeHyper;
-use augur_models::sage::train::{SageTrainSettings, check_windows, train};
+use augur_models::sage::{GvaeHyper, SageTrainSettings, check_windows, train};
 use augur_operators::{Resource, WindowSnapshot};
 
 use crate::cli::TrainArgs;
@@ -73,7 +72,7 @@ pub fn replay_training_setup(args: &TrainArgs, model: &str) -> anyhow::Result<Co
         );
     }
     if let Some(threads) = args.threads {
-        tch::set_num_threads(threads as i32);
+        augur_models::runtime::set_threads(threads);
     }
     Ok(config)
 }

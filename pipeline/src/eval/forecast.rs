@@ -44,9 +44,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use augur_connectors::simulator::Labels;
-use augur_models::fluxion::baseline::{Monolithic, baseline_settings};
-use augur_models::fluxion::detector::{Fluxion, FluxionConfig};
-use augur_models::fluxion::features::{P90, P99, Sample, sample};
+use augur_models::fluxion::{
+    Fluxion, FluxionConfig, Monolithic, P90, P99, Sample, baseline_settings, sample,
+};
 use augur_operators::WindowSnapshot;
 use serde::Serialize;
 
@@ -185,7 +185,7 @@ pub fn evaluate(
 ) -> Result<ForecastReport, std::io::Error> {
     let started = Instant::now();
     // Deterministic weights for a given input (the models draw from libtorch's generator).
-    tch::manual_seed(1);
+    augur_models::runtime::seed(1);
     let mut windows: Vec<&WindowSnapshot> = windows
         .iter()
         .filter(|w| !w.services.is_empty() || !w.qos.is_empty())
@@ -221,7 +221,7 @@ pub fn evaluate(
         let fit_started = Instant::now();
         // The baseline's weights must not depend on how many draws the graph made before
         // (they share libtorch's generator): each fit starts from a seed of its own window.
-        let seed_baseline = || tch::manual_seed(BASELINE_SEED + t as i64);
+        let seed_baseline = || augur_models::runtime::seed(BASELINE_SEED + t as i64);
         match (&baseline, fluxion.trained(), entry) {
             (None, true, Some(entry)) if t + 1 >= config.min_train_windows.max(2) => {
                 seed_baseline();

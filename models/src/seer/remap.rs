@@ -9,8 +9,8 @@
 
 use tch::{Tensor, nn};
 
-use crate::checkpoint::SeerModel;
-use crate::layout::Layout;
+use crate::seer::SeerModel;
+use crate::seer::layout::Layout;
 
 /// Share of the new service set that is new (or removed from the old), in 0..=1.
 pub fn change_fraction(old: &[String], new: &[String]) -> f64 {
@@ -46,7 +46,7 @@ pub fn remap(old: &SeerModel, services: &[String]) -> SeerModel {
                 continue;
             };
             // Each member of an ensemble lays out its per-service weights alike.
-            let local = crate::seer_net::member_local_name(name);
+            let local = crate::seer::net::member_local_name(name);
             if local.starts_with("lstm.weight_ih_l0") {
                 // [4·hidden, conv2·S]: columns are channel-major, service-minor.
                 let rows = src.size()[0];
@@ -90,7 +90,7 @@ mod tests {
     use tch::Device;
 
     use super::*;
-    use crate::layout::SeerHyper;
+    use crate::seer::layout::SeerHyper;
 
     /// Every member of an ensemble follows its services to their new positions.
     #[test]

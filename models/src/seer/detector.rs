@@ -39,14 +39,15 @@ use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::checkpoint::{CheckpointError, SeerModel, latest_version};
-use crate::dataset::{Dataset, Row};
+use crate::checkpoint::{CheckpointError, latest_version};
 use crate::device::{DeviceChoice, resolve};
-use crate::features::UsageFill;
-use crate::labels::label_windows;
-use crate::remap::{change_fraction, remap};
+use crate::seer::SeerModel;
+use crate::seer::dataset::{Dataset, Row};
+use crate::seer::features::UsageFill;
+use crate::seer::labels::label_windows;
+use crate::seer::remap::{change_fraction, remap};
+use crate::seer::train::{TrainSettings, fit_until, train_until};
 use crate::shipped::{ShippedError, checkpoint_dir};
-use crate::train::{TrainSettings, fit_until, train_until};
 
 /// Settings of the `seer` detector.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -202,7 +203,7 @@ impl Seer {
             path: json.clone(),
             source,
         })?;
-        let layout: crate::layout::Layout =
+        let layout: crate::seer::layout::Layout =
             serde_json::from_str(&text).map_err(|source| CheckpointError::Json {
                 path: json.clone(),
                 source,
@@ -736,8 +737,8 @@ mod tests {
 
     use super::*;
     use crate::device::DeviceChoice;
-    use crate::features::{FEATURES, N_FEATURES};
-    use crate::layout::{Layout, SeerHyper};
+    use crate::seer::features::{FEATURES, N_FEATURES};
+    use crate::seer::layout::{Layout, SeerHyper};
     use augur_operators::{QosVerdict, ServiceFeatures};
 
     fn snapshot(t: u64, services: &[&str], violated: bool) -> WindowSnapshot {
@@ -821,7 +822,7 @@ mod tests {
             hyper,
             ..TrainSettings::default()
         };
-        let model = crate::train::train(&[ds], layout, &settings, Device::Cpu, |_| {});
+        let model = crate::seer::train::train(&[ds], layout, &settings, Device::Cpu, |_| {});
         model.save(dir).expect("the checkpoint is written");
     }
 
