@@ -20,6 +20,7 @@ pub mod decide;
 pub mod decide_log;
 pub mod dependency_graph;
 pub mod detect;
+pub mod detect_stage;
 pub mod detector;
 pub mod edge_features;
 pub mod features;
