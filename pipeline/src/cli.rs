@@ -103,7 +103,7 @@ pub struct AlertsArgs {
     pub idle_exit: Option<std::time::Duration>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct JobArgs {
     /// Job config (TOML); defaults apply to everything it leaves out.
     #[arg(long, short = 'c')]
@@ -340,11 +340,178 @@ pub struct RecordArgs {
     pub out: PathBuf,
 }
 
+/// `augur train seer|sage|fluxion`, or the older form with `--model` and every model's
+/// flags in one list (kept for scripts; it becomes the same typed command).
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct TrainArgs {
+    #[command(subcommand)]
+    pub model: Option<TrainModel>,
+    #[command(flatten)]
+    pub flags: TrainFlags,
+}
+
+/// The model to train, with the flags it reads.
+#[derive(Clone, Debug, Subcommand)]
+pub enum TrainModel {
+    /// Seer, on datasets written by `augur record`.
+    Seer(SeerTrainArgs),
+    /// Sage, on replays of directories written by `augur simulate --out`.
+    Sage(SageTrainArgs),
+    /// Fluxion, on replays of directories written by `augur simulate --out`.
+    Fluxion(FluxionTrainArgs),
+}
+
+/// Flags every model's training reads.
+#[derive(Clone, Debug, Args)]
+pub struct TrainCommon {
     #[command(flatten)]
     pub job: JobArgs,
-    /// Model to train.
+    /// Seed of weight initialization and shuffling.
+    #[arg(long, default_value_t = 1)]
+    pub seed: i64,
+    /// Directory the checkpoint is written to, created if needed (default: the config's
+    /// `detector.<model>.models_dir`).
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// Checkpoint version to write (default: the newest in the directory + 1).
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// libtorch intra-op threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Where Seer scores culprits from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CulpritFrom {
+    /// Each service's own inputs.
+    #[default]
+    Inputs,
+    /// The first convolution across neighbouring services (as v2).
+    Conv,
+}
+
+impl CulpritFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CulpritFrom::Inputs => "inputs",
+            CulpritFrom::Conv => "conv",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct SeerTrainArgs {
+    #[command(flatten)]
+    pub common: TrainCommon,
+    /// Dataset(s) written by `augur record`; repeat for several.
+    #[arg(long)]
+    pub data: Vec<PathBuf>,
+    /// Training epochs (default 30).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Windows of history per prediction (default 5).
+    #[arg(long)]
+    pub history: Option<usize>,
+    /// LSTM hidden size (default 48).
+    #[arg(long)]
+    pub hidden: Option<i64>,
+    /// Networks trained side by side from different initial weights, their probabilities
+    /// averaged (an ensemble; default 1).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=16))]
+    pub members: Option<i64>,
+    /// Loss weight of windows just before a violation starts (default 1).
+    #[arg(long)]
+    pub ahead_weight: Option<f64>,
+    /// Choose the epoch and threshold by the validation split's ahead recall (positive
+    /// windows whose violation hasn't started yet) instead of its recall.
+    #[arg(long)]
+    pub select_ahead: bool,
+    /// The features to train on, comma-separated (default: every feature of the data, e.g.
+    /// `outstanding,latency_p99_ms,callee_p99_max_ms`).
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<String>,
+    /// Score culprits from each service's own inputs (the default) or from the first
+    /// convolution across neighbouring services.
+    #[arg(long, value_enum)]
+    pub culprit_from: Option<CulpritFrom>,
+}
+
+impl SeerTrainArgs {
+    /// `--epochs`, default 30.
+    pub fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(30)
+    }
+
+    /// `--members`, default 1.
+    pub fn members(&self) -> i64 {
+        self.members.unwrap_or(1)
+    }
+
+    /// `--culprit-from`, default `inputs`.
+    pub fn culprit_from(&self) -> CulpritFrom {
+        self.culprit_from.unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct SageTrainArgs {
+    #[command(flatten)]
+    pub common: TrainCommon,
+    /// Directories written by `augur simulate --out` to replay for unlabelled windows;
+    /// repeat for several (only their spans, metrics and SLOs are read).
+    #[arg(long)]
+    pub input: Vec<PathBuf>,
+    /// Checkpoint name (default `sage-<topology>`, the topology of the first input).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Training epochs (default 30).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// The resources in each service's metric node X, comma-separated (default
+    /// `cpu,memory,network,disk`; add `queue` to model a service's queue as its state).
+    #[arg(long, value_delimiter = ',', value_parser = ["cpu", "memory", "network", "disk", "queue"])]
+    pub x_resources: Vec<String>,
+}
+
+impl SageTrainArgs {
+    /// `--epochs`, default 30.
+    pub fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(30)
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct FluxionTrainArgs {
+    #[command(flatten)]
+    pub common: TrainCommon,
+    /// Directories written by `augur simulate --out` to replay for unlabelled windows;
+    /// repeat for several (only their spans, metrics and SLOs are read).
+    #[arg(long)]
+    pub input: Vec<PathBuf>,
+    /// Checkpoint name (default `fluxion-<topology>`, the topology of the first input).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+impl TrainArgs {
+    /// The model to train and its flags: the subcommand, or the older flag form checked
+    /// for flags its `--model` doesn't read.
+    pub fn model(&self) -> anyhow::Result<TrainModel> {
+        match &self.model {
+            Some(model) => Ok(model.clone()),
+            None => self.flags.to_model(),
+        }
+    }
+}
+
+/// The older form of `augur train`: `--model` (default `seer`) and every model's flags.
+#[derive(Debug, Args)]
+pub struct TrainFlags {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Model to train (or name it as a subcommand: `augur train sage ...`).
     #[arg(long, default_value = "seer", value_parser = ["seer", "sage", "fluxion"])]
     pub model: String,
     /// Dataset(s) written by `augur record`; repeat for several (seer).
@@ -394,8 +561,8 @@ pub struct TrainArgs {
     pub features: Vec<String>,
     /// Seer: score culprits from each service's own inputs (`inputs`, the default) or
     /// from the first convolution across neighbouring services (`conv`, as v2).
-    #[arg(long, value_parser = ["inputs", "conv"])]
-    pub culprit_from: Option<String>,
+    #[arg(long, value_enum)]
+    pub culprit_from: Option<CulpritFrom>,
     /// Sage: the resources in each service's metric node X, comma-separated (default
     /// `cpu,memory,network,disk`; add `queue` to model a service's queue as its state).
     #[arg(long, value_delimiter = ',', value_parser = ["cpu", "memory", "network", "disk", "queue"])]
@@ -405,24 +572,59 @@ pub struct TrainArgs {
     pub threads: Option<usize>,
 }
 
-impl TrainArgs {
-    /// `--epochs`, default 30.
-    pub fn epochs(&self) -> usize {
-        self.epochs.unwrap_or(30)
+impl TrainFlags {
+    /// The typed command these flags stand for; an error naming the flags given that
+    /// `--model` doesn't read (rather than quietly ignoring, say, `--members 3` for sage).
+    pub fn to_model(&self) -> anyhow::Result<TrainModel> {
+        let foreign = self.foreign_flags();
+        if !foreign.is_empty() {
+            let list: Vec<String> = foreign
+                .iter()
+                .map(|(flag, models)| format!("{flag} (read by {models})"))
+                .collect();
+            anyhow::bail!(
+                "--model {} doesn't read {}; leave {} out",
+                self.model,
+                list.join(", "),
+                if list.len() == 1 { "it" } else { "them" }
+            );
+        }
+        let common = TrainCommon {
+            job: self.job.clone(),
+            seed: self.seed,
+            models_dir: self.models_dir.clone(),
+            version: self.version,
+            threads: self.threads,
+        };
+        Ok(match self.model.as_str() {
+            "sage" => TrainModel::Sage(SageTrainArgs {
+                common,
+                input: self.input.clone(),
+                name: self.name.clone(),
+                epochs: self.epochs,
+                x_resources: self.x_resources.clone(),
+            }),
+            "fluxion" => TrainModel::Fluxion(FluxionTrainArgs {
+                common,
+                input: self.input.clone(),
+                name: self.name.clone(),
+            }),
+            _ => TrainModel::Seer(SeerTrainArgs {
+                common,
+                data: self.data.clone(),
+                epochs: self.epochs,
+                history: self.history,
+                hidden: self.hidden,
+                members: self.members,
+                ahead_weight: self.ahead_weight,
+                select_ahead: self.select_ahead,
+                features: self.features.clone(),
+                culprit_from: self.culprit_from,
+            }),
+        })
     }
 
-    /// `--members`, default 1.
-    pub fn members(&self) -> i64 {
-        self.members.unwrap_or(1)
-    }
-
-    /// `--culprit-from`, default `inputs`.
-    pub fn culprit_from(&self) -> &str {
-        self.culprit_from.as_deref().unwrap_or("inputs")
-    }
-
-    /// The flags given that `--model` doesn't read, each with the models that do: training
-    /// stops on them rather than quietly ignoring, say, `--members 3` for sage.
+    /// The flags given that `--model` doesn't read, each with the models that do.
     pub fn foreign_flags(&self) -> Vec<(&'static str, &'static str)> {
         const SEER: &str = "seer";
         const REPLAYS: &str = "sage, fluxion";
@@ -454,7 +656,7 @@ impl TrainArgs {
 mod tests {
     use clap::Parser;
 
-    use super::{Cli, Command, TrainArgs};
+    use super::{Cli, Command, CulpritFrom, TrainArgs, TrainModel};
 
     fn train_args(args: &[&str]) -> TrainArgs {
         let argv = ["augur", "train"].iter().chain(args);
@@ -476,7 +678,8 @@ mod tests {
             "--epochs",
             "5",
         ]);
-        assert_eq!(sage.foreign_flags(), vec![("--members", "seer")]);
+        assert_eq!(sage.flags.foreign_flags(), vec![("--members", "seer")]);
+        assert!(sage.model().is_err());
         let fluxion = train_args(&[
             "--model",
             "fluxion",
@@ -488,7 +691,7 @@ mod tests {
             "cpu",
         ]);
         assert_eq!(
-            fluxion.foreign_flags(),
+            fluxion.flags.foreign_flags(),
             vec![("--epochs", "seer, sage"), ("--x-resources", "sage")]
         );
         let seer = train_args(&[
@@ -499,12 +702,36 @@ mod tests {
             "--culprit-from",
             "conv",
         ]);
-        assert_eq!(seer.foreign_flags(), vec![("--input", "sage, fluxion")]);
-        let plain = train_args(&["--data", "a.arrow"]);
-        assert!(plain.foreign_flags().is_empty());
         assert_eq!(
-            (plain.epochs(), plain.members(), plain.culprit_from()),
-            (30, 1, "inputs")
+            seer.flags.foreign_flags(),
+            vec![("--input", "sage, fluxion")]
         );
+        let plain = train_args(&["--data", "a.arrow"]);
+        assert!(plain.flags.foreign_flags().is_empty());
+        match plain.model() {
+            Ok(TrainModel::Seer(seer)) => assert_eq!(
+                (seer.epochs(), seer.members(), seer.culprit_from()),
+                (30, 1, CulpritFrom::Inputs)
+            ),
+            other => panic!("not seer: {other:?}"),
+        }
+    }
+
+    /// `augur train sage ...` and `augur train --model sage ...` are the same command.
+    #[test]
+    fn the_subcommand_and_the_flag_form_agree() {
+        let args = [
+            "--input", "d", "--epochs", "5", "--seed", "3", "-c", "x.toml",
+        ];
+        let typed = train_args(&[&["sage"][..], &args[..]].concat());
+        let flags = train_args(&[&["--model", "sage"][..], &args[..]].concat());
+        assert_eq!(
+            format!("{:?}", typed.model().ok()),
+            format!("{:?}", flags.model().ok())
+        );
+        assert!(matches!(typed.model(), Ok(TrainModel::Sage(_))));
+        // A subcommand reads only its own model's flags.
+        let argv = ["augur", "train", "fluxion", "--input", "d", "--epochs", "5"];
+        assert!(Cli::try_parse_from(argv).is_err());
     }
 }

@@ -14,6 +14,7 @@ pub mod simulate;
 pub mod train;
 pub mod train_fluxion;
 pub mod train_sage;
+pub mod train_seer;
 pub mod validate;
 
 use std::path::Path;
