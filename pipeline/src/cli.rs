@@ -315,6 +315,34 @@ pub struct EvalArgs {
     pub report: Option<PathBuf>,
 }
 
+/// What `augur eval` scores, chosen by its flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalMode<'a> {
+    /// Recorded files (`--input`) or topics (`--brokers`), replayed once.
+    Replay,
+    /// Every case directory under `--cases`, each fault diagnosed at its start.
+    Cases(&'a std::path::Path),
+    /// The same faults simulated under three actuators (`--closed-loop`).
+    ClosedLoop,
+    /// The simulator run in process through the job (`--simulate`).
+    Simulate,
+}
+
+impl EvalArgs {
+    /// The mode the flags choose (clap lets at most one of them through).
+    pub fn mode(&self) -> EvalMode<'_> {
+        if self.closed_loop {
+            EvalMode::ClosedLoop
+        } else if self.simulate {
+            EvalMode::Simulate
+        } else if let Some(dir) = &self.cases {
+            EvalMode::Cases(dir)
+        } else {
+            EvalMode::Replay
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     pub config: PathBuf,

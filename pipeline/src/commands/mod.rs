@@ -6,6 +6,7 @@ pub mod demo;
 pub mod diagnose;
 pub mod eval;
 pub mod eval_cases;
+pub mod eval_report;
 pub mod record;
 pub mod replay;
 pub mod run;

@@ -179,7 +179,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         slack_ms: 5 * config.window.length_ms,
     };
     let (outcome, labels) = simulate_job(&config, &exp, detectors.clone(), None)?;
-    super::eval::print_reports(
+    super::eval_report::print_reports(
         args,
         &detectors,
         &outcome,
