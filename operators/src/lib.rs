@@ -28,6 +28,7 @@ pub mod inference_times;
 pub mod log_features;
 pub mod model_worker;
 pub mod qos_check;
+pub mod quantile;
 pub mod records;
 pub mod service_features;
 pub mod span_fanout;

@@ -9,8 +9,9 @@ use crate::cli::EvalArgs;
 use crate::eval::forecast::{self, changes_from_labels};
 use crate::eval::plot;
 use crate::eval::score::ScoreParams;
-use crate::eval::{ModelFigures, PipelineFigures, percentile, report_for, table, window_truth};
+use crate::eval::{ModelFigures, PipelineFigures, report_for, table, window_truth};
 use crate::stats::JobStats;
+use augur_operators::quantile::{Rank, quantile};
 
 /// Scores every detector of a finished run against its windows and labels, and prints the
 /// reports (a table, or one JSON object per detector with `--json`).
@@ -28,7 +29,7 @@ pub fn print_reports(
     let pipeline = PipelineFigures {
         spans,
         spans_per_s: spans as f64 / secs,
-        alert_latency_ms_p99: percentile(&outcome.alert_latency_ms, 99.0),
+        alert_latency_ms_p99: quantile(&outcome.alert_latency_ms, 99.0 / 100.0, Rank::Nearest),
         wall_s: secs,
         workers: args.job.workers,
         dead_letters: JobStats::get(&outcome.stats.dead_letters),

@@ -114,17 +114,6 @@ pub fn report_for(
     }
 }
 
-/// p-th percentile (0..=100) by nearest rank; 0 for no data.
-pub fn percentile(xs: &[f64], p: f64) -> f64 {
-    if xs.is_empty() {
-        return 0.0;
-    }
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-    v[rank.min(v.len()) - 1]
-}
-
 /// A Markdown table of reports, for terminals and documentation.
 pub fn table(reports: &[Report]) -> String {
     let mut out = String::from(

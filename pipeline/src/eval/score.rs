@@ -37,6 +37,7 @@
 use serde::Serialize;
 
 use augur_connectors::simulator::FaultLabel;
+use augur_operators::quantile::median;
 use augur_operators::{Alert, AlertKind, EventTime};
 
 /// One closed window's ground truth.
@@ -140,19 +141,6 @@ fn episodes(windows: &[WindowTruth], window_ms: u64) -> Vec<Episode> {
         }
     }
     out
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    if xs.is_empty() {
-        return 0.0;
-    }
-    xs.sort_by(f64::total_cmp);
-    let mid = xs.len() / 2;
-    if xs.len() % 2 == 1 {
-        xs[mid]
-    } else {
-        (xs[mid - 1] + xs[mid]) / 2.0
-    }
 }
 
 fn ratio(num: usize, den: usize) -> f64 {
@@ -337,7 +325,7 @@ pub fn score(
             predicted_recall: ratio(predicted, episodes.len()),
             precision: ratio(true_alerts, firing.len()),
             fpr: ratio(false_alarms, negatives),
-            lead_time_ms_p50: median(leads),
+            lead_time_ms_p50: median(&leads),
             alerts: firing.len(),
             detected,
         },
