@@ -31,7 +31,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use augur_operators::{AlertKind, Culprit, Detection, Detector, WindowSnapshot};
@@ -100,11 +100,6 @@ impl SeerConfig {
         checkpoint_dir(&self.models_dir)
     }
 }
-
-/// Inference time over all windows of the process (a job metric).
-pub static INFERENCE_NS: AtomicU64 = AtomicU64::new(0);
-/// Windows inferred.
-pub static INFERENCES: AtomicU64 = AtomicU64::new(0);
 
 /// The model's answer for one window.
 #[derive(Clone, Debug)]
@@ -417,7 +412,6 @@ fn inference_loop(
         if predicts.is_empty() {
             continue;
         }
-        let start = std::time::Instant::now();
         let mut values = Vec::new();
         let mut replies = Vec::new();
         for request in predicts {
@@ -445,9 +439,6 @@ fn inference_loop(
             }
         }
         let out = model.predict(&values, replies.len());
-        let elapsed = start.elapsed().as_nanos() as u64;
-        INFERENCE_NS.fetch_add(elapsed, Ordering::Relaxed);
-        INFERENCES.fetch_add(replies.len() as u64, Ordering::Relaxed);
         let threshold = if config.threshold > 0.0 {
             config.threshold
         } else {
