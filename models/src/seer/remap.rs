@@ -7,7 +7,7 @@
 //! services both sets share, and are zero for new services (they start out ignored, and
 //! fine-tuning learns them). State: none.
 
-use tch::{Tensor, nn};
+use tch::Tensor;
 
 use crate::seer::SeerModel;
 use crate::seer::layout::Layout;
@@ -78,11 +78,6 @@ pub fn remap(old: &SeerModel, services: &[String]) -> SeerModel {
         }
     });
     new
-}
-
-/// Copies every variable of `src` into `dst` (same layout).
-pub fn copy_weights(dst: &mut nn::VarStore, src: &nn::VarStore) -> Result<(), tch::TchError> {
-    dst.copy(src)
 }
 
 #[cfg(test)]

@@ -62,11 +62,6 @@ impl Simulator {
             .insert((due_ns, self.actuation.seq), command);
     }
 
-    /// Commands scheduled and not yet applied.
-    pub fn pending_commands(&self) -> usize {
-        self.actuation.pending.len()
-    }
-
     /// Applies the earliest pending command (its time has come).
     pub(super) fn apply_command(&mut self) {
         let Some(((due_ns, _), command)) = self.actuation.pending.pop_first() else {
