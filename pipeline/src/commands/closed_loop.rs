@@ -11,6 +11,7 @@ use anyhow::Context;
 use augur_operators::WindowSnapshot;
 use serde::Serialize;
 
+use crate::actuation::closed_loop::ActuatorKind;
 use crate::cli::EvalArgs;
 use crate::commands::load_config;
 pub use crate::commands::sim_eval::Experiment;
@@ -57,10 +58,14 @@ fn point_of(window: &WindowSnapshot) -> Option<P99Point> {
     })
 }
 
-/// Runs the simulator under `actuator` (`policy`, `off` or `autoscaler`) as fast as possible.
-pub fn run_arm(config: &Config, exp: &Experiment, actuator: &str) -> anyhow::Result<ArmRun> {
+/// Runs the simulator under `actuator` as fast as possible.
+pub fn run_arm(
+    config: &Config,
+    exp: &Experiment,
+    actuator: ActuatorKind,
+) -> anyhow::Result<ArmRun> {
     // Only the policy reads diagnoses; the other arms run the cheap statistical detector.
-    let detector = if actuator == "policy" {
+    let detector = if actuator == ActuatorKind::Policy {
         exp.detector.clone()
     } else {
         "nsigma".to_string()
@@ -79,9 +84,9 @@ pub fn run_arm(config: &Config, exp: &Experiment, actuator: &str) -> anyhow::Res
         points.iter().filter(|p| p.violated).count() as f64 * window_ms as f64 / 1000.0;
     Ok(ArmRun {
         arm: match actuator {
-            "policy" => exp.detector.clone(),
-            "off" => "none".to_string(),
-            other => other.to_string(),
+            ActuatorKind::Policy => exp.detector.clone(),
+            ActuatorKind::Off => "none".to_string(),
+            ActuatorKind::Autoscaler => actuator.to_string(),
         },
         points,
         faults,
@@ -93,7 +98,11 @@ pub fn run_arm(config: &Config, exp: &Experiment, actuator: &str) -> anyhow::Res
 /// The three arms of one experiment.
 pub fn experiment(config: &Config, exp: &Experiment) -> anyhow::Result<ClosedLoopReport> {
     let mut arms = Vec::new();
-    for actuator in ["policy", "off", "autoscaler"] {
+    for actuator in [
+        ActuatorKind::Policy,
+        ActuatorKind::Off,
+        ActuatorKind::Autoscaler,
+    ] {
         eprintln!(
             "closed loop: {} seed {}: {actuator}",
             exp.topology, exp.seed
@@ -230,8 +239,8 @@ mod tests {
             duration_ms: Some(90_000),
             detector: "sage".into(),
         };
-        let sage = run_arm(&config, &exp, "policy").expect("sage arm");
-        let none = run_arm(&config, &exp, "off").expect("no-action arm");
+        let sage = run_arm(&config, &exp, ActuatorKind::Policy).expect("sage arm");
+        let none = run_arm(&config, &exp, ActuatorKind::Off).expect("no-action arm");
         assert_eq!(sage.faults.len(), 1);
         assert_eq!(none.faults.len(), 1);
         let (s, n) = (&sage.faults[0], &none.faults[0]);
