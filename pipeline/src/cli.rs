@@ -244,8 +244,13 @@ pub struct ReplayArgs {
     pub detector: Option<String>,
 }
 
-#[derive(Debug, Args)]
+/// `augur eval replay|simulate|closed-loop|cases`, or the flag form of the same modes
+/// (`--input`/`--brokers`, `--simulate`, `--closed-loop`, `--cases DIR`), kept for scripts.
+#[derive(Clone, Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct EvalArgs {
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
     #[command(flatten)]
     pub job: JobArgs,
     /// Directory with the recorded files and labels.json.
@@ -313,6 +318,201 @@ pub struct EvalArgs {
     /// marked) and `forecast.md` (the per-change table).
     #[arg(long)]
     pub report: Option<PathBuf>,
+}
+
+/// The modes of `augur eval` as subcommands, each with only the flags it reads.
+#[derive(Clone, Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Replay recorded files (or topics) and score detectors against `labels.json` (as
+    /// `augur eval --input DIR`).
+    Replay(EvalReplayArgs),
+    /// Run the simulator in process through the job and score it like a replay of its files
+    /// (as `augur eval --simulate`).
+    Simulate(EvalSimulateArgs),
+    /// Simulate three times with the same faults (the detector's diagnoses acted on, no
+    /// action, the CPU autoscaler) and report per fault how long QoS stayed violated (as
+    /// `augur eval --closed-loop`).
+    ClosedLoop(EvalClosedLoopArgs),
+    /// Diagnose each labelled fault of every case directory under DIR at its start and
+    /// score per application and fault kind (as `augur eval --cases DIR`).
+    Cases(EvalCasesArgs),
+}
+
+/// Flags every eval mode reads.
+#[derive(Clone, Debug, Args)]
+pub struct EvalCommon {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Print one JSON object per detector (one per line) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct EvalReplayArgs {
+    #[command(flatten)]
+    pub common: EvalCommon,
+    /// Directory with the recorded files and labels.json.
+    #[arg(long, required_unless_present = "brokers")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub topics: TopicInput,
+    /// With --brokers: the labels file (default: the last message of `--labels-topic`).
+    #[arg(long, requires = "brokers")]
+    pub labels: Option<PathBuf>,
+    /// With --brokers: the topic `augur simulate --kafka` wrote the labels to.
+    #[arg(long, default_value = "augur.labels")]
+    pub labels_topic: String,
+    /// Detector(s) to score, comma-separated, or `all` (default: the config's `detector.name`).
+    #[arg(long)]
+    pub detector: Option<String>,
+    /// Write `alerts.jsonl`, per detector with RCA cases `rca-<detector>.md`, and with
+    /// `fluxion` `forecast.svg` and `forecast.md` here (created).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// The simulated run of `simulate` and `closed-loop`.
+#[derive(Clone, Debug, Args)]
+pub struct SimulatedRun {
+    /// Topology (default: the config's `simulator.topology`).
+    #[arg(long)]
+    pub topology: Option<String>,
+    /// Simulator seed (default: the config's `simulator.seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Fault plan (default: the config's `simulator.faults`).
+    #[arg(long)]
+    pub faults: Option<String>,
+    /// A scripted sequence of deployment changes (`scale-replace`, `load-ramp`,
+    /// `add-remove`), as `augur simulate --scenario`; the fault plan defaults to `none`.
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// Simulated time per run (default 10m, or the scenario's length).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct EvalSimulateArgs {
+    #[command(flatten)]
+    pub common: EvalCommon,
+    #[command(flatten)]
+    pub run: SimulatedRun,
+    /// Detector(s) to score, comma-separated, or `all` (default: the config's `detector.name`).
+    #[arg(long)]
+    pub detector: Option<String>,
+    /// Share of services exporting no metrics (default: the config's
+    /// `simulator.drop_metrics`).
+    #[arg(long)]
+    pub drop_metrics: Option<f64>,
+    /// Share of services exporting no spans (default: the config's `simulator.drop_spans`).
+    #[arg(long)]
+    pub drop_spans: Option<f64>,
+    /// Write `alerts.jsonl`, per detector with RCA cases `rca-<detector>.md`, and with
+    /// `fluxion` `forecast.svg` and `forecast.md` here (created).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct EvalClosedLoopArgs {
+    #[command(flatten)]
+    pub common: EvalCommon,
+    #[command(flatten)]
+    pub run: SimulatedRun,
+    /// The detector whose diagnoses are acted on (default `sage`).
+    #[arg(long)]
+    pub detector: Option<String>,
+    /// Write `closed_loop.json` and `p99.svg` here (created).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct EvalCasesArgs {
+    #[command(flatten)]
+    pub common: EvalCommon,
+    /// Every directory under this one that holds a `labels.json` and recorded files is a
+    /// case.
+    pub dir: PathBuf,
+}
+
+impl EvalArgs {
+    /// The flag form of these arguments: a subcommand's flags moved into the one list the
+    /// modes read (the flags themselves when no subcommand was given).
+    pub fn flag_form(&self) -> EvalArgs {
+        let Some(command) = &self.command else {
+            return self.clone();
+        };
+        let common = match command {
+            EvalCommand::Replay(r) => &r.common,
+            EvalCommand::Simulate(s) => &s.common,
+            EvalCommand::ClosedLoop(l) => &l.common,
+            EvalCommand::Cases(c) => &c.common,
+        };
+        let mut args = EvalArgs {
+            command: None,
+            job: common.job.clone(),
+            input: None,
+            cases: None,
+            topics: TopicInput {
+                brokers: None,
+                topic: None,
+                metrics_topic: None,
+                from: None,
+                to: None,
+            },
+            labels: None,
+            labels_topic: "augur.labels".to_string(),
+            detector: None,
+            json: common.json,
+            closed_loop: false,
+            simulate: false,
+            topology: None,
+            seed: None,
+            faults: None,
+            scenario: None,
+            duration: None,
+            drop_metrics: None,
+            drop_spans: None,
+            report: None,
+        };
+        match command {
+            EvalCommand::Replay(r) => {
+                args.input = r.input.clone();
+                args.topics = r.topics.clone();
+                args.labels = r.labels.clone();
+                args.labels_topic = r.labels_topic.clone();
+                args.detector = r.detector.clone();
+                args.report = r.report.clone();
+            }
+            EvalCommand::Simulate(s) => {
+                args.simulate = true;
+                args.set_run(&s.run);
+                args.detector = s.detector.clone();
+                args.drop_metrics = s.drop_metrics;
+                args.drop_spans = s.drop_spans;
+                args.report = s.report.clone();
+            }
+            EvalCommand::ClosedLoop(l) => {
+                args.closed_loop = true;
+                args.set_run(&l.run);
+                args.detector = l.detector.clone();
+                args.report = l.report.clone();
+            }
+            EvalCommand::Cases(c) => args.cases = Some(c.dir.clone()),
+        }
+        args
+    }
+
+    fn set_run(&mut self, run: &SimulatedRun) {
+        self.topology = run.topology.clone();
+        self.seed = run.seed;
+        self.faults = run.faults.clone();
+        self.scenario = run.scenario.clone();
+        self.duration = run.duration;
+    }
 }
 
 /// What `augur eval` scores, chosen by its flags.
@@ -743,6 +943,68 @@ mod tests {
             ),
             other => panic!("not seer: {other:?}"),
         }
+    }
+
+    fn eval_args(args: &[&str]) -> super::EvalArgs {
+        let argv = ["augur", "eval"].iter().chain(args);
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Eval(e)) => e,
+            other => panic!("not an eval command: {other:?}"),
+        }
+    }
+
+    /// Each eval subcommand is the flag form of the same mode.
+    #[test]
+    fn eval_subcommands_are_the_flag_forms() {
+        let pairs: [(&[&str], &[&str]); 4] = [
+            (
+                &[
+                    "simulate",
+                    "--topology",
+                    "chain",
+                    "--seed",
+                    "3",
+                    "--json",
+                    "-w",
+                    "2",
+                ],
+                &[
+                    "--simulate",
+                    "--topology",
+                    "chain",
+                    "--seed",
+                    "3",
+                    "--json",
+                    "-w",
+                    "2",
+                ],
+            ),
+            (
+                &["closed-loop", "--faults", "f.toml", "--report", "r"],
+                &["--closed-loop", "--faults", "f.toml", "--report", "r"],
+            ),
+            (
+                &[
+                    "replay",
+                    "--input",
+                    "d",
+                    "--detector",
+                    "all",
+                    "-c",
+                    "x.toml",
+                ],
+                &["--input", "d", "--detector", "all", "-c", "x.toml"],
+            ),
+            (&["cases", "dir", "--json"], &["--cases", "dir", "--json"]),
+        ];
+        for (sub, flags) in pairs {
+            let (sub, flags) = (eval_args(sub).flag_form(), eval_args(flags).flag_form());
+            assert_eq!(format!("{sub:?}"), format!("{flags:?}"));
+            assert_eq!(sub.mode(), flags.mode());
+        }
+        // A subcommand reads only its own mode's flags.
+        let argv = ["augur", "eval", "closed-loop", "--drop-spans", "0.5"];
+        assert!(Cli::try_parse_from(argv).is_err());
     }
 
     /// `augur train sage ...` and `augur train --model sage ...` are the same command.
