@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use augur::config::Config;
 use augur::dataflow::JobSpec;
-use augur::eval::percentile;
 use augur::run::{RunOptions, run};
 use augur::source::{Batch, PartitionWatermarks, SourceError, SourceState, WorkerSource};
 use augur::stats::JobStats;
@@ -24,6 +23,7 @@ use augur_connectors::otlp::{
     encode_traces_proto,
 };
 use augur_connectors::simulator::{SimConfig, Simulator, Topology};
+use augur_operators::quantile::{Rank, quantile};
 
 /// Encoded messages: (partition 0 = spans / 1 = metrics, bytes).
 struct MemorySource {
@@ -181,8 +181,8 @@ fn main() -> anyhow::Result<()> {
             spans as f64 / secs,
             spans as f64 / secs / workers as f64,
             outcome.alerts.len(),
-            percentile(&outcome.alert_latency_ms, 50.0),
-            percentile(&outcome.alert_latency_ms, 99.0),
+            quantile(&outcome.alert_latency_ms, 50.0 / 100.0, Rank::Nearest),
+            quantile(&outcome.alert_latency_ms, 99.0 / 100.0, Rank::Nearest),
         );
         if let Some(dir) = &dump {
             std::fs::create_dir_all(dir)?;

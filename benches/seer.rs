@@ -10,11 +10,11 @@ mod common;
 use common::pct;
 use std::time::Instant;
 
-use augur_models::checkpoint::SeerModel;
-use augur_models::dataset::{Dataset, Row};
-use augur_models::features::N_FEATURES;
-use augur_models::layout::{Layout, SeerHyper};
-use augur_models::train::{TrainSettings, fit};
+use augur_models::seer::SeerModel;
+use augur_models::seer::dataset::{Dataset, Row};
+use augur_models::seer::features::N_FEATURES;
+use augur_models::seer::layout::{Layout, SeerHyper};
+use augur_models::seer::train::{TrainSettings, fit};
 use tch::Device;
 
 fn layout(services: usize, members: i64) -> Layout {

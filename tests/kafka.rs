@@ -570,8 +570,8 @@ fn kafka_end_to_end() {
         ],
         dir,
     ));
-    let from_topic = augur_models::dataset::Dataset::read(&topic_arrow).unwrap();
-    let from_files = augur_models::dataset::Dataset::read(&files_arrow).unwrap();
+    let from_topic = augur_models::seer::dataset::Dataset::read(&topic_arrow).unwrap();
+    let from_files = augur_models::seer::dataset::Dataset::read(&files_arrow).unwrap();
     assert!(from_topic.rows.len() >= 100, "{topic_record}");
     assert!(
         from_topic

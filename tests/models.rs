@@ -2,12 +2,13 @@
 //! synthetic rule, checkpoints round-trip exactly, and a topology change keeps the
 //! detector serving with a model rebuilt for the new service set.
 
-use augur_models::checkpoint::{SeerModel, latest_version};
-use augur_models::dataset::{Dataset, Row};
-use augur_models::features::{FEATURES, N_FEATURES};
-use augur_models::layout::{Layout, SeerHyper};
+use augur_models::checkpoint::latest_version;
+use augur_models::seer::SeerModel;
+use augur_models::seer::dataset::{Dataset, Row};
+use augur_models::seer::features::{FEATURES, N_FEATURES};
+use augur_models::seer::layout::{Layout, SeerHyper};
+use augur_models::seer::train::{TrainSettings, train};
 use augur_models::seer::{Seer, SeerConfig};
-use augur_models::train::{TrainSettings, train};
 use augur_operators::{Detector, QosVerdict, ServiceFeatures, WindowSnapshot};
 use tch::Device;
 

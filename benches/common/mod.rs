@@ -13,6 +13,5 @@ pub fn libtorch_threads() -> i32 {
 
 /// The `p`-quantile (0–1) of `xs`, sorting it in place.
 pub fn pct(xs: &mut [f64], p: f64) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[((xs.len() as f64 * p) as usize).min(xs.len() - 1)]
+    augur_operators::quantile::quantile(xs, p, augur_operators::quantile::Rank::Floor)
 }

@@ -14,14 +14,12 @@
 
 use std::path::Path;
 
-use augur_models::dataset::Dataset;
+use augur_models::seer::dataset::Dataset;
+use augur_operators::quantile::{Rank, quantile_sorted};
 
 fn median(mut xs: Vec<f32>) -> f32 {
-    if xs.is_empty() {
-        return 0.0;
-    }
     xs.sort_by(f32::total_cmp);
-    xs[xs.len() / 2]
+    quantile_sorted(&xs, 0.5, Rank::Floor).unwrap_or(0.0)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

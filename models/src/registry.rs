@@ -6,11 +6,11 @@ use augur_operators::Detector;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::cpu_threshold::CpuThreshold;
+use crate::baselines::cpu_threshold::CpuThreshold;
+use crate::baselines::nsigma::{NSigma, NSigmaConfig};
 use crate::evidence::{EvidenceDetector, EvidenceDetectorConfig};
 use crate::fluxion::board::GraphBoard;
 use crate::fluxion::detector::{Fluxion, FluxionConfig};
-use crate::nsigma::{NSigma, NSigmaConfig};
 use crate::sage::{Sage, SageConfig};
 use crate::seer::{Seer, SeerConfig};
 

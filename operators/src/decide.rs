@@ -91,7 +91,8 @@ pub struct Decider {
     pub suppressed: u64,
 }
 
-/// RFC 3339 with milliseconds, UTC.
+/// RFC 3339 with milliseconds, UTC (`YYYY-MM-DDTHH:MM:SS.mmmZ`): the one time format of
+/// augur's output (alerts, actions, dead letters).
 pub fn rfc3339(t_ms: EventTime) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(t_ms)).to_string()
 }
@@ -272,6 +273,13 @@ fn build_alert(window: &WindowSnapshot, d: &Detection, model: &ModelRef) -> Aler
 mod tests {
     use super::*;
     use crate::records::QosVerdict;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_709_251_199_123), "2024-02-29T23:59:59.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
 
     fn window(end: EventTime, violated: bool) -> WindowSnapshot {
         WindowSnapshot {

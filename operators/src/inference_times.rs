@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
+use crate::quantile::{Rank, quantile};
+
 /// Per-window times kept per detector for percentiles (the newest ones).
 pub const MAX_SAMPLES: usize = 100_000;
 
@@ -29,13 +31,8 @@ pub struct DetectorTimes {
 impl DetectorTimes {
     /// The `q`-th percentile (0..=100) of the kept samples, ms; 0 without samples.
     pub fn percentile_ms(&self, q: f64) -> f64 {
-        if self.samples_ms.is_empty() {
-            return 0.0;
-        }
-        let mut sorted: Vec<f64> = self.samples_ms.iter().copied().collect();
-        sorted.sort_by(|a, b| a.total_cmp(b));
-        let rank = (q / 100.0 * (sorted.len() - 1) as f64).round() as usize;
-        sorted[rank.min(sorted.len() - 1)]
+        let samples: Vec<f64> = self.samples_ms.iter().copied().collect();
+        quantile(&samples, q / 100.0, Rank::Rounded)
     }
 }
 

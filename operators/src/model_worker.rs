@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender, TryIter};
 use timely::scheduling::SyncActivator;
 
 use crate::alert::Alert;
-use crate::detect::DetectStage;
+use crate::detect_stage::DetectStage;
 use crate::inference_times::InferenceTimes;
 use crate::records::{EventTime, WindowSnapshot};
 

@@ -103,7 +103,7 @@ pub struct AlertsArgs {
     pub idle_exit: Option<std::time::Duration>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct JobArgs {
     /// Job config (TOML); defaults apply to everything it leaves out.
     #[arg(long, short = 'c')]
@@ -247,8 +247,13 @@ pub struct ReplayArgs {
     pub detector: Option<String>,
 }
 
-#[derive(Debug, Args)]
+/// `augur eval replay|simulate|closed-loop|cases`, or the flag form of the same modes
+/// (`--input`/`--brokers`, `--simulate`, `--closed-loop`, `--cases DIR`), kept for scripts.
+#[derive(Clone, Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct EvalArgs {
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
     #[command(flatten)]
     pub job: JobArgs,
     /// Directory with the recorded files and labels.json.
@@ -318,6 +323,230 @@ pub struct EvalArgs {
     pub report: Option<PathBuf>,
 }
 
+/// The modes of `augur eval` as subcommands, each with only the flags it reads.
+#[derive(Clone, Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Replay recorded files (or topics) and score detectors against `labels.json` (as
+    /// `augur eval --input DIR`).
+    Replay(EvalReplayArgs),
+    /// Run the simulator in process through the job and score it like a replay of its files
+    /// (as `augur eval --simulate`).
+    Simulate(EvalSimulateArgs),
+    /// Simulate three times with the same faults (the detector's diagnoses acted on, no
+    /// action, the CPU autoscaler) and report per fault how long QoS stayed violated (as
+    /// `augur eval --closed-loop`).
+    ClosedLoop(EvalClosedLoopArgs),
+    /// Diagnose each labelled fault of every case directory under DIR at its start and
+    /// score per application and fault kind (as `augur eval --cases DIR`).
+    Cases(EvalCasesArgs),
+}
+
+/// Flags every eval mode reads.
+#[derive(Clone, Debug, Args)]
+pub struct EvalCommon {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Print one JSON object per detector (one per line) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct EvalReplayArgs {
+    #[command(flatten)]
+    pub common: EvalCommon,
+    /// Directory with the recorded files and labels.json.
+    #[arg(long, required_unless_present = "brokers")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub topics: TopicInput,
+    /// With --brokers: the labels file (default: the last message of `--labels-topic`).
+    #[arg(long, requires = "brokers")]
+    pub labels: Option<PathBuf>,
+    /// With --brokers: the topic `augur simulate --kafka` wrote the labels to.
+    #[arg(long, default_value = "augur.labels")]
+    pub labels_topic: String,
+    /// Detector(s) to score, comma-separated, or `all` (default: the config's `detector.name`).
+    #[arg(long)]
+    pub detector: Option<String>,
+    /// Write `alerts.jsonl`, per detector with RCA cases `rca-<detector>.md`, and with
+    /// `fluxion` `forecast.svg` and `forecast.md` here (created).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// The simulated run of `simulate` and `closed-loop`.
+#[derive(Clone, Debug, Args)]
+pub struct SimulatedRun {
+    /// Topology (default: the config's `simulator.topology`).
+    #[arg(long)]
+    pub topology: Option<String>,
+    /// Simulator seed (default: the config's `simulator.seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Fault plan (default: the config's `simulator.faults`).
+    #[arg(long)]
+    pub faults: Option<String>,
+    /// A scripted sequence of deployment changes (`scale-replace`, `load-ramp`,
+    /// `add-remove`), as `augur simulate --scenario`; the fault plan defaults to `none`.
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// Simulated time per run (default 10m, or the scenario's length).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct EvalSimulateArgs {
+    #[command(flatten)]
+    pub common: EvalCommon,
+    #[command(flatten)]
+    pub run: SimulatedRun,
+    /// Detector(s) to score, comma-separated, or `all` (default: the config's `detector.name`).
+    #[arg(long)]
+    pub detector: Option<String>,
+    /// Share of services exporting no metrics (default: the config's
+    /// `simulator.drop_metrics`).
+    #[arg(long)]
+    pub drop_metrics: Option<f64>,
+    /// Share of services exporting no spans (default: the config's `simulator.drop_spans`).
+    #[arg(long)]
+    pub drop_spans: Option<f64>,
+    /// Write `alerts.jsonl`, per detector with RCA cases `rca-<detector>.md`, and with
+    /// `fluxion` `forecast.svg` and `forecast.md` here (created).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct EvalClosedLoopArgs {
+    #[command(flatten)]
+    pub common: EvalCommon,
+    #[command(flatten)]
+    pub run: SimulatedRun,
+    /// The detector whose diagnoses are acted on (default `sage`).
+    #[arg(long)]
+    pub detector: Option<String>,
+    /// Write `closed_loop.json` and `p99.svg` here (created).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct EvalCasesArgs {
+    #[command(flatten)]
+    pub common: EvalCommon,
+    /// Every directory under this one that holds a `labels.json` and recorded files is a
+    /// case.
+    pub dir: PathBuf,
+}
+
+impl EvalArgs {
+    /// The flag form of these arguments: a subcommand's flags moved into the one list the
+    /// modes read (the flags themselves when no subcommand was given).
+    pub fn flag_form(&self) -> EvalArgs {
+        let Some(command) = &self.command else {
+            return self.clone();
+        };
+        let common = match command {
+            EvalCommand::Replay(r) => &r.common,
+            EvalCommand::Simulate(s) => &s.common,
+            EvalCommand::ClosedLoop(l) => &l.common,
+            EvalCommand::Cases(c) => &c.common,
+        };
+        let mut args = EvalArgs {
+            command: None,
+            job: common.job.clone(),
+            input: None,
+            cases: None,
+            topics: TopicInput {
+                brokers: None,
+                topic: None,
+                metrics_topic: None,
+                logs_topic: None,
+                from: None,
+                to: None,
+            },
+            labels: None,
+            labels_topic: "augur.labels".to_string(),
+            detector: None,
+            json: common.json,
+            closed_loop: false,
+            simulate: false,
+            topology: None,
+            seed: None,
+            faults: None,
+            scenario: None,
+            duration: None,
+            drop_metrics: None,
+            drop_spans: None,
+            report: None,
+        };
+        match command {
+            EvalCommand::Replay(r) => {
+                args.input = r.input.clone();
+                args.topics = r.topics.clone();
+                args.labels = r.labels.clone();
+                args.labels_topic = r.labels_topic.clone();
+                args.detector = r.detector.clone();
+                args.report = r.report.clone();
+            }
+            EvalCommand::Simulate(s) => {
+                args.simulate = true;
+                args.set_run(&s.run);
+                args.detector = s.detector.clone();
+                args.drop_metrics = s.drop_metrics;
+                args.drop_spans = s.drop_spans;
+                args.report = s.report.clone();
+            }
+            EvalCommand::ClosedLoop(l) => {
+                args.closed_loop = true;
+                args.set_run(&l.run);
+                args.detector = l.detector.clone();
+                args.report = l.report.clone();
+            }
+            EvalCommand::Cases(c) => args.cases = Some(c.dir.clone()),
+        }
+        args
+    }
+
+    fn set_run(&mut self, run: &SimulatedRun) {
+        self.topology = run.topology.clone();
+        self.seed = run.seed;
+        self.faults = run.faults.clone();
+        self.scenario = run.scenario.clone();
+        self.duration = run.duration;
+    }
+}
+
+/// What `augur eval` scores, chosen by its flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalMode<'a> {
+    /// Recorded files (`--input`) or topics (`--brokers`), replayed once.
+    Replay,
+    /// Every case directory under `--cases`, each fault diagnosed at its start.
+    Cases(&'a std::path::Path),
+    /// The same faults simulated under three actuators (`--closed-loop`).
+    ClosedLoop,
+    /// The simulator run in process through the job (`--simulate`).
+    Simulate,
+}
+
+impl EvalArgs {
+    /// The mode the flags choose (clap lets at most one of them through).
+    pub fn mode(&self) -> EvalMode<'_> {
+        if self.closed_loop {
+            EvalMode::ClosedLoop
+        } else if self.simulate {
+            EvalMode::Simulate
+        } else if let Some(dir) = &self.cases {
+            EvalMode::Cases(dir)
+        } else {
+            EvalMode::Replay
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     pub config: PathBuf,
@@ -343,12 +572,197 @@ pub struct RecordArgs {
     pub out: PathBuf,
 }
 
+/// `augur train seer|sage|fluxion`, or the older form with `--model` and every model's
+/// flags in one list (kept for scripts; it becomes the same typed command).
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct TrainArgs {
+    #[command(subcommand)]
+    pub model: Option<TrainModel>,
+    #[command(flatten)]
+    pub flags: TrainFlags,
+}
+
+/// The model to train, with the flags it reads.
+#[derive(Clone, Debug, Subcommand)]
+pub enum TrainModel {
+    /// Seer, on datasets written by `augur record`.
+    Seer(SeerTrainArgs),
+    /// Sage, on replays of directories written by `augur simulate --out`.
+    Sage(SageTrainArgs),
+    /// Fluxion, on replays of directories written by `augur simulate --out`.
+    Fluxion(FluxionTrainArgs),
+    /// An application's normal for `augur diagnose` and `eval --cases`, from any OTLP
+    /// directories of its fault-free telemetry (no labels).
+    Normal(NormalTrainArgs),
+}
+
+/// Flags every model's training reads.
+#[derive(Clone, Debug, Args)]
+pub struct TrainCommon {
     #[command(flatten)]
     pub job: JobArgs,
-    /// Model to train (`normal`: an application's normal for `augur diagnose`, from
-    /// `--input` directories of its fault-free telemetry).
+    /// Seed of weight initialization and shuffling.
+    #[arg(long, default_value_t = 1)]
+    pub seed: i64,
+    /// Directory the checkpoint is written to, created if needed (default: the config's
+    /// `detector.<model>.models_dir`).
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// Checkpoint version to write (default: the newest in the directory + 1).
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// libtorch intra-op threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Where Seer scores culprits from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CulpritFrom {
+    /// Each service's own inputs.
+    #[default]
+    Inputs,
+    /// The first convolution across neighbouring services (as v2).
+    Conv,
+}
+
+impl CulpritFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CulpritFrom::Inputs => "inputs",
+            CulpritFrom::Conv => "conv",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct SeerTrainArgs {
+    #[command(flatten)]
+    pub common: TrainCommon,
+    /// Dataset(s) written by `augur record`; repeat for several.
+    #[arg(long)]
+    pub data: Vec<PathBuf>,
+    /// Training epochs (default 30).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Windows of history per prediction (default 5).
+    #[arg(long)]
+    pub history: Option<usize>,
+    /// LSTM hidden size (default 48).
+    #[arg(long)]
+    pub hidden: Option<i64>,
+    /// Networks trained side by side from different initial weights, their probabilities
+    /// averaged (an ensemble; default 1).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=16))]
+    pub members: Option<i64>,
+    /// Loss weight of windows just before a violation starts (default 1).
+    #[arg(long)]
+    pub ahead_weight: Option<f64>,
+    /// Choose the epoch and threshold by the validation split's ahead recall (positive
+    /// windows whose violation hasn't started yet) instead of its recall.
+    #[arg(long)]
+    pub select_ahead: bool,
+    /// The features to train on, comma-separated (default: every feature of the data, e.g.
+    /// `outstanding,latency_p99_ms,callee_p99_max_ms`).
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<String>,
+    /// Score culprits from each service's own inputs (the default) or from the first
+    /// convolution across neighbouring services.
+    #[arg(long, value_enum)]
+    pub culprit_from: Option<CulpritFrom>,
+}
+
+impl SeerTrainArgs {
+    /// `--epochs`, default 30.
+    pub fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(30)
+    }
+
+    /// `--members`, default 1.
+    pub fn members(&self) -> i64 {
+        self.members.unwrap_or(1)
+    }
+
+    /// `--culprit-from`, default `inputs`.
+    pub fn culprit_from(&self) -> CulpritFrom {
+        self.culprit_from.unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct SageTrainArgs {
+    #[command(flatten)]
+    pub common: TrainCommon,
+    /// Directories written by `augur simulate --out` to replay for unlabelled windows;
+    /// repeat for several (only their spans, metrics and SLOs are read).
+    #[arg(long)]
+    pub input: Vec<PathBuf>,
+    /// Checkpoint name (default `sage-<topology>`, the topology of the first input).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Training epochs (default 30).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// The resources in each service's metric node X, comma-separated (default
+    /// `cpu,memory,network,disk`; add `queue` to model a service's queue as its state).
+    #[arg(long, value_delimiter = ',', value_parser = ["cpu", "memory", "network", "disk", "queue"])]
+    pub x_resources: Vec<String>,
+}
+
+impl SageTrainArgs {
+    /// `--epochs`, default 30.
+    pub fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(30)
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct FluxionTrainArgs {
+    #[command(flatten)]
+    pub common: TrainCommon,
+    /// Directories written by `augur simulate --out` to replay for unlabelled windows;
+    /// repeat for several (only their spans, metrics and SLOs are read).
+    #[arg(long)]
+    pub input: Vec<PathBuf>,
+    /// Checkpoint name (default `fluxion-<topology>`, the topology of the first input).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct NormalTrainArgs {
+    #[command(flatten)]
+    pub common: TrainCommon,
+    /// Directories of OTLP files (traces.otlp.jsonl[.zst|.gz], metrics, logs) of the
+    /// application running normally; repeat for several.
+    #[arg(long)]
+    pub input: Vec<PathBuf>,
+    /// Name of the normal (default `normal-<topology>`, the topology in the first input's
+    /// labels.json); written as `normal-<name>.json`.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+impl TrainArgs {
+    /// The model to train and its flags: the subcommand, or the older flag form checked
+    /// for flags its `--model` doesn't read.
+    pub fn model(&self) -> anyhow::Result<TrainModel> {
+        match &self.model {
+            Some(model) => Ok(model.clone()),
+            None => self.flags.to_model(),
+        }
+    }
+}
+
+/// The older form of `augur train`: `--model` (default `seer`) and every model's flags.
+#[derive(Debug, Args)]
+pub struct TrainFlags {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Model to train (or name it as a subcommand: `augur train sage ...`; `normal`: an
+    /// application's normal for `augur diagnose`, from `--input` directories of its
+    /// fault-free telemetry).
     #[arg(long, default_value = "seer", value_parser = ["seer", "sage", "fluxion", "normal"])]
     pub model: String,
     /// Dataset(s) written by `augur record`; repeat for several (seer).
@@ -398,8 +812,8 @@ pub struct TrainArgs {
     pub features: Vec<String>,
     /// Seer: score culprits from each service's own inputs (`inputs`, the default) or
     /// from the first convolution across neighbouring services (`conv`, as v2).
-    #[arg(long, value_parser = ["inputs", "conv"])]
-    pub culprit_from: Option<String>,
+    #[arg(long, value_enum)]
+    pub culprit_from: Option<CulpritFrom>,
     /// Sage: the resources in each service's metric node X, comma-separated (default
     /// `cpu,memory,network,disk`; add `queue` to model a service's queue as its state).
     #[arg(long, value_delimiter = ',', value_parser = ["cpu", "memory", "network", "disk", "queue"])]
@@ -409,24 +823,64 @@ pub struct TrainArgs {
     pub threads: Option<usize>,
 }
 
-impl TrainArgs {
-    /// `--epochs`, default 30.
-    pub fn epochs(&self) -> usize {
-        self.epochs.unwrap_or(30)
+impl TrainFlags {
+    /// The typed command these flags stand for; an error naming the flags given that
+    /// `--model` doesn't read (rather than quietly ignoring, say, `--members 3` for sage).
+    pub fn to_model(&self) -> anyhow::Result<TrainModel> {
+        let foreign = self.foreign_flags();
+        if !foreign.is_empty() {
+            let list: Vec<String> = foreign
+                .iter()
+                .map(|(flag, models)| format!("{flag} (read by {models})"))
+                .collect();
+            anyhow::bail!(
+                "--model {} doesn't read {}; leave {} out",
+                self.model,
+                list.join(", "),
+                if list.len() == 1 { "it" } else { "them" }
+            );
+        }
+        let common = TrainCommon {
+            job: self.job.clone(),
+            seed: self.seed,
+            models_dir: self.models_dir.clone(),
+            version: self.version,
+            threads: self.threads,
+        };
+        Ok(match self.model.as_str() {
+            "sage" => TrainModel::Sage(SageTrainArgs {
+                common,
+                input: self.input.clone(),
+                name: self.name.clone(),
+                epochs: self.epochs,
+                x_resources: self.x_resources.clone(),
+            }),
+            "fluxion" => TrainModel::Fluxion(FluxionTrainArgs {
+                common,
+                input: self.input.clone(),
+                name: self.name.clone(),
+            }),
+            "normal" => TrainModel::Normal(NormalTrainArgs {
+                common,
+                input: self.input.clone(),
+                name: self.name.clone(),
+            }),
+            _ => TrainModel::Seer(SeerTrainArgs {
+                common,
+                data: self.data.clone(),
+                epochs: self.epochs,
+                history: self.history,
+                hidden: self.hidden,
+                members: self.members,
+                ahead_weight: self.ahead_weight,
+                select_ahead: self.select_ahead,
+                features: self.features.clone(),
+                culprit_from: self.culprit_from,
+            }),
+        })
     }
 
-    /// `--members`, default 1.
-    pub fn members(&self) -> i64 {
-        self.members.unwrap_or(1)
-    }
-
-    /// `--culprit-from`, default `inputs`.
-    pub fn culprit_from(&self) -> &str {
-        self.culprit_from.as_deref().unwrap_or("inputs")
-    }
-
-    /// The flags given that `--model` doesn't read, each with the models that do: training
-    /// stops on them rather than quietly ignoring, say, `--members 3` for sage.
+    /// The flags given that `--model` doesn't read, each with the models that do.
     pub fn foreign_flags(&self) -> Vec<(&'static str, &'static str)> {
         const SEER: &str = "seer";
         const REPLAYS: &str = "sage, fluxion, normal";
@@ -458,7 +912,7 @@ impl TrainArgs {
 mod tests {
     use clap::Parser;
 
-    use super::{Cli, Command, TrainArgs};
+    use super::{Cli, Command, CulpritFrom, TrainArgs, TrainModel};
 
     fn train_args(args: &[&str]) -> TrainArgs {
         let argv = ["augur", "train"].iter().chain(args);
@@ -480,7 +934,8 @@ mod tests {
             "--epochs",
             "5",
         ]);
-        assert_eq!(sage.foreign_flags(), vec![("--members", "seer")]);
+        assert_eq!(sage.flags.foreign_flags(), vec![("--members", "seer")]);
+        assert!(sage.model().is_err());
         let fluxion = train_args(&[
             "--model",
             "fluxion",
@@ -492,7 +947,7 @@ mod tests {
             "cpu",
         ]);
         assert_eq!(
-            fluxion.foreign_flags(),
+            fluxion.flags.foreign_flags(),
             vec![("--epochs", "seer, sage"), ("--x-resources", "sage")]
         );
         let seer = train_args(&[
@@ -503,12 +958,98 @@ mod tests {
             "--culprit-from",
             "conv",
         ]);
-        assert_eq!(seer.foreign_flags(), vec![("--input", "sage, fluxion")]);
-        let plain = train_args(&["--data", "a.arrow"]);
-        assert!(plain.foreign_flags().is_empty());
         assert_eq!(
-            (plain.epochs(), plain.members(), plain.culprit_from()),
-            (30, 1, "inputs")
+            seer.flags.foreign_flags(),
+            vec![("--input", "sage, fluxion")]
         );
+        let plain = train_args(&["--data", "a.arrow"]);
+        assert!(plain.flags.foreign_flags().is_empty());
+        match plain.model() {
+            Ok(TrainModel::Seer(seer)) => assert_eq!(
+                (seer.epochs(), seer.members(), seer.culprit_from()),
+                (30, 1, CulpritFrom::Inputs)
+            ),
+            other => panic!("not seer: {other:?}"),
+        }
+    }
+
+    fn eval_args(args: &[&str]) -> super::EvalArgs {
+        let argv = ["augur", "eval"].iter().chain(args);
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Eval(e)) => e,
+            other => panic!("not an eval command: {other:?}"),
+        }
+    }
+
+    /// Each eval subcommand is the flag form of the same mode.
+    #[test]
+    fn eval_subcommands_are_the_flag_forms() {
+        let pairs: [(&[&str], &[&str]); 4] = [
+            (
+                &[
+                    "simulate",
+                    "--topology",
+                    "chain",
+                    "--seed",
+                    "3",
+                    "--json",
+                    "-w",
+                    "2",
+                ],
+                &[
+                    "--simulate",
+                    "--topology",
+                    "chain",
+                    "--seed",
+                    "3",
+                    "--json",
+                    "-w",
+                    "2",
+                ],
+            ),
+            (
+                &["closed-loop", "--faults", "f.toml", "--report", "r"],
+                &["--closed-loop", "--faults", "f.toml", "--report", "r"],
+            ),
+            (
+                &[
+                    "replay",
+                    "--input",
+                    "d",
+                    "--detector",
+                    "all",
+                    "-c",
+                    "x.toml",
+                ],
+                &["--input", "d", "--detector", "all", "-c", "x.toml"],
+            ),
+            (&["cases", "dir", "--json"], &["--cases", "dir", "--json"]),
+        ];
+        for (sub, flags) in pairs {
+            let (sub, flags) = (eval_args(sub).flag_form(), eval_args(flags).flag_form());
+            assert_eq!(format!("{sub:?}"), format!("{flags:?}"));
+            assert_eq!(sub.mode(), flags.mode());
+        }
+        // A subcommand reads only its own mode's flags.
+        let argv = ["augur", "eval", "closed-loop", "--drop-spans", "0.5"];
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
+
+    /// `augur train sage ...` and `augur train --model sage ...` are the same command.
+    #[test]
+    fn the_subcommand_and_the_flag_form_agree() {
+        let args = [
+            "--input", "d", "--epochs", "5", "--seed", "3", "-c", "x.toml",
+        ];
+        let typed = train_args(&[&["sage"][..], &args[..]].concat());
+        let flags = train_args(&[&["--model", "sage"][..], &args[..]].concat());
+        assert_eq!(
+            format!("{:?}", typed.model().ok()),
+            format!("{:?}", flags.model().ok())
+        );
+        assert!(matches!(typed.model(), Ok(TrainModel::Sage(_))));
+        // A subcommand reads only its own model's flags.
+        let argv = ["augur", "train", "fluxion", "--input", "d", "--epochs", "5"];
+        assert!(Cli::try_parse_from(argv).is_err());
     }
 }

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use augur_connectors::kafka::KafkaConfig;
+use augur_connectors::simulator::SimError;
+pub use augur_connectors::simulator::SimulatorConfig;
 use augur_models::DetectorSettings;
-use augur_models::fluxion::detector::FluxionConfig;
-use augur_models::nsigma::NSigmaConfig;
+use augur_models::baselines::NSigmaConfig;
+use augur_models::fluxion::FluxionConfig;
 use augur_models::sage::SageConfig;
 use augur_models::seer::SeerConfig;
 use augur_operators::Resource;
@@ -190,58 +192,6 @@ impl Default for DeadLetterConfig {
     }
 }
 
-/// The built-in simulator, as `augur demo` uses it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SimulatorConfig {
-    /// A built-in topology name or a TOML file. Default `social-network`.
-    pub topology: String,
-    /// Default 1.
-    pub seed: u64,
-    /// `random`, `none`, or a fault-plan file. Default `random`.
-    pub faults: String,
-    /// Simulated seconds per wall-clock second in `demo`. Default 4.
-    pub speed: f64,
-    /// How long an `augur.scale_out` takes to apply in the simulated cluster (container
-    /// start), ms, drawn uniformly from `[min, max]` per command. Default [2000, 5000].
-    pub scale_out_delay_ms: (u64, u64),
-    /// How long an `augur.scale_up` takes to apply (a quota change), ms. Default [500, 1500].
-    pub scale_up_delay_ms: (u64, u64),
-    /// Share of services that export no metrics (incomplete instrumentation). Default 0.
-    pub drop_metrics: f64,
-    /// Share of services that export no spans (never an entry service). Default 0.
-    pub drop_spans: f64,
-}
-
-impl SimulatorConfig {
-    /// Sets the actuation delays and the instrumentation of a simulator config.
-    pub fn apply_to(&self, sim: &mut augur_connectors::simulator::SimConfig) {
-        sim.delays = augur_connectors::simulator::ActuationDelays {
-            scale_out_ms: self.scale_out_delay_ms,
-            scale_up_ms: self.scale_up_delay_ms,
-        };
-        sim.instrumentation = augur_connectors::simulator::Instrumentation {
-            drop_metrics: self.drop_metrics,
-            drop_spans: self.drop_spans,
-        };
-    }
-}
-
-impl Default for SimulatorConfig {
-    fn default() -> Self {
-        SimulatorConfig {
-            topology: "social-network".to_string(),
-            seed: 1,
-            faults: "random".to_string(),
-            speed: 4.0,
-            scale_out_delay_ms: (2000, 5000),
-            scale_up_delay_ms: (500, 1500),
-            drop_metrics: 0.0,
-            drop_spans: 0.0,
-        }
-    }
-}
-
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
@@ -377,30 +327,8 @@ impl Config {
                 "prom_json is a metrics encoding; logs are otlp_proto or otlp_json",
             );
         }
-        if !is_positive(self.simulator.speed) {
-            return fail("simulator.speed", "must be positive");
-        }
-        for (field, (lo, hi)) in [
-            (
-                "simulator.scale_out_delay_ms",
-                self.simulator.scale_out_delay_ms,
-            ),
-            (
-                "simulator.scale_up_delay_ms",
-                self.simulator.scale_up_delay_ms,
-            ),
-        ] {
-            if lo == 0 || hi < lo {
-                return fail(field, "must be [min, max] with 0 < min <= max");
-            }
-        }
-        for (field, share) in [
-            ("simulator.drop_metrics", self.simulator.drop_metrics),
-            ("simulator.drop_spans", self.simulator.drop_spans),
-        ] {
-            if !(0.0..=1.0).contains(&share) {
-                return fail(field, "must be a share in [0, 1]");
-            }
+        if let Err(SimError::Field { field, reason }) = self.simulator.check() {
+            return fail(&format!("simulator.{field}"), reason);
         }
         self.actuation.check()?;
         Ok(())

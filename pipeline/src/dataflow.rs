@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use augur_connectors::dead_letter::{DeadLetter, DeadLetterKind};
-use augur_models::fluxion::board::GraphBoard;
+use augur_models::fluxion::GraphBoard;
 use augur_operators::decide_log::DecideLog;
 use augur_operators::detect::{DetectStage, ModelPlacement, detect};
 use augur_operators::qos_check::Slo;

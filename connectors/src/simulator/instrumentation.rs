@@ -58,10 +58,6 @@ impl Instrumentation {
         let spans = pick(self.drop_spans, services, &non_entry, &mut rng);
         Dropped { metrics, spans }
     }
-
-    pub fn is_complete(&self) -> bool {
-        self.drop_metrics <= 0.0 && self.drop_spans <= 0.0
-    }
 }
 
 #[cfg(test)]

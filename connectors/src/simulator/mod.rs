@@ -16,6 +16,7 @@
 
 mod changes;
 mod commands;
+mod config;
 mod engine;
 mod faults;
 mod instrumentation;
@@ -26,6 +27,7 @@ mod topology;
 
 pub use changes::{ChangeAction, ChangeSpec, ChangesFile};
 pub use commands::{ActuationDelays, RuntimeAction, RuntimeCommand};
+pub use config::{SimConfig, SimulatorConfig};
 pub use engine::Simulator;
 pub use faults::{ExplicitPlan, FaultKind, FaultPlan, FaultSpec, RandomPlan};
 pub use instrumentation::Instrumentation;
@@ -41,48 +43,6 @@ pub use topology::{
 
 /// A fixed default start time (2023-11-14T22:13:20Z) so runs are reproducible.
 pub const DEFAULT_START_MS: u64 = 1_700_000_000_000;
-
-/// Everything a run needs.
-#[derive(Clone, Debug)]
-pub struct SimConfig {
-    pub topology: Topology,
-    pub seed: u64,
-    /// Event time of the simulation start, ms since the Unix epoch.
-    pub start_ms: u64,
-    pub faults: FaultPlan,
-    pub changes: Vec<ChangeSpec>,
-    pub metrics_interval_ms: u64,
-    /// How often every replica's in-flight gauge (`http.server.active_requests`: requests
-    /// accepted and not yet answered) is sampled, ms; 0: not exported. Sampling draws no
-    /// random numbers, so spans and the other metrics don't depend on it.
-    pub in_flight_interval_ms: u64,
-    /// Multiplies the topology's load.
-    pub rate_scale: f64,
-    /// How long runtime commands ([`Simulator::command`]) take to apply.
-    pub delays: ActuationDelays,
-    /// Services whose metrics or spans are not exported.
-    pub instrumentation: Instrumentation,
-}
-
-impl SimConfig {
-    /// No faults, no changes, metrics every 500 ms, the in-flight gauge every 100 ms, the
-    /// topology's own load, start at
-    /// [`DEFAULT_START_MS`].
-    pub fn new(topology: Topology, seed: u64) -> Self {
-        SimConfig {
-            topology,
-            seed,
-            start_ms: DEFAULT_START_MS,
-            faults: FaultPlan::None,
-            changes: Vec::new(),
-            metrics_interval_ms: 500,
-            in_flight_interval_ms: 100,
-            rate_scale: 1.0,
-            delays: ActuationDelays::default(),
-            instrumentation: Instrumentation::default(),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -118,4 +78,10 @@ pub enum SimError {
     /// An error in a file, named.
     #[error("{path}: {error}")]
     InFile { path: String, error: Box<SimError> },
+    /// A field of the simulator's section of the job config.
+    #[error("field `{field}`: {reason}")]
+    Field {
+        field: &'static str,
+        reason: &'static str,
+    },
 }

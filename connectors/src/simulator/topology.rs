@@ -533,36 +533,41 @@ fn check_acyclic(spec: &TopologySpec) -> Result<(), SimError> {
         }
         out
     }
-    // 0 = unvisited, 1 = on the stack, 2 = done.
-    let mut state: HashMap<(String, String), u8> = HashMap::new();
+    /// A depth-first search's knowledge of an operation; absent: not visited yet.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Visit {
+        OnStack,
+        Done,
+    }
+    let mut state: HashMap<(String, String), Visit> = HashMap::new();
     for s in &spec.services {
         for o in &s.operations {
             let root = (s.name.clone(), o.name.clone());
-            if state.get(&root).copied().unwrap_or(0) != 0 {
+            if state.contains_key(&root) {
                 continue;
             }
             let mut stack = vec![(root.clone(), callees(spec, &root.0, &root.1), 0usize)];
-            state.insert(root, 1);
+            state.insert(root, Visit::OnStack);
             while let Some((node, children, next)) = stack.last_mut() {
                 if *next < children.len() {
                     let child = children[*next].clone();
                     *next += 1;
-                    match state.get(&child).copied().unwrap_or(0) {
-                        0 => {
+                    match state.get(&child) {
+                        None => {
                             let grand = callees(spec, &child.0, &child.1);
-                            state.insert(child.clone(), 1);
+                            state.insert(child.clone(), Visit::OnStack);
                             stack.push((child, grand, 0));
                         }
-                        1 => {
+                        Some(Visit::OnStack) => {
                             return Err(SimError::Invalid(format!(
                                 "call cycle: {}:{} calls {}:{} which is already on its call path",
                                 node.0, node.1, child.0, child.1
                             )));
                         }
-                        _ => {}
+                        Some(Visit::Done) => {}
                     }
                 } else {
-                    state.insert(node.clone(), 2);
+                    state.insert(node.clone(), Visit::Done);
                     stack.pop();
                 }
             }

@@ -128,10 +128,6 @@ impl InferenceGraph {
         self.vertices.get(service)
     }
 
-    pub fn vertex_mut(&mut self, service: &str) -> Option<&mut Vertex> {
-        self.vertices.get_mut(service)
-    }
-
     pub fn services(&self) -> impl Iterator<Item = &String> {
         self.vertices.keys()
     }

@@ -30,3 +30,12 @@ pub mod what_if;
 
 #[cfg(test)]
 mod tests;
+
+pub use assignment::AssignmentSettings;
+pub use baseline::{Monolithic, baseline_settings};
+pub use board::GraphBoard;
+pub use checkpoint::{FluxionCheckpoint, latest_version};
+pub use detector::{Fluxion, FluxionConfig};
+pub use features::{P90, P99, SPECTRUM, Sample, ServiceSample, sample};
+pub use graph::InferenceGraph;
+pub use what_if::{what_if, what_if_cpu};

@@ -13,7 +13,6 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use augur_operators::{AlertKind, Culprit, Detection, Detector, WindowSnapshot};
 use serde::{Deserialize, Serialize};
@@ -85,11 +84,6 @@ impl SageConfig {
         checkpoint_dir(&self.models_dir)
     }
 }
-
-/// Diagnosis time over the process (a job metric).
-pub static DIAGNOSIS_NS: AtomicU64 = AtomicU64::new(0);
-/// Diagnoses run.
-pub static DIAGNOSES: AtomicU64 = AtomicU64::new(0);
 
 pub struct Sage {
     config: SageConfig,
@@ -297,12 +291,8 @@ impl Sage {
             .collect();
         self.ensure_model(services);
         let model = self.model.as_ref()?;
-        let start = std::time::Instant::now();
         let sample = model.layout.sample(raw_blocks(window));
-        let out = diagnose(model, &sample, &window.qos);
-        DIAGNOSIS_NS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        DIAGNOSES.fetch_add(1, Ordering::Relaxed);
-        out
+        diagnose(model, &sample, &window.qos)
     }
 
     /// The detection a diagnosis makes.

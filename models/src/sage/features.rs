@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 
+use augur_operators::quantile::{Rank, quantile_sorted};
 use augur_operators::{LATENCY_QUANTILES, Resource, WindowSnapshot};
 use serde::{Deserialize, Serialize};
 
@@ -139,12 +140,10 @@ pub struct Normalizer {
     pub blocks: BTreeMap<String, BlockStats>,
 }
 
+/// The upper median; 0 when empty.
 fn median(mut xs: Vec<f32>) -> f32 {
-    if xs.is_empty() {
-        return 0.0;
-    }
     xs.sort_by(f32::total_cmp);
-    xs[xs.len() / 2]
+    quantile_sorted(&xs, 0.5, Rank::Floor).unwrap_or(0.0)
 }
 
 impl Normalizer {

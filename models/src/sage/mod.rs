@@ -27,3 +27,5 @@ mod tests;
 pub mod train;
 
 pub use detector::{Sage, SageConfig};
+pub use gvae::GvaeHyper;
+pub use train::{SageTrainSettings, check_windows, train};

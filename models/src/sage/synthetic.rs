@@ -90,11 +90,6 @@ pub fn chain_services(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("s{i}")).collect()
 }
 
-/// The SLO of `s0` at p99: 1.6 × its normal p99.
-pub fn chain_slo_ms(n: usize) -> f64 {
-    1.6 * SHAPE[4] * (n as f64 * OWN_MS + 2.0 * GAP_MS * (n as f64 - 1.0))
-}
-
 /// One window in which tier `slow` (if any) runs `factor` times slower and hotter.
 pub fn chain_window(
     n: usize,

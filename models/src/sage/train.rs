@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use augur_operators::{Resource, WindowSnapshot};
 use tch::nn::OptimizerConfig;
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Device, Tensor, nn};
 use thiserror::Error;
 
 use super::cbn::{Cbn, Overlaps};
@@ -396,36 +396,4 @@ pub fn retrain_set(
         .map(|(i, _)| i)
         .collect();
     (units.into_iter().collect(), channels)
-}
-
-/// Mean reconstruction error (standardized units², per latency value) of the end-to-end
-/// latency nodes when latents come from the prior — how well the model generates.
-pub fn generation_error(model: &SageModel, samples: &[Sample]) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    let refs: Vec<&Sample> = samples.iter().collect();
-    let b = model.batch(&refs);
-    let g = &model.gvae;
-    let mut total = 0.0f64;
-    let mut n = 0.0f64;
-    tch::no_grad(|| {
-        for u in 0..model.layout.cbn.units.len() {
-            let (mp, _) = g.prior(u, &b.x[u], false);
-            let yc: Vec<Tensor> = model
-                .layout
-                .cbn
-                .invoked(u)
-                .iter()
-                .map(|i| b.yc[*i].shallow_clone())
-                .collect();
-            let pred = g.decode_s(u, &b.x[u], &mp, &yc, false);
-            total += (pred - &b.ys[u])
-                .square()
-                .mean(Kind::Float)
-                .double_value(&[]);
-            n += 1.0;
-        }
-    });
-    total / n.max(1.0)
 }

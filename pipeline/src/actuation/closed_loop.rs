@@ -34,15 +34,37 @@ pub enum Actuator {
     Autoscaler(Autoscaler),
 }
 
+/// Which [`Actuator`] decides, before it is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActuatorKind {
+    Policy,
+    Off,
+    Autoscaler,
+}
+
+impl ActuatorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActuatorKind::Policy => "policy",
+            ActuatorKind::Off => "off",
+            ActuatorKind::Autoscaler => "autoscaler",
+        }
+    }
+}
+
+impl std::fmt::Display for ActuatorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Actuator {
-    /// `off`, `policy` or `autoscaler`.
-    pub fn named(name: &str, config: &ActuationConfig) -> anyhow::Result<Actuator> {
-        Ok(match name {
-            "off" | "none" => Actuator::Off,
-            "policy" => Actuator::Policy(ActuationPolicy::new(config.clone())),
-            "autoscaler" => Actuator::Autoscaler(Autoscaler::new(config.clone())),
-            other => anyhow::bail!("unknown actuator `{other}` (off, policy, autoscaler)"),
-        })
+    pub fn of(kind: ActuatorKind, config: &ActuationConfig) -> Actuator {
+        match kind {
+            ActuatorKind::Off => Actuator::Off,
+            ActuatorKind::Policy => Actuator::Policy(ActuationPolicy::new(config.clone())),
+            ActuatorKind::Autoscaler => Actuator::Autoscaler(Autoscaler::new(config.clone())),
+        }
     }
 
     /// The policy consults `model` (Fluxion's what-if) before each scale-up; other

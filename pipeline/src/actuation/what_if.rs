@@ -11,10 +11,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use augur_models::fluxion::board::GraphBoard;
-use augur_models::fluxion::features::Sample;
-use augur_models::fluxion::graph::InferenceGraph;
-use augur_models::fluxion::what_if::{what_if, what_if_cpu};
+use augur_models::fluxion::{GraphBoard, InferenceGraph, Sample, what_if, what_if_cpu};
 use augur_operators::Resource;
 
 use super::{WhatIfAnswer, WhatIfModel};
@@ -133,8 +130,7 @@ mod tests {
 
     use std::collections::BTreeMap;
 
-    use augur_models::fluxion::assignment::AssignmentSettings;
-    use augur_models::fluxion::features::{SPECTRUM, ServiceSample};
+    use augur_models::fluxion::{AssignmentSettings, SPECTRUM, ServiceSample};
     use augur_operators::decide::rfc3339;
     use augur_operators::{Alert, AlertKind, Culprit, ModelRef};
 
@@ -224,8 +220,8 @@ mod tests {
     /// A graph fitted on 300 windows at random load and 1–3 db replicas, and the generator
     /// to draw further windows from.
     fn trained_graph(seed: u64) -> (InferenceGraph, Lcg) {
-        tch::set_num_threads(1);
-        tch::manual_seed(3);
+        augur_models::runtime::set_threads(1);
+        augur_models::runtime::seed(3);
         let mut rng = Lcg(seed);
         let train: Vec<Sample> = (0..300)
             .map(|i| {

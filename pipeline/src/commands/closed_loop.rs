@@ -8,17 +8,16 @@
 //! and the flags. Out: the report files and a table on stdout. No state between runs.
 
 use anyhow::Context;
-use augur_connectors::simulator::Labels;
 use augur_operators::WindowSnapshot;
 use serde::Serialize;
 
+use crate::actuation::closed_loop::ActuatorKind;
 use crate::cli::EvalArgs;
 use crate::commands::load_config;
 pub use crate::commands::sim_eval::Experiment;
 use crate::commands::sim_eval::simulate_job;
 use crate::config::Config;
 use crate::eval::recovery::{FaultRecovery, P99Point, recoveries};
-use crate::eval::score::FaultTruth;
 use crate::eval::svg::p99_plot;
 
 /// After a fault ends, its violation may last this long (queues draining), ms.
@@ -59,23 +58,14 @@ fn point_of(window: &WindowSnapshot) -> Option<P99Point> {
     })
 }
 
-fn fault_truth(labels: &Labels) -> Vec<FaultTruth> {
-    labels
-        .faults
-        .iter()
-        .map(|f| FaultTruth {
-            service: f.service.clone(),
-            resource: f.resource.clone(),
-            start_ms: f.start_ms,
-            end_ms: f.end_ms,
-        })
-        .collect()
-}
-
-/// Runs the simulator under `actuator` (`policy`, `off` or `autoscaler`) as fast as possible.
-pub fn run_arm(config: &Config, exp: &Experiment, actuator: &str) -> anyhow::Result<ArmRun> {
+/// Runs the simulator under `actuator` as fast as possible.
+pub fn run_arm(
+    config: &Config,
+    exp: &Experiment,
+    actuator: ActuatorKind,
+) -> anyhow::Result<ArmRun> {
     // Only the policy reads diagnoses; the other arms run the cheap statistical detector.
-    let detector = if actuator == "policy" {
+    let detector = if actuator == ActuatorKind::Policy {
         exp.detector.clone()
     } else {
         "nsigma".to_string()
@@ -83,7 +73,7 @@ pub fn run_arm(config: &Config, exp: &Experiment, actuator: &str) -> anyhow::Res
     let window_ms = config.window.length_ms;
     let (outcome, labels) = simulate_job(config, exp, vec![detector], Some(actuator))?;
     let points: Vec<P99Point> = outcome.windows.iter().filter_map(point_of).collect();
-    let faults = recoveries(&points, &fault_truth(&labels), window_ms, SLACK_MS);
+    let faults = recoveries(&points, &labels.faults, window_ms, SLACK_MS);
     let actions = labels
         .changes
         .iter()
@@ -94,9 +84,9 @@ pub fn run_arm(config: &Config, exp: &Experiment, actuator: &str) -> anyhow::Res
         points.iter().filter(|p| p.violated).count() as f64 * window_ms as f64 / 1000.0;
     Ok(ArmRun {
         arm: match actuator {
-            "policy" => exp.detector.clone(),
-            "off" => "none".to_string(),
-            other => other.to_string(),
+            ActuatorKind::Policy => exp.detector.clone(),
+            ActuatorKind::Off => "none".to_string(),
+            ActuatorKind::Autoscaler => actuator.to_string(),
         },
         points,
         faults,
@@ -108,7 +98,11 @@ pub fn run_arm(config: &Config, exp: &Experiment, actuator: &str) -> anyhow::Res
 /// The three arms of one experiment.
 pub fn experiment(config: &Config, exp: &Experiment) -> anyhow::Result<ClosedLoopReport> {
     let mut arms = Vec::new();
-    for actuator in ["policy", "off", "autoscaler"] {
+    for actuator in [
+        ActuatorKind::Policy,
+        ActuatorKind::Off,
+        ActuatorKind::Autoscaler,
+    ] {
         eprintln!(
             "closed loop: {} seed {}: {actuator}",
             exp.topology, exp.seed
@@ -245,8 +239,8 @@ mod tests {
             duration_ms: Some(90_000),
             detector: "sage".into(),
         };
-        let sage = run_arm(&config, &exp, "policy").expect("sage arm");
-        let none = run_arm(&config, &exp, "off").expect("no-action arm");
+        let sage = run_arm(&config, &exp, ActuatorKind::Policy).expect("sage arm");
+        let none = run_arm(&config, &exp, ActuatorKind::Off).expect("no-action arm");
         assert_eq!(sage.faults.len(), 1);
         assert_eq!(none.faults.len(), 1);
         let (s, n) = (&sage.faults[0], &none.faults[0]);

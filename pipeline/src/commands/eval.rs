@@ -7,37 +7,29 @@ use std::time::Duration;
 
 use anyhow::Context;
 use augur_connectors::kafka::{PartitionConsumer, StartAt};
+use augur_connectors::simulator::Labels;
 
-use crate::cli::{EvalArgs, TopicInput};
+use crate::cli::{EvalArgs, EvalMode, TopicInput};
+use crate::commands::eval_report::print_reports;
 use crate::commands::replay::topic_source_spec;
 use crate::commands::{
     load_config, metric_names, read_labels, resolve_slos, stop_on_signal, topology_slos,
 };
 use crate::config::Config;
 use crate::dataflow::JobSpec;
-use crate::eval::forecast::{self, changes_from_labels};
-use crate::eval::plot;
 use crate::eval::score::ScoreParams;
-use crate::eval::{
-    ModelFigures, PipelineFigures, faults_from_labels, percentile, report_for, table, window_truth,
-};
 use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
 use crate::source::input_files;
 use crate::source::replay_sources;
-use crate::stats::JobStats;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    if args.closed_loop {
-        return crate::commands::closed_loop::run(args);
+    match args.mode() {
+        EvalMode::ClosedLoop => crate::commands::closed_loop::run(args),
+        EvalMode::Simulate => crate::commands::sim_eval::run(args),
+        EvalMode::Cases(dir) => crate::commands::eval_cases::run(args, dir),
+        EvalMode::Replay => run_until(args, stop_on_signal()),
     }
-    if args.simulate {
-        return crate::commands::sim_eval::run(args);
-    }
-    if let Some(dir) = &args.cases {
-        return crate::commands::eval_cases::run(args, dir);
-    }
-    run_until(args, stop_on_signal())
 }
 
 /// A replay eval that stops reading once `stop` is set (Ctrl-C, SIGTERM): it still scores
@@ -115,159 +107,6 @@ pub fn run_until(args: &EvalArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Scores every detector of a finished run against its windows and labels, and prints the
-/// reports (a table, or one JSON object per detector with `--json`).
-pub fn print_reports(
-    args: &EvalArgs,
-    detectors: &[String],
-    outcome: &crate::run::RunOutcome,
-    labels: &serde_json::Value,
-    params: ScoreParams,
-    fluxion_config: &augur_models::fluxion::detector::FluxionConfig,
-    interrupted: bool,
-) -> anyhow::Result<()> {
-    let secs = outcome.wall.as_secs_f64().max(1e-9);
-    let spans = JobStats::get(&outcome.stats.spans);
-    let pipeline = PipelineFigures {
-        spans,
-        spans_per_s: spans as f64 / secs,
-        alert_latency_ms_p99: percentile(&outcome.alert_latency_ms, 99.0),
-        wall_s: secs,
-        workers: args.job.workers,
-        dead_letters: JobStats::get(&outcome.stats.dead_letters),
-        late: JobStats::get(&outcome.stats.late),
-        interrupted,
-        span_kinds: outcome
-            .stats
-            .span_kind_counts()
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(kind, n)| (kind.to_string(), *n))
-            .collect(),
-        log_records: JobStats::get(&outcome.stats.log_records),
-    };
-    let truth = window_truth(&outcome.windows);
-    let faults = faults_from_labels(labels);
-    let reports: Vec<_> = detectors
-        .iter()
-        .map(|d| {
-            let mut report = report_for(
-                d,
-                &truth,
-                &outcome.alerts,
-                &faults,
-                params,
-                pipeline.clone(),
-            );
-            report.model = ModelFigures::of(outcome.stats.inference.of(d));
-            report
-        })
-        .collect();
-    let mut reports = reports;
-    for report in reports.iter_mut().filter(|r| r.detector == "fluxion") {
-        let changes = changes_from_labels(labels);
-        let forecast = forecast::evaluate(
-            &outcome.windows,
-            &changes,
-            fluxion_config,
-            params.window_ms,
-            params.horizon_ms,
-        )
-        .context("evaluating the fluxion forecasts")?;
-        report.forecast = Some(forecast);
-    }
-    if let Some(dir) = &args.report {
-        write_report(dir, &reports, labels, &outcome.alerts)?;
-    }
-    if args.json {
-        for report in &reports {
-            println!("{}", serde_json::to_string(report)?);
-        }
-    } else {
-        println!("{}", table(&reports));
-        println!(
-            "pipeline: {spans} spans in {secs:.1} s ({:.0} spans/s on {} worker(s)); window-close→alert p99 {:.1} ms; {} dead letters",
-            pipeline.spans_per_s,
-            pipeline.workers,
-            pipeline.alert_latency_ms_p99,
-            pipeline.dead_letters
-        );
-        println!(
-            "{}",
-            crate::display::inference_summary(&outcome.stats.inference)
-        );
-        for r in &reports {
-            if let Some(f) = &r.forecast {
-                println!(
-                    "fluxion forecast of the next window's end-to-end p90 ({} windows): MAE \
-                     graph {:.2} ms, monolithic {:.2} ms; no model: last value {:.2} ms, \
-                     run mean {:.2} ms\n{}",
-                    f.windows,
-                    f.mae_ms,
-                    f.baseline_mae_ms,
-                    f.persistence_mae_ms,
-                    f.spread_ms,
-                    forecast::change_table(f)
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `--report DIR`: every alert of the run (`alerts.jsonl`, as written to the alerts topic),
-/// each detector's RCA cases and how each was scored (`rca-<detector>.md`, when it has
-/// any), and the forecast plot and table of each report that has them.
-fn write_report(
-    dir: &std::path::Path,
-    reports: &[crate::eval::Report],
-    labels: &serde_json::Value,
-    alerts: &[augur_operators::Alert],
-) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let topology = labels
-        .get("topology")
-        .and_then(|t| t.as_str())
-        .unwrap_or("input");
-    let seed = labels.get("seed").and_then(|t| t.as_u64()).unwrap_or(0);
-    let mut lines = String::new();
-    for alert in alerts {
-        lines.push_str(&serde_json::to_string(alert)?);
-        lines.push('\n');
-    }
-    let path = dir.join("alerts.jsonl");
-    std::fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
-    let start_ms = labels.get("start_ms").and_then(|t| t.as_u64()).unwrap_or(0);
-    for r in reports.iter().filter(|r| !r.score.cases.is_empty()) {
-        let path = dir.join(format!("rca-{}.md", r.detector));
-        let text = format!(
-            "# {topology} seed {seed}: {} RCA cases, scored by {} (times in s from the run's start)\n\n{}",
-            r.score.cases.len(),
-            r.detector,
-            crate::eval::score::case_table(&r.score.cases, start_ms)
-        );
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
-    eprintln!("wrote the alerts and RCA cases to {}", dir.display());
-    for r in reports {
-        let Some(f) = &r.forecast else {
-            continue;
-        };
-        let title = format!(
-            "{topology} seed {seed}: next-window end-to-end p90, {} forecast vs observed",
-            r.detector
-        );
-        let svg = dir.join("forecast.svg");
-        std::fs::write(&svg, plot::forecast_svg(f, &title))
-            .with_context(|| format!("writing {}", svg.display()))?;
-        let md = dir.join("forecast.md");
-        std::fs::write(&md, format!("# {title}\n\n{}", forecast::change_table(f)))
-            .with_context(|| format!("writing {}", md.display()))?;
-        eprintln!("wrote {} and {}", svg.display(), md.display());
-    }
-    Ok(())
-}
-
 /// Ground truth and SLOs of a replay: from `input`'s labels.json (and its topology), or,
 /// for topics, from a labels file or the last message of `labels_topic`.
 pub fn labels_and_slos(
@@ -276,7 +115,7 @@ pub fn labels_and_slos(
     topics: &TopicInput,
     labels: Option<&std::path::Path>,
     labels_topic: &str,
-) -> anyhow::Result<(serde_json::Value, Vec<augur_operators::Slo>)> {
+) -> anyhow::Result<(Labels, Vec<augur_operators::Slo>)> {
     match input {
         Some(input) => {
             input_files(input)?;
@@ -294,8 +133,7 @@ pub fn labels_and_slos(
             };
             let slos = if config.slo.is_empty() {
                 let topology = labels
-                    .get("topology")
-                    .and_then(|t| t.as_str())
+                    .topology()
                     .context("no [[slo]] in the config and the labels name no topology")?;
                 topology_slos(topology)?
             } else {
@@ -306,12 +144,8 @@ pub fn labels_and_slos(
     }
 }
 
-/// The last message of the labels topic, as JSON.
-fn labels_from_topic(
-    config: &Config,
-    topics: &TopicInput,
-    topic: &str,
-) -> anyhow::Result<serde_json::Value> {
+/// The last message of the labels topic.
+fn labels_from_topic(config: &Config, topics: &TopicInput, topic: &str) -> anyhow::Result<Labels> {
     let mut settings = config.kafka.settings(topics.brokers.as_deref());
     settings.group_id = format!("augur-eval-{}", std::process::id());
     let mut consumer = PartitionConsumer::open(

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod diagnose;
 pub mod eval;
 pub mod eval_cases;
+pub mod eval_report;
 pub mod record;
 pub mod replay;
 pub mod run;
@@ -15,6 +16,7 @@ pub mod train;
 pub mod train_fluxion;
 pub mod train_normal;
 pub mod train_sage;
+pub mod train_seer;
 pub mod validate;
 
 use std::path::Path;
@@ -23,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use augur_connectors::otlp::MetricNames;
-use augur_connectors::simulator::Topology;
+use augur_connectors::simulator::{Labels, Topology};
 use augur_operators::qos_check::Slo;
 
 use crate::config::Config;
@@ -131,14 +133,9 @@ pub fn resolve_slos(config: &Config, input: &Path) -> anyhow::Result<Vec<Slo>> {
     let topology = input
         .join("labels.json")
         .is_file()
-        .then(|| read_labels(input))
+        .then(|| read_labels::<Labels>(input))
         .transpose()?
-        .and_then(|labels| {
-            labels
-                .get("topology")
-                .and_then(|t| t.as_str())
-                .map(str::to_owned)
-        });
+        .and_then(|labels| labels.topology().map(str::to_owned));
     if let Some(topology) = &topology
         && augur_connectors::simulator::Topology::load(topology).is_ok()
     {
@@ -188,7 +185,6 @@ pub fn parse_time_ms(text: &str) -> anyhow::Result<u64> {
         .unwrap_or(0))
 }
 
-/// `DIR/labels.json` as JSON.
 /// The detectors `--detector` names (`a,b`, `all`, or the config's when absent), each built
 /// once so a bad name or model fails before any input is read.
 pub fn detector_list(arg: Option<&str>, config: &Config) -> anyhow::Result<Vec<String>> {
@@ -206,7 +202,8 @@ pub fn detector_list(arg: Option<&str>, config: &Config) -> anyhow::Result<Vec<S
     Ok(detectors)
 }
 
-pub fn read_labels(input: &Path) -> anyhow::Result<serde_json::Value> {
+/// `DIR/labels.json`, typed: [`Labels`] (or any form it deserializes to).
+pub fn read_labels<T: serde::de::DeserializeOwned>(input: &Path) -> anyhow::Result<T> {
     let path = input.join("labels.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;

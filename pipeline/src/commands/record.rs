@@ -5,13 +5,11 @@
 //!
 //! Labels: a window is positive when a violating window ends within `[t, t + horizon]`;
 //! its culprit is the service of the fault in `labels.json` active then (see
-//! `augur_models::labels`).
+//! `augur_models::seer::labels`).
 
 use std::sync::Arc;
 
-use augur_models::dataset::{Dataset, Row};
-use augur_models::features::{FEATURES, UsageFill};
-use augur_models::labels::{Fault, label_windows};
+use augur_models::seer::{Dataset, FEATURES, Fault, Row, UsageFill, label_windows};
 use augur_operators::WindowSnapshot;
 
 use crate::cli::RecordArgs;
@@ -19,7 +17,7 @@ use crate::commands::eval::labels_and_slos;
 use crate::commands::replay::topic_source_spec;
 use crate::commands::{load_config, metric_names, stop_on_signal};
 use crate::dataflow::JobSpec;
-use crate::eval::{faults_from_labels, window_truth};
+use crate::eval::window_truth;
 use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
 use crate::source::replay_sources;
@@ -71,7 +69,8 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
         |_| {},
         |_| {},
     )?;
-    let faults: Vec<Fault> = faults_from_labels(&labels)
+    let faults: Vec<Fault> = labels
+        .faults
         .into_iter()
         .map(|f| Fault {
             service: f.service,

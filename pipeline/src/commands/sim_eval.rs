@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use augur_connectors::simulator::{FaultPlan, Labels, SimConfig, Simulator, Topology, scenario};
 
-use crate::actuation::closed_loop::{Actuator, ClosedLoop};
+use crate::actuation::closed_loop::{Actuator, ActuatorKind, ClosedLoop};
 use crate::actuation::what_if::JobWhatIf;
 use crate::cli::EvalArgs;
 use crate::commands::{load_config, slos_of};
@@ -65,16 +65,16 @@ impl Experiment {
 }
 
 /// Runs the simulator through the job as fast as possible with `detectors`; with an
-/// `actuator` (`policy`, `off`, `autoscaler`) the loop is closed: its commands go back to
+/// `actuator` the loop is closed: its commands go back to
 /// the simulated cluster. Gives the run's outcome (windows kept) and the labels.
 pub fn simulate_job(
     config: &Config,
     exp: &Experiment,
     mut detectors: Vec<String>,
-    actuator: Option<&str>,
+    actuator: Option<ActuatorKind>,
 ) -> anyhow::Result<(RunOutcome, Labels)> {
     // Only the policy asks what-ifs.
-    let what_if = if actuator == Some("policy") {
+    let what_if = if actuator == Some(ActuatorKind::Policy) {
         JobWhatIf::for_job(config, &mut detectors)
     } else {
         JobWhatIf::default()
@@ -100,15 +100,13 @@ pub fn simulate_job(
     let lateness = config.window.allowed_lateness_ms;
     let lead_ms = lateness + sim_config.delays.min_ms();
     let (to_sim, from_job) = crossbeam_channel::unbounded();
-    let feedback = actuator
-        .map(|name| -> anyhow::Result<Box<dyn JobFeedback>> {
-            Ok(Box::new(ClosedLoop::new(
-                Actuator::named(name, &config.actuation)?.with_what_if(what_if.model()),
-                lateness,
-                to_sim,
-            )))
-        })
-        .transpose()?;
+    let feedback = actuator.map(|kind| -> Box<dyn JobFeedback> {
+        Box::new(ClosedLoop::new(
+            Actuator::of(kind, &config.actuation).with_what_if(what_if.model()),
+            lateness,
+            to_sim,
+        ))
+    });
     let closed = feedback.is_some();
     let labels_slot: Arc<Mutex<Option<Labels>>> = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&labels_slot);
@@ -180,8 +178,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         slack_ms: 5 * config.window.length_ms,
     };
     let (outcome, labels) = simulate_job(&config, &exp, detectors.clone(), None)?;
-    let labels = serde_json::to_value(&labels)?;
-    super::eval::print_reports(
+    super::eval_report::print_reports(
         args,
         &detectors,
         &outcome,

@@ -8,26 +8,25 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, bail};
-use augur_models::fluxion::assignment::AssignmentSettings;
-use augur_models::fluxion::checkpoint::{FluxionCheckpoint, latest_version};
-use augur_models::fluxion::features::{P90, Sample, sample};
-use augur_models::fluxion::graph::InferenceGraph;
+use augur_models::fluxion::{
+    AssignmentSettings, FluxionCheckpoint, InferenceGraph, P90, Sample, latest_version, sample,
+};
 
-use crate::cli::TrainArgs;
+use crate::cli::FluxionTrainArgs;
 use crate::commands::stop_on_signal;
 use crate::commands::train_sage::{checkpoint_name, replay_training_setup, replay_windows};
 
-pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let config = replay_training_setup(args, "fluxion")?;
-    tch::manual_seed(args.seed);
-    let name = checkpoint_name(args, "fluxion")?;
+pub fn run(args: &FluxionTrainArgs) -> anyhow::Result<()> {
+    let config = replay_training_setup(&args.common, &args.input, "fluxion")?;
+    augur_models::runtime::seed(args.common.seed);
+    let name = checkpoint_name(args.name.as_deref(), &args.input, "fluxion")?;
     let stop = stop_on_signal();
     let mut samples: Vec<Sample> = Vec::new();
     for input in &args.input {
         let windows = replay_windows(
             &config,
             input,
-            args.job.workers,
+            args.common.job.workers,
             std::sync::Arc::clone(&stop),
         )
         .with_context(|| format!("replaying {}", input.display()))?;
@@ -60,7 +59,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         });
     // Written to the configured directory (created if needed), never to the cache of
     // shipped checkpoints the detector reads when it doesn't exist.
-    let dir = match &args.models_dir {
+    let dir = match &args.common.models_dir {
         Some(dir) => dir.clone(),
         None if config.detector.fluxion.models_dir.as_os_str().is_empty() => {
             bail!("detector.fluxion.models_dir is empty; give --models-dir")
@@ -68,11 +67,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         None => config.detector.fluxion.models_dir.clone(),
     };
     let version = args
+        .common
         .version
         .unwrap_or_else(|| latest_version(&dir, &name).map_or(1, |v| v + 1));
     let provenance = format!(
         "augur train --model fluxion --name {name} --seed {} {}",
-        args.seed,
+        args.common.seed,
         args.input
             .iter()
             .map(|p| format!("--input {}", p.display()))

@@ -1,4 +1,4 @@
-//! `augur train --model normal --input DIR [--input DIR ...] [--name N]`: learn an
+//! `augur train normal --input DIR [--input DIR ...] [--name N]`: learn an
 //! application's normal from any OTLP directory of its fault-free telemetry, no labels:
 //! every window of the replays pooled per service, and the log template miners that mined
 //! them ([`NormalProfile`]). Writes `normal-<name>.json` into `--models-dir`, else the
@@ -8,19 +8,19 @@ use anyhow::Context;
 use augur_models::evidence::NormalProfile;
 use augur_operators::LogMiners;
 
-use crate::cli::TrainArgs;
+use crate::cli::NormalTrainArgs;
 use crate::commands::diagnose::windows_of;
 use crate::commands::load_config;
 use crate::commands::train_sage::checkpoint_name;
 
-pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let config = load_config(args.job.config.as_deref())?;
+pub fn run(args: &NormalTrainArgs) -> anyhow::Result<()> {
+    let config = load_config(args.common.job.config.as_deref())?;
     if args.input.is_empty() {
         anyhow::bail!(
             "--model normal learns from recorded telemetry: give --input DIR (OTLP files of the application running normally)"
         );
     }
-    let name = checkpoint_name(args, "normal")?;
+    let name = checkpoint_name(args.name.as_deref(), &args.input, "normal")?;
     // One set of miners for every input: one template id per template across them.
     let miners = LogMiners::default();
     let mut windows = Vec::new();
@@ -29,7 +29,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             &config,
             Some(input.clone()),
             None,
-            args.job.workers,
+            args.common.job.workers,
             true,
             &[],
             &miners,
@@ -41,6 +41,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let profile = NormalProfile::learn(&name, &windows, &miners.snapshots())
         .with_context(|| format!("learning the normal {name}"))?;
     let dir = args
+        .common
         .models_dir
         .clone()
         .unwrap_or_else(|| config.diagnose.normal_dir.clone());

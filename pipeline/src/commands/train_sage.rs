@@ -5,14 +5,16 @@
 //! its faults. Writes the next version of `sage-<topology>` into `--models-dir`, else the
 //! config's `detector.sage.models_dir`.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, bail};
+use augur_connectors::simulator::Labels;
 use augur_models::checkpoint::latest_version;
 use augur_models::device::resolve;
-use augur_models::sage::gvae::GvaeHyper;
-use augur_models::sage::train::{SageTrainSettings, check_windows, train};
+use augur_models::sage::{GvaeHyper, SageTrainSettings, check_windows, train};
 use augur_operators::{Resource, WindowSnapshot};
 
-use crate::cli::TrainArgs;
+use crate::cli::{SageTrainArgs, TrainCommon};
 use crate::commands::{load_config, metric_names, read_labels, resolve_slos, stop_on_signal};
 use crate::config::Config;
 use crate::dataflow::JobSpec;
@@ -64,42 +66,49 @@ pub fn replay_windows(
 
 /// The job config of a model trained on replays (`--input DIR...`, required), with
 /// libtorch's thread count set from `--threads`.
-pub fn replay_training_setup(args: &TrainArgs, model: &str) -> anyhow::Result<Config> {
-    let config = load_config(args.job.config.as_deref())?;
-    if args.input.is_empty() {
+pub fn replay_training_setup(
+    common: &TrainCommon,
+    input: &[PathBuf],
+    model: &str,
+) -> anyhow::Result<Config> {
+    let config = load_config(common.job.config.as_deref())?;
+    if input.is_empty() {
         bail!(
             "--model {model} trains on replays: give --input DIR (written by `augur simulate --out`)"
         );
     }
-    if let Some(threads) = args.threads {
-        tch::set_num_threads(threads as i32);
+    if let Some(threads) = common.threads {
+        augur_models::runtime::set_threads(threads);
     }
     Ok(config)
 }
 
 /// `--name`, else `<model>-<topology>` from the first input's labels.json.
-pub fn checkpoint_name(args: &TrainArgs, model: &str) -> anyhow::Result<String> {
-    if let Some(name) = &args.name {
-        return Ok(name.clone());
+pub fn checkpoint_name(
+    name: Option<&str>,
+    input: &[PathBuf],
+    model: &str,
+) -> anyhow::Result<String> {
+    if let Some(name) = name {
+        return Ok(name.to_string());
     }
-    let labels = read_labels(&args.input[0])?;
+    let labels: Labels = read_labels(&input[0])?;
     let topology = labels
-        .get("topology")
-        .and_then(|t| t.as_str())
+        .topology()
         .context("labels.json names no topology; give --name")?;
     Ok(format!("{model}-{topology}"))
 }
 
-pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let config = replay_training_setup(args, "sage")?;
-    let name = checkpoint_name(args, "sage")?;
+pub fn run(args: &SageTrainArgs) -> anyhow::Result<()> {
+    let config = replay_training_setup(&args.common, &args.input, "sage")?;
+    let name = checkpoint_name(args.name.as_deref(), &args.input, "sage")?;
     let mut windows = Vec::new();
     let stop = stop_on_signal();
     for input in &args.input {
         let w = replay_windows(
             &config,
             input,
-            args.job.workers,
+            args.common.job.workers,
             std::sync::Arc::clone(&stop),
         )
         .with_context(|| format!("replaying {}", input.display()))?;
@@ -109,10 +118,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     // Written to the configured directory (created if needed), never to the cache of
     // shipped checkpoints the detector reads when it doesn't exist.
     let dir = args
+        .common
         .models_dir
         .clone()
         .unwrap_or_else(|| config.detector.sage.models_dir.clone());
     let version = args
+        .common
         .version
         .unwrap_or_else(|| latest_version(&dir, &name).map_or(1, |v| v + 1));
     let defaults = SageTrainSettings::default();
@@ -131,7 +142,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .join(",");
     let settings = SageTrainSettings {
         epochs: args.epochs(),
-        seed: args.seed,
+        seed: args.common.seed,
         x_resources,
         ..defaults
     };
@@ -141,7 +152,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let provenance = format!(
         "augur train --model sage --name {name} --epochs {} --seed {} --x-resources {resources_arg} {}",
         args.epochs(),
-        args.seed,
+        args.common.seed,
         args.input
             .iter()
             .map(|p| format!("--input {}", p.display()))

@@ -43,9 +43,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use augur_models::fluxion::baseline::{Monolithic, baseline_settings};
-use augur_models::fluxion::detector::{Fluxion, FluxionConfig};
-use augur_models::fluxion::features::{P90, P99, Sample, sample};
+use augur_connectors::simulator::Labels;
+use augur_models::fluxion::{
+    Fluxion, FluxionConfig, Monolithic, P90, P99, Sample, baseline_settings, sample,
+};
 use augur_operators::WindowSnapshot;
 use serde::Serialize;
 
@@ -71,25 +72,14 @@ pub struct ChangeEvent {
     pub change: String,
 }
 
-/// Changes in `labels.json` (`changes[]` with kind, service, at_ms, detail), grouped by time.
-pub fn changes_from_labels(labels: &serde_json::Value) -> Vec<ChangeEvent> {
+/// The changes in the labels, grouped by time.
+pub fn changes_from_labels(labels: &Labels) -> Vec<ChangeEvent> {
     let mut by_time: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for c in labels
-        .get("changes")
-        .and_then(|c| c.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let Some(at) = c.get("at_ms").and_then(|v| v.as_u64()) else {
-            continue;
-        };
-        let text = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-        by_time.entry(at).or_default().push(format!(
-            "{} {} ({})",
-            text("kind"),
-            text("service"),
-            text("detail")
-        ));
+    for c in &labels.changes {
+        by_time
+            .entry(c.at_ms)
+            .or_default()
+            .push(format!("{} {} ({})", c.kind, c.service, c.detail));
     }
     by_time
         .into_iter()
@@ -195,7 +185,7 @@ pub fn evaluate(
 ) -> Result<ForecastReport, std::io::Error> {
     let started = Instant::now();
     // Deterministic weights for a given input (the models draw from libtorch's generator).
-    tch::manual_seed(1);
+    augur_models::runtime::seed(1);
     let mut windows: Vec<&WindowSnapshot> = windows
         .iter()
         .filter(|w| !w.services.is_empty() || !w.qos.is_empty())
@@ -231,7 +221,7 @@ pub fn evaluate(
         let fit_started = Instant::now();
         // The baseline's weights must not depend on how many draws the graph made before
         // (they share libtorch's generator): each fit starts from a seed of its own window.
-        let seed_baseline = || tch::manual_seed(BASELINE_SEED + t as i64);
+        let seed_baseline = || augur_models::runtime::seed(BASELINE_SEED + t as i64);
         match (&baseline, fluxion.trained(), entry) {
             (None, true, Some(entry)) if t + 1 >= config.min_train_windows.max(2) => {
                 seed_baseline();
@@ -451,11 +441,12 @@ mod tests {
 
     #[test]
     fn changes_group_by_time() {
-        let labels = serde_json::json!({"changes": [
+        let labels: Labels = serde_json::from_value(serde_json::json!({"changes": [
             {"kind": "scale_out", "service": "a", "at_ms": 5, "detail": "replicas 1 -> 2"},
             {"kind": "scale_out", "service": "b", "at_ms": 5, "detail": "replicas 1 -> 2"},
             {"kind": "replace", "service": "a", "at_ms": 9, "detail": "x"},
-        ]});
+        ]}))
+        .unwrap();
         let c = changes_from_labels(&labels);
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].at_ms, 5);

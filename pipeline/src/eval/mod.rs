@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use augur_operators::{Alert, WindowSnapshot};
 
-use score::{FaultTruth, Score, ScoreParams, WindowTruth};
+use augur_connectors::simulator::FaultLabel;
+
+use score::{Score, ScoreParams, WindowTruth};
 
 /// Pipeline figures of the replay.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -75,31 +77,6 @@ pub struct Report {
     pub forecast: Option<forecast::ForecastReport>,
 }
 
-/// Faults from `labels.json` (`faults[]` with service, resource, start_ms, end_ms).
-pub fn faults_from_labels(labels: &serde_json::Value) -> Vec<FaultTruth> {
-    labels
-        .get("faults")
-        .and_then(|f| f.as_array())
-        .map(|faults| {
-            faults
-                .iter()
-                .filter_map(|f| {
-                    Some(FaultTruth {
-                        service: f.get("service")?.as_str()?.to_string(),
-                        resource: f
-                            .get("resource")
-                            .and_then(|r| r.as_str())
-                            .unwrap_or("")
-                            .to_string(),
-                        start_ms: f.get("start_ms")?.as_u64()?,
-                        end_ms: f.get("end_ms")?.as_u64()?,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Ground truth of the windows that saw traffic. When the input ends, the dependency
 /// graph retires its edges in snapshots with no services and no QoS verdicts; those aren't
 /// windows of the application and don't count.
@@ -119,7 +96,7 @@ pub fn report_for(
     detector: &str,
     windows: &[WindowTruth],
     alerts: &[Alert],
-    faults: &[FaultTruth],
+    faults: &[FaultLabel],
     params: ScoreParams,
     pipeline: PipelineFigures,
 ) -> Report {
@@ -135,17 +112,6 @@ pub fn report_for(
         model: ModelFigures::default(),
         forecast: None,
     }
-}
-
-/// p-th percentile (0..=100) by nearest rank; 0 for no data.
-pub fn percentile(xs: &[f64], p: f64) -> f64 {
-    if xs.is_empty() {
-        return 0.0;
-    }
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-    v[rank.min(v.len()) - 1]
 }
 
 /// A Markdown table of reports, for terminals and documentation.

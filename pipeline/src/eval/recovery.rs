@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use super::score::FaultTruth;
+use augur_connectors::simulator::FaultLabel;
 
 /// One window's end-to-end tail latency (the worst entry by latency / SLO).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -39,11 +39,11 @@ pub struct FaultRecovery {
 /// Per fault (in start order), its violated time and time to recover in `points`.
 pub fn recoveries(
     points: &[P99Point],
-    faults: &[FaultTruth],
+    faults: &[FaultLabel],
     window_ms: u64,
     slack_ms: u64,
 ) -> Vec<FaultRecovery> {
-    let mut faults: Vec<&FaultTruth> = faults.iter().collect();
+    let mut faults: Vec<&FaultLabel> = faults.iter().collect();
     faults.sort_by_key(|f| f.start_ms);
     faults
         .iter()
@@ -99,12 +99,7 @@ mod tests {
                 point(s * 1000, v)
             })
             .collect();
-        let fault = |start: u64, end: u64| FaultTruth {
-            service: "x".into(),
-            resource: "cpu".into(),
-            start_ms: start,
-            end_ms: end,
-        };
+        let fault = |start: u64, end: u64| FaultLabel::new("x", "cpu", start, end);
         let r = recoveries(
             &points,
             &[fault(25_000, 30_000), fault(10_000, 20_000)],

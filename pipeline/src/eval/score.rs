@@ -36,6 +36,8 @@
 
 use serde::Serialize;
 
+use augur_connectors::simulator::FaultLabel;
+use augur_operators::quantile::median;
 use augur_operators::{Alert, AlertKind, EventTime};
 
 /// One closed window's ground truth.
@@ -43,15 +45,6 @@ use augur_operators::{Alert, AlertKind, EventTime};
 pub struct WindowTruth {
     pub window_end: EventTime,
     pub violated: bool,
-}
-
-/// One injected fault.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FaultTruth {
-    pub service: String,
-    pub resource: String,
-    pub start_ms: EventTime,
-    pub end_ms: EventTime,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -99,7 +92,7 @@ pub struct RcaCase {
     /// The episode's first and last violating windows (their ends).
     pub onset: EventTime,
     pub end: EventTime,
-    pub fault: FaultTruth,
+    pub fault: FaultLabel,
     /// When the alert it was scored by fired (none: undetected), and whether that was more
     /// than `horizon` before the onset (for an earlier episode).
     pub alert_fired: Option<EventTime>,
@@ -150,19 +143,6 @@ fn episodes(windows: &[WindowTruth], window_ms: u64) -> Vec<Episode> {
     out
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    if xs.is_empty() {
-        return 0.0;
-    }
-    xs.sort_by(f64::total_cmp);
-    let mid = xs.len() / 2;
-    if xs.len() % 2 == 1 {
-        xs[mid]
-    } else {
-        (xs[mid - 1] + xs[mid]) / 2.0
-    }
-}
-
 fn ratio(num: usize, den: usize) -> f64 {
     if den == 0 {
         0.0
@@ -175,7 +155,7 @@ fn ratio(num: usize, den: usize) -> f64 {
 pub fn score(
     windows: &[WindowTruth],
     alerts: &[Alert],
-    faults: &[FaultTruth],
+    faults: &[FaultLabel],
     p: ScoreParams,
 ) -> Score {
     let mut windows = windows.to_vec();
@@ -270,7 +250,7 @@ pub fn score(
     let (mut multi_hit1, mut multi_hit3) = (0, 0);
     let mut cases = Vec::new();
     for (ep, alert) in episodes.iter().zip(&first_detector) {
-        let overlapping: Vec<&FaultTruth> = faults
+        let overlapping: Vec<&FaultLabel> = faults
             .iter()
             .filter(|f| f.start_ms < ep.end && f.end_ms + p.slack_ms > ep.first_window_start)
             .collect();
@@ -345,7 +325,7 @@ pub fn score(
             predicted_recall: ratio(predicted, episodes.len()),
             precision: ratio(true_alerts, firing.len()),
             fpr: ratio(false_alarms, negatives),
-            lead_time_ms_p50: median(leads),
+            lead_time_ms_p50: median(&leads),
             alerts: firing.len(),
             detected,
         },
@@ -444,12 +424,7 @@ mod tests {
     #[test]
     fn hand_made_case() {
         let windows = truth(20, |i| matches!(i, 6..=8 | 15));
-        let faults = vec![FaultTruth {
-            service: "b".into(),
-            resource: "cpu".into(),
-            start_ms: 4500,
-            end_ms: 8000,
-        }];
+        let faults = vec![FaultLabel::new("b", "cpu", 4500, 8000)];
         let a1 = alert(5000, &["a", "b"], None);
         let a1_resolved = alert(5000, &["a", "b"], Some(10_000));
         // A false alarm at 11000, active until 12000.
@@ -518,18 +493,8 @@ mod tests {
     fn an_alert_still_active_names_the_culprit_of_a_later_episode() {
         let windows = truth(20, |i| matches!(i, 3 | 7 | 15));
         let faults = vec![
-            FaultTruth {
-                service: "b".into(),
-                resource: "cpu".into(),
-                start_ms: 2500,
-                end_ms: 7000,
-            },
-            FaultTruth {
-                service: "c".into(),
-                resource: "cpu".into(),
-                start_ms: 14_500,
-                end_ms: 15_000,
-            },
+            FaultLabel::new("b", "cpu", 2500, 7000),
+            FaultLabel::new("c", "cpu", 14_500, 15_000),
         ];
         let alerts = vec![
             alert(3000, &["b", "a"], None),

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor, nn};
 
-use crate::checkpoint::SeerModel;
-use crate::dataset::{Dataset, Row};
-use crate::layout::{Layout, SeerHyper};
-use crate::seer_net::LossTargets;
+use crate::seer::SeerModel;
+use crate::seer::dataset::{Dataset, Row};
+use crate::seer::layout::{Layout, SeerHyper};
+use crate::seer::net::LossTargets;
 
 /// Training settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -333,7 +333,7 @@ pub fn fit_until(
     let row_weight = Tensor::from_slice(&weights).to_device(device);
     let culprit = Tensor::from_slice(&data.culprit).to_device(device);
     let mut best = nn::VarStore::new(device);
-    let _ = crate::seer_net::SeerNet::new(
+    let _ = crate::seer::net::SeerNet::new(
         &best.root(),
         &model.layout.hyper,
         model.layout.services.len(),

@@ -31,7 +31,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use augur_operators::{AlertKind, Culprit, Detection, Detector, WindowSnapshot};
@@ -39,14 +39,15 @@ use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::checkpoint::{CheckpointError, SeerModel, latest_version};
-use crate::dataset::{Dataset, Row};
+use crate::checkpoint::{CheckpointError, latest_version};
 use crate::device::{DeviceChoice, resolve};
-use crate::features::UsageFill;
-use crate::labels::label_windows;
-use crate::remap::{change_fraction, remap};
+use crate::seer::SeerModel;
+use crate::seer::dataset::{Dataset, Row};
+use crate::seer::features::UsageFill;
+use crate::seer::labels::label_windows;
+use crate::seer::remap::{change_fraction, remap};
+use crate::seer::train::{TrainSettings, fit_until, train_until};
 use crate::shipped::{ShippedError, checkpoint_dir};
-use crate::train::{TrainSettings, fit_until, train_until};
 
 /// Settings of the `seer` detector.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,11 +100,6 @@ impl SeerConfig {
         checkpoint_dir(&self.models_dir)
     }
 }
-
-/// Inference time over all windows of the process (a job metric).
-pub static INFERENCE_NS: AtomicU64 = AtomicU64::new(0);
-/// Windows inferred.
-pub static INFERENCES: AtomicU64 = AtomicU64::new(0);
 
 /// The model's answer for one window.
 #[derive(Clone, Debug)]
@@ -202,7 +198,7 @@ impl Seer {
             path: json.clone(),
             source,
         })?;
-        let layout: crate::layout::Layout =
+        let layout: crate::seer::layout::Layout =
             serde_json::from_str(&text).map_err(|source| CheckpointError::Json {
                 path: json.clone(),
                 source,
@@ -416,7 +412,6 @@ fn inference_loop(
         if predicts.is_empty() {
             continue;
         }
-        let start = std::time::Instant::now();
         let mut values = Vec::new();
         let mut replies = Vec::new();
         for request in predicts {
@@ -444,9 +439,6 @@ fn inference_loop(
             }
         }
         let out = model.predict(&values, replies.len());
-        let elapsed = start.elapsed().as_nanos() as u64;
-        INFERENCE_NS.fetch_add(elapsed, Ordering::Relaxed);
-        INFERENCES.fetch_add(replies.len() as u64, Ordering::Relaxed);
         let threshold = if config.threshold > 0.0 {
             config.threshold
         } else {
@@ -736,8 +728,8 @@ mod tests {
 
     use super::*;
     use crate::device::DeviceChoice;
-    use crate::features::{FEATURES, N_FEATURES};
-    use crate::layout::{Layout, SeerHyper};
+    use crate::seer::features::{FEATURES, N_FEATURES};
+    use crate::seer::layout::{Layout, SeerHyper};
     use augur_operators::{QosVerdict, ServiceFeatures};
 
     fn snapshot(t: u64, services: &[&str], violated: bool) -> WindowSnapshot {
@@ -821,7 +813,7 @@ mod tests {
             hyper,
             ..TrainSettings::default()
         };
-        let model = crate::train::train(&[ds], layout, &settings, Device::Cpu, |_| {});
+        let model = crate::seer::train::train(&[ds], layout, &settings, Device::Cpu, |_| {});
         model.save(dir).expect("the checkpoint is written");
     }
 

@@ -18,7 +18,7 @@
 use tch::nn::{self, Module, RNN};
 use tch::{Kind, Tensor};
 
-use crate::layout::SeerHyper;
+use crate::seer::layout::SeerHyper;
 
 #[derive(Debug)]
 pub struct SeerNet {

@@ -7,10 +7,10 @@
 //! services both sets share, and are zero for new services (they start out ignored, and
 //! fine-tuning learns them). State: none.
 
-use tch::{Tensor, nn};
+use tch::Tensor;
 
-use crate::checkpoint::SeerModel;
-use crate::layout::Layout;
+use crate::seer::SeerModel;
+use crate::seer::layout::Layout;
 
 /// Share of the new service set that is new (or removed from the old), in 0..=1.
 pub fn change_fraction(old: &[String], new: &[String]) -> f64 {
@@ -46,7 +46,7 @@ pub fn remap(old: &SeerModel, services: &[String]) -> SeerModel {
                 continue;
             };
             // Each member of an ensemble lays out its per-service weights alike.
-            let local = crate::seer_net::member_local_name(name);
+            let local = crate::seer::net::member_local_name(name);
             if local.starts_with("lstm.weight_ih_l0") {
                 // [4·hidden, conv2·S]: columns are channel-major, service-minor.
                 let rows = src.size()[0];
@@ -80,17 +80,12 @@ pub fn remap(old: &SeerModel, services: &[String]) -> SeerModel {
     new
 }
 
-/// Copies every variable of `src` into `dst` (same layout).
-pub fn copy_weights(dst: &mut nn::VarStore, src: &nn::VarStore) -> Result<(), tch::TchError> {
-    dst.copy(src)
-}
-
 #[cfg(test)]
 mod tests {
     use tch::Device;
 
     use super::*;
-    use crate::layout::SeerHyper;
+    use crate::seer::layout::SeerHyper;
 
     /// Every member of an ensemble follows its services to their new positions.
     #[test]

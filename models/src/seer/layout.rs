@@ -43,7 +43,7 @@ pub struct SeerHyper {
     #[serde(default)]
     pub culprit_inputs: bool,
     /// Networks trained side by side from different initial weights, whose probabilities
-    /// are averaged (an ensemble; see `seer_net.rs`). Checkpoints written before this
+    /// are averaged (an ensemble; see `net.rs`). Checkpoints written before this
     /// field existed have one (the struct's default).
     pub members: i64,
 }
