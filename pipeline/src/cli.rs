@@ -962,8 +962,15 @@ mod tests {
         ]);
         assert_eq!(
             seer.flags.foreign_flags(),
-            vec![("--input", "sage, fluxion")]
+            vec![("--input", "sage, fluxion, normal")]
         );
+        let normal = train_args(&["--model", "normal", "--input", "d", "--name", "shop"]);
+        match normal.model() {
+            Ok(TrainModel::Normal(n)) => {
+                assert_eq!((n.input.len(), n.name.as_deref()), (1, Some("shop")))
+            }
+            other => panic!("not normal: {other:?}"),
+        }
         let plain = train_args(&["--data", "a.arrow"]);
         assert!(plain.flags.foreign_flags().is_empty());
         match plain.model() {
