@@ -78,6 +78,7 @@ fn window(end: u64, requests: u64, k: u64) -> WindowSnapshot {
                     count: level_requests(i),
                 })
                 .collect(),
+            transitions: Vec::new(),
         })
         .collect();
     WindowSnapshot {

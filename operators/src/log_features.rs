@@ -25,7 +25,9 @@ use logdrain::{Mask, Miner, MinerBuilder, builtin_masks};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 
-use crate::records::{LogFeatures, LogRecord, Severity, TemplateCount};
+use crate::records::{
+    END_OF_TRACE, LogFeatures, LogRecord, Severity, TemplateCount, TemplateTransition,
+};
 use crate::window::{route, window_fold};
 
 /// Templates kept per leaf of a service's prefix tree.
@@ -145,13 +147,23 @@ pub fn log_features<'s>(
                     let service = run[0].service.clone();
                     let miner = miners.entry(service.clone()).or_insert_with(new_miner);
                     let mut c = Counts::default();
+                    // Per trace, the template of its latest record (the run is in time order).
+                    let mut last: HashMap<u128, u64> = HashMap::new();
+                    let mut transitions: BTreeMap<(u64, u64), u64> = BTreeMap::new();
                     for r in run {
                         c.records += 1;
                         c.errors += u64::from(r.severity.is_error());
                         c.warnings += u64::from(r.severity == Severity::Warn);
-                        *c.templates
-                            .entry(miner.add(statement(&r.body)).cluster_id)
-                            .or_default() += 1;
+                        let id = miner.add(statement(&r.body)).cluster_id;
+                        *c.templates.entry(id).or_default() += 1;
+                        if let Some(trace) = r.trace_id
+                            && let Some(from) = last.insert(trace, id)
+                        {
+                            *transitions.entry((from, id)).or_default() += 1;
+                        }
+                    }
+                    for from in last.into_values() {
+                        *transitions.entry((from, END_OF_TRACE)).or_default() += 1;
                     }
                     let templates = c
                         .templates
@@ -172,6 +184,10 @@ pub fn log_features<'s>(
                         errors: c.errors,
                         warnings: c.warnings,
                         templates,
+                        transitions: transitions
+                            .into_iter()
+                            .map(|((from, to), count)| TemplateTransition { from, to, count })
+                            .collect(),
                     }
                 })
                 .collect()
@@ -266,10 +282,17 @@ mod tests {
     }
 
     fn run_with(workers: usize, miners: &LogMiners) -> Vec<LogFeatures> {
+        run_feed(workers, miners, records())
+    }
+
+    fn run_feed(
+        workers: usize,
+        miners: &LogMiners,
+        feed: Vec<(u64, LogRecord)>,
+    ) -> Vec<LogFeatures> {
         let miners = miners.clone();
         let out: Arc<Mutex<Vec<LogFeatures>>> = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&out);
-        let feed = records();
         timely::execute(timely::Config::process(workers), move |worker| {
             let index = worker.index();
             let peers = worker.peers();
@@ -398,5 +421,69 @@ mod tests {
         map.entry(service.to_string())
             .or_insert_with(new_miner)
             .add(line);
+    }
+
+    /// Within each trace, which statement followed which: two traces write `start` then
+    /// `done`, one only `start` (it threw); a line without a trace id is in no transition.
+    #[test]
+    fn transitions_follow_each_trace() {
+        let line = |trace: u128, what: &str| LogRecord {
+            trace_id: Some(trace),
+            ..record(
+                "svc",
+                0,
+                Severity::Info,
+                format!("INFO c.s.Impl#{what} handling"),
+            )
+        };
+        let mut feed = Vec::new();
+        for (k, (trace, what)) in [
+            (1, "10 start"),
+            (2, "10 start"),
+            (1, "20 done"),
+            (3, "10 start"),
+            (2, "20 done"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut r = line(trace, what);
+            r.time_ns = (100 + k as u64) * MS;
+            feed.push((1000, r));
+        }
+        feed.push((
+            1000,
+            record("svc", 150, Severity::Info, "no trace here".into()),
+        ));
+        let out = run_feed(1, &LogMiners::default(), feed);
+        assert_eq!(out.len(), 1);
+        let id = |text: &str| {
+            out[0]
+                .templates
+                .iter()
+                .find(|t| t.template.contains(text))
+                .map(|t| t.id)
+                .unwrap_or_else(|| panic!("no template {text}: {:#?}", out[0]))
+        };
+        let (start, done) = (id("#10"), id("#20"));
+        let mut expected = vec![
+            TemplateTransition {
+                from: start,
+                to: done,
+                count: 2,
+            },
+            TemplateTransition {
+                from: start,
+                to: END_OF_TRACE,
+                count: 1,
+            },
+            TemplateTransition {
+                from: done,
+                to: END_OF_TRACE,
+                count: 2,
+            },
+        ];
+        expected.sort();
+        assert_eq!(out[0].transitions, expected);
     }
 }

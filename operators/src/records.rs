@@ -135,6 +135,21 @@ pub struct LogFeatures {
     pub warnings: u64,
     /// Per template, by id (stable within a run), its text and count; sorted by id.
     pub templates: Vec<TemplateCount>,
+    /// Within each trace, which template's record follows which ([`END_OF_TRACE`] when
+    /// none follows in the window), counted; sorted. Records without a trace id have none.
+    #[serde(default)]
+    pub transitions: Vec<TemplateTransition>,
+}
+
+/// The `to` of a transition from a trace's last record in a window.
+pub const END_OF_TRACE: u64 = u64::MAX;
+
+/// How often, within a trace, a record of template `to` followed one of template `from`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TemplateTransition {
+    pub from: u64,
+    pub to: u64,
+    pub count: u64,
 }
 
 /// One log template's records in a window.

@@ -27,6 +27,9 @@
 //!   way: code that throws or returns early stops making the calls that follow it.
 //! - **cpu** (→ `cpu`): CPU utilisation where metrics are exported (any scrape interval: only
 //!   windows with a sample count).
+//! - **log errors, log templates, log flow** (→ `errors`): the share of a service's log
+//!   records at error severity, of each template, and, within each trace, how often one
+//!   log statement follows another: code that throws stops writing the lines that follow.
 //!
 //! State: none; a pure function of its input.
 
@@ -88,6 +91,9 @@ pub enum Signal {
     /// The share of a service's log records of one template (mined online), either way: a
     /// new template, or a usual one gone.
     LogTemplate,
+    /// Within requests, how often a log statement follows another, either way: code that
+    /// throws or returns early stops writing the lines that usually follow.
+    LogFlow,
 }
 
 impl Signal {
@@ -96,9 +102,11 @@ impl Signal {
         match self {
             Signal::SelfTime | Signal::Cpu => "cpu",
             Signal::Network => "network",
-            Signal::Errors | Signal::CallPattern | Signal::LogErrors | Signal::LogTemplate => {
-                "errors"
-            }
+            Signal::Errors
+            | Signal::CallPattern
+            | Signal::LogErrors
+            | Signal::LogTemplate
+            | Signal::LogFlow => "errors",
         }
     }
 }
@@ -169,6 +177,10 @@ struct Range {
     /// Per (service, template id): records and the template's latest text.
     #[serde(with = "as_pairs")]
     templates: BTreeMap<(String, u64), (f64, String)>,
+    /// Per (service, from template, to template): how often, within a trace, one followed
+    /// the other.
+    #[serde(with = "as_pairs", default)]
+    transitions: BTreeMap<(String, u64, u64), f64>,
     windows: usize,
 }
 
@@ -220,6 +232,7 @@ impl Range {
         shares(&mut self.errors, &other.errors);
         counts(&mut self.requests, &other.requests);
         counts(&mut self.calls, &other.calls);
+        counts(&mut self.transitions, &other.transitions);
         pooled(&mut self.gap, &other.gap);
         pooled(&mut self.client, &other.client);
         pooled(&mut self.cpu, &other.cpu);
@@ -269,6 +282,11 @@ impl Range {
                 let e = r.logs.entry(l.service.clone()).or_default();
                 e.0 += l.records as f64;
                 e.1 += l.errors as f64;
+                for t in &l.transitions {
+                    *r.transitions
+                        .entry((l.service.clone(), t.from, t.to))
+                        .or_default() += t.count as f64;
+                }
                 for t in &l.templates {
                     let slot = r
                         .templates
@@ -496,6 +514,71 @@ fn diagnose_ranges(
         ) {
             by_service.entry(edge.0.clone()).or_default().push(ev);
         }
+    }
+    // Log flow: per service and template, the share of its records that the records of
+    // each other template follow within a trace, either way; the strongest per service.
+    let mut flows: BTreeMap<&str, Evidence> = BTreeMap::new();
+    fn from_totals(range: &Range) -> BTreeMap<(&str, u64), f64> {
+        let mut totals: BTreeMap<(&str, u64), f64> = BTreeMap::new();
+        for ((service, from, _), c) in &range.transitions {
+            *totals.entry((service.as_str(), *from)).or_default() += c;
+        }
+        totals
+    }
+    let (from_before, from_after) = (from_totals(before), from_totals(after));
+    let pairs: std::collections::BTreeSet<&(String, u64, u64)> = before
+        .transitions
+        .keys()
+        .chain(after.transitions.keys())
+        .collect();
+    for key in pairs {
+        let (service, from, to) = key;
+        let (Some(&nb), Some(&na)) = (
+            from_before.get(&(service.as_str(), *from)),
+            from_after.get(&(service.as_str(), *from)),
+        ) else {
+            continue;
+        };
+        let cb = before.transitions.get(key).copied().unwrap_or(0.0);
+        let ca = after.transitions.get(key).copied().unwrap_or(0.0);
+        let text = |id: u64| {
+            before
+                .templates
+                .get(&(service.clone(), id))
+                .or_else(|| after.templates.get(&(service.clone(), id)))
+                .map_or_else(|| format!("#{id}"), |t| t.1.clone())
+        };
+        let on = format!(
+            "{} -> {}",
+            text(*from),
+            if *to == augur_operators::END_OF_TRACE {
+                "end".to_string()
+            } else {
+                text(*to)
+            }
+        );
+        // A share near 0 or 1 is a fixed code path: its break is scored against the smaller
+        // of the share and its complement (at least 5 %), as a rate is against its level.
+        if let Some(mut ev) =
+            stats::count_change(Signal::LogFlow, &on, (cb, nb), (ca, na), 0.5, 0.05, z_min)
+        {
+            let pb = cb / nb;
+            ev.score = (ev.after - ev.before).abs() / pb.min(1.0 - pb).max(0.05);
+            let slot = flows.entry(service.as_str());
+            match slot {
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    if ev.score > e.get().score {
+                        e.insert(ev);
+                    }
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(ev);
+                }
+            }
+        }
+    }
+    for (service, ev) in flows {
+        by_service.entry(service.to_string()).or_default().push(ev);
     }
     // Network: per edge, then pooled over the edges each service takes part in.
     let mut touching: BTreeMap<&str, Vec<Evidence>> = BTreeMap::new();

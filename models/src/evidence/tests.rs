@@ -1,7 +1,10 @@
 //! Diagnoses of windows where the answer is known: a chain `a → b → c`, one request per
 //! second at `a` (low traffic: every window's mean is one request), a fault from `AT` on.
 
-use augur_operators::{EdgeFeatures, LogFeatures, ServiceFeatures, TemplateCount, WindowSnapshot};
+use augur_operators::{
+    END_OF_TRACE, EdgeFeatures, LogFeatures, ServiceFeatures, TemplateCount, TemplateTransition,
+    WindowSnapshot,
+};
 
 use super::*;
 
@@ -20,6 +23,9 @@ enum Fault {
     SkipsCalls,
     /// The service logs a new error line in a third of its requests.
     ErrorLogs(usize),
+    /// In half of its requests the service stops after its first log line (an exception
+    /// thrown between the two lines every request writes).
+    BrokenFlow(usize),
 }
 
 struct Lcg(u64);
@@ -102,16 +108,44 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
     } else {
         Vec::new()
     };
-    // Every service logs one info line per request; with `ErrorLogs`, an error line too
-    // in every third window.
+    // Every service logs two info lines per request, `start` then `handled`, in one trace;
+    // with `ErrorLogs`, an error line too in every third window; with `BrokenFlow`, only
+    // `start` in every other window.
     let logs = (0..3)
         .filter(|&i| requests[i] > 0)
         .map(|i| {
+            let broken = matches!(fault, Fault::BrokenFlow(f) if f == i) && on && end % 2000 == 0;
             let mut templates = vec![TemplateCount {
-                id: 1,
-                template: format!("INFO {} handled <*>", CHAIN[i]),
+                id: 3,
+                template: format!("INFO {} start <*>", CHAIN[i]),
                 count: 1,
             }];
+            let transitions = if broken {
+                vec![TemplateTransition {
+                    from: 3,
+                    to: END_OF_TRACE,
+                    count: 1,
+                }]
+            } else {
+                templates.push(TemplateCount {
+                    id: 1,
+                    template: format!("INFO {} handled <*>", CHAIN[i]),
+                    count: 1,
+                });
+                vec![
+                    TemplateTransition {
+                        from: 1,
+                        to: END_OF_TRACE,
+                        count: 1,
+                    },
+                    TemplateTransition {
+                        from: 3,
+                        to: 1,
+                        count: 1,
+                    },
+                ]
+            };
+            templates.sort_by_key(|t| t.id);
             let failing = matches!(fault, Fault::ErrorLogs(f) if f == i) && on && end % 3000 == 0;
             if failing {
                 templates.push(TemplateCount {
@@ -127,6 +161,7 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
                 errors: u64::from(failing),
                 warnings: 0,
                 templates,
+                transitions,
             }
         })
         .collect();
@@ -195,6 +230,26 @@ fn a_new_error_line_is_named_at_the_service_that_logs_it() {
             assert_eq!(top(&d), (*name, "errors"), "seed {seed}: {d:#?}");
             let signals: Vec<Signal> = d.culprits[0].evidence.iter().map(|e| e.signal).collect();
             assert!(signals.contains(&Signal::LogTemplate), "{signals:?}");
+        }
+    }
+}
+
+#[test]
+fn a_broken_log_flow_is_named_at_the_service_that_logs_it() {
+    for seed in 1..=5 {
+        for (i, name) in CHAIN.iter().enumerate() {
+            let d = run(Fault::BrokenFlow(i), seed);
+            assert_eq!(top(&d), (*name, "errors"), "seed {seed}: {d:#?}");
+            let flow = d.culprits[0]
+                .evidence
+                .iter()
+                .find(|e| e.signal == Signal::LogFlow)
+                .unwrap_or_else(|| panic!("no log flow evidence: {d:#?}"));
+            assert!(flow.z < 0.0 && flow.before > 0.99, "{flow:?}");
+            assert!(
+                flow.on.as_deref().is_some_and(|o| o.contains("start")),
+                "{flow:?}"
+            );
         }
     }
 }
