@@ -72,9 +72,10 @@ pub fn new_miner() -> Miner {
 }
 
 /// The template miners of a job, per service: shared by its workers (each service's records
-/// go to one worker, so each miner is used by one). Cloning shares the miners.
+/// go to one worker, so each miner is used by one; the map is locked only to find it).
+/// Cloning shares the miners.
 #[derive(Clone, Default)]
-pub struct LogMiners(Arc<Mutex<HashMap<String, Miner>>>);
+pub struct LogMiners(Arc<Mutex<HashMap<String, Arc<Miner>>>>);
 
 impl std::fmt::Debug for LogMiners {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,9 +101,19 @@ impl LogMiners {
             miner
                 .restore(bytes)
                 .map_err(|e| format!("template miner of {service}: {e}"))?;
-            miners.insert(service.clone(), miner);
+            miners.insert(service.clone(), Arc::new(miner));
         }
         Ok(LogMiners(Arc::new(Mutex::new(miners))))
+    }
+
+    /// The miner of `service`, new if it has none yet.
+    fn of(&self, service: &str) -> Arc<Miner> {
+        let mut miners = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(
+            miners
+                .entry(service.to_string())
+                .or_insert_with(|| Arc::new(new_miner())),
+        )
     }
 
     /// Each service's miner state, to restore later.
@@ -139,13 +150,12 @@ pub fn log_features<'s>(
             records.sort_by(|a, b| {
                 (&a.service, a.time_ns, &a.body).cmp(&(&b.service, b.time_ns, &b.body))
             });
-            let mut miners = miners.0.lock().unwrap_or_else(|e| e.into_inner());
             // Sorted by service: each service's records are one run, mined by its miner.
             records
                 .chunk_by(|a, b| a.service == b.service)
                 .map(|run| {
                     let service = run[0].service.clone();
-                    let miner = miners.entry(service.clone()).or_insert_with(new_miner);
+                    let miner = miners.of(&service);
                     let mut c = Counts::default();
                     // Per trace, the template of its latest record (the run is in time order).
                     let mut last: HashMap<u128, u64> = HashMap::new();
@@ -417,10 +427,7 @@ mod tests {
     }
 
     fn add_line(miners: &LogMiners, service: &str, line: &str) {
-        let mut map = miners.0.lock().expect("lock");
-        map.entry(service.to_string())
-            .or_insert_with(new_miner)
-            .add(line);
+        miners.of(service).add(line);
     }
 
     /// Within each trace, which statement followed which: two traces write `start` then
