@@ -517,7 +517,6 @@ fn diagnose_ranges(
     }
     // Log flow: per service and template, the share of its records that the records of
     // each other template follow within a trace, either way; the strongest per service.
-    let mut flows: BTreeMap<&str, Evidence> = BTreeMap::new();
     fn from_totals(range: &Range) -> BTreeMap<(&str, u64), f64> {
         let mut totals: BTreeMap<(&str, u64), f64> = BTreeMap::new();
         for ((service, from, _), c) in &range.transitions {
@@ -531,6 +530,7 @@ fn diagnose_ranges(
         .keys()
         .chain(after.transitions.keys())
         .collect();
+    let mut flows: BTreeMap<&str, (Evidence, u64, u64)> = BTreeMap::new();
     for key in pairs {
         let (service, from, to) = key;
         let (Some(&nb), Some(&na)) = (
@@ -541,43 +541,32 @@ fn diagnose_ranges(
         };
         let cb = before.transitions.get(key).copied().unwrap_or(0.0);
         let ca = after.transitions.get(key).copied().unwrap_or(0.0);
-        let text = |id: u64| {
-            before
-                .templates
-                .get(&(service.clone(), id))
-                .or_else(|| after.templates.get(&(service.clone(), id)))
-                .map_or_else(|| format!("#{id}"), |t| t.1.clone())
-        };
-        let on = format!(
-            "{} -> {}",
-            text(*from),
-            if *to == augur_operators::END_OF_TRACE {
-                "end".to_string()
-            } else {
-                text(*to)
-            }
-        );
-        // A share near 0 or 1 is a fixed code path: its break is scored against the smaller
-        // of the share and its complement (at least 5 %), as a rate is against its level.
-        if let Some(mut ev) =
-            stats::count_change(Signal::LogFlow, &on, (cb, nb), (ca, na), 0.5, 0.05, z_min)
+        if let Some(ev) = stats::share_change(Signal::LogFlow, (cb, nb), (ca, na), 0.5, 0.05, z_min)
         {
-            let pb = cb / nb;
-            ev.score = (ev.after - ev.before).abs() / pb.min(1.0 - pb).max(0.05);
-            let slot = flows.entry(service.as_str());
-            match slot {
-                std::collections::btree_map::Entry::Occupied(mut e) => {
-                    if ev.score > e.get().score {
-                        e.insert(ev);
-                    }
-                }
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(ev);
-                }
+            let best = flows
+                .entry(service.as_str())
+                .or_insert_with(|| (ev.clone(), *from, *to));
+            if ev.score > best.0.score {
+                *best = (ev, *from, *to);
             }
         }
     }
-    for (service, ev) in flows {
+    // Named only for the moves kept.
+    for (service, (mut ev, from, to)) in flows {
+        let text = |id: u64| {
+            let key = (service.to_string(), id);
+            before
+                .templates
+                .get(&key)
+                .or_else(|| after.templates.get(&key))
+                .map_or_else(|| format!("#{id}"), |t| t.1.clone())
+        };
+        let next = if to == augur_operators::END_OF_TRACE {
+            "end".to_string()
+        } else {
+            text(to)
+        };
+        ev.on = Some(format!("{} -> {next}", text(from)));
         by_service.entry(service.to_string()).or_default().push(ev);
     }
     // Network: per edge, then pooled over the edges each service takes part in.

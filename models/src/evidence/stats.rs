@@ -149,6 +149,24 @@ pub(super) fn count_change(
     })
 }
 
+/// A change, either way, of a share of a whole (`cb / nb` → `ca / na`: how often one log
+/// statement follows another), tested as [`count_change`]; scored against the smaller of
+/// the normal share and its complement (at least `floor`): a share near 0 or 1 is a fixed
+/// code path, and its break is as large a move as a rate leaving its level. No `on`.
+pub(super) fn share_change(
+    signal: Signal,
+    before: (f64, f64),
+    after: (f64, f64),
+    min_count: f64,
+    floor: f64,
+    min_z: f64,
+) -> Option<Evidence> {
+    let mut ev = count_change(signal, "", before, after, min_count, floor, min_z)?;
+    ev.on = None;
+    ev.score = (ev.after - ev.before).abs() / ev.before.min(1.0 - ev.before).max(floor);
+    Some(ev)
+}
+
 /// `after / before` of the pooled means (self time may be negative: shifted by the
 /// smaller of the two, so the order is kept).
 pub(super) fn ratio(before: &Pooled, after: &Pooled) -> f64 {
