@@ -229,4 +229,44 @@ fn a_learned_normal_answers_when_the_minutes_before_are_missing() {
         stderr.contains("too little data") && stderr.contains("at least 30"),
         "{stderr}"
     );
+
+    // A job's evidence detector serves the normal its config names, and says so; a name
+    // that was never learned stops the job at start, naming the field.
+    let replay = |normal: &str| {
+        let cfg = tmp.path().join("replay.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[diagnose]\nnormal_dir = \"{}\"\n[detector.evidence]\nnormal = \"{normal}\"\n",
+                models.display()
+            ),
+        )
+        .unwrap();
+        augur(
+            &[
+                "replay",
+                "-c",
+                cfg.to_str().unwrap(),
+                "--detector",
+                "evidence",
+                "--input",
+                case.to_str().unwrap(),
+            ],
+            tmp.path(),
+        )
+    };
+    let served = replay("chain-app");
+    ok(&served);
+    let stderr = String::from_utf8_lossy(&served.stderr);
+    assert!(
+        stderr.contains("evidence: learned normal") && stderr.contains("normal-chain-app.json"),
+        "{stderr}"
+    );
+    let missing = replay("never-learned");
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("[detector.evidence] normal") && stderr.contains("never-learned"),
+        "{stderr}"
+    );
 }

@@ -291,6 +291,14 @@ impl Config {
                 ),
             );
         }
+        if let Some(name) = &self.detector.evidence.normal
+            && (name.is_empty() || name.contains(['/', '\\']))
+        {
+            return fail(
+                "detector.evidence.normal",
+                "must be the name a normal was learned under (`augur train normal --name N`), not a path",
+            );
+        }
         if !is_positive(self.detector.nsigma.sigma) {
             return fail("detector.nsigma.sigma", "must be positive");
         }

@@ -5,6 +5,13 @@
 //! detection: when, over the latest `recent_ms`, some service's own signal moved by at least
 //! `min_score` with `z ≥ min_z` against the windows before (the normal), its culprits.
 //!
+//! With a learned normal ([`LearnedNormal`], from `augur train normal`), a move also has to
+//! stand against it: the top service's move must be significant against the learned normal
+//! alone as well as against the windows before, so a swing the application is known to make
+//! is not a detection. The culprits are then ranked against both pooled, as `augur diagnose`
+//! ranks them (on nezha-dev, the first alert after a fault named the culprit first in 23 of
+//! 53 cases with it, 15 without).
+//!
 //! **State:** the latest `recent_ms` of windows, and up to `before_ms` of earlier windows
 //! as the normal. A window that was part of a detection never joins the normal, so a
 //! lasting fault does not become normal while it lasts. Nothing is diagnosed until the
@@ -12,11 +19,12 @@
 //! diagnosis can come 30 s after the job starts seeing traffic.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use augur_operators::{AlertKind, Culprit, Detection, Detector, Resource, WindowSnapshot};
 use serde::{Deserialize, Serialize};
 
-use super::{EvidenceParams, diagnose_split};
+use super::{Diagnosis, EvidenceParams, NormalProfile, Range, diagnose_ranges};
 
 /// Settings of the `evidence` detector (`[detector.evidence]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,6 +44,33 @@ pub struct EvidenceDetectorConfig {
     pub min_score: f64,
     /// Culprits listed per detection. Default 5.
     pub max_culprits: usize,
+    /// The learned normal (`normal-<name>.json` in `[diagnose] normal_dir`) a job judges
+    /// moves against as well, with its log template miners. Default none: the windows
+    /// before are the only normal. `augur diagnose` and `augur eval --cases` pick one by
+    /// the services they see, whatever this says.
+    pub normal: Option<String>,
+    /// The learned normal itself, loaded by the job (not configured).
+    #[serde(skip)]
+    pub learned: LearnedNormal,
+}
+
+/// A loaded learned normal, shared by the detectors of a job; equal when their names are.
+#[derive(Clone, Default)]
+pub struct LearnedNormal(pub Option<Arc<NormalProfile>>);
+
+impl PartialEq for LearnedNormal {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_ref().map(|n| &n.name) == other.0.as_ref().map(|n| &n.name)
+    }
+}
+
+impl std::fmt::Debug for LearnedNormal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(n) => write!(f, "LearnedNormal({})", n.name),
+            None => write!(f, "LearnedNormal(none)"),
+        }
+    }
 }
 
 impl Default for EvidenceDetectorConfig {
@@ -47,6 +82,8 @@ impl Default for EvidenceDetectorConfig {
             min_z: 4.0,
             min_score: 0.5,
             max_culprits: 5,
+            normal: None,
+            learned: LearnedNormal::default(),
         }
     }
 }
@@ -117,50 +154,70 @@ impl Detector for EvidenceDetector {
             max_culprits: self.config.max_culprits,
             ..EvidenceParams::default()
         };
-        let d = diagnose_split(
-            self.normal.iter(),
-            self.recent.iter().map(|(w, _)| w),
-            at,
-            &params,
-        );
-        let Some(top) = d.culprits.first() else {
+        let before = Range::of(self.normal.iter());
+        let after = Range::of(self.recent.iter().map(|(w, _)| w));
+        let live = diagnose_ranges(&before, &after, at, &params);
+        let Some(top) = live.culprits.first() else {
             return Vec::new();
         };
         if top.score < self.config.min_score {
             return Vec::new();
         }
+        let d = match &self.config.learned.0 {
+            None => live,
+            Some(learned) => {
+                let against_learned = diagnose_ranges(learned.range(), &after, at, &params);
+                if !against_learned
+                    .culprits
+                    .iter()
+                    .any(|c| c.service == top.service && c.score >= self.config.min_score)
+                {
+                    return Vec::new();
+                }
+                let mut pooled = before;
+                pooled.absorb(learned.range());
+                let d = diagnose_ranges(&pooled, &after, at, &params);
+                if d.culprits.is_empty() { live } else { d }
+            }
+        };
         if let Some(last) = self.recent.back_mut() {
             last.1 = true;
         }
-        let summary = top
-            .evidence
-            .first()
-            .map(|e| {
-                let on =
-                    e.on.as_deref()
-                        .map(|o| format!(" ({o})"))
-                        .unwrap_or_default();
-                format!(
-                    "{} {:?}{on} {:.3} -> {:.3} (z {:.1})",
-                    top.service, e.signal, e.before, e.after, e.z
-                )
-            })
-            .unwrap_or_default();
-        vec![Detection {
-            kind: AlertKind::RootCause,
-            service: top.service.clone(),
-            probability: (top.score / (1.0 + top.score)).clamp(0.0, 1.0),
-            horizon_ms: 0,
-            culprits: d
-                .culprits
-                .iter()
-                .map(|c| Culprit {
-                    service: c.service.clone(),
-                    score: c.score,
-                    resource: resource(&c.resource),
-                })
-                .collect(),
-            summary,
-        }]
+        detection_of(&d).into_iter().collect()
     }
+}
+
+/// The detection a diagnosis makes: about its top culprit (none without culprits).
+fn detection_of(d: &Diagnosis) -> Option<Detection> {
+    let top = d.culprits.first()?;
+    let summary = top
+        .evidence
+        .first()
+        .map(|e| {
+            let on =
+                e.on.as_deref()
+                    .map(|o| format!(" ({o})"))
+                    .unwrap_or_default();
+            format!(
+                "{} {:?}{on} {:.3} -> {:.3} (z {:.1})",
+                top.service, e.signal, e.before, e.after, e.z
+            )
+        })
+        .unwrap_or_default();
+    Some(Detection {
+        kind: AlertKind::RootCause,
+        service: top.service.clone(),
+        probability: (top.score / (1.0 + top.score)).clamp(0.0, 1.0),
+        horizon_ms: 0,
+        culprits: d
+            .culprits
+            .iter()
+            .map(|c| Culprit {
+                service: c.service.clone(),
+                score: c.score,
+                resource: resource(&c.resource),
+            })
+            .collect(),
+        summary,
+    })
 }

@@ -37,7 +37,7 @@ mod detector;
 mod normal;
 mod stats;
 
-pub use detector::{EvidenceDetector, EvidenceDetectorConfig};
+pub use detector::{EvidenceDetector, EvidenceDetectorConfig, LearnedNormal};
 pub use normal::{MIN_NORMAL_WINDOWS, MIN_OVERLAP, NormalError, NormalProfile};
 
 use std::collections::BTreeMap;

@@ -32,12 +32,12 @@ pub enum NormalError {
         "too little data: {windows} windows with requests, at least {needed} needed ({needed} s of traffic in 1 s windows)"
     )]
     TooLittle { windows: usize, needed: usize },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: not a learned normal: {source}")]
+    #[error("{path}: not a learned normal")]
     Json {
         path: PathBuf,
         source: serde_json::Error,

@@ -296,6 +296,77 @@ fn the_detector_names_the_fault_soon_after_it_starts_and_not_before() {
     }
 }
 
+/// The detector's detections over 160 windows with `fault` from `AT`, and the first
+/// window that had one.
+fn detect(
+    config: EvidenceDetectorConfig,
+    fault: Fault,
+    seed: u64,
+) -> (Vec<augur_operators::Detection>, Option<u64>) {
+    use augur_operators::Detector;
+    let mut det = EvidenceDetector::new(config);
+    let mut all = Vec::new();
+    let mut first = None;
+    for w in windows(1, 160, fault, seed) {
+        let out = det.observe(&w);
+        if !out.is_empty() {
+            first.get_or_insert(w.window_end);
+        }
+        all.extend(out);
+    }
+    (all, first)
+}
+
+/// With a learned normal in which `b` runs three times slower, `b` tripling is a swing the
+/// application is known to make: the windows before alone would call it a fault, the
+/// detector with the learned normal does not.
+#[test]
+fn the_detector_ignores_a_swing_the_learned_normal_knows() {
+    for seed in 1..=3 {
+        let slow_b_is_normal = NormalProfile::learn(
+            "chain",
+            &windows(101, 190, Fault::Slow(1), seed + 10),
+            &BTreeMap::new(),
+        )
+        .expect("90 windows with requests");
+        let (alone, _) = detect(EvidenceDetectorConfig::default(), Fault::Slow(1), seed);
+        assert!(!alone.is_empty(), "seed {seed}: without it, a detection");
+        let config = EvidenceDetectorConfig {
+            learned: LearnedNormal(Some(std::sync::Arc::new(slow_b_is_normal))),
+            ..EvidenceDetectorConfig::default()
+        };
+        let (with, _) = detect(config, Fault::Slow(1), seed);
+        assert!(with.is_empty(), "seed {seed}: {with:?}");
+    }
+}
+
+/// A learned normal of the usual level keeps a real fault a detection, named as before.
+#[test]
+fn the_detector_with_a_learned_normal_names_the_fault() {
+    for seed in 1..=3 {
+        let normal = NormalProfile::learn(
+            "chain",
+            &windows(1, 90, Fault::None, seed + 10),
+            &BTreeMap::new(),
+        )
+        .expect("90 windows with requests");
+        let config = EvidenceDetectorConfig {
+            learned: LearnedNormal(Some(std::sync::Arc::new(normal))),
+            ..EvidenceDetectorConfig::default()
+        };
+        let (detections, first) = detect(config, Fault::Slow(1), seed);
+        let first = first.expect("detected");
+        assert!(
+            (AT..=AT + 10_000).contains(&first),
+            "seed {seed}: at {first}"
+        );
+        assert!(
+            detections.iter().all(|d| d.culprits[0].service == "b"),
+            "seed {seed}: {detections:?}"
+        );
+    }
+}
+
 /// Windows of the chain from `from_s` to `to_s` (ends, seconds), with `fault`.
 fn windows(from_s: u64, to_s: u64, fault: Fault, seed: u64) -> Vec<WindowSnapshot> {
     let mut rng = Lcg(seed);

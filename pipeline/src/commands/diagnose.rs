@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use augur_models::evidence::{Diagnosis, EvidenceParams, NormalProfile, diagnose_with_normal};
+use augur_models::evidence::{
+    Diagnosis, EvidenceParams, LearnedNormal, NormalProfile, diagnose_with_normal,
+};
 use augur_operators::{LogMiners, WindowSnapshot};
 
 use crate::cli::DiagnoseArgs;
@@ -123,16 +125,19 @@ pub fn replay_with_normal(
         services.len()
     );
     let snapshots = normal.miner_snapshots(&path)?;
-    if snapshots.is_empty() {
+    if snapshots.is_empty() && detectors.is_empty() {
         return Ok(Replay {
             windows,
             alerts,
             normal: Some(normal),
         });
     }
+    // Replayed again: template ids as the normal's, and the detectors judging against it.
     let miners =
         LogMiners::restore(&snapshots).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let (windows, alerts) = windows_of(config, input, topic, workers, false, detectors, &miners)?;
+    let mut config = config.clone();
+    config.detector.evidence.learned = LearnedNormal(Some(Arc::new(normal.clone())));
+    let (windows, alerts) = windows_of(&config, input, topic, workers, false, detectors, &miners)?;
     Ok(Replay {
         windows,
         alerts,

@@ -209,3 +209,40 @@ pub fn read_labels<T: serde::de::DeserializeOwned>(input: &Path) -> anyhow::Resu
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
+
+/// Loads the learned normal `[detector.evidence] normal` names (from `[diagnose]
+/// normal_dir`) into `config` for the `evidence` detector of a job, and returns the log
+/// template miners restored from it, so the job's template ids are the normal's. Says on
+/// stderr which normal the job serves, or, when `evidence` runs without one, that the
+/// windows before are its only normal.
+pub fn load_job_normal(
+    config: &mut Config,
+    detectors: &[String],
+) -> anyhow::Result<augur_operators::LogMiners> {
+    use augur_models::evidence::{LearnedNormal, NormalProfile};
+    let Some(name) = config.detector.evidence.normal.clone() else {
+        if detectors.iter().any(|d| d == "evidence") {
+            eprintln!(
+                "evidence: no learned normal ([detector.evidence] normal): moves are judged against the windows before only"
+            );
+        }
+        return Ok(augur_operators::LogMiners::default());
+    };
+    let path = config
+        .diagnose
+        .normal_dir
+        .join(NormalProfile::file_name(&name));
+    let normal = NormalProfile::load(&path).with_context(|| {
+        format!("[detector.evidence] normal = {name:?} (learn it with `augur train normal --name {name}`)")
+    })?;
+    let miners = augur_operators::LogMiners::restore(&normal.miner_snapshots(&path)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    eprintln!(
+        "evidence: learned normal {} ({} services, {} windows with requests)",
+        path.display(),
+        normal.services.len(),
+        normal.windows
+    );
+    config.detector.evidence.learned = LearnedNormal(Some(Arc::new(normal)));
+    Ok(miners)
+}

@@ -14,7 +14,8 @@ use augur_operators::EventTime;
 
 use crate::cli::{ReplayArgs, TopicInput};
 use crate::commands::{
-    job_slos, load_config, metric_names, parse_time_ms, resolve_slos, stop_on_signal,
+    job_slos, load_config, load_job_normal, metric_names, parse_time_ms, resolve_slos,
+    stop_on_signal,
 };
 use crate::config::Config;
 use crate::dataflow::JobSpec;
@@ -27,7 +28,7 @@ use crate::stats::JobStats;
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let cluster = args.cluster.cluster()?;
-    let config = load_config(args.job.config.as_deref())?;
+    let mut config = load_config(args.job.config.as_deref())?;
     let (slos, unit) = match &args.input {
         Some(input) => {
             input_files(input)?;
@@ -50,10 +51,11 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         None => Some(topic_source_spec(&config, &args.topics, names.clone())?),
     };
     let input = args.input.clone();
+    let log_miners = load_job_normal(&mut config, std::slice::from_ref(&detector))?;
     let spec = JobSpec {
         decide_log: None,
         graph_board: None,
-        log_miners: Default::default(),
+        log_miners,
         config,
         slos,
         detectors: vec![detector],

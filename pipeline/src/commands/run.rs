@@ -18,7 +18,9 @@ use augur_operators::decide_log::DecideLog;
 
 use crate::actuation::what_if::JobWhatIf;
 use crate::cli::RunArgs;
-use crate::commands::{STOP_GRACE, job_slos, load_config, metric_names, stop_on_signal_within};
+use crate::commands::{
+    STOP_GRACE, job_slos, load_config, load_job_normal, metric_names, stop_on_signal_within,
+};
 use crate::dataflow::JobSpec;
 use crate::display::alert_line;
 use crate::job_metrics::{JobMetrics, serve};
@@ -29,7 +31,7 @@ use crate::stats::JobStats;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let cluster = args.cluster.cluster()?;
-    let config = load_config(args.job.config.as_deref())?;
+    let mut config = load_config(args.job.config.as_deref())?;
     let kafka = config.kafka.clone();
     let settings = kafka.settings(args.brokers.as_deref());
     ensure_reachable(&settings, BROKER_WAIT)?;
@@ -115,11 +117,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         detectors.join(", "),
         config.window.length_ms
     );
+    let log_miners = load_job_normal(&mut config, &detectors)?;
     let listen = config.job_metrics.listen.clone();
     let spec = JobSpec {
         decide_log: Some(Arc::new(DecideLog::new(resume))),
         graph_board: what_if.board.clone(),
-        log_miners: Default::default(),
+        log_miners,
         detectors,
         slos,
         workers: args.job.workers,
