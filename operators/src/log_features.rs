@@ -38,16 +38,51 @@ pub const MAX_CLUSTERS_PER_LEAF: usize = 200;
 /// records) would otherwise make one template per length.
 pub const STATEMENT_TOKENS: usize = 16;
 
-/// The first [`STATEMENT_TOKENS`] whitespace-separated tokens of `body`.
+/// Leading tokens of a line that may be its own timestamp and level, dropped.
+const MAX_PREFIX_TOKENS: usize = 4;
+
+/// The statement of a log line: its first [`STATEMENT_TOKENS`] whitespace-separated
+/// tokens, after a leading timestamp and level. Those repeat the record's own time and
+/// severity; left in, they are the first tokens of every line, which Drain's prefix tree
+/// keys on, so statements of different loggers fall into one leaf and merge.
 pub fn statement(body: &str) -> &str {
-    match body
+    let mut rest = body.trim_start();
+    for _ in 0..MAX_PREFIX_TOKENS {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        if end == rest.len() || !(is_timestamp(&rest[..end]) || is_level(&rest[..end])) {
+            break;
+        }
+        rest = rest[end..].trim_start();
+    }
+    match rest
         .char_indices()
-        .filter(|&(i, c)| c.is_whitespace() && i > 0 && !body[..i].ends_with(char::is_whitespace))
+        .filter(|&(i, c)| c.is_whitespace() && i > 0 && !rest[..i].ends_with(char::is_whitespace))
         .nth(STATEMENT_TOKENS - 1)
     {
-        Some((end, _)) => &body[..end],
-        None => body,
+        Some((end, _)) => &rest[..end],
+        None => rest,
     }
+}
+
+/// A date, a time or both (`2023-01-29`, `18:11:08.820`, `2023-01-29T18:11:08Z`,
+/// `[18:11:08]`): digits and separators only, with a separator.
+fn is_timestamp(token: &str) -> bool {
+    let t = token.trim_matches(|c| matches!(c, '[' | ']' | '(' | ')'));
+    t.bytes().any(|b| b.is_ascii_digit())
+        && t.bytes().any(|b| matches!(b, b'-' | b':' | b'/'))
+        && t.bytes().all(|b| {
+            b.is_ascii_digit() || matches!(b, b'-' | b':' | b'.' | b',' | b'/' | b'T' | b'Z' | b'+')
+        })
+}
+
+/// A severity word (`INFO`, `[warn]`, `ERROR:`), in any case.
+fn is_level(token: &str) -> bool {
+    let t = token.trim_matches(|c| matches!(c, '[' | ']' | '(' | ')' | ':'));
+    [
+        "TRACE", "DEBUG", "INFO", "NOTICE", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL",
+    ]
+    .iter()
+    .any(|level| t.eq_ignore_ascii_case(level))
 }
 
 /// A miner with augur's masks.
@@ -342,6 +377,38 @@ mod tests {
         assert_eq!(cut.split_whitespace().count(), STATEMENT_TOKENS);
         assert!(cut.ends_with("t15"), "{cut}");
         assert_eq!(statement(""), "");
+        assert_eq!(
+            statement("2023-01-29 18:11:08,820 [INFO] c.Foo hello 12"),
+            "c.Foo hello 12"
+        );
+        assert_eq!(statement("18:11:08.820 error: boom"), "boom");
+        assert_eq!(
+            statement("INFO"),
+            "INFO",
+            "a line that is only a level keeps it"
+        );
+        assert_eq!(statement("GET /cart 200"), "GET /cart 200");
+    }
+
+    /// Lines of two loggers that share the time, level and ids in front stay two templates
+    /// (with the prefix in, Drain's tree keys on it and merges them into one).
+    #[test]
+    fn statements_of_different_loggers_stay_apart() {
+        let miner = new_miner();
+        let lines = [
+            "18:11:08.820 INFO  t.c.TravelController#122 TraceID: 22ebfc7f2f5d6b4c3c81e89f450383d2 SpanID: 37ac753b1fd26d49 [query][Query TripResponse]",
+            "18:11:08.823 INFO  t.s.TravelServiceImpl#486 TraceID: 22ebfc7f2f5d6b4c3c81e89f450383d2 SpanID: 37ac753b1fd26d49 [today date]",
+            "18:11:09.092 INFO  t.c.TravelController#122 TraceID: 6a64fdd57f89dcda0a0d242ed9f45d7a SpanID: 0998d0be4a2b6a1a [query][Query TripResponse]",
+        ];
+        let ids: Vec<_> = lines
+            .iter()
+            .map(|l| miner.add(statement(l)).cluster_id)
+            .collect();
+        assert_ne!(ids[0], ids[1]);
+        assert_eq!(ids[0], ids[2]);
+        let merged = new_miner();
+        let raw: Vec<_> = lines.iter().map(|l| merged.add(l).cluster_id).collect();
+        assert_eq!(raw[0], raw[1], "the prefix merges them without the cut");
     }
 
     #[test]
@@ -392,7 +459,7 @@ mod tests {
             .map(|(_, t)| *t)
             .expect("a second template");
         assert_eq!(errors, 3);
-        assert!(text.contains("ERROR") && text.contains("#37"), "{text}");
+        assert!(text.contains("ContactsServiceImpl#37"), "{text}");
     }
 
     /// Miners restored from a snapshot give the lines the ids they had when it was taken,
