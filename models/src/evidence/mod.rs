@@ -35,6 +35,7 @@
 
 mod detector;
 mod normal;
+mod repair;
 mod stats;
 
 pub use detector::{EvidenceDetector, EvidenceDetectorConfig, LearnedNormal};
@@ -63,6 +64,10 @@ pub struct EvidenceParams {
     /// normal`) are found and written. The one that knows the most of a replay's services
     /// (at least half) joins the normal. Default `models/checkpoints`.
     pub normal_dir: std::path::PathBuf,
+    /// The signals read (to leave one out, or to measure what each contributes). Default
+    /// all: `self_time`, `network`, `errors`, `call_pattern`, `cpu`, `log_errors`,
+    /// `log_template`, `log_flow`.
+    pub signals: Vec<Signal>,
 }
 
 impl Default for EvidenceParams {
@@ -73,6 +78,7 @@ impl Default for EvidenceParams {
             min_z: 3.0,
             max_culprits: 5,
             normal_dir: std::path::PathBuf::from("models/checkpoints"),
+            signals: Signal::ALL.to_vec(),
         }
     }
 }
@@ -97,6 +103,17 @@ pub enum Signal {
 }
 
 impl Signal {
+    pub const ALL: [Signal; 8] = [
+        Signal::SelfTime,
+        Signal::Network,
+        Signal::Errors,
+        Signal::CallPattern,
+        Signal::Cpu,
+        Signal::LogErrors,
+        Signal::LogTemplate,
+        Signal::LogFlow,
+    ];
+
     /// The resource a move of this signal points at.
     pub fn resource(self) -> &'static str {
         match self {
@@ -137,6 +154,11 @@ pub struct Culprit {
     pub resource: String,
     /// The service's signals that moved significantly, strongest first.
     pub evidence: Vec<Evidence>,
+    /// The counterfactual: how many ms lower the entry services' mean request latency
+    /// would have been after the moment had this service's own time and its calls' network
+    /// gaps stayed at their normal levels (calls taken as sequential: an upper bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair_ms: Option<f64>,
 }
 
 /// The answer to "what caused what happened at `at`?".
@@ -146,6 +168,10 @@ pub struct Diagnosis {
     /// Windows in the normal range and after `at` that had any request.
     pub windows_before: usize,
     pub windows_after: usize,
+    /// Mean request latency at the entry services (those no other service calls), in the
+    /// normal range and after `at`, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_ms: Option<(f64, f64)>,
     /// Services that moved, strongest first (at most `max_culprits`).
     pub culprits: Vec<Culprit>,
 }
@@ -430,8 +456,9 @@ fn diagnose_ranges(
 ) -> Diagnosis {
     let mut by_service: BTreeMap<String, Vec<Evidence>> = BTreeMap::new();
     let z_min = params.min_z;
+    let reads = |signal: Signal| params.signals.contains(&signal);
     // Self time: floors 5 % of the normal level, 0.5 ms.
-    for (service, a) in &after.self_time {
+    for (service, a) in after.self_time.iter().filter(|_| reads(Signal::SelfTime)) {
         if let Some(b) = before.self_time.get(service)
             && let Some(ev) = stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, z_min)
         {
@@ -439,7 +466,7 @@ fn diagnose_ranges(
         }
     }
     // CPU utilisation: floors 10 %, 0.02.
-    for (service, a) in &after.cpu {
+    for (service, a) in after.cpu.iter().filter(|_| reads(Signal::Cpu)) {
         if let Some(b) = before.cpu.get(service)
             && let Some(ev) = stats::increase(Signal::Cpu, None, b, a, 0.1, 0.02, z_min)
         {
@@ -447,7 +474,7 @@ fn diagnose_ranges(
         }
     }
     // Errors: a two-proportion z, scored by the rise over max(normal share, 1 %).
-    for (service, &(ea, na)) in &after.errors {
+    for (service, &(ea, na)) in after.errors.iter().filter(|_| reads(Signal::Errors)) {
         if let Some(&(eb, nb)) = before.errors.get(service)
             && let Some(ev) = stats::share_increase(eb, nb, ea, na, z_min)
         {
@@ -459,7 +486,9 @@ fn diagnose_ranges(
         let Some(&(nb, eb)) = before.logs.get(service) else {
             continue;
         };
-        if let Some(mut ev) = stats::share_increase(eb, nb, ea, na, z_min) {
+        if reads(Signal::LogErrors)
+            && let Some(mut ev) = stats::share_increase(eb, nb, ea, na, z_min)
+        {
             ev.signal = Signal::LogErrors;
             by_service.entry(service.clone()).or_default().push(ev);
         }
@@ -467,7 +496,7 @@ fn diagnose_ranges(
             .templates
             .keys()
             .chain(after.templates.keys())
-            .filter(|(s, _)| s == service)
+            .filter(|(s, _)| s == service && reads(Signal::LogTemplate))
             .map(|(_, id)| *id)
             .collect();
         let strongest = ids
@@ -494,8 +523,12 @@ fn diagnose_ranges(
         }
     }
     // Call pattern: calls per request of the caller, to each callee, either way.
-    let callees: std::collections::BTreeSet<&(String, String)> =
-        before.calls.keys().chain(after.calls.keys()).collect();
+    let callees: std::collections::BTreeSet<&(String, String)> = before
+        .calls
+        .keys()
+        .chain(after.calls.keys())
+        .filter(|_| reads(Signal::CallPattern))
+        .collect();
     for edge in callees {
         let (Some(&nb), Some(&na)) = (before.requests.get(&edge.0), after.requests.get(&edge.0))
         else {
@@ -529,6 +562,7 @@ fn diagnose_ranges(
         .transitions
         .keys()
         .chain(after.transitions.keys())
+        .filter(|_| reads(Signal::LogFlow))
         .collect();
     let mut flows: BTreeMap<&str, (Evidence, u64, u64)> = BTreeMap::new();
     for key in pairs {
@@ -571,7 +605,7 @@ fn diagnose_ranges(
     }
     // Network: per edge, then pooled over the edges each service takes part in.
     let mut touching: BTreeMap<&str, Vec<Evidence>> = BTreeMap::new();
-    for (edge, a) in &after.gap {
+    for (edge, a) in after.gap.iter().filter(|_| reads(Signal::Network)) {
         let Some(b) = before.gap.get(edge) else {
             continue;
         };
@@ -614,6 +648,7 @@ fn diagnose_ranges(
             evidence.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.z.total_cmp(&a.z)));
             let top = evidence.first()?;
             Some(Culprit {
+                repair_ms: repair::repair_ms(&service, before, after),
                 service,
                 score: top.score,
                 resource: top.signal.resource().to_string(),
@@ -631,6 +666,9 @@ fn diagnose_ranges(
         at,
         windows_before: before.windows,
         windows_after: after.windows,
+        entry_ms: repair::entry(before)
+            .zip(repair::entry(after))
+            .map(|((_, b), (_, a))| (b, a)),
         culprits,
     }
 }

@@ -30,8 +30,13 @@ impl Pooled {
         self.means.extend_from_slice(&other.means);
     }
 
-    fn mean(&self) -> f64 {
+    pub(super) fn mean(&self) -> f64 {
         if self.n > 0.0 { self.sum / self.n } else { 0.0 }
+    }
+
+    /// Units pooled (requests, calls).
+    pub(super) fn units(&self) -> f64 {
+        self.n
     }
 
     fn windows(&self) -> f64 {

@@ -296,6 +296,28 @@ fn the_detector_names_the_fault_soon_after_it_starts_and_not_before() {
     }
 }
 
+/// `b`'s own time triples (8 → 24 ms, one call per request at `a`): had it stayed normal,
+/// the entry `a` would be about 16 ms faster per request; the counterfactual says so, and
+/// the entry's own rise is about as much.
+#[test]
+fn the_repair_of_a_slow_service_is_its_excess_time_at_the_entry() {
+    for seed in 1..=3 {
+        let d = run(Fault::Slow(1), seed);
+        let b = d
+            .culprits
+            .iter()
+            .find(|c| c.service == "b")
+            .expect("b named");
+        let saved = b.repair_ms.expect("a repair");
+        assert!((12.0..=20.0).contains(&saved), "seed {seed}: {saved}");
+        let (before, after) = d.entry_ms.expect("entry latency");
+        assert!(
+            ((after - before) - saved).abs() < 4.0,
+            "seed {seed}: entry {before} -> {after}, repair {saved}"
+        );
+    }
+}
+
 /// The detector's detections over 160 windows with `fault` from `AT`, and the first
 /// window that had one.
 fn detect(

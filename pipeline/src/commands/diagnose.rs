@@ -208,6 +208,12 @@ pub fn table(d: &Diagnosis, params: &EvidenceParams) -> String {
         d.windows_after,
         params.after_ms / 1000
     );
+    if let Some((before, after)) = d.entry_ms {
+        let _ = writeln!(
+            out,
+            "entry latency (services no other calls): {before:.1} ms -> {after:.1} ms per request"
+        );
+    }
     if d.culprits.is_empty() {
         let _ = writeln!(out, "no service's own signals moved significantly");
     } else if d.windows_before == 0 || d.windows_after == 0 {
@@ -230,6 +236,14 @@ pub fn table(d: &Diagnosis, params: &EvidenceParams) -> String {
             c.score,
             c.resource
         );
+        if let Some(ms) = c.repair_ms
+            && ms >= 0.05
+        {
+            let _ = writeln!(
+                out,
+                "      had it stayed normal: entry latency -{ms:.1} ms per request (at most)"
+            );
+        }
         for e in &c.evidence {
             let on =
                 e.on.as_deref()
