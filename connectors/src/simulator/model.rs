@@ -25,6 +25,8 @@ pub(crate) struct OpModel {
     pub request_bytes: u64,
     pub response_bytes: u64,
     pub disk_write_bytes: u64,
+    /// Probability that a call fails on its own (the operation's `error_rate`).
+    pub error_rate: f64,
     pub stages: Vec<Vec<CallModel>>,
 }
 
@@ -144,6 +146,7 @@ impl Model {
                     request_bytes: o.request_bytes,
                     response_bytes: o.response_bytes,
                     disk_write_bytes: o.disk_write_bytes,
+                    error_rate: o.error_rate,
                     stages,
                 };
                 op.set_time(o.service_time_ms * 1e6, o.cv);
