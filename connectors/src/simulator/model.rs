@@ -15,6 +15,7 @@ pub(crate) struct CallModel {
 
 #[derive(Clone, Debug)]
 pub(crate) struct OpModel {
+    /// The name on its spans (the spec's `span_name`, else its `name`).
     pub name: String,
     pub mean_ns: f64,
     pub cv: f64,
@@ -137,7 +138,7 @@ impl Model {
                     stages.push(calls);
                 }
                 let mut op = OpModel {
-                    name: o.name.clone(),
+                    name: o.span_name.clone().unwrap_or_else(|| o.name.clone()),
                     mean_ns: 0.0,
                     cv: 0.0,
                     mu: 0.0,

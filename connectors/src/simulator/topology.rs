@@ -136,6 +136,11 @@ pub struct ServiceSpec {
 #[serde(deny_unknown_fields)]
 pub struct OperationSpec {
     pub name: String,
+    /// The name its spans carry, when it differs from `name` (a twin models one span name
+    /// seen with different call sets at the entry as several operations, one per request
+    /// type). Default: `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_name: Option<String>,
     /// Mean local processing time (lognormal), ms.
     pub service_time_ms: f64,
     /// Coefficient of variation of the processing time.

@@ -4,7 +4,7 @@
 //! In: two sets of hops (with their name tables and the length of time each covers). Out: a
 //! [`Comparison`] whose relative errors are `twin / real - 1`. Keeps no state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -26,18 +26,22 @@ pub struct ServiceStats {
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
     pub services: BTreeMap<String, ServiceStats>,
-    pub edges: BTreeSet<(String, String)>,
+    /// Caller → callee service edges and their number of calls.
+    pub edges: BTreeMap<(String, String), u64>,
+    pub duration_s: f64,
 }
 
 /// Summarises `hops` observed over `duration_s`.
 pub fn summarize(hops: &[Hop], names: &Names, duration_s: f64) -> Summary {
     let mut latency: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    let mut edges = BTreeSet::new();
+    let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
     for h in hops {
         let service = names.name(h.service).to_string();
         if let Some(p) = h.parent {
-            edges.insert((names.name(hops[p].service).to_string(), service.clone()));
+            *edges
+                .entry((names.name(hops[p].service).to_string(), service.clone()))
+                .or_default() += 1;
         }
         *errors.entry(service.clone()).or_default() += u64::from(h.error);
         latency
@@ -61,7 +65,11 @@ pub fn summarize(hops: &[Hop], names: &Names, duration_s: f64) -> Summary {
             (service, stats)
         })
         .collect();
-    Summary { services, edges }
+    Summary {
+        services,
+        edges,
+        duration_s,
+    }
 }
 
 /// One service's row: real and twin figures and their differences.
@@ -95,13 +103,24 @@ pub struct ServiceRow {
 /// The whole check.
 #[derive(Clone, Debug, Serialize)]
 pub struct Comparison {
+    /// The twin's call edges are exactly the real data's.
     pub edges_match: bool,
+    /// No real edge is missing from the twin, and the twin's extra edges are all ones it
+    /// makes so rarely that the real data would show them fewer than
+    /// [`RARE_EDGE_CALLS`] times in its time range.
+    pub edges_match_expected: bool,
     /// Edges of the real data the twin never made.
     pub missing_edges: Vec<(String, String)>,
     /// Edges the twin made that the real held-back data does not have.
     pub extra_edges: Vec<(String, String)>,
+    /// Of `extra_edges`, those expected fewer than [`RARE_EDGE_CALLS`] times in the real range.
+    pub rare_extra_edges: Vec<(String, String)>,
     pub services: Vec<ServiceRow>,
 }
+
+/// An edge the twin makes this rarely (expected calls over the real data's time range) is
+/// not expected to show in the real data.
+pub const RARE_EDGE_CALLS: f64 = 3.0;
 
 fn rel(twin: f64, real: f64) -> Option<f64> {
     (real > 0.0 && real.is_finite() && twin.is_finite()).then(|| twin / real - 1.0)
@@ -109,8 +128,26 @@ fn rel(twin: f64, real: f64) -> Option<f64> {
 
 /// Compares twin against real, over the services either side saw (real's first).
 pub fn compare(real: &Summary, twin: &Summary) -> Comparison {
-    let missing_edges: Vec<_> = real.edges.difference(&twin.edges).cloned().collect();
-    let extra_edges: Vec<_> = twin.edges.difference(&real.edges).cloned().collect();
+    let missing_edges: Vec<_> = real
+        .edges
+        .keys()
+        .filter(|e| !twin.edges.contains_key(*e))
+        .cloned()
+        .collect();
+    let extra_edges: Vec<_> = twin
+        .edges
+        .keys()
+        .filter(|e| !real.edges.contains_key(*e))
+        .cloned()
+        .collect();
+    let rare_extra_edges: Vec<_> = extra_edges
+        .iter()
+        .filter(|e| {
+            let calls = twin.edges[*e] as f64;
+            calls / twin.duration_s.max(1e-9) * real.duration_s < RARE_EDGE_CALLS
+        })
+        .cloned()
+        .collect();
     let mut names: Vec<&String> = real.services.keys().collect();
     names.extend(twin.services.keys().filter(|s| !real.services.contains_key(*s)));
     let empty = ServiceStats::default();
@@ -145,8 +182,11 @@ pub fn compare(real: &Summary, twin: &Summary) -> Comparison {
         .collect();
     Comparison {
         edges_match: missing_edges.is_empty() && extra_edges.is_empty(),
+        edges_match_expected: missing_edges.is_empty()
+            && extra_edges.len() == rare_extra_edges.len(),
         missing_edges,
         extra_edges,
+        rare_extra_edges,
         services,
     }
 }

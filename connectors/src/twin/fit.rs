@@ -12,6 +12,7 @@ use super::TwinError;
 use super::hops::{Hop, Names, self_times_ns};
 use super::quantile::quantile;
 use super::stages::{Instance, ObservedCall, infer};
+use super::variants::{Root, variants};
 use crate::simulator::{
     LoadSpec, OperationSpec, RequestSpec, ServiceSpec, SloSpec, Topology, TopologySpec,
 };
@@ -80,13 +81,29 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
             children[p].push(i);
         }
     }
+    // Entry operations split into request types where their call sets say so.
+    let root_index: Vec<usize> = (0..hops.len()).filter(|&i| hops[i].parent.is_none()).collect();
+    let root_sets: Vec<Root> = root_index
+        .iter()
+        .map(|&i| {
+            let callees = children[i]
+                .iter()
+                .map(|&c| (hops[c].service, hops[c].op))
+                .collect();
+            ((hops[i].service, hops[i].op), callees)
+        })
+        .collect();
+    let mut variant = vec![0u32; hops.len()];
+    for (k, v) in variants(&root_sets).into_iter().enumerate() {
+        variant[root_index[k]] = v;
+    }
     // Services in order of first appearance (parents come before children).
     let mut service_order: Vec<u32> = Vec::new();
-    let mut ops: HashMap<(u32, u32), OpAcc> = HashMap::new();
-    let mut op_order: Vec<(u32, u32)> = Vec::new();
+    let mut ops: HashMap<OpKey, OpAcc> = HashMap::new();
+    let mut op_order: Vec<OpKey> = Vec::new();
     let mut instances: HashMap<u32, HashSet<u32>> = HashMap::new();
     let mut instrumented: HashMap<u32, bool> = HashMap::new();
-    let mut roots: BTreeMap<(u32, u32), u64> = BTreeMap::new();
+    let mut roots: BTreeMap<OpKey, u64> = BTreeMap::new();
     let mut root_latency_ms: HashMap<u32, Vec<f64>> = HashMap::new();
     let mut legs_ms: Vec<f64> = Vec::new();
     let mut edge_legs: BTreeMap<(u32, u32), Vec<f64>> = BTreeMap::new();
@@ -96,7 +113,7 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
         }
         instances.entry(h.service).or_default().insert(h.instance);
         *instrumented.entry(h.service).or_insert(false) |= h.instrumented;
-        let key = (h.service, h.op);
+        let key = (h.service, h.op, variant[i]);
         let acc = ops.entry(key).or_insert_with(|| {
             op_order.push(key);
             OpAcc::default()
@@ -164,17 +181,20 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
         "call stages (children's client intervals overlapping = parallel), call probabilities (share".into(),
         "of an operation's spans making the k-th call to a callee), self-time lognormals (median and".into(),
         "p99, or p90 under 100 spans), own error rates (failed spans none of whose children failed),".into(),
-        "the request mix (root operations' shares) and the mean arrival rate.".into(),
+        "the request mix (root operations' shares) and the mean arrival rate. An entry span name whose".into(),
+        "call sets independent calls do not explain is split by call set into operations `name [k]`".into(),
+        "(span_name = the real name), one request type each.".into(),
     ];
     let (network_base_ms, network_jitter_ms) = if legs_ms.len() >= 10 {
         legs_ms.sort_by(f64::total_cmp);
         let base = quantile(&legs_ms, 0.05);
-        let mean = legs_ms.iter().sum::<f64>() / legs_ms.len() as f64;
+        // An exponential's median is ln 2 times its mean; the median resists the tail.
+        let jitter = (quantile(&legs_ms, 0.5) - base) / std::f64::consts::LN_2;
         header.push(format!(
-            "Network: one leg = half the client span minus the server span, over {} calls; base = p5, jitter = mean - p5 (one value for all edges).",
+            "Network: one leg = half the client span minus the server span, over {} calls; base = p5, jitter = (median - p5) / ln 2 (one value for all edges).",
             legs_ms.len()
         ));
-        (round_sig(base.max(0.0)), round_sig((mean - base).max(0.0)))
+        (round_sig(base.max(0.0)), round_sig(jitter.max(0.0)))
     } else {
         header.push(
             "Network: not observable (callers have no client span of their own for their calls); the simulator's defaults 0.1 ms + exp(0.05 ms) per leg, and the self times contain the network time.".into(),
@@ -208,7 +228,7 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
         let mut spans = 0usize;
         for key in op_order.iter().filter(|k| k.0 == s) {
             let acc = &ops[key];
-            let op_name = names.name(key.1).to_string();
+            let (op_name, span_name) = op_name(key, &op_order, names);
             let (service_time_ms, cv, fitted_from) = lognormal(&acc.self_ms);
             busy_s_per_s += acc.self_ms.len() as f64 / duration_s * service_time_ms / 1e3;
             spans += acc.self_ms.len();
@@ -245,6 +265,7 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
             );
             operations.push(OperationSpec {
                 name: op_name,
+                span_name,
                 service_time_ms,
                 cv,
                 pre_fraction: shape.pre_fraction.map(round_sig).unwrap_or(0.5),
@@ -259,7 +280,7 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
         let counts: HashMap<String, usize> = op_order
             .iter()
             .filter(|k| k.0 == s)
-            .map(|k| (names.name(k.1).to_string(), ops[k].self_ms.len()))
+            .map(|k| (op_name(k, &op_order, names).0, ops[k].self_ms.len()))
             .collect();
         operations.sort_by_key(|o| std::cmp::Reverse(counts[&o.name]));
         let per_replica = busy_s_per_s / f64::from(replicas);
@@ -300,19 +321,19 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
     }
 
     let mut requests = Vec::new();
-    let ambiguous = roots.keys().map(|k| k.1).collect::<Vec<_>>();
-    for (&(s, o), &count) in &roots {
-        let op = names.name(o);
-        let name = if ambiguous.iter().filter(|&&x| x == o).count() > 1 {
-            format!("{} {op}", names.name(s))
+    for (key, &count) in &roots {
+        let (op, _) = op_name(key, &op_order, names);
+        let entry = names.name(key.0);
+        let name = if roots.keys().filter(|k| k.1 == key.1 && k.0 != key.0).count() > 0 {
+            format!("{entry} {op}")
         } else {
-            op.to_string()
+            op.clone()
         };
         requests.push(RequestSpec {
             name,
             weight: round_sig(count as f64 / root_count as f64),
-            entry: names.name(s).to_string(),
-            operation: op.to_string(),
+            entry: entry.to_string(),
+            operation: op,
         });
     }
     requests.sort_by(|a, b| b.weight.total_cmp(&a.weight));
@@ -361,6 +382,21 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
         service_notes,
         op_notes,
     })
+}
+
+/// An operation of the twin: (service, span name, variant; see [`variants`]).
+type OpKey = (u32, u32, u32);
+
+/// The twin's name of an operation, and its span name when that differs: the span name,
+/// or with variants `"<span name> [k]"` (k = the variant number).
+fn op_name(key: &OpKey, all: &[OpKey], names: &Names) -> (String, Option<String>) {
+    let span = names.name(key.1).to_string();
+    let split = all.iter().any(|k| k.0 == key.0 && k.1 == key.1 && k.2 != 0);
+    if split && key.2 != 0 {
+        (format!("{span} [{}]", key.2), Some(span))
+    } else {
+        (span, None)
+    }
 }
 
 /// Mean and CV of a lognormal with the sample's median and p99 (p90 under

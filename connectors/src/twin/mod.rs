@@ -3,7 +3,7 @@
 //! simulating it and comparing with real data it was not fitted on ([`compare`]).
 //!
 //! The pieces, one file each: [`read`] (a directory's spans, split in time), [`hops`] (spans
-//! grouped into service visits), [`stages`] (an operation's call structure), [`fit`] (the
+//! grouped into service visits), [`stages`] (an operation's call structure), [`variants`] (request types behind one entry span name), [`fit`] (the
 //! topology), [`write`] (its TOML), [`simulate`] (running it), [`compare`] (twin vs real).
 
 pub mod compare;
@@ -13,6 +13,7 @@ pub mod quantile;
 pub mod read;
 pub mod simulate;
 pub mod stages;
+pub mod variants;
 pub mod write;
 
 pub use compare::{Comparison, ServiceRow, ServiceStats, Summary, compare, summarize};

@@ -4,7 +4,8 @@
 //! Each instance's calls are numbered per callee: the first call to `b:/y` is slot
 //! `(b:/y, 0)`, the second `(b:/y, 1)`, ... A slot's probability is the share of instances
 //! that make it, so the number of calls to each callee keeps its observed distribution's
-//! tail (P(at least k calls)). Slots are ordered by their mean start within the caller;
+//! tail (P(at least k calls)). Slots are ordered by their mean start offset within the caller
+//! (and, where two occurred together, by the order they usually had);
 //! consecutive slots share a stage when their client intervals overlapped in most of the
 //! instances where both occurred, else a new stage begins.
 //!
@@ -56,7 +57,8 @@ type Slot = (Callee, u32);
 #[derive(Default)]
 struct SlotStats {
     count: u64,
-    rel_start_sum: f64,
+    /// Sum of the call's start offsets from the caller's start, ns.
+    offset_sum: f64,
 }
 
 /// Two slots' co-occurrences and how many of them overlapped in time.
@@ -64,6 +66,8 @@ struct SlotStats {
 struct PairStats {
     together: u64,
     overlapped: u64,
+    /// Times the pair's first slot (in key order) started first.
+    first_led: u64,
 }
 
 /// Fits the call structure of one operation from its instances.
@@ -75,7 +79,6 @@ pub fn infer(instances: &[Instance]) -> Shape {
     for inst in instances {
         numbered.clear();
         let mut seen: HashMap<Callee, u32> = HashMap::new();
-        let span = inst.end_ns.saturating_sub(inst.start_ns).max(1) as f64;
         for c in &inst.calls {
             let k = seen.entry(c.callee).or_insert(0);
             numbered.push(((c.callee, *k), c.start_ns, c.end_ns));
@@ -84,13 +87,17 @@ pub fn infer(instances: &[Instance]) -> Shape {
         for &(slot, start, _) in &numbered {
             let s = slots.entry(slot).or_default();
             s.count += 1;
-            s.rel_start_sum += start.saturating_sub(inst.start_ns) as f64 / span;
+            s.offset_sum += start.saturating_sub(inst.start_ns) as f64;
         }
         for (i, &(a, a0, a1)) in numbered.iter().enumerate() {
             for &(b, b0, b1) in &numbered[i + 1..] {
-                let key = if a <= b { (a, b) } else { (b, a) };
+                let (key, first_start, second_start) =
+                    if a <= b { ((a, b), a0, b0) } else { ((b, a), b0, a0) };
                 let p = pairs.entry(key).or_default();
                 p.together += 1;
+                if first_start <= second_start {
+                    p.first_led += 1;
+                }
                 if a0 < b1 && b0 < a1 {
                     p.overlapped += 1;
                 }
@@ -109,7 +116,7 @@ pub fn infer(instances: &[Instance]) -> Shape {
         .map(|(slot, s)| {
             (
                 *slot,
-                s.rel_start_sum / s.count as f64,
+                s.offset_sum / s.count as f64,
                 s.count as f64 / n,
             )
         })
@@ -120,6 +127,31 @@ pub fn infer(instances: &[Instance]) -> Shape {
         let p = pairs.get(&key)?;
         (p.together > 0).then(|| 2 * p.overlapped > p.together)
     };
+    // Mean offsets mix instances that make different calls; where two slots occurred
+    // together, the order they usually had wins (adjacent swaps until none applies).
+    let leads = |a: Slot, b: Slot| -> bool {
+        let (key, a_is_first) = if a <= b { ((a, b), true) } else { ((b, a), false) };
+        pairs.get(&key).is_some_and(|p| {
+            let a_led = if a_is_first {
+                p.first_led
+            } else {
+                p.together - p.first_led
+            };
+            2 * a_led > p.together && 2 * p.overlapped <= p.together
+        })
+    };
+    for _ in 0..order.len() {
+        let mut swapped = false;
+        for i in 1..order.len() {
+            if leads(order[i].0, order[i - 1].0) {
+                order.swap(i, i - 1);
+                swapped = true;
+            }
+        }
+        if !swapped {
+            break;
+        }
+    }
     let mut stages: Vec<Vec<(Slot, f64)>> = Vec::new();
     for (slot, _, probability) in order {
         let joins = stages.last().is_some_and(|stage| {

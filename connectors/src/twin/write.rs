@@ -94,6 +94,9 @@ pub fn to_toml(fitted: &Fitted) -> String {
                 o.request_bytes,
                 o.response_bytes
             );
+            if let Some(span_name) = &o.span_name {
+                let _ = writeln!(out, "span_name = {}", q(span_name));
+            }
             if o.disk_write_bytes != 0 {
                 let _ = writeln!(out, "disk_write_bytes = {}", o.disk_write_bytes);
             }

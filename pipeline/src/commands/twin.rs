@@ -238,6 +238,14 @@ fn print_table(report: &CheckReport<'_>) {
             format!("; twin adds {}", edge_list(&c.extra_edges))
         }
     );
+    if !c.edges_match {
+        println!(
+            "call edges, leaving out twin edges expected < {} times in the real range: {} ({} such edges)",
+            twin::compare::RARE_EDGE_CALLS,
+            if c.edges_match_expected { "match" } else { "differ" },
+            c.rare_extra_edges.len()
+        );
+    }
     println!(
         "{:<34} {:>6} {:>8} {:>8} {:>6} {:>9} {:>9} {:>6} {:>9} {:>9} {:>6} {:>9} {:>9} {:>6} {:>7}",
         "service",
