@@ -72,7 +72,11 @@ fn known_answer(name: &str) {
             .map(|x| (x.name.clone(), x.replicas))
             .collect()
     };
-    assert_eq!(services(twin), services(truth), "{name}: services, replicas");
+    assert_eq!(
+        services(twin),
+        services(truth),
+        "{name}: services, replicas"
+    );
 
     let (want, got) = (stages_of(truth), stages_of(twin));
     assert_eq!(
@@ -135,7 +139,11 @@ fn known_answer(name: &str) {
             m
         });
     for s in &truth.services {
-        let ts = twin.services.iter().find(|x| x.name == s.name).expect("service");
+        let ts = twin
+            .services
+            .iter()
+            .find(|x| x.name == s.name)
+            .expect("service");
         for o in &s.operations {
             let n = calls
                 .get(&(s.name.clone(), o.name.clone()))

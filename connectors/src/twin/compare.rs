@@ -149,7 +149,11 @@ pub fn compare(real: &Summary, twin: &Summary) -> Comparison {
         .cloned()
         .collect();
     let mut names: Vec<&String> = real.services.keys().collect();
-    names.extend(twin.services.keys().filter(|s| !real.services.contains_key(*s)));
+    names.extend(
+        twin.services
+            .keys()
+            .filter(|s| !real.services.contains_key(*s)),
+    );
     let empty = ServiceStats::default();
     let services = names
         .into_iter()

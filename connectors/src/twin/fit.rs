@@ -82,7 +82,9 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
         }
     }
     // Entry operations split into request types where their call sets say so.
-    let root_index: Vec<usize> = (0..hops.len()).filter(|&i| hops[i].parent.is_none()).collect();
+    let root_index: Vec<usize> = (0..hops.len())
+        .filter(|&i| hops[i].parent.is_none())
+        .collect();
     let root_sets: Vec<Root> = root_index
         .iter()
         .map(|&i| {
@@ -240,11 +242,8 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
                     stage
                         .iter()
                         .map(|c| {
-                            let target = format!(
-                                "{}:{}",
-                                names.name(c.callee.0),
-                                names.name(c.callee.1)
-                            );
+                            let target =
+                                format!("{}:{}", names.name(c.callee.0), names.name(c.callee.1));
                             if c.probability < 1.0 {
                                 format!("{target}@{}", c.probability)
                             } else {
@@ -324,7 +323,12 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
     for (key, &count) in &roots {
         let (op, _) = op_name(key, &op_order, names);
         let entry = names.name(key.0);
-        let name = if roots.keys().filter(|k| k.1 == key.1 && k.0 != key.0).count() > 0 {
+        let name = if roots
+            .keys()
+            .filter(|k| k.1 == key.1 && k.0 != key.0)
+            .count()
+            > 0
+        {
             format!("{entry} {op}")
         } else {
             op.clone()

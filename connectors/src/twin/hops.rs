@@ -100,7 +100,13 @@ pub fn hops_of(spans: &[Span], names: &mut Names) -> Vec<Hop> {
 }
 
 /// The hops of one trace (`members`: indices into `spans`, sorted by start).
-fn trace_hops(spans: &[Span], members: &[usize], trace: u32, names: &mut Names, out: &mut Vec<Hop>) {
+fn trace_hops(
+    spans: &[Span],
+    members: &[usize],
+    trace: u32,
+    names: &mut Names,
+    out: &mut Vec<Hop>,
+) {
     let n = members.len();
     let local: HashMap<u64, usize> = members
         .iter()
@@ -109,11 +115,7 @@ fn trace_hops(spans: &[Span], members: &[usize], trace: u32, names: &mut Names, 
         .collect();
     let parent: Vec<Option<usize>> = members
         .iter()
-        .map(|&i| {
-            spans[i]
-                .parent_span_id
-                .and_then(|p| local.get(&p).copied())
-        })
+        .map(|&i| spans[i].parent_span_id.and_then(|p| local.get(&p).copied()))
         .collect();
     let mut children = vec![0u32; n];
     for p in parent.iter().flatten() {
@@ -195,7 +197,10 @@ fn trace_hops(spans: &[Span], members: &[usize], trace: u32, names: &mut Names, 
         out[h].parent = Some(ph);
         let caller_span = &spans[members[p]];
         if !is_entry[p] && children[p] == 1 {
-            out[h].call = Some((caller_span.start_ns, caller_span.end_ns.max(caller_span.start_ns)));
+            out[h].call = Some((
+                caller_span.start_ns,
+                caller_span.end_ns.max(caller_span.start_ns),
+            ));
         }
     }
     // Client spans to peers that emit no spans: a hop of the peer.

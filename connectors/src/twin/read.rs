@@ -20,7 +20,11 @@ pub fn read_spans(dir: &Path) -> Result<(Vec<Span>, u64), TwinError> {
     let mut spans = Vec::new();
     let mut bad = 0u64;
     let mut line = Vec::new();
-    while reader.next_line(&mut line).map_err(TwinError::File)?.is_some() {
+    while reader
+        .next_line(&mut line)
+        .map_err(TwinError::File)?
+        .is_some()
+    {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }

@@ -91,8 +91,11 @@ pub fn infer(instances: &[Instance]) -> Shape {
         }
         for (i, &(a, a0, a1)) in numbered.iter().enumerate() {
             for &(b, b0, b1) in &numbered[i + 1..] {
-                let (key, first_start, second_start) =
-                    if a <= b { ((a, b), a0, b0) } else { ((b, a), b0, a0) };
+                let (key, first_start, second_start) = if a <= b {
+                    ((a, b), a0, b0)
+                } else {
+                    ((b, a), b0, a0)
+                };
                 let p = pairs.entry(key).or_default();
                 p.together += 1;
                 if first_start <= second_start {
@@ -113,13 +116,7 @@ pub fn infer(instances: &[Instance]) -> Shape {
     let n = instances.len().max(1) as f64;
     let mut order: Vec<(Slot, f64, f64)> = slots
         .iter()
-        .map(|(slot, s)| {
-            (
-                *slot,
-                s.offset_sum / s.count as f64,
-                s.count as f64 / n,
-            )
-        })
+        .map(|(slot, s)| (*slot, s.offset_sum / s.count as f64, s.count as f64 / n))
         .collect();
     order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
     let parallel = |a: Slot, b: Slot| -> Option<bool> {
@@ -130,7 +127,11 @@ pub fn infer(instances: &[Instance]) -> Shape {
     // Mean offsets mix instances that make different calls; where two slots occurred
     // together, the order they usually had wins (adjacent swaps until none applies).
     let leads = |a: Slot, b: Slot| -> bool {
-        let (key, a_is_first) = if a <= b { ((a, b), true) } else { ((b, a), false) };
+        let (key, a_is_first) = if a <= b {
+            ((a, b), true)
+        } else {
+            ((b, a), false)
+        };
         pairs.get(&key).is_some_and(|p| {
             let a_led = if a_is_first {
                 p.first_led
@@ -155,7 +156,10 @@ pub fn infer(instances: &[Instance]) -> Shape {
     let mut stages: Vec<Vec<(Slot, f64)>> = Vec::new();
     for (slot, _, probability) in order {
         let joins = stages.last().is_some_and(|stage| {
-            let verdicts: Vec<bool> = stage.iter().filter_map(|(m, _)| parallel(*m, slot)).collect();
+            let verdicts: Vec<bool> = stage
+                .iter()
+                .filter_map(|(m, _)| parallel(*m, slot))
+                .collect();
             !verdicts.is_empty() && verdicts.iter().all(|v| *v)
         });
         if joins && let Some(stage) = stages.last_mut() {

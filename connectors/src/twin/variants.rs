@@ -44,8 +44,7 @@ pub fn variants(roots: &[Root]) -> Vec<u32> {
             continue;
         }
         // The independent model's probability of each observed call set.
-        let p: HashMap<(u32, u32), f64> =
-            calls.iter().map(|(c, k)| (*c, *k as f64 / n)).collect();
+        let p: HashMap<(u32, u32), f64> = calls.iter().map(|(c, k)| (*c, *k as f64 / n)).collect();
         let mut predicted_seen = 0.0;
         let mut distance = 0.0;
         for (set, count) in &sets {
@@ -90,7 +89,13 @@ mod tests {
     fn independent_optional_calls_stay_one_operation() {
         // Call 1 always, call 2 in 30 %: exactly what independent draws give.
         let roots: Vec<Root> = (0..100)
-            .map(|i| if i % 10 < 3 { root(&[1, 2]) } else { root(&[1]) })
+            .map(|i| {
+                if i % 10 < 3 {
+                    root(&[1, 2])
+                } else {
+                    root(&[1])
+                }
+            })
             .collect();
         assert!(variants(&roots).iter().all(|&v| v == 0));
     }
@@ -99,7 +104,13 @@ mod tests {
     fn exclusive_request_types_split() {
         // Two request types with disjoint calls, and one rare odd call set.
         let mut roots: Vec<Root> = (0..100)
-            .map(|i| if i % 2 == 0 { root(&[1, 2]) } else { root(&[3]) })
+            .map(|i| {
+                if i % 2 == 0 {
+                    root(&[1, 2])
+                } else {
+                    root(&[3])
+                }
+            })
             .collect();
         roots.push(root(&[1, 3]));
         let v = variants(&roots);

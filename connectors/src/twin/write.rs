@@ -36,7 +36,11 @@ pub fn to_toml(fitted: &Fitted) -> String {
     let _ = writeln!(out, "queue_timeout_ms = {}", f(spec.queue_timeout_ms));
     let _ = writeln!(out, "\n[load]\nrate_per_s = {}", f(spec.load.rate_per_s));
     if spec.load.diurnal_amplitude != 0.0 {
-        let _ = writeln!(out, "diurnal_amplitude = {}", f(spec.load.diurnal_amplitude));
+        let _ = writeln!(
+            out,
+            "diurnal_amplitude = {}",
+            f(spec.load.diurnal_amplitude)
+        );
     }
     let _ = writeln!(out, "diurnal_period_s = {}", f(spec.load.diurnal_period_s));
     for slo in &spec.slos {

@@ -105,11 +105,7 @@ fn fit(args: &TwinArgs) -> anyhow::Result<()> {
         .name
         .clone()
         .unwrap_or_else(|| default_name(&args.input));
-    let sources: Vec<String> = args
-        .input
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
+    let sources: Vec<String> = args.input.iter().map(|p| p.display().to_string()).collect();
     let fitted = twin::fit(&FitInput {
         name: &name,
         hops: &hops,
@@ -119,8 +115,7 @@ fn fit(args: &TwinArgs) -> anyhow::Result<()> {
     })
     .context("fitting the twin")?;
     let text = twin::to_toml(&fitted);
-    std::fs::write(&args.out, &text)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
     let spec = &fitted.spec;
     let ops: usize = spec.services.iter().map(|s| s.operations.len()).sum();
     let calls: usize = spec
@@ -242,7 +237,11 @@ fn print_table(report: &CheckReport<'_>) {
         println!(
             "call edges, leaving out twin edges expected < {} times in the real range: {} ({} such edges)",
             twin::compare::RARE_EDGE_CALLS,
-            if c.edges_match_expected { "match" } else { "differ" },
+            if c.edges_match_expected {
+                "match"
+            } else {
+                "differ"
+            },
             c.rare_extra_edges.len()
         );
     }
