@@ -8,3 +8,4 @@ pub mod otlp;
 pub mod simulator;
 pub mod sink;
 pub mod source;
+pub mod twin;

@@ -43,6 +43,52 @@ pub enum Command {
     /// What caused what happened at a moment: services ranked by how their own signals
     /// moved against the minutes before, with the evidence. Needs no model or labels.
     Diagnose(DiagnoseArgs),
+    /// Fit a digital twin (a simulator topology) from an application's traces, or check one
+    /// against held-back real data.
+    Twin(TwinArgs),
+}
+
+/// `augur twin`: fit (default) or `--check`.
+#[derive(Debug, Args)]
+pub struct TwinArgs {
+    /// Directories with traces.otlp.jsonl[.zst|.gz] of the application running normally.
+    #[arg(long, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Where the fitted twin is written.
+    #[arg(long, default_value = "twin.toml", conflicts_with = "check")]
+    pub out: PathBuf,
+    /// The twin's `name` (default: the last input directory's parent and name, e.g.
+    /// `train-ticket-2023-01-29`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Share of each input's time range held back: fitting reads the traces that start in
+    /// the first `1 - holdout` of it, `--check` the rest. 0 fits on everything.
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+    /// Check this twin against the held-back part of `--input` instead of fitting.
+    #[arg(long)]
+    pub check: Option<PathBuf>,
+    /// With --check: simulated time (default: 10 min, and at least the held-back range).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// With --check: the load to simulate at.
+    #[arg(long, value_enum, default_value_t = TwinLoad::Observed)]
+    pub load: TwinLoad,
+    /// With --check: simulation seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// With --check: print one JSON object instead of a table.
+    #[arg(long, requires = "check")]
+    pub json: bool,
+}
+
+/// The load `augur twin --check` simulates at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TwinLoad {
+    /// The held-back range's own request rate (the twin's mix and structure are checked).
+    Observed,
+    /// The twin's fitted rate (the rate's stationarity is checked too).
+    Fitted,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ fn main() {
         Command::Record(args) => commands::record::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Diagnose(args) => commands::diagnose::run(args),
+        Command::Twin(args) => commands::twin::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

@@ -15,6 +15,7 @@ pub(crate) struct CallModel {
 
 #[derive(Clone, Debug)]
 pub(crate) struct OpModel {
+    /// The name on its spans (the spec's `span_name`, else its `name`).
     pub name: String,
     pub mean_ns: f64,
     pub cv: f64,
@@ -25,6 +26,8 @@ pub(crate) struct OpModel {
     pub request_bytes: u64,
     pub response_bytes: u64,
     pub disk_write_bytes: u64,
+    /// Probability that a call fails on its own (the operation's `error_rate`).
+    pub error_rate: f64,
     pub stages: Vec<Vec<CallModel>>,
 }
 
@@ -135,7 +138,7 @@ impl Model {
                     stages.push(calls);
                 }
                 let mut op = OpModel {
-                    name: o.name.clone(),
+                    name: o.span_name.clone().unwrap_or_else(|| o.name.clone()),
                     mean_ns: 0.0,
                     cv: 0.0,
                     mu: 0.0,
@@ -144,6 +147,7 @@ impl Model {
                     request_bytes: o.request_bytes,
                     response_bytes: o.response_bytes,
                     disk_write_bytes: o.disk_write_bytes,
+                    error_rate: o.error_rate,
                     stages,
                 };
                 op.set_time(o.service_time_ms * 1e6, o.cv);

@@ -136,6 +136,11 @@ pub struct ServiceSpec {
 #[serde(deny_unknown_fields)]
 pub struct OperationSpec {
     pub name: String,
+    /// The name its spans carry, when it differs from `name` (a twin models one span name
+    /// seen with different call sets at the entry as several operations, one per request
+    /// type). Default: `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_name: Option<String>,
     /// Mean local processing time (lognormal), ms.
     pub service_time_ms: f64,
     /// Coefficient of variation of the processing time.
@@ -151,6 +156,11 @@ pub struct OperationSpec {
     /// Bytes written to disk per request (storage back ends).
     #[serde(default)]
     pub disk_write_bytes: u64,
+    /// Probability that a call fails on its own (no fault injected): it fails fast, with no
+    /// children, as under an error fault. Default 0; a twin fitted from traces sets it from
+    /// the operation's observed error rate.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub error_rate: f64,
     /// Stages run in sequence; the calls of a stage run in parallel and the caller waits
     /// for all of them. A call is `"service"`, `"service:operation"`, optionally followed
     /// by `"@probability"` (e.g. `"media-service:UploadMedia@0.3"`).
@@ -437,6 +447,12 @@ fn validate(spec: &TopologySpec) -> Result<(), SimError> {
                     s.name, op.name
                 ));
             }
+            if !(0.0..=1.0).contains(&op.error_rate) {
+                return invalid(format!(
+                    "service {:?} operation {:?}: error_rate must be in [0, 1]",
+                    s.name, op.name
+                ));
+            }
             if !(0.0..=1.0).contains(&op.pre_fraction) {
                 return invalid(format!(
                     "service {:?} operation {:?}: pre_fraction must be in [0, 1]",
@@ -576,6 +592,9 @@ fn check_acyclic(spec: &TopologySpec) -> Result<(), SimError> {
     Ok(())
 }
 
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
 fn default_network_base_ms() -> f64 {
     0.1
 }

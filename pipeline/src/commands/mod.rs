@@ -17,6 +17,7 @@ pub mod train_fluxion;
 pub mod train_normal;
 pub mod train_sage;
 pub mod train_seer;
+pub mod twin;
 pub mod validate;
 
 use std::path::Path;

@@ -203,6 +203,7 @@ impl Simulator {
                             request_bytes: o.request_bytes,
                             response_bytes: o.response_bytes,
                             disk_write_bytes: 0,
+                            error_rate: 0.0,
                             stages: vec![vec![CallModel {
                                 service: b,
                                 op: i as u32,

@@ -110,13 +110,15 @@ impl Simulator {
     /// before the children.
     fn start(&mut self, c: u32) {
         let call = self.calls[c as usize];
-        let (mu, sigma, pre_fraction) = {
+        let (mu, sigma, pre_fraction, error_rate) = {
             let op = self.op(call.service, call.op);
-            (op.mu, op.sigma, op.pre_fraction)
+            (op.mu, op.sigma, op.pre_fraction, op.error_rate)
         };
         let z = self.normal();
         let mut time = (mu + sigma * z).exp();
-        let mut fail = false;
+        // Drawn only for operations that fail on their own, so topologies without error
+        // rates keep their random stream.
+        let mut fail = error_rate > 0.0 && self.uniform() < error_rate;
         if self.now_ns - call.arrive_ns > self.model.queue_timeout_ns {
             // Deadline exceeded while queued: rejected at once, no children.
             let call = &mut self.calls[c as usize];

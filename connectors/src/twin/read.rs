@@ -1,0 +1,74 @@
+//! Reading a directory's spans with augur's OTLP/JSON decoder, and splitting them in time
+//! into the range a twin is fitted on and the held-back range it is checked against.
+//!
+//! In: a directory holding `traces.otlp.jsonl[.zst|.gz]`. Out: its spans (undecodable
+//! records are counted and skipped), then two sets of whole traces. Keeps no state.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use augur_operators::records::Span;
+
+use super::TwinError;
+use crate::files::{LineReader, find_input};
+use crate::otlp::decode_traces_json;
+
+/// The spans of `dir`'s traces file and the number of records or lines that did not decode.
+pub fn read_spans(dir: &Path) -> Result<(Vec<Span>, u64), TwinError> {
+    let path = find_input(dir, "traces.otlp").map_err(TwinError::File)?;
+    let mut reader = LineReader::open(&path).map_err(TwinError::File)?;
+    let mut spans = Vec::new();
+    let mut bad = 0u64;
+    let mut line = Vec::new();
+    while reader
+        .next_line(&mut line)
+        .map_err(TwinError::File)?
+        .is_some()
+    {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match decode_traces_json(&line, &mut spans) {
+            Ok(errors) => bad += errors.len() as u64,
+            Err(_) => bad += 1,
+        }
+    }
+    Ok((spans, bad))
+}
+
+/// Which part of a directory's time range to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The traces starting in the first `1 - holdout` of the range.
+    Fit,
+    /// The traces starting in the last `holdout` of the range.
+    Check,
+}
+
+/// One part of the spans, as whole traces (a trace belongs to the part its first span
+/// starts in), and the length of that part's time range, s.
+pub fn split(spans: Vec<Span>, holdout: f64, part: Part) -> (Vec<Span>, f64) {
+    let mut first: HashMap<u128, u64> = HashMap::new();
+    for s in &spans {
+        let e = first.entry(s.trace_id).or_insert(s.start_ns);
+        *e = (*e).min(s.start_ns);
+    }
+    let (Some(&lo), Some(&hi)) = (first.values().min(), first.values().max()) else {
+        return (Vec::new(), 0.0);
+    };
+    let cut = lo + ((hi - lo) as f64 * (1.0 - holdout.clamp(0.0, 1.0))) as u64;
+    let keep = |start: u64| match part {
+        Part::Fit => start < cut || holdout <= 0.0,
+        Part::Check => start >= cut,
+    };
+    let duration_ns = match part {
+        Part::Fit if holdout <= 0.0 => hi - lo,
+        Part::Fit => cut - lo,
+        Part::Check => hi - cut,
+    };
+    let kept = spans
+        .into_iter()
+        .filter(|s| first.get(&s.trace_id).is_some_and(|&t| keep(t)))
+        .collect();
+    (kept, duration_ns as f64 / 1e9)
+}

@@ -1,0 +1,298 @@
+//! `augur twin --input DIR... [--out twin.toml]`: fit a digital twin of the application
+//! whose traces are in the directories (a simulator topology, see
+//! [`augur_connectors::twin`]); `augur twin --check twin.toml --input DIR...`: simulate the
+//! twin at the observed load and compare it with the held-back part of the same
+//! directories, per service. Progress goes to stderr, results to stdout.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use augur_connectors::simulator::Topology;
+use augur_connectors::twin::{
+    self, Comparison, FitInput, Names, Part, ServiceRow, compare, hops_of, summarize,
+};
+use augur_operators::records::Span;
+use serde::Serialize;
+
+use crate::cli::{TwinArgs, TwinLoad};
+
+/// Simulated time of a check unless `--duration` says otherwise, s.
+const DEFAULT_CHECK_S: f64 = 600.0;
+/// Simulated time dropped at the start of a check (the cluster filling up), s.
+const WARMUP_S: f64 = 10.0;
+
+pub fn run(args: &TwinArgs) -> anyhow::Result<()> {
+    if !(0.0..1.0).contains(&args.holdout) {
+        anyhow::bail!("--holdout must be in [0, 1), got {}", args.holdout);
+    }
+    match &args.check {
+        None => fit(args),
+        Some(path) => check(args, path),
+    }
+}
+
+/// The spans of one part of every input, and the total length of those parts, s.
+fn read_part(inputs: &[PathBuf], holdout: f64, part: Part) -> anyhow::Result<(Vec<Span>, f64)> {
+    let mut all = Vec::new();
+    let mut duration_s = 0.0;
+    for dir in inputs {
+        let (spans, bad) =
+            twin::read_spans(dir).with_context(|| format!("reading {}", dir.display()))?;
+        let total = spans.len();
+        if total == 0 {
+            eprintln!("{}: no spans in its traces file, skipped", dir.display());
+            continue;
+        }
+        let (kept, seconds) = twin::split(spans, holdout, part);
+        eprintln!(
+            "{}: {total} spans{}, {} in the {} part ({seconds:.1} s)",
+            dir.display(),
+            if bad > 0 {
+                format!(" ({bad} undecodable records skipped)")
+            } else {
+                String::new()
+            },
+            kept.len(),
+            match part {
+                Part::Fit => "fitting",
+                Part::Check => "held-back",
+            }
+        );
+        all.extend(kept);
+        duration_s += seconds;
+    }
+    if all.is_empty() {
+        anyhow::bail!(
+            "no spans to use in {} (traces files empty, or nothing in the {} part)",
+            inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            match part {
+                Part::Fit => "fitting",
+                Part::Check => "held-back",
+            }
+        );
+    }
+    Ok((all, duration_s))
+}
+
+/// `<parent>-<dir>` of the last input, e.g. `train-ticket-2023-01-29`.
+fn default_name(inputs: &[PathBuf]) -> String {
+    let Some(last) = inputs.last() else {
+        return "twin".into();
+    };
+    let abs = std::fs::canonicalize(last).unwrap_or_else(|_| last.clone());
+    let name = |p: Option<&Path>| {
+        p.and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+    };
+    match (name(abs.parent()), name(Some(&abs))) {
+        (Some(parent), Some(dir)) => format!("{parent}-{dir}"),
+        (None, Some(dir)) => dir,
+        _ => "twin".into(),
+    }
+}
+
+fn fit(args: &TwinArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let (spans, duration_s) = read_part(&args.input, args.holdout, Part::Fit)?;
+    let mut names = Names::default();
+    let hops = hops_of(&spans, &mut names);
+    drop(spans);
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&args.input));
+    let sources: Vec<String> = args.input.iter().map(|p| p.display().to_string()).collect();
+    let fitted = twin::fit(&FitInput {
+        name: &name,
+        hops: &hops,
+        names: &names,
+        duration_s,
+        sources,
+    })
+    .context("fitting the twin")?;
+    let text = twin::to_toml(&fitted);
+    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
+    let spec = &fitted.spec;
+    let ops: usize = spec.services.iter().map(|s| s.operations.len()).sum();
+    let calls: usize = spec
+        .services
+        .iter()
+        .flat_map(|s| &s.operations)
+        .map(|o| o.stages.iter().map(Vec::len).sum::<usize>())
+        .sum();
+    println!(
+        "wrote {}: {} services, {} operations, {} calls, {} request types, {:.3} requests/s (fitted on {} service hops over {:.1} s in {:.1} s)",
+        args.out.display(),
+        spec.services.len(),
+        ops,
+        calls,
+        spec.requests.len(),
+        spec.load.rate_per_s,
+        hops.len(),
+        duration_s,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `--check --json` output.
+#[derive(Serialize)]
+struct CheckReport<'a> {
+    twin: String,
+    real_seconds: f64,
+    twin_seconds: f64,
+    real_requests_per_s: f64,
+    twin_requests_per_s: f64,
+    rate_scale: f64,
+    #[serde(flatten)]
+    comparison: &'a Comparison,
+}
+
+fn check(args: &TwinArgs, path: &Path) -> anyhow::Result<()> {
+    let topology = Topology::load(&path.display().to_string())
+        .with_context(|| format!("loading the twin {}", path.display()))?;
+    let (spans, real_s) = read_part(&args.input, args.holdout, Part::Check)?;
+    let mut real_names = Names::default();
+    let real_hops = hops_of(&spans, &mut real_names);
+    drop(spans);
+    let real_roots = real_hops.iter().filter(|h| h.parent.is_none()).count();
+    let real_rate = real_roots as f64 / real_s.max(1e-9);
+    let fitted_rate = topology.spec().load.rate_per_s;
+    let rate_scale = match args.load {
+        TwinLoad::Observed if real_rate > 0.0 => real_rate / fitted_rate,
+        _ => 1.0,
+    };
+    let seconds = args
+        .duration
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(DEFAULT_CHECK_S)
+        .max(real_s);
+    eprintln!(
+        "simulating {} for {seconds:.0} s at {:.3} requests/s",
+        topology.name(),
+        fitted_rate * rate_scale
+    );
+    let (sim_spans, _metrics) =
+        twin::simulate::run(&topology, rate_scale, WARMUP_S, seconds, args.seed)
+            .context("simulating the twin")?;
+    let mut twin_names = Names::default();
+    let twin_hops = hops_of(&sim_spans, &mut twin_names);
+    let twin_roots = twin_hops.iter().filter(|h| h.parent.is_none()).count();
+    let real = summarize(&real_hops, &real_names, real_s);
+    let sim = summarize(&twin_hops, &twin_names, seconds);
+    let comparison = compare(&real, &sim);
+    let report = CheckReport {
+        twin: path.display().to_string(),
+        real_seconds: real_s,
+        twin_seconds: seconds,
+        real_requests_per_s: real_rate,
+        twin_requests_per_s: twin_roots as f64 / seconds,
+        rate_scale,
+        comparison: &comparison,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+fn pct(x: Option<f64>) -> String {
+    match x {
+        Some(x) => format!("{:+.0}%", 100.0 * x),
+        None => "-".into(),
+    }
+}
+
+fn print_table(report: &CheckReport<'_>) {
+    let c = report.comparison;
+    println!(
+        "twin {} vs {:.1} s of held-back real data ({:.2} requests/s real, {:.2} twin over {:.0} s)",
+        report.twin,
+        report.real_seconds,
+        report.real_requests_per_s,
+        report.twin_requests_per_s,
+        report.twin_seconds
+    );
+    println!(
+        "call edges: {}{}{}",
+        if c.edges_match { "match" } else { "differ" },
+        if c.missing_edges.is_empty() {
+            String::new()
+        } else {
+            format!("; twin lacks {}", edge_list(&c.missing_edges))
+        },
+        if c.extra_edges.is_empty() {
+            String::new()
+        } else {
+            format!("; twin adds {}", edge_list(&c.extra_edges))
+        }
+    );
+    if !c.edges_match {
+        println!(
+            "call edges, leaving out twin edges expected < {} times in the real range: {} ({} such edges)",
+            twin::compare::RARE_EDGE_CALLS,
+            if c.edges_match_expected {
+                "match"
+            } else {
+                "differ"
+            },
+            c.rare_extra_edges.len()
+        );
+    }
+    println!(
+        "{:<34} {:>6} {:>8} {:>8} {:>6} {:>9} {:>9} {:>6} {:>9} {:>9} {:>6} {:>9} {:>9} {:>6} {:>7}",
+        "service",
+        "spans",
+        "rate/s",
+        "twin",
+        "err",
+        "p50 ms",
+        "twin",
+        "err",
+        "p90 ms",
+        "twin",
+        "err",
+        "p99 ms",
+        "twin",
+        "err",
+        "err pp"
+    );
+    for r in &c.services {
+        print_row(r);
+    }
+}
+
+fn print_row(r: &ServiceRow) {
+    println!(
+        "{:<34} {:>6} {:>8.3} {:>8.3} {:>6} {:>9.2} {:>9.2} {:>6} {:>9.2} {:>9.2} {:>6} {:>9.2} {:>9.2} {:>6} {:>+7.2}",
+        r.service,
+        r.spans,
+        r.real_rate_per_s,
+        r.twin_rate_per_s,
+        pct(r.rate_err),
+        r.real_p50_ms,
+        r.twin_p50_ms,
+        pct(r.p50_err),
+        r.real_p90_ms,
+        r.twin_p90_ms,
+        pct(r.p90_err),
+        r.real_p99_ms,
+        r.twin_p99_ms,
+        pct(r.p99_err),
+        r.error_rate_diff_pp
+    );
+}
+
+fn edge_list(edges: &[(String, String)]) -> String {
+    edges
+        .iter()
+        .map(|(a, b)| format!("{a}->{b}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
