@@ -62,7 +62,8 @@ pub struct EvidenceParams {
     pub max_culprits: usize,
     /// Where learned normals (`normal-<name>.json`, written by `augur train --model
     /// normal`) are found and written. The one that knows the most of a replay's services
-    /// (at least half) joins the normal. Default `models/checkpoints`.
+    /// (at least half) joins the normal. Default `models/normals` (apart from the model
+    /// checkpoints: a directory of normals alone must not hide the shipped checkpoints).
     pub normal_dir: std::path::PathBuf,
     /// The signals read (to leave one out, or to measure what each contributes). Default
     /// all: `self_time`, `network`, `errors`, `call_pattern`, `cpu`, `log_errors`,
@@ -77,7 +78,7 @@ impl Default for EvidenceParams {
             after_ms: 60_000,
             min_z: 3.0,
             max_culprits: 5,
-            normal_dir: std::path::PathBuf::from("models/checkpoints"),
+            normal_dir: std::path::PathBuf::from("models/normals"),
             signals: Signal::ALL.to_vec(),
         }
     }

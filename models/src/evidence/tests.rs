@@ -483,3 +483,18 @@ fn a_normal_is_found_by_its_services() {
     std::fs::write(dir.path().join("normal-bad.json"), "{}").expect("write");
     assert!(NormalProfile::find(dir.path(), &seen).is_err());
 }
+
+/// Learned normals live apart from the model checkpoints: a directory holding only normals
+/// where the checkpoints are looked for would hide the shipped ones from Seer and Sage.
+#[test]
+fn normals_are_not_written_where_checkpoints_are_read() {
+    let params = EvidenceParams::default();
+    assert_ne!(
+        params.normal_dir,
+        crate::sage::SageConfig::default().models_dir
+    );
+    assert_ne!(
+        params.normal_dir,
+        crate::seer::SeerConfig::default().models_dir
+    );
+}
