@@ -10,7 +10,10 @@ mod common;
 
 use std::time::Instant;
 
-use augur_models::evidence::{EvidenceDetector, EvidenceDetectorConfig, EvidenceParams, diagnose};
+use augur_models::evidence::{
+    EvidenceDetector, EvidenceDetectorConfig, EvidenceParams, LearnedNormal, NormalProfile,
+    diagnose,
+};
 use augur_operators::{
     Detector, EdgeFeatures, LogFeatures, ServiceFeatures, TemplateCount, WindowSnapshot,
 };
@@ -117,18 +120,29 @@ fn main() {
         println!(
             "diagnose --at (180 windows), {requests} requests/s at the root: p50 {p50:.3} ms, p99 {p99:.3} ms"
         );
-        let mut detector = EvidenceDetector::new(EvidenceDetectorConfig::default());
-        for w in &windows[..130] {
-            detector.observe(w);
+        let learned = NormalProfile::learn("bench", &windows, &Default::default())
+            .map(|n| LearnedNormal(Some(std::sync::Arc::new(n))))
+            .unwrap_or_default();
+        for (label, learned) in [
+            ("", LearnedNormal::default()),
+            (", learned normal", learned),
+        ] {
+            let mut detector = EvidenceDetector::new(EvidenceDetectorConfig {
+                learned,
+                ..EvidenceDetectorConfig::default()
+            });
+            for w in &windows[..130] {
+                detector.observe(w);
+            }
+            let mut next = 130u64;
+            let (p50, p99) = time(|| {
+                next += 1;
+                let w = window(next * 1000, requests, next);
+                std::hint::black_box(detector.observe(&w));
+            });
+            println!(
+                "evidence detector{label}, one window (130 s of history), {requests} requests/s: p50 {p50:.3} ms, p99 {p99:.3} ms"
+            );
         }
-        let mut next = 130u64;
-        let (p50, p99) = time(|| {
-            next += 1;
-            let w = window(next * 1000, requests, next);
-            std::hint::black_box(detector.observe(&w));
-        });
-        println!(
-            "evidence detector, one window (130 s of history), {requests} requests/s: p50 {p50:.3} ms, p99 {p99:.3} ms"
-        );
     }
 }
