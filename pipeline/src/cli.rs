@@ -1,7 +1,9 @@
 //! Command-line interface.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
+use augur_models::{DetectorKind, UnknownDetector};
 use clap::{Args, Parser, Subcommand};
 
 pub use crate::cluster::ClusterArgs;
@@ -122,7 +124,7 @@ pub struct DemoArgs {
     /// Detector to run (default: `seer`, the shipped Seer checkpoint, or with `--config`
     /// the file's `[detector] name`).
     #[arg(long)]
-    pub detector: Option<String>,
+    pub detector: Option<DetectorKind>,
     /// Built-in topology name or TOML file (default: the config's `simulator.topology`).
     #[arg(long)]
     pub topology: Option<String>,
@@ -246,7 +248,7 @@ pub struct ReplayArgs {
     pub alerts_out: Option<PathBuf>,
     /// Detector to run (default: the config's `detector.name`).
     #[arg(long)]
-    pub detector: Option<String>,
+    pub detector: Option<DetectorKind>,
 }
 
 /// `augur eval replay|simulate|closed-loop|cases`, or the flag form of the same modes
@@ -277,7 +279,7 @@ pub struct EvalArgs {
     pub labels_topic: String,
     /// Detector(s) to score, comma-separated, or `all` (default: the config's `detector.name`).
     #[arg(long)]
-    pub detector: Option<String>,
+    pub detector: Option<DetectorList>,
     /// Print one JSON object per detector (one per line) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -370,7 +372,7 @@ pub struct EvalReplayArgs {
     pub labels_topic: String,
     /// Detector(s) to score, comma-separated, or `all` (default: the config's `detector.name`).
     #[arg(long)]
-    pub detector: Option<String>,
+    pub detector: Option<DetectorList>,
     /// Write `alerts.jsonl`, per detector with RCA cases `rca-<detector>.md`, and with
     /// `fluxion` `forecast.svg` and `forecast.md` here (created).
     #[arg(long)]
@@ -406,7 +408,7 @@ pub struct EvalSimulateArgs {
     pub run: SimulatedRun,
     /// Detector(s) to score, comma-separated, or `all` (default: the config's `detector.name`).
     #[arg(long)]
-    pub detector: Option<String>,
+    pub detector: Option<DetectorList>,
     /// Share of services exporting no metrics (default: the config's
     /// `simulator.drop_metrics`).
     #[arg(long)]
@@ -428,7 +430,7 @@ pub struct EvalClosedLoopArgs {
     pub run: SimulatedRun,
     /// The detector whose diagnoses are acted on (default `sage`).
     #[arg(long)]
-    pub detector: Option<String>,
+    pub detector: Option<DetectorKind>,
     /// Write `closed_loop.json` and `p99.svg` here (created).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -504,7 +506,7 @@ impl EvalArgs {
             EvalCommand::ClosedLoop(l) => {
                 args.closed_loop = true;
                 args.set_run(&l.run);
-                args.detector = l.detector.clone();
+                args.detector = l.detector.map(|kind| DetectorList(vec![kind]));
                 args.report = l.report.clone();
             }
             EvalCommand::Cases(c) => args.cases = Some(c.dir.clone()),
@@ -518,6 +520,24 @@ impl EvalArgs {
         self.faults = run.faults.clone();
         self.scenario = run.scenario.clone();
         self.duration = run.duration;
+    }
+}
+
+/// `--detector D[,D...]` or `all`: detectors by name, comma-separated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DetectorList(pub Vec<DetectorKind>);
+
+impl FromStr for DetectorList {
+    type Err = UnknownDetector;
+
+    fn from_str(list: &str) -> Result<DetectorList, UnknownDetector> {
+        if list == "all" {
+            return Ok(DetectorList(DetectorKind::ALL.to_vec()));
+        }
+        list.split(',')
+            .map(|name| name.trim().parse())
+            .collect::<Result<_, _>>()
+            .map(DetectorList)
     }
 }
 
@@ -1041,6 +1061,46 @@ mod tests {
         }
         // A subcommand reads only its own mode's flags.
         let argv = ["augur", "eval", "closed-loop", "--drop-spans", "0.5"];
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
+
+    /// `--detector` takes the names the config uses: one, a comma-separated list or `all`;
+    /// an unknown name is refused with the known ones.
+    #[test]
+    fn detectors_are_parsed_by_name() {
+        use super::DetectorList;
+        use augur_models::DetectorKind;
+        let listed = eval_args(&["simulate", "--detector", "nsigma, evidence"]).flag_form();
+        assert_eq!(
+            listed.detector,
+            Some(DetectorList(vec![
+                DetectorKind::NSigma,
+                DetectorKind::Evidence
+            ]))
+        );
+        let all = eval_args(&["--input", "d", "--detector", "all"]);
+        assert_eq!(all.detector, Some(DetectorList(DetectorKind::ALL.to_vec())));
+        let one = eval_args(&["closed-loop", "--detector", "cpu-threshold-70"]).flag_form();
+        assert_eq!(
+            one.detector,
+            Some(DetectorList(vec![DetectorKind::CpuThreshold70]))
+        );
+        let argv = [
+            "augur",
+            "eval",
+            "--input",
+            "d",
+            "--detector",
+            "nsigma,magic",
+        ];
+        let err = Cli::try_parse_from(argv)
+            .expect_err("unknown name")
+            .to_string();
+        assert!(
+            err.contains("unknown detector `magic`; known detectors: nsigma,"),
+            "{err}"
+        );
+        let argv = ["augur", "eval", "closed-loop", "--detector", "sage,nsigma"];
         assert!(Cli::try_parse_from(argv).is_err());
     }
 

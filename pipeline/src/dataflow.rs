@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use augur_connectors::dead_letter::{DeadLetter, DeadLetterKind};
+use augur_models::DetectorKind;
 use augur_models::fluxion::GraphBoard;
 use augur_operators::decide_log::DecideLog;
 use augur_operators::detect::{DetectStage, ModelPlacement, detect};
@@ -51,8 +52,8 @@ pub enum Event {
 pub struct JobSpec {
     pub config: Config,
     pub slos: Vec<Slo>,
-    /// Detector names; each gets its own decide state. Usually one.
-    pub detectors: Vec<String>,
+    /// The detectors; each gets its own decide state. Usually one.
+    pub detectors: Vec<DetectorKind>,
     pub workers: usize,
     /// Where the decide steps resume from and publish their state (`augur run`: the
     /// state topic); `None` keeps it in memory only.
@@ -117,9 +118,9 @@ where
         log_miners: spec.log_miners.clone(),
     };
     let mut stages = Vec::new();
-    for name in &spec.detectors {
+    for kind in &spec.detectors {
         let detector = augur_models::build_sharing(
-            name,
+            *kind,
             &spec.config.detector.settings(),
             spec.config.window.horizon_ms,
             spec.graph_board.as_ref(),

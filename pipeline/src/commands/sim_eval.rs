@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use augur_connectors::simulator::{FaultPlan, Labels, SimConfig, Simulator, Topology, scenario};
+use augur_models::DetectorKind;
 
 use crate::actuation::closed_loop::{Actuator, ActuatorKind, ClosedLoop};
 use crate::actuation::what_if::JobWhatIf;
@@ -38,12 +39,17 @@ pub struct Experiment {
     /// Simulated time; `None`: the scenario's length, else 10 minutes.
     pub duration_ms: Option<u64>,
     /// The detector whose diagnoses an actuation policy acts on (`--closed-loop`).
-    pub detector: String,
+    pub detector: DetectorKind,
 }
 
 impl Experiment {
-    /// From the flags, else the config's `[simulator]`.
+    /// From the flags, else the config's `[simulator]`; the policy's detector is the one
+    /// `--detector` names, else `sage`.
     pub fn of(args: &EvalArgs, config: &Config) -> Experiment {
+        let detector = match args.detector.as_ref().map(|list| list.0.as_slice()) {
+            Some(&[kind]) => kind,
+            _ => DetectorKind::Sage,
+        };
         Experiment {
             topology: args
                 .topology
@@ -59,7 +65,7 @@ impl Experiment {
             }),
             scenario: args.scenario.clone(),
             duration_ms: args.duration.map(|d| d.as_millis() as u64),
-            detector: args.detector.clone().unwrap_or_else(|| "sage".to_string()),
+            detector,
         }
     }
 }
@@ -70,7 +76,7 @@ impl Experiment {
 pub fn simulate_job(
     config: &Config,
     exp: &Experiment,
-    mut detectors: Vec<String>,
+    mut detectors: Vec<DetectorKind>,
     actuator: Option<ActuatorKind>,
 ) -> anyhow::Result<(RunOutcome, Labels)> {
     // Only the policy asks what-ifs.
@@ -170,7 +176,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             anyhow::bail!("{flag} {share}: a share of services must be in [0, 1]");
         }
     }
-    let detectors = crate::commands::detector_list(args.detector.as_deref(), &config)?;
+    let detectors = crate::commands::detector_list(args.detector.as_ref(), &config)?;
     let exp = Experiment::of(args, &config);
     let params = ScoreParams {
         window_ms: config.window.length_ms,
