@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use augur_connectors::simulator::{FaultChoice, ScenarioKind};
 use augur_models::{DetectorKind, UnknownDetector};
 use clap::{Args, Parser, Subcommand};
 
@@ -151,7 +152,7 @@ pub struct SimulateArgs {
     /// `random` (step faults), `random-ramp` (the same schedule, faults ramping up over 3–10 s), `none`, or a fault-plan file (TOML or JSON).
     /// Default `random`, or `none` with a scenario.
     #[arg(long)]
-    pub faults: Option<String>,
+    pub faults: Option<FaultChoice>,
     /// A scripted sequence of deployment changes, recorded in labels.json: `scale-replace`
     /// (an RPS change, scale-out of 1, 2, 3 services, all ×3, a replaced service, one every
     /// 4 min after a 4 min warm-up, under a ±30 % load swing; 28 min), `load-ramp` (three
@@ -160,7 +161,7 @@ pub struct SimulateArgs {
     /// then another leaf removed, 4 min apart after a 4 min warm-up, under the same swing;
     /// 12 min).
     #[arg(long)]
-    pub scenario: Option<String>,
+    pub scenario: Option<ScenarioKind>,
     /// Output directory (created) for OTLP JSON lines and labels.json.
     #[arg(long, required_unless_present = "kafka")]
     pub out: Option<PathBuf>,
@@ -201,11 +202,11 @@ pub struct SimulateArgs {
 
 impl SimulateArgs {
     /// The fault plan: `--faults`, else `none` with a scenario and `random` without.
-    pub fn faults(&self) -> &str {
+    pub fn faults(&self) -> FaultChoice {
         match (&self.faults, &self.scenario) {
-            (Some(f), _) => f,
-            (None, Some(_)) => "none",
-            (None, None) => "random",
+            (Some(f), _) => f.clone(),
+            (None, Some(_)) => FaultChoice::None,
+            (None, None) => FaultChoice::Random,
         }
     }
 }
@@ -300,12 +301,12 @@ pub struct EvalArgs {
     pub seed: Option<u64>,
     /// With --closed-loop/--simulate: fault plan (default: the config's `simulator.faults`).
     #[arg(long)]
-    pub faults: Option<String>,
+    pub faults: Option<FaultChoice>,
     /// With --closed-loop/--simulate: a scripted sequence of deployment changes
     /// (`scale-replace`, `load-ramp`, `add-remove`), as `augur simulate --scenario`; the fault plan
     /// defaults to `none`.
     #[arg(long)]
-    pub scenario: Option<String>,
+    pub scenario: Option<ScenarioKind>,
     /// With --closed-loop/--simulate: simulated time per run (default 10m, or the scenario's
     /// length).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -390,11 +391,11 @@ pub struct SimulatedRun {
     pub seed: Option<u64>,
     /// Fault plan (default: the config's `simulator.faults`).
     #[arg(long)]
-    pub faults: Option<String>,
+    pub faults: Option<FaultChoice>,
     /// A scripted sequence of deployment changes (`scale-replace`, `load-ramp`,
     /// `add-remove`), as `augur simulate --scenario`; the fault plan defaults to `none`.
     #[arg(long)]
-    pub scenario: Option<String>,
+    pub scenario: Option<ScenarioKind>,
     /// Simulated time per run (default 10m, or the scenario's length).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<std::time::Duration>,
@@ -518,7 +519,7 @@ impl EvalArgs {
         self.topology = run.topology.clone();
         self.seed = run.seed;
         self.faults = run.faults.clone();
-        self.scenario = run.scenario.clone();
+        self.scenario = run.scenario;
         self.duration = run.duration;
     }
 }

@@ -238,7 +238,7 @@ mod tests {
         let exp = Experiment {
             topology: "chain".into(),
             seed: 7,
-            faults: plan.display().to_string(),
+            faults: augur_connectors::simulator::FaultChoice::File(plan.clone()),
             scenario: None,
             duration_ms: Some(90_000),
             detector: DetectorKind::Sage,

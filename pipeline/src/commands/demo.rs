@@ -46,7 +46,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     let mut sim_config = SimConfig::new(topology.clone(), config.simulator.seed);
     config.simulator.apply_to(&mut sim_config);
-    sim_config.faults = match FaultPlan::parse(&config.simulator.faults)? {
+    sim_config.faults = match FaultPlan::load(&config.simulator.faults)? {
         // Faults come sooner and more often than in `simulate`, so a demo shows one
         // within seconds (after a few windows of history for the detector).
         FaultPlan::Random(plan) => FaultPlan::Random(RandomPlan {
