@@ -136,7 +136,7 @@ fn main() -> anyhow::Result<()> {
             decide_log: None,
             config: Config::default(),
             slos: slos.clone(),
-            detectors: vec!["nsigma".to_string()],
+            detectors: vec![augur_models::DetectorKind::NSigma],
             workers,
             graph_board: None,
             log_miners: Default::default(),

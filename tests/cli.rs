@@ -47,7 +47,7 @@ fn simulate_then_eval_scores_the_injected_fault() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
-    assert_eq!(reports.len(), augur_models::DETECTOR_NAMES.len());
+    assert_eq!(reports.len(), augur_models::DetectorKind::ALL.len());
     for r in &reports {
         for field in [
             "/detector",

@@ -19,7 +19,9 @@ pub mod sage;
 pub mod seer;
 pub mod shipped;
 
-pub use registry::{DETECTOR_NAMES, DetectorSettings, RegistryError, build, build_sharing};
+pub use registry::{
+    DetectorKind, DetectorSettings, RegistryError, UnknownDetector, build, build_sharing,
+};
 
 /// Tests that train libtorch models hold this lock: libtorch's weight initialisation draws
 /// from one process-wide generator, so parallel tests would make each other's seeds (and

@@ -1,7 +1,10 @@
 //! Command-line interface.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
+use augur_connectors::simulator::{FaultChoice, ScenarioKind};
+use augur_models::{DetectorKind, UnknownDetector};
 use clap::{Args, Parser, Subcommand};
 
 pub use crate::cluster::ClusterArgs;
@@ -168,7 +171,7 @@ pub struct DemoArgs {
     /// Detector to run (default: `seer`, the shipped Seer checkpoint, or with `--config`
     /// the file's `[detector] name`).
     #[arg(long)]
-    pub detector: Option<String>,
+    pub detector: Option<DetectorKind>,
     /// Built-in topology name or TOML file (default: the config's `simulator.topology`).
     #[arg(long)]
     pub topology: Option<String>,
@@ -195,7 +198,7 @@ pub struct SimulateArgs {
     /// `random` (step faults), `random-ramp` (the same schedule, faults ramping up over 3–10 s), `none`, or a fault-plan file (TOML or JSON).
     /// Default `random`, or `none` with a scenario.
     #[arg(long)]
-    pub faults: Option<String>,
+    pub faults: Option<FaultChoice>,
     /// A scripted sequence of deployment changes, recorded in labels.json: `scale-replace`
     /// (an RPS change, scale-out of 1, 2, 3 services, all ×3, a replaced service, one every
     /// 4 min after a 4 min warm-up, under a ±30 % load swing; 28 min), `load-ramp` (three
@@ -204,7 +207,7 @@ pub struct SimulateArgs {
     /// then another leaf removed, 4 min apart after a 4 min warm-up, under the same swing;
     /// 12 min).
     #[arg(long)]
-    pub scenario: Option<String>,
+    pub scenario: Option<ScenarioKind>,
     /// Output directory (created) for OTLP JSON lines and labels.json.
     #[arg(long, required_unless_present = "kafka")]
     pub out: Option<PathBuf>,
@@ -245,11 +248,11 @@ pub struct SimulateArgs {
 
 impl SimulateArgs {
     /// The fault plan: `--faults`, else `none` with a scenario and `random` without.
-    pub fn faults(&self) -> &str {
+    pub fn faults(&self) -> FaultChoice {
         match (&self.faults, &self.scenario) {
-            (Some(f), _) => f,
-            (None, Some(_)) => "none",
-            (None, None) => "random",
+            (Some(f), _) => f.clone(),
+            (None, Some(_)) => FaultChoice::None,
+            (None, None) => FaultChoice::Random,
         }
     }
 }
@@ -292,7 +295,7 @@ pub struct ReplayArgs {
     pub alerts_out: Option<PathBuf>,
     /// Detector to run (default: the config's `detector.name`).
     #[arg(long)]
-    pub detector: Option<String>,
+    pub detector: Option<DetectorKind>,
 }
 
 /// `augur eval replay|simulate|closed-loop|cases`, or the flag form of the same modes
@@ -323,7 +326,7 @@ pub struct EvalArgs {
     pub labels_topic: String,
     /// Detector(s) to score, comma-separated, or `all` (default: the config's `detector.name`).
     #[arg(long)]
-    pub detector: Option<String>,
+    pub detector: Option<DetectorList>,
     /// Print one JSON object per detector (one per line) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -344,12 +347,12 @@ pub struct EvalArgs {
     pub seed: Option<u64>,
     /// With --closed-loop/--simulate: fault plan (default: the config's `simulator.faults`).
     #[arg(long)]
-    pub faults: Option<String>,
+    pub faults: Option<FaultChoice>,
     /// With --closed-loop/--simulate: a scripted sequence of deployment changes
     /// (`scale-replace`, `load-ramp`, `add-remove`), as `augur simulate --scenario`; the fault plan
     /// defaults to `none`.
     #[arg(long)]
-    pub scenario: Option<String>,
+    pub scenario: Option<ScenarioKind>,
     /// With --closed-loop/--simulate: simulated time per run (default 10m, or the scenario's
     /// length).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -416,7 +419,7 @@ pub struct EvalReplayArgs {
     pub labels_topic: String,
     /// Detector(s) to score, comma-separated, or `all` (default: the config's `detector.name`).
     #[arg(long)]
-    pub detector: Option<String>,
+    pub detector: Option<DetectorList>,
     /// Write `alerts.jsonl`, per detector with RCA cases `rca-<detector>.md`, and with
     /// `fluxion` `forecast.svg` and `forecast.md` here (created).
     #[arg(long)]
@@ -434,11 +437,11 @@ pub struct SimulatedRun {
     pub seed: Option<u64>,
     /// Fault plan (default: the config's `simulator.faults`).
     #[arg(long)]
-    pub faults: Option<String>,
+    pub faults: Option<FaultChoice>,
     /// A scripted sequence of deployment changes (`scale-replace`, `load-ramp`,
     /// `add-remove`), as `augur simulate --scenario`; the fault plan defaults to `none`.
     #[arg(long)]
-    pub scenario: Option<String>,
+    pub scenario: Option<ScenarioKind>,
     /// Simulated time per run (default 10m, or the scenario's length).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<std::time::Duration>,
@@ -452,7 +455,7 @@ pub struct EvalSimulateArgs {
     pub run: SimulatedRun,
     /// Detector(s) to score, comma-separated, or `all` (default: the config's `detector.name`).
     #[arg(long)]
-    pub detector: Option<String>,
+    pub detector: Option<DetectorList>,
     /// Share of services exporting no metrics (default: the config's
     /// `simulator.drop_metrics`).
     #[arg(long)]
@@ -474,7 +477,7 @@ pub struct EvalClosedLoopArgs {
     pub run: SimulatedRun,
     /// The detector whose diagnoses are acted on (default `sage`).
     #[arg(long)]
-    pub detector: Option<String>,
+    pub detector: Option<DetectorKind>,
     /// Write `closed_loop.json` and `p99.svg` here (created).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -550,7 +553,7 @@ impl EvalArgs {
             EvalCommand::ClosedLoop(l) => {
                 args.closed_loop = true;
                 args.set_run(&l.run);
-                args.detector = l.detector.clone();
+                args.detector = l.detector.map(|kind| DetectorList(vec![kind]));
                 args.report = l.report.clone();
             }
             EvalCommand::Cases(c) => args.cases = Some(c.dir.clone()),
@@ -562,8 +565,26 @@ impl EvalArgs {
         self.topology = run.topology.clone();
         self.seed = run.seed;
         self.faults = run.faults.clone();
-        self.scenario = run.scenario.clone();
+        self.scenario = run.scenario;
         self.duration = run.duration;
+    }
+}
+
+/// `--detector D[,D...]` or `all`: detectors by name, comma-separated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DetectorList(pub Vec<DetectorKind>);
+
+impl FromStr for DetectorList {
+    type Err = UnknownDetector;
+
+    fn from_str(list: &str) -> Result<DetectorList, UnknownDetector> {
+        if list == "all" {
+            return Ok(DetectorList(DetectorKind::ALL.to_vec()));
+        }
+        list.split(',')
+            .map(|name| name.trim().parse())
+            .collect::<Result<_, _>>()
+            .map(DetectorList)
     }
 }
 
@@ -1087,6 +1108,46 @@ mod tests {
         }
         // A subcommand reads only its own mode's flags.
         let argv = ["augur", "eval", "closed-loop", "--drop-spans", "0.5"];
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
+
+    /// `--detector` takes the names the config uses: one, a comma-separated list or `all`;
+    /// an unknown name is refused with the known ones.
+    #[test]
+    fn detectors_are_parsed_by_name() {
+        use super::DetectorList;
+        use augur_models::DetectorKind;
+        let listed = eval_args(&["simulate", "--detector", "nsigma, evidence"]).flag_form();
+        assert_eq!(
+            listed.detector,
+            Some(DetectorList(vec![
+                DetectorKind::NSigma,
+                DetectorKind::Evidence
+            ]))
+        );
+        let all = eval_args(&["--input", "d", "--detector", "all"]);
+        assert_eq!(all.detector, Some(DetectorList(DetectorKind::ALL.to_vec())));
+        let one = eval_args(&["closed-loop", "--detector", "cpu-threshold-70"]).flag_form();
+        assert_eq!(
+            one.detector,
+            Some(DetectorList(vec![DetectorKind::CpuThreshold70]))
+        );
+        let argv = [
+            "augur",
+            "eval",
+            "--input",
+            "d",
+            "--detector",
+            "nsigma,magic",
+        ];
+        let err = Cli::try_parse_from(argv)
+            .expect_err("unknown name")
+            .to_string();
+        assert!(
+            err.contains("unknown detector `magic`; known detectors: nsigma,"),
+            "{err}"
+        );
+        let argv = ["augur", "eval", "closed-loop", "--detector", "sage,nsigma"];
         assert!(Cli::try_parse_from(argv).is_err());
     }
 

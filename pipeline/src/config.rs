@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use augur_connectors::kafka::KafkaConfig;
 use augur_connectors::simulator::SimError;
 pub use augur_connectors::simulator::SimulatorConfig;
-use augur_models::DetectorSettings;
 use augur_models::baselines::NSigmaConfig;
 use augur_models::fluxion::FluxionConfig;
 use augur_models::sage::SageConfig;
 use augur_models::seer::SeerConfig;
+use augur_models::{DetectorKind, DetectorSettings};
 use augur_operators::Resource;
 use augur_operators::decide::DecideConfig;
 use augur_operators::qos_check::Slo;
@@ -92,7 +92,8 @@ impl Default for FeaturesConfig {
 pub struct DetectorConfig {
     /// One of `nsigma`, `cpu-threshold-50`, `cpu-threshold-70`, `seer`, `sage`, `fluxion`,
     /// `evidence`. Default `nsigma`.
-    pub name: String,
+    #[serde(deserialize_with = "detector_name")]
+    pub name: DetectorKind,
     pub nsigma: NSigmaConfig,
     pub seer: SeerConfig,
     pub sage: SageConfig,
@@ -103,7 +104,7 @@ pub struct DetectorConfig {
 impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
-            name: "nsigma".to_string(),
+            name: DetectorKind::NSigma,
             nsigma: NSigmaConfig::default(),
             seer: SeerConfig::default(),
             sage: SageConfig::default(),
@@ -111,6 +112,15 @@ impl Default for DetectorConfig {
             evidence: Default::default(),
         }
     }
+}
+
+/// `detector.name`, an unknown name reported with the field it is in.
+fn detector_name<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<DetectorKind, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    name.parse()
+        .map_err(|e| serde::de::Error::custom(format!("field `detector.name`: {e}")))
 }
 
 impl DetectorConfig {
@@ -280,16 +290,6 @@ impl Config {
                     "must be in [0, 1), a share of requests, e.g. 0.01",
                 );
             }
-        }
-        if !augur_models::DETECTOR_NAMES.contains(&self.detector.name.as_str()) {
-            return fail(
-                "detector.name",
-                &format!(
-                    "unknown detector `{}`; known: {}",
-                    self.detector.name,
-                    augur_models::DETECTOR_NAMES.join(", ")
-                ),
-            );
         }
         if let Some(name) = &self.detector.evidence.normal
             && (name.is_empty() || name.contains(['/', '\\']))

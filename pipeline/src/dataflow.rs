@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use augur_connectors::dead_letter::{DeadLetter, DeadLetterKind};
+use augur_models::DetectorKind;
 use augur_models::fluxion::GraphBoard;
 use augur_operators::decide_log::DecideLog;
 use augur_operators::detect::{DetectStage, ModelPlacement, detect};
@@ -21,8 +22,9 @@ use augur_operators::{
     features_dataflow_with_logs, window_end,
 };
 use crossbeam_channel::Sender;
-use timely::dataflow::operators::core::UnorderedInput;
-use timely::dataflow::operators::{Inspect, Probe};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::core::{UnorderedHandle, UnorderedInput};
+use timely::dataflow::operators::{ActivateCapability, Inspect, Probe};
 
 use crate::cluster::{Cluster, timely_config};
 use crate::config::Config;
@@ -51,8 +53,8 @@ pub enum Event {
 pub struct JobSpec {
     pub config: Config,
     pub slos: Vec<Slo>,
-    /// Detector names; each gets its own decide state. Usually one.
-    pub detectors: Vec<String>,
+    /// The detectors; each gets its own decide state. Usually one.
+    pub detectors: Vec<DetectorKind>,
     pub workers: usize,
     /// Where the decide steps resume from and publish their state (`augur run`: the
     /// state topic); `None` keeps it in memory only.
@@ -92,6 +94,9 @@ where
     Ok(())
 }
 
+/// One worker of the job: builds the dataflow, agrees with the other workers where the
+/// outputs resume, reads its source into the dataflow until the input ends or a stop,
+/// drains what is to be emitted, and makes the final commit.
 fn run_worker<F>(
     worker: &mut timely::worker::Worker,
     spec: &JobSpec,
@@ -105,21 +110,188 @@ where
 {
     let index = worker.index();
     let peers = worker.peers();
-    // This process's first worker reports the output frontier to the main thread.
-    let leader = index % spec.workers.max(1) == 0;
-    let window_ms = spec.config.window.length_ms;
-    let lateness = spec.config.window.allowed_lateness_ms;
+    let (mut inputs, probe) = build_dataflow(worker, spec, events, stats)?;
+    let mut control = Control::new(worker);
+    let mut source = match make_source(index, peers) {
+        Ok(source) => source,
+        Err(e) => {
+            control.send(ControlMessage::Resume(index, 0));
+            give_up(&mut control, index, stop);
+            return Err(e);
+        }
+    };
+    agree_on_resume(worker, &mut control, source.as_ref(), stats);
+    let mut reader = Reader {
+        index,
+        peers,
+        // This process's first worker reports the output frontier to the main thread.
+        leader: index % spec.workers.max(1) == 0,
+        window_ms: spec.config.window.length_ms,
+        lateness: spec.config.window.allowed_lateness_ms,
+        events,
+        stats,
+        stop,
+        probe: &probe,
+        cap_time: 0,
+        cap_announced: false,
+        following: false,
+        frontier_sent: 0,
+        durable_sent: 0,
+        durable_seen: 0,
+    };
+    let stopped = match reader.read(worker, &mut control, source.as_mut(), &mut inputs) {
+        Ok(stopped) => stopped,
+        Err(e) => {
+            give_up(&mut control, index, stop);
+            return Err(e);
+        }
+    };
+    if stopped && source.resumable() {
+        reader.drain_stopped(worker, &mut control);
+    } else {
+        inputs.close();
+        reader.drain_finished(worker);
+    }
+    // Every output to keep has been sent; the main thread makes them durable, then says so.
+    let _ = events.send(Event::WorkerDone(index));
+    reader.final_commit(worker, control, source.as_mut(), inputs)
+}
+
+/// The job's inputs: spans, metric points and log records, each stamped with the end of
+/// its window.
+struct Inputs {
+    spans: WindowedInput<Span>,
+    metrics: WindowedInput<MetricPoint>,
+    logs: WindowedInput<LogRecord>,
+}
+
+impl Inputs {
+    /// Moves a batch's records into their windows (late ones dead-lettered) and gives them
+    /// to the dataflow.
+    fn give(
+        &mut self,
+        batch: &mut Batch,
+        (window_ms, cap_time): (u64, EventTime),
+        late_to: LateTo,
+    ) {
+        let mut per_kind = [0u64; 6];
+        self.spans.give(
+            &mut batch.spans,
+            |span| {
+                per_kind[span.kind as usize] += 1;
+                span.event_ms()
+            },
+            (window_ms, cap_time),
+            late_to,
+        );
+        late_to.0.add_span_kinds(per_kind);
+        let windows = (window_ms, cap_time);
+        self.metrics
+            .give(&mut batch.metrics, MetricPoint::event_ms, windows, late_to);
+        self.logs
+            .give(&mut batch.logs, LogRecord::event_ms, windows, late_to);
+    }
+
+    /// Closes the windows before `to`.
+    fn downgrade(&mut self, to: EventTime) {
+        self.spans.downgrade(to);
+        self.metrics.downgrade(to);
+        self.logs.downgrade(to);
+    }
+
+    /// Ends the input: every window still open may close.
+    fn close(&mut self) {
+        self.spans.cap = None;
+        self.metrics.cap = None;
+        self.logs.cap = None;
+    }
+}
+
+/// One input of the dataflow and the capability that holds its open windows (none once
+/// the input has ended).
+struct WindowedInput<R: 'static> {
+    /// `span`, `metric point` or `log record`, for dead letters.
+    what: &'static str,
+    handle: UnorderedHandle<EventTime, CapacityContainerBuilder<Vec<R>>>,
+    cap: Option<ActivateCapability<EventTime>>,
+}
+
+impl<R: serde::Serialize + 'static> WindowedInput<R> {
+    fn new(
+        what: &'static str,
+        (handle, cap): (
+            UnorderedHandle<EventTime, CapacityContainerBuilder<Vec<R>>>,
+            ActivateCapability<EventTime>,
+        ),
+    ) -> Self {
+        WindowedInput {
+            what,
+            handle,
+            cap: Some(cap),
+        }
+    }
+
+    /// Gives `records` to the dataflow in the windows of their event time (`event_ms`,
+    /// called once per record); late ones are dead-lettered instead.
+    fn give(
+        &mut self,
+        records: &mut Vec<R>,
+        event_ms: impl FnMut(&R) -> EventTime,
+        windows: (u64, EventTime),
+        late_to: LateTo,
+    ) {
+        let mut by_window = BTreeMap::new();
+        into_windows(
+            records,
+            self.what,
+            event_ms,
+            windows,
+            &mut by_window,
+            late_to,
+        );
+        if let Some(cap) = &self.cap {
+            for (end, mut records) in by_window {
+                self.handle
+                    .activate()
+                    .session(&cap.delayed(&end))
+                    .give_container(&mut records);
+            }
+        }
+    }
+
+    fn downgrade(&mut self, to: EventTime) {
+        if let Some(cap) = self.cap.as_mut() {
+            cap.downgrade(&to);
+        }
+    }
+}
+
+/// Where late records are counted and dead-lettered.
+type LateTo<'a> = (&'a JobStats, &'a Sender<Event>);
+
+/// Builds the job's dataflow on this worker: the inputs, the features, the detectors and
+/// decide steps, and the events they send to the main thread; gives the inputs and the
+/// probe of the alerts.
+fn build_dataflow(
+    worker: &mut timely::worker::Worker,
+    spec: &JobSpec,
+    events: &Sender<Event>,
+    stats: &JobStats,
+) -> anyhow::Result<(
+    Inputs,
+    timely::dataflow::operators::probe::Handle<EventTime>,
+)> {
     let params = FeatureParams {
-        window_ms,
+        window_ms: spec.config.window.length_ms,
         trace_ttl_ms: spec.config.features.trace_ttl_ms,
         graph_retention_ms: spec.config.features.graph_retention_ms,
         slos: spec.slos.clone(),
         log_miners: spec.log_miners.clone(),
     };
     let mut stages = Vec::new();
-    for name in &spec.detectors {
+    for kind in &spec.detectors {
         let detector = augur_models::build_sharing(
-            name,
+            *kind,
             &spec.config.detector.settings(),
             spec.config.window.horizon_ms,
             spec.graph_board.as_ref(),
@@ -130,23 +302,17 @@ where
             None => stage,
         });
     }
-    let placement = ModelPlacement::new(spec.config.models.worker_list(), peers);
+    let placement = ModelPlacement::new(spec.config.models.worker_list(), worker.peers());
     let inference = Arc::clone(&stats.inference);
     let window_events = events.clone();
     let alert_events = events.clone();
-
-    let (
-        (mut span_input, span_cap),
-        (mut metric_input, metric_cap),
-        (mut log_input, log_cap),
-        probe,
-    ) = worker.dataflow::<EventTime, _, _>(|scope| {
+    let (spans, metrics, logs, probe) = worker.dataflow::<EventTime, _, _>(|scope| {
         let (span_handles, spans) =
-            scope.new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<Span>>>();
-        let (metric_handles, metrics) = scope
-            .new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<MetricPoint>>>();
-        let (log_handles, logs) = scope
-            .new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<LogRecord>>>();
+            scope.new_unordered_input::<CapacityContainerBuilder<Vec<Span>>>();
+        let (metric_handles, metrics) =
+            scope.new_unordered_input::<CapacityContainerBuilder<Vec<MetricPoint>>>();
+        let (log_handles, logs) =
+            scope.new_unordered_input::<CapacityContainerBuilder<Vec<LogRecord>>>();
         let snapshots = features_dataflow_with_logs(spans, metrics, logs, &params).0;
         let snapshots = snapshots.inspect(move |snapshot: &WindowSnapshot| {
             let _ = window_events.send(Event::Window(Box::new(snapshot.clone())));
@@ -167,23 +333,28 @@ where
         let (probe, _) = alerts.probe();
         (span_handles, metric_handles, log_handles, probe)
     });
-
-    let mut span_cap = Some(span_cap);
-    let mut metric_cap = Some(metric_cap);
-    let mut log_cap = Some(log_cap);
-    let mut control = Control::new(worker);
-    let mut source = match make_source(index, peers) {
-        Ok(source) => source,
-        Err(e) => {
-            control.send(ControlMessage::Resume(index, 0));
-            give_up(&mut control, index, stop);
-            return Err(e);
-        }
+    let inputs = Inputs {
+        spans: WindowedInput::new("span", spans),
+        metrics: WindowedInput::new("metric point", metrics),
+        logs: WindowedInput::new("log record", logs),
     };
-    // Every worker skips the same outputs: those below the lowest resume frontier.
-    control.send(ControlMessage::Resume(index, source.resume_frontier()));
+    Ok((inputs, probe))
+}
+
+/// Every worker skips the same outputs: those below the lowest resume frontier of all
+/// workers' sources. Waits until every worker has said its own.
+fn agree_on_resume(
+    worker: &mut timely::worker::Worker,
+    control: &mut Control,
+    source: &dyn WorkerSource,
+    stats: &JobStats,
+) {
+    control.send(ControlMessage::Resume(
+        worker.index(),
+        source.resume_frontier(),
+    ));
     let resume = loop {
-        if let Some(resume) = lowest_of_all(&control.state().resume, peers) {
+        if let Some(resume) = lowest_of_all(&control.state().resume, worker.peers()) {
             break resume;
         }
         worker.step_or_park(Some(Duration::from_millis(1)));
@@ -191,239 +362,234 @@ where
     if let Ok(mut slot) = stats.resume_from.lock() {
         *slot = Some(resume);
     }
-    let mut batch = Batch::default();
-    let mut cap_time: EventTime = 0;
-    let mut cap_announced = false;
-    let mut following = false;
-    let mut by_window_spans: BTreeMap<EventTime, Vec<Span>> = BTreeMap::new();
-    let mut by_window_metrics: BTreeMap<EventTime, Vec<MetricPoint>> = BTreeMap::new();
-    let mut by_window_logs: BTreeMap<EventTime, Vec<LogRecord>> = BTreeMap::new();
-    let mut frontier_sent: EventTime = 0;
-    let mut stopped = false;
-    let mut durable_sent: EventTime = 0;
-    let mut durable_seen: EventTime = 0;
+}
 
-    loop {
-        if stop.load(Ordering::Relaxed) || !control.state().stopped.is_empty() {
-            // A stop anywhere stops every worker of every process.
-            stop.store(true, Ordering::SeqCst);
-            stopped = true;
-            break;
-        }
-        if leader {
-            send_frontier(&probe, events, &mut frontier_sent);
-        }
-        let local = JobStats::get(&stats.durable);
-        if local > durable_sent {
-            durable_sent = local;
-            control.send(ControlMessage::Durable(index, local));
-        }
-        // Input may be committed only where every process's outputs are confirmed.
-        let durable = lowest_of_all(&control.state().durable, peers).unwrap_or(0);
-        if durable > durable_seen {
-            durable_seen = durable;
-            if let Err(e) = source.durable(durable, false) {
-                give_up(&mut control, index, stop);
-                return Err(e.into());
+/// A worker reading its source: where its windows close, and what it has told the main
+/// thread and the other workers.
+struct Reader<'a> {
+    index: usize,
+    peers: usize,
+    /// Reports the output frontier to the main thread (this process's first worker).
+    leader: bool,
+    window_ms: u64,
+    lateness: u64,
+    events: &'a Sender<Event>,
+    stats: &'a JobStats,
+    stop: &'a AtomicBool,
+    probe: &'a timely::dataflow::operators::probe::Handle<EventTime>,
+    /// The windows before this are closed.
+    cap_time: EventTime,
+    /// A cap of this worker's own watermark has been sent.
+    cap_announced: bool,
+    /// The source has no watermark: the windows close with the slowest other worker's.
+    following: bool,
+    frontier_sent: EventTime,
+    durable_sent: EventTime,
+    durable_seen: EventTime,
+}
+
+impl Reader<'_> {
+    /// Reads the source into the dataflow until it is exhausted (`false`) or a stop
+    /// anywhere (`true`), committing input as the outputs become durable everywhere.
+    fn read(
+        &mut self,
+        worker: &mut timely::worker::Worker,
+        control: &mut Control,
+        source: &mut dyn WorkerSource,
+        inputs: &mut Inputs,
+    ) -> anyhow::Result<bool> {
+        let mut batch = Batch::default();
+        loop {
+            if self.stop.load(Ordering::Relaxed) || !control.state().stopped.is_empty() {
+                // A stop anywhere stops every worker of every process.
+                self.stop.store(true, Ordering::SeqCst);
+                return Ok(true);
+            }
+            if self.leader {
+                send_frontier(self.probe, self.events, &mut self.frontier_sent);
+            }
+            self.commit_durable(control, source)?;
+            batch.clear();
+            let state = source.poll(&mut batch)?;
+            self.ingest(&mut batch, inputs);
+            if let Ok(mut progress) = self.stats.progress.lock() {
+                progress.insert(self.index, source.progress());
+            }
+            let Some((next, idle)) = self.next_cap(control, state) else {
+                return Ok(false);
+            };
+            if next > self.cap_time {
+                if self.cap_time > 0 {
+                    note_closed(self.stats, self.cap_time, next, self.window_ms);
+                }
+                self.cap_time = next;
+                inputs.downgrade(next);
+                source.windows_closed(next);
+            }
+            if idle {
+                worker.step_or_park(Some(Duration::from_millis(5)));
+            } else {
+                worker.step();
+            }
+            // Don't let the source run far ahead of the dataflow.
+            let behind = self
+                .cap_time
+                .saturating_sub(MAX_WINDOWS_IN_FLIGHT * self.window_ms);
+            while self.probe.less_than(&behind) && !self.stop.load(Ordering::Relaxed) {
+                worker.step_or_park(Some(Duration::from_millis(1)));
             }
         }
-        batch.clear();
-        let state = match source.poll(&mut batch) {
-            Ok(state) => state,
-            Err(e) => {
-                give_up(&mut control, index, stop);
-                return Err(e.into());
-            }
-        };
+    }
+
+    /// Tells the other workers how far this process's outputs are confirmed, and commits
+    /// the source up to where every process's are.
+    fn commit_durable(
+        &mut self,
+        control: &mut Control,
+        source: &mut dyn WorkerSource,
+    ) -> anyhow::Result<()> {
+        let local = JobStats::get(&self.stats.durable);
+        if local > self.durable_sent {
+            self.durable_sent = local;
+            control.send(ControlMessage::Durable(self.index, local));
+        }
+        let durable = lowest_of_all(&control.state().durable, self.peers).unwrap_or(0);
+        if durable > self.durable_seen {
+            self.durable_seen = durable;
+            source.durable(durable, false)?;
+        }
+        Ok(())
+    }
+
+    /// Counts a polled batch, sends its dead letters and gives its records to the inputs.
+    fn ingest(&self, batch: &mut Batch, inputs: &mut Inputs) {
+        let stats = self.stats;
         JobStats::add(&stats.messages, batch.messages);
         JobStats::add(&stats.spans, batch.spans.len() as u64);
         JobStats::add(&stats.metric_points, batch.metrics.len() as u64);
         JobStats::add(&stats.log_records, batch.logs.len() as u64);
         for dead in batch.dead.drain(..) {
             stats.count_dead_letter(dead.kind);
-            let _ = events.send(Event::DeadLetter(dead));
+            let _ = self.events.send(Event::DeadLetter(dead));
         }
-        let mut per_kind = [0u64; 6];
-        let late_to = (stats, events);
-        into_windows(
-            &mut batch.spans,
-            "span",
-            |span| {
-                per_kind[span.kind as usize] += 1;
-                span.event_ms()
-            },
-            (window_ms, cap_time),
-            &mut by_window_spans,
-            late_to,
-        );
-        stats.add_span_kinds(per_kind);
-        into_windows(
-            &mut batch.metrics,
-            "metric point",
-            MetricPoint::event_ms,
-            (window_ms, cap_time),
-            &mut by_window_metrics,
-            late_to,
-        );
-        into_windows(
-            &mut batch.logs,
-            "log record",
-            LogRecord::event_ms,
-            (window_ms, cap_time),
-            &mut by_window_logs,
-            late_to,
-        );
-        if let Some(cap) = &log_cap {
-            for (end, mut records) in std::mem::take(&mut by_window_logs) {
-                log_input
-                    .activate()
-                    .session(&cap.delayed(&end))
-                    .give_container(&mut records);
-            }
-        }
-        if let Some(cap) = &span_cap {
-            for (end, mut spans) in std::mem::take(&mut by_window_spans) {
-                span_input
-                    .activate()
-                    .session(&cap.delayed(&end))
-                    .give_container(&mut spans);
-            }
-        }
-        if let Some(cap) = &metric_cap {
-            for (end, mut points) in std::mem::take(&mut by_window_metrics) {
-                metric_input
-                    .activate()
-                    .session(&cap.delayed(&end))
-                    .give_container(&mut points);
-            }
-        }
-        if let Ok(mut progress) = stats.progress.lock() {
-            progress.insert(index, source.progress());
-        }
-        let (next, idle) = match state {
-            SourceState::Exhausted => break,
+        inputs.give(batch, (self.window_ms, self.cap_time), (stats, self.events));
+    }
+
+    /// Where this worker's windows may close after a poll, and whether the source is idle;
+    /// `None` when the source is exhausted.
+    fn next_cap(&mut self, control: &mut Control, state: SourceState) -> Option<(EventTime, bool)> {
+        match state {
+            SourceState::Exhausted => None,
             SourceState::Active { watermark_ms, idle } => {
-                let next = window_end(watermark_ms.saturating_sub(lateness), window_ms);
-                if following || !cap_announced || next > cap_time {
+                let next = window_end(watermark_ms.saturating_sub(self.lateness), self.window_ms);
+                if self.following || !self.cap_announced || next > self.cap_time {
                     // Workers without a watermark of their own follow this.
-                    control.send(ControlMessage::Cap(index, Some(next.max(cap_time))));
-                    (cap_announced, following) = (true, false);
+                    control.send(ControlMessage::Cap(
+                        self.index,
+                        Some(next.max(self.cap_time)),
+                    ));
+                    (self.cap_announced, self.following) = (true, false);
                 }
-                (next, idle)
+                Some((next, idle))
             }
             // Close windows no further than the slowest worker that has a watermark.
             SourceState::NoWatermark => {
-                if !following {
-                    control.send(ControlMessage::Cap(index, None));
-                    following = true;
+                if !self.following {
+                    control.send(ControlMessage::Cap(self.index, None));
+                    self.following = true;
                 }
-                (control.state().slowest_cap().unwrap_or(0), true)
+                Some((control.state().slowest_cap().unwrap_or(0), true))
             }
-        };
-        if next > cap_time {
-            if cap_time > 0 {
-                note_closed(stats, cap_time, next, window_ms);
-            }
-            cap_time = next;
-            if let Some(cap) = span_cap.as_mut() {
-                cap.downgrade(&cap_time);
-            }
-            if let Some(cap) = metric_cap.as_mut() {
-                cap.downgrade(&cap_time);
-            }
-            if let Some(cap) = log_cap.as_mut() {
-                cap.downgrade(&cap_time);
-            }
-            source.windows_closed(cap_time);
-        }
-        if idle {
-            worker.step_or_park(Some(Duration::from_millis(5)));
-        } else {
-            worker.step();
-        }
-        // Don't let the source run far ahead of the dataflow.
-        let behind = cap_time.saturating_sub(MAX_WINDOWS_IN_FLIGHT * window_ms);
-        while probe.less_than(&behind) && !stop.load(Ordering::Relaxed) {
-            worker.step_or_park(Some(Duration::from_millis(1)));
         }
     }
-    if stopped && source.resumable() {
-        // Stopped: emit every window all sources have closed, commit that, and drop the
-        // open (incomplete) windows — a restart recomputes them from the input.
-        control.send(ControlMessage::Stopped(index, cap_time));
+
+    /// After a stop: emits every window all sources have closed, so that is committed, and
+    /// drops the open (incomplete) windows — a restart recomputes them from the input.
+    fn drain_stopped(&mut self, worker: &mut timely::worker::Worker, control: &mut Control) {
+        control.send(ControlMessage::Stopped(self.index, self.cap_time));
         let target = loop {
-            if let Some(target) = lowest_of_all(&control.state().stopped, peers) {
+            if let Some(target) = lowest_of_all(&control.state().stopped, self.peers) {
                 break target;
             }
-            if stats.aborted.load(Ordering::SeqCst) {
-                break cap_time;
+            if self.stats.aborted.load(Ordering::SeqCst) {
+                break self.cap_time;
             }
             worker.step_or_park(Some(Duration::from_millis(1)));
         };
-        while probe.less_than(&target) && !stats.aborted.load(Ordering::SeqCst) {
+        while self.probe.less_than(&target) && !self.stats.aborted.load(Ordering::SeqCst) {
             worker.step_or_park(Some(Duration::from_millis(1)));
-            if leader {
-                send_frontier(&probe, events, &mut frontier_sent);
+            if self.leader {
+                send_frontier(self.probe, self.events, &mut self.frontier_sent);
             }
         }
-        if leader {
-            send_frontier(&probe, events, &mut frontier_sent);
+        if self.leader {
+            send_frontier(self.probe, self.events, &mut self.frontier_sent);
         }
-    } else {
-        span_cap = None;
-        metric_cap = None;
-        drop(log_cap.take());
-        drop((span_cap.take(), metric_cap.take()));
+    }
+
+    /// After the input ended (its capabilities dropped): every window closes now, and the
+    /// dataflow runs until it has emitted all of them.
+    fn drain_finished(&mut self, worker: &mut timely::worker::Worker) {
         let final_close = Instant::now();
-        if let Ok(mut closed) = stats.window_closed_at.lock() {
+        if let Ok(mut closed) = self.stats.window_closed_at.lock() {
             // Everything still open closes now.
             closed.entry(EventTime::MAX).or_insert(final_close);
         }
-        while !probe.done() {
+        while !self.probe.done() {
             worker.step_or_park(Some(Duration::from_millis(1)));
-            if leader {
-                send_frontier(&probe, events, &mut frontier_sent);
+            if self.leader {
+                send_frontier(self.probe, self.events, &mut self.frontier_sent);
             }
         }
     }
-    // Every output to keep has been sent; the main thread makes them durable, then says so.
-    let _ = events.send(Event::WorkerDone(index));
-    let deadline = Instant::now() + FINAL_COMMIT_WAIT;
-    while !stats.finished.load(Ordering::SeqCst) {
-        if stats.aborted.load(Ordering::SeqCst) {
-            // What was confirmed before the failure still counts for the other processes.
-            control.send(ControlMessage::Final(index, JobStats::get(&stats.durable)));
-            return Ok(());
+
+    /// Waits for the main thread to confirm the outputs, then commits the source up to
+    /// where every process's outputs are confirmed (nothing, when they aren't in time).
+    fn final_commit(
+        &self,
+        worker: &mut timely::worker::Worker,
+        mut control: Control,
+        source: &mut dyn WorkerSource,
+        inputs: Inputs,
+    ) -> anyhow::Result<()> {
+        let (index, stats) = (self.index, self.stats);
+        let deadline = Instant::now() + FINAL_COMMIT_WAIT;
+        while !stats.finished.load(Ordering::SeqCst) {
+            if stats.aborted.load(Ordering::SeqCst) {
+                // What was confirmed before the failure still counts for the other processes.
+                control.send(ControlMessage::Final(index, JobStats::get(&stats.durable)));
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                tracing::warn!("worker {index}: outputs not confirmed in time; not committing");
+                control.send(ControlMessage::Final(index, JobStats::get(&stats.durable)));
+                return Ok(());
+            }
+            worker.step_or_park(Some(Duration::from_millis(5)));
         }
-        if Instant::now() > deadline {
-            tracing::warn!("worker {index}: outputs not confirmed in time; not committing");
-            control.send(ControlMessage::Final(index, JobStats::get(&stats.durable)));
-            return Ok(());
+        // The final commit: up to where every process's outputs are confirmed.
+        control.send(ControlMessage::Final(index, JobStats::get(&stats.durable)));
+        let last = loop {
+            if let Some(last) = lowest_of_all(&control.state().finals, self.peers) {
+                break Some(last);
+            }
+            if Instant::now() > deadline {
+                tracing::warn!(
+                    "worker {index}: other processes didn't confirm in time; not committing"
+                );
+                break None;
+            }
+            worker.step_or_park(Some(Duration::from_millis(5)));
+        };
+        if let Some(last) = last {
+            source.durable(last, true)?;
         }
-        worker.step_or_park(Some(Duration::from_millis(5)));
+        // Dropping the inputs lets timely finish the dataflow; outputs after `finished` are
+        // discarded by the main thread.
+        drop(inputs);
+        control.close();
+        Ok(())
     }
-    // The final commit: up to where every process's outputs are confirmed.
-    control.send(ControlMessage::Final(index, JobStats::get(&stats.durable)));
-    let last = loop {
-        if let Some(last) = lowest_of_all(&control.state().finals, peers) {
-            break Some(last);
-        }
-        if Instant::now() > deadline {
-            tracing::warn!(
-                "worker {index}: other processes didn't confirm in time; not committing"
-            );
-            break None;
-        }
-        worker.step_or_park(Some(Duration::from_millis(5)));
-    };
-    if let Some(last) = last {
-        source.durable(last, true)?;
-    }
-    // Dropping the inputs lets timely finish the dataflow; outputs after `finished` are
-    // discarded by the main thread.
-    drop((span_cap, metric_cap));
-    control.close();
-    Ok(())
 }
 
 /// A worker that fails tells the others it stopped with nothing to add, so they don't wait
@@ -477,7 +643,7 @@ fn into_windows<R: serde::Serialize>(
     mut event_ms: impl FnMut(&R) -> EventTime,
     (window_ms, cap_time): (u64, EventTime),
     windows: &mut BTreeMap<EventTime, Vec<R>>,
-    (stats, events): (&JobStats, &Sender<Event>),
+    (stats, events): LateTo,
 ) {
     for record in records.drain(..) {
         let t = event_ms(&record);

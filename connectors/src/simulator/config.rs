@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ActuationDelays, ChangeSpec, DEFAULT_START_MS, FaultPlan, Instrumentation, SimError, Topology,
+    ActuationDelays, ChangeSpec, DEFAULT_START_MS, FaultChoice, FaultPlan, Instrumentation,
+    SimError, Topology,
 };
 
 /// Everything a run needs.
@@ -58,8 +59,8 @@ pub struct SimulatorConfig {
     pub topology: String,
     /// Default 1.
     pub seed: u64,
-    /// `random`, `none`, or a fault-plan file. Default `random`.
-    pub faults: String,
+    /// `random`, `random-ramp`, `none`, or a fault-plan file. Default `random`.
+    pub faults: FaultChoice,
     /// Simulated seconds per wall-clock second in `demo`. Default 4.
     pub speed: f64,
     /// How long an `augur.scale_out` takes to apply in the simulated cluster (container
@@ -117,7 +118,7 @@ impl Default for SimulatorConfig {
         SimulatorConfig {
             topology: "social-network".to_string(),
             seed: 1,
-            faults: "random".to_string(),
+            faults: FaultChoice::Random,
             speed: 4.0,
             scale_out_delay_ms: (2000, 5000),
             scale_up_delay_ms: (500, 1500),

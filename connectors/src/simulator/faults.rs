@@ -181,34 +181,93 @@ pub enum FaultPlan {
     Random(RandomPlan),
 }
 
+/// The fault plan a command line or config names: `none`, `random` (step faults),
+/// `random-ramp` (the same schedule, each fault ramping up over 3–10 s), or the path of a
+/// TOML or JSON plan file (see [`ExplicitPlan`]). Any other text is a file's path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum FaultChoice {
+    /// `none` (also the empty text).
+    None,
+    /// `random`.
+    #[default]
+    Random,
+    /// `random-ramp`.
+    RandomRamp,
+    /// A plan file, `.json` or TOML.
+    File(std::path::PathBuf),
+}
+
+impl std::str::FromStr for FaultChoice {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<FaultChoice, Self::Err> {
+        Ok(match text {
+            "none" | "" => FaultChoice::None,
+            "random" => FaultChoice::Random,
+            "random-ramp" => FaultChoice::RandomRamp,
+            path => FaultChoice::File(path.into()),
+        })
+    }
+}
+
+impl std::fmt::Display for FaultChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FaultChoice::None => f.write_str("none"),
+            FaultChoice::Random => f.write_str("random"),
+            FaultChoice::RandomRamp => f.write_str("random-ramp"),
+            FaultChoice::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl Serialize for FaultChoice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FaultChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let Ok(choice) = text.parse();
+        Ok(choice)
+    }
+}
+
 impl FaultPlan {
-    /// `"none"`, `"random"` (step faults), `"random-ramp"` (the same schedule, each fault
-    /// ramping up over 3–10 s), or the path of a TOML or JSON plan file (see
-    /// [`ExplicitPlan`]).
-    pub fn parse(arg: &str) -> Result<FaultPlan, SimError> {
-        match arg {
-            "none" | "" => Ok(FaultPlan::None),
-            "random" => Ok(FaultPlan::Random(RandomPlan::default())),
-            "random-ramp" => Ok(FaultPlan::Random(RandomPlan {
+    /// The plan `choice` names, a file read and parsed.
+    pub fn load(choice: &FaultChoice) -> Result<FaultPlan, SimError> {
+        match choice {
+            FaultChoice::None => Ok(FaultPlan::None),
+            FaultChoice::Random => Ok(FaultPlan::Random(RandomPlan::default())),
+            FaultChoice::RandomRamp => Ok(FaultPlan::Random(RandomPlan {
                 ramp_s: RAMP_S,
                 ..RandomPlan::default()
             })),
-            path => {
+            FaultChoice::File(path) => {
+                let name = path.display().to_string();
                 let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
-                    path: path.to_string(),
+                    path: name.clone(),
                     source,
                 })?;
-                let plan = if path.ends_with(".json") {
+                let plan = if name.ends_with(".json") {
                     FaultPlan::from_json_str(&text)
                 } else {
                     FaultPlan::from_toml_str(&text)
                 };
                 plan.map_err(|error| SimError::InFile {
-                    path: path.to_string(),
+                    path: name,
                     error: Box::new(error),
                 })
             }
         }
+    }
+
+    /// The plan named by `arg`, read as a [`FaultChoice`].
+    pub fn parse(arg: &str) -> Result<FaultPlan, SimError> {
+        let Ok(choice) = arg.parse();
+        FaultPlan::load(&choice)
     }
 
     pub fn from_toml_str(s: &str) -> Result<FaultPlan, SimError> {

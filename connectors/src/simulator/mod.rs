@@ -29,12 +29,12 @@ pub use changes::{ChangeAction, ChangeSpec, ChangesFile};
 pub use commands::{ActuationDelays, RuntimeAction, RuntimeCommand};
 pub use config::{SimConfig, SimulatorConfig};
 pub use engine::Simulator;
-pub use faults::{ExplicitPlan, FaultKind, FaultPlan, FaultSpec, RandomPlan};
+pub use faults::{ExplicitPlan, FaultChoice, FaultKind, FaultPlan, FaultSpec, RandomPlan};
 pub use instrumentation::Instrumentation;
 pub use labels::{ChangeLabel, FaultLabel, Labels, SpikeLabel};
 pub use scenarios::{
     SCALE_REPLACE_PERIOD_S, SCALE_REPLACE_RPS_FACTOR, SCALE_REPLACE_SERVICE_TIME_FACTOR,
-    SCALE_REPLACE_SWING, SCALE_REPLACE_SWING_PERIOD_S, SCENARIO_NAMES, Scenario, scenario,
+    SCALE_REPLACE_SWING, SCALE_REPLACE_SWING_PERIOD_S, Scenario, ScenarioKind, scenario,
 };
 pub use topology::{
     CallRef, LoadSpec, OperationSpec, RequestSpec, ServiceSpec, SloSpec, SpikeSpec, Topology,

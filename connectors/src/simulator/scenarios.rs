@@ -72,8 +72,56 @@ pub const LOAD_RAMP_CYCLES: u64 = 3;
 /// `add-remove`: service time of the added proxy, ms.
 pub const ADD_REMOVE_PROXY_MS: f64 = 2.0;
 
-/// Names of the built-in scenarios.
-pub const SCENARIO_NAMES: &[&str] = &["scale-replace", "load-ramp", "add-remove"];
+/// The built-in scenarios, named as `--scenario` spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScenarioKind {
+    /// `scale-replace`: an RPS change, scale-outs, a replaced service.
+    ScaleReplace,
+    /// `load-ramp`: three flash crowds past saturation.
+    LoadRamp,
+    /// `add-remove`: a proxy added in front of a leaf, then another leaf removed.
+    AddRemove,
+}
+
+impl ScenarioKind {
+    /// Every built-in scenario.
+    pub const ALL: [ScenarioKind; 3] = [
+        ScenarioKind::ScaleReplace,
+        ScenarioKind::LoadRamp,
+        ScenarioKind::AddRemove,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ScenarioKind::ScaleReplace => "scale-replace",
+            ScenarioKind::LoadRamp => "load-ramp",
+            ScenarioKind::AddRemove => "add-remove",
+        }
+    }
+}
+
+impl std::fmt::Display for ScenarioKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ScenarioKind {
+    type Err = SimError;
+
+    fn from_str(name: &str) -> Result<ScenarioKind, SimError> {
+        ScenarioKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = ScenarioKind::ALL.iter().map(|k| k.name()).collect();
+                SimError::Invalid(format!(
+                    "unknown scenario {name:?} (known: {})",
+                    known.join(", ")
+                ))
+            })
+    }
+}
 
 /// A scenario: the topology to run (the given one, its load possibly reshaped), its
 /// changes and the simulated time it needs, ms.
@@ -84,16 +132,12 @@ pub struct Scenario {
     pub duration_ms: u64,
 }
 
-/// Builds scenario `name` for `topology`.
-pub fn scenario(name: &str, topology: &Topology) -> Result<Scenario, SimError> {
-    match name {
-        "scale-replace" => scale_replace(topology),
-        "load-ramp" => load_ramp(topology),
-        "add-remove" => add_remove(topology),
-        other => Err(SimError::Invalid(format!(
-            "unknown scenario {other:?} (known: {})",
-            SCENARIO_NAMES.join(", ")
-        ))),
+/// Builds scenario `kind` for `topology`.
+pub fn scenario(kind: ScenarioKind, topology: &Topology) -> Result<Scenario, SimError> {
+    match kind {
+        ScenarioKind::ScaleReplace => scale_replace(topology),
+        ScenarioKind::LoadRamp => load_ramp(topology),
+        ScenarioKind::AddRemove => add_remove(topology),
     }
 }
 
@@ -301,7 +345,7 @@ mod tests {
     #[test]
     fn scale_replace_has_the_sequence() {
         let topology = Topology::builtin("hotel-reservation").expect("built-in");
-        let s = scenario("scale-replace", &topology).expect("scenario");
+        let s = scenario(ScenarioKind::ScaleReplace, &topology).expect("scenario");
         let at = |step: u64| -> Vec<&ChangeSpec> {
             s.changes
                 .iter()
@@ -335,13 +379,16 @@ mod tests {
             }
         );
         assert!((s.topology.spec().load.diurnal_amplitude - SCALE_REPLACE_SWING).abs() < 1e-12);
-        assert!(scenario("nope", &topology).is_err());
+        assert!("nope".parse::<ScenarioKind>().is_err());
+        for kind in ScenarioKind::ALL {
+            assert_eq!(kind.name().parse::<ScenarioKind>().ok(), Some(kind));
+        }
     }
 
     #[test]
     fn add_remove_adds_a_proxy_then_removes_another_leaf() {
         let topology = Topology::builtin("hotel-reservation").expect("built-in");
-        let s = scenario("add-remove", &topology).expect("scenario");
+        let s = scenario(ScenarioKind::AddRemove, &topology).expect("scenario");
         assert_eq!(s.changes.len(), 2);
         let ChangeAction::AddService { callee, .. } = &s.changes[0].action else {
             panic!("first an added service: {:?}", s.changes[0]);
@@ -355,7 +402,7 @@ mod tests {
     #[test]
     fn load_ramp_rises_past_saturation_and_comes_back() {
         let topology = Topology::builtin("hotel-reservation").expect("built-in");
-        let s = scenario("load-ramp", &topology).expect("scenario");
+        let s = scenario(ScenarioKind::LoadRamp, &topology).expect("scenario");
         let per_cycle = (LOAD_RAMP_RISE_S / LOAD_RAMP_STEP_S + 1) as usize;
         assert_eq!(s.changes.len(), per_cycle * LOAD_RAMP_CYCLES as usize);
         let mut load = 1.0;

@@ -11,6 +11,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use augur_models::DetectorKind;
 use augur_models::fluxion::{GraphBoard, InferenceGraph, Sample, what_if, what_if_cpu};
 use augur_operators::Resource;
 
@@ -100,12 +101,12 @@ pub struct JobWhatIf {
 
 impl JobWhatIf {
     /// Adds `fluxion` to `detectors` when the config asks for the what-if.
-    pub fn for_job(config: &Config, detectors: &mut Vec<String>) -> JobWhatIf {
+    pub fn for_job(config: &Config, detectors: &mut Vec<DetectorKind>) -> JobWhatIf {
         if !config.actuation.what_if || !config.actuation.enabled {
             return JobWhatIf::default();
         }
-        if !detectors.iter().any(|d| d == "fluxion") {
-            detectors.push("fluxion".to_string());
+        if !detectors.contains(&DetectorKind::Fluxion) {
+            detectors.push(DetectorKind::Fluxion);
         }
         JobWhatIf {
             board: Some(GraphBoard::new()),
@@ -301,16 +302,16 @@ mod tests {
 
         // The job wiring: the config switch adds the detector and hands the policy a model.
         let mut config = Config::default();
-        let mut detectors = vec!["sage".to_string()];
+        let mut detectors = vec![DetectorKind::Sage];
         assert!(
             JobWhatIf::for_job(&config, &mut detectors)
                 .model()
                 .is_none()
         );
-        assert_eq!(detectors, ["sage"]);
+        assert_eq!(detectors, [DetectorKind::Sage]);
         config.actuation.what_if = true;
         let job = JobWhatIf::for_job(&config, &mut detectors);
-        assert_eq!(detectors, ["sage", "fluxion"]);
+        assert_eq!(detectors, [DetectorKind::Sage, DetectorKind::Fluxion]);
         assert!(job.board.is_some() && job.model().is_some());
     }
 }

@@ -8,6 +8,7 @@
 //! and the flags. Out: the report files and a table on stdout. No state between runs.
 
 use anyhow::Context;
+use augur_models::DetectorKind;
 use augur_operators::WindowSnapshot;
 use serde::Serialize;
 
@@ -66,9 +67,9 @@ pub fn run_arm(
 ) -> anyhow::Result<ArmRun> {
     // Only the policy reads diagnoses; the other arms run the cheap statistical detector.
     let detector = if actuator == ActuatorKind::Policy {
-        exp.detector.clone()
+        exp.detector
     } else {
-        "nsigma".to_string()
+        DetectorKind::NSigma
     };
     let window_ms = config.window.length_ms;
     let (outcome, labels) = simulate_job(config, exp, vec![detector], Some(actuator))?;
@@ -84,7 +85,7 @@ pub fn run_arm(
         points.iter().filter(|p| p.violated).count() as f64 * window_ms as f64 / 1000.0;
     Ok(ArmRun {
         arm: match actuator {
-            ActuatorKind::Policy => exp.detector.clone(),
+            ActuatorKind::Policy => exp.detector.to_string(),
             ActuatorKind::Off => "none".to_string(),
             ActuatorKind::Autoscaler => actuator.to_string(),
         },
@@ -165,6 +166,9 @@ pub fn table(report: &ClosedLoopReport) -> String {
 
 /// `augur eval --closed-loop`.
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    if args.detector.as_ref().is_some_and(|list| list.0.len() != 1) {
+        anyhow::bail!("--closed-loop acts on one detector's diagnoses; name one");
+    }
     let config = load_config(args.job.config.as_deref())?;
     let exp = Experiment::of(args, &config);
     let report = experiment(&config, &exp)?;
@@ -234,10 +238,10 @@ mod tests {
         let exp = Experiment {
             topology: "chain".into(),
             seed: 7,
-            faults: plan.display().to_string(),
+            faults: augur_connectors::simulator::FaultChoice::File(plan.clone()),
             scenario: None,
             duration_ms: Some(90_000),
-            detector: "sage".into(),
+            detector: DetectorKind::Sage,
         };
         let sage = run_arm(&config, &exp, ActuatorKind::Policy).expect("sage arm");
         let none = run_arm(&config, &exp, ActuatorKind::Off).expect("no-action arm");

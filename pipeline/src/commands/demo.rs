@@ -1,6 +1,7 @@
 //! `augur demo`: simulator → dataflow → live alerts in the terminal. No broker, no files.
 
 use augur_connectors::simulator::{FaultPlan, RandomPlan, SimConfig, Simulator, Topology};
+use augur_models::DetectorKind;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::actuation::closed_loop::{Actuator, ClosedLoop};
@@ -30,8 +31,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     // The demo shows the learned predictor; run/replay/eval keep the config's default.
     match (&args.detector, &args.job.config) {
-        (Some(name), _) => config.detector.name = name.clone(),
-        (None, None) => config.detector.name = "seer".to_string(),
+        (Some(kind), _) => config.detector.name = *kind,
+        (None, None) => config.detector.name = DetectorKind::Seer,
         (None, Some(_)) => {}
     }
     if let Err((field, reason)) = config.check() {
@@ -45,7 +46,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     let mut sim_config = SimConfig::new(topology.clone(), config.simulator.seed);
     config.simulator.apply_to(&mut sim_config);
-    sim_config.faults = match FaultPlan::parse(&config.simulator.faults)? {
+    sim_config.faults = match FaultPlan::load(&config.simulator.faults)? {
         // Faults come sooner and more often than in `simulate`, so a demo shows one
         // within seconds (after a few windows of history for the detector).
         FaultPlan::Random(plan) => FaultPlan::Random(RandomPlan {
@@ -86,7 +87,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     );
     let (feedback_tx, feedback_rx) = crossbeam_channel::unbounded();
     let lead_ms = config.window.allowed_lateness_ms + sim_config.delays.min_ms();
-    let mut detectors = vec![config.detector.name.clone()];
+    let mut detectors = vec![config.detector.name];
     let what_if = JobWhatIf::for_job(&config, &mut detectors);
     let feedback = closed_loop.then(|| {
         let lateness = config.window.allowed_lateness_ms;

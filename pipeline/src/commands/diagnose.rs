@@ -84,7 +84,7 @@ pub fn replay_with_normal(
     topic: Option<crate::source::KafkaSourceSpec>,
     workers: usize,
     progress: bool,
-    detectors: &[String],
+    detectors: &[augur_models::DetectorKind],
 ) -> anyhow::Result<Replay> {
     let miners = LogMiners::default();
     let (windows, alerts) = windows_of(
@@ -153,7 +153,7 @@ pub fn windows_of(
     topic: Option<crate::source::KafkaSourceSpec>,
     workers: usize,
     progress: bool,
-    detectors: &[String],
+    detectors: &[augur_models::DetectorKind],
     miners: &LogMiners,
 ) -> anyhow::Result<(Vec<WindowSnapshot>, Vec<augur_operators::Alert>)> {
     let names = metric_names(config);

@@ -52,7 +52,7 @@ pub fn run_until(args: &EvalArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             metric_names(&config),
         )?),
     };
-    let detectors = crate::commands::detector_list(args.detector.as_deref(), &config)?;
+    let detectors = crate::commands::detector_list(args.detector.as_ref(), &config)?;
     let names = metric_names(&config);
     let input = args.input.clone();
     let fluxion_config = config.detector.fluxion.clone();

@@ -79,7 +79,7 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
         let started = Instant::now();
         let labels: Labels = serde_json::from_value(read_labels(case)?)
             .with_context(|| format!("{}: labels.json", case.display()))?;
-        let detectors = vec!["evidence".to_string()];
+        let detectors = vec![augur_models::DetectorKind::Evidence];
         let replay = replay_with_normal(
             &config,
             Some(case.clone()),

@@ -17,7 +17,7 @@ use augur_operators::quantile::{Rank, quantile};
 /// reports (a table, or one JSON object per detector with `--json`).
 pub fn print_reports(
     args: &EvalArgs,
-    detectors: &[String],
+    detectors: &[augur_models::DetectorKind],
     outcome: &crate::run::RunOutcome,
     labels: &Labels,
     params: ScoreParams,
@@ -49,9 +49,15 @@ pub fn print_reports(
     let reports: Vec<_> = detectors
         .iter()
         .map(|d| {
-            let mut report =
-                report_for(d, &truth, &outcome.alerts, faults, params, pipeline.clone());
-            report.model = ModelFigures::of(outcome.stats.inference.of(d));
+            let mut report = report_for(
+                d.name(),
+                &truth,
+                &outcome.alerts,
+                faults,
+                params,
+                pipeline.clone(),
+            );
+            report.model = ModelFigures::of(outcome.stats.inference.of(d.name()));
             report
         })
         .collect();

@@ -27,8 +27,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use augur_connectors::otlp::MetricNames;
 use augur_connectors::simulator::{Labels, Topology};
+use augur_models::DetectorKind;
 use augur_operators::qos_check::Slo;
 
+use crate::cli::DetectorList;
 use crate::config::Config;
 
 /// The config at `path`, or the defaults.
@@ -187,18 +189,17 @@ pub fn parse_time_ms(text: &str) -> anyhow::Result<u64> {
 }
 
 /// The detectors `--detector` names (`a,b`, `all`, or the config's when absent), each built
-/// once so a bad name or model fails before any input is read.
-pub fn detector_list(arg: Option<&str>, config: &Config) -> anyhow::Result<Vec<String>> {
-    let detectors: Vec<String> = match arg {
-        None => vec![config.detector.name.clone()],
-        Some("all") => augur_models::DETECTOR_NAMES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+/// once so a bad model fails before any input is read.
+pub fn detector_list(
+    arg: Option<&DetectorList>,
+    config: &Config,
+) -> anyhow::Result<Vec<DetectorKind>> {
+    let detectors = match arg {
+        None => vec![config.detector.name],
+        Some(list) => list.0.clone(),
     };
-    for name in &detectors {
-        augur_models::build(name, &config.detector.settings(), config.window.horizon_ms)?;
+    for kind in &detectors {
+        augur_models::build(*kind, &config.detector.settings(), config.window.horizon_ms)?;
     }
     Ok(detectors)
 }
@@ -218,11 +219,11 @@ pub fn read_labels<T: serde::de::DeserializeOwned>(input: &Path) -> anyhow::Resu
 /// windows before are its only normal.
 pub fn load_job_normal(
     config: &mut Config,
-    detectors: &[String],
+    detectors: &[DetectorKind],
 ) -> anyhow::Result<augur_operators::LogMiners> {
     use augur_models::evidence::{LearnedNormal, NormalProfile};
     let Some(name) = config.detector.evidence.normal.clone() else {
-        if detectors.iter().any(|d| d == "evidence") {
+        if detectors.contains(&DetectorKind::Evidence) {
             eprintln!(
                 "evidence: no learned normal ([detector.evidence] normal): moves are judged against the windows before only"
             );

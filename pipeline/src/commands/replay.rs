@@ -36,12 +36,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         }
         None => (job_slos(&config)?, "offsets"),
     };
-    let detector = args
-        .detector
-        .clone()
-        .unwrap_or_else(|| config.detector.name.clone());
+    let detector = args.detector.unwrap_or(config.detector.name);
     augur_models::build(
-        &detector,
+        detector,
         &config.detector.settings(),
         config.window.horizon_ms,
     )?;

@@ -12,6 +12,7 @@ use augur_connectors::kafka::{
     BROKER_WAIT, KafkaMetrics, KafkaSink, KafkaSource, KafkaSourceSpec, OutputTopics, StartAt,
     ensure_compacted_topic, ensure_reachable, ensure_topics, latest_by_key, state_key,
 };
+use augur_models::DetectorKind;
 use augur_operators::EventTime;
 use augur_operators::decide::DeciderState;
 use augur_operators::decide_log::DecideLog;
@@ -37,7 +38,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     ensure_reachable(&settings, BROKER_WAIT)?;
     let slos = job_slos(&config)?;
     augur_models::build(
-        &config.detector.name,
+        config.detector.name,
         &config.detector.settings(),
         config.window.horizon_ms,
     )?;
@@ -54,7 +55,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     )?;
     ensure_compacted_topic(&settings, &kafka.state_topic)?;
     let state_prefix = format!("{}/", kafka.group_id);
-    let mut detectors = vec![config.detector.name.clone()];
+    let mut detectors = vec![config.detector.name];
     let what_if = JobWhatIf::for_job(&config, &mut detectors);
     let resume = resume_states(&settings, &kafka.state_topic, &state_prefix, &detectors)?;
     let metrics = Arc::new(JobMetrics::default());
@@ -114,7 +115,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         kafka.actions_topic,
         kafka.dlq_topic,
         kafka.group_id,
-        detectors.join(", "),
+        detectors
+            .iter()
+            .map(|d| d.name())
+            .collect::<Vec<_>>()
+            .join(", "),
         config.window.length_ms
     );
     let log_miners = load_job_normal(&mut config, &detectors)?;
@@ -188,12 +193,12 @@ fn resume_states(
     settings: &augur_connectors::kafka::KafkaSettings,
     topic: &str,
     prefix: &str,
-    detectors: &[String],
+    detectors: &[DetectorKind],
 ) -> anyhow::Result<BTreeMap<String, DeciderState>> {
     let mut states = BTreeMap::new();
     let mut latest = latest_by_key(settings, topic, prefix)?;
     for detector in detectors {
-        let key = state_key(prefix, detector);
+        let key = state_key(prefix, detector.name());
         let Some(bytes) = latest.remove(&key) else {
             continue;
         };

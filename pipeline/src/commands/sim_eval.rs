@@ -10,7 +10,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use augur_connectors::simulator::{FaultPlan, Labels, SimConfig, Simulator, Topology, scenario};
+use augur_connectors::simulator::{
+    FaultChoice, FaultPlan, Labels, ScenarioKind, SimConfig, Simulator, Topology, scenario,
+};
+use augur_models::DetectorKind;
 
 use crate::actuation::closed_loop::{Actuator, ActuatorKind, ClosedLoop};
 use crate::actuation::what_if::JobWhatIf;
@@ -31,19 +34,24 @@ const DEFAULT_DURATION_MS: u64 = 600_000;
 pub struct Experiment {
     pub topology: String,
     pub seed: u64,
-    /// `random`, `random-ramp`, `none` or a plan file.
-    pub faults: String,
-    /// A scripted scenario of deployment changes (`scale-replace`, `load-ramp`), if any.
-    pub scenario: Option<String>,
+    /// The fault plan (`none`, `random`, `random-ramp` or a plan file).
+    pub faults: FaultChoice,
+    /// A scripted scenario of deployment changes, if any.
+    pub scenario: Option<ScenarioKind>,
     /// Simulated time; `None`: the scenario's length, else 10 minutes.
     pub duration_ms: Option<u64>,
     /// The detector whose diagnoses an actuation policy acts on (`--closed-loop`).
-    pub detector: String,
+    pub detector: DetectorKind,
 }
 
 impl Experiment {
-    /// From the flags, else the config's `[simulator]`.
+    /// From the flags, else the config's `[simulator]`; the policy's detector is the one
+    /// `--detector` names, else `sage`.
     pub fn of(args: &EvalArgs, config: &Config) -> Experiment {
+        let detector = match args.detector.as_ref().map(|list| list.0.as_slice()) {
+            Some(&[kind]) => kind,
+            _ => DetectorKind::Sage,
+        };
         Experiment {
             topology: args
                 .topology
@@ -52,14 +60,14 @@ impl Experiment {
             seed: args.seed.unwrap_or(config.simulator.seed),
             faults: args.faults.clone().unwrap_or_else(|| {
                 if args.scenario.is_some() {
-                    "none".to_string()
+                    FaultChoice::None
                 } else {
                     config.simulator.faults.clone()
                 }
             }),
-            scenario: args.scenario.clone(),
+            scenario: args.scenario,
             duration_ms: args.duration.map(|d| d.as_millis() as u64),
-            detector: args.detector.clone().unwrap_or_else(|| "sage".to_string()),
+            detector,
         }
     }
 }
@@ -70,7 +78,7 @@ impl Experiment {
 pub fn simulate_job(
     config: &Config,
     exp: &Experiment,
-    mut detectors: Vec<String>,
+    mut detectors: Vec<DetectorKind>,
     actuator: Option<ActuatorKind>,
 ) -> anyhow::Result<(RunOutcome, Labels)> {
     // Only the policy asks what-ifs.
@@ -88,14 +96,14 @@ pub fn simulate_job(
     let mut sim_config = SimConfig::new(topology, exp.seed);
     config.simulator.apply_to(&mut sim_config);
     let mut duration_ms = DEFAULT_DURATION_MS;
-    if let Some(name) = &exp.scenario {
-        let s = scenario(name, &sim_config.topology)?;
+    if let Some(kind) = exp.scenario {
+        let s = scenario(kind, &sim_config.topology)?;
         sim_config.topology = s.topology;
         sim_config.changes = s.changes;
         duration_ms = s.duration_ms;
     }
     let duration_ms = exp.duration_ms.unwrap_or(duration_ms);
-    sim_config.faults = FaultPlan::parse(&exp.faults)?;
+    sim_config.faults = FaultPlan::load(&exp.faults)?;
     Simulator::new(sim_config.clone())?;
     let lateness = config.window.allowed_lateness_ms;
     let lead_ms = lateness + sim_config.delays.min_ms();
@@ -170,7 +178,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             anyhow::bail!("{flag} {share}: a share of services must be in [0, 1]");
         }
     }
-    let detectors = crate::commands::detector_list(args.detector.as_deref(), &config)?;
+    let detectors = crate::commands::detector_list(args.detector.as_ref(), &config)?;
     let exp = Experiment::of(args, &config);
     let params = ScoreParams {
         window_ms: config.window.length_ms,

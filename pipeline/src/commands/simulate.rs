@@ -42,8 +42,8 @@ pub fn sim_config(args: &SimulateArgs) -> anyhow::Result<(SimConfig, u64)> {
     let topology = Topology::load(&args.topology)?;
     let mut duration_ms = 600_000;
     let mut config = SimConfig::new(topology, args.seed);
-    if let Some(name) = &args.scenario {
-        let s = scenario(name, &config.topology)?;
+    if let Some(kind) = args.scenario {
+        let s = scenario(kind, &config.topology)?;
         config.topology = s.topology;
         config.changes = s.changes;
         duration_ms = s.duration_ms;
@@ -51,7 +51,7 @@ pub fn sim_config(args: &SimulateArgs) -> anyhow::Result<(SimConfig, u64)> {
     if let Some(d) = args.duration {
         duration_ms = d.as_millis() as u64;
     }
-    config.faults = FaultPlan::parse(args.faults())?;
+    config.faults = FaultPlan::load(&args.faults())?;
     config.rate_scale = args.rate_scale;
     config.instrumentation = instrumentation(args)?;
     Ok((config, duration_ms))
