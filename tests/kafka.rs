@@ -1194,3 +1194,494 @@ fn kafka_unreachable_broker_is_named() {
         "{stderr}"
     );
 }
+
+/// Every message of a topic as `(partition, payload, headers)`, in offset order per
+/// partition, read until the end offsets at the start (for topics of up to millions of
+/// messages: `patience` is how long to wait with nothing arriving).
+fn read_partitions(
+    brokers: &str,
+    topic: &str,
+    patience: Duration,
+    mut f: impl FnMut(i32, &[u8], BTreeMap<String, String>),
+) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0;
+    for p in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        remaining += high - low;
+        tpl.add_partition_offset(topic, p, Offset::Offset(low))
+            .unwrap();
+    }
+    let total = remaining;
+    consumer.assign(&tpl).unwrap();
+    let mut last = Instant::now();
+    while remaining > 0 && last.elapsed() < patience {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        last = Instant::now();
+        remaining -= 1;
+        let mut headers = BTreeMap::new();
+        if let Some(h) = m.headers() {
+            for header in h.iter() {
+                headers.insert(
+                    header.key.to_string(),
+                    String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                );
+            }
+        }
+        f(m.partition(), m.payload().unwrap_or_default(), headers);
+    }
+    assert!(
+        remaining <= 0,
+        "could not read all of {topic}: {remaining} left"
+    );
+    total
+}
+
+/// An `otlp_proto` logs message: one record of `service` at `time_ns`.
+fn log_at(service: &str, time_ns: u64) -> Vec<u8> {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use prost::Message as _;
+    augur_connectors::otlp::ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(service.into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: time_ns,
+                    severity_number: 9,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// A child process killed when the test ends, passed or failed.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A process's peak resident set (`VmHWM`), in kB.
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The poison kinds of [`kafka_poison_mix_leaves_alerts_unchanged`], in the order they
+/// take turns.
+const POISON_KINDS: [&str; 6] = [
+    "random bytes",
+    "truncated protobuf",
+    "wrong-shape JSON",
+    "empty",
+    "future-dated spans",
+    "past-dated spans",
+];
+
+/// Poison message `i` (of kind `i % 6`, or for every 20000th from the 350th, larger than the DLQ's
+/// `dlq_max_bytes`), made from `normal`, a good spans message just before it; `past` is
+/// whether past-dated spans are late by now. Returns the kind and the bytes; every one
+/// is a message the job must dead-letter whole.
+fn poison(i: u64, normal: &[u8], past: bool) -> (&'static str, Vec<u8>) {
+    // splitmix64: deterministic per message.
+    let mut state = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut next = move |below: usize| {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) % below.max(1) as u64) as usize
+    };
+    let fails = |b: &[u8]| augur_connectors::otlp::decode_traces_proto(b, &mut Vec::new()).is_err();
+    if i % 20_000 == 350 {
+        // 1.2 MB that doesn't decode (a length past the end up front).
+        let mut b = vec![0x0a, 0xff, 0xff, 0xff, 0x7f];
+        b.extend((0..1_200_000u32).map(|k| (k % 251) as u8));
+        return ("oversized", b);
+    }
+    let mut kind = (i % 6) as usize;
+    if kind == 5 && !past {
+        kind = 0;
+    }
+    let bytes = match kind {
+        0 => loop {
+            let n = 1 + next(300);
+            let b: Vec<u8> = (0..n).map(|_| next(256) as u8).collect();
+            if fails(&b) {
+                break b;
+            }
+        },
+        1 => {
+            // Cut short until it no longer decodes (a cut at a field boundary would).
+            let mut cut = 1 + next(normal.len().max(2) - 1);
+            while cut > 1 && !fails(&normal[..cut]) {
+                cut -= 1;
+            }
+            normal[..cut].to_vec()
+        }
+        2 => {
+            // JSON of other shapes: `{` and `[` are protobuf wire type 3, never valid.
+            let shapes = [
+                r#"{"resourceSpans":"not a list"}"#.to_string(),
+                format!("[{}]", "[".repeat(200) + &"]".repeat(200)),
+                format!(
+                    r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"startTimeUnixNano":{}}}]}}]}}]}}"#,
+                    "9".repeat(400)
+                ),
+                format!(r#"{{"name":"{}"}}"#, "x".repeat(next(5000))),
+                "[1e400,-0,18446744073709551616]".to_string(),
+            ];
+            shapes[next(shapes.len())].clone().into_bytes()
+        }
+        3 => Vec::new(),
+        // Two spans of a service of its own in 2100 (future), or in 2001 (late).
+        4 => spans_message(4_102_444_799_000, 2),
+        _ => spans_message(1_000_000_000_000, 2),
+    };
+    (POISON_KINDS[kind], bytes)
+}
+
+/// A normal simulated stream on the spans topic with `AUGUR_POISON_COUNT` (default 700)
+/// poison messages mixed in — random bytes, truncated protobuf, JSON of other shapes,
+/// empty messages, spans dated in 2100 and in 2001, and every 20000th one over 1.2 MB —
+/// read by `augur run -w 2`, against the same stream without them: the job never stops,
+/// every poison message is exactly one dead letter (by kind, with the counters to match),
+/// the alerts are those of the poison-free run (by id), and the peak RSS is reported and
+/// bounded. `scripts/kafka-poison` runs it at volume.
+#[test]
+fn kafka_poison_mix_leaves_alerts_unchanged() {
+    let Some(brokers) = broker() else { return };
+    let count: u64 = std::env::var("AUGUR_POISON_COUNT")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(700);
+    let Fixture {
+        tmp,
+        prefix,
+        plan,
+        port_base,
+    } = Fixture::new("mix", 20_000, 5_000);
+    let dir = tmp.path();
+    let config = |run: &str, port: u16, spans: &str| {
+        let path = job_config(dir, &prefix, run, port);
+        let text = std::fs::read_to_string(&path).unwrap();
+        // A partition goes idle only after 5 s without a message (the default), however
+        // long the poison takes to read.
+        let text = text.replace("idle_timeout_ms = 1500\n", "").replace(
+            &format!("spans_topic = \"{prefix}.spans\""),
+            &format!("spans_topic = \"{spans}\""),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let clean_spans = format!("{prefix}.spans");
+    let poisoned_spans = format!("{prefix}.poisoned.spans");
+    let config_clean = config("clean", port_base, &clean_spans);
+    let config_poisoned = config("poisoned", port_base + 1, &poisoned_spans);
+
+    // The normal stream: 100 simulated s with a CPU fault from 50 s.
+    let out = augur(
+        &[
+            "simulate",
+            "--kafka",
+            &brokers,
+            "-c",
+            config_clean.to_str().unwrap(),
+            "--topology",
+            "social-network",
+            "--duration",
+            "100s",
+            "--seed",
+            "11",
+            "--faults",
+            plan.to_str().unwrap(),
+            "--labels-topic",
+            &format!("{prefix}.labels"),
+        ],
+        dir,
+    );
+    ok(&out);
+
+    // The same spans messages, partition by partition, with the poison between them.
+    let mut normal: Vec<(i32, Vec<u8>)> = Vec::new();
+    read_partitions(
+        &brokers,
+        &clean_spans,
+        Duration::from_secs(30),
+        |p, payload, _| {
+            normal.push((p, payload.to_vec()));
+        },
+    );
+    let settings = augur_connectors::kafka::KafkaSettings::new(&brokers, "test-admin");
+    let logs_topic = format!("{prefix}.logs");
+    augur_connectors::kafka::ensure_topics(&settings, &[(&poisoned_spans, 2), (&logs_topic, 2)])
+        .unwrap();
+    // One log record at the stream's start in each logs partition (read by both runs): a
+    // partition that never delivered holds a worker's watermark at 0 until it goes idle,
+    // and with no window closed, spans from 2001 would not be late yet.
+    let mut first = Vec::new();
+    augur_connectors::otlp::decode_traces_proto(&normal[0].1, &mut first).unwrap();
+    let start_ns = first.iter().map(|s| s.start_ns).min().unwrap();
+    let log = log_at("stream-start", start_ns);
+    let mut seed = augur_connectors::kafka::OutputProducer::unbatched(&settings).unwrap();
+    for p in 0..2 {
+        seed.send(&logs_topic, Some(p), None, &log, &[], None)
+            .unwrap();
+    }
+    seed.flush().unwrap();
+    let mut producer_settings =
+        augur_connectors::kafka::KafkaSettings::new(&brokers, "test-producer");
+    producer_settings
+        .properties
+        .insert("message.max.bytes".into(), "10000000".into());
+    let mut producer =
+        augur_connectors::kafka::OutputProducer::unbatched(&producer_settings).unwrap();
+    let mut sent: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut poisoned = 0u64;
+    let started = Instant::now();
+    // Spread evenly over each partition's messages; past-dated spans only from half of a
+    // partition on, once the job has windows behind it.
+    let partitions: BTreeSet<i32> = normal.iter().map(|(p, _)| *p).collect();
+    let mut share_left = count;
+    for (i, partition) in partitions.iter().enumerate() {
+        let messages: Vec<&Vec<u8>> = normal
+            .iter()
+            .filter(|(p, _)| p == partition)
+            .map(|(_, m)| m)
+            .collect();
+        let share = if i + 1 == partitions.len() {
+            share_left
+        } else {
+            count * messages.len() as u64 / normal.len() as u64
+        };
+        share_left -= share;
+        let mut mixed = 0u64;
+        for (k, payload) in messages.iter().enumerate() {
+            producer
+                .send(&poisoned_spans, Some(*partition), None, payload, &[], None)
+                .unwrap();
+            let due = share * (k as u64 + 1) / messages.len() as u64;
+            let past = k >= messages.len() / 2;
+            while mixed < due {
+                let (kind, bytes) = poison(poisoned, payload, past);
+                producer
+                    .send(&poisoned_spans, Some(*partition), None, &bytes, &[], None)
+                    .unwrap();
+                *sent.entry(kind).or_default() += 1;
+                mixed += 1;
+                poisoned += 1;
+                if poisoned % 1000 == 0 {
+                    producer.flush().unwrap();
+                }
+            }
+        }
+    }
+    producer.flush().unwrap();
+    let messages = normal.len() as u64 + poisoned;
+    eprintln!(
+        "produced {} normal and {poisoned} poison spans messages in {:.1} s: {sent:?}",
+        normal.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // Both runs, one after the other (the machine is small), each to the end of its input.
+    let mut results = Vec::new();
+    for (run, config, port, spans_messages) in [
+        ("clean", &config_clean, port_base, normal.len() as u64),
+        ("poisoned", &config_poisoned, port_base + 1, messages),
+    ] {
+        let started = Instant::now();
+        let mut job = KillOnDrop(spawn_run(config, dir, run));
+        let pid = job.0.id();
+        let mut rss_samples = Vec::new();
+        wait_for(
+            &format!("the {run} run to read its {spans_messages} spans messages"),
+            Duration::from_secs(3600),
+            || {
+                assert!(job.0.try_wait().unwrap().is_none(), "the {run} run stopped");
+                rss_samples.push(peak_rss_kb(pid));
+                let m = scrape(port);
+                let read: f64 = m
+                    .lines()
+                    .filter(|l| l.starts_with("augur_records_in_total") && l.contains(".spans\""))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum();
+                read >= spans_messages as f64
+            },
+        );
+        let read_secs = started.elapsed().as_secs_f64();
+        wait_caught_up(run, port);
+        // Until the dead letters stop coming (10 s without one).
+        let mut last = (-1.0, Instant::now());
+        while last.1.elapsed() < Duration::from_secs(10) {
+            let dead = metric(&scrape(port), "augur_dead_letters_total");
+            if dead != last.0 {
+                last = (dead, Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let m = scrape(port);
+        let peak_kb = peak_rss_kb(pid);
+        let counters: Vec<&str> = m
+            .lines()
+            .filter(|l| {
+                [
+                    "dead_letters",
+                    "decode_errors",
+                    "empty",
+                    "future",
+                    "late",
+                    "spans_total",
+                ]
+                .iter()
+                .any(|c| l.starts_with(&format!("augur_{c}")))
+            })
+            .collect();
+        eprintln!("{run} run: {}", counters.join(", "));
+        assert!(
+            sigterm_and_wait(&mut job.0).success(),
+            "the {run} run exits cleanly"
+        );
+        let alerts = dedup_alerts(&read_topic(&brokers, &format!("{prefix}.{run}.alerts")));
+        eprintln!(
+            "{run} run: read {spans_messages} spans messages in {read_secs:.1} s, peak RSS {} MB, {} alerts",
+            peak_kb / 1024,
+            alerts.len()
+        );
+        results.push((m, peak_kb, alerts));
+    }
+    let (clean_metrics, clean_kb, clean_alerts) = &results[0];
+    let (m, poisoned_kb, poisoned_alerts) = &results[1];
+    assert_eq!(
+        metric(clean_metrics, "augur_dead_letters_total"),
+        0.0,
+        "{clean_metrics}"
+    );
+    assert!(!clean_alerts.is_empty(), "the fault raised no alert");
+    assert_eq!(
+        poisoned_alerts.keys().collect::<BTreeSet<_>>(),
+        clean_alerts.keys().collect::<BTreeSet<_>>(),
+        "the poison changed the alerts"
+    );
+    assert_eq!(poisoned_alerts, clean_alerts);
+
+    // Each poison message is one dead letter, counted as its kind.
+    let n = |kind: &str| sent.get(kind).copied().unwrap_or(0) as f64;
+    assert_eq!(
+        metric(m, "augur_dead_letters_total"),
+        poisoned as f64,
+        "{m}"
+    );
+    assert_eq!(metric(m, "augur_empty_messages_total"), n("empty"), "{m}");
+    assert_eq!(
+        metric(m, "augur_future_records_total"),
+        2.0 * n("future-dated spans"),
+        "{m}"
+    );
+    assert_eq!(
+        metric(m, "augur_late_records_total"),
+        2.0 * n("past-dated spans"),
+        "{m}"
+    );
+    assert_eq!(
+        metric(m, "augur_decode_errors_total"),
+        n("random bytes") + n("truncated protobuf") + n("wrong-shape JSON") + n("oversized"),
+        "{m}"
+    );
+    let mut letters: BTreeMap<String, u64> = BTreeMap::new();
+    let mut coordinates = BTreeSet::new();
+    let total = read_partitions(
+        &brokers,
+        &format!("{prefix}.poisoned.dlq"),
+        Duration::from_secs(60),
+        |_, payload, headers| {
+            let reason = &headers["augur.reason"];
+            let kind = if reason == "empty" {
+                "empty"
+            } else if reason.starts_with("future") {
+                "future-dated spans"
+            } else if reason.starts_with("late") {
+                "past-dated spans"
+            } else if headers.contains_key("augur.payload.truncated") {
+                assert!(payload.len() <= 900_000);
+                "oversized"
+            } else {
+                assert!(
+                    reason.starts_with("otlp_proto: invalid protobuf"),
+                    "{reason}"
+                );
+                "undecodable"
+            };
+            *letters.entry(kind.to_string()).or_default() += 1;
+            coordinates.insert((
+                headers["augur.source.partition"].clone(),
+                headers["augur.source.offset"].clone(),
+            ));
+        },
+    );
+    assert_eq!(total as u64, poisoned, "one dead letter per poison message");
+    assert_eq!(
+        coordinates.len() as u64,
+        poisoned,
+        "each for a different message"
+    );
+    assert_eq!(
+        letters.get("empty").copied().unwrap_or(0) as f64,
+        n("empty")
+    );
+    assert_eq!(
+        letters.get("oversized").copied().unwrap_or(0) as f64,
+        n("oversized")
+    );
+    assert_eq!(
+        letters.get("undecodable").copied().unwrap_or(0) as f64,
+        n("random bytes") + n("truncated protobuf") + n("wrong-shape JSON")
+    );
+    // The poison costs memory only while in flight: bounded by the clean run's peak plus
+    // a margin, whatever the count.
+    eprintln!(
+        "peak RSS: clean {} MB, poisoned {} MB",
+        clean_kb / 1024,
+        poisoned_kb / 1024
+    );
+    assert!(
+        *poisoned_kb < clean_kb + 256 * 1024,
+        "peak RSS {poisoned_kb} kB with the poison, {clean_kb} kB without"
+    );
+}

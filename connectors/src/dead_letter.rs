@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::files::{FileError, LineWriter};
 
-/// One rejected message or record.
+/// One rejected message, or what was rejected of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     /// File path, or Kafka topic/partition.
@@ -21,15 +21,17 @@ pub struct DeadLetter {
     pub offset: u64,
     pub reason: String,
     pub kind: DeadLetterKind,
-    /// The original bytes (or the one bad record re-encoded as JSON).
+    /// The original bytes.
     pub payload: Vec<u8>,
 }
 
 /// What was wrong, for counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadLetterKind {
-    /// The message or one of its records failed to decode or validate.
+    /// The message failed to decode.
     Invalid,
+    /// `records` of the message's records failed validation (the rest were read).
+    Rejected { records: u64 },
     /// The message was empty.
     Empty,
     /// `records` of the message's records arrived after their windows closed.
@@ -42,10 +44,28 @@ impl DeadLetterKind {
     /// The records of the message this dead letter stands for, when not all of it.
     pub fn records(self) -> Option<u64> {
         match self {
-            DeadLetterKind::Late { records } | DeadLetterKind::Future { records } => Some(records),
+            DeadLetterKind::Late { records }
+            | DeadLetterKind::Future { records }
+            | DeadLetterKind::Rejected { records } => Some(records),
             DeadLetterKind::Invalid | DeadLetterKind::Empty => None,
         }
     }
+}
+
+/// The reason of the dead letter for a message some of whose records failed validation:
+/// how many, and the first one's reason. `None` when none did.
+pub fn rejected_reason(reasons: &[crate::otlp::RecordError]) -> Option<(DeadLetterKind, String)> {
+    let first = reasons.first()?;
+    let records = reasons.len() as u64;
+    let reason = if records == 1 {
+        first.reason.clone()
+    } else {
+        format!(
+            "{records} records failed validation, the first: {}",
+            first.reason
+        )
+    };
+    Some((DeadLetterKind::Rejected { records }, reason))
 }
 
 #[derive(Serialize)]

@@ -177,3 +177,57 @@ fn dead_letter_file_lines_parse() {
     assert_eq!(lines[1]["payload_base64"], "Cv/+");
     assert!(lines[1].get("payload").is_none());
 }
+
+/// A line whose spans all fail validation is one dead letter (its records counted), not
+/// one per span: each would repeat the whole line, so a line of n spans would cost n times
+/// its own size.
+#[test]
+fn a_line_of_rejected_spans_is_one_dead_letter() {
+    use augur_connectors::files::FileSource;
+    use augur_connectors::otlp::MetricNames;
+    use augur_connectors::source::{Batch, SourceState, WorkerSource};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 2000 spans of a resource without service.name, then a line of one good span.
+    let spans = vec!["{\"traceId\":\"01010101010101010101010101010101\",\"spanId\":\"0101010101010101\",\"startTimeUnixNano\":\"1\",\"endTimeUnixNano\":\"2\"}"; 2000].join(",");
+    let bad = format!("{{\"resourceSpans\":[{{\"scopeSpans\":[{{\"spans\":[{spans}]}}]}}]}}");
+    let good = augur_connectors::otlp::encode_traces_json(&[augur_operators::records::Span {
+        trace_id: 1,
+        span_id: 1,
+        parent_span_id: None,
+        service: "a".into(),
+        instance: "a".into(),
+        kind: augur_operators::records::SpanKind::Server,
+        name: "op".into(),
+        start_ns: 1,
+        end_ns: 2,
+        error: false,
+        peer_service: None,
+        version: None,
+    }]);
+    std::fs::write(
+        dir.path().join("traces.otlp.jsonl"),
+        format!("{bad}\n{good}\n"),
+    )
+    .expect("writes");
+    std::fs::write(dir.path().join("metrics.otlp.jsonl"), "").expect("writes");
+    let mut source = FileSource::open(dir.path(), MetricNames::default(), 0, 1).expect("opens");
+    let mut batch = Batch::default();
+    let mut polls = 0;
+    while !matches!(
+        source.poll(&mut batch).expect("polls"),
+        SourceState::Exhausted
+    ) {
+        polls += 1;
+        assert!(polls < 1000, "the source never finished");
+    }
+    assert_eq!(batch.spans.len(), 1);
+    assert_eq!(batch.dead.len(), 1, "one dead letter for the line");
+    let dead = &batch.dead[0];
+    assert_eq!(dead.kind, DeadLetterKind::Rejected { records: 2000 });
+    assert_eq!(dead.payload, bad.as_bytes());
+    assert_eq!(
+        dead.reason,
+        "2000 records failed validation, the first: missing service.name"
+    );
+}

@@ -73,6 +73,7 @@ impl JobStats {
         Self::add(&self.dead_letters, 1);
         match kind {
             DeadLetterKind::Invalid => Self::add(&self.decode_errors, 1),
+            DeadLetterKind::Rejected { records } => Self::add(&self.decode_errors, records),
             DeadLetterKind::Empty => Self::add(&self.empty, 1),
             DeadLetterKind::Late { records } => Self::add(&self.late, records),
             DeadLetterKind::Future { records } => Self::add(&self.future, records),

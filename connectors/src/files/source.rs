@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use super::lines::{FileError, LineReader, find_input};
-use crate::dead_letter::{DeadLetter, DeadLetterKind};
+use crate::dead_letter::{DeadLetter, DeadLetterKind, rejected_reason};
 use crate::otlp::{MetricNames, decode_logs_json, decode_metrics_json, decode_traces_json};
 use crate::source::{Batch, PartitionWatermarks, SourceError, SourceState, WorkerSource};
 
@@ -113,12 +113,13 @@ impl WorkerSource for FileSource {
             };
             match decoded {
                 Ok(record_errors) => {
-                    for error in record_errors {
+                    // One dead letter for the line however many of its records failed.
+                    if let Some((kind, reason)) = rejected_reason(&record_errors) {
                         batch.dead.push(DeadLetter {
                             source: path.display().to_string(),
                             offset: line_no,
-                            reason: error.reason,
-                            kind: DeadLetterKind::Invalid,
+                            reason,
+                            kind,
                             payload: self.line.clone(),
                         });
                     }

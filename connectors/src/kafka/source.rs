@@ -32,7 +32,7 @@ use super::metrics::KafkaMetrics;
 use super::offsets::OffsetTracker;
 use super::records::Marks;
 use super::settings::KafkaSettings;
-use crate::dead_letter::{DeadLetter, DeadLetterKind};
+use crate::dead_letter::{DeadLetter, DeadLetterKind, rejected_reason};
 use crate::otlp::MetricNames;
 use crate::source::{Batch, SourceError, SourceState, WorkerSource};
 
@@ -276,8 +276,10 @@ impl WorkerSource for KafkaSource {
             } else {
                 match decode_into(m.payload, stream, encoding, &spec.names, batch) {
                     Ok(decoded) => {
-                        for error in decoded.record_errors {
-                            batch.dead.push(dead(DeadLetterKind::Invalid, error.reason));
+                        // One dead letter for the message however many of its records
+                        // failed: each would repeat the whole message.
+                        if let Some((kind, reason)) = rejected_reason(&decoded.record_errors) {
+                            batch.dead.push(dead(kind, reason));
                         }
                     }
                     Err(error) => batch.dead.push(dead(

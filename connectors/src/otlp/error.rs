@@ -38,9 +38,14 @@ pub struct RecordError {
     /// Why the record was rejected, e.g. `missing service.name`.
     pub reason: String,
     /// The bad record's identifying fields as one JSON object (ids in hex, times in ns,
-    /// service, name or metric name): enough to find it, and a dead-letter payload.
+    /// service, name or metric name): enough to find it. Only the first
+    /// [`RECORD_CONTEXTS`] rejections of a message carry it; the rest leave it empty, so
+    /// a message of many small bad records costs a reason per record, not a context.
     pub record: String,
 }
+
+/// How many rejected records of one message keep their context ([`RecordError::record`]).
+pub const RECORD_CONTEXTS: usize = 16;
 
 impl fmt::Display for RecordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -14,9 +14,9 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use prost::Message;
 use serde::Deserialize;
 
-use super::error::{DecodeError, RecordError};
+use super::error::{DecodeError, RECORD_CONTEXTS, RecordError};
 use super::json_model::{Attrs, EnumInt, Str, U64};
-use super::json_write::{push_str, push_str_truncated, push_u64_str};
+use super::json_write::{push_str_truncated, push_u64_str};
 use super::traces::resource_attrs;
 use super::view::{IdRef, OwnedIdentity};
 
@@ -31,11 +31,9 @@ struct RawLog<'a> {
 }
 
 impl RawLog<'_> {
-    fn validate(self, res: &OwnedIdentity) -> Result<LogRecord, RecordError> {
+    fn validate(self, res: &OwnedIdentity, rejected: usize) -> Result<LogRecord, RecordError> {
         let check = || -> Result<LogRecord, String> {
-            let Some((service, instance)) = &res.service_instance else {
-                return Err("missing service.name".to_owned());
-            };
+            let (service, instance) = res.get()?;
             let time_ns = if self.time_ns > 0 {
                 self.time_ns
             } else {
@@ -59,7 +57,11 @@ impl RawLog<'_> {
         };
         check().map_err(|reason| RecordError {
             reason,
-            record: self.context(res),
+            record: if rejected < RECORD_CONTEXTS {
+                self.context(res)
+            } else {
+                String::new()
+            },
         })
     }
 
@@ -70,9 +72,9 @@ impl RawLog<'_> {
         push_u64_str(&mut out, self.time_ns);
         if let Some((service, instance)) = &res.service_instance {
             out.push_str(",\"service\":");
-            push_str(&mut out, service);
+            push_str_truncated(&mut out, service, 64);
             out.push_str(",\"instance\":");
-            push_str(&mut out, instance);
+            push_str_truncated(&mut out, instance, 64);
         }
         out.push_str(",\"body\":");
         push_str_truncated(&mut out, &self.body, 256);
@@ -104,7 +106,7 @@ pub fn decode_logs(req: &ExportLogsServiceRequest, out: &mut Vec<LogRecord>) -> 
                 trace_id: IdRef::Bytes(&r.trace_id),
                 span_id: IdRef::Bytes(&r.span_id),
             };
-            match raw.validate(&ident) {
+            match raw.validate(&ident, errors.len()) {
                 Ok(rec) => out.push(rec),
                 Err(e) => errors.push(e),
             }
@@ -205,7 +207,7 @@ pub fn decode_logs_json(
                     trace_id: IdRef::Hex(r.trace_id.as_ref().map_or("", Str::as_str)),
                     span_id: IdRef::Hex(r.span_id.as_ref().map_or("", Str::as_str)),
                 };
-                match raw.validate(&ident) {
+                match raw.validate(&ident, errors.len()) {
                     Ok(rec) => out.push(rec),
                     Err(e) => errors.push(e),
                 }

@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::metrics::v1 as otlp;
 use prost::Message;
 
-use super::error::RecordError;
+use super::error::{RECORD_CONTEXTS, RecordError};
 use super::group::by_resource;
 use super::json_write::{push_f64, push_str, push_str_truncated, push_u64_str};
 use super::metric_names::MetricNames;
@@ -37,20 +37,24 @@ pub(crate) struct RawPoint<'a> {
 
 impl RawPoint<'_> {
     /// Validates the point: identity from the resource attributes, else the point's own
-    /// (prometheus-style `service.name` labels); a time; a finite value.
+    /// (prometheus-style `service.name` labels); a time; a finite value. A rejection has
+    /// the point's context when `rejected` (the message's so far) is below
+    /// [`RECORD_CONTEXTS`].
     pub fn validate(
         &self,
         res: &ResourceAttrs<'_>,
         point: &ResourceAttrs<'_>,
+        rejected: usize,
     ) -> Result<MetricPoint, RecordError> {
         let attrs = res.or(*point);
         let identity = attrs.identity();
-        let reason = match (identity, self.value) {
-            (None, _) => "missing service.name".to_owned(),
+        let reason = match (identity, attrs.too_long(), self.value) {
+            (None, _, _) => "missing service.name".to_owned(),
+            (_, Some(too_long), _) => too_long,
             _ if self.time_ns == 0 => "missing time (timeUnixNano is 0)".to_owned(),
-            (_, None) => "data point has no value".to_owned(),
-            (_, Some(v)) if !v.is_finite() => format!("value {v} is not finite"),
-            (Some((service, instance)), Some(value)) => {
+            (_, _, None) => "data point has no value".to_owned(),
+            (_, _, Some(v)) if !v.is_finite() => format!("value {v} is not finite"),
+            (Some((service, instance)), None, Some(value)) => {
                 return Ok(MetricPoint {
                     service: service.to_owned(),
                     instance: instance.to_owned(),
@@ -60,14 +64,20 @@ impl RawPoint<'_> {
                 });
             }
         };
+        if rejected >= RECORD_CONTEXTS {
+            return Err(RecordError {
+                reason,
+                record: String::new(),
+            });
+        }
         let mut record = String::with_capacity(128);
         record.push_str("{\"metric\":");
         push_str_truncated(&mut record, self.metric, 256);
         if let Some((service, instance)) = identity {
             record.push_str(",\"service\":");
-            push_str(&mut record, service);
+            push_str_truncated(&mut record, service, 64);
             record.push_str(",\"instance\":");
-            push_str(&mut record, instance);
+            push_str_truncated(&mut record, instance, 64);
         }
         record.push_str(",\"timeUnixNano\":");
         push_u64_str(&mut record, self.time_ns);
@@ -129,7 +139,7 @@ pub fn decode_metrics(
                         otlp::number_data_point::Value::AsInt(i) => i as f64,
                     }),
                 };
-                match raw.validate(&res, &pattrs) {
+                match raw.validate(&res, &pattrs, d.errors.len()) {
                     Ok(mp) => out.push(mp),
                     Err(e) => d.errors.push(e),
                 }

@@ -122,7 +122,7 @@ pub fn decode_metrics_json(
                     time_ns: p.time_unix_nano.unwrap_or_default().0,
                     value: p.as_double.map(|v| v.0).or(p.as_int.map(|i| i.0 as f64)),
                 };
-                match raw.validate(&res, &p.attributes.resource()) {
+                match raw.validate(&res, &p.attributes.resource(), d.errors.len()) {
                     Ok(mp) => out.push(mp),
                     Err(e) => d.errors.push(e),
                 }

@@ -87,7 +87,7 @@ fn metric(
                 while let Some((n, v)) = pf.next()? {
                     if n == 1 {
                         let (raw, pattrs) = point(v.bytes("data_points")?, name, resource)?;
-                        match raw.validate(res, &pattrs) {
+                        match raw.validate(res, &pattrs, d.errors.len()) {
                             Ok(p) => out.push(p),
                             Err(e) => d.errors.push(e),
                         }

@@ -20,7 +20,7 @@ mod traces_proto;
 mod view;
 mod wire;
 
-pub use error::{DecodeError, RecordError};
+pub use error::{DecodeError, RECORD_CONTEXTS, RecordError};
 pub use logs::{decode_logs, decode_logs_json, decode_logs_proto};
 pub use metric_names::MetricNames;
 pub use metrics::{
@@ -34,3 +34,4 @@ pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequ
 pub use traces::{decode_traces, encode_traces, encode_traces_json, encode_traces_proto};
 pub use traces_json::decode_traces_json;
 pub use traces_proto::decode_traces_proto;
+pub use view::MAX_RESOURCE_VALUE_BYTES;

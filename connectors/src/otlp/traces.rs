@@ -62,7 +62,7 @@ pub fn decode_traces(req: &ExportTraceServiceRequest, out: &mut Vec<Span>) -> Ve
                 status_code: s.status.as_ref().map_or(0, |st| st.code),
                 peer_service,
             };
-            match raw.validate(&ident) {
+            match raw.validate(&ident, errors.len()) {
                 Ok(span) => out.push(span),
                 Err(e) => errors.push(e),
             }

@@ -106,7 +106,7 @@ pub fn decode_traces_json(
                         .0,
                     peer_service: s.attributes.peer_service(),
                 };
-                match raw.validate(&ident) {
+                match raw.validate(&ident, errors.len()) {
                     Ok(span) => out.push(span),
                     Err(e) => errors.push(e),
                 }

@@ -62,7 +62,7 @@ fn resource_spans(
             while let Some((n, v)) = ss.next()? {
                 if n == 2 {
                     let raw = span(v.bytes("ScopeSpans.spans")?)?;
-                    match raw.validate(&ident) {
+                    match raw.validate(&ident, errors.len()) {
                         Ok(s) => out.push(s),
                         Err(e) => errors.push(e),
                     }

@@ -5,8 +5,8 @@
 
 use augur_operators::records::{Span, SpanKind};
 
-use super::error::RecordError;
-use super::json_write::{push_str, push_str_truncated, push_u64_str};
+use super::error::{RECORD_CONTEXTS, RecordError};
+use super::json_write::{push_str_truncated, push_u64_str};
 
 pub(crate) const SERVICE_NAME: &str = "service.name";
 pub(crate) const SERVICE_INSTANCE_ID: &str = "service.instance.id";
@@ -14,6 +14,15 @@ pub(crate) const K8S_POD_NAME: &str = "k8s.pod.name";
 pub(crate) const HOST_NAME: &str = "host.name";
 pub(crate) const PEER_SERVICE: &str = "peer.service";
 pub(crate) const SERVICE_VERSION: &str = "service.version";
+
+/// The longest service name, instance and version augur accepts, in bytes (longer than any
+/// Kubernetes or DNS name). Every record of a resource owns a copy of these, so without a
+/// bound one long attribute repeated in every record of a message would cost its length
+/// times the number of records (a 1 MB message could demand gigabytes).
+pub const MAX_RESOURCE_VALUE_BYTES: usize = 256;
+
+/// The longest service or instance name a rejected record's context repeats.
+const CONTEXT_NAME_BYTES: usize = 64;
 
 /// The resource attributes augur uses; empty strings count as missing.
 #[derive(Debug, Default, Clone, Copy)]
@@ -70,6 +79,25 @@ impl<'a> ResourceAttrs<'a> {
         }
     }
 
+    /// Why the resource's identity can't be used: a service name, instance or version
+    /// longer than [`MAX_RESOURCE_VALUE_BYTES`].
+    pub fn too_long(&self) -> Option<String> {
+        let (service, instance) = self.identity()?;
+        [
+            (SERVICE_NAME, service),
+            ("instance", instance),
+            (SERVICE_VERSION, self.version.unwrap_or_default()),
+        ]
+        .into_iter()
+        .find(|(_, v)| v.len() > MAX_RESOURCE_VALUE_BYTES)
+        .map(|(key, v)| {
+            format!(
+                "{key} is {} bytes long (at most {MAX_RESOURCE_VALUE_BYTES})",
+                v.len()
+            )
+        })
+    }
+
     /// `(service, instance)`: instance is `service.instance.id`, else `k8s.pod.name`, else
     /// `host.name`, else the service name. `None` without a service name.
     pub fn identity(&self) -> Option<(&'a str, &'a str)> {
@@ -90,15 +118,51 @@ pub(crate) struct OwnedIdentity {
     pub service_instance: Option<(String, String)>,
     /// `service.version`, if set.
     pub version: Option<String>,
+    /// Why every record of the resource is rejected although it has a service name.
+    pub invalid: Option<String>,
 }
 
 impl OwnedIdentity {
     pub fn new(attrs: &ResourceAttrs<'_>) -> Self {
-        OwnedIdentity {
-            service_instance: attrs.identity().map(|(s, i)| (s.to_owned(), i.to_owned())),
-            version: attrs.version.map(str::to_owned),
+        // An identity too long to copy into every record keeps only a prefix, for the
+        // rejections' context.
+        let cut = |s: &str| cut_at_char(s, CONTEXT_NAME_BYTES).to_owned();
+        match attrs.too_long() {
+            None => OwnedIdentity {
+                service_instance: attrs.identity().map(|(s, i)| (s.to_owned(), i.to_owned())),
+                version: attrs.version.map(str::to_owned),
+                invalid: None,
+            },
+            Some(reason) => OwnedIdentity {
+                service_instance: attrs.identity().map(|(s, i)| (cut(s), cut(i))),
+                version: None,
+                invalid: Some(reason),
+            },
         }
     }
+
+    /// `(service, instance)` for a record, or why the record is rejected.
+    pub fn get(&self) -> Result<(&String, &String), String> {
+        if let Some(reason) = &self.invalid {
+            return Err(reason.clone());
+        }
+        match &self.service_instance {
+            Some((service, instance)) => Ok((service, instance)),
+            None => Err("missing service.name".to_owned()),
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub(crate) fn cut_at_char(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// An id as found on the wire: raw bytes (protobuf) or hex (JSON).
@@ -191,18 +255,21 @@ pub(crate) fn span_kind(k: i32) -> SpanKind {
 pub(crate) const STATUS_ERROR: i32 = 2;
 
 impl RawSpan<'_> {
-    /// Validates the span against its resource.
-    pub fn validate(&self, res: &OwnedIdentity) -> Result<Span, RecordError> {
+    /// Validates the span against its resource; a rejection has the span's context when
+    /// `rejected` (the message's rejections so far) is below [`RECORD_CONTEXTS`].
+    pub fn validate(&self, res: &OwnedIdentity, rejected: usize) -> Result<Span, RecordError> {
         self.check(res).map_err(|reason| RecordError {
             reason,
-            record: self.context(res),
+            record: if rejected < RECORD_CONTEXTS {
+                self.context(res)
+            } else {
+                String::new()
+            },
         })
     }
 
     fn check(&self, res: &OwnedIdentity) -> Result<Span, String> {
-        let Some((service, instance)) = &res.service_instance else {
-            return Err("missing service.name".to_owned());
-        };
+        let (service, instance) = res.get()?;
         let trace_id = match self.trace_id.decode::<16>("trace id")? {
             Some(b) if b != [0; 16] => u128::from_be_bytes(b),
             Some(_) => return Err("trace id is all zeros".to_owned()),
@@ -257,9 +324,9 @@ impl RawSpan<'_> {
         self.parent_span_id.push_json(&mut out);
         if let Some((service, instance)) = &res.service_instance {
             out.push_str(",\"service\":");
-            push_str(&mut out, service);
+            push_str_truncated(&mut out, service, CONTEXT_NAME_BYTES);
             out.push_str(",\"instance\":");
-            push_str(&mut out, instance);
+            push_str_truncated(&mut out, instance, CONTEXT_NAME_BYTES);
         }
         out.push_str(",\"name\":");
         push_str_truncated(&mut out, self.name, 256);
