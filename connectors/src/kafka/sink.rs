@@ -6,7 +6,8 @@
 //! never stops the job for its size: a value over `dlq_max_bytes` is cut to it, and one the
 //! producer still refuses is written as a reference (headers only; the original stays at its
 //! source coordinates). Outputs the broker doesn't acknowledge are kept until it does:
-//! missing output topics are recreated, and a producer stuck for 20 s is replaced and the
+//! missing output topics are recreated, and a producer stuck for 20 s (messages pending, none
+//! acknowledged: a slow broker that still acknowledges is waited for) is replaced and the
 //! unconfirmed messages sent again. State: the producer, copies of the messages since the
 //! last confirmed flush, and the counters it reports.
 
@@ -46,8 +47,10 @@ pub struct KafkaSink {
     producer: OutputProducer,
     /// Copies of the messages sent since the last confirmed flush.
     outbox: Vec<Unconfirmed>,
-    /// Since when the producer has had messages it couldn't deliver.
+    /// Since when the producer has had messages pending and delivered none.
     pending_since: Option<Instant>,
+    /// The producer's acknowledged messages when `pending_since` was last set.
+    delivered_seen: u64,
     /// When a topic the job writes was last (re)created because outputs were pending.
     last_recreate: Option<Instant>,
     topics: OutputTopics,
@@ -73,6 +76,7 @@ impl KafkaSink {
             producer: OutputProducer::new(settings)?,
             outbox: Vec::new(),
             pending_since: None,
+            delivered_seen: 0,
             last_recreate: None,
             topics,
             metrics,
@@ -278,12 +282,21 @@ impl Outputs for KafkaSink {
             Ok(()) => {
                 self.outbox.clear();
                 self.pending_since = None;
+                self.delivered_seen = self.producer.delivered();
             }
             Err(KafkaError::Unacknowledged { .. }) => {
                 self.recreate_topics();
+                // Progress restarts the clock: only a producer that delivers nothing is stuck
+                // (replacing one that is merely slower than the input resends its backlog).
+                let delivered = self.producer.delivered();
+                if delivered > self.delivered_seen {
+                    self.delivered_seen = delivered;
+                    self.pending_since = Some(Instant::now());
+                }
                 let since = *self.pending_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= RENEW_AFTER {
                     self.renew_producer()?;
+                    self.delivered_seen = 0;
                     self.pending_since = Some(Instant::now());
                 }
             }
