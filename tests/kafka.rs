@@ -121,10 +121,9 @@ fn sigterm_and_wait(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
-/// Every message of a topic: (key, payload, headers).
-type Record = (Vec<u8>, Vec<u8>, BTreeMap<String, String>);
-
-fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
+/// A consumer assigned to every partition of `topic` from its first offset, and how many
+/// messages the topic holds.
+fn from_the_start(brokers: &str, topic: &str) -> (BaseConsumer, i64) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("test-reader-{}", std::process::id()))
@@ -146,6 +145,14 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();
+    (consumer, remaining)
+}
+
+/// Every message of a topic: (key, payload, headers).
+type Record = (Vec<u8>, Vec<u8>, BTreeMap<String, String>);
+
+fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
+    let (consumer, mut remaining) = from_the_start(brokers, topic);
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = Instant::now();
@@ -1204,28 +1211,8 @@ fn read_partitions(
     patience: Duration,
     mut f: impl FnMut(i32, &[u8], BTreeMap<String, String>),
 ) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-reader-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions = metadata.topics()[0].partitions().len() as i32;
-    let mut tpl = TopicPartitionList::new();
-    let mut remaining = 0;
-    for p in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .unwrap();
-        remaining += high - low;
-        tpl.add_partition_offset(topic, p, Offset::Offset(low))
-            .unwrap();
-    }
+    let (consumer, mut remaining) = from_the_start(brokers, topic);
     let total = remaining;
-    consumer.assign(&tpl).unwrap();
     let mut last = Instant::now();
     while remaining > 0 && last.elapsed() < patience {
         let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {

@@ -23,6 +23,7 @@ use super::metrics::KafkaMetrics;
 use super::producer::{Header, OutputProducer};
 use super::settings::KafkaSettings;
 use crate::dead_letter::DeadLetter;
+use crate::otlp::cut_at_char;
 use crate::sink::{Outputs, SinkError};
 
 /// Output topics: their names, and the partitions of those recreated when missing.
@@ -304,16 +305,4 @@ impl Outputs for KafkaSink {
         }
         Ok(result?)
     }
-}
-
-/// `text` cut to at most `max` bytes, at a character boundary.
-fn cut_at_char(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }

@@ -20,6 +20,8 @@ mod traces_proto;
 mod view;
 mod wire;
 
+pub(crate) use view::cut_at_char;
+
 pub use error::{DecodeError, RECORD_CONTEXTS, RecordError};
 pub use logs::{decode_logs, decode_logs_json, decode_logs_proto};
 pub use metric_names::MetricNames;
