@@ -1588,11 +1588,20 @@ fn kafka_poison_mix_leaves_alerts_unchanged() {
     );
     assert_eq!(poisoned_alerts, clean_alerts);
 
-    // Each poison message is one dead letter, counted as its kind.
+    // Each poison message is one dead letter, counted as its kind — except a past-dated
+    // message read before the job closed any window of its partition's worker: no window it
+    // belongs to has closed, so it is data (two spans more than the clean run), not late.
     let n = |kind: &str| sent.get(kind).copied().unwrap_or(0) as f64;
+    let accepted_past =
+        (metric(m, "augur_spans_total") - metric(clean_metrics, "augur_spans_total")) / 2.0;
+    assert!(
+        (0.0..=n("past-dated spans")).contains(&accepted_past) && accepted_past.fract() == 0.0,
+        "{accepted_past} past-dated messages taken as data; {m}"
+    );
+    let dead_lettered = poisoned - accepted_past as u64;
     assert_eq!(
         metric(m, "augur_dead_letters_total"),
-        poisoned as f64,
+        dead_lettered as f64,
         "{m}"
     );
     assert_eq!(metric(m, "augur_empty_messages_total"), n("empty"), "{m}");
@@ -1603,7 +1612,7 @@ fn kafka_poison_mix_leaves_alerts_unchanged() {
     );
     assert_eq!(
         metric(m, "augur_late_records_total"),
-        2.0 * n("past-dated spans"),
+        2.0 * (n("past-dated spans") - accepted_past),
         "{m}"
     );
     assert_eq!(
@@ -1642,10 +1651,13 @@ fn kafka_poison_mix_leaves_alerts_unchanged() {
             ));
         },
     );
-    assert_eq!(total as u64, poisoned, "one dead letter per poison message");
+    assert_eq!(
+        total as u64, dead_lettered,
+        "one dead letter per poison message"
+    );
     assert_eq!(
         coordinates.len() as u64,
-        poisoned,
+        dead_lettered,
         "each for a different message"
     );
     assert_eq!(
