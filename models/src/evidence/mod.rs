@@ -642,6 +642,7 @@ fn diagnose_ranges(
                 ..strongest.clone()
             });
     }
+    let (entry_before, entry_after) = (repair::entry(before), repair::entry(after));
     let mut culprits: Vec<Culprit> = by_service
         .into_iter()
         .filter_map(|(service, mut evidence)| {
@@ -649,7 +650,8 @@ fn diagnose_ranges(
             evidence.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.z.total_cmp(&a.z)));
             let top = evidence.first()?;
             Some(Culprit {
-                repair_ms: repair::repair_ms(&service, before, after),
+                repair_ms: entry_after
+                    .map(|(requests, _)| repair::repair_ms(&service, before, after, requests)),
                 service,
                 score: top.score,
                 resource: top.signal.resource().to_string(),
@@ -667,9 +669,7 @@ fn diagnose_ranges(
         at,
         windows_before: before.windows,
         windows_after: after.windows,
-        entry_ms: repair::entry(before)
-            .zip(repair::entry(after))
-            .map(|((_, b), (_, a))| (b, a)),
+        entry_ms: entry_before.zip(entry_after).map(|((_, b), (_, a))| (b, a)),
         culprits,
     }
 }

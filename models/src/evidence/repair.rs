@@ -32,9 +32,8 @@ pub(super) fn entry(range: &Range) -> Option<(f64, f64)> {
 }
 
 /// Milliseconds per entry request saved had `service` behaved as in `before` (see the
-/// module docs); `None` when `after` has no entry requests.
-pub(super) fn repair_ms(service: &str, before: &Range, after: &Range) -> Option<f64> {
-    let (entry_requests, _) = entry(after)?;
+/// module docs), given the `entry_requests` of `after`.
+pub(super) fn repair_ms(service: &str, before: &Range, after: &Range, entry_requests: f64) -> f64 {
     let mut saved = 0.0;
     if let (Some(b), Some(a)) = (before.self_time.get(service), after.self_time.get(service)) {
         saved += (a.mean() - b.mean()).max(0.0) * a.units();
@@ -47,5 +46,5 @@ pub(super) fn repair_ms(service: &str, before: &Range, after: &Range) -> Option<
             saved += (a.mean() - b.mean()).max(0.0) * a.units();
         }
     }
-    Some(saved / entry_requests)
+    saved / entry_requests
 }

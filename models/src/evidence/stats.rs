@@ -4,13 +4,18 @@ use serde::{Deserialize, Serialize};
 
 use super::{Evidence, Signal};
 
-/// A per-unit mean pooled over windows (`sum / n`), with each window's own mean kept for
-/// the spread.
+/// A per-unit mean pooled over windows (`sum / n`), with the spread of the windows' own
+/// means kept as a running summary (count, mean, sum of squared deviations), so pooling two
+/// ranges — a learned normal of days into the minutes before — costs the same as one window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct Pooled {
     sum: f64,
     n: f64,
-    means: Vec<f64>,
+    /// Windows with units, the mean of their means, and the sum of squared deviations.
+    windows: f64,
+    mean_of_means: f64,
+    m2: f64,
 }
 
 impl Pooled {
@@ -19,7 +24,12 @@ impl Pooled {
         if n > 0.0 {
             self.sum += sum;
             self.n += n;
-            self.means.push(sum / n);
+            // Welford's update.
+            let x = sum / n;
+            self.windows += 1.0;
+            let delta = x - self.mean_of_means;
+            self.mean_of_means += delta / self.windows;
+            self.m2 += delta * (x - self.mean_of_means);
         }
     }
 
@@ -27,7 +37,14 @@ impl Pooled {
     pub(super) fn absorb(&mut self, other: &Pooled) {
         self.sum += other.sum;
         self.n += other.n;
-        self.means.extend_from_slice(&other.means);
+        // Chan et al.'s merge of two summaries.
+        let windows = self.windows + other.windows;
+        if windows > 0.0 {
+            let delta = other.mean_of_means - self.mean_of_means;
+            self.m2 += other.m2 + delta * delta * self.windows * other.windows / windows;
+            self.mean_of_means += delta * other.windows / windows;
+            self.windows = windows;
+        }
     }
 
     pub(super) fn mean(&self) -> f64 {
@@ -40,18 +57,15 @@ impl Pooled {
     }
 
     fn windows(&self) -> f64 {
-        self.means.len() as f64
+        self.windows
     }
 
     /// Sample standard deviation of the per-window means; 0 with fewer than 3 windows.
     fn spread(&self) -> f64 {
-        let k = self.means.len();
-        if k < 3 {
+        if self.windows < 3.0 {
             return 0.0;
         }
-        let m = self.means.iter().sum::<f64>() / k as f64;
-        let var = self.means.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (k - 1) as f64;
-        var.sqrt()
+        (self.m2.max(0.0) / (self.windows - 1.0)).sqrt()
     }
 }
 
@@ -183,4 +197,47 @@ pub(super) fn ratio(before: &Pooled, after: &Pooled) -> f64 {
 /// `(after - before) / spread of the normal's per-window values` (spread floored at 1e-6).
 pub(super) fn zscore(before: &Pooled, after: &Pooled) -> f64 {
     (after.mean() - before.mean()) / before.spread().max(1e-6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pooled;
+
+    /// The running summary against a from-scratch recomputation, windows added one by one
+    /// and pooled from two parts.
+    #[test]
+    fn the_summary_is_the_spread_of_the_window_means() {
+        let windows: Vec<(f64, f64)> = (0..50)
+            .map(|i| (((i * 37) % 11) as f64 * 3.5 + 100.0, 1.0 + (i % 4) as f64))
+            .collect();
+        let means: Vec<f64> = windows.iter().map(|(s, n)| s / n).collect();
+        let m = means.iter().sum::<f64>() / means.len() as f64;
+        let sd =
+            (means.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (means.len() - 1) as f64).sqrt();
+        let (sum, n) = windows
+            .iter()
+            .fold((0.0, 0.0), |(a, b), (s, k)| (a + s, b + k));
+
+        let mut one = Pooled::default();
+        for &(s, k) in &windows {
+            one.add(s, k);
+        }
+        let (mut first, mut second) = (Pooled::default(), Pooled::default());
+        for (i, &(s, k)) in windows.iter().enumerate() {
+            if i < 17 {
+                first.add(s, k)
+            } else {
+                second.add(s, k)
+            }
+        }
+        first.absorb(&second);
+        for p in [&one, &first] {
+            assert!((p.spread() - sd).abs() < 1e-9, "{} vs {sd}", p.spread());
+            assert!((p.mean() - sum / n).abs() < 1e-9);
+            assert_eq!(p.windows(), 50.0);
+        }
+        let mut empty = Pooled::default();
+        empty.absorb(&one);
+        assert!((empty.spread() - sd).abs() < 1e-9);
+    }
 }
