@@ -121,6 +121,20 @@ fn sigterm_and_wait(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// A message's headers, values as text.
+fn headers_of(m: &rdkafka::message::BorrowedMessage<'_>) -> BTreeMap<String, String> {
+    let mut headers = BTreeMap::new();
+    if let Some(h) = m.headers() {
+        for header in h.iter() {
+            headers.insert(
+                header.key.to_string(),
+                String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+            );
+        }
+    }
+    headers
+}
+
 /// A consumer assigned to every partition of `topic` from its first offset, and how many
 /// messages the topic holds.
 fn from_the_start(brokers: &str, topic: &str) -> (BaseConsumer, i64) {
@@ -165,15 +179,7 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
         };
         last = Instant::now();
         remaining -= 1;
-        let mut headers = BTreeMap::new();
-        if let Some(h) = m.headers() {
-            for header in h.iter() {
-                headers.insert(
-                    header.key.to_string(),
-                    String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
-                );
-            }
-        }
+        let headers = headers_of(&m);
         out.push((
             m.key().unwrap_or_default().to_vec(),
             m.payload().unwrap_or_default().to_vec(),
@@ -1220,15 +1226,7 @@ fn read_partitions(
         };
         last = Instant::now();
         remaining -= 1;
-        let mut headers = BTreeMap::new();
-        if let Some(h) = m.headers() {
-            for header in h.iter() {
-                headers.insert(
-                    header.key.to_string(),
-                    String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
-                );
-            }
-        }
+        let headers = headers_of(&m);
         f(m.partition(), m.payload().unwrap_or_default(), headers);
     }
     assert!(

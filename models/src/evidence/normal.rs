@@ -179,6 +179,11 @@ impl NormalProfile {
         Ok(best)
     }
 
+    /// Whether it holds log template miners (the data it was learned from had logs).
+    pub fn has_miners(&self) -> bool {
+        !self.miners.is_empty()
+    }
+
     /// The log template miners' states, to restore before a replay.
     pub fn miner_snapshots(&self, path: &Path) -> Result<BTreeMap<String, Vec<u8>>, NormalError> {
         self.miners

@@ -339,25 +339,34 @@ fn detect(
     (all, first)
 }
 
+/// A normal learned from the chain's windows `from_s..=to_s` with `fault`.
+fn learned(from_s: u64, to_s: u64, fault: Fault, seed: u64) -> NormalProfile {
+    NormalProfile::learn(
+        "chain",
+        &windows(from_s, to_s, fault, seed),
+        &BTreeMap::new(),
+    )
+    .expect("enough windows with requests")
+}
+
+/// The detector's default settings, judging against `normal` as well.
+fn with_learned(normal: NormalProfile) -> EvidenceDetectorConfig {
+    EvidenceDetectorConfig {
+        learned: LearnedNormal(Some(std::sync::Arc::new(normal))),
+        ..EvidenceDetectorConfig::default()
+    }
+}
+
 /// With a learned normal in which `b` runs three times slower, `b` tripling is a swing the
 /// application is known to make: the windows before alone would call it a fault, the
 /// detector with the learned normal does not.
 #[test]
 fn the_detector_ignores_a_swing_the_learned_normal_knows() {
     for seed in 1..=3 {
-        let slow_b_is_normal = NormalProfile::learn(
-            "chain",
-            &windows(101, 190, Fault::Slow(1), seed + 10),
-            &BTreeMap::new(),
-        )
-        .expect("90 windows with requests");
+        let slow_b_is_normal = learned(101, 190, Fault::Slow(1), seed + 10);
         let (alone, _) = detect(EvidenceDetectorConfig::default(), Fault::Slow(1), seed);
         assert!(!alone.is_empty(), "seed {seed}: without it, a detection");
-        let config = EvidenceDetectorConfig {
-            learned: LearnedNormal(Some(std::sync::Arc::new(slow_b_is_normal))),
-            ..EvidenceDetectorConfig::default()
-        };
-        let (with, _) = detect(config, Fault::Slow(1), seed);
+        let (with, _) = detect(with_learned(slow_b_is_normal), Fault::Slow(1), seed);
         assert!(with.is_empty(), "seed {seed}: {with:?}");
     }
 }
@@ -366,17 +375,8 @@ fn the_detector_ignores_a_swing_the_learned_normal_knows() {
 #[test]
 fn the_detector_with_a_learned_normal_names_the_fault() {
     for seed in 1..=3 {
-        let normal = NormalProfile::learn(
-            "chain",
-            &windows(1, 90, Fault::None, seed + 10),
-            &BTreeMap::new(),
-        )
-        .expect("90 windows with requests");
-        let config = EvidenceDetectorConfig {
-            learned: LearnedNormal(Some(std::sync::Arc::new(normal))),
-            ..EvidenceDetectorConfig::default()
-        };
-        let (detections, first) = detect(config, Fault::Slow(1), seed);
+        let normal = learned(1, 90, Fault::None, seed + 10);
+        let (detections, first) = detect(with_learned(normal), Fault::Slow(1), seed);
         let first = first.expect("detected");
         assert!(
             (AT..=AT + 10_000).contains(&first),
@@ -402,12 +402,7 @@ fn windows(from_s: u64, to_s: u64, fault: Fault, seed: u64) -> Vec<WindowSnapsho
 #[test]
 fn a_learned_normal_stands_in_for_missing_minutes_before() {
     for seed in 1..=3 {
-        let normal = NormalProfile::learn(
-            "chain",
-            &windows(1, 90, Fault::None, seed + 10),
-            &BTreeMap::new(),
-        )
-        .expect("90 windows with requests");
+        let normal = learned(1, 90, Fault::None, seed + 10);
         assert_eq!(normal.services, ["a", "b", "c"]);
         let incident = windows(101, 160, Fault::Slow(1), seed);
         let alone = diagnose(&incident, AT, &EvidenceParams::default());

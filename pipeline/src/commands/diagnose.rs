@@ -5,14 +5,12 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use augur_models::evidence::{
-    Diagnosis, EvidenceParams, LearnedNormal, NormalProfile, diagnose_with_normal,
-};
+use augur_models::evidence::{Diagnosis, EvidenceParams, NormalProfile, diagnose_with_normal};
 use augur_operators::{LogMiners, WindowSnapshot};
 
 use crate::cli::DiagnoseArgs;
 use crate::commands::replay::topic_source_spec;
-use crate::commands::{load_config, metric_names, parse_time_ms, stop_on_signal};
+use crate::commands::{load_config, metric_names, parse_time_ms, serve_normal, stop_on_signal};
 use crate::config::Config;
 use crate::dataflow::JobSpec;
 use crate::job_metrics::JobMetrics;
@@ -46,7 +44,7 @@ pub fn run(args: &DiagnoseArgs) -> anyhow::Result<()> {
     };
     let replay = replay_with_normal(&config, input, topic, args.job.workers, !args.json, &[])?;
     let windows = replay.windows;
-    let d = diagnose_with_normal(&windows, at, &params, replay.normal.as_ref());
+    let d = diagnose_with_normal(&windows, at, &params, replay.normal.as_deref());
     if args.json {
         println!("{}", serde_json::to_string(&d)?);
     } else {
@@ -71,7 +69,7 @@ pub fn run(args: &DiagnoseArgs) -> anyhow::Result<()> {
 pub struct Replay {
     pub windows: Vec<WindowSnapshot>,
     pub alerts: Vec<augur_operators::Alert>,
-    pub normal: Option<NormalProfile>,
+    pub normal: Option<Arc<NormalProfile>>,
 }
 
 /// [`windows_of`], with the learned normal in `diagnose.normal_dir` that knows the most of
@@ -124,8 +122,8 @@ pub fn replay_with_normal(
         overlap * 100.0,
         services.len()
     );
-    let snapshots = normal.miner_snapshots(&path)?;
-    if snapshots.is_empty() && detectors.is_empty() {
+    let normal = Arc::new(normal);
+    if !normal.has_miners() && detectors.is_empty() {
         return Ok(Replay {
             windows,
             alerts,
@@ -133,10 +131,8 @@ pub fn replay_with_normal(
         });
     }
     // Replayed again: template ids as the normal's, and the detectors judging against it.
-    let miners =
-        LogMiners::restore(&snapshots).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut config = config.clone();
-    config.detector.evidence.learned = LearnedNormal(Some(Arc::new(normal.clone())));
+    let miners = serve_normal(&mut config, &path, Arc::clone(&normal))?;
     let (windows, alerts) = windows_of(&config, input, topic, workers, false, detectors, &miners)?;
     Ok(Replay {
         windows,

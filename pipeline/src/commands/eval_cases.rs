@@ -92,8 +92,12 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
         let (windows, alerts, normal) = (replay.windows, replay.alerts, replay.normal);
         let mut case_results = Vec::new();
         for fault in &labels.faults {
-            let d =
-                diagnose_with_normal(&windows, fault.start_ms, &config.diagnose, normal.as_ref());
+            let d = diagnose_with_normal(
+                &windows,
+                fault.start_ms,
+                &config.diagnose,
+                normal.as_deref(),
+            );
             let first_alert = alerts
                 .iter()
                 .filter(|a| a.kind == AlertKind::RootCause && a.ends_at.is_none())
@@ -112,9 +116,14 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
                 ),
             ];
             rankings.extend(
-                baselines(&windows, fault.start_ms, &config.diagnose, normal.as_ref())
-                    .into_iter()
-                    .map(|(m, r)| (m.to_string(), r)),
+                baselines(
+                    &windows,
+                    fault.start_ms,
+                    &config.diagnose,
+                    normal.as_deref(),
+                )
+                .into_iter()
+                .map(|(m, r)| (m.to_string(), r)),
             );
             case_results.push(CaseResult {
                 alert_after_ms: first_alert.map(|a| a.window_end.saturating_sub(fault.start_ms)),

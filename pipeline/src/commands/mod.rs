@@ -221,7 +221,7 @@ pub fn load_job_normal(
     config: &mut Config,
     detectors: &[DetectorKind],
 ) -> anyhow::Result<augur_operators::LogMiners> {
-    use augur_models::evidence::{LearnedNormal, NormalProfile};
+    use augur_models::evidence::NormalProfile;
     let Some(name) = config.detector.evidence.normal.clone() else {
         if detectors.contains(&DetectorKind::Evidence) {
             eprintln!(
@@ -237,14 +237,26 @@ pub fn load_job_normal(
     let normal = NormalProfile::load(&path).with_context(|| {
         format!("[detector.evidence] normal = {name:?} (learn it with `augur train normal --name {name}`)")
     })?;
-    let miners = augur_operators::LogMiners::restore(&normal.miner_snapshots(&path)?)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let normal = Arc::new(normal);
+    let miners = serve_normal(config, &path, Arc::clone(&normal))?;
     eprintln!(
         "evidence: learned normal {} ({} services, {} windows with requests)",
         path.display(),
         normal.services.len(),
         normal.windows
     );
-    config.detector.evidence.learned = LearnedNormal(Some(Arc::new(normal)));
+    Ok(miners)
+}
+
+/// Hands the learned `normal` (read from `path`) to the `evidence` detector of `config`,
+/// and returns the log template miners restored from it, for the job's replay or run.
+pub fn serve_normal(
+    config: &mut Config,
+    path: &Path,
+    normal: Arc<augur_models::evidence::NormalProfile>,
+) -> anyhow::Result<augur_operators::LogMiners> {
+    let miners = augur_operators::LogMiners::restore(&normal.miner_snapshots(path)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    config.detector.evidence.learned = augur_models::evidence::LearnedNormal(Some(normal));
     Ok(miners)
 }
