@@ -16,6 +16,10 @@ pub(super) struct Pooled {
     windows: f64,
     mean_of_means: f64,
     m2: f64,
+    /// The (sum, units) of the window with the highest mean: a move has to stand without
+    /// it, so one slow request in a quiet window is not a move.
+    #[serde(default)]
+    peak: (f64, f64),
 }
 
 impl Pooled {
@@ -30,6 +34,9 @@ impl Pooled {
             let delta = x - self.mean_of_means;
             self.mean_of_means += delta / self.windows;
             self.m2 += delta * (x - self.mean_of_means);
+            if self.peak.1 == 0.0 || x > self.peak.0 / self.peak.1 {
+                self.peak = (sum, n);
+            }
         }
     }
 
@@ -45,6 +52,17 @@ impl Pooled {
             self.mean_of_means += delta * other.windows / windows;
             self.windows = windows;
         }
+        if other.peak.1 > 0.0
+            && (self.peak.1 == 0.0 || other.peak.0 / other.peak.1 > self.peak.0 / self.peak.1)
+        {
+            self.peak = other.peak;
+        }
+    }
+
+    /// The mean and window count without the peak window (`None` with fewer than two).
+    fn without_peak(&self) -> Option<(f64, f64)> {
+        let n = self.n - self.peak.1;
+        (self.windows >= 2.0 && n > 0.0).then(|| ((self.sum - self.peak.0) / n, self.windows - 1.0))
     }
 
     pub(super) fn mean(&self) -> f64 {
@@ -71,7 +89,8 @@ impl Pooled {
 
 /// A rise of a pooled mean from `before` to `after`, if significant: the spread of the
 /// normal's per-window means (at least `rel_floor` of its level and `abs_floor`) gives the
-/// standard error of both means.
+/// standard error of both means. With two or more windows examined, the rise must also be
+/// significant without the highest of them: a lasting move, not one slow request.
 pub(super) fn increase(
     signal: Signal,
     on: Option<String>,
@@ -90,6 +109,13 @@ pub(super) fn increase(
     let z = (a - b) / se;
     if z < min_z {
         return None;
+    }
+    // The move has to stand without the examined range's peak window as well.
+    if let Some((a_rest, windows_rest)) = after.without_peak() {
+        let se_rest = sd * (1.0 / before.windows() + 1.0 / windows_rest).sqrt();
+        if (a_rest - b) / se_rest < min_z {
+            return None;
+        }
     }
     Some(Evidence {
         signal,

@@ -26,6 +26,11 @@ enum Fault {
     /// In half of its requests the service stops after its first log line (an exception
     /// thrown between the two lines every request writes).
     BrokenFlow(usize),
+    /// One request of the service, in the window ending 5 s after `AT`, takes 100 times its
+    /// own time; nothing else changes.
+    OneSlowRequest(usize),
+    /// `a`'s own time +200 ms, and `b`'s own time × 1.6 (a few ms).
+    SlowCallerSlightlySlowerCallee,
 }
 
 struct Lcg(u64);
@@ -50,6 +55,9 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
         gap[i] = 1.0 * rng.noise(0.3);
         match fault {
             Fault::Slow(s) if on && s == i => own[i] *= 3.0,
+            Fault::OneSlowRequest(s) if end == AT + 5000 && s == i => own[i] *= 100.0,
+            Fault::SlowCallerSlightlySlowerCallee if on && i == 0 => own[i] += 200.0,
+            Fault::SlowCallerSlightlySlowerCallee if on && i == 1 => own[i] *= 1.6,
             _ => {}
         }
     }
@@ -208,6 +216,30 @@ fn a_network_delay_is_named_at_the_service_whose_edges_all_moved() {
             let d = run(Fault::Delay(i), seed);
             assert_eq!(top(&d), (*name, "network"), "seed {seed}: {d:#?}");
         }
+    }
+}
+
+#[test]
+fn one_slow_request_is_not_a_move() {
+    for seed in 1..=5 {
+        for i in 0..CHAIN.len() {
+            let d = run(Fault::OneSlowRequest(i), seed);
+            assert!(d.culprits.is_empty(), "seed {seed}: {d:#?}");
+        }
+    }
+}
+
+/// `b` is slower and `a` calls it, but `b`'s few added ms don't account for `a`'s 200: `a`
+/// is not ranked after `b` as if it only showed `b`'s effect.
+#[test]
+fn a_callee_explains_its_caller_only_when_its_rise_accounts_for_the_callers() {
+    for seed in 1..=5 {
+        let d = run(Fault::SlowCallerSlightlySlowerCallee, seed);
+        assert_eq!(top(&d), ("a", "cpu"), "seed {seed}: {d:#?}");
+        assert!(
+            d.culprits.iter().any(|c| c.service == "b"),
+            "seed {seed}: {d:#?}"
+        );
     }
 }
 
