@@ -493,6 +493,13 @@ fn diagnose_ranges(
             ev.signal = Signal::LogErrors;
             by_service.entry(service.clone()).or_default().push(ev);
         }
+        // Templates per request where the service serves requests in both ranges (a code
+        // path that stops writing a line writes it less per request, whatever its other
+        // lines do), else per log record.
+        let (ub, ua) = match (before.requests.get(service), after.requests.get(service)) {
+            (Some(&rb), Some(&ra)) if rb > 0.0 && ra > 0.0 => (rb, ra),
+            _ => (nb, na),
+        };
         let ids: std::collections::BTreeSet<u64> = before
             .templates
             .keys()
@@ -511,8 +518,8 @@ fn diagnose_ranges(
                 stats::count_change(
                     Signal::LogTemplate,
                     &text,
-                    (cb, nb),
-                    (ca, na),
+                    (cb, ub),
+                    (ca, ua),
                     0.5,
                     0.02,
                     z_min,
@@ -677,8 +684,7 @@ fn diagnose_ranges(
 /// Effects travel from callees to callers: a saturated callee fills its callers' queues,
 /// fails their calls, makes them retry. A culprit that calls another culprit (not one named
 /// for its network only: the service whose every edge moved already has the higher pooled
-/// score) and whose calls to it slowed significantly, by at least 20 % and by as much as its own
-/// self time rose per request, or whose evidence is errors as the callee's is, may
+/// score) and whose calls to it slowed significantly, by at least 20 %, or whose evidence is errors as the callee's is, may
 /// only be showing that one's effect: such culprits come after the others, each group in
 /// score order.
 fn explained_last(
@@ -713,7 +719,6 @@ fn explained_last(
                     .is_some_and(|b| {
                         stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, min_z)
                             .is_some_and(|e| e.score >= 0.2)
-                            && waits_cover_own_rise((caller, callee), b, a, before, after)
                     })
         })
         .map(|((caller, _), _)| caller.clone())
@@ -722,36 +727,6 @@ fn explained_last(
         .into_iter()
         .partition(|c| !explained.contains(&c.service));
     first.into_iter().chain(rest).take(max).collect()
-}
-
-/// Whether the callee's own added time (its calls' latency rise less their gaps' rise: a
-/// delay on the wire, such as a network fault on the caller, is not the callee's doing), in ms
-/// per caller request, accounts for the rise of the caller's own self time: a callee a few
-/// milliseconds slower does not explain a caller hundreds of milliseconds slower in its work.
-fn waits_cover_own_rise(
-    edge: (&String, &String),
-    client_before: &Pooled,
-    client_after: &Pooled,
-    before: &Range,
-    after: &Range,
-) -> bool {
-    let caller = edge.0.as_str();
-    let own_rise = match (before.self_time.get(caller), after.self_time.get(caller)) {
-        (Some(b), Some(a)) => a.mean() - b.mean(),
-        _ => 0.0,
-    };
-    let key = (edge.0.clone(), edge.1.clone());
-    let gap_rise = match (before.gap.get(&key), after.gap.get(&key)) {
-        (Some(b), Some(a)) => a.mean() - b.mean(),
-        _ => 0.0,
-    };
-    let calls_per_request = after
-        .requests
-        .get(caller)
-        .filter(|&&r| r > 0.0)
-        .map_or(1.0, |r| client_after.units() / r);
-    let callee_rise = (client_after.mean() - client_before.mean() - gap_rise) * calls_per_request;
-    callee_rise >= own_rise
 }
 
 #[cfg(test)]

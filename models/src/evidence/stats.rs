@@ -165,7 +165,9 @@ pub(super) fn share_increase(eb: f64, nb: f64, ea: f64, na: f64, min_z: f64) -> 
 /// A change, either way, of a count per unit (`cb / nb` → `ca / na`: calls per request,
 /// a template's records per log record), if significant against the count the normal
 /// rate predicts (Poisson; the normal count floored at `min_count`, so a first occurrence
-/// can count); scored by the change over max(normal rate, `rate_floor`). `z` is signed.
+/// can count); scored by the change over the smaller of the two rates (at least
+/// `rate_floor`), so a rate falling to a tenth is as large a move as one rising tenfold. `z`
+/// is signed.
 pub(super) fn count_change(
     signal: Signal,
     on: &str,
@@ -190,7 +192,7 @@ pub(super) fn count_change(
         before,
         after,
         z,
-        score: (after - before).abs() / before.max(rate_floor),
+        score: (after - before).abs() / before.min(after).max(rate_floor),
     })
 }
 

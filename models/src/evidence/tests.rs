@@ -29,8 +29,8 @@ enum Fault {
     /// One request of the service, in the window ending 5 s after `AT`, takes 100 times its
     /// own time; nothing else changes.
     OneSlowRequest(usize),
-    /// `a`'s own time +200 ms, and `b`'s own time × 1.6 (a few ms).
-    SlowCallerSlightlySlowerCallee,
+    /// The service never writes its second line again.
+    StopsSecondLine(usize),
 }
 
 struct Lcg(u64);
@@ -56,8 +56,6 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
         match fault {
             Fault::Slow(s) if on && s == i => own[i] *= 3.0,
             Fault::OneSlowRequest(s) if end == AT + 5000 && s == i => own[i] *= 100.0,
-            Fault::SlowCallerSlightlySlowerCallee if on && i == 0 => own[i] += 200.0,
-            Fault::SlowCallerSlightlySlowerCallee if on && i == 1 => own[i] *= 1.6,
             _ => {}
         }
     }
@@ -122,7 +120,8 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
     let logs = (0..3)
         .filter(|&i| requests[i] > 0)
         .map(|i| {
-            let broken = matches!(fault, Fault::BrokenFlow(f) if f == i) && on && end % 2000 == 0;
+            let broken = (matches!(fault, Fault::BrokenFlow(f) if f == i) && on && end % 2000 == 0)
+                || (matches!(fault, Fault::StopsSecondLine(f) if f == i) && on);
             let mut templates = vec![TemplateCount {
                 id: 3,
                 template: format!("INFO {} start <*>", CHAIN[i]),
@@ -229,16 +228,26 @@ fn one_slow_request_is_not_a_move() {
     }
 }
 
-/// `b` is slower and `a` calls it, but `b`'s few added ms don't account for `a`'s 200: `a`
-/// is not ranked after `b` as if it only showed `b`'s effect.
+/// A line every request wrote that is no longer written is as large a move as a new line
+/// in every request (rate 1 -> 0 against 0 -> 1, both scored against the smaller rate,
+/// floored), not at most 1 as a fall relative to the normal rate would be.
 #[test]
-fn a_callee_explains_its_caller_only_when_its_rise_accounts_for_the_callers() {
+fn a_line_no_longer_written_scores_as_a_new_one() {
+    let params = EvidenceParams {
+        signals: vec![Signal::LogTemplate],
+        ..EvidenceParams::default()
+    };
     for seed in 1..=5 {
-        let d = run(Fault::SlowCallerSlightlySlowerCallee, seed);
-        assert_eq!(top(&d), ("a", "cpu"), "seed {seed}: {d:#?}");
+        let mut rng = Lcg(seed);
+        let windows: Vec<_> = (1..=160)
+            .map(|k| window(k * 1000, Fault::StopsSecondLine(1), &mut rng))
+            .collect();
+        let d = diagnose(&windows, AT, &params);
+        assert_eq!(top(&d), ("b", "errors"), "seed {seed}: {d:#?}");
+        let ev = &d.culprits[0].evidence[0];
         assert!(
-            d.culprits.iter().any(|c| c.service == "b"),
-            "seed {seed}: {d:#?}"
+            (ev.before, ev.after) == (1.0, 0.0) && ev.score > 10.0,
+            "{ev:?}"
         );
     }
 }
