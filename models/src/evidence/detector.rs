@@ -9,14 +9,14 @@
 //! stand against it: the top service's move must be significant against the learned normal
 //! alone as well as against the windows before, so a swing the application is known to make
 //! is not a detection. The culprits are then ranked against both pooled, as `augur diagnose`
-//! ranks them (on nezha-dev, the first alert after a fault named the culprit first in 23 of
-//! 53 cases with it, 15 without).
+//! ranks them. Figures: docs/models/evidence.md.
 //!
 //! **State:** the latest `recent_ms` of windows, and up to `before_ms` of earlier windows
 //! as the normal. A window that was part of a detection never joins the normal, so a
 //! lasting fault does not become normal while it lasts. Nothing is diagnosed until the
-//! normal holds `min_normal_windows` windows with requests: with the defaults, the first
-//! diagnosis can come 30 s after the job starts seeing traffic.
+//! recent range is full and the normal holds `min_normal_windows` windows with requests,
+//! a learned normal's windows counting: with the defaults, the first diagnosis can come
+//! 20 s after the job starts seeing traffic with a learned normal, 50 s without.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use super::{Diagnosis, EvidenceParams, NormalProfile, Range, diagnose_ranges};
 pub struct EvidenceDetectorConfig {
     /// The normal: up to this much time before the recent range, ms. Default 120000.
     pub before_ms: u64,
-    /// The recent range examined every window, ms. Default 10000.
+    /// The recent range examined every window, ms. Default 20000.
     pub recent_ms: u64,
     /// Windows with requests the normal needs before anything is diagnosed. Default 30.
     pub min_normal_windows: usize,
@@ -77,7 +77,7 @@ impl Default for EvidenceDetectorConfig {
     fn default() -> Self {
         EvidenceDetectorConfig {
             before_ms: 120_000,
-            recent_ms: 10_000,
+            recent_ms: 20_000,
             min_normal_windows: 30,
             min_z: 4.0,
             min_score: 0.5,
@@ -143,7 +143,20 @@ impl Detector for EvidenceDetector {
         {
             self.normal.pop_front();
         }
-        if self.normal_windows() < self.config.min_normal_windows {
+        // A learned normal stands in for live windows not yet seen; the recent range has to
+        // be full either way.
+        let learned_windows = self
+            .config
+            .learned
+            .0
+            .as_ref()
+            .map_or(0, |n| n.range().windows);
+        let recent_full = self
+            .recent
+            .front()
+            .is_some_and(|(w, _)| w.window_end + self.config.recent_ms <= now + w.window_ms);
+        if self.normal_windows() + learned_windows < self.config.min_normal_windows || !recent_full
+        {
             return Vec::new();
         }
         let at = self.normal.back().map_or(0, |w| w.window_end);

@@ -366,11 +366,21 @@ fn detect(
     fault: Fault,
     seed: u64,
 ) -> (Vec<augur_operators::Detection>, Option<u64>) {
+    detect_from(1, config, fault, seed)
+}
+
+/// [`detect`] over the windows from `from_s` on.
+fn detect_from(
+    from_s: u64,
+    config: EvidenceDetectorConfig,
+    fault: Fault,
+    seed: u64,
+) -> (Vec<augur_operators::Detection>, Option<u64>) {
     use augur_operators::Detector;
     let mut det = EvidenceDetector::new(config);
     let mut all = Vec::new();
     let mut first = None;
-    for w in windows(1, 160, fault, seed) {
+    for w in windows(from_s, 160, fault, seed) {
         let out = det.observe(&w);
         if !out.is_empty() {
             first.get_or_insert(w.window_end);
@@ -409,6 +419,37 @@ fn the_detector_ignores_a_swing_the_learned_normal_knows() {
         assert!(!alone.is_empty(), "seed {seed}: without it, a detection");
         let (with, _) = detect(with_learned(slow_b_is_normal), Fault::Slow(1), seed);
         assert!(with.is_empty(), "seed {seed}: {with:?}");
+    }
+}
+
+/// A job started 25 s before the fault has too few windows of its own for a normal; a
+/// learned one stands in for them, and the fault is named within 10 s.
+#[test]
+fn a_learned_normal_stands_in_for_the_windows_a_new_job_has_not_seen() {
+    for seed in 1..=3 {
+        let start_s = AT / 1000 - 25;
+        // Alone, it waits for 30 windows of its own past the recent range.
+        let (_, without) = detect_from(
+            start_s,
+            EvidenceDetectorConfig::default(),
+            Fault::Slow(1),
+            seed,
+        );
+        assert!(
+            without.is_none_or(|t| t >= AT + 20_000),
+            "seed {seed}: at {without:?}"
+        );
+        let normal = learned(1, 90, Fault::None, seed + 10);
+        let (with, first) = detect_from(start_s, with_learned(normal), Fault::Slow(1), seed);
+        let first = first.expect("detected");
+        assert!(
+            (AT..=AT + 10_000).contains(&first),
+            "seed {seed}: at {first}"
+        );
+        assert!(
+            with.iter().all(|d| d.culprits[0].service == "b"),
+            "seed {seed}: {with:?}"
+        );
     }
 }
 
