@@ -175,6 +175,10 @@ pub struct Diagnosis {
     pub entry_ms: Option<(f64, f64)>,
     /// Services that moved, strongest first (at most `max_culprits`).
     pub culprits: Vec<Culprit>,
+    /// Where the examined range started instead of `at`: no window within `after_ms` of
+    /// `at` had a request, and the first `after_ms` of telemetry after it were examined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub examined_from: Option<EventTime>,
 }
 
 /// Per service, its signals over one range of windows. Maps are stored as lists of
@@ -362,12 +366,30 @@ fn ranges(windows: &[WindowSnapshot], at: EventTime, params: &EvidenceParams) ->
             .iter()
             .filter(|w| w.window_end <= at && w.window_end + params.before_ms > at),
     );
+    let from = examined_from(windows, at, params);
     let after = Range::of(
         windows
             .iter()
-            .filter(|w| w.window_end > at && w.window_end <= at + params.after_ms),
+            .filter(|w| w.window_end > from && w.window_end <= from + params.after_ms),
     );
     (before, after)
+}
+
+/// Where the examined range starts: `at`, or, when no window in `(at, at + after_ms]` had
+/// a request (a gap in the telemetry), the start of the first window after it that had one.
+fn examined_from(windows: &[WindowSnapshot], at: EventTime, params: &EvidenceParams) -> EventTime {
+    let has_requests = |w: &&WindowSnapshot| w.services.iter().any(|s| s.requests > 0);
+    let later = windows
+        .iter()
+        .filter(|w| w.window_end > at)
+        .filter(has_requests);
+    match later
+        .map(|w| w.window_end.saturating_sub(w.window_ms))
+        .min()
+    {
+        Some(first) if first >= at + params.after_ms => first,
+        _ => at,
+    }
 }
 
 /// Simple rankings over the same ranges, for comparison: services by the ratio of their
@@ -418,7 +440,10 @@ pub fn diagnose_with_normal(
     normal: Option<&NormalProfile>,
 ) -> Diagnosis {
     let (before, after) = ranges_with_normal(windows, at, params, normal);
-    diagnose_ranges(&before, &after, at, params)
+    let mut d = diagnose_ranges(&before, &after, at, params);
+    let from = examined_from(windows, at, params);
+    d.examined_from = (from != at).then_some(from);
+    d
 }
 
 /// [`ranges`], with a learned normal pooled into the normal range.
@@ -678,6 +703,7 @@ fn diagnose_ranges(
         windows_after: after.windows,
         entry_ms: entry_before.zip(entry_after).map(|((_, b), (_, a))| (b, a)),
         culprits,
+        examined_from: None,
     }
 }
 

@@ -252,6 +252,23 @@ fn a_line_no_longer_written_scores_as_a_new_one() {
     }
 }
 
+/// Telemetry missing for 90 s after the moment asked about: the first minute after the gap
+/// is examined, and the diagnosis says where it started.
+#[test]
+fn a_gap_after_the_moment_moves_the_examined_range_to_the_first_data() {
+    let mut rng = Lcg(3);
+    let windows: Vec<_> = (1..=250)
+        .filter(|k| !(101..=190).contains(k))
+        .map(|k| window(k * 1000, Fault::Slow(1), &mut rng))
+        .collect();
+    let d = diagnose(&windows, AT, &EvidenceParams::default());
+    assert_eq!(d.examined_from, Some(AT + 90_000), "{d:#?}");
+    assert_eq!(top(&d), ("b", "cpu"), "{d:#?}");
+    assert_eq!(d.windows_after, 60);
+    // Data within the minute: the range starts at the moment.
+    assert_eq!(run(Fault::Slow(1), 3).examined_from, None);
+}
+
 #[test]
 fn skipped_calls_are_named_at_the_caller() {
     for seed in 1..=5 {

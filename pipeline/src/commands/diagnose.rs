@@ -204,6 +204,16 @@ pub fn table(d: &Diagnosis, params: &EvidenceParams) -> String {
         d.windows_after,
         params.after_ms / 1000
     );
+    if let Some(from) = d.examined_from {
+        let _ = writeln!(
+            out,
+            "no requests in the {} s after it: examined the {} s from the first after, {} ({} s later)",
+            params.after_ms / 1000,
+            params.after_ms / 1000,
+            augur_operators::decide::rfc3339(from),
+            from.saturating_sub(d.at) / 1000
+        );
+    }
     if let Some((before, after)) = d.entry_ms {
         let _ = writeln!(
             out,
