@@ -675,7 +675,7 @@ pub struct TrainCommon {
     #[arg(long, default_value_t = 1)]
     pub seed: i64,
     /// Directory the checkpoint is written to, created if needed (default: the config's
-    /// `detector.<model>.models_dir`).
+    /// `detector.<model>.models_dir`; for `normal`, `diagnose.normal_dir`).
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
     /// Checkpoint version to write (default: the newest in the directory + 1).
@@ -715,29 +715,36 @@ pub struct SeerTrainArgs {
     /// Training epochs (default 30).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Windows of history per prediction (default 5).
+    #[command(flatten)]
+    pub seer: SeerFlags,
+}
+
+/// The flags only Seer's training reads.
+#[derive(Clone, Debug, Default, Args)]
+pub struct SeerFlags {
+    /// Seer: windows of history per prediction (default 5).
     #[arg(long)]
     pub history: Option<usize>,
-    /// LSTM hidden size (default 48).
+    /// Seer: LSTM hidden size (default 48).
     #[arg(long)]
     pub hidden: Option<i64>,
-    /// Networks trained side by side from different initial weights, their probabilities
-    /// averaged (an ensemble; default 1).
+    /// Seer: networks trained side by side from different initial weights, their
+    /// probabilities averaged (an ensemble; default 1).
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..=16))]
     pub members: Option<i64>,
-    /// Loss weight of windows just before a violation starts (default 1).
+    /// Seer: loss weight of windows just before a violation starts (default 1).
     #[arg(long)]
     pub ahead_weight: Option<f64>,
-    /// Choose the epoch and threshold by the validation split's ahead recall (positive
-    /// windows whose violation hasn't started yet) instead of its recall.
+    /// Seer: choose the epoch and threshold by the validation split's ahead recall
+    /// (positive windows whose violation hasn't started yet) instead of its recall.
     #[arg(long)]
     pub select_ahead: bool,
-    /// The features to train on, comma-separated (default: every feature of the data, e.g.
-    /// `outstanding,latency_p99_ms,callee_p99_max_ms`).
+    /// Seer: the features to train on, comma-separated (default: every feature of the
+    /// data, e.g. `outstanding,latency_p99_ms,callee_p99_max_ms`).
     #[arg(long, value_delimiter = ',')]
     pub features: Vec<String>,
-    /// Score culprits from each service's own inputs (the default) or from the first
-    /// convolution across neighbouring services.
+    /// Seer: score culprits from each service's own inputs (`inputs`, the default) or
+    /// from the first convolution across neighbouring services (`conv`, as v2).
     #[arg(long, value_enum)]
     pub culprit_from: Option<CulpritFrom>,
 }
@@ -750,12 +757,12 @@ impl SeerTrainArgs {
 
     /// `--members`, default 1.
     pub fn members(&self) -> i64 {
-        self.members.unwrap_or(1)
+        self.seer.members.unwrap_or(1)
     }
 
     /// `--culprit-from`, default `inputs`.
     pub fn culprit_from(&self) -> CulpritFrom {
-        self.culprit_from.unwrap_or_default()
+        self.seer.culprit_from.unwrap_or_default()
     }
 }
 
@@ -828,7 +835,7 @@ impl TrainArgs {
 #[derive(Debug, Args)]
 pub struct TrainFlags {
     #[command(flatten)]
-    pub job: JobArgs,
+    pub common: TrainCommon,
     /// Model to train (or name it as a subcommand: `augur train sage ...`; `normal`: an
     /// application's normal for `augur diagnose`, from `--input` directories of its
     /// fault-free telemetry).
@@ -848,48 +855,12 @@ pub struct TrainFlags {
     /// Training epochs (seer, sage; default 30).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Seed of weight initialization and shuffling.
-    #[arg(long, default_value_t = 1)]
-    pub seed: i64,
-    /// Directory the checkpoint is written to, created if needed (default: the config's
-    /// `detector.<model>.models_dir`; for `normal`, `diagnose.normal_dir`).
-    #[arg(long)]
-    pub models_dir: Option<PathBuf>,
-    /// Checkpoint version to write (default: the newest in the directory + 1).
-    #[arg(long)]
-    pub version: Option<u64>,
-    /// Windows of history per prediction (default 5).
-    #[arg(long)]
-    pub history: Option<usize>,
-    /// LSTM hidden size (default 48).
-    #[arg(long)]
-    pub hidden: Option<i64>,
-    /// Seer: networks trained side by side from different initial weights, their
-    /// probabilities averaged (an ensemble; default 1).
-    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=16))]
-    pub members: Option<i64>,
-    /// Loss weight of windows just before a violation starts (default 1).
-    #[arg(long)]
-    pub ahead_weight: Option<f64>,
-    /// Choose the epoch and threshold by the validation split's ahead recall (positive
-    /// windows whose violation hasn't started yet) instead of its recall.
-    #[arg(long)]
-    pub select_ahead: bool,
-    /// Seer: the features to train on, comma-separated (default: every feature of the
-    /// data, e.g. `outstanding,latency_p99_ms,callee_p99_max_ms`).
-    #[arg(long, value_delimiter = ',')]
-    pub features: Vec<String>,
-    /// Seer: score culprits from each service's own inputs (`inputs`, the default) or
-    /// from the first convolution across neighbouring services (`conv`, as v2).
-    #[arg(long, value_enum)]
-    pub culprit_from: Option<CulpritFrom>,
+    #[command(flatten)]
+    pub seer: SeerFlags,
     /// Sage: the resources in each service's metric node X, comma-separated (default
     /// `cpu,memory,network,disk`; add `queue` to model a service's queue as its state).
     #[arg(long, value_delimiter = ',', value_parser = ["cpu", "memory", "network", "disk", "queue"])]
     pub x_resources: Vec<String>,
-    /// libtorch intra-op threads.
-    #[arg(long)]
-    pub threads: Option<usize>,
 }
 
 impl TrainFlags {
@@ -909,13 +880,7 @@ impl TrainFlags {
                 if list.len() == 1 { "it" } else { "them" }
             );
         }
-        let common = TrainCommon {
-            job: self.job.clone(),
-            seed: self.seed,
-            models_dir: self.models_dir.clone(),
-            version: self.version,
-            threads: self.threads,
-        };
+        let common = self.common.clone();
         Ok(match self.model.as_str() {
             "sage" => TrainModel::Sage(SageTrainArgs {
                 common,
@@ -938,13 +903,7 @@ impl TrainFlags {
                 common,
                 data: self.data.clone(),
                 epochs: self.epochs,
-                history: self.history,
-                hidden: self.hidden,
-                members: self.members,
-                ahead_weight: self.ahead_weight,
-                select_ahead: self.select_ahead,
-                features: self.features.clone(),
-                culprit_from: self.culprit_from,
+                seer: self.seer.clone(),
             }),
         })
     }
@@ -960,13 +919,13 @@ impl TrainFlags {
             ("--input", !self.input.is_empty(), REPLAYS),
             ("--name", self.name.is_some(), REPLAYS),
             ("--epochs", self.epochs.is_some(), SEER_SAGE),
-            ("--history", self.history.is_some(), SEER),
-            ("--hidden", self.hidden.is_some(), SEER),
-            ("--members", self.members.is_some(), SEER),
-            ("--ahead-weight", self.ahead_weight.is_some(), SEER),
-            ("--select-ahead", self.select_ahead, SEER),
-            ("--features", !self.features.is_empty(), SEER),
-            ("--culprit-from", self.culprit_from.is_some(), SEER),
+            ("--history", self.seer.history.is_some(), SEER),
+            ("--hidden", self.seer.hidden.is_some(), SEER),
+            ("--members", self.seer.members.is_some(), SEER),
+            ("--ahead-weight", self.seer.ahead_weight.is_some(), SEER),
+            ("--select-ahead", self.seer.select_ahead, SEER),
+            ("--features", !self.seer.features.is_empty(), SEER),
+            ("--culprit-from", self.seer.culprit_from.is_some(), SEER),
             ("--x-resources", !self.x_resources.is_empty(), SAGE),
         ];
         given

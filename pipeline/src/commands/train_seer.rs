@@ -28,10 +28,10 @@ pub fn run(args: &SeerTrainArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| {
             let ds = Dataset::read(p)?;
-            if args.features.is_empty() {
+            if args.seer.features.is_empty() {
                 return Ok(ds);
             }
-            ds.select_features(&args.features).map_err(|missing| {
+            ds.select_features(&args.seer.features).map_err(|missing| {
                 anyhow::anyhow!(
                     "--features: {} has no feature `{missing}` (it has {})",
                     p.display(),
@@ -68,17 +68,17 @@ pub fn run(args: &SeerTrainArgs) -> anyhow::Result<()> {
         seed: args.common.seed,
         ..TrainSettings::default()
     };
-    if let Some(h) = args.history {
+    if let Some(h) = args.seer.history {
         settings.hyper.history = h;
     }
-    if let Some(hidden) = args.hidden {
+    if let Some(hidden) = args.seer.hidden {
         settings.hyper.hidden = hidden;
     }
-    if let Some(w) = args.ahead_weight {
+    if let Some(w) = args.seer.ahead_weight {
         settings.ahead_weight = w;
     }
     settings.hyper.members = args.members();
-    settings.select_ahead = args.select_ahead;
+    settings.select_ahead = args.seer.select_ahead;
     settings.hyper.culprit_inputs = args.culprit_from() == CulpritFrom::Inputs;
     let layout = Layout {
         model: "seer".into(),
@@ -104,10 +104,10 @@ pub fn run(args: &SeerTrainArgs) -> anyhow::Result<()> {
                 ""
             },
             args.culprit_from().as_str(),
-            if args.features.is_empty() {
+            if args.seer.features.is_empty() {
                 String::new()
             } else {
-                format!(" --features {}", args.features.join(","))
+                format!(" --features {}", args.seer.features.join(","))
             },
             args.data
                 .iter()
