@@ -339,24 +339,9 @@ pub struct EvalArgs {
     /// it like a replay of its files (no OTLP JSON written or parsed).
     #[arg(long, conflicts_with_all = ["input", "brokers"])]
     pub simulate: bool,
-    /// With --closed-loop/--simulate: topology (default: the config's `simulator.topology`).
-    #[arg(long)]
-    pub topology: Option<String>,
-    /// With --closed-loop/--simulate: simulator seed (default: the config's `simulator.seed`).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// With --closed-loop/--simulate: fault plan (default: the config's `simulator.faults`).
-    #[arg(long)]
-    pub faults: Option<FaultChoice>,
-    /// With --closed-loop/--simulate: a scripted sequence of deployment changes
-    /// (`scale-replace`, `load-ramp`, `add-remove`), as `augur simulate --scenario`; the fault plan
-    /// defaults to `none`.
-    #[arg(long)]
-    pub scenario: Option<ScenarioKind>,
-    /// With --closed-loop/--simulate: simulated time per run (default 10m, or the scenario's
-    /// length).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub duration: Option<std::time::Duration>,
+    /// With --closed-loop/--simulate: the simulated run.
+    #[command(flatten)]
+    pub run: SimulatedRun,
     /// With --simulate: share of services exporting no metrics (default: the config's
     /// `simulator.drop_metrics`).
     #[arg(long, requires = "simulate")]
@@ -524,11 +509,13 @@ impl EvalArgs {
             json: common.json,
             closed_loop: false,
             simulate: false,
-            topology: None,
-            seed: None,
-            faults: None,
-            scenario: None,
-            duration: None,
+            run: SimulatedRun {
+                topology: None,
+                seed: None,
+                faults: None,
+                scenario: None,
+                duration: None,
+            },
             drop_metrics: None,
             drop_spans: None,
             report: None,
@@ -544,7 +531,7 @@ impl EvalArgs {
             }
             EvalCommand::Simulate(s) => {
                 args.simulate = true;
-                args.set_run(&s.run);
+                args.run = s.run.clone();
                 args.detector = s.detector.clone();
                 args.drop_metrics = s.drop_metrics;
                 args.drop_spans = s.drop_spans;
@@ -552,21 +539,13 @@ impl EvalArgs {
             }
             EvalCommand::ClosedLoop(l) => {
                 args.closed_loop = true;
-                args.set_run(&l.run);
+                args.run = l.run.clone();
                 args.detector = l.detector.map(|kind| DetectorList(vec![kind]));
                 args.report = l.report.clone();
             }
             EvalCommand::Cases(c) => args.cases = Some(c.dir.clone()),
         }
         args
-    }
-
-    fn set_run(&mut self, run: &SimulatedRun) {
-        self.topology = run.topology.clone();
-        self.seed = run.seed;
-        self.faults = run.faults.clone();
-        self.scenario = run.scenario;
-        self.duration = run.duration;
     }
 }
 

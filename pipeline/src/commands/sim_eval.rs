@@ -52,21 +52,22 @@ impl Experiment {
             Some(&[kind]) => kind,
             _ => DetectorKind::Sage,
         };
+        let run = &args.run;
         Experiment {
-            topology: args
+            topology: run
                 .topology
                 .clone()
                 .unwrap_or_else(|| config.simulator.topology.clone()),
-            seed: args.seed.unwrap_or(config.simulator.seed),
-            faults: args.faults.clone().unwrap_or_else(|| {
-                if args.scenario.is_some() {
+            seed: run.seed.unwrap_or(config.simulator.seed),
+            faults: run.faults.clone().unwrap_or_else(|| {
+                if run.scenario.is_some() {
                     FaultChoice::None
                 } else {
                     config.simulator.faults.clone()
                 }
             }),
-            scenario: args.scenario,
-            duration_ms: args.duration.map(|d| d.as_millis() as u64),
+            scenario: run.scenario,
+            duration_ms: run.duration.map(|d| d.as_millis() as u64),
             detector,
         }
     }
