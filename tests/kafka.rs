@@ -4,7 +4,7 @@
 //!
 //! One scenario, as a user runs it: `augur simulate --kafka` (social network, a CPU fault
 //! on home-timeline-service, corrupt messages) → `augur run -w 2` uninterrupted; the same
-//! again killed with SIGKILL mid-stream and restarted; `augur replay` and `augur eval` of
+//! again killed with SIGKILL at three points of the stream and restarted each time; `augur replay` and `augur eval` of
 //! the topic, and `augur eval` of the equivalent files; `augur record` of the topic and of
 //! the files. Then the logs topic in both OTLP encodings, and what production Kafka does
 //! (poison messages, an unreachable broker).
@@ -382,16 +382,20 @@ fn kafka_end_to_end() {
         "{printed}"
     );
 
-    // Run B: killed with SIGKILL mid-stream, restarted, stopped with SIGTERM.
-    let mut b = spawn_run(&config_b, dir, "b1");
-    wait_for(
-        "run B to read 70% of the input",
-        Duration::from_secs(120),
-        || metric(&scrape(port_base + 1), "augur_records_in_total") >= 0.7 * messages,
-    );
-    b.kill().unwrap(); // SIGKILL
-    b.wait().unwrap();
-    let mut b = spawn_run(&config_b, dir, "b2");
+    // Run B: killed with SIGKILL at three points of the stream (each life reads 30 % of
+    // the input past where the last one's offsets were committed, re-reading what wasn't),
+    // restarted each time, then stopped with SIGTERM.
+    for life in 1..=3 {
+        let mut b = spawn_run(&config_b, dir, &format!("b{life}"));
+        wait_for(
+            &format!("run B (life {life}) to read 30% of the input"),
+            Duration::from_secs(120),
+            || metric(&scrape(port_base + 1), "augur_records_in_total") >= 0.3 * messages,
+        );
+        b.kill().unwrap(); // SIGKILL
+        b.wait().unwrap();
+    }
+    let mut b = spawn_run(&config_b, dir, "b4");
     wait_caught_up("restarted run B", port_base + 1);
     assert!(sigterm_and_wait(&mut b).success(), "run B exits cleanly");
     let alerts_b = dedup_alerts(&read_topic(&brokers, &format!("{prefix}.b.alerts")));
