@@ -38,6 +38,10 @@ use crate::source::{Batch, SourceError, SourceState, WorkerSource};
 
 /// Messages read per poll at most.
 const MESSAGES_PER_POLL: usize = 256;
+/// The most one poll advances the poll clock that partitions' silence is measured on: a
+/// worker that could not poll for longer (its dead letters waiting for a slow broker, say)
+/// has not seen its partitions go quiet, and must not let them stop holding the watermark.
+const POLL_GAP_MAX: Duration = Duration::from_secs(1);
 /// How often consumer lag is measured.
 const LAG_EVERY: Duration = Duration::from_secs(5);
 /// How often worker 0 checks the topics' partition counts (live jobs).
@@ -76,7 +80,8 @@ pub struct KafkaSourceSpec {
 
 struct Partition {
     newest: Option<EventTime>,
-    last_message: Instant,
+    /// The poll clock at its last message.
+    last_message: Duration,
     done: bool,
 }
 
@@ -97,6 +102,29 @@ pub struct KafkaSource {
     durable_seen: EventTime,
     last_commit: Instant,
     resume_frontier: EventTime,
+    poll_clock: PollClock,
+}
+
+/// Time spent polling: wall time, but at most [`POLL_GAP_MAX`] per gap between polls.
+struct PollClock {
+    elapsed: Duration,
+    last: Instant,
+}
+
+impl PollClock {
+    fn new(now: Instant) -> Self {
+        PollClock {
+            elapsed: Duration::ZERO,
+            last: now,
+        }
+    }
+
+    /// A poll at `now`: the clock after it.
+    fn tick(&mut self, now: Instant) -> Duration {
+        self.elapsed += now.saturating_duration_since(self.last).min(POLL_GAP_MAX);
+        self.last = now;
+        self.elapsed
+    }
 }
 
 /// Commits at most this often (the last one always happens).
@@ -166,7 +194,7 @@ impl KafkaSource {
             .enumerate()
             .map(|(slot, _)| Partition {
                 newest: None,
-                last_message: now,
+                last_message: Duration::ZERO,
                 done: spec.bounded && consumer.done(slot),
             })
             .collect();
@@ -185,12 +213,13 @@ impl KafkaSource {
             durable_seen: 0,
             last_commit: now,
             resume_frontier,
+            poll_clock: PollClock::new(now),
         })
     }
 
-    fn watermark(&self, now: Instant) -> Option<EventTime> {
+    fn watermark(&self) -> Option<EventTime> {
         let idle = (!self.spec.bounded).then(|| Duration::from_millis(self.spec.idle_ms));
-        watermark(&self.parts, idle, now)
+        watermark(&self.parts, idle, self.poll_clock.elapsed)
     }
 }
 
@@ -202,13 +231,13 @@ fn wall_clock_ms() -> EventTime {
 }
 
 /// The slowest counting partition's newest event time. A partition counts unless it is
-/// done, or (with `idle`) has had no message for that long; when none counts, the newest
-/// event time of any (everything read has been read), and `None` when none has delivered
-/// anything (nothing here holds the windows back).
-fn watermark(parts: &[Partition], idle: Option<Duration>, now: Instant) -> Option<EventTime> {
+/// done, or (with `idle`) has had no message for that long of the poll clock (`now`);
+/// when none counts, the newest event time of any (everything read has been read), and
+/// `None` when none has delivered anything (nothing here holds the windows back).
+fn watermark(parts: &[Partition], idle: Option<Duration>, now: Duration) -> Option<EventTime> {
     let counting = parts
         .iter()
-        .filter(|p| !p.done && idle.is_none_or(|idle| now.duration_since(p.last_message) < idle));
+        .filter(|p| !p.done && idle.is_none_or(|idle| now.saturating_sub(p.last_message) < idle));
     match counting.map(|p| p.newest.unwrap_or(0)).min() {
         Some(wm) => Some(wm),
         None => parts.iter().filter_map(|p| p.newest).max(),
@@ -237,6 +266,7 @@ impl WorkerSource for KafkaSource {
             }
             Err(e) => tracing::warn!("{e}; trying again"),
         }
+        let poll_clock = self.poll_clock.tick(Instant::now());
         let KafkaSource {
             spec,
             consumer,
@@ -317,7 +347,7 @@ impl WorkerSource for KafkaSource {
             }
             let newest = marks.newest(batch);
             let part = &mut parts[m.slot];
-            part.last_message = now;
+            part.last_message = poll_clock;
             if let Some(t) = newest {
                 part.newest = Some(part.newest.map_or(t, |n| n.max(t)));
             }
@@ -338,7 +368,7 @@ impl WorkerSource for KafkaSource {
                 self.metrics.records_in(&self.topics[topic], *n);
             }
         }
-        let watermark = self.watermark(now);
+        let watermark = self.watermark();
         if let Some(watermark) = watermark {
             self.cap = self.cap.max(window_end(
                 watermark.saturating_sub(self.spec.lateness_ms),
@@ -429,9 +459,41 @@ impl WorkerSource for KafkaSource {
 mod tests {
     use super::*;
 
+    /// A worker that could not poll for 30 s (its dead letters waiting on a slow broker) has
+    /// not seen its partitions fall silent: a partition that had a message at the last poll
+    /// still holds the watermark, while one silent over 5 s of polling does not.
+    #[test]
+    fn a_stalled_worker_does_not_take_its_partitions_for_idle() {
+        let t0 = Instant::now();
+        let mut clock = PollClock::new(t0);
+        let mut polled = Duration::ZERO;
+        for ms in (20..=1000).step_by(20) {
+            polled = clock.tick(t0 + Duration::from_millis(ms));
+        }
+        assert_eq!(polled, Duration::from_secs(1));
+        let part = |newest, last_message| Partition {
+            newest: Some(newest),
+            last_message,
+            done: false,
+        };
+        // The metrics partition was read to its end long ago; the spans one is behind.
+        let parts = [part(100_000, Duration::ZERO), part(40_000, polled)];
+        let idle = Some(Duration::from_millis(5000));
+        let after_stall = clock.tick(t0 + Duration::from_secs(31));
+        assert_eq!(after_stall, Duration::from_secs(2));
+        assert_eq!(watermark(&parts, idle, after_stall), Some(40_000));
+        // Polling on for 6 s with nothing from the spans partition: now it is idle.
+        let mut later = after_stall;
+        for ms in (20..=6000).step_by(20) {
+            later = clock.tick(t0 + Duration::from_secs(31) + Duration::from_millis(ms));
+        }
+        assert_eq!(watermark(&parts, idle, later), Some(100_000));
+    }
+
     #[test]
     fn an_idle_partition_stops_holding_the_watermark() {
-        let start = Instant::now();
+        // The poll clock is at 60 s; a partition silent for `silent_ms` of it.
+        let start = Duration::from_secs(60);
         let part = |newest: Option<EventTime>, silent_ms: u64, done: bool| Partition {
             newest,
             last_message: start - Duration::from_millis(silent_ms),
