@@ -279,7 +279,6 @@ impl WorkerSource for KafkaSource {
         } = self;
         let window_ms = spec.window_ms;
         let (from, to) = spec.time_range;
-        let now = Instant::now();
         // Windows before the cap are closed (the dataflow closes them at the same point:
         // this worker's watermark as of the last poll, less the allowed lateness).
         let closed_before = *cap;
