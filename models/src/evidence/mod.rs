@@ -179,6 +179,9 @@ pub struct Diagnosis {
     /// `at` had a request, and the first `after_ms` of telemetry after it were examined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub examined_from: Option<EventTime>,
+    /// No move passed `min_z`: the culprits are the moves with z of at least half of it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub weak: bool,
 }
 
 /// Per service, its signals over one range of windows. Maps are stored as lists of
@@ -441,6 +444,16 @@ pub fn diagnose_with_normal(
 ) -> Diagnosis {
     let (before, after) = ranges_with_normal(windows, at, params, normal);
     let mut d = diagnose_ranges(&before, &after, at, params);
+    if d.culprits.is_empty() {
+        // Nothing passed the bar: the strongest moves below it, said to be weak, rather
+        // than no answer.
+        let relaxed = EvidenceParams {
+            min_z: params.min_z / 2.0,
+            ..params.clone()
+        };
+        d = diagnose_ranges(&before, &after, at, &relaxed);
+        d.weak = !d.culprits.is_empty();
+    }
     let from = examined_from(windows, at, params);
     d.examined_from = (from != at).then_some(from);
     d
@@ -704,6 +717,7 @@ fn diagnose_ranges(
         entry_ms: entry_before.zip(entry_after).map(|((_, b), (_, a))| (b, a)),
         culprits,
         examined_from: None,
+        weak: false,
     }
 }
 

@@ -220,6 +220,14 @@ pub fn table(d: &Diagnosis, params: &EvidenceParams) -> String {
             "entry latency (services no other calls): {before:.1} ms -> {after:.1} ms per request"
         );
     }
+    if d.weak {
+        let _ = writeln!(
+            out,
+            "no move reached z {:.1}: the strongest below it (z at least {:.1}), weak evidence",
+            params.min_z,
+            params.min_z / 2.0
+        );
+    }
     if d.culprits.is_empty() {
         let _ = writeln!(out, "no service's own signals moved significantly");
     } else if d.windows_before == 0 || d.windows_after == 0 {
