@@ -724,9 +724,11 @@ fn diagnose_ranges(
 /// Effects travel from callees to callers: a saturated callee fills its callers' queues,
 /// fails their calls, makes them retry. A culprit that calls another culprit (not one named
 /// for its network only: the service whose every edge moved already has the higher pooled
-/// score) and whose calls to it slowed significantly, by at least 20 %, or whose evidence is errors as the callee's is, may
-/// only be showing that one's effect: such culprits come after the others, each group in
-/// score order.
+/// score) may only be showing that one's effect when the callee's evidence is errors (a
+/// failure shows upstream as errors, retries, waits and other code paths), or when its own
+/// evidence is not errors and its calls to the callee slowed significantly, by at least
+/// 20 % (a slower callee does not change its callers' code paths). Such culprits come after
+/// the others, each group in score order.
 fn explained_last(
     culprits: Vec<Culprit>,
     before: &Range,
@@ -740,6 +742,10 @@ fn explained_last(
         .filter(|c| c.resource != Signal::Network.resource())
         .map(|c| (c.service.as_str(), c.resource.as_str()))
         .collect();
+    let kinds: BTreeMap<&str, &str> = culprits
+        .iter()
+        .map(|c| (c.service.as_str(), c.resource.as_str()))
+        .collect();
     let errors = Signal::Errors.resource();
     let explained: std::collections::BTreeSet<String> = after
         .client
@@ -749,17 +755,20 @@ fn explained_last(
             let Some(&callee_resource) = causes.get(callee.as_str()) else {
                 return false;
             };
-            // Failures travel up as failures: a caller whose evidence is errors, calling a
-            // callee whose evidence is errors.
-            let failing = callee_resource == errors && causes.get(caller.as_str()) == Some(&errors);
+            // Failures travel up in every form: a failing callee's callers see errors, retry,
+            // wait for timeouts, take other code paths.
+            let failing = callee_resource == errors;
+            // A slower callee explains a caller's slowness, not a change of its code path.
+            let caller_errors = kinds.get(caller.as_str()) == Some(&errors);
             failing
-                || before
-                    .client
-                    .get(&(caller.clone(), callee.clone()))
-                    .is_some_and(|b| {
-                        stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, min_z)
-                            .is_some_and(|e| e.score >= 0.2)
-                    })
+                || !caller_errors
+                    && before
+                        .client
+                        .get(&(caller.clone(), callee.clone()))
+                        .is_some_and(|b| {
+                            stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, min_z)
+                                .is_some_and(|e| e.score >= 0.2)
+                        })
         })
         .map(|((caller, _), _)| caller.clone())
         .collect();

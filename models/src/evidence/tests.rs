@@ -33,6 +33,11 @@ enum Fault {
     StopsSecondLine(usize),
     /// The service's own time × 1.05.
     SlightlySlow(usize),
+    /// `b` logs an error line in every request, and `a` (its caller) spends 500 ms more
+    /// of its own time per request (handling the failure: retries, fallbacks).
+    FailingCalleeBusyCaller,
+    /// `a` logs a new error line in a third of its requests; `b`'s own time × 1.5.
+    FailingCallerSlowerCallee,
 }
 
 struct Lcg(u64);
@@ -58,6 +63,8 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
         match fault {
             Fault::Slow(s) if on && s == i => own[i] *= 3.0,
             Fault::SlightlySlow(s) if on && s == i => own[i] *= 1.05,
+            Fault::FailingCalleeBusyCaller if on && i == 0 => own[i] += 500.0,
+            Fault::FailingCallerSlowerCallee if on && i == 1 => own[i] *= 1.5,
             Fault::OneSlowRequest(s) if end == AT + 5000 && s == i => own[i] *= 100.0,
             _ => {}
         }
@@ -156,7 +163,12 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
                 ]
             };
             templates.sort_by_key(|t| t.id);
-            let failing = matches!(fault, Fault::ErrorLogs(f) if f == i) && on && end % 3000 == 0;
+            let failing = (matches!(fault, Fault::ErrorLogs(f) if f == i) && on && end % 3000 == 0)
+                || (matches!(fault, Fault::FailingCalleeBusyCaller) && on && i == 1)
+                || (matches!(fault, Fault::FailingCallerSlowerCallee)
+                    && on
+                    && i == 0
+                    && end % 3000 == 0);
             if failing {
                 templates.push(TemplateCount {
                     id: 2,
@@ -270,6 +282,33 @@ fn a_gap_after_the_moment_moves_the_examined_range_to_the_first_data() {
     assert_eq!(d.windows_after, 60);
     // Data within the minute: the range starts at the moment.
     assert_eq!(run(Fault::Slow(1), 3).examined_from, None);
+}
+
+/// A failing callee explains its caller's other moves: `b` fails every request and `a`
+/// spends longer handling it; `b` is named first though `a`'s self time moved more.
+#[test]
+fn a_failing_callee_comes_before_its_busier_caller() {
+    for seed in 1..=5 {
+        let d = run(Fault::FailingCalleeBusyCaller, seed);
+        assert_eq!(top(&d), ("b", "errors"), "seed {seed}: {d:#?}");
+        assert!(
+            d.culprits.iter().any(|c| c.service == "a"),
+            "seed {seed}: {d:#?}"
+        );
+    }
+}
+
+/// A slower callee does not explain a caller's new error line: `a` stays first.
+#[test]
+fn a_slower_callee_does_not_explain_its_callers_errors() {
+    for seed in 1..=5 {
+        let d = run(Fault::FailingCallerSlowerCallee, seed);
+        assert_eq!(top(&d), ("a", "errors"), "seed {seed}: {d:#?}");
+        assert!(
+            d.culprits.iter().any(|c| c.service == "b"),
+            "seed {seed}: {d:#?}"
+        );
+    }
 }
 
 #[test]
