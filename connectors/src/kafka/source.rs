@@ -82,6 +82,9 @@ struct Partition {
     newest: Option<EventTime>,
     /// The poll clock at its last message.
     last_message: Duration,
+    /// Messages were waiting in it at the last lag measurement: a partition with a backlog
+    /// is slow (a busy broker, a worker behind), never idle.
+    behind: bool,
     done: bool,
 }
 
@@ -195,6 +198,7 @@ impl KafkaSource {
             .map(|(slot, _)| Partition {
                 newest: None,
                 last_message: Duration::ZERO,
+                behind: false,
                 done: spec.bounded && consumer.done(slot),
             })
             .collect();
@@ -231,13 +235,14 @@ fn wall_clock_ms() -> EventTime {
 }
 
 /// The slowest counting partition's newest event time. A partition counts unless it is
-/// done, or (with `idle`) has had no message for that long of the poll clock (`now`);
+/// done, or (with `idle`) has no backlog and has had no message for that long of the poll
+/// clock (`now`);
 /// when none counts, the newest event time of any (everything read has been read), and
 /// `None` when none has delivered anything (nothing here holds the windows back).
 fn watermark(parts: &[Partition], idle: Option<Duration>, now: Duration) -> Option<EventTime> {
-    let counting = parts
-        .iter()
-        .filter(|p| !p.done && idle.is_none_or(|idle| now.saturating_sub(p.last_message) < idle));
+    let counting = parts.iter().filter(|p| {
+        !p.done && (p.behind || idle.is_none_or(|idle| now.saturating_sub(p.last_message) < idle))
+    });
     match counting.map(|p| p.newest.unwrap_or(0)).min() {
         Some(wm) => Some(wm),
         None => parts.iter().filter_map(|p| p.newest).max(),
@@ -385,8 +390,12 @@ impl WorkerSource for KafkaSource {
         }
         if self.last_lag.elapsed() >= LAG_EVERY {
             self.last_lag = Instant::now();
+            let assignment = self.consumer.assignment();
             for (topic, partition, lag) in self.consumer.lag() {
                 self.metrics.lag(&self.topics[topic], partition, lag);
+                if let Some(slot) = assignment.iter().position(|&a| a == (topic, partition)) {
+                    self.parts[slot].behind = lag > 0;
+                }
             }
         }
         if let Some(last) = self.last_partition_check {
@@ -473,6 +482,7 @@ mod tests {
         let part = |newest, last_message| Partition {
             newest: Some(newest),
             last_message,
+            behind: false,
             done: false,
         };
         // The metrics partition was read to its end long ago; the spans one is behind.
@@ -496,6 +506,7 @@ mod tests {
         let part = |newest: Option<EventTime>, silent_ms: u64, done: bool| Partition {
             newest,
             last_message: start - Duration::from_millis(silent_ms),
+            behind: false,
             done,
         };
         let idle = Some(Duration::from_millis(5000));
@@ -531,5 +542,15 @@ mod tests {
         // Idle partitions that never delivered bound nothing: the worker follows the others.
         let parts = [part(None, 9_000, false), part(None, 9_000, false)];
         assert_eq!(watermark(&parts, idle, start), None);
+
+        // Silent but with messages waiting (the broker slow to serve them): still counts.
+        let parts = [
+            part(Some(10_000), 0, false),
+            Partition {
+                behind: true,
+                ..part(Some(4_000), 60_000, false)
+            },
+        ];
+        assert_eq!(watermark(&parts, idle, start), Some(4_000));
     }
 }
