@@ -53,14 +53,17 @@ impl KafkaSettings {
         config
     }
 
-    /// A consumer that commits only when told (manual offsets, no auto-commit).
+    /// A consumer that commits only when told (manual offsets, no auto-commit), prefetching
+    /// at most 16 MB per partition (librdkafka's default is 64 MB: a backlog of large
+    /// messages held that much per partition).
     pub fn consumer(&self) -> ClientConfig {
         let mut config = self.base();
         config
             .set("group.id", &self.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            .set("queued.max.messages.kbytes", "16384");
         for (k, v) in &self.properties {
             config.set(k, v);
         }
@@ -69,14 +72,17 @@ impl KafkaSettings {
 
     /// An idempotent producer (`acks=all`, retries without duplicates or reordering) whose
     /// messages never expire (`message.timeout.ms=0`): while the broker is away they wait
-    /// in the queue, and the job waits with them instead of losing or failing them.
+    /// in the queue, and the job waits with them instead of losing or failing them. The
+    /// queue holds at most 64 MB (librdkafka's default is 1 GB): beyond it, sending waits,
+    /// so a broker slower than the dead letters coming in slows reading, not memory.
     pub fn producer(&self) -> ClientConfig {
         let mut config = self.base();
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            .set("message.timeout.ms", "0");
+            .set("message.timeout.ms", "0")
+            .set("queue.buffering.max.kbytes", "65536");
         for (k, v) in &self.properties {
             config.set(k, v);
         }
