@@ -363,7 +363,13 @@ impl Range {
 }
 
 /// The normal range and the examined range around `at`.
-fn ranges(windows: &[WindowSnapshot], at: EventTime, params: &EvidenceParams) -> (Range, Range) {
+/// The normal and the examined range around `at`, and where the examined range starts
+/// ([`examined_from`]).
+fn ranges(
+    windows: &[WindowSnapshot],
+    at: EventTime,
+    params: &EvidenceParams,
+) -> (Range, Range, EventTime) {
     let before = Range::of(
         windows
             .iter()
@@ -375,7 +381,7 @@ fn ranges(windows: &[WindowSnapshot], at: EventTime, params: &EvidenceParams) ->
             .iter()
             .filter(|w| w.window_end > from && w.window_end <= from + params.after_ms),
     );
-    (before, after)
+    (before, after, from)
 }
 
 /// Where the examined range starts: `at`, or, when no window in `(at, at + after_ms]` had
@@ -405,7 +411,7 @@ pub fn baselines(
     params: &EvidenceParams,
     normal: Option<&NormalProfile>,
 ) -> Vec<(&'static str, Vec<String>)> {
-    let (before, after) = ranges_with_normal(windows, at, params, normal);
+    let (before, after, _) = ranges_with_normal(windows, at, params, normal);
     let ratio = |b: &BTreeMap<String, Pooled>, a: &BTreeMap<String, Pooled>| {
         let mut v: Vec<(String, f64)> = a
             .iter()
@@ -442,7 +448,7 @@ pub fn diagnose_with_normal(
     params: &EvidenceParams,
     normal: Option<&NormalProfile>,
 ) -> Diagnosis {
-    let (before, after) = ranges_with_normal(windows, at, params, normal);
+    let (before, after, from) = ranges_with_normal(windows, at, params, normal);
     let mut d = diagnose_ranges(&before, &after, at, params);
     if d.culprits.is_empty() {
         // Nothing passed the bar: the strongest moves below it, said to be weak, rather
@@ -454,7 +460,6 @@ pub fn diagnose_with_normal(
         d = diagnose_ranges(&before, &after, at, &relaxed);
         d.weak = !d.culprits.is_empty();
     }
-    let from = examined_from(windows, at, params);
     d.examined_from = (from != at).then_some(from);
     d
 }
@@ -465,15 +470,15 @@ fn ranges_with_normal(
     at: EventTime,
     params: &EvidenceParams,
     normal: Option<&NormalProfile>,
-) -> (Range, Range) {
-    let (mut before, after) = ranges(windows, at, params);
+) -> (Range, Range, EventTime) {
+    let (mut before, after, from) = ranges(windows, at, params);
     // Pooled with the minutes before, not instead of them: those carry the current load
     // and deployment (on nezha-dev, pooling named 38 of 53 culprits first, the learned
     // normal alone 36, the minutes before alone 27).
     if let Some(normal) = normal {
         before.absorb(normal.range());
     }
-    (before, after)
+    (before, after, from)
 }
 
 /// [`diagnose`] with the normal and the examined windows given apart (`params`' ranges
@@ -737,22 +742,18 @@ fn explained_last(
     max: usize,
 ) -> Vec<Culprit> {
     // Culprit → the resource its strongest evidence points at.
-    let causes: BTreeMap<&str, &str> = culprits
-        .iter()
-        .filter(|c| c.resource != Signal::Network.resource())
-        .map(|c| (c.service.as_str(), c.resource.as_str()))
-        .collect();
     let kinds: BTreeMap<&str, &str> = culprits
         .iter()
         .map(|c| (c.service.as_str(), c.resource.as_str()))
         .collect();
-    let errors = Signal::Errors.resource();
+    let (errors, network) = (Signal::Errors.resource(), Signal::Network.resource());
     let explained: std::collections::BTreeSet<String> = after
         .client
         .iter()
         .filter(|((caller, callee), _)| caller != callee)
         .filter(|((caller, callee), a)| {
-            let Some(&callee_resource) = causes.get(callee.as_str()) else {
+            let Some(&callee_resource) = kinds.get(callee.as_str()).filter(|r| **r != network)
+            else {
                 return false;
             };
             // Failures travel up in every form: a failing callee's callers see errors, retry,
