@@ -396,20 +396,22 @@ impl PartitionConsumer {
             .map_err(KafkaError::client("committing offsets"))
     }
 
-    /// Per assigned partition, `(topic index, partition, messages behind the end)`; asks
-    /// the broker for the end offsets (a round trip per partition).
-    pub fn lag(&self) -> Vec<(usize, i32, i64)> {
+    /// Per assigned partition, `(slot in the assignment, topic index, partition, messages
+    /// behind the end)`; asks the broker for the end offsets (a round trip per partition).
+    pub fn lag(&self) -> Vec<(usize, usize, i32, i64)> {
         if self.lost.is_some() {
             return Vec::new();
         }
         self.assigned
             .iter()
-            .filter_map(|a| {
+            .enumerate()
+            .filter_map(|(slot, a)| {
                 let (_, high) = self
                     .consumer
                     .fetch_watermarks(&self.topics[a.topic], a.partition, Duration::from_secs(1))
                     .ok()?;
                 Some((
+                    slot,
                     a.topic,
                     a.partition,
                     (high - a.next.unwrap_or(a.start)).max(0),

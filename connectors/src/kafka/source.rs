@@ -236,9 +236,8 @@ fn wall_clock_ms() -> EventTime {
 
 /// The slowest counting partition's newest event time. A partition counts unless it is
 /// done, or (with `idle`) has no backlog and has had no message for that long of the poll
-/// clock (`now`);
-/// when none counts, the newest event time of any (everything read has been read), and
-/// `None` when none has delivered anything (nothing here holds the windows back).
+/// clock (`now`); when none counts, the newest event time of any (everything read has been
+/// read), and `None` when none has delivered anything (nothing here holds the windows back).
 fn watermark(parts: &[Partition], idle: Option<Duration>, now: Duration) -> Option<EventTime> {
     let counting = parts.iter().filter(|p| {
         !p.done && (p.behind || idle.is_none_or(|idle| now.saturating_sub(p.last_message) < idle))
@@ -390,12 +389,9 @@ impl WorkerSource for KafkaSource {
         }
         if self.last_lag.elapsed() >= LAG_EVERY {
             self.last_lag = Instant::now();
-            let assignment = self.consumer.assignment();
-            for (topic, partition, lag) in self.consumer.lag() {
+            for (slot, topic, partition, lag) in self.consumer.lag() {
                 self.metrics.lag(&self.topics[topic], partition, lag);
-                if let Some(slot) = assignment.iter().position(|&a| a == (topic, partition)) {
-                    self.parts[slot].behind = lag > 0;
-                }
+                self.parts[slot].behind = lag > 0;
             }
         }
         if let Some(last) = self.last_partition_check {
