@@ -7,7 +7,7 @@
 //! again killed with SIGKILL at three points of the stream and restarted each time; `augur replay` and `augur eval` of
 //! the topic, and `augur eval` of the equivalent files; `augur record` of the topic and of
 //! the files. Then the logs topic in both OTLP encodings, and what production Kafka does
-//! (poison messages, an unreachable broker).
+//! (poison messages, an unreachable broker, a tenfold spike in the message rate).
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
@@ -1684,5 +1684,208 @@ fn kafka_poison_mix_leaves_alerts_unchanged() {
     assert!(
         *poisoned_kb < clean_kb + 256 * 1024,
         "peak RSS {poisoned_kb} kB with the poison, {clean_kb} kB without"
+    );
+}
+
+/// Messages the job on `port` has read.
+fn records_in(port: u16) -> f64 {
+    metric(&scrape(port), "augur_records_in_total")
+}
+
+/// A live stream whose message rate jumps tenfold for a while: 100 simulated s of the
+/// social network with a CPU fault and corrupt messages, copied message by message from
+/// the topics `augur simulate` filled into the topics `augur run -w 2` reads — the first
+/// 30 % at a base rate, the next 30 % at ten times it, the rest at the base rate. The job
+/// never stops, reads every message, dead-letters every corrupt message, and raises the alerts a
+/// replay of the source topics raises (by id and content); its resident memory grows by
+/// less than 256 MB from before the spike.
+#[test]
+fn kafka_ten_times_spike_leaves_alerts_unchanged() {
+    let Some(brokers) = broker() else { return };
+    let Fixture {
+        tmp,
+        prefix,
+        plan,
+        port_base,
+    } = Fixture::new("spike", 31_000, 1_000);
+    let dir = tmp.path();
+    let config_source = job_config(dir, &prefix, "source", port_base);
+    let live_spans = format!("{prefix}.live.spans");
+    let live_metrics = format!("{prefix}.live.metrics");
+    let live_dlq = format!("{prefix}.live.dlq");
+    let config_live = {
+        let path = job_config(dir, &prefix, "live", port_base);
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(
+                &format!("spans_topic = \"{prefix}.spans\""),
+                &format!("spans_topic = \"{live_spans}\""),
+            )
+            .replace(
+                &format!("metrics_topic = \"{prefix}.metrics\""),
+                &format!("metrics_topic = \"{live_metrics}\""),
+            );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    ok(&augur(
+        &[
+            "simulate",
+            "--kafka",
+            &brokers,
+            "-c",
+            config_source.to_str().unwrap(),
+            "--topology",
+            "social-network",
+            "--duration",
+            "100s",
+            "--seed",
+            "13",
+            "--faults",
+            plan.to_str().unwrap(),
+            "--corrupt",
+            "6",
+            "--labels-topic",
+            &format!("{prefix}.labels"),
+        ],
+        dir,
+    ));
+    let reference = replay_alerts(&brokers, &config_source, dir);
+    assert!(!reference.is_empty(), "the fault raised no alert");
+
+    // Every source message, per topic and partition, merged in stream order (each
+    // partition's k-th of n messages at position (k + 1) / n).
+    let mut per_partition: BTreeMap<(String, i32), Vec<Vec<u8>>> = BTreeMap::new();
+    let mut partition_counts = Vec::new();
+    for (source, live) in [
+        (format!("{prefix}.spans"), &live_spans),
+        (format!("{prefix}.metrics"), &live_metrics),
+    ] {
+        let mut partitions = BTreeSet::new();
+        read_partitions(
+            &brokers,
+            &source,
+            Duration::from_secs(30),
+            |p, payload, _| {
+                partitions.insert(p);
+                per_partition
+                    .entry((live.clone(), p))
+                    .or_default()
+                    .push(payload.to_vec());
+            },
+        );
+        partition_counts.push((live.clone(), partitions.len() as i32));
+    }
+    let mut stream: Vec<(f64, &str, i32, &[u8])> = Vec::new();
+    for ((topic, p), messages) in &per_partition {
+        let n = messages.len() as f64;
+        for (k, m) in messages.iter().enumerate() {
+            stream.push(((k + 1) as f64 / n, topic, *p, m));
+        }
+    }
+    stream.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = stream.len();
+    let settings = augur_connectors::kafka::KafkaSettings::new(&brokers, "test-admin");
+    let counts: Vec<(&str, i32)> = partition_counts
+        .iter()
+        .map(|(t, n)| (t.as_str(), *n))
+        .collect();
+    augur_connectors::kafka::ensure_topics(&settings, &counts).unwrap();
+    let undecodable = |topic: &str, m: &[u8]| {
+        topic == live_spans
+            && augur_connectors::otlp::decode_traces_proto(m, &mut Vec::new()).is_err()
+    };
+
+    let mut job = KillOnDrop(spawn_run(&config_live, dir, "live"));
+    let pid = job.0.id();
+    let producer_settings = augur_connectors::kafka::KafkaSettings::new(&brokers, "test-copier");
+    let mut producer =
+        augur_connectors::kafka::OutputProducer::unbatched(&producer_settings).unwrap();
+    // About 45 s of copying: the base rate r over 70 % of the messages, 10 r over 30 %.
+    let base_rate = 0.73 * total as f64 / 45.0;
+    let spike = (total * 3 / 10)..(total * 6 / 10);
+    let mut copy = |range: std::ops::Range<usize>, rate: f64, job: &mut KillOnDrop| {
+        let started = Instant::now();
+        for (i, (_, topic, p, m)) in stream[range.clone()].iter().enumerate() {
+            producer.send(topic, Some(*p), None, m, &[], None).unwrap();
+            let due = Duration::from_secs_f64((i + 1) as f64 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            if i % 200 == 0 {
+                assert!(job.0.try_wait().unwrap().is_none(), "the job stopped");
+            }
+        }
+        producer.flush().unwrap();
+        started.elapsed().as_secs_f64()
+    };
+    let secs = copy(0..spike.start, base_rate, &mut job);
+    let rss_before = peak_rss_kb(pid);
+    eprintln!(
+        "{} messages at {base_rate:.0}/s in {secs:.1} s; peak RSS {} MB",
+        spike.start,
+        rss_before / 1024
+    );
+    let secs = copy(spike.clone(), 10.0 * base_rate, &mut job);
+    let spike_end = Instant::now();
+    wait_for(
+        "the job to read what the spike brought",
+        Duration::from_secs(120),
+        || records_in(port_base) >= spike.end as f64,
+    );
+    eprintln!(
+        "{} messages at {:.0}/s in {secs:.1} s, all read {:.1} s after the last was produced",
+        spike.len(),
+        10.0 * base_rate,
+        spike_end.elapsed().as_secs_f64()
+    );
+
+    let secs = copy(spike.end..total, base_rate, &mut job);
+    eprintln!(
+        "{} messages at {base_rate:.0}/s in {secs:.1} s",
+        total - spike.end
+    );
+    wait_for(
+        "the job to read every message",
+        Duration::from_secs(120),
+        || records_in(port_base) >= total as f64,
+    );
+    wait_caught_up("the live job", port_base);
+    let m = scrape(port_base);
+    let peak_kb = peak_rss_kb(pid);
+    assert!(
+        sigterm_and_wait(&mut job.0).success(),
+        "the job exits cleanly"
+    );
+
+    let corrupt = stream
+        .iter()
+        .filter(|(_, topic, _, m)| undecodable(topic, m))
+        .count();
+    assert!(corrupt > 0, "no corrupt message in the stream");
+    assert_eq!(
+        metric(&m, "augur_dead_letters_total"),
+        corrupt as f64,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "augur_late_records_total"), 0.0, "{m}");
+    let letters = read_topic(&brokers, &live_dlq);
+    assert_eq!(letters.len(), corrupt, "dead letters");
+    let alerts = dedup_alerts(&read_topic(&brokers, &format!("{prefix}.live.alerts")));
+    eprintln!(
+        "{} alerts (replay of the source: {}); peak RSS {} MB, {} MB before the spike",
+        alerts.len(),
+        reference.len(),
+        peak_kb / 1024,
+        rss_before / 1024
+    );
+    assert_eq!(
+        alerts.keys().collect::<Vec<_>>(),
+        reference.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(alerts, reference);
+    assert!(
+        peak_kb < rss_before + 256 * 1024,
+        "peak RSS {peak_kb} kB, {rss_before} kB before the spike"
     );
 }
