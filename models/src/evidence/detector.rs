@@ -42,6 +42,11 @@ pub struct EvidenceDetectorConfig {
     /// Smallest score (move relative to the normal level) that makes a detection.
     /// Default 0.5.
     pub min_score: f64,
+    /// How long a move must last before it is a detection, ms: the windows of this span
+    /// must each find one (as a Prometheus rule's `for`). A short-lived move (a burst of
+    /// slow calls, a retry storm that clears) is no detection, and the culprits of the one
+    /// made rest on more of the change. Default 5000.
+    pub pending_ms: u64,
     /// Culprits listed per detection. Default 5.
     pub max_culprits: usize,
     /// The learned normal (`normal-<name>.json` in `[diagnose] normal_dir`) a job judges
@@ -81,6 +86,7 @@ impl Default for EvidenceDetectorConfig {
             min_normal_windows: 30,
             min_z: 4.0,
             min_score: 0.5,
+            pending_ms: 5_000,
             max_culprits: 5,
             normal: None,
             learned: LearnedNormal::default(),
@@ -93,6 +99,10 @@ pub struct EvidenceDetector {
     normal: VecDeque<WindowSnapshot>,
     /// Recent windows, and whether each was part of a detection.
     recent: VecDeque<(WindowSnapshot, bool)>,
+    /// End of the first window of the current run of windows that each found a move.
+    moving_since: Option<u64>,
+    /// Start of the first window seen.
+    started: Option<u64>,
 }
 
 impl EvidenceDetector {
@@ -101,6 +111,8 @@ impl EvidenceDetector {
             config,
             normal: VecDeque::new(),
             recent: VecDeque::new(),
+            moving_since: None,
+            started: None,
         }
     }
 
@@ -127,6 +139,27 @@ impl Detector for EvidenceDetector {
 
     fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection> {
         let now = window.window_end;
+        let Some(d) = self.diagnose(window) else {
+            self.moving_since = None;
+            return Vec::new();
+        };
+        // The move's windows stay out of the normal while it is pending, too.
+        if let Some(last) = self.recent.back_mut() {
+            last.1 = true;
+        }
+        let since = *self.moving_since.get_or_insert(now);
+        if now + window.window_ms < since + self.config.pending_ms {
+            return Vec::new();
+        }
+        detection_of(&d).into_iter().collect()
+    }
+}
+
+impl EvidenceDetector {
+    /// Takes in `window` and diagnoses the recent range against the normal: the diagnosis
+    /// when some service moved enough to be a detection.
+    fn diagnose(&mut self, window: &WindowSnapshot) -> Option<Diagnosis> {
+        let now = window.window_end;
         self.recent.push_back((window.clone(), false));
         // Windows leaving the recent range join the normal unless they were detected.
         while let Some((w, _)) = self.recent.front()
@@ -151,13 +184,15 @@ impl Detector for EvidenceDetector {
             .0
             .as_ref()
             .map_or(0, |n| n.range().windows);
-        let recent_full = self
-            .recent
-            .front()
-            .is_some_and(|(w, _)| w.window_end + self.config.recent_ms <= now + w.window_ms);
+        // Full once the job has seen `recent_ms` of time, however sparse its windows (metrics
+        // scraped once a minute give one window a minute).
+        let started = *self
+            .started
+            .get_or_insert(now.saturating_sub(window.window_ms));
+        let recent_full = started + self.config.recent_ms <= now;
         if self.normal_windows() + learned_windows < self.config.min_normal_windows || !recent_full
         {
-            return Vec::new();
+            return None;
         }
         let at = self.normal.back().map_or(0, |w| w.window_end);
         let params = EvidenceParams {
@@ -170,11 +205,9 @@ impl Detector for EvidenceDetector {
         let before = Range::of(self.normal.iter());
         let after = Range::of(self.recent.iter().map(|(w, _)| w));
         let live = diagnose_ranges(&before, &after, at, &params);
-        let Some(top) = live.culprits.first() else {
-            return Vec::new();
-        };
+        let top = live.culprits.first()?;
         if top.score < self.config.min_score {
-            return Vec::new();
+            return None;
         }
         let d = match &self.config.learned.0 {
             None => live,
@@ -185,7 +218,7 @@ impl Detector for EvidenceDetector {
                     .iter()
                     .any(|c| c.service == top.service && c.score >= self.config.min_score)
                 {
-                    return Vec::new();
+                    return None;
                 }
                 let mut pooled = before;
                 pooled.absorb(learned.range());
@@ -193,10 +226,7 @@ impl Detector for EvidenceDetector {
                 if d.culprits.is_empty() { live } else { d }
             }
         };
-        if let Some(last) = self.recent.back_mut() {
-            last.1 = true;
-        }
-        detection_of(&d).into_iter().collect()
+        Some(d)
     }
 }
 
