@@ -730,7 +730,8 @@ fn diagnose_ranges(
 /// fails their calls, makes them retry. A culprit that calls another culprit (not one named
 /// for its network only: the service whose every edge moved already has the higher pooled
 /// score) may only be showing that one's effect when the callee's evidence is errors (a
-/// failure shows upstream as errors, retries, waits and other code paths), or when its own
+/// failure shows upstream, through any number of calls, as errors, retries, waits and other
+/// code paths: every caller of its callers is explained too), or when its own
 /// evidence is not errors and its calls to the callee slowed significantly, by at least
 /// 20 % (a slower callee does not change its callers' code paths). Such culprits come after
 /// the others, each group in score order.
@@ -747,22 +748,41 @@ fn explained_last(
         .map(|c| (c.service.as_str(), c.resource.as_str()))
         .collect();
     let (errors, network) = (Signal::Errors.resource(), Signal::Network.resource());
-    let explained: std::collections::BTreeSet<String> = after
-        .client
+    // Failures travel up in every form: a failing callee's callers, and theirs, see errors,
+    // retry, wait for timeouts, take other code paths.
+    let failing: Vec<&str> = kinds
         .iter()
-        .filter(|((caller, callee), _)| caller != callee)
-        .filter(|((caller, callee), a)| {
-            let Some(&callee_resource) = kinds.get(callee.as_str()).filter(|r| **r != network)
-            else {
-                return false;
-            };
-            // Failures travel up in every form: a failing callee's callers see errors, retry,
-            // wait for timeouts, take other code paths.
-            let failing = callee_resource == errors;
-            // A slower callee explains a caller's slowness, not a change of its code path.
-            let caller_errors = kinds.get(caller.as_str()) == Some(&errors);
-            failing
-                || !caller_errors
+        .filter(|(_, r)| **r == errors)
+        .map(|(s, _)| *s)
+        .collect();
+    let mut callers_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (caller, callee) in after.client.keys() {
+        if caller != callee {
+            callers_of.entry(callee).or_default().push(caller);
+        }
+    }
+    let mut explained: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for f in failing {
+        let mut stack: Vec<&str> = callers_of.get(f).cloned().unwrap_or_default();
+        while let Some(caller) = stack.pop() {
+            if caller != f && explained.insert(caller.to_string()) {
+                stack.extend(callers_of.get(caller).into_iter().flatten());
+            }
+        }
+    }
+    // A slower callee explains a caller's slowness, not a change of its code path.
+    explained.extend(
+        after
+            .client
+            .iter()
+            .filter(|((caller, callee), _)| caller != callee)
+            .filter(|((caller, callee), a)| {
+                let Some(&callee_resource) = kinds.get(callee.as_str()).filter(|r| **r != network)
+                else {
+                    return false;
+                };
+                callee_resource != errors
+                    && kinds.get(caller.as_str()) != Some(&errors)
                     && before
                         .client
                         .get(&(caller.clone(), callee.clone()))
@@ -770,9 +790,9 @@ fn explained_last(
                             stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, min_z)
                                 .is_some_and(|e| e.score >= 0.2)
                         })
-        })
-        .map(|((caller, _), _)| caller.clone())
-        .collect();
+            })
+            .map(|((caller, _), _)| caller.clone()),
+    );
     let (first, rest): (Vec<Culprit>, Vec<Culprit>) = culprits
         .into_iter()
         .partition(|c| !explained.contains(&c.service));

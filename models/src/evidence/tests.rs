@@ -38,6 +38,9 @@ enum Fault {
     FailingCalleeBusyCaller,
     /// `a` logs a new error line in a third of its requests; `b`'s own time × 1.5.
     FailingCallerSlowerCallee,
+    /// `c` logs an error line in every request, and `a` (its caller's caller) spends 500 ms
+    /// more of its own time per request.
+    FailingLeafBusyEntry,
 }
 
 struct Lcg(u64);
@@ -63,7 +66,9 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
         match fault {
             Fault::Slow(s) if on && s == i => own[i] *= 3.0,
             Fault::SlightlySlow(s) if on && s == i => own[i] *= 1.05,
-            Fault::FailingCalleeBusyCaller if on && i == 0 => own[i] += 500.0,
+            Fault::FailingCalleeBusyCaller | Fault::FailingLeafBusyEntry if on && i == 0 => {
+                own[i] += 500.0
+            }
             Fault::FailingCallerSlowerCallee if on && i == 1 => own[i] *= 1.5,
             Fault::OneSlowRequest(s) if end == AT + 5000 && s == i => own[i] *= 100.0,
             _ => {}
@@ -165,6 +170,7 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
             templates.sort_by_key(|t| t.id);
             let failing = (matches!(fault, Fault::ErrorLogs(f) if f == i) && on && end % 3000 == 0)
                 || (matches!(fault, Fault::FailingCalleeBusyCaller) && on && i == 1)
+                || (matches!(fault, Fault::FailingLeafBusyEntry) && on && i == 2)
                 || (matches!(fault, Fault::FailingCallerSlowerCallee)
                     && on
                     && i == 0
@@ -295,6 +301,16 @@ fn a_failing_callee_comes_before_its_busier_caller() {
             d.culprits.iter().any(|c| c.service == "a"),
             "seed {seed}: {d:#?}"
         );
+    }
+}
+
+/// Failures travel up whole chains: `c` fails and `a`, two calls up, is busier (500 ms
+/// more per request, far the larger move): `c` comes first.
+#[test]
+fn a_failing_service_comes_before_its_callers_callers() {
+    for seed in 1..=3 {
+        let d = run(Fault::FailingLeafBusyEntry, seed);
+        assert_eq!(top(&d), ("c", "errors"), "seed {seed}: {d:?}");
     }
 }
 
