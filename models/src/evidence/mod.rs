@@ -732,8 +732,9 @@ fn diagnose_ranges(
 /// score) may only be showing that one's effect when the callee's evidence is errors (a
 /// failure shows upstream, through any number of calls, as errors, retries, waits and other
 /// code paths: every caller of its callers is explained too), or when its own
-/// evidence is not errors and its calls to the callee slowed significantly, by at least
-/// 20 % (a slower callee does not change its callers' code paths). Such culprits come after
+/// evidence is its own time or CPU and its calls to the callee slowed significantly, by at
+/// least 20 % (a slower callee does not change its callers' code paths, nor delay the
+/// calls into them). Such culprits come after
 /// the others, each group in score order.
 fn explained_last(
     culprits: Vec<Culprit>,
@@ -747,7 +748,11 @@ fn explained_last(
         .iter()
         .map(|c| (c.service.as_str(), c.resource.as_str()))
         .collect();
-    let (errors, network) = (Signal::Errors.resource(), Signal::Network.resource());
+    let (errors, network, cpu) = (
+        Signal::Errors.resource(),
+        Signal::Network.resource(),
+        Signal::SelfTime.resource(),
+    );
     // Failures travel up in every form: a failing callee's callers, and theirs, see errors,
     // retry, wait for timeouts, take other code paths.
     let failing: Vec<&str> = kinds
@@ -770,7 +775,8 @@ fn explained_last(
             }
         }
     }
-    // A slower callee explains a caller's slowness, not a change of its code path.
+    // A slower callee explains a caller's slowness (its own time, its CPU), not a change of
+    // its code path nor the delay of the calls into it.
     explained.extend(
         after
             .client
@@ -782,7 +788,7 @@ fn explained_last(
                     return false;
                 };
                 callee_resource != errors
-                    && kinds.get(caller.as_str()) != Some(&errors)
+                    && kinds.get(caller.as_str()) == Some(&cpu)
                     && before
                         .client
                         .get(&(caller.clone(), callee.clone()))

@@ -763,3 +763,31 @@ fn a_move_shorter_than_pending_is_no_detection() {
         assert_eq!(count(20_000), 0, "seed {seed}");
     }
 }
+
+/// A slower callee explains its caller's own slowness, not delays of the calls into the
+/// caller: with `c` twice as slow (so `b`'s calls to it slowed), a `b` named for its
+/// network stays ahead of `c`; a `b` named for its own time comes after it.
+#[test]
+fn a_slower_callee_does_not_explain_its_callers_network() {
+    for seed in 1..=3 {
+        let all = windows(1, 160, Fault::Slow(2), seed);
+        let before = Range::of(all.iter().filter(|w| w.window_end <= AT));
+        let after = Range::of(all.iter().filter(|w| w.window_end > AT));
+        let culprit = |service: &str, score: f64, resource: &str| Culprit {
+            service: service.into(),
+            score,
+            resource: resource.into(),
+            evidence: Vec::new(),
+            repair_ms: None,
+        };
+        let order = |b_resource: &str| {
+            let ranked = vec![culprit("b", 10.0, b_resource), culprit("c", 1.0, "cpu")];
+            explained_last(ranked, &before, &after, 3.0, 5)
+                .into_iter()
+                .map(|c| c.service)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order("network"), ["b", "c"], "seed {seed}");
+        assert_eq!(order("cpu"), ["c", "b"], "seed {seed}");
+    }
+}
