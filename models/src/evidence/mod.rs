@@ -27,6 +27,9 @@
 //!   way: code that throws or returns early stops making the calls that follow it.
 //! - **cpu** (→ `cpu`): CPU utilisation where metrics are exported (any scrape interval: only
 //!   windows with a sample count).
+//! - **traffic** (→ `network`): a fall of a service's network bytes per second where metrics
+//!   are exported: a delayed or lossy link, or an instance that stopped serving, moves fewer
+//!   bytes. A rise follows the load, so it is not read.
 //! - **log errors, log templates, log flow** (→ `errors`): the share of a service's log
 //!   records at error severity, of each template, and, within each trace, how often one
 //!   log statement follows another: code that throws stops writing the lines that follow.
@@ -67,7 +70,7 @@ pub struct EvidenceParams {
     pub normal_dir: std::path::PathBuf,
     /// The signals read (to leave one out, or to measure what each contributes). Default
     /// all: `self_time`, `network`, `errors`, `call_pattern`, `cpu`, `log_errors`,
-    /// `log_template`, `log_flow`.
+    /// `log_template`, `log_flow`, `traffic`.
     pub signals: Vec<Signal>,
 }
 
@@ -101,10 +104,12 @@ pub enum Signal {
     /// Within requests, how often a log statement follows another, either way: code that
     /// throws or returns early stops writing the lines that usually follow.
     LogFlow,
+    /// A fall of the network bytes per second of a service's instances (metrics).
+    Traffic,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 8] = [
+    pub const ALL: [Signal; 9] = [
         Signal::SelfTime,
         Signal::Network,
         Signal::Errors,
@@ -113,13 +118,14 @@ impl Signal {
         Signal::LogErrors,
         Signal::LogTemplate,
         Signal::LogFlow,
+        Signal::Traffic,
     ];
 
     /// The resource a move of this signal points at.
     pub fn resource(self) -> &'static str {
         match self {
             Signal::SelfTime | Signal::Cpu => "cpu",
-            Signal::Network => "network",
+            Signal::Network | Signal::Traffic => "network",
             Signal::Errors
             | Signal::CallPattern
             | Signal::LogErrors
@@ -205,6 +211,9 @@ struct Range {
     client: BTreeMap<(String, String), Pooled>,
     #[serde(with = "as_pairs")]
     cpu: BTreeMap<String, Pooled>,
+    /// Per service: network bytes per second (metrics).
+    #[serde(with = "as_pairs", default)]
+    traffic: BTreeMap<String, Pooled>,
     /// Per service: log records and, of them, at error severity or above.
     #[serde(with = "as_pairs")]
     logs: BTreeMap<String, (f64, f64)>,
@@ -270,6 +279,7 @@ impl Range {
         pooled(&mut self.gap, &other.gap);
         pooled(&mut self.client, &other.client);
         pooled(&mut self.cpu, &other.cpu);
+        pooled(&mut self.traffic, &other.traffic);
         shares(&mut self.logs, &other.logs);
         for (k, (c, text)) in &other.templates {
             let e = self
@@ -287,6 +297,7 @@ impl Range {
         self.requests
             .keys()
             .chain(self.cpu.keys())
+            .chain(self.traffic.keys())
             .chain(self.logs.keys())
             .map(String::as_str)
             .collect()
@@ -335,6 +346,13 @@ impl Range {
                 let cpu = s.usage[Resource::Cpu.index()][2];
                 if cpu > 0.0 {
                     r.cpu.entry(s.service.clone()).or_default().add(cpu, 1.0);
+                }
+                let traffic = s.usage[Resource::Network.index()][2];
+                if traffic > 0.0 {
+                    r.traffic
+                        .entry(s.service.clone())
+                        .or_default()
+                        .add(traffic, 1.0);
                 }
                 if s.requests == 0 {
                     continue;
@@ -513,6 +531,15 @@ fn diagnose_ranges(
     for (service, a) in after.cpu.iter().filter(|_| reads(Signal::Cpu)) {
         if let Some(b) = before.cpu.get(service)
             && let Some(ev) = stats::increase(Signal::Cpu, None, b, a, 0.1, 0.02, z_min)
+        {
+            by_service.entry(service.clone()).or_default().push(ev);
+        }
+    }
+    // Network traffic, its fall (scored as a rise against the smaller level): floors 10 %,
+    // 1 kB/s.
+    for (service, a) in after.traffic.iter().filter(|_| reads(Signal::Traffic)) {
+        if let Some(b) = before.traffic.get(service)
+            && let Some(ev) = stats::fall(Signal::Traffic, b, a, 0.1, 1000.0, z_min)
         {
             by_service.entry(service.clone()).or_default().push(ev);
         }

@@ -127,6 +127,34 @@ pub(super) fn increase(
     })
 }
 
+/// A fall, significant by [`increase`]'s test mirrored (the normal's spread, its floors),
+/// scored against the smaller, after level: a level falling tenfold scores as one rising
+/// tenfold would (its `z` is negative).
+pub(super) fn fall(
+    signal: Signal,
+    before: &Pooled,
+    after: &Pooled,
+    rel_floor: f64,
+    abs_floor: f64,
+    min_z: f64,
+) -> Option<Evidence> {
+    if before.windows() == 0.0 || after.windows() == 0.0 {
+        return None;
+    }
+    let (b, a) = (before.mean(), after.mean());
+    let sd = before.spread().max(rel_floor * b.abs()).max(abs_floor);
+    let se = sd * (1.0 / before.windows() + 1.0 / after.windows()).sqrt();
+    let z = (a - b) / se;
+    (-z >= min_z).then(|| Evidence {
+        signal,
+        on: None,
+        before: b,
+        after: a,
+        z,
+        score: (b - a) / a.abs().max(abs_floor),
+    })
+}
+
 /// Evidence of a signal that did not move (score 0), for pooling.
 pub(super) fn unmoved(signal: Signal, before: &Pooled, after: &Pooled) -> Evidence {
     Evidence {

@@ -791,3 +791,40 @@ fn a_slower_callee_does_not_explain_its_callers_network() {
         assert_eq!(order("cpu"), ["c", "b"], "seed {seed}");
     }
 }
+
+/// `windows` with every service's network traffic at about `level` bytes/s (± 30 %), and
+/// `b`'s multiplied by `b_after` from `AT` on.
+fn with_traffic(mut windows: Vec<WindowSnapshot>, level: f64, b_after: f64) -> Vec<WindowSnapshot> {
+    let mut rng = Lcg(99);
+    for w in &mut windows {
+        for s in &mut w.services {
+            let factor = if s.service == "b" && w.window_end > AT {
+                b_after
+            } else {
+                1.0
+            };
+            s.usage[augur_operators::Resource::Network.index()] =
+                [level * factor * rng.noise(0.3); 4];
+        }
+    }
+    windows
+}
+
+/// A service whose network traffic falls tenfold (a delayed or lossy link) is named for
+/// its network; one whose traffic rises tenfold (load) is not.
+#[test]
+fn a_fall_in_traffic_is_named_and_a_rise_is_not() {
+    for seed in 1..=3 {
+        let calm = windows(1, 160, Fault::None, seed);
+        let fell = with_traffic(calm.clone(), 100_000.0, 0.1);
+        let d = diagnose(&fell, AT, &EvidenceParams::default());
+        assert_eq!(top(&d), ("b", "network"), "seed {seed}: {d:?}");
+        assert_eq!(d.culprits[0].evidence[0].signal, Signal::Traffic);
+        let rose = with_traffic(calm, 100_000.0, 10.0);
+        let d = diagnose(&rose, AT, &EvidenceParams::default());
+        assert!(
+            d.culprits.iter().all(|c| c.service != "b"),
+            "seed {seed}: {d:?}"
+        );
+    }
+}
