@@ -39,6 +39,7 @@ fn main() {
             names: &names,
             duration_s: SECONDS,
             sources: vec!["simulated social-network".to_string()],
+            telemetry: Default::default(),
         })
         .expect("fits");
         fit_s.push(t.elapsed().as_secs_f64());

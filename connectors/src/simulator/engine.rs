@@ -131,6 +131,14 @@ impl Simulator {
             return Err(SimError::Invalid("rate_scale must be > 0".into()));
         }
         let model = Model::compile(&config.topology)?;
+        // The application's own scrape interval (a twin's) over the run's default.
+        let metrics_interval_ms = config
+            .topology
+            .spec()
+            .telemetry
+            .metrics_interval_ms
+            .filter(|&ms| ms > 0)
+            .unwrap_or(config.metrics_interval_ms);
         let start_ns = config.start_ms * MS;
         let load = &config.topology.spec().load;
         let mut sim = Simulator {
@@ -146,7 +154,7 @@ impl Simulator {
             load: Load::new(load, config.rate_scale, start_ns),
             sampling: Sampling::new(
                 start_ns,
-                config.metrics_interval_ms * MS,
+                metrics_interval_ms * MS,
                 config.in_flight_interval_ms * MS,
             ),
             injections: Injections::default(),

@@ -37,8 +37,8 @@ pub use scenarios::{
     SCALE_REPLACE_SWING, SCALE_REPLACE_SWING_PERIOD_S, Scenario, ScenarioKind, scenario,
 };
 pub use topology::{
-    CallRef, LoadSpec, OperationSpec, RequestSpec, ServiceSpec, SloSpec, SpikeSpec, Topology,
-    TopologySpec,
+    CallRef, LoadSpec, OperationSpec, RequestSpec, ServiceSpec, SloSpec, SpanShape, SpikeSpec,
+    TelemetrySpec, Topology, TopologySpec,
 };
 
 /// A fixed default start time (2023-11-14T22:13:20Z) so runs are reproducible.

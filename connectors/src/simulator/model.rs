@@ -86,6 +86,9 @@ pub(crate) struct Model {
     pub network_jitter_ns: f64,
     pub error_propagation: f64,
     pub queue_timeout_ns: u64,
+    pub span_shape: super::SpanShape,
+    /// The telemetry section: which resources' metrics are exported.
+    pub telemetry: super::TelemetrySpec,
 }
 
 impl Model {
@@ -188,6 +191,8 @@ impl Model {
             network_jitter_ns: spec.network_jitter_ms * 1e6,
             error_propagation: spec.error_propagation,
             queue_timeout_ns: (spec.queue_timeout_ms * 1e6) as u64,
+            span_shape: spec.telemetry.spans,
+            telemetry: spec.telemetry.clone(),
         })
     }
 

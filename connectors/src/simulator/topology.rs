@@ -6,6 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use augur_operators::records::Resource;
+
 use super::SimError;
 
 /// Built-in topologies: `(name, TOML text)`.
@@ -78,6 +80,50 @@ pub struct TopologySpec {
     pub services: Vec<ServiceSpec>,
     #[serde(rename = "request")]
     pub requests: Vec<RequestSpec>,
+    /// What the application's telemetry looks like, when not the simulator's own (a twin
+    /// writes what it observed, so models trained in it see the shape the real stream has).
+    #[serde(default, skip_serializing_if = "TelemetrySpec::is_default")]
+    pub telemetry: TelemetrySpec,
+}
+
+/// The shape of the telemetry a simulated run exports (`[telemetry]`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySpec {
+    /// How calls show in spans. Default `client_server`.
+    pub spans: SpanShape,
+    /// How often metrics are sampled, ms (as a scrape interval). Default: the run's own
+    /// (500 ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_interval_ms: Option<u64>,
+    /// The resources the application exports metrics for (`cpu`, `memory`, `network`,
+    /// `disk`, `queue`, `in_flight`). Default: all of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Vec<Resource>>,
+}
+
+impl TelemetrySpec {
+    fn is_default(&self) -> bool {
+        *self == TelemetrySpec::default()
+    }
+
+    /// Whether metrics of `resource` are exported.
+    pub fn exports(&self, resource: Resource) -> bool {
+        self.metrics.as_ref().is_none_or(|m| m.contains(&resource))
+    }
+}
+
+/// How calls show in spans.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanShape {
+    /// A CLIENT span at the caller and a SERVER span at the callee, per call
+    /// (OpenTelemetry's RPC instrumentation).
+    #[default]
+    ClientServer,
+    /// One span per service visit, no kind, its parent the caller's span (Jaeger and
+    /// Zipkin imports, some agents). Calls to uninstrumented services do not show.
+    OnePerHop,
 }
 
 /// Open-loop Poisson load.

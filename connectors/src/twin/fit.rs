@@ -14,7 +14,8 @@ use super::quantile::quantile;
 use super::stages::{Instance, ObservedCall, infer};
 use super::variants::{Root, variants};
 use crate::simulator::{
-    LoadSpec, OperationSpec, RequestSpec, ServiceSpec, SloSpec, Topology, TopologySpec,
+    LoadSpec, OperationSpec, RequestSpec, ServiceSpec, SloSpec, TelemetrySpec, Topology,
+    TopologySpec,
 };
 
 /// Standard normal quantiles used to turn a sample quantile into a lognormal sigma.
@@ -56,6 +57,8 @@ pub struct FitInput<'a> {
     pub duration_s: f64,
     /// Where the hops came from, for the header.
     pub sources: Vec<String>,
+    /// What the application's telemetry looks like ([`super::read::telemetry_of`]).
+    pub telemetry: TelemetrySpec,
 }
 
 /// Per-operation accumulation.
@@ -378,6 +381,7 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
         slos,
         services,
         requests,
+        telemetry: input.telemetry.clone(),
     };
     Topology::from_spec(spec.clone()).map_err(TwinError::Sim)?;
     Ok(Fitted {

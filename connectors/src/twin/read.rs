@@ -9,9 +9,12 @@ use std::path::Path;
 
 use augur_operators::records::Span;
 
+use augur_operators::records::{MetricPoint, SpanKind};
+
 use super::TwinError;
 use crate::files::{LineReader, find_input};
-use crate::otlp::decode_traces_json;
+use crate::otlp::{MetricNames, decode_metrics_json, decode_traces_json};
+use crate::simulator::{SpanShape, TelemetrySpec};
 
 /// The spans of `dir`'s traces file and the number of records or lines that did not decode.
 pub fn read_spans(dir: &Path) -> Result<(Vec<Span>, u64), TwinError> {
@@ -34,6 +37,62 @@ pub fn read_spans(dir: &Path) -> Result<(Vec<Span>, u64), TwinError> {
         }
     }
     Ok((spans, bad))
+}
+
+/// What the telemetry looks like: calls as one span per hop when no span states a kind;
+/// the metrics' sample interval (the median gap between consecutive samples of one
+/// instance's resource) when `dirs` hold metrics, and which resources they measure (none
+/// when `dirs` hold no metrics). Undecodable metric lines are skipped.
+pub fn telemetry_of(spans: &[Span], dirs: &[&Path]) -> Result<TelemetrySpec, TwinError> {
+    let kind_less = !spans.is_empty() && spans.iter().all(|s| s.kind == SpanKind::Unspecified);
+    let names = MetricNames::default();
+    let mut series: HashMap<(String, String, augur_operators::records::Resource), Vec<u64>> =
+        HashMap::new();
+    let mut points: Vec<MetricPoint> = Vec::new();
+    let mut line = Vec::new();
+    for dir in dirs {
+        let Ok(path) = find_input(dir, "metrics.otlp") else {
+            continue;
+        };
+        let mut reader = LineReader::open(&path).map_err(TwinError::File)?;
+        while reader
+            .next_line(&mut line)
+            .map_err(TwinError::File)?
+            .is_some()
+        {
+            points.clear();
+            if decode_metrics_json(&line, &names, &mut points).is_err() {
+                continue;
+            }
+            for p in &points {
+                series
+                    .entry((p.service.clone(), p.instance.clone(), p.resource))
+                    .or_default()
+                    .push(p.time_ns / 1_000_000);
+            }
+        }
+    }
+    let mut gaps: Vec<u64> = Vec::new();
+    for times in series.values_mut() {
+        times.sort_unstable();
+        times.dedup();
+        gaps.extend(times.windows(2).map(|w| w[1] - w[0]));
+    }
+    gaps.sort_unstable();
+    let mut resources: Vec<augur_operators::records::Resource> =
+        series.keys().map(|k| k.2).collect();
+    resources.sort();
+    resources.dedup();
+    Ok(TelemetrySpec {
+        spans: if kind_less {
+            SpanShape::OnePerHop
+        } else {
+            SpanShape::ClientServer
+        },
+        metrics_interval_ms: gaps.get(gaps.len() / 2).copied().filter(|&ms| ms > 0),
+        // With inputs to read, what they hold; without, the simulator's own.
+        metrics: (!dirs.is_empty()).then_some(resources),
+    })
 }
 
 /// Which part of a directory's time range to use.

@@ -55,6 +55,31 @@ pub fn to_toml(fitted: &Fitted) -> String {
             let _ = writeln!(out, "operation = {}", q(op));
         }
     }
+    if spec.telemetry != crate::simulator::TelemetrySpec::default() {
+        let _ = writeln!(
+            out,
+            "\n# The telemetry as observed, so models trained in the twin see its shape.\n[telemetry]\nspans = {}",
+            q(match spec.telemetry.spans {
+                crate::simulator::SpanShape::ClientServer => "client_server",
+                crate::simulator::SpanShape::OnePerHop => "one_per_hop",
+            })
+        );
+        if let Some(ms) = spec.telemetry.metrics_interval_ms {
+            let _ = writeln!(out, "metrics_interval_ms = {ms}");
+        }
+        if let Some(resources) = &spec.telemetry.metrics {
+            let names: Vec<String> = resources
+                .iter()
+                .map(|r| {
+                    q(&serde_json::to_value(r)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default())
+                })
+                .collect();
+            let _ = writeln!(out, "metrics = [{}]", names.join(", "));
+        }
+    }
     for r in &spec.requests {
         let _ = writeln!(
             out,

@@ -100,6 +100,8 @@ fn fit(args: &TwinArgs) -> anyhow::Result<()> {
     let (spans, duration_s) = read_part(&args.input, args.holdout, Part::Fit)?;
     let mut names = Names::default();
     let hops = hops_of(&spans, &mut names);
+    let dirs: Vec<&std::path::Path> = args.input.iter().map(|p| p.as_path()).collect();
+    let telemetry = twin::read::telemetry_of(&spans, &dirs).context("reading the metrics")?;
     drop(spans);
     let name = args
         .name
@@ -112,6 +114,7 @@ fn fit(args: &TwinArgs) -> anyhow::Result<()> {
         names: &names,
         duration_s,
         sources,
+        telemetry,
     })
     .context("fitting the twin")?;
     let text = twin::to_toml(&fitted);

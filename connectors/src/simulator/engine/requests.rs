@@ -4,6 +4,7 @@
 
 use augur_operators::records::{Span, SpanKind};
 
+use super::super::SpanShape;
 use super::super::faults::FaultKind;
 use super::super::model::{CallModel, OpModel};
 use super::Simulator;
@@ -294,13 +295,24 @@ impl Simulator {
         let op = &service.ops[call.op as usize];
         let replica = &mut self.cluster.replicas[call.replica as usize];
         if service.instrumented && !self.dropped.spans[call.service as usize] {
+            // One span per hop: no kind, the caller's own span as parent.
+            let (kind, parent_span_id) = match self.model.span_shape {
+                SpanShape::ClientServer => (
+                    SpanKind::Server,
+                    (call.client_span_id != 0).then_some(call.client_span_id),
+                ),
+                SpanShape::OnePerHop => (
+                    SpanKind::Unspecified,
+                    call.parent.map(|p| self.calls[p as usize].span_id),
+                ),
+            };
             spans.push(Span {
                 trace_id: call.trace_id,
                 span_id: call.span_id,
-                parent_span_id: (call.client_span_id != 0).then_some(call.client_span_id),
+                parent_span_id,
                 service: service.name.clone(),
                 instance: replica.name.clone(),
-                kind: SpanKind::Server,
+                kind,
                 name: op.name.clone(),
                 start_ns: call.arrive_ns,
                 end_ns: self.now_ns,
@@ -350,7 +362,9 @@ impl Simulator {
         let caller = &self.model.services[parent.service as usize];
         let caller_replica = &mut self.cluster.replicas[parent.replica as usize];
         let callee_hidden = !callee.instrumented || self.dropped.spans[call.service as usize];
-        if !self.dropped.spans[parent.service as usize] {
+        if !self.dropped.spans[parent.service as usize]
+            && self.model.span_shape == SpanShape::ClientServer
+        {
             spans.push(Span {
                 trace_id: call.trace_id,
                 span_id: call.client_span_id,

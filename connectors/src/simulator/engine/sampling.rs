@@ -98,6 +98,9 @@ impl Simulator {
                 continue;
             }
             for (resource, value) in values {
+                if !self.model.telemetry.exports(resource) {
+                    continue;
+                }
                 metrics.push(MetricPoint {
                     service: svc.name.clone(),
                     instance: rep.name.clone(),
@@ -119,7 +122,10 @@ impl Simulator {
         let t = self.now_ns;
         for rep in &self.cluster.replicas {
             let service = rep.service as usize;
-            if !(rep.active || rep.inflight > 0) || self.dropped.metrics[service] {
+            if !(rep.active || rep.inflight > 0)
+                || self.dropped.metrics[service]
+                || !self.model.telemetry.exports(Resource::InFlight)
+            {
                 continue;
             }
             metrics.push(MetricPoint {
