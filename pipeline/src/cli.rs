@@ -753,7 +753,8 @@ pub struct SageTrainArgs {
     /// repeat for several (only their spans, metrics and SLOs are read).
     #[arg(long)]
     pub input: Vec<PathBuf>,
-    /// Checkpoint name (default `sage-<topology>`, the topology of the first input).
+    /// Checkpoint name (default `sage-<topology>`, the topology of the first input; a name
+    /// without the `sage-` prefix gets it).
     #[arg(long)]
     pub name: Option<String>,
     /// Training epochs (default 30).
@@ -780,7 +781,8 @@ pub struct FluxionTrainArgs {
     /// repeat for several (only their spans, metrics and SLOs are read).
     #[arg(long)]
     pub input: Vec<PathBuf>,
-    /// Checkpoint name (default `fluxion-<topology>`, the topology of the first input).
+    /// Checkpoint name (default `fluxion-<topology>`, the topology of the first input; a
+    /// name without the `fluxion-` prefix gets it).
     #[arg(long)]
     pub name: Option<String>,
 }

@@ -83,14 +83,20 @@ pub fn replay_training_setup(
     Ok(config)
 }
 
-/// `--name`, else `<model>-<topology>` from the first input's labels.json.
+/// `--name`, else `<model>-<topology>` from the first input's labels.json. Sage and
+/// Fluxion find their checkpoints by the `<model>-` prefix, so a name without it gets it
+/// (`--name shop` writes `sage-shop`); a learned normal's file adds its own prefix.
 pub fn checkpoint_name(
     name: Option<&str>,
     input: &[PathBuf],
     model: &str,
 ) -> anyhow::Result<String> {
     if let Some(name) = name {
-        return Ok(name.to_string());
+        let prefix = format!("{model}-");
+        if model == "normal" || name.starts_with(&prefix) {
+            return Ok(name.to_string());
+        }
+        return Ok(format!("{prefix}{name}"));
     }
     let labels: Labels = read_labels(&input[0])?;
     let topology = labels
@@ -187,4 +193,20 @@ pub fn run(args: &SageTrainArgs) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checkpoint_name;
+
+    /// The detectors look for `sage-*` and `fluxion-*`: `--name shop` must give a checkpoint
+    /// they find, and a name that has the prefix keeps it once.
+    #[test]
+    fn a_checkpoint_name_gets_its_models_prefix() {
+        let name = |n: &str, model: &str| checkpoint_name(Some(n), &[], model).unwrap_or_default();
+        assert_eq!(name("shop", "sage"), "sage-shop");
+        assert_eq!(name("sage-shop", "sage"), "sage-shop");
+        assert_eq!(name("shop", "fluxion"), "fluxion-shop");
+        assert_eq!(name("shop", "normal"), "shop");
+    }
 }
