@@ -614,15 +614,21 @@ fn diagnose_ranges(
         };
         let cb = before.calls.get(edge).copied().unwrap_or(0.0);
         let ca = after.calls.get(edge).copied().unwrap_or(0.0);
-        if let Some(ev) = stats::count_change(
-            Signal::CallPattern,
-            &edge.1,
-            (cb, nb),
-            (ca, na),
-            0.0,
-            0.1,
-            z_min,
-        ) {
+        // At most one call per request: the share of requests making it; else a count.
+        let change = if cb <= nb && ca <= na {
+            stats::proportion_change(Signal::CallPattern, &edge.1, (cb, nb), (ca, na), 0.1, z_min)
+        } else {
+            stats::count_change(
+                Signal::CallPattern,
+                &edge.1,
+                (cb, nb),
+                (ca, na),
+                0.0,
+                0.1,
+                z_min,
+            )
+        };
+        if let Some(ev) = change {
             by_service.entry(edge.0.clone()).or_default().push(ev);
         }
     }

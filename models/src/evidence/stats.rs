@@ -224,6 +224,38 @@ pub(super) fn count_change(
     })
 }
 
+/// A change, either way, of how many units of a whole have a property (`cb / nb` → `ca /
+/// na`: requests that make a call, at most one each), if significant by a two-proportion
+/// z; scored as [`count_change`]. A code path every request took, skipped by the few
+/// requests of a quiet service, is a move the Poisson test of [`count_change`] misses.
+pub(super) fn proportion_change(
+    signal: Signal,
+    on: &str,
+    (cb, nb): (f64, f64),
+    (ca, na): (f64, f64),
+    rate_floor: f64,
+    min_z: f64,
+) -> Option<Evidence> {
+    if nb <= 0.0 || na <= 0.0 {
+        return None;
+    }
+    let (pb, pa) = (cb / nb, ca / na);
+    let p = (cb + ca) / (nb + na);
+    let se = (p * (1.0 - p) * (1.0 / na + 1.0 / nb)).sqrt().max(1e-9);
+    let z = (pa - pb) / se;
+    if z.abs() < min_z {
+        return None;
+    }
+    Some(Evidence {
+        signal,
+        on: Some(on.to_string()),
+        before: pb,
+        after: pa,
+        z,
+        score: (pa - pb).abs() / pb.min(pa).max(rate_floor),
+    })
+}
+
 /// A change, either way, of a share of a whole (`cb / nb` → `ca / na`: how often one log
 /// statement follows another), tested as [`count_change`]; scored against the smaller of
 /// the normal share and its complement (at least `floor`): a share near 0 or 1 is a fixed

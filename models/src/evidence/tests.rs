@@ -828,3 +828,30 @@ fn a_fall_in_traffic_is_named_and_a_rise_is_not() {
         );
     }
 }
+
+/// A quiet service: after the moment, four requests of `a`, none of which calls `b`, where
+/// every request did before. Per request the call is there or not: four skips of a call
+/// made every time are a move (a Poisson count of 4 expected calls would call it noise).
+#[test]
+fn a_call_every_request_made_skipped_by_a_few_requests_is_a_move() {
+    for seed in 1..=3 {
+        let all = windows(1, 160, Fault::SkipsCalls, seed);
+        let quiet: Vec<WindowSnapshot> = all
+            .into_iter()
+            .filter(|w| w.window_end <= AT || w.edges.is_empty())
+            .filter(|w| w.window_end <= AT + 8000)
+            .collect();
+        assert_eq!(quiet.iter().filter(|w| w.window_end > AT).count(), 4);
+        let d = diagnose(&quiet, AT, &EvidenceParams::default());
+        let a = d.culprits.iter().find(|c| c.service == "a");
+        assert!(
+            !d.weak
+                && a.is_some_and(|c| {
+                    c.evidence
+                        .iter()
+                        .any(|e| e.signal == Signal::CallPattern && e.z <= -3.0)
+                }),
+            "seed {seed}: {d:?}"
+        );
+    }
+}
