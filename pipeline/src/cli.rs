@@ -795,7 +795,7 @@ pub struct NormalTrainArgs {
     /// application running normally; repeat for several.
     #[arg(long)]
     pub input: Vec<PathBuf>,
-    /// Name of the normal (default `normal-<topology>`, the topology in the first input's
+    /// Name of the normal (default `<topology>`, the topology in the first input's
     /// labels.json); written as `normal-<name>.json`.
     #[arg(long)]
     pub name: Option<String>,

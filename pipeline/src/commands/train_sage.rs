@@ -83,7 +83,8 @@ pub fn replay_training_setup(
     Ok(config)
 }
 
-/// `--name`, else `<model>-<topology>` from the first input's labels.json. Sage and
+/// `--name`, else `<model>-<topology>` (a normal: `<topology>`) from the first input's
+/// labels.json. Sage and
 /// Fluxion find their checkpoints by the `<model>-` prefix, so a name without it gets it
 /// (`--name shop` writes `sage-shop`); a learned normal's file adds its own prefix.
 pub fn checkpoint_name(
@@ -102,6 +103,10 @@ pub fn checkpoint_name(
     let topology = labels
         .topology()
         .context("labels.json names no topology; give --name")?;
+    if model == "normal" {
+        // Written as `normal-<name>.json`.
+        return Ok(topology.to_string());
+    }
     Ok(format!("{model}-{topology}"))
 }
 
@@ -208,5 +213,17 @@ mod tests {
         assert_eq!(name("sage-shop", "sage"), "sage-shop");
         assert_eq!(name("shop", "fluxion"), "fluxion-shop");
         assert_eq!(name("shop", "normal"), "shop");
+    }
+
+    /// Without `--name`, the topology in labels.json names the checkpoint; a normal's file
+    /// adds `normal-` itself, so its name is the topology alone.
+    #[test]
+    fn a_default_name_comes_from_the_topology() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("labels.json"), r#"{"topology": "shop"}"#)?;
+        let input = [dir.path().to_path_buf()];
+        assert_eq!(checkpoint_name(None, &input, "sage")?, "sage-shop");
+        assert_eq!(checkpoint_name(None, &input, "normal")?, "shop");
+        Ok(())
     }
 }
