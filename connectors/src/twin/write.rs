@@ -68,15 +68,7 @@ pub fn to_toml(fitted: &Fitted) -> String {
             let _ = writeln!(out, "metrics_interval_ms = {ms}");
         }
         if let Some(resources) = &spec.telemetry.metrics {
-            let names: Vec<String> = resources
-                .iter()
-                .map(|r| {
-                    q(&serde_json::to_value(r)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default())
-                })
-                .collect();
+            let names: Vec<String> = resources.iter().map(|r| q(r.as_str())).collect();
             let _ = writeln!(out, "metrics = [{}]", names.join(", "));
         }
     }
