@@ -87,10 +87,36 @@ impl Pooled {
     }
 }
 
-/// A rise of a pooled mean from `before` to `after`, if significant: the spread of the
-/// normal's per-window means (at least `rel_floor` of its level and `abs_floor`) gives the
-/// standard error of both means. With two or more windows examined, the rise must also be
-/// significant without the highest of them: a lasting move, not one slow request.
+/// A pooled mean's move: the normal level `b`, the examined `a`, the normal's spread `sd`
+/// (with its floors) and the move's `z`.
+struct Move {
+    b: f64,
+    a: f64,
+    sd: f64,
+    z: f64,
+}
+
+/// The move of a pooled mean from `before` to `after`: the spread of the normal's
+/// per-window means (at least `rel_floor` of its level and `abs_floor`) gives the standard
+/// error of both means. `None` when either range has no windows.
+fn pooled_move(before: &Pooled, after: &Pooled, rel_floor: f64, abs_floor: f64) -> Option<Move> {
+    if before.windows() == 0.0 || after.windows() == 0.0 {
+        return None;
+    }
+    let (b, a) = (before.mean(), after.mean());
+    let sd = before.spread().max(rel_floor * b.abs()).max(abs_floor);
+    let se = sd * (1.0 / before.windows() + 1.0 / after.windows()).sqrt();
+    Some(Move {
+        b,
+        a,
+        sd,
+        z: (a - b) / se,
+    })
+}
+
+/// A rise of a pooled mean from `before` to `after`, if significant ([`pooled_move`]). With
+/// two or more windows examined, the rise must also be significant without the highest of
+/// them: a lasting move, not one slow request.
 pub(super) fn increase(
     signal: Signal,
     on: Option<String>,
@@ -100,13 +126,7 @@ pub(super) fn increase(
     abs_floor: f64,
     min_z: f64,
 ) -> Option<Evidence> {
-    if before.windows() == 0.0 || after.windows() == 0.0 {
-        return None;
-    }
-    let (b, a) = (before.mean(), after.mean());
-    let sd = before.spread().max(rel_floor * b.abs()).max(abs_floor);
-    let se = sd * (1.0 / before.windows() + 1.0 / after.windows()).sqrt();
-    let z = (a - b) / se;
+    let Move { b, a, sd, z } = pooled_move(before, after, rel_floor, abs_floor)?;
     if z < min_z {
         return None;
     }
@@ -138,13 +158,7 @@ pub(super) fn fall(
     abs_floor: f64,
     min_z: f64,
 ) -> Option<Evidence> {
-    if before.windows() == 0.0 || after.windows() == 0.0 {
-        return None;
-    }
-    let (b, a) = (before.mean(), after.mean());
-    let sd = before.spread().max(rel_floor * b.abs()).max(abs_floor);
-    let se = sd * (1.0 / before.windows() + 1.0 / after.windows()).sqrt();
-    let z = (a - b) / se;
+    let Move { b, a, z, .. } = pooled_move(before, after, rel_floor, abs_floor)?;
     (-z >= min_z).then(|| Evidence {
         signal,
         on: None,
@@ -167,16 +181,22 @@ pub(super) fn unmoved(signal: Signal, before: &Pooled, after: &Pooled) -> Eviden
     }
 }
 
-/// A rise of the error share from `eb / nb` to `ea / na`, if significant (two-proportion
-/// z); scored by the rise over max(normal share, 1 %).
-pub(super) fn share_increase(eb: f64, nb: f64, ea: f64, na: f64, min_z: f64) -> Option<Evidence> {
+/// The shares `cb / nb` and `ca / na` and the two-proportion z of their difference; `None`
+/// when either whole is empty.
+fn two_proportion_z((cb, nb): (f64, f64), (ca, na): (f64, f64)) -> Option<(f64, f64, f64)> {
     if nb <= 0.0 || na <= 0.0 {
         return None;
     }
-    let (pb, pa) = (eb / nb, ea / na);
-    let p = (eb + ea) / (nb + na);
+    let (pb, pa) = (cb / nb, ca / na);
+    let p = (cb + ca) / (nb + na);
     let se = (p * (1.0 - p) * (1.0 / na + 1.0 / nb)).sqrt().max(1e-9);
-    let z = (pa - pb) / se;
+    Some((pb, pa, (pa - pb) / se))
+}
+
+/// A rise of the error share from `eb / nb` to `ea / na`, if significant (two-proportion
+/// z); scored by the rise over max(normal share, 1 %).
+pub(super) fn share_increase(eb: f64, nb: f64, ea: f64, na: f64, min_z: f64) -> Option<Evidence> {
+    let (pb, pa, z) = two_proportion_z((eb, nb), (ea, na))?;
     if z < min_z {
         return None;
     }
@@ -236,13 +256,7 @@ pub(super) fn proportion_change(
     rate_floor: f64,
     min_z: f64,
 ) -> Option<Evidence> {
-    if nb <= 0.0 || na <= 0.0 {
-        return None;
-    }
-    let (pb, pa) = (cb / nb, ca / na);
-    let p = (cb + ca) / (nb + na);
-    let se = (p * (1.0 - p) * (1.0 / na + 1.0 / nb)).sqrt().max(1e-9);
-    let z = (pa - pb) / se;
+    let (pb, pa, z) = two_proportion_z((cb, nb), (ca, na))?;
     if z.abs() < min_z {
         return None;
     }
