@@ -760,15 +760,14 @@ fn diagnose_ranges(
 }
 
 /// Effects travel from callees to callers: a saturated callee fills its callers' queues,
-/// fails their calls, makes them retry. A culprit that calls another culprit (not one named
-/// for its network only: the service whose every edge moved already has the higher pooled
-/// score) may only be showing that one's effect when the callee's evidence is errors (a
-/// failure shows upstream, through any number of calls, as errors, retries, waits and other
-/// code paths: every caller of its callers is explained too), or when its own
-/// evidence is its own time or CPU and its calls to the callee slowed significantly, by at
-/// least 20 % (a slower callee does not change its callers' code paths, nor delay the
-/// calls into them). Such culprits come after
-/// the others, each group in score order.
+/// fails their calls, makes them retry. A culprit may only be showing another culprit's
+/// effect when it reaches, directly or through other services, a culprit whose evidence is
+/// errors (a failure shows upstream as errors, retries, waits and other code paths), or
+/// when both their evidence is own time or CPU and its calls to that callee slowed
+/// significantly, by at least 20 % (a slower callee neither changes its callers' code paths
+/// nor delays the calls into them; a callee named for its network only is not one: the
+/// service whose every edge moved already has the higher pooled score). Such culprits come
+/// after the others, each group in score order.
 fn explained_last(
     culprits: Vec<Culprit>,
     before: &Range,
@@ -781,11 +780,7 @@ fn explained_last(
         .iter()
         .map(|c| (c.service.as_str(), c.resource.as_str()))
         .collect();
-    let (errors, network, cpu) = (
-        Signal::Errors.resource(),
-        Signal::Network.resource(),
-        Signal::SelfTime.resource(),
-    );
+    let (errors, cpu) = (Signal::Errors.resource(), Signal::SelfTime.resource());
     // Failures travel up in every form: a failing callee's callers, and theirs, see errors,
     // retry, wait for timeouts, take other code paths.
     let failing: Vec<&str> = kinds
@@ -816,11 +811,7 @@ fn explained_last(
             .iter()
             .filter(|((caller, callee), _)| caller != callee)
             .filter(|((caller, callee), a)| {
-                let Some(&callee_resource) = kinds.get(callee.as_str()).filter(|r| **r != network)
-                else {
-                    return false;
-                };
-                callee_resource != errors
+                kinds.get(callee.as_str()) == Some(&cpu)
                     && kinds.get(caller.as_str()) == Some(&cpu)
                     && before
                         .client
