@@ -231,6 +231,27 @@ fn job_config(dir: &Path, prefix: &str, run: &str, port: u16) -> std::path::Path
     path
 }
 
+/// [`job_config`] with each `(from, to)` text of it replaced.
+fn job_config_edited(
+    dir: &Path,
+    prefix: &str,
+    run: &str,
+    port: u16,
+    edits: &[(String, String)],
+) -> std::path::PathBuf {
+    let path = job_config(dir, prefix, run, port);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edits {
+        assert!(
+            text.contains(from.as_str()),
+            "{from:?} not in the job config"
+        );
+        text = text.replace(from.as_str(), to);
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// What a test over the fault plan needs: a temporary directory holding `faults.toml`,
 /// a topic prefix and a base port, both unique to this test process. Ports stay below
 /// Linux's ephemeral range (32768 up): a scrape's connect before the job listens could
@@ -1388,16 +1409,21 @@ fn kafka_poison_mix_leaves_alerts_unchanged() {
     } = Fixture::new("mix", 20_000, 5_000);
     let dir = tmp.path();
     let config = |run: &str, port: u16, spans: &str| {
-        let path = job_config(dir, &prefix, run, port);
-        let text = std::fs::read_to_string(&path).unwrap();
         // A partition goes idle only after 5 s without a message (the default), however
         // long the poison takes to read.
-        let text = text.replace("idle_timeout_ms = 1500\n", "").replace(
-            &format!("spans_topic = \"{prefix}.spans\""),
-            &format!("spans_topic = \"{spans}\""),
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+        job_config_edited(
+            dir,
+            &prefix,
+            run,
+            port,
+            &[
+                ("idle_timeout_ms = 1500\n".into(), String::new()),
+                (
+                    format!("spans_topic = \"{prefix}.spans\""),
+                    format!("spans_topic = \"{spans}\""),
+                ),
+            ],
+        )
     };
     let clean_spans = format!("{prefix}.spans");
     let poisoned_spans = format!("{prefix}.poisoned.spans");
@@ -1713,21 +1739,22 @@ fn kafka_ten_times_spike_leaves_alerts_unchanged() {
     let live_spans = format!("{prefix}.live.spans");
     let live_metrics = format!("{prefix}.live.metrics");
     let live_dlq = format!("{prefix}.live.dlq");
-    let config_live = {
-        let path = job_config(dir, &prefix, "live", port_base);
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace(
-                &format!("spans_topic = \"{prefix}.spans\""),
-                &format!("spans_topic = \"{live_spans}\""),
-            )
-            .replace(
-                &format!("metrics_topic = \"{prefix}.metrics\""),
-                &format!("metrics_topic = \"{live_metrics}\""),
-            );
-        std::fs::write(&path, text).unwrap();
-        path
-    };
+    let config_live = job_config_edited(
+        dir,
+        &prefix,
+        "live",
+        port_base,
+        &[
+            (
+                format!("spans_topic = \"{prefix}.spans\""),
+                format!("spans_topic = \"{live_spans}\""),
+            ),
+            (
+                format!("metrics_topic = \"{prefix}.metrics\""),
+                format!("metrics_topic = \"{live_metrics}\""),
+            ),
+        ],
+    );
     ok(&augur(
         &[
             "simulate",
