@@ -7,9 +7,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use augur_operators::records::Span;
-
-use augur_operators::records::{MetricPoint, SpanKind};
+use augur_operators::records::{MetricPoint, Resource, Span, SpanKind};
 
 use super::TwinError;
 use crate::files::{LineReader, find_input};
@@ -46,8 +44,7 @@ pub fn read_spans(dir: &Path) -> Result<(Vec<Span>, u64), TwinError> {
 pub fn telemetry_of(spans: &[Span], dirs: &[&Path]) -> Result<TelemetrySpec, TwinError> {
     let kind_less = !spans.is_empty() && spans.iter().all(|s| s.kind == SpanKind::Unspecified);
     let names = MetricNames::default();
-    let mut series: HashMap<(String, String, augur_operators::records::Resource), Vec<u64>> =
-        HashMap::new();
+    let mut series: HashMap<(String, String, Resource), Vec<u64>> = HashMap::new();
     let mut points: Vec<MetricPoint> = Vec::new();
     let mut line = Vec::new();
     for dir in dirs {
@@ -79,8 +76,7 @@ pub fn telemetry_of(spans: &[Span], dirs: &[&Path]) -> Result<TelemetrySpec, Twi
         gaps.extend(times.windows(2).map(|w| w[1] - w[0]));
     }
     gaps.sort_unstable();
-    let mut resources: Vec<augur_operators::records::Resource> =
-        series.keys().map(|k| k.2).collect();
+    let mut resources: Vec<Resource> = series.keys().map(|k| k.2).collect();
     resources.sort();
     resources.dedup();
     Ok(TelemetrySpec {

@@ -295,7 +295,8 @@ impl Simulator {
         let op = &service.ops[call.op as usize];
         let replica = &mut self.cluster.replicas[call.replica as usize];
         if service.instrumented && !self.dropped.spans[call.service as usize] {
-            // One span per hop: no kind, the caller's own span as parent.
+            // A SERVER span under the caller's CLIENT span, or one span per hop (no kind)
+            // under the caller's own span.
             let (kind, parent_span_id) = match self.model.span_shape {
                 SpanShape::ClientServer => (
                     SpanKind::Server,
