@@ -128,6 +128,8 @@ fn resource(name: &str) -> Option<Resource> {
     match name {
         "cpu" => Some(Resource::Cpu),
         "network" => Some(Resource::Network),
+        "memory" => Some(Resource::Memory),
+        "disk" => Some(Resource::Disk),
         _ => None,
     }
 }

@@ -30,6 +30,9 @@
 //! - **traffic** (→ `network`): a fall of a service's network bytes per second where metrics
 //!   are exported: a delayed or lossy link, or an instance that stopped serving, moves fewer
 //!   bytes. A rise follows the load, so it is not read.
+//! - **memory** (→ `memory`), **disk** (→ `disk`): a rise of a service's memory in use, of
+//!   its disk bytes per second, where metrics are exported. A service whose own time rose
+//!   along with its memory or disk use, and not its CPU, is named for that resource.
 //! - **log errors, log templates, log flow** (→ `errors`): the share of a service's log
 //!   records at error severity, of each template, and, within each trace, how often one
 //!   log statement follows another: code that throws stops writing the lines that follow.
@@ -70,7 +73,7 @@ pub struct EvidenceParams {
     pub normal_dir: std::path::PathBuf,
     /// The signals read (to leave one out, or to measure what each contributes). Default
     /// all: `self_time`, `network`, `errors`, `call_pattern`, `cpu`, `log_errors`,
-    /// `log_template`, `log_flow`, `traffic`.
+    /// `log_template`, `log_flow`, `traffic`, `memory`, `disk`.
     pub signals: Vec<Signal>,
 }
 
@@ -106,10 +109,14 @@ pub enum Signal {
     LogFlow,
     /// A fall of the network bytes per second of a service's instances (metrics).
     Traffic,
+    /// A rise of the memory in use by a service's instances (metrics).
+    Memory,
+    /// A rise of the disk bytes per second of a service's instances (metrics).
+    Disk,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 9] = [
+    pub const ALL: [Signal; 11] = [
         Signal::SelfTime,
         Signal::Network,
         Signal::Errors,
@@ -119,6 +126,8 @@ impl Signal {
         Signal::LogTemplate,
         Signal::LogFlow,
         Signal::Traffic,
+        Signal::Memory,
+        Signal::Disk,
     ];
 
     /// The resource a move of this signal points at.
@@ -126,6 +135,8 @@ impl Signal {
         match self {
             Signal::SelfTime | Signal::Cpu => "cpu",
             Signal::Network | Signal::Traffic => "network",
+            Signal::Memory => "memory",
+            Signal::Disk => "disk",
             Signal::Errors
             | Signal::CallPattern
             | Signal::LogErrors
@@ -214,6 +225,12 @@ struct Range {
     /// Per service: network bytes per second (metrics).
     #[serde(with = "as_pairs", default)]
     traffic: BTreeMap<String, Pooled>,
+    /// Per service: memory in use, bytes (metrics).
+    #[serde(with = "as_pairs", default)]
+    memory: BTreeMap<String, Pooled>,
+    /// Per service: disk bytes per second (metrics).
+    #[serde(with = "as_pairs", default)]
+    disk: BTreeMap<String, Pooled>,
     /// Per service: log records and, of them, at error severity or above.
     #[serde(with = "as_pairs")]
     logs: BTreeMap<String, (f64, f64)>,
@@ -280,6 +297,8 @@ impl Range {
         pooled(&mut self.client, &other.client);
         pooled(&mut self.cpu, &other.cpu);
         pooled(&mut self.traffic, &other.traffic);
+        pooled(&mut self.memory, &other.memory);
+        pooled(&mut self.disk, &other.disk);
         shares(&mut self.logs, &other.logs);
         for (k, (c, text)) in &other.templates {
             let e = self
@@ -298,6 +317,8 @@ impl Range {
             .keys()
             .chain(self.cpu.keys())
             .chain(self.traffic.keys())
+            .chain(self.memory.keys())
+            .chain(self.disk.keys())
             .chain(self.logs.keys())
             .map(String::as_str)
             .collect()
@@ -347,12 +368,15 @@ impl Range {
                 if cpu > 0.0 {
                     r.cpu.entry(s.service.clone()).or_default().add(cpu, 1.0);
                 }
-                let traffic = s.usage[Resource::Network.index()][2];
-                if traffic > 0.0 {
-                    r.traffic
-                        .entry(s.service.clone())
-                        .or_default()
-                        .add(traffic, 1.0);
+                for (resource, into) in [
+                    (Resource::Network, &mut r.traffic),
+                    (Resource::Memory, &mut r.memory),
+                    (Resource::Disk, &mut r.disk),
+                ] {
+                    let level = s.usage[resource.index()][2];
+                    if level > 0.0 {
+                        into.entry(s.service.clone()).or_default().add(level, 1.0);
+                    }
                 }
                 if s.requests == 0 {
                     continue;
@@ -542,6 +566,19 @@ fn diagnose_ranges(
             && let Some(ev) = stats::fall(Signal::Traffic, b, a, 0.1, 1000.0, z_min)
         {
             by_service.entry(service.clone()).or_default().push(ev);
+        }
+    }
+    // Memory in use and disk bytes per second, their rise: floors 10 %, 1 MiB and 10 kB/s.
+    for (signal, b_range, a_range, floor) in [
+        (Signal::Memory, &before.memory, &after.memory, 1048576.0),
+        (Signal::Disk, &before.disk, &after.disk, 10_000.0),
+    ] {
+        for (service, a) in a_range.iter().filter(|_| reads(signal)) {
+            if let Some(b) = b_range.get(service)
+                && let Some(ev) = stats::increase(signal, None, b, a, 0.1, floor, z_min)
+            {
+                by_service.entry(service.clone()).or_default().push(ev);
+            }
         }
     }
     // Errors: a two-proportion z, scored by the rise over max(normal share, 1 %).
@@ -737,7 +774,7 @@ fn diagnose_ranges(
                     .map(|(requests, _)| repair::repair_ms(&service, before, after, requests)),
                 service,
                 score: top.score,
-                resource: top.signal.resource().to_string(),
+                resource: resource_of(&evidence).to_string(),
                 evidence,
             })
         })
@@ -759,15 +796,31 @@ fn diagnose_ranges(
     }
 }
 
+/// The resource a service's evidence points at: its strongest signal's, except that own
+/// time that rose with memory or disk use, and not with CPU, points at that resource (own
+/// time is what any starved resource slows).
+fn resource_of(evidence: &[Evidence]) -> &'static str {
+    let Some(top) = evidence.first() else {
+        return Signal::SelfTime.resource();
+    };
+    if top.signal != Signal::SelfTime || evidence.iter().any(|e| e.signal == Signal::Cpu) {
+        return top.signal.resource();
+    }
+    evidence
+        .iter()
+        .find(|e| matches!(e.signal, Signal::Memory | Signal::Disk))
+        .map_or(top.signal.resource(), |e| e.signal.resource())
+}
+
 /// Effects travel from callees to callers: a saturated callee fills its callers' queues,
 /// fails their calls, makes them retry. A culprit may only be showing another culprit's
 /// effect when it reaches, directly or through other services, a culprit whose evidence is
 /// errors (a failure shows upstream as errors, retries, waits and other code paths), or
-/// when both their evidence is own time or CPU and its calls to that callee slowed
-/// significantly, by at least 20 % (a slower callee neither changes its callers' code paths
-/// nor delays the calls into them; a callee named for its network only is not one: the
-/// service whose every edge moved already has the higher pooled score). Such culprits come
-/// after the others, each group in score order.
+/// when its evidence is own time or CPU, the callee's own time, CPU, memory or disk, and its
+/// calls to that callee slowed significantly, by at least 20 % (a slower callee neither
+/// changes its callers' code paths nor delays the calls into them; a callee named for its
+/// network only is not one: the service whose every edge moved already has the higher
+/// pooled score). Such culprits come after the others, each group in score order.
 fn explained_last(
     culprits: Vec<Culprit>,
     before: &Range,
@@ -811,8 +864,9 @@ fn explained_last(
             .iter()
             .filter(|((caller, callee), _)| caller != callee)
             .filter(|((caller, callee), a)| {
-                kinds.get(callee.as_str()) == Some(&cpu)
-                    && kinds.get(caller.as_str()) == Some(&cpu)
+                kinds.get(callee.as_str()).is_some_and(|r| {
+                    [cpu, Signal::Memory.resource(), Signal::Disk.resource()].contains(r)
+                }) && kinds.get(caller.as_str()) == Some(&cpu)
                     && before
                         .client
                         .get(&(caller.clone(), callee.clone()))

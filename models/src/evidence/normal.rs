@@ -70,7 +70,12 @@ impl NormalProfile {
         windows: &[WindowSnapshot],
         miners: &BTreeMap<String, Vec<u8>>,
     ) -> Result<NormalProfile, NormalError> {
-        let range = Range::of(windows.iter());
+        let mut range = Range::of(windows.iter());
+        // Memory in use and disk rates depend on each instance's age and on the pods of the
+        // day: levels of other days are no normal for them. They are judged against the
+        // minutes before only.
+        range.memory.clear();
+        range.disk.clear();
         if range.windows == 0 {
             return Err(NormalError::NoTraces {
                 windows: windows.len(),

@@ -855,3 +855,70 @@ fn a_call_every_request_made_skipped_by_a_few_requests_is_a_move() {
         );
     }
 }
+
+/// Every service's memory at `level` bytes with 5 % noise; `b`'s × `b_after` after `AT`.
+fn with_memory(mut windows: Vec<WindowSnapshot>, level: f64, b_after: f64) -> Vec<WindowSnapshot> {
+    let mut rng = Lcg(7);
+    for w in &mut windows {
+        for s in &mut w.services {
+            let factor = if s.service == "b" && w.window_end > AT {
+                b_after
+            } else {
+                1.0
+            };
+            s.usage[augur_operators::Resource::Memory.index()] =
+                [level * factor * rng.noise(0.05); 4];
+        }
+    }
+    windows
+}
+
+/// A service whose own time rose with its memory in use (and no CPU metric moved) is named
+/// for memory; the same slowdown without a memory rise is named for CPU, as before.
+#[test]
+fn own_time_that_rose_with_memory_is_named_for_memory() {
+    for seed in 1..=3 {
+        let slow = windows(1, 160, Fault::Slow(1), seed);
+        let d = diagnose(
+            &with_memory(slow.clone(), 200e6, 2.0),
+            AT,
+            &EvidenceParams::default(),
+        );
+        assert_eq!(top(&d), ("b", "memory"), "seed {seed}: {d:?}");
+        assert!(
+            d.culprits[0]
+                .evidence
+                .iter()
+                .any(|e| e.signal == Signal::Memory && e.z >= 3.0),
+            "{d:?}"
+        );
+        let d = diagnose(
+            &with_memory(slow, 200e6, 1.0),
+            AT,
+            &EvidenceParams::default(),
+        );
+        assert_eq!(top(&d), ("b", "cpu"), "seed {seed}: {d:?}");
+    }
+}
+
+/// Memory levels of another day are no normal (instances restart, caches fill): a learned
+/// normal holds none, so a job whose instances use more memory than the day it learned on
+/// names nobody for memory, while a rise within the minutes it watched still counts.
+#[test]
+fn a_learned_normal_holds_no_memory_levels() {
+    let normal = NormalProfile::learn(
+        "chain",
+        &with_memory(windows(1, 90, Fault::None, 11), 100e6, 1.0),
+        &BTreeMap::new(),
+    )
+    .expect("enough windows with requests");
+    assert!(normal.range().memory.is_empty());
+    let today = with_memory(windows(101, 160, Fault::None, 3), 300e6, 1.0);
+    let d = diagnose_with_normal(&today, AT, &EvidenceParams::default(), Some(&normal));
+    assert!(
+        d.culprits
+            .iter()
+            .all(|c| c.evidence.iter().all(|e| e.signal != Signal::Memory)),
+        "{d:?}"
+    );
+}
