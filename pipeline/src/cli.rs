@@ -65,7 +65,9 @@ pub struct TwinArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Share of each input's time range held back: fitting reads the traces that start in
-    /// the first `1 - holdout` of it, `--check` the rest. 0 fits on everything.
+    /// the first `1 - holdout` of it, `--check` the rest. 0 fits on everything; with
+    /// `--check`, 1 checks against everything (inputs the twin was not fitted on, such as
+    /// another day's recording).
     #[arg(long, default_value_t = 0.2)]
     pub holdout: f64,
     /// Check this twin against the held-back part of `--input` instead of fitting.

@@ -127,3 +127,41 @@ pub fn split(spans: Vec<Span>, holdout: f64, part: Part) -> (Vec<Span>, f64) {
         .collect();
     (kept, duration_ns as f64 / 1e9)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use augur_operators::records::SpanKind;
+
+    /// One root span per trace, trace `t` starting at `t` seconds.
+    fn traces(n: u64) -> Vec<Span> {
+        (0..n)
+            .map(|t| Span {
+                trace_id: u128::from(t),
+                span_id: t,
+                parent_span_id: None,
+                service: "a".into(),
+                instance: "a-0".into(),
+                kind: SpanKind::Server,
+                name: "/x".into(),
+                start_ns: t * 1_000_000_000,
+                end_ns: t * 1_000_000_000 + 1_000_000,
+                error: false,
+                peer_service: None,
+                version: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_parts_cover_the_range_and_a_full_holdout_checks_everything() {
+        let (fit, fit_s) = split(traces(11), 0.2, Part::Fit);
+        let (check, check_s) = split(traces(11), 0.2, Part::Check);
+        assert_eq!((fit.len(), check.len()), (8, 3));
+        assert_eq!((fit_s, check_s), (8.0, 2.0));
+        let (all, all_s) = split(traces(11), 1.0, Part::Check);
+        assert_eq!((all.len(), all_s), (11, 10.0));
+        let (all, all_s) = split(traces(11), 0.0, Part::Fit);
+        assert_eq!((all.len(), all_s), (11, 10.0));
+    }
+}

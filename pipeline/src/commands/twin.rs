@@ -22,13 +22,25 @@ const DEFAULT_CHECK_S: f64 = 600.0;
 const WARMUP_S: f64 = 10.0;
 
 pub fn run(args: &TwinArgs) -> anyhow::Result<()> {
-    if !(0.0..1.0).contains(&args.holdout) {
-        anyhow::bail!("--holdout must be in [0, 1), got {}", args.holdout);
-    }
+    holdout_is_valid(args.holdout, args.check.is_some())?;
     match &args.check {
         None => fit(args),
         Some(path) => check(args, path),
     }
+}
+
+/// A check may hold back all of its inputs (data the twin was not fitted on); a fit needs
+/// some of them.
+fn holdout_is_valid(holdout: f64, checking: bool) -> anyhow::Result<()> {
+    if checking && (0.0..=1.0).contains(&holdout) || (0.0..1.0).contains(&holdout) {
+        return Ok(());
+    }
+    if checking {
+        anyhow::bail!("--holdout must be in [0, 1], got {holdout}");
+    }
+    anyhow::bail!(
+        "--holdout must be in [0, 1) when fitting (1 leaves nothing to fit on), got {holdout}"
+    )
 }
 
 /// The spans of one part of every input, and the total length of those parts, s.
@@ -298,4 +310,19 @@ fn edge_list(edges: &[(String, String)]) -> String {
         .map(|(a, b)| format!("{a}->{b}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holdout_is_valid;
+
+    #[test]
+    fn a_check_may_hold_back_everything_and_a_fit_may_not() {
+        assert!(holdout_is_valid(1.0, true).is_ok());
+        assert!(holdout_is_valid(0.0, false).is_ok());
+        let err = holdout_is_valid(1.0, false).unwrap_err().to_string();
+        assert!(err.contains("nothing to fit on"), "{err}");
+        assert!(holdout_is_valid(1.5, true).is_err());
+        assert!(holdout_is_valid(-0.1, false).is_err());
+    }
 }
