@@ -506,3 +506,56 @@ fn train_sage_without_spans_or_with_too_few_windows_fails_and_writes_nothing() {
     assert!(stderr.contains("at least 64"), "{stderr}");
     assert!(!models.exists(), "a checkpoint directory was written");
 }
+
+/// `augur train seer` on recorded windows none of which precedes an SLO violation fails and
+/// says why, instead of writing a model that never fires.
+#[test]
+fn train_seer_without_a_violation_fails_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("calm");
+    ok(&augur(
+        &[
+            "simulate",
+            "--topology",
+            "chain",
+            "--duration",
+            "40s",
+            "--seed",
+            "3",
+            "--faults",
+            "none",
+            "--out",
+            data.to_str().unwrap(),
+        ],
+        tmp.path(),
+    ));
+    let arrow = tmp.path().join("calm.arrow");
+    ok(&augur(
+        &[
+            "record",
+            "--input",
+            data.to_str().unwrap(),
+            "--out",
+            arrow.to_str().unwrap(),
+        ],
+        tmp.path(),
+    ));
+    let models = tmp.path().join("models");
+    let out = augur(
+        &[
+            "train",
+            "seer",
+            "--data",
+            arrow.to_str().unwrap(),
+            "--models-dir",
+            models.to_str().unwrap(),
+            "--epochs",
+            "1",
+        ],
+        tmp.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("followed by an SLO violation"), "{stderr}");
+    assert!(!models.exists(), "a checkpoint directory was written");
+}

@@ -43,6 +43,18 @@ pub fn run(args: &SeerTrainArgs) -> anyhow::Result<()> {
     let Some(first) = datasets.first() else {
         bail!("no --data given");
     };
+    // Seer learns from windows followed by an SLO violation; without one it would write a
+    // model that never fires.
+    if !datasets.iter().flat_map(|d| &d.rows).any(|r| r.positive) {
+        bail!(
+            "no window of the {} --data file(s) ({} windows) is followed by an SLO violation: \
+             Seer learns from violations and needs some. Record runs whose faults violate the \
+             SLO the recording was made with (`augur simulate --faults random`, a higher \
+             `--rate-scale`), or record with the application's own `[[slo]]`",
+            datasets.len(),
+            datasets.iter().map(|d| d.rows.len()).sum::<usize>()
+        );
+    }
     // Services: every dataset's, in the order first seen (each is back end first).
     let mut services: Vec<String> = Vec::new();
     for ds in &datasets {
