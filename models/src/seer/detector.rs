@@ -654,11 +654,33 @@ impl Seer {
             window_end: window.window_end,
             history: self.windows.iter().cloned().collect(),
             services: self.services.clone(),
-            present: window.services.iter().map(|s| s.service.clone()).collect(),
+            present: self.present(),
             reply,
         })
         .ok()?;
         Some((window.window_end, answer))
+    }
+
+    /// The services seen in any window of the history (a service of a quiet application
+    /// has windows without a request; one the history never shows is never named).
+    fn present(&self) -> Vec<String> {
+        let width = self.fill.width().max(1);
+        let seen: Vec<Vec<bool>> = self
+            .windows
+            .iter()
+            .map(|m| {
+                m.chunks(width)
+                    .map(|c| c.iter().any(|v| *v != 0.0))
+                    .collect()
+            })
+            .collect();
+        let seen = crate::seer::train::history_presence(&seen);
+        self.services
+            .iter()
+            .zip(seen)
+            .filter(|(_, seen)| *seen)
+            .map(|(s, _)| s.clone())
+            .collect()
     }
 
     /// Waits for a submitted window's prediction and turns it into detections.

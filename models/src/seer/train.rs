@@ -72,8 +72,8 @@ struct Samples {
     /// The window itself violates (vs. a violation still ahead within the horizon).
     violated: Vec<bool>,
     culprit: Vec<i64>,
-    /// `[rows, services]` bool: the service reported in the window (its raw row isn't
-    /// all zeros).
+    /// `[rows, services]` bool: the service reported in a window of the row's history
+    /// (its raw row there isn't all zeros).
     present: Tensor,
     train: Vec<i64>,
     val: Vec<i64>,
@@ -101,6 +101,14 @@ pub fn feature_stats(rows: &[&Row], features: usize) -> (Vec<f32>, Vec<f32>) {
     (mean, std)
 }
 
+/// Per service, whether any of `windows` (per window, per service: seen) shows it.
+pub(crate) fn history_presence(windows: &[Vec<bool>]) -> Vec<bool> {
+    let services = windows.iter().map(Vec::len).max().unwrap_or(0);
+    (0..services)
+        .map(|j| windows.iter().any(|w| w.get(j).copied().unwrap_or(false)))
+        .collect()
+}
+
 fn samples(datasets: &[Dataset], model: &SeerModel, val_fraction: f64) -> Samples {
     let h = model.layout.hyper.history;
     let mut all = Vec::new();
@@ -112,14 +120,29 @@ fn samples(datasets: &[Dataset], model: &SeerModel, val_fraction: f64) -> Sample
         let rows = ds.project(&model.layout.services);
         let base = violation.len();
         let split = ((rows.len() as f64) * (1.0 - val_fraction)).round() as usize;
+        let seen: Vec<Vec<bool>> = rows
+            .iter()
+            .map(|r| {
+                r.x.chunks(f)
+                    .map(|row| row.iter().any(|v| *v != 0.0))
+                    .collect()
+            })
+            .collect();
         for (i, r) in rows.iter().enumerate() {
-            present.extend(r.x.chunks(f).map(|row| row.iter().any(|v| *v != 0.0)));
+            // Present: seen in any window of the history the model reads (a service of a
+            // quiet application has windows without a request).
+            let in_history = history_presence(&seen[i.saturating_sub(h.max(1) - 1)..=i]);
+            // A culprit the history never shows cannot be named: no culprit target.
+            let target = r
+                .culprit
+                .filter(|&c| in_history.get(c).copied().unwrap_or(false));
+            present.extend(in_history);
             let mut x = r.x.clone();
             model.standardize(&mut x);
             all.extend_from_slice(&x);
             violation.push(if r.positive { 1.0 } else { 0.0 });
             violated.push(r.violated);
-            culprit.push(r.culprit.map_or(-1, |c| c as i64));
+            culprit.push(target.map_or(-1, |c| c as i64));
             // A history needs h consecutive windows of this dataset.
             let consecutive = i + 1 >= h
                 && rows[i + 1 - h..=i]
@@ -409,5 +432,68 @@ pub fn fit_until(
     }
     if !data.val.is_empty() {
         model.layout.threshold = threshold;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seer::dataset::Row;
+
+    /// Two services, history 3; service `b` reports only in the first window.
+    fn quiet_culprit() -> (Dataset, SeerModel) {
+        let services = vec!["a".to_string(), "b".to_string()];
+        let row = |t: u64, b: f32, culprit: Option<usize>| Row {
+            window_end: t * 1000,
+            violated: false,
+            positive: culprit.is_some(),
+            culprit,
+            x: vec![1.0, b],
+        };
+        let ds = Dataset {
+            services: services.clone(),
+            features: vec!["latency".into()],
+            window_ms: 1000,
+            horizon_ms: 1000,
+            rows: vec![
+                row(1, 2.0, None),
+                row(2, 0.0, None),
+                row(3, 0.0, Some(1)),
+                row(4, 0.0, Some(1)),
+            ],
+        };
+        let layout = Layout {
+            model: "seer".into(),
+            version: 1,
+            services,
+            features: ds.features.clone(),
+            hyper: crate::seer::SeerHyper {
+                history: 3,
+                ..Default::default()
+            },
+            mean: vec![0.0],
+            std: vec![1.0],
+            threshold: 0.5,
+            window_ms: 1000,
+            horizon_ms: 1000,
+            provenance: "test".into(),
+        };
+        (ds, SeerModel::new(layout, Device::Cpu))
+    }
+
+    /// At one request a second a culprit is often quiet in the window a violation follows:
+    /// it stays nameable while the history shows it (masking it made the culprit loss
+    /// 1e9 and training useless), and is no culprit target once the history never does.
+    #[test]
+    fn a_culprit_quiet_in_the_last_window_stays_a_target_while_the_history_shows_it() {
+        let (ds, model) = quiet_culprit();
+        let s = samples(&[ds], &model, 0.0);
+        let present: Vec<bool> = Vec::try_from(s.present.reshape([-1])).unwrap();
+        assert_eq!(present, [true, true, true, true, true, true, true, false]);
+        assert_eq!(s.culprit, [-1, -1, 1, -1]);
+        assert_eq!(
+            history_presence(&[vec![false, true], vec![true, false]]),
+            [true, true]
+        );
     }
 }
