@@ -792,10 +792,16 @@ fn a_slower_callee_does_not_explain_its_callers_network() {
     }
 }
 
-/// `windows` with every service's network traffic at about `level` bytes/s (± 30 %), and
+/// `windows` with every service's `resource` at about `level` (± `noise`, relative), and
 /// `b`'s multiplied by `b_after` from `AT` on.
-fn with_traffic(mut windows: Vec<WindowSnapshot>, level: f64, b_after: f64) -> Vec<WindowSnapshot> {
-    let mut rng = Lcg(99);
+fn with_usage(
+    mut windows: Vec<WindowSnapshot>,
+    resource: augur_operators::Resource,
+    (level, noise): (f64, f64),
+    b_after: f64,
+    seed: u64,
+) -> Vec<WindowSnapshot> {
+    let mut rng = Lcg(seed);
     for w in &mut windows {
         for s in &mut w.services {
             let factor = if s.service == "b" && w.window_end > AT {
@@ -803,11 +809,21 @@ fn with_traffic(mut windows: Vec<WindowSnapshot>, level: f64, b_after: f64) -> V
             } else {
                 1.0
             };
-            s.usage[augur_operators::Resource::Network.index()] =
-                [level * factor * rng.noise(0.3); 4];
+            s.usage[resource.index()] = [level * factor * rng.noise(noise); 4];
         }
     }
     windows
+}
+
+/// Network traffic at about `level` bytes/s (± 30 %), `b`'s × `b_after` from `AT` on.
+fn with_traffic(windows: Vec<WindowSnapshot>, level: f64, b_after: f64) -> Vec<WindowSnapshot> {
+    with_usage(
+        windows,
+        augur_operators::Resource::Network,
+        (level, 0.3),
+        b_after,
+        99,
+    )
 }
 
 /// A service whose network traffic falls tenfold (a delayed or lossy link) is named for
@@ -856,21 +872,15 @@ fn a_call_every_request_made_skipped_by_a_few_requests_is_a_move() {
     }
 }
 
-/// Every service's memory at `level` bytes with 5 % noise; `b`'s × `b_after` after `AT`.
-fn with_memory(mut windows: Vec<WindowSnapshot>, level: f64, b_after: f64) -> Vec<WindowSnapshot> {
-    let mut rng = Lcg(7);
-    for w in &mut windows {
-        for s in &mut w.services {
-            let factor = if s.service == "b" && w.window_end > AT {
-                b_after
-            } else {
-                1.0
-            };
-            s.usage[augur_operators::Resource::Memory.index()] =
-                [level * factor * rng.noise(0.05); 4];
-        }
-    }
-    windows
+/// Memory in use at about `level` bytes (± 5 %), `b`'s × `b_after` from `AT` on.
+fn with_memory(windows: Vec<WindowSnapshot>, level: f64, b_after: f64) -> Vec<WindowSnapshot> {
+    with_usage(
+        windows,
+        augur_operators::Resource::Memory,
+        (level, 0.05),
+        b_after,
+        7,
+    )
 }
 
 /// A service whose own time rose with its memory in use (and no CPU metric moved) is named
