@@ -30,7 +30,10 @@ pub enum SinkError {
 impl SinkError {
     /// Outputs are not all acknowledged yet, none lost: flush again later.
     pub fn is_pending(&self) -> bool {
-        matches!(self, SinkError::Kafka(KafkaError::Unacknowledged { .. }))
+        matches!(
+            self,
+            SinkError::Kafka(KafkaError::Unacknowledged { .. } | KafkaError::Resent { .. })
+        )
     }
 
     pub fn other(error: impl Into<Box<dyn Error + Send + Sync>>) -> Self {

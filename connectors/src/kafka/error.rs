@@ -21,6 +21,20 @@ pub enum KafkaError {
         brokers: String,
         waited: std::time::Duration,
     },
+    /// Deliveries the broker refused (each is logged as it fails).
+    #[error("kafka {count} messages were not delivered")]
+    Undelivered { count: u64 },
+    /// Deliveries failed and everything not yet confirmed was handed to a new producer:
+    /// none lost, the next flush tells whether they went out.
+    #[error(
+        "kafka: {count} messages were not delivered; {resent} unconfirmed messages sent again through a new producer (attempt {attempt} of {max})"
+    )]
+    Resent {
+        count: u64,
+        resent: usize,
+        attempt: u32,
+        max: u32,
+    },
     #[error("kafka brokers {brokers} unreachable within {waited:?}: {source}")]
     Unreachable {
         brokers: String,

@@ -159,9 +159,7 @@ impl OutputProducer {
         if failed > self.failed_seen {
             let new = failed - self.failed_seen;
             self.failed_seen = failed;
-            return Err(KafkaError::Other(format!(
-                "{new} messages were not delivered"
-            )));
+            return Err(KafkaError::Undelivered { count: new });
         }
         Ok(())
     }

@@ -8,8 +8,9 @@
 //! source coordinates). Outputs the broker doesn't acknowledge are kept until it does:
 //! missing output topics are recreated, and a producer stuck for 20 s (messages pending, none
 //! acknowledged: a slow broker that still acknowledges is waited for) is replaced and the
-//! unconfirmed messages sent again. State: the producer, copies of the messages since the
-//! last confirmed flush, and the counters it reports.
+//! unconfirmed messages sent again; so is one whose deliveries failed, up to
+//! [`RESENDS_ON_FAILURE`] times in a row before the flush fails. State: the producer, copies
+//! of the messages since the last confirmed flush, and the counters it reports.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +58,8 @@ pub struct KafkaSink {
     topics: OutputTopics,
     metrics: Arc<dyn KafkaMetrics>,
     dlq_max_bytes: usize,
+    /// Producers replaced in a row because deliveries failed.
+    resends: u32,
 }
 
 /// Dead-letter reasons longer than this are cut (they name the error, not the input).
@@ -82,6 +85,7 @@ impl KafkaSink {
             topics,
             metrics,
             dlq_max_bytes: DLQ_MAX_BYTES,
+            resends: 0,
         })
     }
 
@@ -131,10 +135,9 @@ impl KafkaSink {
     /// not yet confirmed is sent again through the new one (a broker that came back without
     /// its state can leave librdkafka's idempotent producer waiting for good). Some may
     /// have been delivered: duplicates, which at-least-once allows.
-    fn renew_producer(&mut self) -> Result<(), KafkaError> {
+    fn renew_producer(&mut self, why: &str) -> Result<(), KafkaError> {
         tracing::warn!(
-            "kafka: outputs unacknowledged for {} s: replacing the producer and sending {} unconfirmed messages again",
-            RENEW_AFTER.as_secs(),
+            "kafka: {why}: replacing the producer and sending {} unconfirmed messages again",
             self.outbox.len()
         );
         self.producer = OutputProducer::new(&self.settings)?;
@@ -186,6 +189,11 @@ struct Unconfirmed {
 
 /// How long outputs may go unacknowledged before the producer is replaced.
 const RENEW_AFTER: Duration = Duration::from_secs(20);
+
+/// Producers replaced in a row after failed deliveries before a flush fails (the job then
+/// stops without committing past them): a refusal that outlasts this many fresh producers
+/// is the message's or the configuration's, not a passing state of the broker.
+const RESENDS_ON_FAILURE: u32 = 3;
 
 /// How often (at most) a sink whose outputs wait checks that its topics exist.
 const RECREATE_EVERY: Duration = Duration::from_secs(10);
@@ -296,12 +304,35 @@ impl Outputs for KafkaSink {
                 }
                 let since = *self.pending_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= RENEW_AFTER {
-                    self.renew_producer()?;
+                    let why = format!("outputs unacknowledged for {} s", RENEW_AFTER.as_secs());
+                    self.renew_producer(&why)?;
                     self.delivered_seen = 0;
                     self.pending_since = Some(Instant::now());
                 }
             }
+            Err(KafkaError::Undelivered { count }) if self.resends < RESENDS_ON_FAILURE => {
+                // A refused delivery can be the broker's state, not the message (a topic
+                // deleted and recreated under an idempotent producer: `ProducerFenced`):
+                // topics checked, a new producer, everything unconfirmed sent again.
+                let count = *count;
+                self.last_recreate = None;
+                self.recreate_topics();
+                self.renew_producer(&format!("{count} deliveries failed"))?;
+                self.resends += 1;
+                self.delivered_seen = 0;
+                self.pending_since = Some(Instant::now());
+                return Err(KafkaError::Resent {
+                    count,
+                    resent: self.outbox.len(),
+                    attempt: self.resends,
+                    max: RESENDS_ON_FAILURE,
+                }
+                .into());
+            }
             Err(_) => {}
+        }
+        if result.is_ok() {
+            self.resends = 0;
         }
         Ok(result?)
     }
