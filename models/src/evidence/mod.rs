@@ -816,9 +816,10 @@ fn resource_of(evidence: &[Evidence]) -> &'static str {
 /// fails their calls, makes them retry. A culprit may only be showing another culprit's
 /// effect when it reaches, directly or through other services, a culprit whose evidence is
 /// errors (a failure shows upstream as errors, retries, waits and other code paths), or
-/// when its evidence is own time or CPU, the callee's own time, CPU, memory or disk, and its
-/// calls to that callee slowed significantly, by at least 20 % (a slower callee neither
-/// changes its callers' code paths nor delays the calls into them; a callee named for its
+/// when its evidence is own time, CPU, memory or disk and it reaches a culprit named for
+/// one of those through calls that each slowed significantly, by at least 20 %, along with
+/// their callee's latency (a slower callee holds its callers' threads, and theirs; it
+/// neither changes their code paths nor delays the calls into them; a callee named for its
 /// network only is not one: the service whose every edge moved already has the higher
 /// pooled score). Such culprits come after the others, each group in score order.
 fn explained_last(
@@ -857,26 +858,41 @@ fn explained_last(
         }
     }
     // A slower callee explains a caller's slowness (its own time, its CPU), not a change of
-    // its code path nor the delay of the calls into it.
-    explained.extend(
-        after
-            .client
-            .iter()
-            .filter(|((caller, callee), _)| caller != callee)
-            .filter(|((caller, callee), a)| {
-                kinds.get(callee.as_str()).is_some_and(|r| {
-                    [cpu, Signal::Memory.resource(), Signal::Disk.resource()].contains(r)
-                }) && kinds.get(caller.as_str()) == Some(&cpu)
-                    && before
-                        .client
-                        .get(&(caller.clone(), callee.clone()))
-                        .is_some_and(|b| {
-                            stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, min_z)
-                                .is_some_and(|e| e.score >= 0.2)
-                        })
-            })
-            .map(|((caller, _), _)| caller.clone()),
-    );
+    // its code path nor the delay of the calls into it; and so on up every chain of calls
+    // that slowed (a saturated back end holds its callers' threads, whose callers then
+    // queue: their own time rises too).
+    let own = [cpu, Signal::Memory.resource(), Signal::Disk.resource()];
+    let rose = |b: Option<&Pooled>, a: Option<&Pooled>| match (b, a) {
+        (Some(b), Some(a)) => stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, min_z)
+            .is_some_and(|e| e.score >= 0.2),
+        _ => false,
+    };
+    // The calls slowed because the callee did (its own latency rose), not because the
+    // caller, starved itself, is slow to send and receive them.
+    let slowed = |caller: &str, callee: &str| {
+        let key = (caller.to_string(), callee.to_string());
+        rose(before.client.get(&key), after.client.get(&key))
+            && rose(before.latency.get(callee), after.latency.get(callee))
+    };
+    let mut stack: Vec<&str> = kinds
+        .iter()
+        .filter(|(_, r)| own.contains(r))
+        .map(|(s, _)| *s)
+        .collect();
+    let mut visited: std::collections::BTreeSet<&str> = stack.iter().copied().collect();
+    while let Some(callee) = stack.pop() {
+        for &caller in callers_of.get(callee).into_iter().flatten() {
+            if !slowed(caller, callee) {
+                continue;
+            }
+            if kinds.get(caller).is_some_and(|r| own.contains(r)) {
+                explained.insert(caller.to_string());
+            }
+            if visited.insert(caller) {
+                stack.push(caller);
+            }
+        }
+    }
     let (first, rest): (Vec<Culprit>, Vec<Culprit>) = culprits
         .into_iter()
         .partition(|c| !explained.contains(&c.service));

@@ -41,6 +41,9 @@ enum Fault {
     /// `c` logs an error line in every request, and `a` (its caller's caller) spends 500 ms
     /// more of its own time per request.
     FailingLeafBusyEntry,
+    /// `c`'s own time × 3, and `a` (its caller's caller) spends 500 ms more of its own time
+    /// per request (its requests queue while its threads wait on `b`, which waits on `c`).
+    SlowLeafQueuedEntry,
 }
 
 struct Lcg(u64);
@@ -70,6 +73,8 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
                 own[i] += 500.0
             }
             Fault::FailingCallerSlowerCallee if on && i == 1 => own[i] *= 1.5,
+            Fault::SlowLeafQueuedEntry if on && i == 2 => own[i] *= 3.0,
+            Fault::SlowLeafQueuedEntry if on && i == 0 => own[i] += 500.0,
             Fault::OneSlowRequest(s) if end == AT + 5000 && s == i => own[i] *= 100.0,
             _ => {}
         }
@@ -315,6 +320,23 @@ fn a_failing_service_comes_before_its_callers_callers() {
 }
 
 /// A slower callee does not explain a caller's new error line: `a` stays first.
+/// Slowness travels up whole chains, as failures do: the entry's own time rose far more
+/// than the slow leaf's (queueing while its calls wait), but its calls slowed because `b`'s
+/// latency did, because `c`'s own time did; `b`'s own time did not move.
+#[test]
+fn a_slow_leaf_comes_before_its_queued_callers_caller() {
+    for seed in 1..=5 {
+        let d = run(Fault::SlowLeafQueuedEntry, seed);
+        let order: Vec<&str> = d.culprits.iter().map(|c| c.service.as_str()).collect();
+        assert_eq!(top(&d), ("c", "cpu"), "seed {seed}: {d:#?}");
+        assert!(
+            order.contains(&"a"),
+            "the entry's own time moved: {order:?}"
+        );
+        assert!(!order.contains(&"b"), "{order:?}");
+    }
+}
+
 #[test]
 fn a_slower_callee_does_not_explain_its_callers_errors() {
     for seed in 1..=5 {
