@@ -91,7 +91,7 @@ pub fn stop_on_signal_within(grace: Option<std::time::Duration>) -> Arc<AtomicBo
         let flag = Arc::clone(&stop);
         let installed = ctrlc::set_handler(move || {
             if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
+                exit_now(130);
             }
             eprintln!(
                 "stopping: emitting the closed windows (and committing offsets, when reading Kafka); Ctrl-C again to quit now"
@@ -107,6 +107,21 @@ pub fn stop_on_signal_within(grace: Option<std::time::Duration>) -> Arc<AtomicBo
     }))
 }
 
+/// Ends the process at once, without the exit handlers `std::process::exit` runs: those
+/// include libtorch's C++ static destructors, which must not run while a model thread is
+/// still inside libtorch (a quit that doesn't wait for the threads: a second Ctrl-C, the
+/// stop watchdog); the thread's next operation then fails on the torn-down context
+/// (`Invalid (backend, op) pair`) and panics as the process goes down.
+#[allow(unsafe_code)]
+fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` takes no pointers and is async-signal-safe; it ends every thread at
+    // once, which is what quitting now means.
+    unsafe { libc::_exit(code) }
+}
+
 /// A stop that can't finish (a broker that doesn't answer) must not hang the process:
 /// after `grace` it exits without the last commit, which at-least-once delivery allows (a
 /// restart re-reads from the previous one).
@@ -119,7 +134,7 @@ fn exit_after(grace: std::time::Duration) {
                 "still stopping after {} s: exiting now (a restart resumes from the last commit)",
                 grace.as_secs()
             );
-            std::process::exit(1);
+            exit_now(1);
         });
     if let Err(e) = watchdog {
         eprintln!("warning: no stop watchdog ({e}); a second Ctrl-C or SIGTERM quits now");
