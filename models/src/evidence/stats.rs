@@ -213,9 +213,7 @@ pub(super) fn share_increase(eb: f64, nb: f64, ea: f64, na: f64, min_z: f64) -> 
 /// A change, either way, of a count per unit (`cb / nb` → `ca / na`: calls per request,
 /// a template's records per log record), if significant against the count the normal
 /// rate predicts (Poisson; the normal count floored at `min_count`, so a first occurrence
-/// can count); scored by the change over the smaller of the two rates (at least
-/// `rate_floor`), so a rate falling to a tenth is as large a move as one rising tenfold. `z`
-/// is signed.
+/// can count); scored as [`rate_move`]. `z` is signed.
 pub(super) fn count_change(
     signal: Signal,
     on: &str,
@@ -233,20 +231,33 @@ pub(super) fn count_change(
     if z.abs() < min_z {
         return None;
     }
-    let (before, after) = (cb / nb, ca / na);
-    Some(Evidence {
+    Some(rate_move(signal, on, cb / nb, ca / na, z, rate_floor))
+}
+
+/// A rate's move `before` → `after` with its `z`, scored by the change over the smaller of
+/// the two rates (at least `rate_floor`): a rate falling to a tenth is as large a move as
+/// one rising tenfold.
+fn rate_move(
+    signal: Signal,
+    on: &str,
+    before: f64,
+    after: f64,
+    z: f64,
+    rate_floor: f64,
+) -> Evidence {
+    Evidence {
         signal,
         on: Some(on.to_string()),
         before,
         after,
         z,
         score: (after - before).abs() / before.min(after).max(rate_floor),
-    })
+    }
 }
 
 /// A change, either way, of how many units of a whole have a property (`cb / nb` → `ca /
 /// na`: requests that make a call, at most one each), if significant by a two-proportion
-/// z; scored as [`count_change`]. A code path every request took, skipped by the few
+/// z; scored as [`rate_move`]. A code path every request took, skipped by the few
 /// requests of a quiet service, is a move the Poisson test of [`count_change`] misses.
 pub(super) fn proportion_change(
     signal: Signal,
@@ -257,17 +268,7 @@ pub(super) fn proportion_change(
     min_z: f64,
 ) -> Option<Evidence> {
     let (pb, pa, z) = two_proportion_z((cb, nb), (ca, na))?;
-    if z.abs() < min_z {
-        return None;
-    }
-    Some(Evidence {
-        signal,
-        on: Some(on.to_string()),
-        before: pb,
-        after: pa,
-        z,
-        score: (pa - pb).abs() / pb.min(pa).max(rate_floor),
-    })
+    (z.abs() >= min_z).then(|| rate_move(signal, on, pb, pa, z, rate_floor))
 }
 
 /// A change, either way, of a share of a whole (`cb / nb` → `ca / na`: how often one log
