@@ -664,17 +664,10 @@ impl Seer {
     /// The services seen in any window of the history (a service of a quiet application
     /// has windows without a request; one the history never shows is never named).
     fn present(&self) -> Vec<String> {
-        let width = self.fill.width().max(1);
-        let seen: Vec<Vec<bool>> = self
-            .windows
-            .iter()
-            .map(|m| {
-                m.chunks(width)
-                    .map(|c| c.iter().any(|v| *v != 0.0))
-                    .collect()
-            })
-            .collect();
-        let seen = crate::seer::train::history_presence(&seen);
+        let seen = crate::seer::train::history_presence(
+            self.windows.iter().map(Vec::as_slice),
+            self.fill.width(),
+        );
         self.services
             .iter()
             .zip(seen)

@@ -101,12 +101,22 @@ pub fn feature_stats(rows: &[&Row], features: usize) -> (Vec<f32>, Vec<f32>) {
     (mean, std)
 }
 
-/// Per service, whether any of `windows` (per window, per service: seen) shows it.
-pub(crate) fn history_presence(windows: &[Vec<bool>]) -> Vec<bool> {
-    let services = windows.iter().map(Vec::len).max().unwrap_or(0);
-    (0..services)
-        .map(|j| windows.iter().any(|w| w.get(j).copied().unwrap_or(false)))
-        .collect()
+/// Per service, whether any of `windows` (raw feature matrices, `features` values per
+/// service, row-major) shows it: a value that isn't zero.
+pub(crate) fn history_presence<'a>(
+    windows: impl IntoIterator<Item = &'a [f32]>,
+    features: usize,
+) -> Vec<bool> {
+    let mut present: Vec<bool> = Vec::new();
+    for w in windows {
+        for (j, values) in w.chunks(features.max(1)).enumerate() {
+            if j >= present.len() {
+                present.resize(j + 1, false);
+            }
+            present[j] |= values.iter().any(|v| *v != 0.0);
+        }
+    }
+    present
 }
 
 fn samples(datasets: &[Dataset], model: &SeerModel, val_fraction: f64) -> Samples {
@@ -120,18 +130,11 @@ fn samples(datasets: &[Dataset], model: &SeerModel, val_fraction: f64) -> Sample
         let rows = ds.project(&model.layout.services);
         let base = violation.len();
         let split = ((rows.len() as f64) * (1.0 - val_fraction)).round() as usize;
-        let seen: Vec<Vec<bool>> = rows
-            .iter()
-            .map(|r| {
-                r.x.chunks(f)
-                    .map(|row| row.iter().any(|v| *v != 0.0))
-                    .collect()
-            })
-            .collect();
         for (i, r) in rows.iter().enumerate() {
             // Present: seen in any window of the history the model reads (a service of a
             // quiet application has windows without a request).
-            let in_history = history_presence(&seen[i.saturating_sub(h.max(1) - 1)..=i]);
+            let history = &rows[i.saturating_sub(h.max(1) - 1)..=i];
+            let in_history = history_presence(history.iter().map(|r| r.x.as_slice()), f);
             // A culprit the history never shows cannot be named: no culprit target.
             let target = r
                 .culprit
@@ -492,7 +495,7 @@ mod tests {
         assert_eq!(present, [true, true, true, true, true, true, true, false]);
         assert_eq!(s.culprit, [-1, -1, 1, -1]);
         assert_eq!(
-            history_presence(&[vec![false, true], vec![true, false]]),
+            history_presence([&[0.0, 1.0][..], &[1.0, 0.0][..]], 1),
             [true, true]
         );
     }
