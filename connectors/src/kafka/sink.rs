@@ -141,6 +141,9 @@ impl KafkaSink {
             self.outbox.len()
         );
         self.producer = OutputProducer::new(&self.settings)?;
+        // The new producer's clock: nothing delivered yet, pending from now.
+        self.delivered_seen = 0;
+        self.pending_since = Some(Instant::now());
         for m in &self.outbox {
             let headers: Vec<Header<'_>> = m
                 .headers
@@ -306,8 +309,6 @@ impl Outputs for KafkaSink {
                 if since.elapsed() >= RENEW_AFTER {
                     let why = format!("outputs unacknowledged for {} s", RENEW_AFTER.as_secs());
                     self.renew_producer(&why)?;
-                    self.delivered_seen = 0;
-                    self.pending_since = Some(Instant::now());
                 }
             }
             Err(KafkaError::Undelivered { count }) if self.resends < RESENDS_ON_FAILURE => {
@@ -319,8 +320,6 @@ impl Outputs for KafkaSink {
                 self.recreate_topics();
                 self.renew_producer(&format!("{count} deliveries failed"))?;
                 self.resends += 1;
-                self.delivered_seen = 0;
-                self.pending_since = Some(Instant::now());
                 return Err(KafkaError::Resent {
                     count,
                     resent: self.outbox.len(),
