@@ -559,3 +559,47 @@ fn train_seer_without_a_violation_fails_and_writes_nothing() {
     assert!(stderr.contains("followed by an SLO violation"), "{stderr}");
     assert!(!models.exists(), "a checkpoint directory was written");
 }
+
+/// `augur twin --baseline`: a recording against itself moves by nothing; against its own
+/// first part, the two parts split the range as a fit and a check would.
+#[test]
+fn a_recording_compared_with_itself_has_no_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = simulate_chain(tmp.path());
+    let dir = data.display().to_string();
+    let report = |holdout: &str| -> serde_json::Value {
+        let out = ok(&augur(
+            &[
+                "twin",
+                "--baseline",
+                &dir,
+                "--input",
+                &dir,
+                "--holdout",
+                holdout,
+                "--json",
+            ],
+            tmp.path(),
+        ));
+        serde_json::from_str(&out).unwrap()
+    };
+    let same = report("1");
+    assert_eq!(same["edges_match"], true, "{same}");
+    let services = same["services"].as_array().unwrap();
+    assert_eq!(services.len(), 5, "{same}");
+    for s in services {
+        for field in ["rate_err", "p50_err", "p99_err", "error_rate_diff_pp"] {
+            assert_eq!(s[field].as_f64(), Some(0.0), "{field} of {s}");
+        }
+    }
+    let parts = report("0.25");
+    let (checked, baseline) = (
+        parts["real_seconds"].as_f64().unwrap(),
+        parts["twin_seconds"].as_f64().unwrap(),
+    );
+    let ratio = baseline / checked;
+    assert!(
+        (2.5..3.5).contains(&ratio),
+        "{checked} s checked, {baseline} s baseline"
+    );
+}

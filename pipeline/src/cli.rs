@@ -51,14 +51,15 @@ pub enum Command {
     Twin(TwinArgs),
 }
 
-/// `augur twin`: fit (default) or `--check`.
+/// `augur twin`: fit (default), `--check` or `--baseline`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("comparing").args(["check", "baseline"])))]
 pub struct TwinArgs {
     /// Directories with traces.otlp.jsonl[.zst|.gz] of the application running normally.
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
     /// Where the fitted twin is written.
-    #[arg(long, default_value = "twin.toml", conflicts_with = "check")]
+    #[arg(long, default_value = "twin.toml", conflicts_with = "comparing")]
     pub out: PathBuf,
     /// The twin's `name` (default: the last input directory's parent and name, e.g.
     /// `train-ticket-2023-01-29`).
@@ -73,17 +74,27 @@ pub struct TwinArgs {
     /// Check this twin against the held-back part of `--input` instead of fitting.
     #[arg(long)]
     pub check: Option<PathBuf>,
-    /// With --check: simulated time (default: 10 min, and at least the held-back range).
+    /// Instead of a twin, compare these recordings with the held-back part of `--input`,
+    /// as `--check` compares a twin: how far the application itself moves between two
+    /// ranges, the bar a twin can be held to. They are read as a fit reads its input (the
+    /// first `1 - holdout` of each; all of them with `--holdout 1`), and with `--load
+    /// observed` their rates are scaled to the checked range's request rate.
+    #[arg(long, num_args = 1..)]
+    pub baseline: Vec<PathBuf>,
+    /// With --check: simulated time (default: ten times the real range checked, within 10
+    /// min to 1 h, so the twin's side adds little sampling noise; never less than the real
+    /// range).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<std::time::Duration>,
-    /// With --check: the load to simulate at.
+    /// With --check: the load to simulate at (with --baseline: to scale the baseline's
+    /// rates to).
     #[arg(long, value_enum, default_value_t = TwinLoad::Observed)]
     pub load: TwinLoad,
     /// With --check: simulation seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// With --check: print one JSON object instead of a table.
-    #[arg(long, requires = "check")]
+    /// With --check or --baseline: print one JSON object instead of a table.
+    #[arg(long, requires = "comparing")]
     pub json: bool,
 }
 

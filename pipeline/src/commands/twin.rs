@@ -16,14 +16,23 @@ use serde::Serialize;
 
 use crate::cli::{TwinArgs, TwinLoad};
 
-/// Simulated time of a check unless `--duration` says otherwise, s.
-const DEFAULT_CHECK_S: f64 = 600.0;
+/// Simulated time of a check unless `--duration` says otherwise: this many times the real
+/// range checked, so the twin's side of each comparison has a tenth of the real side's
+/// sampling variance; at least [`MIN_CHECK_S`], at most [`MAX_CHECK_S`] (and never less than
+/// the real range).
+const CHECK_TIMES_REAL: f64 = 10.0;
+const MIN_CHECK_S: f64 = 600.0;
+const MAX_CHECK_S: f64 = 3600.0;
 /// Simulated time dropped at the start of a check (the cluster filling up), s.
 const WARMUP_S: f64 = 10.0;
 
 pub fn run(args: &TwinArgs) -> anyhow::Result<()> {
-    holdout_is_valid(args.holdout, args.check.is_some())?;
+    holdout_is_valid(
+        args.holdout,
+        args.check.is_some() || !args.baseline.is_empty(),
+    )?;
     match &args.check {
+        None if !args.baseline.is_empty() => against_baseline(args),
         None => fit(args),
         Some(path) => check(args, path),
     }
@@ -167,6 +176,15 @@ struct CheckReport<'a> {
     comparison: &'a Comparison,
 }
 
+/// The simulated time of a check of `real_s` seconds of real data: `requested`, or
+/// [`CHECK_TIMES_REAL`] times the real range within [`MIN_CHECK_S`, `MAX_CHECK_S`]; never
+/// less than the real range.
+fn check_seconds(requested: Option<f64>, real_s: f64) -> f64 {
+    requested
+        .unwrap_or_else(|| (CHECK_TIMES_REAL * real_s).clamp(MIN_CHECK_S, MAX_CHECK_S))
+        .max(real_s)
+}
+
 fn check(args: &TwinArgs, path: &Path) -> anyhow::Result<()> {
     let topology = Topology::load(&path.display().to_string())
         .with_context(|| format!("loading the twin {}", path.display()))?;
@@ -181,11 +199,7 @@ fn check(args: &TwinArgs, path: &Path) -> anyhow::Result<()> {
         TwinLoad::Observed if real_rate > 0.0 => real_rate / fitted_rate,
         _ => 1.0,
     };
-    let seconds = args
-        .duration
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(DEFAULT_CHECK_S)
-        .max(real_s);
+    let seconds = check_seconds(args.duration.map(|d| d.as_secs_f64()), real_s);
     eprintln!(
         "simulating {} for {seconds:.0} s at {:.3} requests/s",
         topology.name(),
@@ -200,19 +214,75 @@ fn check(args: &TwinArgs, path: &Path) -> anyhow::Result<()> {
     let real = summarize(&real_hops, &real_names, real_s);
     let sim = summarize(&twin_hops, &twin_names, seconds);
     let comparison = compare(&real, &sim);
-    let report = CheckReport {
-        twin: path.display().to_string(),
-        real_seconds: real_s,
-        twin_seconds: seconds,
-        real_requests_per_s: real_rate,
-        twin_requests_per_s: twin_roots as f64 / seconds,
-        rate_scale,
-        comparison: &comparison,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    print_report(
+        args,
+        &CheckReport {
+            twin: path.display().to_string(),
+            real_seconds: real_s,
+            twin_seconds: seconds,
+            real_requests_per_s: real_rate,
+            twin_requests_per_s: twin_roots as f64 / seconds,
+            rate_scale,
+            comparison: &comparison,
+        },
+    )
+}
+
+/// `--baseline`: recordings in the twin's place (the part a twin would be fitted on),
+/// their rates scaled to the checked range's request rate (`--load observed`).
+fn against_baseline(args: &TwinArgs) -> anyhow::Result<()> {
+    let (spans, real_s) = read_part(&args.input, args.holdout, Part::Check)?;
+    let mut real_names = Names::default();
+    let real_hops = hops_of(&spans, &mut real_names);
+    drop(spans);
+    // Read as a twin fitted on them would be: the first `1 - holdout` of each (so the same
+    // directories as `--input` split into the two parts), all of them with `--holdout 1`.
+    let base_holdout = if args.holdout >= 1.0 {
+        0.0
     } else {
-        print_table(&report);
+        args.holdout
+    };
+    let (spans, base_s) = read_part(&args.baseline, base_holdout, Part::Fit)?;
+    let mut base_names = Names::default();
+    let base_hops = hops_of(&spans, &mut base_names);
+    drop(spans);
+    let roots = |hops: &[augur_connectors::twin::hops::Hop]| {
+        hops.iter().filter(|h| h.parent.is_none()).count() as f64
+    };
+    let real_rate = roots(&real_hops) / real_s.max(1e-9);
+    let base_rate = roots(&base_hops) / base_s.max(1e-9);
+    let rate_scale = match args.load {
+        TwinLoad::Observed if real_rate > 0.0 && base_rate > 0.0 => real_rate / base_rate,
+        _ => 1.0,
+    };
+    let real = summarize(&real_hops, &real_names, real_s);
+    // The baseline's time stretched to the checked range's load: its rates times the scale.
+    let base = summarize(&base_hops, &base_names, base_s / rate_scale);
+    let comparison = compare(&real, &base);
+    let dirs: Vec<String> = args
+        .baseline
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    print_report(
+        args,
+        &CheckReport {
+            twin: format!("recording {}", dirs.join(", ")),
+            real_seconds: real_s,
+            twin_seconds: base_s,
+            real_requests_per_s: real_rate,
+            twin_requests_per_s: base_rate,
+            rate_scale,
+            comparison: &comparison,
+        },
+    )
+}
+
+fn print_report(args: &TwinArgs, report: &CheckReport<'_>) -> anyhow::Result<()> {
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print_table(report);
     }
     Ok(())
 }
@@ -226,9 +296,14 @@ fn pct(x: Option<f64>) -> String {
 
 fn print_table(report: &CheckReport<'_>) {
     let c = report.comparison;
+    // A baseline recording's label says so; a twin's is its file.
+    let other = if report.twin.starts_with("recording ") {
+        report.twin.clone()
+    } else {
+        format!("twin {}", report.twin)
+    };
     println!(
-        "twin {} vs {:.1} s of held-back real data ({:.2} requests/s real, {:.2} twin over {:.0} s)",
-        report.twin,
+        "{other} vs {:.1} s of held-back real data ({:.2} requests/s real, {:.2} twin over {:.0} s)",
         report.real_seconds,
         report.real_requests_per_s,
         report.twin_requests_per_s,
@@ -314,7 +389,16 @@ fn edge_list(edges: &[(String, String)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::holdout_is_valid;
+    use super::{check_seconds, holdout_is_valid};
+
+    #[test]
+    fn a_check_simulates_ten_times_the_real_range_within_its_bounds() {
+        assert_eq!(check_seconds(None, 12.0), 600.0);
+        assert_eq!(check_seconds(None, 328.0), 3280.0);
+        assert_eq!(check_seconds(None, 1484.0), 3600.0);
+        assert_eq!(check_seconds(Some(60.0), 328.0), 328.0);
+        assert_eq!(check_seconds(Some(900.0), 12.0), 900.0);
+    }
 
     #[test]
     fn a_check_may_hold_back_everything_and_a_fit_may_not() {
