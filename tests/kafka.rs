@@ -941,6 +941,112 @@ fn kafka_replay_by_time_without_offsets_for_times() {
     assert_eq!(replayed, expected, "{stderr}");
 }
 
+/// `augur twin --brokers --from --to`: a twin fitted from a time range of the topics reads
+/// exactly the spans that start in it, recovers the chain's five tiers and their calls, and
+/// its check against the same range's held-back part matches the call edges and rates.
+#[test]
+fn kafka_twin_from_a_topic_range() {
+    let Some(brokers) = broker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let prefix = format!("w{}", std::process::id());
+    let config = job_config(dir, &prefix, "w", 0);
+    let cfg = config.to_str().unwrap();
+    let sim = [
+        "simulate",
+        "--kafka",
+        &brokers,
+        "-c",
+        cfg,
+        "--topology",
+        "chain",
+        "--duration",
+        "60s",
+        "--seed",
+        "6",
+        "--faults",
+        "none",
+        "--rate-scale",
+        "0.25",
+    ];
+    ok(&augur(&sim, dir));
+    let names = augur_connectors::otlp::MetricNames::default();
+    let mut starts = Vec::new();
+    for (_, payload, _) in read_topic(&brokers, &format!("{prefix}.spans")) {
+        let (mut spans, mut points) = (Vec::new(), Vec::new());
+        augur_connectors::kafka::decode_message(
+            &payload,
+            false,
+            augur_connectors::kafka::Encoding::OtlpProto,
+            &names,
+            &mut spans,
+            &mut points,
+        )
+        .unwrap();
+        starts.extend(spans.iter().map(|s| s.start_ns / 1_000_000));
+    }
+    let first = *starts.iter().min().unwrap();
+    let (from, to) = ((first + 10_000).to_string(), (first + 50_000).to_string());
+    let expected = starts
+        .iter()
+        .filter(|&&t| t >= first + 10_000 && t < first + 50_000)
+        .count();
+    assert!(
+        expected > 0 && expected < starts.len(),
+        "{expected} of {}",
+        starts.len()
+    );
+
+    let twin = dir.join("twin.toml");
+    let range = [
+        "--brokers",
+        &brokers,
+        "-c",
+        cfg,
+        "--from",
+        &from,
+        "--to",
+        &to,
+    ];
+    let out = augur(
+        &[&["twin", "--out", twin.to_str().unwrap()], &range[..]].concat(),
+        dir,
+    );
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let read: usize = stderr
+        .split(&format!("{prefix}.spans [{from}, {to}): "))
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("span count in: {stderr}"));
+    assert_eq!(read, expected, "{stderr}");
+    let topology = augur_connectors::simulator::Topology::load(twin.to_str().unwrap()).unwrap();
+    let mut services: Vec<&str> = topology
+        .spec()
+        .services
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    services.sort_unstable();
+    assert_eq!(services, ["tier-0", "tier-1", "tier-2", "tier-3", "tier-4"]);
+
+    let out = augur(
+        &[
+            &["twin", "--check", twin.to_str().unwrap(), "--json"],
+            &range[..],
+        ]
+        .concat(),
+        dir,
+    );
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(report["edges_match"], true, "{report}");
+    for s in report["services"].as_array().unwrap() {
+        let err = s["rate_err"].as_f64().unwrap();
+        assert!(err.abs() < 0.2, "{s}");
+    }
+}
+
 /// Writes each payload as its own message (tansu needs one message per batch); messages up
 /// to 10 MB.
 fn produce(brokers: &str, topic: &str, payloads: &[&[u8]]) {

@@ -56,8 +56,16 @@ pub enum Command {
 #[command(group(clap::ArgGroup::new("comparing").args(["check", "baseline"])))]
 pub struct TwinArgs {
     /// Directories with traces.otlp.jsonl[.zst|.gz] of the application running normally.
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, num_args = 1.., required_unless_present = "brokers")]
     pub input: Vec<PathBuf>,
+    /// Instead of `--input`, a time range of Kafka topics (`--from`, `--to`): the spans
+    /// topic, and the metrics topic when it exists.
+    #[command(flatten)]
+    pub topics: TopicInput,
+    /// Job config (TOML) with the Kafka settings for `--brokers` (topics, encodings,
+    /// librdkafka properties); defaults apply to everything it leaves out.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
     /// Where the fitted twin is written.
     #[arg(long, default_value = "twin.toml", conflicts_with = "comparing")]
     pub out: PathBuf,

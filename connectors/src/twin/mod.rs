@@ -2,7 +2,8 @@
 //! ([`fit`]), written as the TOML of `configs/topologies/` ([`to_toml`]), and checked by
 //! simulating it and comparing with real data it was not fitted on ([`compare`]).
 //!
-//! The pieces, one file each: [`read`] (a directory's spans, split in time), [`hops`] (spans
+//! The pieces, one file each: [`read`] (a directory's spans, split in time), [`topics`] (a
+//! time range of Kafka topics), [`hops`] (spans
 //! grouped into service visits), [`stages`] (an operation's call structure), [`variants`] (request types behind one entry span name), [`fit`] (the
 //! topology), [`write`] (its TOML), [`simulate`] (running it), [`compare`] (twin vs real).
 
@@ -13,6 +14,7 @@ pub mod quantile;
 pub mod read;
 pub mod simulate;
 pub mod stages;
+pub mod topics;
 pub mod variants;
 pub mod write;
 
@@ -35,4 +37,6 @@ pub enum TwinError {
     NoRoots(String),
     #[error("the fitted topology is invalid: {0}")]
     Sim(SimError),
+    #[error("kafka: {0}")]
+    Kafka(String),
 }

@@ -42,9 +42,8 @@ pub fn read_spans(dir: &Path) -> Result<(Vec<Span>, u64), TwinError> {
 /// instance's resource) when `dirs` hold metrics, and which resources they measure (none
 /// when `dirs` hold no metrics). Undecodable metric lines are skipped.
 pub fn telemetry_of(spans: &[Span], dirs: &[&Path]) -> Result<TelemetrySpec, TwinError> {
-    let kind_less = !spans.is_empty() && spans.iter().all(|s| s.kind == SpanKind::Unspecified);
     let names = MetricNames::default();
-    let mut series: HashMap<(String, String, Resource), Vec<u64>> = HashMap::new();
+    let mut times = SampleTimes::default();
     let mut points: Vec<MetricPoint> = Vec::new();
     let mut line = Vec::new();
     for dir in dirs {
@@ -61,34 +60,57 @@ pub fn telemetry_of(spans: &[Span], dirs: &[&Path]) -> Result<TelemetrySpec, Twi
             if decode_metrics_json(&line, &names, &mut points).is_err() {
                 continue;
             }
-            for p in &points {
-                series
-                    .entry((p.service.clone(), p.instance.clone(), p.resource))
-                    .or_default()
-                    .push(p.time_ns / 1_000_000);
-            }
+            points.iter().for_each(|p| times.add(p));
         }
     }
-    let mut gaps: Vec<u64> = Vec::new();
-    for times in series.values_mut() {
-        times.sort_unstable();
-        times.dedup();
-        gaps.extend(times.windows(2).map(|w| w[1] - w[0]));
+    Ok(times.telemetry(spans, !dirs.is_empty()))
+}
+
+/// [`telemetry_of`] from metric points already read (`None`: no metrics source at all, so
+/// the simulator's own metrics).
+pub fn telemetry_of_points(spans: &[Span], points: Option<&[MetricPoint]>) -> TelemetrySpec {
+    let mut times = SampleTimes::default();
+    points.into_iter().flatten().for_each(|p| times.add(p));
+    times.telemetry(spans, points.is_some())
+}
+
+/// Sample times (ms) per instance and resource.
+#[derive(Default)]
+struct SampleTimes(HashMap<(String, String, Resource), Vec<u64>>);
+
+impl SampleTimes {
+    fn add(&mut self, p: &MetricPoint) {
+        self.0
+            .entry((p.service.clone(), p.instance.clone(), p.resource))
+            .or_default()
+            .push(p.time_ns / 1_000_000);
     }
-    gaps.sort_unstable();
-    let mut resources: Vec<Resource> = series.keys().map(|k| k.2).collect();
-    resources.sort();
-    resources.dedup();
-    Ok(TelemetrySpec {
-        spans: if kind_less {
-            SpanShape::OnePerHop
-        } else {
-            SpanShape::ClientServer
-        },
-        metrics_interval_ms: gaps.get(gaps.len() / 2).copied().filter(|&ms| ms > 0),
-        // With inputs to read, what they hold; without, the simulator's own.
-        metrics: (!dirs.is_empty()).then_some(resources),
-    })
+
+    /// The telemetry spec; `read_metrics`: whether there was a metrics source (else the
+    /// simulator's own metrics).
+    fn telemetry(mut self, spans: &[Span], read_metrics: bool) -> TelemetrySpec {
+        let kind_less = !spans.is_empty() && spans.iter().all(|s| s.kind == SpanKind::Unspecified);
+        let mut gaps: Vec<u64> = Vec::new();
+        for times in self.0.values_mut() {
+            times.sort_unstable();
+            times.dedup();
+            gaps.extend(times.windows(2).map(|w| w[1] - w[0]));
+        }
+        gaps.sort_unstable();
+        let mut resources: Vec<Resource> = self.0.keys().map(|k| k.2).collect();
+        resources.sort();
+        resources.dedup();
+        TelemetrySpec {
+            spans: if kind_less {
+                SpanShape::OnePerHop
+            } else {
+                SpanShape::ClientServer
+            },
+            metrics_interval_ms: gaps.get(gaps.len() / 2).copied().filter(|&ms| ms > 0),
+            // With inputs to read, what they hold; without, the simulator's own.
+            metrics: read_metrics.then_some(resources),
+        }
+    }
 }
 
 /// Which part of a directory's time range to use.

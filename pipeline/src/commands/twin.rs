@@ -1,13 +1,16 @@
 //! `augur twin --input DIR... [--out twin.toml]`: fit a digital twin of the application
-//! whose traces are in the directories (a simulator topology, see
-//! [`augur_connectors::twin`]); `augur twin --check twin.toml --input DIR...`: simulate the
-//! twin at the observed load and compare it with the held-back part of the same
-//! directories, per service. Progress goes to stderr, results to stdout.
+//! whose traces are in the directories, or in a time range of Kafka topics (`--brokers B
+//! --from T --to T`) (a simulator topology, see [`augur_connectors::twin`]); `augur twin
+//! --check twin.toml --input DIR...`: simulate the twin at the observed load and compare
+//! it with the held-back part of the same data, per service; `--baseline DIR...`: the
+//! same comparison with recordings in the twin's place. Progress goes to stderr, results
+//! to stdout.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use augur_connectors::simulator::Topology;
+use augur_connectors::twin::topics::{TopicData, TopicRange, read_topics};
 use augur_connectors::twin::{
     self, Comparison, FitInput, Names, Part, ServiceRow, compare, hops_of, summarize,
 };
@@ -15,6 +18,7 @@ use augur_operators::records::Span;
 use serde::Serialize;
 
 use crate::cli::{TwinArgs, TwinLoad};
+use crate::commands::{load_config, parse_time_ms};
 
 /// Simulated time of a check unless `--duration` says otherwise: this many times the real
 /// range checked, so the twin's side of each comparison has a tenth of the real side's
@@ -52,48 +56,125 @@ fn holdout_is_valid(holdout: f64, checking: bool) -> anyhow::Result<()> {
     )
 }
 
+/// Where the real data of a fit or check comes from: directories, or a range of topics
+/// read once (with its metric points and a label for messages).
+enum Source {
+    Dirs(Vec<PathBuf>),
+    Topics {
+        data: TopicData,
+        label: String,
+        topic: String,
+    },
+}
+
+impl Source {
+    /// `--input`, or the `--brokers` range read now.
+    fn of(args: &TwinArgs) -> anyhow::Result<Source> {
+        let Some(brokers) = &args.topics.brokers else {
+            return Ok(Source::Dirs(args.input.clone()));
+        };
+        let config = load_config(args.config.as_deref())?;
+        let kafka = &config.kafka;
+        let mut settings = kafka.settings(Some(brokers));
+        settings.group_id = format!("augur-twin-{}", std::process::id());
+        let topics = &args.topics;
+        let from_ms = topics.from.as_deref().map(parse_time_ms).transpose()?;
+        let to_ms = topics.to.as_deref().map(parse_time_ms).transpose()?;
+        let range = TopicRange {
+            settings,
+            spans_topic: topics
+                .topic
+                .clone()
+                .unwrap_or_else(|| kafka.spans_topic.clone()),
+            spans_encoding: kafka.spans_encoding,
+            metrics_topic: topics
+                .metrics_topic
+                .clone()
+                .unwrap_or_else(|| kafka.metrics_topic.clone()),
+            metrics_encoding: kafka.metrics_encoding,
+            from_ms,
+            to_ms,
+            offsets_for_times: kafka.offsets_for_times,
+        };
+        let time = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".into());
+        let label = format!(
+            "{brokers}/{} [{}, {})",
+            range.spans_topic,
+            time(&topics.from),
+            time(&topics.to)
+        );
+        let data = read_topics(&range).with_context(|| format!("reading {label}"))?;
+        eprintln!(
+            "{label}: {} spans from {} messages, {} metric points from {} messages{}",
+            data.spans.len(),
+            data.messages.0,
+            data.metrics.len(),
+            data.messages.1,
+            if data.undecodable > 0 {
+                format!(
+                    " ({} undecodable messages or records skipped)",
+                    data.undecodable
+                )
+            } else {
+                String::new()
+            }
+        );
+        Ok(Source::Topics {
+            data,
+            label,
+            topic: range.spans_topic,
+        })
+    }
+
+    fn labels(&self) -> Vec<String> {
+        match self {
+            Source::Dirs(dirs) => dirs.iter().map(|p| p.display().to_string()).collect(),
+            Source::Topics { label, .. } => vec![label.clone()],
+        }
+    }
+}
+
 /// The spans of one part of every input, and the total length of those parts, s.
-fn read_part(inputs: &[PathBuf], holdout: f64, part: Part) -> anyhow::Result<(Vec<Span>, f64)> {
+fn read_part(source: &Source, holdout: f64, part: Part) -> anyhow::Result<(Vec<Span>, f64)> {
+    let part_name = match part {
+        Part::Fit => "fitting",
+        Part::Check => "held-back",
+    };
     let mut all = Vec::new();
     let mut duration_s = 0.0;
-    for dir in inputs {
-        let (spans, bad) =
-            twin::read_spans(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let mut take = |label: &str, spans: Vec<Span>, bad: u64| {
         let total = spans.len();
         if total == 0 {
-            eprintln!("{}: no spans in its traces file, skipped", dir.display());
-            continue;
+            eprintln!("{label}: no spans, skipped");
+            return;
         }
         let (kept, seconds) = twin::split(spans, holdout, part);
         eprintln!(
-            "{}: {total} spans{}, {} in the {} part ({seconds:.1} s)",
-            dir.display(),
+            "{label}: {total} spans{}, {} in the {part_name} part ({seconds:.1} s)",
             if bad > 0 {
                 format!(" ({bad} undecodable records skipped)")
             } else {
                 String::new()
             },
             kept.len(),
-            match part {
-                Part::Fit => "fitting",
-                Part::Check => "held-back",
-            }
         );
         all.extend(kept);
         duration_s += seconds;
+    };
+    match source {
+        Source::Dirs(dirs) => {
+            for dir in dirs {
+                let (spans, bad) =
+                    twin::read_spans(dir).with_context(|| format!("reading {}", dir.display()))?;
+                take(&dir.display().to_string(), spans, bad);
+            }
+        }
+        Source::Topics { data, label, .. } => take(label, data.spans.clone(), 0),
     }
     if all.is_empty() {
         anyhow::bail!(
-            "no spans to use in {} (traces files empty, or nothing in the {} part)",
-            inputs
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            match part {
-                Part::Fit => "fitting",
-                Part::Check => "held-back",
-            }
+            "no spans to use in {} (nothing recorded, or nothing in the {part_name} part)",
+            source.labels().join(", ")
         );
     }
     Ok((all, duration_s))
@@ -118,17 +199,26 @@ fn default_name(inputs: &[PathBuf]) -> String {
 
 fn fit(args: &TwinArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let (spans, duration_s) = read_part(&args.input, args.holdout, Part::Fit)?;
+    let source = Source::of(args)?;
+    let (spans, duration_s) = read_part(&source, args.holdout, Part::Fit)?;
     let mut names = Names::default();
     let hops = hops_of(&spans, &mut names);
-    let dirs: Vec<&std::path::Path> = args.input.iter().map(|p| p.as_path()).collect();
-    let telemetry = twin::read::telemetry_of(&spans, &dirs).context("reading the metrics")?;
+    let telemetry = match &source {
+        Source::Dirs(dirs) => {
+            let dirs: Vec<&Path> = dirs.iter().map(|p| p.as_path()).collect();
+            twin::read::telemetry_of(&spans, &dirs).context("reading the metrics")?
+        }
+        Source::Topics { data, .. } => twin::read::telemetry_of_points(
+            &spans,
+            data.metrics_read.then_some(data.metrics.as_slice()),
+        ),
+    };
     drop(spans);
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| default_name(&args.input));
-    let sources: Vec<String> = args.input.iter().map(|p| p.display().to_string()).collect();
+    let name = args.name.clone().unwrap_or_else(|| match &source {
+        Source::Dirs(dirs) => default_name(dirs),
+        Source::Topics { topic, .. } => topic.clone(),
+    });
+    let sources = source.labels();
     let fitted = twin::fit(&FitInput {
         name: &name,
         hops: &hops,
@@ -188,7 +278,8 @@ fn check_seconds(requested: Option<f64>, real_s: f64) -> f64 {
 fn check(args: &TwinArgs, path: &Path) -> anyhow::Result<()> {
     let topology = Topology::load(&path.display().to_string())
         .with_context(|| format!("loading the twin {}", path.display()))?;
-    let (spans, real_s) = read_part(&args.input, args.holdout, Part::Check)?;
+    let source = Source::of(args)?;
+    let (spans, real_s) = read_part(&source, args.holdout, Part::Check)?;
     let mut real_names = Names::default();
     let real_hops = hops_of(&spans, &mut real_names);
     drop(spans);
@@ -231,7 +322,8 @@ fn check(args: &TwinArgs, path: &Path) -> anyhow::Result<()> {
 /// `--baseline`: recordings in the twin's place (the part a twin would be fitted on),
 /// their rates scaled to the checked range's request rate (`--load observed`).
 fn against_baseline(args: &TwinArgs) -> anyhow::Result<()> {
-    let (spans, real_s) = read_part(&args.input, args.holdout, Part::Check)?;
+    let source = Source::of(args)?;
+    let (spans, real_s) = read_part(&source, args.holdout, Part::Check)?;
     let mut real_names = Names::default();
     let real_hops = hops_of(&spans, &mut real_names);
     drop(spans);
@@ -242,7 +334,11 @@ fn against_baseline(args: &TwinArgs) -> anyhow::Result<()> {
     } else {
         args.holdout
     };
-    let (spans, base_s) = read_part(&args.baseline, base_holdout, Part::Fit)?;
+    let (spans, base_s) = read_part(
+        &Source::Dirs(args.baseline.clone()),
+        base_holdout,
+        Part::Fit,
+    )?;
     let mut base_names = Names::default();
     let base_hops = hops_of(&spans, &mut base_names);
     drop(spans);
