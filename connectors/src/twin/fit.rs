@@ -25,9 +25,10 @@ const Z90: f64 = 1.281_551_6;
 const MIN_SAMPLES_FOR_CV: usize = 10;
 /// Fewer samples than this: the spread is fitted from p90 instead of p99.
 const MIN_SAMPLES_FOR_P99: usize = 100;
-/// Cores are sized so that the fitted self time keeps a replica's cores at most this busy:
-/// the observed self times already contain whatever waiting the service did, so the twin
-/// must not add much queueing of its own.
+/// Cores are sized so that the fitted self time keeps a replica's cores at most this busy,
+/// and at least as many as calls the instance ran at once: the observed self times already
+/// contain whatever waiting the service did, so the twin must not add much queueing of its
+/// own.
 const TARGET_CORE_UTILIZATION: f64 = 0.33;
 /// Thread pools hold at least this many threads, and twice the observed peak concurrency.
 const MIN_THREADS: u32 = 16;
@@ -210,12 +211,13 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
         "Not observable, defaults: request/response bytes (512/1024), memory (256 MB + 64 KiB per".into(),
         "request), error propagation (0.8), queue timeout (1000 ms), diurnal swing (none).".into(),
         format!(
-            "Threads: max({MIN_THREADS}, 2 x peak concurrent spans per instance). Cores: enough to keep the fitted self time"
+            "Threads: max({MIN_THREADS}, 2 x peak concurrent spans per instance). Cores: the peak own work at once, and enough"
         ),
         format!(
-            "under {:.0} % busy (observed self times already include any waiting). The SLO is a placeholder:",
+            "to keep the fitted self time under {:.0} % busy (observed self times already include any waiting).",
             TARGET_CORE_UTILIZATION * 100.0
         ),
+        "The SLO is a placeholder:".into(),
         format!("p99 of the entry's latency <= {SLO_MARGIN} x its observed p99."),
     ]);
 
@@ -223,6 +225,7 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
     let mut op_notes: HashMap<(String, String), Vec<String>> = HashMap::new();
     let mut services = Vec::new();
     let concurrency = peak_concurrency(hops);
+    let own_work = peak_own_work(hops);
     for &s in &service_order {
         let name = names.name(s).to_string();
         let mut insts: Vec<&str> = instances[&s].iter().map(|&i| names.name(i)).collect();
@@ -286,11 +289,18 @@ pub fn fit(input: &FitInput<'_>) -> Result<Fitted, TwinError> {
             .collect();
         operations.sort_by_key(|o| std::cmp::Reverse(counts[&o.name]));
         let per_replica = busy_s_per_s / f64::from(replicas);
-        let cores = (per_replica / TARGET_CORE_UTILIZATION).ceil().max(1.0);
         let peak = concurrency.get(&s).copied().unwrap_or(1);
+        // As many cores as the instance did calls' own work at once: the observed self
+        // times already hold the contention of that concurrency, so the twin must not queue
+        // them again.
+        let own_peak = own_work.get(&s).copied().unwrap_or(1);
+        let cores = (per_replica / TARGET_CORE_UTILIZATION)
+            .ceil()
+            .max(f64::from(own_peak))
+            .max(1.0);
         let threads = (2 * peak).max(MIN_THREADS);
         let mut notes = vec![format!(
-            "{spans} spans ({:.3}/s); instances: {}; peak concurrency per instance {peak}",
+            "{spans} spans ({:.3}/s); instances: {}; peak concurrency per instance {peak} ({own_peak} doing their own work)",
             spans as f64 / duration_s,
             insts.join(", ")
         )];
@@ -447,6 +457,42 @@ fn peak_concurrency(hops: &[Hop]) -> HashMap<u32, u32> {
         e.push((h.start_ns, 1));
         e.push((h.end_ns, -1));
     }
+    peaks(events)
+}
+
+/// Per service: the most hops doing their own work at once on one instance (a hop's own
+/// work: its span less the intervals it waited on its calls).
+fn peak_own_work(hops: &[Hop]) -> HashMap<u32, u32> {
+    let mut waits: Vec<Vec<(u64, u64)>> = vec![Vec::new(); hops.len()];
+    for h in hops {
+        if let Some(p) = h.parent {
+            waits[p].push(h.waited());
+        }
+    }
+    let mut events: HashMap<(u32, u32), Vec<(u64, i32)>> = HashMap::new();
+    for (h, w) in hops.iter().zip(waits.iter_mut()) {
+        let e = events.entry((h.service, h.instance)).or_default();
+        w.sort_unstable();
+        let mut at = h.start_ns;
+        for &(a, b) in w.iter() {
+            let (a, b) = (a.clamp(h.start_ns, h.end_ns), b.clamp(h.start_ns, h.end_ns));
+            if a > at {
+                e.push((at, 1));
+                e.push((a, -1));
+            }
+            at = at.max(b);
+        }
+        if h.end_ns > at {
+            e.push((at, 1));
+            e.push((h.end_ns, -1));
+        }
+    }
+    peaks(events)
+}
+
+/// The highest count of overlapping intervals per service, over its instances (at least 1);
+/// an interval ending where another starts does not overlap it.
+fn peaks(events: HashMap<(u32, u32), Vec<(u64, i32)>>) -> HashMap<u32, u32> {
     let mut out: HashMap<u32, u32> = HashMap::new();
     for ((service, _), mut e) in events {
         e.sort_unstable();
@@ -472,6 +518,37 @@ pub fn round_sig(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hop(service: u32, start_ns: u64, end_ns: u64, parent: Option<usize>) -> Hop {
+        Hop {
+            trace: 0,
+            service,
+            instance: service,
+            op: 0,
+            start_ns,
+            end_ns,
+            error: false,
+            parent,
+            call: None,
+            instrumented: true,
+        }
+    }
+
+    /// Two requests of service 0 in flight at once, each waiting on a call to service 1
+    /// for most of its time: two spans at once, but their own work never overlaps; two
+    /// overlapping calls of service 1 are both their own work.
+    #[test]
+    fn own_work_at_once_leaves_out_the_waits_on_calls() {
+        let hops = vec![
+            hop(0, 0, 100, None),
+            hop(1, 10, 90, Some(0)),
+            hop(0, 50, 150, None),
+            hop(1, 60, 145, Some(2)),
+        ];
+        assert_eq!(peak_concurrency(&hops)[&0], 2);
+        assert_eq!(peak_own_work(&hops)[&0], 1);
+        assert_eq!(peak_own_work(&hops)[&1], 2);
+    }
 
     #[test]
     fn lognormal_recovers_mean_and_cv_from_median_and_p99() {
