@@ -592,6 +592,24 @@ fn a_recording_compared_with_itself_has_no_error() {
             assert_eq!(s[field].as_f64(), Some(0.0), "{field} of {s}");
         }
     }
+    // The plot of the same comparison: a row per service, both sides' three percentiles.
+    let plot = tmp.path().join("check.svg");
+    ok(&augur(
+        &[
+            "twin",
+            "--baseline",
+            &dir,
+            "--input",
+            &dir,
+            "--holdout",
+            "1",
+            "--plot",
+            plot.to_str().unwrap(),
+        ],
+        tmp.path(),
+    ));
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert_eq!(svg.matches("<circle").count(), 5 * 6, "{svg}");
     let parts = report("0.25");
     let (checked, baseline) = (
         parts["real_seconds"].as_f64().unwrap(),

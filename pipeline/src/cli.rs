@@ -104,6 +104,10 @@ pub struct TwinArgs {
     /// With --check or --baseline: print one JSON object instead of a table.
     #[arg(long, requires = "comparing")]
     pub json: bool,
+    /// With --check or --baseline: also write an SVG of each service's p50, p90 and p99,
+    /// real beside twin, here.
+    #[arg(long, requires = "comparing")]
+    pub plot: Option<PathBuf>,
 }
 
 /// The load `augur twin --check` simulates at.

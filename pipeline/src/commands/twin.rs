@@ -375,6 +375,15 @@ fn against_baseline(args: &TwinArgs) -> anyhow::Result<()> {
 }
 
 fn print_report(args: &TwinArgs, report: &CheckReport<'_>) -> anyhow::Result<()> {
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "{} vs {:.1} s of real data",
+            report.twin, report.real_seconds
+        );
+        let svg = crate::eval::twin_plot::twin_check_svg(&report.comparison.services, &title);
+        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("plot written to {}", path.display());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {

@@ -6,6 +6,7 @@ pub mod plot;
 pub mod recovery;
 pub mod score;
 pub mod svg;
+pub mod twin_plot;
 
 use serde::Serialize;
 
