@@ -73,6 +73,9 @@ impl Source {
         let Some(brokers) = &args.topics.brokers else {
             return Ok(Source::Dirs(args.input.clone()));
         };
+        if let Some(logs) = &args.topics.logs_topic {
+            eprintln!("a twin is fitted from spans and metrics: --logs-topic {logs} is not read");
+        }
         let config = load_config(args.config.as_deref())?;
         let kafka = &config.kafka;
         let mut settings = kafka.settings(Some(brokers));
