@@ -8,7 +8,7 @@ use augur_connectors::files::LineWriter;
 
 use std::sync::Arc;
 
-use augur_connectors::kafka::StartAt;
+use augur_connectors::kafka::{KafkaSettings, StartAt};
 use augur_connectors::otlp::MetricNames;
 use augur_operators::EventTime;
 
@@ -121,6 +121,38 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `--brokers` and its topic flags name, the config filling in the rest: the client
+/// settings with a throwaway group (`augur-<purpose>-<pid>`, committing nothing), the
+/// topics and the time range, ms since the epoch.
+pub struct TopicChoice {
+    pub settings: KafkaSettings,
+    pub spans_topic: String,
+    pub metrics_topic: String,
+    pub logs_topic: String,
+    pub from_ms: Option<u64>,
+    pub to_ms: Option<u64>,
+}
+
+pub fn topic_choice(
+    config: &Config,
+    topics: &TopicInput,
+    purpose: &str,
+) -> anyhow::Result<TopicChoice> {
+    let kafka = &config.kafka;
+    let mut settings = kafka.settings(topics.brokers.as_deref());
+    settings.group_id = format!("augur-{purpose}-{}", std::process::id());
+    let or =
+        |flag: &Option<String>, default: &String| flag.clone().unwrap_or_else(|| default.clone());
+    Ok(TopicChoice {
+        settings,
+        spans_topic: or(&topics.topic, &kafka.spans_topic),
+        metrics_topic: or(&topics.metrics_topic, &kafka.metrics_topic),
+        logs_topic: or(&topics.logs_topic, &kafka.logs_topic),
+        from_ms: topics.from.as_deref().map(parse_time_ms).transpose()?,
+        to_ms: topics.to.as_deref().map(parse_time_ms).transpose()?,
+    })
+}
+
 /// A bounded read of the topics' history: from `--from` (by `offsets_for_times`, else from
 /// the start) to the end offsets at the start, records outside `[from, to)` skipped. Uses
 /// a throwaway consumer group and commits nothing.
@@ -130,28 +162,21 @@ pub fn topic_source_spec(
     names: MetricNames,
 ) -> anyhow::Result<KafkaSourceSpec> {
     let kafka = &config.kafka;
-    let mut settings = kafka.settings(topics.brokers.as_deref());
-    settings.group_id = format!("augur-replay-{}", std::process::id());
-    let from = topics.from.as_deref().map(parse_time_ms).transpose()?;
-    let to = topics.to.as_deref().map(parse_time_ms).transpose()?;
+    let TopicChoice {
+        settings,
+        spans_topic,
+        metrics_topic,
+        logs_topic,
+        from_ms: from,
+        to_ms: to,
+    } = topic_choice(config, topics, "replay")?;
     Ok(KafkaSourceSpec {
         settings,
-        spans_topic: topics
-            .topic
-            .clone()
-            .unwrap_or_else(|| kafka.spans_topic.clone()),
+        spans_topic,
         spans_encoding: kafka.spans_encoding,
-        metrics_topic: topics
-            .metrics_topic
-            .clone()
-            .unwrap_or_else(|| kafka.metrics_topic.clone()),
+        metrics_topic,
         metrics_encoding: kafka.metrics_encoding,
-        logs_topic: Some(
-            topics
-                .logs_topic
-                .clone()
-                .unwrap_or_else(|| kafka.logs_topic.clone()),
-        ),
+        logs_topic: Some(logs_topic),
         logs_encoding: kafka.logs_encoding,
         max_future_ms: kafka.max_future_ms,
         names,

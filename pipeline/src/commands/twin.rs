@@ -18,7 +18,8 @@ use augur_operators::records::Span;
 use serde::Serialize;
 
 use crate::cli::{TwinArgs, TwinLoad};
-use crate::commands::{load_config, parse_time_ms};
+use crate::commands::load_config;
+use crate::commands::replay::topic_choice;
 
 /// Simulated time of a check unless `--duration` says otherwise: this many times the real
 /// range checked, so the twin's side of each comparison has a tenth of the real side's
@@ -78,25 +79,16 @@ impl Source {
         }
         let config = load_config(args.config.as_deref())?;
         let kafka = &config.kafka;
-        let mut settings = kafka.settings(Some(brokers));
-        settings.group_id = format!("augur-twin-{}", std::process::id());
         let topics = &args.topics;
-        let from_ms = topics.from.as_deref().map(parse_time_ms).transpose()?;
-        let to_ms = topics.to.as_deref().map(parse_time_ms).transpose()?;
+        let choice = topic_choice(&config, topics, "twin")?;
         let range = TopicRange {
-            settings,
-            spans_topic: topics
-                .topic
-                .clone()
-                .unwrap_or_else(|| kafka.spans_topic.clone()),
+            settings: choice.settings,
+            spans_topic: choice.spans_topic,
             spans_encoding: kafka.spans_encoding,
-            metrics_topic: topics
-                .metrics_topic
-                .clone()
-                .unwrap_or_else(|| kafka.metrics_topic.clone()),
+            metrics_topic: choice.metrics_topic,
             metrics_encoding: kafka.metrics_encoding,
-            from_ms,
-            to_ms,
+            from_ms: choice.from_ms,
+            to_ms: choice.to_ms,
             offsets_for_times: kafka.offsets_for_times,
         };
         let time = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".into());
