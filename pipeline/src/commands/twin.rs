@@ -129,8 +129,9 @@ impl Source {
     }
 }
 
-/// The spans of one part of every input, and the total length of those parts, s.
-fn read_part(source: &Source, holdout: f64, part: Part) -> anyhow::Result<(Vec<Span>, f64)> {
+/// The spans of one part of every input, and the total length of those parts, s. A topic
+/// range's spans are taken out of `source` (each command reads one part once).
+fn read_part(source: &mut Source, holdout: f64, part: Part) -> anyhow::Result<(Vec<Span>, f64)> {
     let part_name = match part {
         Part::Fit => "fitting",
         Part::Check => "held-back",
@@ -164,7 +165,7 @@ fn read_part(source: &Source, holdout: f64, part: Part) -> anyhow::Result<(Vec<S
                 take(&dir.display().to_string(), spans, bad);
             }
         }
-        Source::Topics { data, label, .. } => take(label, data.spans.clone(), 0),
+        Source::Topics { data, label, .. } => take(label, std::mem::take(&mut data.spans), 0),
     }
     if all.is_empty() {
         anyhow::bail!(
@@ -194,8 +195,8 @@ fn default_name(inputs: &[PathBuf]) -> String {
 
 fn fit(args: &TwinArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let source = Source::of(args)?;
-    let (spans, duration_s) = read_part(&source, args.holdout, Part::Fit)?;
+    let mut source = Source::of(args)?;
+    let (spans, duration_s) = read_part(&mut source, args.holdout, Part::Fit)?;
     let mut names = Names::default();
     let hops = hops_of(&spans, &mut names);
     let telemetry = match &source {
@@ -273,8 +274,8 @@ fn check_seconds(requested: Option<f64>, real_s: f64) -> f64 {
 fn check(args: &TwinArgs, path: &Path) -> anyhow::Result<()> {
     let topology = Topology::load(&path.display().to_string())
         .with_context(|| format!("loading the twin {}", path.display()))?;
-    let source = Source::of(args)?;
-    let (spans, real_s) = read_part(&source, args.holdout, Part::Check)?;
+    let mut source = Source::of(args)?;
+    let (spans, real_s) = read_part(&mut source, args.holdout, Part::Check)?;
     let mut real_names = Names::default();
     let real_hops = hops_of(&spans, &mut real_names);
     drop(spans);
@@ -317,8 +318,8 @@ fn check(args: &TwinArgs, path: &Path) -> anyhow::Result<()> {
 /// `--baseline`: recordings in the twin's place (the part a twin would be fitted on),
 /// their rates scaled to the checked range's request rate (`--load observed`).
 fn against_baseline(args: &TwinArgs) -> anyhow::Result<()> {
-    let source = Source::of(args)?;
-    let (spans, real_s) = read_part(&source, args.holdout, Part::Check)?;
+    let mut source = Source::of(args)?;
+    let (spans, real_s) = read_part(&mut source, args.holdout, Part::Check)?;
     let mut real_names = Names::default();
     let real_hops = hops_of(&spans, &mut real_names);
     drop(spans);
@@ -330,7 +331,7 @@ fn against_baseline(args: &TwinArgs) -> anyhow::Result<()> {
         args.holdout
     };
     let (spans, base_s) = read_part(
-        &Source::Dirs(args.baseline.clone()),
+        &mut Source::Dirs(args.baseline.clone()),
         base_holdout,
         Part::Fit,
     )?;
