@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::TwinError;
-use super::hops::{Hop, Names, self_times_ns};
+use super::hops::{Hop, Names, own_work_ns, self_times_ns};
 use super::quantile::quantile;
 use super::stages::{Instance, ObservedCall, infer};
 use super::variants::{Root, variants};
@@ -463,28 +463,12 @@ fn peak_concurrency(hops: &[Hop]) -> HashMap<u32, u32> {
 /// Per service: the most hops doing their own work at once on one instance (a hop's own
 /// work: its span less the intervals it waited on its calls).
 fn peak_own_work(hops: &[Hop]) -> HashMap<u32, u32> {
-    let mut waits: Vec<Vec<(u64, u64)>> = vec![Vec::new(); hops.len()];
-    for h in hops {
-        if let Some(p) = h.parent {
-            waits[p].push(h.waited());
-        }
-    }
     let mut events: HashMap<(u32, u32), Vec<(u64, i32)>> = HashMap::new();
-    for (h, w) in hops.iter().zip(waits.iter_mut()) {
+    for (h, own) in hops.iter().zip(own_work_ns(hops)) {
         let e = events.entry((h.service, h.instance)).or_default();
-        w.sort_unstable();
-        let mut at = h.start_ns;
-        for &(a, b) in w.iter() {
-            let (a, b) = (a.clamp(h.start_ns, h.end_ns), b.clamp(h.start_ns, h.end_ns));
-            if a > at {
-                e.push((at, 1));
-                e.push((a, -1));
-            }
-            at = at.max(b);
-        }
-        if h.end_ns > at {
-            e.push((at, 1));
-            e.push((h.end_ns, -1));
+        for (a, b) in own {
+            e.push((a, 1));
+            e.push((b, -1));
         }
     }
     peaks(events)

@@ -266,19 +266,48 @@ fn trace_hops(
 /// Per hop, the time spent in its own service: the duration minus the union of the
 /// intervals it waited on its children, ns. `hops` as [`hops_of`] returns them.
 pub fn self_times_ns(hops: &[Hop]) -> Vec<u64> {
+    hops.iter()
+        .zip(call_waits(hops).iter_mut())
+        .map(|(h, w)| {
+            let busy = union_within(w, h.start_ns, h.end_ns);
+            h.duration_ns().saturating_sub(busy)
+        })
+        .collect()
+}
+
+/// Per hop, the intervals of its own work, in order: its span less the intervals it
+/// waited on its children, ns (their lengths sum to [`self_times_ns`]).
+pub fn own_work_ns(hops: &[Hop]) -> Vec<Vec<(u64, u64)>> {
+    hops.iter()
+        .zip(call_waits(hops).iter_mut())
+        .map(|(h, w)| {
+            w.sort_unstable();
+            let mut own = Vec::new();
+            let mut at = h.start_ns;
+            for &(a, b) in w.iter() {
+                let (a, b) = (a.clamp(h.start_ns, h.end_ns), b.clamp(h.start_ns, h.end_ns));
+                if a > at {
+                    own.push((at, a));
+                }
+                at = at.max(b);
+            }
+            if h.end_ns > at {
+                own.push((at, h.end_ns));
+            }
+            own
+        })
+        .collect()
+}
+
+/// Per hop, the intervals it waited on each of its children.
+fn call_waits(hops: &[Hop]) -> Vec<Vec<(u64, u64)>> {
     let mut waits: Vec<Vec<(u64, u64)>> = vec![Vec::new(); hops.len()];
     for h in hops {
         if let Some(p) = h.parent {
             waits[p].push(h.waited());
         }
     }
-    hops.iter()
-        .zip(waits.iter_mut())
-        .map(|(h, w)| {
-            let busy = union_within(w, h.start_ns, h.end_ns);
-            h.duration_ns().saturating_sub(busy)
-        })
-        .collect()
+    waits
 }
 
 /// Total length of the union of `intervals` clipped to `[lo, hi]`.
@@ -351,6 +380,11 @@ mod tests {
         assert_eq!(hops[2].call, Some((50, 80)));
         let own = self_times_ns(&hops);
         assert_eq!(own, vec![100 - 30 - 30, 26, 26]);
+        let segments = own_work_ns(&hops);
+        assert_eq!(segments[0], vec![(0, 10), (40, 50), (80, 100)]);
+        for (total, parts) in own.iter().zip(&segments) {
+            assert_eq!(*total, parts.iter().map(|(a, b)| b - a).sum::<u64>());
+        }
     }
 
     #[test]
