@@ -567,23 +567,16 @@ fn a_recording_compared_with_itself_has_no_error() {
     let tmp = tempfile::tempdir().unwrap();
     let data = simulate_chain(tmp.path());
     let dir = data.display().to_string();
-    let report = |holdout: &str| -> serde_json::Value {
-        let out = ok(&augur(
-            &[
-                "twin",
-                "--baseline",
-                &dir,
-                "--input",
-                &dir,
-                "--holdout",
-                holdout,
-                "--json",
-            ],
-            tmp.path(),
-        ));
-        serde_json::from_str(&out).unwrap()
+    let plot = tmp.path().join("check.svg");
+    let report = |extra: &[&str]| -> serde_json::Value {
+        let args = [
+            &["twin", "--baseline", &dir, "--input", &dir, "--json"],
+            extra,
+        ]
+        .concat();
+        serde_json::from_str(&ok(&augur(&args, tmp.path()))).unwrap()
     };
-    let same = report("1");
+    let same = report(&["--holdout", "1", "--plot", plot.to_str().unwrap()]);
     assert_eq!(same["edges_match"], true, "{same}");
     let services = same["services"].as_array().unwrap();
     assert_eq!(services.len(), 5, "{same}");
@@ -593,24 +586,9 @@ fn a_recording_compared_with_itself_has_no_error() {
         }
     }
     // The plot of the same comparison: a row per service, both sides' three percentiles.
-    let plot = tmp.path().join("check.svg");
-    ok(&augur(
-        &[
-            "twin",
-            "--baseline",
-            &dir,
-            "--input",
-            &dir,
-            "--holdout",
-            "1",
-            "--plot",
-            plot.to_str().unwrap(),
-        ],
-        tmp.path(),
-    ));
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert_eq!(svg.matches("<circle").count(), 5 * 6, "{svg}");
-    let parts = report("0.25");
+    let parts = report(&["--holdout", "0.25"]);
     let (checked, baseline) = (
         parts["real_seconds"].as_f64().unwrap(),
         parts["twin_seconds"].as_f64().unwrap(),

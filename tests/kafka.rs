@@ -190,6 +190,24 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
     out
 }
 
+/// Every span on an OTLP protobuf spans topic.
+fn spans_on_topic(brokers: &str, topic: &str) -> Vec<augur_operators::records::Span> {
+    let names = augur_connectors::otlp::MetricNames::default();
+    let (mut spans, mut points) = (Vec::new(), Vec::new());
+    for (_, payload, _) in read_topic(brokers, topic) {
+        augur_connectors::kafka::decode_message(
+            &payload,
+            false,
+            augur_connectors::kafka::Encoding::OtlpProto,
+            &names,
+            &mut spans,
+            &mut points,
+        )
+        .unwrap();
+    }
+    spans
+}
+
 /// Alerts by id; asserts that duplicates (same id) are identical.
 fn dedup_alerts(records: &[Record]) -> BTreeMap<String, serde_json::Value> {
     let mut by_id = BTreeMap::new();
@@ -887,21 +905,10 @@ fn kafka_replay_by_time_without_offsets_for_times() {
     ok(&augur(&sim, dir));
 
     // Event times of every span on the topic.
-    let mut times = Vec::new();
-    let names = augur_connectors::otlp::MetricNames::default();
-    for (_, payload, _) in read_topic(&brokers, &format!("{prefix}.spans")) {
-        let (mut spans, mut points) = (Vec::new(), Vec::new());
-        augur_connectors::kafka::decode_message(
-            &payload,
-            false,
-            augur_connectors::kafka::Encoding::OtlpProto,
-            &names,
-            &mut spans,
-            &mut points,
-        )
-        .unwrap();
-        times.extend(spans.iter().map(|s| s.event_ms()));
-    }
+    let times: Vec<u64> = spans_on_topic(&brokers, &format!("{prefix}.spans"))
+        .iter()
+        .map(|s| s.event_ms())
+        .collect();
     let first = *times.iter().min().unwrap();
     let (from, to) = (first + 20_000, first + 35_000);
     let expected = times.iter().filter(|&&t| t >= from && t < to).count();
@@ -970,21 +977,10 @@ fn kafka_twin_from_a_topic_range() {
         "0.25",
     ];
     ok(&augur(&sim, dir));
-    let names = augur_connectors::otlp::MetricNames::default();
-    let mut starts = Vec::new();
-    for (_, payload, _) in read_topic(&brokers, &format!("{prefix}.spans")) {
-        let (mut spans, mut points) = (Vec::new(), Vec::new());
-        augur_connectors::kafka::decode_message(
-            &payload,
-            false,
-            augur_connectors::kafka::Encoding::OtlpProto,
-            &names,
-            &mut spans,
-            &mut points,
-        )
-        .unwrap();
-        starts.extend(spans.iter().map(|s| s.start_ns / 1_000_000));
-    }
+    let starts: Vec<u64> = spans_on_topic(&brokers, &format!("{prefix}.spans"))
+        .iter()
+        .map(|s| s.start_ns / 1_000_000)
+        .collect();
     let first = *starts.iter().min().unwrap();
     let (from, to) = ((first + 10_000).to_string(), (first + 50_000).to_string());
     let expected = starts
