@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use super::forecast::ForecastReport;
-use super::svg::escape;
+use super::svg::{escape, head};
 
 const WIDTH: f64 = 1200.0;
 const HEIGHT: f64 = 420.0;
@@ -30,16 +30,7 @@ fn polyline(out: &mut String, points: &[(f64, f64)], color: &str, width: f64) {
 
 /// An SVG of forecast vs actual p90 over time.
 pub fn forecast_svg(report: &ForecastReport, title: &str) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        out,
-        r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/><text x="{LEFT}" y="18" font-size="14">{}</text>"#,
-        escape(title)
-    );
+    let mut out = head(WIDTH, HEIGHT, LEFT, title);
     let series = &report.series;
     let (Some(first), Some(last)) = (series.first(), series.last()) else {
         out.push_str("<text x=\"60\" y=\"60\">no scored windows</text>\n</svg>\n");

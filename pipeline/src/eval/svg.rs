@@ -24,6 +24,15 @@ pub(crate) fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The opening of an SVG document on a white `width` × `height` canvas, with `title` at
+/// `(title_x, 18)` (all the plots start so).
+pub(crate) fn head(width: f64, height: f64, title_x: f64, title: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"{width}\" height=\"{height}\" fill=\"white\"/><text x=\"{title_x}\" y=\"18\" font-size=\"14\">{}</text>\n",
+        escape(title)
+    )
+}
+
 /// The plot; `faults` are `(start_ms, end_ms, label)`.
 pub fn p99_plot(
     title: &str,
@@ -52,16 +61,7 @@ pub fn p99_plot(
     let plot_h = HEIGHT - TOP - BOTTOM;
     let x = |t_s: f64| LEFT + plot_w * (t_s / t_max).clamp(0.0, 1.0);
     let y = |ms: f64| TOP + plot_h * (1.0 - (ms / y_max).clamp(0.0, 1.0));
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        svg,
-        r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/><text x="{LEFT}" y="18" font-size="14">{}</text>"#,
-        escape(title)
-    );
+    let mut svg = head(WIDTH, HEIGHT, LEFT, title);
     for (start, end, label) in faults {
         let (a, b) = (
             x(start.saturating_sub(start_ms) as f64 / 1000.0),

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use augur_connectors::twin::ServiceRow;
 
-use super::svg::escape;
+use super::svg::{escape, head};
 
 const WIDTH: f64 = 1000.0;
 const LEFT: f64 = 260.0;
@@ -23,16 +23,7 @@ const TWIN: &str = "#ff7f0e";
 pub fn twin_check_svg(rows: &[ServiceRow], title: &str) -> String {
     let rows: Vec<&ServiceRow> = rows.iter().filter(|r| r.spans > 0).collect();
     let height = TOP + BOTTOM + ROW * rows.len().max(1) as f64;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        out,
-        r#"<rect width="{WIDTH}" height="{height}" fill="white"/><text x="10" y="18" font-size="14">{}</text>"#,
-        escape(title)
-    );
+    let mut out = head(WIDTH, height, 10.0, title);
     let _ = writeln!(
         out,
         r#"<text x="{LEFT}" y="40" fill="{REAL}">● real</text><text x="{}" y="40" fill="{TWIN}">○ twin</text><text x="{}" y="40">p50, p90, p99 of each service's latency, ms (log scale)</text>"#,
