@@ -1311,6 +1311,70 @@ fn kafka_poison_is_dead_lettered_and_the_job_keeps_running() {
     assert!(headers["augur.reason"].starts_with("late"), "{headers:?}");
 }
 
+/// The job process of a supervised `augur run` (`[restart] strategy = "exponential"`,
+/// the default): the supervisor's only child.
+fn job_process(supervisor: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{supervisor}/task/{supervisor}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The job process dies as a crash in a native library kills it (SIGABRT, as a failed
+/// assertion in libtorch or a corrupt heap in librdkafka does; a SIGSEGV sent with `kill`
+/// only resets Rust's stack-overflow handler): the supervisor
+/// starts it again from the committed offsets; it reads what came after, counts the
+/// restart, and SIGTERM still stops both.
+#[test]
+fn kafka_job_process_is_restarted_after_a_crash() {
+    let Some(brokers) = broker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let prefix = format!("crash{}", std::process::id());
+    let port = 30_700 + (std::process::id() % 500) as u16;
+    let config = job_config(dir, &prefix, "job", port);
+    let spans = format!("{prefix}.spans");
+    let settings = augur_connectors::kafka::KafkaSettings::new(&brokers, "test-admin");
+    augur_connectors::kafka::ensure_topics(&settings, &[(&spans, 1)]).unwrap();
+    let now = now_ms();
+    produce(&brokers, &spans, &[&spans_message(now - 20_000, 5)]);
+    let mut job = KillOnDrop(spawn_run(&config, dir, "job"));
+    let supervisor = job.0.id();
+    let err = dir.join("job.err");
+    wait_for_job("the first message", port, &err, |m| {
+        metric(m, "augur_spans_total") >= 5.0
+    });
+    let first = job_process(supervisor).expect("the job runs in a child process");
+    assert_ne!(first, supervisor);
+    let killed = Command::new("kill")
+        .args(["-ABRT", &first.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    produce(&brokers, &spans, &[&spans_message(now - 10_000, 7)]);
+    // The new job process counts the restart and reads the message produced after the
+    // crash (and, at least once, whatever was read but not committed before it).
+    wait_for_job("the restarted job to read on", port, &err, |m| {
+        metric(m, "augur_job_restarts_total") == 1.0 && metric(m, "augur_spans_total") >= 7.0
+    });
+    let second = job_process(supervisor).expect("a job process again");
+    assert_ne!(second, first);
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(
+        log.contains("killed by signal 6 (SIGABRT)") && log.contains("restart 1 of at most 10"),
+        "{log}"
+    );
+    assert!(sigterm_and_wait(&mut job.0).success(), "stops on SIGTERM");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{second}")).exists()
+            || std::fs::read_to_string(format!("/proc/{second}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the job process ends with its supervisor"
+    );
+}
+
 /// A broker address where nothing listens: `augur run` says which, and exits.
 #[test]
 fn kafka_unreachable_broker_is_named() {
@@ -1333,6 +1397,8 @@ fn kafka_unreachable_broker_is_named() {
         stderr.contains("127.0.0.1:1") && stderr.contains("unreachable"),
         "{stderr}"
     );
+    // A job that never started is not restarted: the error is the answer.
+    assert!(!stderr.contains("starting it again"), "{stderr}");
 }
 
 /// Every message of a topic as `(partition, payload, headers)`, in offset order per
@@ -1405,8 +1471,10 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A process's peak resident set (`VmHWM`), in kB.
+/// The peak resident set (`VmHWM`) of the job process of `augur run` started as `pid`
+/// (its child, when supervised), in kB.
 fn peak_rss_kb(pid: u32) -> u64 {
+    let pid = job_process(pid).unwrap_or(pid);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()

@@ -40,6 +40,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub actuation: ActuationConfig,
     pub job_metrics: JobMetricsConfig,
+    /// What `augur run` does when its job process dies (`[restart]`).
+    pub restart: crate::commands::supervise::RestartConfig,
     /// `augur diagnose` and the per-case evaluation: the normal and examined ranges.
     pub diagnose: augur_models::evidence::EvidenceParams,
 }
@@ -254,6 +256,9 @@ impl Config {
         if self.window.horizon_ms == 0 {
             return fail("window.horizon_ms", "must be at least 1");
         }
+        if let Err((field, reason)) = self.restart.check() {
+            return fail(field, reason);
+        }
         if self.models.worker_list().is_some_and(|l| l.is_empty()) {
             return fail(
                 "models.workers",
@@ -393,6 +398,10 @@ mod tests {
             .expect_err("zero window")
             .to_string();
         assert!(err.contains("window.length_ms"), "{err}");
+        let err = parse("[restart]\nmax_restarts = 0\n")
+            .expect_err("no restarts with a restart strategy")
+            .to_string();
+        assert!(err.contains("restart.max_restarts"), "{err}");
         let err = parse("[kafka]\nspans_encoding = \"prom_json\"\n")
             .expect_err("prom_json spans")
             .to_string();

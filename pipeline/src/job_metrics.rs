@@ -161,6 +161,12 @@ impl JobMetrics {
                 );
             }
         }
+        counter(
+            &mut out,
+            "augur_job_restarts_total",
+            "Times the job process was started again after it died (`[restart]`).",
+            crate::commands::supervise::restarts_so_far(),
+        );
         let _ = writeln!(
             out,
             "# HELP augur_windows_open Windows the sources have opened and the job has not yet emitted.\n# TYPE augur_windows_open gauge\naugur_windows_open {}",

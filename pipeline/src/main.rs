@@ -29,7 +29,7 @@ fn main() {
         eprintln!("error: {error:#}");
         std::process::exit(match error.downcast_ref::<augur::config::ConfigError>() {
             Some(_) => 2,
-            None => 1,
+            None => commands::supervise::failure_status(),
         });
     }
 }

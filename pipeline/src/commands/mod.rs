@@ -12,6 +12,7 @@ pub mod replay;
 pub mod run;
 pub mod sim_eval;
 pub mod simulate;
+pub mod supervise;
 pub mod train;
 pub mod train_fluxion;
 pub mod train_normal;

@@ -19,6 +19,7 @@ use augur_operators::decide_log::DecideLog;
 
 use crate::actuation::what_if::JobWhatIf;
 use crate::cli::RunArgs;
+use crate::commands::supervise::{self, RestartStrategy};
 use crate::commands::{
     STOP_GRACE, job_slos, load_config, load_job_normal, metric_names, stop_on_signal_within,
 };
@@ -31,8 +32,11 @@ use crate::source::WorkerSource;
 use crate::stats::JobStats;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let cluster = args.cluster.cluster()?;
     let mut config = load_config(args.job.config.as_deref())?;
+    if config.restart.strategy != RestartStrategy::None && !supervise::is_supervised_job() {
+        std::process::exit(supervise::supervise(&config.restart)?);
+    }
+    let cluster = args.cluster.cluster()?;
     let kafka = config.kafka.clone();
     let settings = kafka.settings(args.brokers.as_deref());
     ensure_reachable(&settings, BROKER_WAIT)?;
@@ -152,6 +156,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             keep_windows: false,
             outputs: Some(Box::new(outputs)),
             on_start: Some(Box::new(move |stats: Arc<JobStats>| {
+                supervise::mark_started();
                 if let Some(addr) = &endpoint {
                     match serve(addr, Arc::clone(&metrics), stats) {
                         Ok(bound) => eprintln!("job metrics at http://{bound}/metrics"),
