@@ -1228,6 +1228,35 @@ fn spans_message(end_ms: u64, n: u64) -> Vec<u8> {
     augur_connectors::otlp::encode_traces_proto(&spans)
 }
 
+/// A job config (`job.toml` in a temporary directory) whose spans topic, of one partition,
+/// exists; topics and metrics port unique to this test process.
+struct OneSpansTopic {
+    tmp: tempfile::TempDir,
+    prefix: String,
+    port: u16,
+    config: std::path::PathBuf,
+    spans: String,
+}
+
+impl OneSpansTopic {
+    fn new(brokers: &str, tag: &str, port_base: u16) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let prefix = format!("{tag}{}", std::process::id());
+        let port = port_base + (std::process::id() % 500) as u16;
+        let config = job_config(tmp.path(), &prefix, "job", port);
+        let spans = format!("{prefix}.spans");
+        let settings = augur_connectors::kafka::KafkaSettings::new(brokers, "test-admin");
+        augur_connectors::kafka::ensure_topics(&settings, &[(&spans, 1)]).unwrap();
+        OneSpansTopic {
+            tmp,
+            prefix,
+            port,
+            config,
+            spans,
+        }
+    }
+}
+
 /// Poison on the spans topic of a running job: an empty message, 5 MB of garbage, spans
 /// dated in 2100 and spans for windows long closed, between good ones. The job keeps
 /// running; each bad message is one dead letter with its real coordinates (the garbage cut
@@ -1236,14 +1265,14 @@ fn spans_message(end_ms: u64, n: u64) -> Vec<u8> {
 #[test]
 fn kafka_poison_is_dead_lettered_and_the_job_keeps_running() {
     let Some(brokers) = broker() else { return };
-    let tmp = tempfile::tempdir().unwrap();
+    let OneSpansTopic {
+        tmp,
+        prefix,
+        port,
+        config,
+        spans,
+    } = OneSpansTopic::new(&brokers, "poison", 31_700);
     let dir = tmp.path();
-    let prefix = format!("poison{}", std::process::id());
-    let port = 31_700 + (std::process::id() % 500) as u16;
-    let config = job_config(dir, &prefix, "job", port);
-    let spans = format!("{prefix}.spans");
-    let settings = augur_connectors::kafka::KafkaSettings::new(&brokers, "test-admin");
-    augur_connectors::kafka::ensure_topics(&settings, &[(&spans, 1)]).unwrap();
     let now = now_ms();
     let garbage: Vec<u8> = (0..5_000_000u64).map(|i| (i * 7919 % 251) as u8).collect();
     let year_2100 = spans_message(4_102_444_799_000, 3);
@@ -1330,14 +1359,14 @@ fn job_process(supervisor: u32) -> Option<u32> {
 #[test]
 fn kafka_job_process_is_restarted_after_a_crash() {
     let Some(brokers) = broker() else { return };
-    let tmp = tempfile::tempdir().unwrap();
+    let OneSpansTopic {
+        tmp,
+        port,
+        config,
+        spans,
+        ..
+    } = OneSpansTopic::new(&brokers, "crash", 30_700);
     let dir = tmp.path();
-    let prefix = format!("crash{}", std::process::id());
-    let port = 30_700 + (std::process::id() % 500) as u16;
-    let config = job_config(dir, &prefix, "job", port);
-    let spans = format!("{prefix}.spans");
-    let settings = augur_connectors::kafka::KafkaSettings::new(&brokers, "test-admin");
-    augur_connectors::kafka::ensure_topics(&settings, &[(&spans, 1)]).unwrap();
     let now = now_ms();
     produce(&brokers, &spans, &[&spans_message(now - 20_000, 5)]);
     let mut job = KillOnDrop(spawn_run(&config, dir, "job"));
