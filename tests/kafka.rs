@@ -194,12 +194,14 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
 fn spans_on_topic(brokers: &str, topic: &str) -> Vec<augur_operators::records::Span> {
     let names = augur_connectors::otlp::MetricNames::default();
     let (mut spans, mut points) = (Vec::new(), Vec::new());
+    let mut rates = augur_connectors::otlp::Rates::default();
     for (_, payload, _) in read_topic(brokers, topic) {
         augur_connectors::kafka::decode_message(
             &payload,
             false,
             augur_connectors::kafka::Encoding::OtlpProto,
             &names,
+            &mut rates,
             &mut spans,
             &mut points,
         )

@@ -210,6 +210,7 @@ fn run(d: Decoder, bytes: &[u8]) -> Outcome {
                 true,
                 Encoding::PromJson,
                 &names,
+                &mut augur_connectors::otlp::Rates::default(),
                 &mut spans,
                 &mut points,
             ) {

@@ -53,6 +53,7 @@ fn read_all(
                 false,
                 Encoding::OtlpProto,
                 &MetricNames::default(),
+                &mut augur_connectors::otlp::Rates::default(),
                 &mut spans,
                 &mut points,
             )

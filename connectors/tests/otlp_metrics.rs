@@ -243,3 +243,143 @@ fn json_values_are_numbers_or_special_strings() {
     assert_eq!(dp["asDouble"].as_f64(), Some(1e300));
     assert_eq!(dp["timeUnixNano"], "1");
 }
+
+/// One `k8s.pod.network.io` data point of pod `cart-1` (`direction` receive or transmit),
+/// as a sum of the given temporality (1 delta, 2 cumulative) and monotonicity.
+fn network_sum(
+    temporality: i32,
+    monotonic: bool,
+    points: &[(&str, u64, u64, i64)],
+) -> ExportMetricsServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::metrics::v1 as m;
+    use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
+    let text = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    let data_points = points
+        .iter()
+        .map(|&(direction, start_s, time_s, bytes)| m::NumberDataPoint {
+            attributes: vec![text("direction", direction), text("interface", "eth0")],
+            start_time_unix_nano: start_s * 1_000_000_000,
+            time_unix_nano: time_s * 1_000_000_000,
+            value: Some(m::number_data_point::Value::AsInt(bytes)),
+            ..Default::default()
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![m::ResourceMetrics {
+            resource: Some(OtlpResource {
+                attributes: vec![text("service.name", "cart"), text("k8s.pod.name", "cart-1")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![m::ScopeMetrics {
+                metrics: vec![m::Metric {
+                    name: "k8s.pod.network.io".into(),
+                    data: Some(m::metric::Data::Sum(m::Sum {
+                        data_points,
+                        aggregation_temporality: temporality,
+                        is_monotonic: monotonic,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// The values each decoder (protobuf, JSON, parsed) makes of `requests` in turn, counters
+/// through one [`Rates`] per decoder.
+fn decoded_values(requests: &[ExportMetricsServiceRequest]) -> [Vec<f64>; 3] {
+    use augur_connectors::otlp::Rates;
+    let names = MetricNames::default();
+    let mut out: [Vec<MetricPoint>; 3] = Default::default();
+    let mut rates: [Rates; 3] = Default::default();
+    for req in requests {
+        let decoded = [
+            decode_metrics_proto(&req.encode_to_vec(), &names, &mut out[0]).expect("protobuf"),
+            decode_metrics_json(
+                serde_json::to_string(req).expect("json").as_bytes(),
+                &names,
+                &mut out[1],
+            )
+            .expect("json"),
+            decode_metrics(req, &names, &mut out[2]),
+        ];
+        for (i, d) in decoded.iter().enumerate() {
+            assert!(d.errors.is_empty(), "{:?}", d.errors);
+            rates[i].extend(&d.cumulative, &mut out[i]);
+        }
+    }
+    out.map(|points| {
+        assert!(
+            points
+                .iter()
+                .all(|p| p.instance == "cart-1" && p.resource == Resource::Network)
+        );
+        points.iter().map(|p| p.value).collect()
+    })
+}
+
+/// kubeletstats' `k8s.pod.network.io` is a cumulative counter per direction: what a window
+/// reads is bytes per second, each direction's increase over the time since its previous
+/// point; the first point of each series gives none.
+#[test]
+fn cumulative_counters_become_rates_per_series() {
+    let scrapes = [
+        network_sum(
+            2,
+            true,
+            &[("receive", 1, 100, 50_000), ("transmit", 1, 100, 9_000)],
+        ),
+        network_sum(
+            2,
+            true,
+            &[("receive", 1, 110, 60_000), ("transmit", 1, 110, 9_500)],
+        ),
+        network_sum(
+            2,
+            true,
+            &[("receive", 1, 130, 60_000), ("transmit", 1, 130, 10_500)],
+        ),
+    ];
+    for values in decoded_values(&scrapes) {
+        assert_eq!(values, vec![1000.0, 50.0, 0.0, 50.0]);
+    }
+}
+
+/// A delta sum is its increase over the time since its start; a sum that may fall (an
+/// up-down counter) is a level, as a gauge.
+#[test]
+fn delta_sums_are_rates_and_non_monotonic_sums_levels() {
+    let delta = network_sum(1, true, &[("receive", 100, 110, 5_000)]);
+    let level = network_sum(2, false, &[("receive", 1, 110, 7_000)]);
+    for values in decoded_values(&[delta, level]) {
+        assert_eq!(values, vec![500.0, 7000.0]);
+    }
+}
+
+/// The temporality as protobuf's JSON mapping names it, as some writers do.
+#[test]
+fn temporality_by_name_in_json() {
+    use augur_connectors::otlp::Rates;
+    let line = |t: u64, v: u64| {
+        format!(
+            r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"cart"}}}}]}},"scopeMetrics":[{{"metrics":[{{"name":"process.cpu.time","sum":{{"aggregationTemporality":"AGGREGATION_TEMPORALITY_CUMULATIVE","isMonotonic":true,"dataPoints":[{{"timeUnixNano":"{t}000000000","asDouble":{v}}}]}}}}]}}]}}]}}"#
+        )
+    };
+    let (mut out, mut rates) = (Vec::new(), Rates::default());
+    for (t, v) in [(100, 40), (110, 45)] {
+        let d = decode_metrics_json(line(t, v).as_bytes(), &MetricNames::default(), &mut out)
+            .expect("parses");
+        rates.extend(&d.cumulative, &mut out);
+    }
+    assert_eq!(out.iter().map(|p| p.value).collect::<Vec<_>>(), vec![0.5]);
+    assert_eq!(out[0].resource, Resource::Cpu);
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::lines::{FileError, LineReader, find_input};
 use crate::dead_letter::{DeadLetter, DeadLetterKind, rejected_reason};
-use crate::otlp::{MetricNames, decode_logs_json, decode_metrics_json, decode_traces_json};
+use crate::otlp::{MetricNames, Rates, decode_logs_json, decode_metrics_json, decode_traces_json};
 use crate::source::{Batch, PartitionWatermarks, SourceError, SourceState, WorkerSource};
 
 /// Lines read per poll per partition: bounds the batch size.
@@ -24,6 +24,8 @@ pub struct FileSource {
     readers: Vec<(PathBuf, LineReader)>,
     watermarks: PartitionWatermarks,
     names: MetricNames,
+    /// Counters' previous points, for their rates.
+    rates: Rates,
     index: u64,
     peers: u64,
     line: Vec<u8>,
@@ -55,6 +57,7 @@ impl FileSource {
             watermarks: PartitionWatermarks::new(readers.len()),
             readers,
             names,
+            rates: Rates::default(),
             index: index as u64,
             peers: peers.max(1) as u64,
             line: Vec::new(),
@@ -104,8 +107,12 @@ impl WorkerSource for FileSource {
             } else {
                 debug_assert_eq!(partition, METRICS);
                 let before = batch.metrics.len();
-                let result = decode_metrics_json(&self.line, &self.names, &mut batch.metrics)
-                    .map(|decoded| decoded.errors);
+                let result = decode_metrics_json(&self.line, &self.names, &mut batch.metrics).map(
+                    |decoded| {
+                        self.rates.extend(&decoded.cumulative, &mut batch.metrics);
+                        decoded.errors
+                    },
+                );
                 for point in &batch.metrics[before..] {
                     self.watermarks.observe(METRICS, point.event_ms());
                 }

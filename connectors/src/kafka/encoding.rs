@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::prom_json::{RecordErrorOrDecode, decode_prom_json};
 use crate::otlp::{
-    DecodeError, MetricNames, RecordError, decode_logs_json, decode_logs_proto,
+    DecodeError, MetricNames, Rates, RecordError, decode_logs_json, decode_logs_proto,
     decode_metrics_json, decode_metrics_proto, decode_traces_json, decode_traces_proto,
 };
 use crate::source::Batch;
@@ -42,11 +42,14 @@ pub struct Decoded {
 }
 
 /// Decodes a spans message (`metrics == false`) or a metrics message.
+/// Counters (monotonic cumulative sums) become rates through `rates`, which holds each
+/// series' previous point.
 pub fn decode_message(
     bytes: &[u8],
     metrics: bool,
     encoding: Encoding,
     names: &MetricNames,
+    rates: &mut Rates,
     spans: &mut Vec<Span>,
     points: &mut Vec<MetricPoint>,
 ) -> Result<Decoded, DecodeError> {
@@ -58,8 +61,14 @@ pub fn decode_message(
                 "prom_json is a metrics encoding, not a spans encoding".to_string(),
             ));
         }
-        (true, Encoding::OtlpProto) => decode_metrics_proto(bytes, names, points)?.errors,
-        (true, Encoding::OtlpJson) => decode_metrics_json(bytes, names, points)?.errors,
+        (true, Encoding::OtlpProto | Encoding::OtlpJson) => {
+            let decoded = match encoding {
+                Encoding::OtlpProto => decode_metrics_proto(bytes, names, points)?,
+                _ => decode_metrics_json(bytes, names, points)?,
+            };
+            rates.extend(&decoded.cumulative, points);
+            decoded.errors
+        }
         (true, Encoding::PromJson) => match decode_prom_json(bytes, names) {
             Ok(Some(point)) => {
                 points.push(point);
@@ -105,6 +114,7 @@ pub fn decode_into(
     stream: Stream,
     encoding: Encoding,
     names: &MetricNames,
+    rates: &mut Rates,
     batch: &mut Batch,
 ) -> Result<Decoded, DecodeError> {
     match stream {
@@ -113,6 +123,7 @@ pub fn decode_into(
             stream == Stream::Metrics,
             encoding,
             names,
+            rates,
             &mut batch.spans,
             &mut batch.metrics,
         ),

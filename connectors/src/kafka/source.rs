@@ -33,7 +33,7 @@ use super::offsets::OffsetTracker;
 use super::records::Marks;
 use super::settings::KafkaSettings;
 use crate::dead_letter::{DeadLetter, DeadLetterKind, rejected_reason};
-use crate::otlp::MetricNames;
+use crate::otlp::{MetricNames, Rates};
 use crate::source::{Batch, SourceError, SourceState, WorkerSource};
 
 /// Messages read per poll at most.
@@ -102,6 +102,8 @@ pub struct KafkaSource {
     /// Worker 0 of a live job: when the partition counts were last checked.
     last_partition_check: Option<Instant>,
     read: Vec<(usize, i32, i64, EventTime)>,
+    /// Counters' previous points, for their rates.
+    rates: Rates,
     durable_seen: EventTime,
     last_commit: Instant,
     resume_frontier: EventTime,
@@ -208,6 +210,7 @@ impl KafkaSource {
             topics,
             streams,
             tracker,
+            rates: Rates::default(),
             parts,
             cap: 0,
             metrics,
@@ -279,6 +282,7 @@ impl WorkerSource for KafkaSource {
             parts,
             read,
             cap,
+            rates,
             ..
         } = self;
         let window_ms = spec.window_ms;
@@ -307,7 +311,7 @@ impl WorkerSource for KafkaSource {
                 // Not an empty export request: the producer sent nothing.
                 batch.dead.push(dead(DeadLetterKind::Empty, "empty".to_string()));
             } else {
-                match decode_into(m.payload, stream, encoding, &spec.names, batch) {
+                match decode_into(m.payload, stream, encoding, &spec.names, rates, batch) {
                     Ok(decoded) => {
                         // One dead letter for the message however many of its records
                         // failed: each would repeat the whole message.

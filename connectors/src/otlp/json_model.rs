@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
 
+use super::metrics::SeriesKey;
 use super::view::{PEER_SERVICE, ResourceAttrs};
 
 /// A JSON string, borrowed unless it had escapes.
@@ -250,20 +251,95 @@ impl<'de: 'a, 'a> Deserialize<'de> for Attrs<'a> {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut attrs = Attrs::default();
                 while let Some(kv) = seq.next_element::<KeyValue<'de>>()? {
-                    let (Some(key), Some(value)) = (kv.key, kv.value) else {
-                        continue;
-                    };
-                    let key = key.as_str();
-                    let slot = if key == PEER_SERVICE {
-                        &mut attrs.peer_service
-                    } else if let Some(i) = ResourceAttrs::KEYS.iter().position(|k| *k == key) {
-                        &mut attrs.resource[i]
-                    } else {
-                        continue;
-                    };
-                    *slot = value.string_value;
+                    if let (Some(key), Some(value)) = (kv.key, kv.value) {
+                        attrs.keep(key, value.string_value);
+                    }
                 }
                 Ok(attrs)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'a> Attrs<'a> {
+    /// Keeps the attribute if augur reads it.
+    fn keep(&mut self, key: Str<'a>, value: Option<Str<'a>>) {
+        let key = key.as_str();
+        let slot = if key == PEER_SERVICE {
+            &mut self.peer_service
+        } else if let Some(i) = ResourceAttrs::KEYS.iter().position(|k| *k == key) {
+            &mut self.resource[i]
+        } else {
+            return;
+        };
+        *slot = value;
+    }
+}
+
+/// A metric data point's attribute list: the attributes augur reads, and the series key of
+/// all its string attributes (what tells `direction = receive` from `transmit`).
+#[derive(Debug, Default)]
+pub(crate) struct PointAttrs<'a> {
+    pub attrs: Attrs<'a>,
+    pub series: SeriesKey,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for PointAttrs<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PointAttrs<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of attributes")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(PointAttrs::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut point = PointAttrs::default();
+                while let Some(kv) = seq.next_element::<KeyValue<'de>>()? {
+                    if let (Some(key), Some(value)) = (kv.key, kv.value) {
+                        if let Some(v) = &value.string_value {
+                            point
+                                .series
+                                .attr(key.as_str().as_bytes(), v.as_str().as_bytes());
+                        }
+                        point.attrs.keep(key, value.string_value);
+                    }
+                }
+                Ok(point)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A sum's `aggregationTemporality`: the enum's number, or its name (as protobuf's JSON
+/// mapping writes it).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Temporality(pub u64);
+
+impl<'de> Deserialize<'de> for Temporality {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Temporality;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an aggregation temporality, as a number or a name")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Temporality, E> {
+                Ok(Temporality(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Temporality, E> {
+                Ok(Temporality(u64::try_from(v).unwrap_or(0)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Temporality, E> {
+                Ok(Temporality(match v {
+                    "AGGREGATION_TEMPORALITY_DELTA" => 1,
+                    "AGGREGATION_TEMPORALITY_CUMULATIVE" => 2,
+                    other => other.parse().unwrap_or(0),
+                }))
             }
         }
         d.deserialize_any(V)

@@ -18,11 +18,15 @@ impl Default for MetricNames {
     /// `http.server.active_requests` for the in-flight gauge.
     fn default() -> Self {
         use Resource::*;
-        let defaults: [(&str, Resource); 15] = [
+        let defaults: [(&str, Resource); 18] = [
             ("container.cpu.utilization", Cpu),
             ("k8s.pod.cpu.utilization", Cpu),
             ("process.cpu.utilization", Cpu),
             ("system.cpu.utilization", Cpu),
+            // Counters of CPU seconds (kubeletstats, hostmetrics): their rate is cores in use.
+            ("container.cpu.time", Cpu),
+            ("k8s.pod.cpu.time", Cpu),
+            ("process.cpu.time", Cpu),
             ("container.memory.usage", Memory),
             ("k8s.pod.memory.usage", Memory),
             ("process.memory.usage", Memory),

@@ -13,17 +13,101 @@ use super::error::{RECORD_CONTEXTS, RecordError};
 use super::group::by_resource;
 use super::json_write::{push_f64, push_str, push_str_truncated, push_u64_str};
 use super::metric_names::MetricNames;
+use super::rates::CumulativePoint;
 use super::traces::{SCOPE_NAME, otlp_resource, otlp_scope, push_json_resource, resource_attrs};
 use super::view::ResourceAttrs;
 
 /// What a metrics request held besides the good points.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsDecoded {
     /// Data points that failed validation.
     pub errors: Vec<RecordError>,
-    /// Data points of metrics whose names aren't mapped, or of histograms and summaries:
-    /// normal, counted, not errors.
+    /// Data points of metrics whose names aren't mapped, or of histograms and summaries,
+    /// or delta sums without a start time: normal, counted, not errors.
     pub ignored: u64,
+    /// Points of monotonic cumulative sums (counters): a rate needs the series' previous
+    /// point, which [`super::Rates`] keeps.
+    pub cumulative: Vec<CumulativePoint>,
+}
+
+/// How a number data point's value reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Accumulation {
+    /// A level (gauges, and sums that go up and down): the value is the sample.
+    #[default]
+    Level,
+    /// A monotonic cumulative sum: the total since the point's start time.
+    Cumulative,
+    /// A monotonic delta sum: the increase since the point's start time.
+    Delta,
+}
+
+impl Accumulation {
+    /// A sum's, from its `aggregation_temporality` (1 delta, 2 cumulative) and
+    /// `is_monotonic`.
+    pub fn of_sum(temporality: u64, monotonic: bool) -> Self {
+        match (temporality, monotonic) {
+            (1, true) => Accumulation::Delta,
+            (2, true) => Accumulation::Cumulative,
+            _ => Accumulation::Level,
+        }
+    }
+}
+
+/// What sets one series of a metric apart from the others of the same service and instance:
+/// its name and the point's string attributes, in any order.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SeriesKey(u64);
+
+impl SeriesKey {
+    pub fn of_metric(name: &str) -> Self {
+        SeriesKey(hash_of(&("metric", name)))
+    }
+
+    /// This key (of a point's attributes alone) with the metric's name.
+    pub fn named(self, name: &str) -> Self {
+        let mut key = SeriesKey::of_metric(name);
+        key.0 = key.0.wrapping_add(self.0);
+        key
+    }
+
+    /// Adds one attribute (order does not matter).
+    pub fn attr(&mut self, key: &[u8], value: &[u8]) {
+        self.0 = self.0.wrapping_add(hash_of(&(key, value)));
+    }
+}
+
+fn hash_of(x: &impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(x)
+}
+
+/// Where a validated point goes: a level into `out`; a counter's total to
+/// `d.cumulative`; a delta as its rate since `start_ns` (ignored without one).
+pub(crate) fn route(
+    point: MetricPoint,
+    accumulation: Accumulation,
+    start_ns: u64,
+    series: SeriesKey,
+    out: &mut Vec<MetricPoint>,
+    d: &mut MetricsDecoded,
+) {
+    match accumulation {
+        Accumulation::Level => out.push(point),
+        Accumulation::Cumulative => d.cumulative.push(CumulativePoint {
+            point,
+            series: series.0,
+            start_ns,
+        }),
+        Accumulation::Delta if start_ns > 0 && start_ns < point.time_ns => {
+            let seconds = (point.time_ns - start_ns) as f64 / 1e9;
+            out.push(MetricPoint {
+                value: point.value / seconds,
+                ..point
+            });
+        }
+        Accumulation::Delta => d.ignored += 1,
+    }
 }
 
 /// One number data point as found on the wire.
@@ -100,9 +184,12 @@ pub fn decode_metrics(
     for rm in &req.resource_metrics {
         let res = resource_attrs(rm.resource.as_ref());
         for m in rm.scope_metrics.iter().flat_map(|sm| &sm.metrics) {
-            let points = match &m.data {
-                Some(otlp::metric::Data::Gauge(g)) => &g.data_points,
-                Some(otlp::metric::Data::Sum(s)) => &s.data_points,
+            let (points, accumulation) = match &m.data {
+                Some(otlp::metric::Data::Gauge(g)) => (&g.data_points, Accumulation::Level),
+                Some(otlp::metric::Data::Sum(s)) => (
+                    &s.data_points,
+                    Accumulation::of_sum(s.aggregation_temporality as u64, s.is_monotonic),
+                ),
                 Some(otlp::metric::Data::Histogram(h)) => {
                     d.ignored += h.data_points.len() as u64;
                     continue;
@@ -123,11 +210,13 @@ pub fn decode_metrics(
             };
             for p in points {
                 let mut pattrs = ResourceAttrs::default();
+                let mut series = SeriesKey::of_metric(&m.name);
                 for kv in &p.attributes {
                     if let Some(any_value::Value::StringValue(v)) =
                         kv.value.as_ref().and_then(|v| v.value.as_ref())
                     {
                         pattrs.set(&kv.key, v);
+                        series.attr(kv.key.as_bytes(), v.as_bytes());
                     }
                 }
                 let raw = RawPoint {
@@ -140,7 +229,14 @@ pub fn decode_metrics(
                     }),
                 };
                 match raw.validate(&res, &pattrs, d.errors.len()) {
-                    Ok(mp) => out.push(mp),
+                    Ok(mp) => route(
+                        mp,
+                        accumulation,
+                        p.start_time_unix_nano,
+                        series,
+                        out,
+                        &mut d,
+                    ),
                     Err(e) => d.errors.push(e),
                 }
             }

@@ -1,16 +1,17 @@
 //! OTLP/JSON `ExportMetricsServiceRequest` (one Collector file-exporter line or Kafka
 //! message) → [`MetricPoint`]s. Gauge and sum number points (`asDouble`, or `asInt` as a
-//! string or number) of mapped names become points; points of unmapped names, histograms
-//! and summaries are counted as ignored; bad points are [`RecordError`]s
+//! string or number) of mapped names become points (a monotonic delta sum as its rate, a
+//! monotonic cumulative one in [`MetricsDecoded::cumulative`]); points of unmapped names,
+//! histograms and summaries are counted as ignored; bad points are [`RecordError`]s
 //! (in [`MetricsDecoded`]). JSON that isn't an export request is a [`DecodeError`].
 
 use augur_operators::records::MetricPoint;
 use serde::Deserialize;
 
 use super::error::DecodeError;
-use super::json_model::{Attrs, Count, F64, I64, Str, U64};
+use super::json_model::{Count, F64, I64, PointAttrs, Str, Temporality, U64};
 use super::metric_names::MetricNames;
-use super::metrics::{MetricsDecoded, RawPoint};
+use super::metrics::{Accumulation, MetricsDecoded, RawPoint, route};
 use super::traces_json::Resource;
 
 #[derive(Deserialize)]
@@ -57,6 +58,10 @@ struct Metric<'a> {
 struct Numbers<'a> {
     #[serde(borrow, default, alias = "data_points")]
     data_points: Option<Vec<NumberPoint<'a>>>,
+    #[serde(default, alias = "aggregation_temporality")]
+    aggregation_temporality: Option<Temporality>,
+    #[serde(default, alias = "is_monotonic")]
+    is_monotonic: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -70,7 +75,9 @@ struct Counted {
 #[serde(rename_all = "camelCase")]
 struct NumberPoint<'a> {
     #[serde(borrow, default)]
-    attributes: Attrs<'a>,
+    attributes: PointAttrs<'a>,
+    #[serde(default, alias = "start_time_unix_nano")]
+    start_time_unix_nano: Option<U64>,
     #[serde(default, alias = "time_unix_nano")]
     time_unix_nano: Option<U64>,
     #[serde(default, alias = "as_double")]
@@ -107,10 +114,20 @@ pub fn decode_metrics_json(
             }
             let name = m.name.as_ref().map_or("", Str::as_str);
             let resource = names.resource(name);
-            for p in [&m.gauge, &m.sum]
+            let sum = m.sum.as_ref().map(|n| {
+                let accumulation = Accumulation::of_sum(
+                    n.aggregation_temporality.unwrap_or_default().0,
+                    n.is_monotonic.unwrap_or(false),
+                );
+                (n, accumulation)
+            });
+            for (p, accumulation) in m
+                .gauge
+                .as_ref()
+                .map(|n| (n, Accumulation::Level))
                 .into_iter()
-                .flatten()
-                .flat_map(|n| n.data_points.iter().flatten())
+                .chain(sum)
+                .flat_map(|(n, a)| n.data_points.iter().flatten().map(move |p| (p, a)))
             {
                 let Some(resource) = resource else {
                     d.ignored += 1;
@@ -122,8 +139,12 @@ pub fn decode_metrics_json(
                     time_ns: p.time_unix_nano.unwrap_or_default().0,
                     value: p.as_double.map(|v| v.0).or(p.as_int.map(|i| i.0 as f64)),
                 };
-                match raw.validate(&res, &p.attributes.resource(), d.errors.len()) {
-                    Ok(mp) => out.push(mp),
+                match raw.validate(&res, &p.attributes.attrs.resource(), d.errors.len()) {
+                    Ok(mp) => {
+                        let start_ns = p.start_time_unix_nano.unwrap_or_default().0;
+                        let series = p.attributes.series.named(name);
+                        route(mp, accumulation, start_ns, series, out, &mut d);
+                    }
                     Err(e) => d.errors.push(e),
                 }
             }

@@ -1,15 +1,16 @@
 //! Protobuf `ExportMetricsServiceRequest` bytes → [`MetricPoint`]s, walking the wire format
-//! directly. Gauge and sum number points of mapped metric names become points; points of
-//! unmapped names, histograms and summaries are counted as ignored; bad points are
-//! [`RecordError`]s. Malformed protobuf is a [`DecodeError`] and leaves `out` as it was.
+//! directly. Gauge and sum number points of mapped metric names become points (a monotonic
+//! delta sum as its rate, a monotonic cumulative one in [`MetricsDecoded::cumulative`]);
+//! points of unmapped names, histograms and summaries are counted as ignored; bad points
+//! are [`RecordError`]s. Malformed protobuf is a [`DecodeError`] and leaves `out` as it was.
 
 use augur_operators::records::MetricPoint;
 
 use super::error::DecodeError;
 use super::metric_names::MetricNames;
-use super::metrics::{MetricsDecoded, RawPoint};
+use super::metrics::{Accumulation, MetricsDecoded, RawPoint, SeriesKey, route};
 use super::view::ResourceAttrs;
-use super::wire::{Fields, WireError, add_attr, resource_attrs};
+use super::wire::{Fields, WireError, add_attr, resource_attrs, string_attr};
 
 /// Decodes one protobuf `ExportMetricsServiceRequest`; good points are appended to `out`.
 pub fn decode_metrics_proto(
@@ -83,12 +84,28 @@ fn metric(
         match (n, resource) {
             // gauge, sum of a mapped name
             (5 | 7, Some(resource)) => {
-                let mut pf = Fields::new(v.bytes("Metric.data")?);
+                let data = v.bytes("Metric.data")?;
+                let accumulation = if n == 7 {
+                    let (mut temporality, mut monotonic) = (0, false);
+                    let mut sf = Fields::new(data);
+                    while let Some((n, v)) = sf.next()? {
+                        match n {
+                            2 => temporality = v.varint("Sum.aggregation_temporality")?,
+                            3 => monotonic = v.varint("Sum.is_monotonic")? != 0,
+                            _ => {}
+                        }
+                    }
+                    Accumulation::of_sum(temporality, monotonic)
+                } else {
+                    Accumulation::Level
+                };
+                let mut pf = Fields::new(data);
                 while let Some((n, v)) = pf.next()? {
                     if n == 1 {
-                        let (raw, pattrs) = point(v.bytes("data_points")?, name, resource)?;
+                        let (raw, pattrs, start_ns, series) =
+                            point(v.bytes("data_points")?, name, resource)?;
                         match raw.validate(res, &pattrs, d.errors.len()) {
-                            Ok(p) => out.push(p),
+                            Ok(p) => route(p, accumulation, start_ns, series, out, d),
                             Err(e) => d.errors.push(e),
                         }
                     }
@@ -109,11 +126,12 @@ fn metric(
     Ok(())
 }
 
+/// A data point: its raw value, identity attributes, start time and series.
 fn point<'a>(
     p: &'a [u8],
     metric: &'a str,
     resource: augur_operators::records::Resource,
-) -> Result<(RawPoint<'a>, ResourceAttrs<'a>), WireError> {
+) -> Result<(RawPoint<'a>, ResourceAttrs<'a>, u64, SeriesKey), WireError> {
     let mut raw = RawPoint {
         metric,
         resource,
@@ -121,15 +139,24 @@ fn point<'a>(
         value: None,
     };
     let mut attrs = ResourceAttrs::default();
+    let mut start_ns = 0;
+    let mut series = SeriesKey::of_metric(metric);
     let mut f = Fields::new(p);
     while let Some((n, v)) = f.next()? {
         match n {
+            2 => start_ns = v.fixed64("NumberDataPoint.start_time_unix_nano")?,
             3 => raw.time_ns = v.fixed64("NumberDataPoint.time_unix_nano")?,
             4 => raw.value = Some(f64::from_bits(v.fixed64("NumberDataPoint.as_double")?)),
             6 => raw.value = Some(v.fixed64("NumberDataPoint.as_int")? as i64 as f64),
-            7 => add_attr(&mut attrs, v.bytes("NumberDataPoint.attributes")?)?,
+            7 => {
+                let kv = v.bytes("NumberDataPoint.attributes")?;
+                if let (key, Some(value)) = string_attr(kv)? {
+                    series.attr(key, value);
+                }
+                add_attr(&mut attrs, kv)?;
+            }
             _ => {}
         }
     }
-    Ok((raw, attrs))
+    Ok((raw, attrs, start_ns, series))
 }

@@ -51,15 +51,17 @@ pub fn telemetry_of(spans: &[Span], dirs: &[&Path]) -> Result<TelemetrySpec, Twi
             continue;
         };
         let mut reader = LineReader::open(&path).map_err(TwinError::File)?;
+        let mut rates = crate::otlp::Rates::default();
         while reader
             .next_line(&mut line)
             .map_err(TwinError::File)?
             .is_some()
         {
             points.clear();
-            if decode_metrics_json(&line, &names, &mut points).is_err() {
+            let Ok(decoded) = decode_metrics_json(&line, &names, &mut points) else {
                 continue;
-            }
+            };
+            rates.extend(&decoded.cumulative, &mut points);
             points.iter().for_each(|p| times.add(p));
         }
     }

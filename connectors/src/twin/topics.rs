@@ -84,6 +84,7 @@ pub fn read_topics(range: &TopicRange) -> Result<TopicData, TwinError> {
         data.metrics_read |= metrics;
         let slots = consumer.assignment().len();
         let (mut spans, mut points) = (Vec::new(), Vec::new());
+        let mut rates = crate::otlp::Rates::default();
         let mut last_read = Instant::now();
         while !(0..slots).all(|slot| consumer.done(slot)) {
             if last_read.elapsed() > STALL {
@@ -103,6 +104,7 @@ pub fn read_topics(range: &TopicRange) -> Result<TopicData, TwinError> {
                     metrics,
                     encoding,
                     &names,
+                    &mut rates,
                     &mut spans,
                     &mut points,
                 ) {
