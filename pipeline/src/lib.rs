@@ -10,6 +10,7 @@ pub mod dataflow;
 pub mod display;
 pub mod eval;
 pub mod job_metrics;
+pub mod memory;
 pub mod run;
 pub mod sink;
 pub mod source;

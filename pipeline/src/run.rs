@@ -120,6 +120,7 @@ where
         wall: Duration::ZERO,
     };
     let mut last_tick = Instant::now();
+    let mut trim = crate::memory::Trim::default();
     let mut pending_frontier = 0;
     let mut last_flush = Instant::now();
     let mut workers_done = 0;
@@ -267,6 +268,7 @@ where
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
+        trim.tick();
         if let Some(bar) = &bar {
             if last_tick.elapsed() > Duration::from_millis(100) {
                 last_tick = Instant::now();
