@@ -45,3 +45,37 @@ pub fn release_free_memory() {
 /// Returns the allocator's free pages to the system (glibc), or does nothing.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_free_memory() {}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    fn rss_mb() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            / 1024
+    }
+
+    /// 100 MB of small blocks freed under one still in use stay with the allocator (the top
+    /// of the heap can't shrink past the live block) until they are trimmed.
+    #[test]
+    fn freed_blocks_under_a_live_one_are_given_back() {
+        let blocks: Vec<Box<[u8; 2048]>> = (0..50_000).map(|i| Box::new([i as u8; 2048])).collect();
+        let live = Box::new([1u8; 2048]);
+        let held = rss_mb();
+        drop(blocks);
+        let freed = rss_mb();
+        assert!(
+            freed + 50 > held,
+            "freed without a trim: {held} → {freed} MB"
+        );
+        release_free_memory();
+        let trimmed = rss_mb();
+        assert!(trimmed + 50 < freed, "{freed} → {trimmed} MB");
+        assert_eq!(live[0], 1);
+    }
+}
