@@ -14,6 +14,9 @@ pub(crate) const K8S_POD_NAME: &str = "k8s.pod.name";
 pub(crate) const HOST_NAME: &str = "host.name";
 pub(crate) const PEER_SERVICE: &str = "peer.service";
 pub(crate) const SERVICE_VERSION: &str = "service.version";
+pub(crate) const K8S_DEPLOYMENT_NAME: &str = "k8s.deployment.name";
+pub(crate) const K8S_STATEFULSET_NAME: &str = "k8s.statefulset.name";
+pub(crate) const K8S_DAEMONSET_NAME: &str = "k8s.daemonset.name";
 
 /// The longest service name, instance and version augur accepts, in bytes (longer than any
 /// Kubernetes or DNS name). Every record of a resource owns a copy of these, so without a
@@ -32,18 +35,23 @@ pub(crate) struct ResourceAttrs<'a> {
     pub pod: Option<&'a str>,
     pub host: Option<&'a str>,
     pub version: Option<&'a str>,
+    /// The Kubernetes workload (deployment, stateful set or daemon set) the pod belongs to.
+    pub workload: Option<&'a str>,
 }
 
 impl<'a> ResourceAttrs<'a> {
     /// The keys augur reads, each with a slot here: decoders that skip attributes before
     /// decoding them (the protobuf wire walk, the JSON model) consult this list, so a new
     /// key is added in one place.
-    pub const KEYS: [&'static str; 5] = [
+    pub const KEYS: [&'static str; 8] = [
         SERVICE_NAME,
         SERVICE_INSTANCE_ID,
         K8S_POD_NAME,
         HOST_NAME,
         SERVICE_VERSION,
+        K8S_DEPLOYMENT_NAME,
+        K8S_STATEFULSET_NAME,
+        K8S_DAEMONSET_NAME,
     ];
 
     fn slot(&mut self, key: &str) -> Option<&mut Option<&'a str>> {
@@ -53,6 +61,7 @@ impl<'a> ResourceAttrs<'a> {
             K8S_POD_NAME => &mut self.pod,
             HOST_NAME => &mut self.host,
             SERVICE_VERSION => &mut self.version,
+            K8S_DEPLOYMENT_NAME | K8S_STATEFULSET_NAME | K8S_DAEMONSET_NAME => &mut self.workload,
             _ => return None,
         })
     }
@@ -76,6 +85,7 @@ impl<'a> ResourceAttrs<'a> {
             pod: self.pod.or(other.pod),
             host: self.host.or(other.host),
             version: self.version.or(other.version),
+            workload: self.workload.or(other.workload),
         }
     }
 
@@ -99,9 +109,19 @@ impl<'a> ResourceAttrs<'a> {
     }
 
     /// `(service, instance)`: instance is `service.instance.id`, else `k8s.pod.name`, else
-    /// `host.name`, else the service name. `None` without a service name.
+    /// `host.name`, else the service name. `None` without a service name or a workload.
+    ///
+    /// Without a service name (or with the SDKs' default `unknown_service…`), the service
+    /// is the Kubernetes workload, as the OpenTelemetry conventions derive one: the
+    /// resource's `k8s.deployment.name`, `k8s.statefulset.name` or `k8s.daemonset.name`,
+    /// else the deployment a pod name `<deployment>-<replica set hash>-<pod hash>` names
+    /// (metrics from the Collector's kubeletstats receiver carry no service name).
     pub fn identity(&self) -> Option<(&'a str, &'a str)> {
-        let service = self.service?;
+        let named = self.service.filter(|s| !s.starts_with("unknown_service"));
+        let service = named
+            .or(self.workload)
+            .or(self.pod.and_then(deployment_of_pod))
+            .or(self.service)?;
         let instance = self
             .instance_id
             .or(self.pod)
@@ -109,6 +129,20 @@ impl<'a> ResourceAttrs<'a> {
             .unwrap_or(service);
         Some((service, instance))
     }
+}
+
+/// The deployment a pod of it is named after: `cart-7d4b9c8f6-x2x9k` → `cart` (the replica
+/// set's hash and the pod's suffix are in Kubernetes' safe alphabet, which has no vowels).
+fn deployment_of_pod(pod: &str) -> Option<&str> {
+    let safe = |s: &str, lengths: std::ops::RangeInclusive<usize>| {
+        lengths.contains(&s.len())
+            && s.bytes()
+                .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b))
+    };
+    let (rest, pod_hash) = pod.rsplit_once('-')?;
+    let (deployment, set_hash) = rest.rsplit_once('-')?;
+    (safe(pod_hash, 5..=5) && safe(set_hash, 6..=10) && !deployment.is_empty())
+        .then_some(deployment)
 }
 
 /// A resource resolved once per `ResourceSpans`, so spans only clone its strings.
@@ -341,6 +375,55 @@ impl RawSpan<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn attrs<'a>(pairs: &[(&'a str, &'a str)]) -> ResourceAttrs<'a> {
+        let mut a = ResourceAttrs::default();
+        for (k, v) in pairs {
+            a.set(k, v);
+        }
+        a
+    }
+
+    #[test]
+    fn a_kubernetes_workload_names_the_service_when_the_resource_does_not() {
+        let pod = "cart-7d4b9c8f6-x2x9k";
+        let cases = [
+            (
+                vec![(K8S_POD_NAME, pod), (K8S_DEPLOYMENT_NAME, "cartservice")],
+                "cartservice",
+            ),
+            (vec![(K8S_POD_NAME, pod)], "cart"),
+            (
+                vec![(K8S_POD_NAME, "redis-0"), (K8S_STATEFULSET_NAME, "redis")],
+                "redis",
+            ),
+            (
+                vec![
+                    (SERVICE_NAME, "unknown_service:java"),
+                    (K8S_DEPLOYMENT_NAME, "cart"),
+                ],
+                "cart",
+            ),
+            (
+                vec![(SERVICE_NAME, "frontend"), (K8S_DEPLOYMENT_NAME, "web")],
+                "frontend",
+            ),
+        ];
+        for (pairs, service) in cases {
+            let a = attrs(&pairs);
+            assert_eq!(a.identity().map(|i| i.0), Some(service), "{pairs:?}");
+        }
+        assert_eq!(
+            attrs(&[(K8S_POD_NAME, pod)]).identity(),
+            Some(("cart", pod))
+        );
+        // Not a deployment's pod name (vowels in the hashes, one segment): no service.
+        for pod in ["redis-0", "my-app-instance", "web"] {
+            assert_eq!(attrs(&[(K8S_POD_NAME, pod)]).identity(), None, "{pod}");
+        }
+    }
+
     use super::ResourceAttrs;
 
     /// Every key the decoders let through is one `set` records.
