@@ -107,13 +107,18 @@ fn diagnose_names_the_faulty_service_with_and_without_span_kinds() {
 
 /// A recording of an application augur doesn't know, with no labels and no `[[slo]]`: the
 /// replay runs (no QoS verdicts, said once) and the `evidence` detector still diagnoses;
-/// a simulator topology's SLO is never applied to it.
+/// a simulator topology's SLO is never applied to it; metrics it does not read are listed.
 #[test]
 fn a_replay_without_slo_or_labels_runs_and_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     let case = simulate_case(tmp.path(), "mine");
     strip_kinds(&case);
     std::fs::remove_file(case.join("labels.json")).unwrap();
+    // Metrics augur does not read: an unmapped gauge (3 points) and a histogram (1 point).
+    let unread = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"tier-1"}}]},"scopeMetrics":[{"metrics":[{"name":"jvm.gc.pause","gauge":{"dataPoints":[{"timeUnixNano":"1000000000","asDouble":1},{"timeUnixNano":"2000000000","asDouble":2},{"timeUnixNano":"3000000000","asDouble":3}]}},{"name":"http.server.duration","histogram":{"dataPoints":[{"timeUnixNano":"1000000000","count":"4"}]}}]}]}]}"#;
+    let metrics = case.join("metrics.otlp.jsonl");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    std::fs::write(&metrics, format!("{unread}\n{text}")).unwrap();
     let alerts = tmp.path().join("alerts.jsonl");
     let out = augur(
         &[
@@ -132,6 +137,13 @@ fn a_replay_without_slo_or_labels_runs_and_says_so() {
     assert_eq!(
         stderr.matches("no [[slo]] in the config").count(),
         1,
+        "{stderr}"
+    );
+    // What was not read is listed, by name and count.
+    assert!(
+        stderr.contains(
+            "metrics not read: 4 points of 2 names: jvm.gc.pause (3), http.server.duration (1)"
+        ),
         "{stderr}"
     );
     let text = std::fs::read_to_string(&alerts).unwrap();

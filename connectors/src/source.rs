@@ -21,6 +21,9 @@ pub struct Batch {
     pub dead: Vec<DeadLetter>,
     /// Messages (lines, Kafka messages) read, good or bad.
     pub messages: u64,
+    /// Metric points not read, by metric name (names not mapped to a resource,
+    /// histograms, summaries).
+    pub ignored_metrics: Vec<(String, u64)>,
 }
 
 impl Batch {
@@ -30,6 +33,7 @@ impl Batch {
         self.logs.clear();
         self.dead.clear();
         self.messages = 0;
+        self.ignored_metrics.clear();
     }
 }
 

@@ -383,3 +383,43 @@ fn temporality_by_name_in_json() {
     assert_eq!(out.iter().map(|p| p.value).collect::<Vec<_>>(), vec![0.5]);
     assert_eq!(out[0].resource, Resource::Cpu);
 }
+
+/// Every decoder names the metrics it does not read, with their points.
+#[test]
+fn metrics_not_read_are_named() {
+    use opentelemetry_proto::tonic::metrics::v1 as m;
+    let mut req = network_sum(2, false, &[("receive", 1, 110, 7_000)]);
+    let metrics = &mut req.resource_metrics[0].scope_metrics[0].metrics;
+    metrics.push(m::Metric {
+        name: "jvm.gc.pause".into(),
+        data: Some(m::metric::Data::Gauge(m::Gauge {
+            data_points: vec![m::NumberDataPoint::default(); 2],
+        })),
+        ..Default::default()
+    });
+    metrics.push(m::Metric {
+        name: "http.server.duration".into(),
+        data: Some(m::metric::Data::Histogram(m::Histogram {
+            data_points: vec![m::HistogramDataPoint::default(); 3],
+            aggregation_temporality: 2,
+        })),
+        ..Default::default()
+    });
+    let names = MetricNames::default();
+    let json = serde_json::to_string(&req).expect("json");
+    let decoded = [
+        decode_metrics_proto(&req.encode_to_vec(), &names, &mut Vec::new()).expect("protobuf"),
+        decode_metrics_json(json.as_bytes(), &names, &mut Vec::new()).expect("json"),
+        decode_metrics(&req, &names, &mut Vec::new()),
+    ];
+    for d in decoded {
+        assert_eq!(
+            d.ignored_names,
+            vec![
+                ("jvm.gc.pause".to_string(), 2),
+                ("http.server.duration".to_string(), 3)
+            ]
+        );
+        assert_eq!(d.ignored, 5);
+    }
+}

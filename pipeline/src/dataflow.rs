@@ -185,6 +185,8 @@ impl Inputs {
             late_to,
         );
         late_to.0.add_span_kinds(per_kind);
+        late_to.0.add_ignored_metrics(&batch.ignored_metrics);
+        batch.ignored_metrics.clear();
         let windows = (window_ms, cap_time);
         self.metrics
             .give(&mut batch.metrics, MetricPoint::event_ms, windows, late_to);

@@ -106,6 +106,19 @@ impl JobMetrics {
         for (kind, n) in stats.span_kind_counts() {
             let _ = writeln!(out, "augur_spans_by_kind_total{{kind=\"{kind}\"}} {n}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP augur_metric_points_ignored_total Metric points not read, by metric name (not mapped to a resource, histograms, summaries; at most 100 names).\n# TYPE augur_metric_points_ignored_total counter"
+        );
+        if let Ok(m) = stats.ignored_metrics.lock() {
+            for (name, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "augur_metric_points_ignored_total{{metric=\"{}\"}} {n}",
+                    escape(name)
+                );
+            }
+        }
         counter(
             &mut out,
             "augur_log_records_total",

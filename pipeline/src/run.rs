@@ -311,6 +311,9 @@ where
     if let Some(shape) = stats.span_shape() {
         eprintln!("{shape}");
     }
+    if let Some(ignored) = stats.ignored_metrics_line() {
+        eprintln!("{ignored}");
+    }
     if let Some(mut file) = dlq {
         file.flush().context("flushing the dead-letter file")?;
         eprintln!(

@@ -57,7 +57,15 @@ pub struct JobStats {
     pub window_closed_at: Mutex<BTreeMap<EventTime, Instant>>,
     /// Inference time per window, per detector (recorded by the model workers).
     pub inference: Arc<InferenceTimes>,
+    /// Metric points not read, by metric name (at most [`IGNORED_NAMES`] names; the
+    /// rest under [`OTHER_NAMES`]).
+    pub ignored_metrics: Mutex<BTreeMap<String, u64>>,
 }
+
+/// Metric names counted one by one among those not read.
+pub const IGNORED_NAMES: usize = 100;
+/// Where the points of further names not read are counted.
+pub const OTHER_NAMES: &str = "(other names)";
 
 impl JobStats {
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -87,6 +95,51 @@ impl JobStats {
                 counter.fetch_add(k, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Counts metric points not read, by name.
+    pub fn add_ignored_metrics(&self, names: &[(String, u64)]) {
+        if names.is_empty() {
+            return;
+        }
+        if let Ok(mut m) = self.ignored_metrics.lock() {
+            for (name, n) in names {
+                if let Some(count) = m.get_mut(name) {
+                    *count += n;
+                } else if m.len() < IGNORED_NAMES {
+                    m.insert(name.clone(), *n);
+                } else {
+                    *m.entry(OTHER_NAMES.to_string()).or_default() += n;
+                }
+            }
+        }
+    }
+
+    /// What the metrics not read were, in one line; `None` when every point was read.
+    pub fn ignored_metrics_line(&self) -> Option<String> {
+        let m = self.ignored_metrics.lock().ok()?;
+        if m.is_empty() {
+            return None;
+        }
+        let mut names: Vec<(&String, &u64)> = m.iter().collect();
+        names.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let total: u64 = names.iter().map(|(_, n)| **n).sum();
+        let listed: Vec<String> = names
+            .iter()
+            .take(10)
+            .map(|(name, n)| format!("{name} ({n})"))
+            .collect();
+        let more = names.len().saturating_sub(10);
+        Some(format!(
+            "metrics not read: {total} points of {} names: {}{} (histograms and summaries are not read; map gauges and sums to a resource in [metrics.names])",
+            names.len(),
+            listed.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ))
     }
 
     /// Spans seen per kind, `(kind name, count)`, in [`SpanKind`] order.

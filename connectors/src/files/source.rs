@@ -110,6 +110,7 @@ impl WorkerSource for FileSource {
                 let result = decode_metrics_json(&self.line, &self.names, &mut batch.metrics).map(
                     |decoded| {
                         self.rates.extend(&decoded.cumulative, &mut batch.metrics);
+                        batch.ignored_metrics.extend(decoded.ignored_names);
                         decoded.errors
                     },
                 );

@@ -39,6 +39,8 @@ impl Encoding {
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub record_errors: Vec<RecordError>,
+    /// Metric points not read, by metric name.
+    pub ignored_metrics: Vec<(String, u64)>,
 }
 
 /// Decodes a spans message (`metrics == false`) or a metrics message.
@@ -53,6 +55,7 @@ pub fn decode_message(
     spans: &mut Vec<Span>,
     points: &mut Vec<MetricPoint>,
 ) -> Result<Decoded, DecodeError> {
+    let mut ignored_metrics = Vec::new();
     let record_errors = match (metrics, encoding) {
         (false, Encoding::OtlpProto) => decode_traces_proto(bytes, spans)?,
         (false, Encoding::OtlpJson) => decode_traces_json(bytes, spans)?,
@@ -67,6 +70,7 @@ pub fn decode_message(
                 _ => decode_metrics_json(bytes, names, points)?,
             };
             rates.extend(&decoded.cumulative, points);
+            ignored_metrics = decoded.ignored_names;
             decoded.errors
         }
         (true, Encoding::PromJson) => match decode_prom_json(bytes, names) {
@@ -79,7 +83,10 @@ pub fn decode_message(
             Err(RecordErrorOrDecode::Record(e)) => vec![e],
         },
     };
-    Ok(Decoded { record_errors })
+    Ok(Decoded {
+        record_errors,
+        ignored_metrics,
+    })
 }
 
 /// Decodes a logs message (`otlp_proto` or `otlp_json` `ExportLogsServiceRequest`).
@@ -97,7 +104,10 @@ pub fn decode_logs_message(
             ));
         }
     };
-    Ok(Decoded { record_errors })
+    Ok(Decoded {
+        record_errors,
+        ignored_metrics: Vec::new(),
+    })
 }
 
 /// What an input topic carries.

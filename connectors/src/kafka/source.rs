@@ -313,6 +313,7 @@ impl WorkerSource for KafkaSource {
             } else {
                 match decode_into(m.payload, stream, encoding, &spec.names, rates, batch) {
                     Ok(decoded) => {
+                        batch.ignored_metrics.extend(decoded.ignored_metrics);
                         // One dead letter for the message however many of its records
                         // failed: each would repeat the whole message.
                         if let Some((kind, reason)) = rejected_reason(&decoded.record_errors) {

@@ -28,6 +28,23 @@ pub struct MetricsDecoded {
     /// Points of monotonic cumulative sums (counters): a rate needs the series' previous
     /// point, which [`super::Rates`] keeps.
     pub cumulative: Vec<CumulativePoint>,
+    /// The names of the metrics whose points were ignored (unmapped names, histograms,
+    /// summaries), each with its points, so a job can list what it does not read.
+    pub ignored_names: Vec<(String, u64)>,
+}
+
+impl MetricsDecoded {
+    /// Counts `points` points of `name` as ignored.
+    pub(crate) fn ignore(&mut self, name: &str, points: u64) {
+        if points == 0 {
+            return;
+        }
+        self.ignored += points;
+        match self.ignored_names.iter_mut().find(|(n, _)| n == name) {
+            Some((_, n)) => *n += points,
+            None => self.ignored_names.push((name.to_owned(), points)),
+        }
+    }
 }
 
 /// How a number data point's value reads.
@@ -191,21 +208,21 @@ pub fn decode_metrics(
                     Accumulation::of_sum(s.aggregation_temporality as u64, s.is_monotonic),
                 ),
                 Some(otlp::metric::Data::Histogram(h)) => {
-                    d.ignored += h.data_points.len() as u64;
+                    d.ignore(&m.name, h.data_points.len() as u64);
                     continue;
                 }
                 Some(otlp::metric::Data::ExponentialHistogram(h)) => {
-                    d.ignored += h.data_points.len() as u64;
+                    d.ignore(&m.name, h.data_points.len() as u64);
                     continue;
                 }
                 Some(otlp::metric::Data::Summary(s)) => {
-                    d.ignored += s.data_points.len() as u64;
+                    d.ignore(&m.name, s.data_points.len() as u64);
                     continue;
                 }
                 None => continue,
             };
             let Some(resource) = names.resource(&m.name) else {
-                d.ignored += points.len() as u64;
+                d.ignore(&m.name, points.len() as u64);
                 continue;
             };
             for p in points {

@@ -106,13 +106,13 @@ pub fn decode_metrics_json(
             .flatten()
             .flat_map(|sm| sm.metrics.iter().flatten())
         {
+            let name = m.name.as_ref().map_or("", Str::as_str);
             for c in [&m.histogram, &m.exponential_histogram, &m.summary]
                 .into_iter()
                 .flatten()
             {
-                d.ignored += c.data_points.0;
+                d.ignore(name, c.data_points.0);
             }
-            let name = m.name.as_ref().map_or("", Str::as_str);
             let resource = names.resource(name);
             let sum = m.sum.as_ref().map(|n| {
                 let accumulation = Accumulation::of_sum(
@@ -130,7 +130,7 @@ pub fn decode_metrics_json(
                 .flat_map(|(n, a)| n.data_points.iter().flatten().map(move |p| (p, a)))
             {
                 let Some(resource) = resource else {
-                    d.ignored += 1;
+                    d.ignore(name, 1);
                     continue;
                 };
                 let raw = RawPoint {

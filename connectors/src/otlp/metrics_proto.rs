@@ -114,11 +114,13 @@ fn metric(
             // gauge or sum of an unmapped name; histogram, exponential histogram, summary
             (5 | 7, None) | (9..=11, _) => {
                 let mut pf = Fields::new(v.bytes("Metric.data")?);
+                let mut points = 0;
                 while let Some((n, _)) = pf.next()? {
                     if n == 1 {
-                        d.ignored += 1;
+                        points += 1;
                     }
                 }
+                d.ignore(name, points);
             }
             _ => {}
         }
