@@ -363,6 +363,12 @@ fn delta_sums_are_rates_and_non_monotonic_sums_levels() {
     for values in decoded_values(&[delta, level]) {
         assert_eq!(values, vec![500.0, 7000.0]);
     }
+    // A delta without a start time says nothing per second: ignored, and named so.
+    let no_start = network_sum(1, true, &[("receive", 0, 110, 5_000)]);
+    let mut out = Vec::new();
+    let d = decode_metrics(&no_start, &MetricNames::default(), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(d.ignored_names, vec![("k8s.pod.network.io".to_string(), 1)]);
 }
 
 /// The temporality as protobuf's JSON mapping names it, as some writers do.

@@ -99,9 +99,10 @@ fn hash_of(x: &impl std::hash::Hash) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(x)
 }
 
-/// Where a validated point goes: a level into `out`; a counter's total to
+/// Where a validated point of `metric` goes: a level into `out`; a counter's total to
 /// `d.cumulative`; a delta as its rate since `start_ns` (ignored without one).
 pub(crate) fn route(
+    metric: &str,
     point: MetricPoint,
     accumulation: Accumulation,
     start_ns: u64,
@@ -123,7 +124,7 @@ pub(crate) fn route(
                 ..point
             });
         }
-        Accumulation::Delta => d.ignored += 1,
+        Accumulation::Delta => d.ignore(metric, 1),
     }
 }
 
@@ -247,6 +248,7 @@ pub fn decode_metrics(
                 };
                 match raw.validate(&res, &pattrs, d.errors.len()) {
                     Ok(mp) => route(
+                        &m.name,
                         mp,
                         accumulation,
                         p.start_time_unix_nano,

@@ -143,7 +143,7 @@ pub fn decode_metrics_json(
                     Ok(mp) => {
                         let start_ns = p.start_time_unix_nano.unwrap_or_default().0;
                         let series = p.attributes.series.named(name);
-                        route(mp, accumulation, start_ns, series, out, &mut d);
+                        route(name, mp, accumulation, start_ns, series, out, &mut d);
                     }
                     Err(e) => d.errors.push(e),
                 }

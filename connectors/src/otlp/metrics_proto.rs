@@ -105,7 +105,7 @@ fn metric(
                         let (raw, pattrs, start_ns, series) =
                             point(v.bytes("data_points")?, name, resource)?;
                         match raw.validate(res, &pattrs, d.errors.len()) {
-                            Ok(p) => route(p, accumulation, start_ns, series, out, d),
+                            Ok(p) => route(name, p, accumulation, start_ns, series, out, d),
                             Err(e) => d.errors.push(e),
                         }
                     }
