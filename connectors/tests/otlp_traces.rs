@@ -487,3 +487,71 @@ fn decode_speed() {
         );
     }
 }
+
+/// A client span without `peer.service` is named after the service its server address
+/// names (an uninstrumented database's Kubernetes service); an IP address, `localhost` or
+/// a span that is not a client names none. All three decoders alike.
+#[test]
+fn a_client_span_names_its_callee_by_its_server_address() {
+    let span = |kind: i32, attrs: &str| {
+        format!(
+            r#"{{"traceId":"{T}","spanId":"{S}","name":"op","kind":{kind},"startTimeUnixNano":"1","endTimeUnixNano":"2","attributes":[{attrs}]}}"#
+        )
+    };
+    let text = |k: &str, v: &str| format!(r#"{{"key":"{k}","value":{{"stringValue":"{v}"}}}}"#);
+    let cases = [
+        (
+            3,
+            text("server.address", "carts-db.sock-shop.svc.cluster.local"),
+            Some("carts-db"),
+        ),
+        (3, text("net.peer.name", "redis"), Some("redis")),
+        (
+            3,
+            format!(
+                "{},{}",
+                text("net.peer.name", "old"),
+                text("server.address", "new")
+            ),
+            Some("new"),
+        ),
+        (
+            3,
+            format!(
+                "{},{}",
+                text("server.address", "db"),
+                text("peer.service", "users-db")
+            ),
+            Some("users-db"),
+        ),
+        (3, text("server.address", "10.0.3.7"), None),
+        (3, text("server.address", "::1"), None),
+        (3, text("server.address", "localhost"), None),
+        (2, text("server.address", "carts-db"), None),
+    ];
+    for (kind, attrs, want) in cases {
+        let line = format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+            text("service.name", "carts"),
+            span(kind, &attrs)
+        );
+        let mut json = Vec::new();
+        assert!(
+            decode_traces_json(line.as_bytes(), &mut json)
+                .expect("parses")
+                .is_empty()
+        );
+        let req: ExportTraceServiceRequest = serde_json::from_str(&line).expect("prost json");
+        let mut proto = Vec::new();
+        assert!(
+            decode_traces_proto(&req.encode_to_vec(), &mut proto)
+                .expect("decodes")
+                .is_empty()
+        );
+        let mut parsed = Vec::new();
+        assert!(decode_traces(&req, &mut parsed).is_empty());
+        for out in [&json, &proto, &parsed] {
+            assert_eq!(out[0].peer_service.as_deref(), want, "{attrs}");
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
 
 use super::metrics::SeriesKey;
-use super::view::{PEER_SERVICE, ResourceAttrs};
+use super::view::{NET_PEER_NAME, PEER_SERVICE, ResourceAttrs, SERVER_ADDRESS};
 
 /// A JSON string, borrowed unless it had escapes.
 #[derive(Debug, Default)]
@@ -217,6 +217,8 @@ pub(crate) struct Attrs<'a> {
     /// Values of [`ResourceAttrs::KEYS`], in its order.
     resource: [Option<Str<'a>>; ResourceAttrs::KEYS.len()],
     peer_service: Option<Str<'a>>,
+    server_address: Option<Str<'a>>,
+    net_peer_name: Option<Str<'a>>,
 }
 
 impl Attrs<'_> {
@@ -234,6 +236,14 @@ impl Attrs<'_> {
     /// `peer.service`, if set.
     pub fn peer_service(&self) -> Option<&str> {
         self.peer_service.as_ref().map(Str::as_str)
+    }
+
+    /// `server.address`, else `net.peer.name`, if set.
+    pub fn peer_address(&self) -> Option<&str> {
+        self.server_address
+            .as_ref()
+            .or(self.net_peer_name.as_ref())
+            .map(Str::as_str)
     }
 }
 
@@ -268,6 +278,10 @@ impl<'a> Attrs<'a> {
         let key = key.as_str();
         let slot = if key == PEER_SERVICE {
             &mut self.peer_service
+        } else if key == SERVER_ADDRESS {
+            &mut self.server_address
+        } else if key == NET_PEER_NAME {
+            &mut self.net_peer_name
         } else if let Some(i) = ResourceAttrs::KEYS.iter().position(|k| *k == key) {
             &mut self.resource[i]
         } else {

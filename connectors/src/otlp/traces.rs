@@ -13,8 +13,8 @@ use super::error::RecordError;
 use super::group::by_resource;
 use super::json_write::{push_str, push_string_attr, push_u64_str};
 use super::view::{
-    IdRef, OwnedIdentity, PEER_SERVICE, RawSpan, ResourceAttrs, SERVICE_INSTANCE_ID, SERVICE_NAME,
-    SERVICE_VERSION, STATUS_ERROR,
+    IdRef, NET_PEER_NAME, OwnedIdentity, PEER_SERVICE, RawSpan, ResourceAttrs, SERVER_ADDRESS,
+    SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_VERSION, STATUS_ERROR,
 };
 
 /// The instrumentation scope name augur writes.
@@ -61,6 +61,13 @@ pub fn decode_traces(req: &ExportTraceServiceRequest, out: &mut Vec<Span>) -> Ve
                 end_ns: s.end_time_unix_nano,
                 status_code: s.status.as_ref().map_or(0, |st| st.code),
                 peer_service,
+                peer_address: [SERVER_ADDRESS, NET_PEER_NAME].iter().find_map(|key| {
+                    s.attributes
+                        .iter()
+                        .rev()
+                        .find(|kv| kv.key == *key)
+                        .and_then(string_value)
+                }),
             };
             match raw.validate(&ident, errors.len()) {
                 Ok(span) => out.push(span),

@@ -105,6 +105,7 @@ pub fn decode_traces_json(
                         .unwrap_or_default()
                         .0,
                     peer_service: s.attributes.peer_service(),
+                    peer_address: s.attributes.peer_address(),
                 };
                 match raw.validate(&ident, errors.len()) {
                     Ok(span) => out.push(span),

@@ -6,7 +6,9 @@
 use augur_operators::records::Span;
 
 use super::error::{DecodeError, RecordError};
-use super::view::{IdRef, OwnedIdentity, PEER_SERVICE, RawSpan, ResourceAttrs};
+use super::view::{
+    IdRef, NET_PEER_NAME, OwnedIdentity, PEER_SERVICE, RawSpan, ResourceAttrs, SERVER_ADDRESS,
+};
 use super::wire::{Fields, WireError, resource_attrs, string_attr, utf8};
 
 /// Decodes one protobuf `ExportTraceServiceRequest`: good spans are appended to `out`, each
@@ -93,6 +95,12 @@ fn span(b: &[u8]) -> Result<RawSpan<'_>, WireError> {
                         Some(val) => Some(utf8(val, "peer.service")?),
                         None => None,
                     };
+                } else if k == SERVER_ADDRESS.as_bytes()
+                    || (k == NET_PEER_NAME.as_bytes() && raw.peer_address.is_none())
+                {
+                    if let Some(val) = val {
+                        raw.peer_address = Some(utf8(val, "server.address")?);
+                    }
                 }
             }
             15 => {

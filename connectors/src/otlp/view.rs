@@ -13,6 +13,10 @@ pub(crate) const SERVICE_INSTANCE_ID: &str = "service.instance.id";
 pub(crate) const K8S_POD_NAME: &str = "k8s.pod.name";
 pub(crate) const HOST_NAME: &str = "host.name";
 pub(crate) const PEER_SERVICE: &str = "peer.service";
+/// The address a client span called (semantic conventions 1.21 on).
+pub(crate) const SERVER_ADDRESS: &str = "server.address";
+/// The same, before 1.21.
+pub(crate) const NET_PEER_NAME: &str = "net.peer.name";
 pub(crate) const SERVICE_VERSION: &str = "service.version";
 pub(crate) const K8S_DEPLOYMENT_NAME: &str = "k8s.deployment.name";
 pub(crate) const K8S_STATEFULSET_NAME: &str = "k8s.statefulset.name";
@@ -271,6 +275,9 @@ pub(crate) struct RawSpan<'a> {
     pub end_ns: u64,
     pub status_code: i32,
     pub peer_service: Option<&'a str>,
+    /// `server.address`, else `net.peer.name`: names the callee of a client span without
+    /// `peer.service` (an uninstrumented database or cache).
+    pub peer_address: Option<&'a str>,
 }
 
 /// OTLP span kind number to [`SpanKind`]; unknown numbers are `Unspecified`.
@@ -283,6 +290,20 @@ pub(crate) fn span_kind(k: i32) -> SpanKind {
         5 => SpanKind::Consumer,
         _ => SpanKind::Unspecified,
     }
+}
+
+/// OTLP span kind CLIENT.
+const SPAN_KIND_CLIENT: i32 = 3;
+
+/// The service a client span's server address names: the first label of a host name
+/// (`carts-db.sock-shop.svc.cluster.local` → `carts-db`, as Kubernetes names services);
+/// none for an IP address or `localhost`, which name no service.
+pub(crate) fn service_of_address(address: &str) -> Option<&str> {
+    let host = address.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host == "localhost" || host.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    host.split('.').next().filter(|label| !label.is_empty())
 }
 
 /// OTLP status code ERROR.
@@ -342,6 +363,11 @@ impl RawSpan<'_> {
             peer_service: self
                 .peer_service
                 .filter(|p| !p.is_empty())
+                .or_else(|| {
+                    self.peer_address
+                        .filter(|_| self.kind == SPAN_KIND_CLIENT)
+                        .and_then(service_of_address)
+                })
                 .map(str::to_owned),
             version: res.version.clone(),
         })
