@@ -11,9 +11,18 @@
 //! is not a detection. The culprits are then ranked against both pooled, as `augur diagnose`
 //! ranks them. Figures: docs/models/evidence.md.
 //!
-//! **State:** the latest `recent_ms` of windows, and up to `before_ms` of earlier windows
-//! as the normal. A window that was part of a detection never joins the normal, so a
-//! lasting fault does not become normal while it lasts. Nothing is diagnosed until the
+//! The job also learns a normal of its own: windows that age out of `before_ms` without
+//! having been part of a detection are pooled into a long-term normal reaching back
+//! `long_normal_ms` (a day by default), used exactly as a learned normal is (pooled with
+//! it where both exist). A job started on an application augur never saw thus judges moves
+//! against more than the two minutes before once it has run a while.
+//!
+//! **State:** the latest `recent_ms` of windows, up to `before_ms` of earlier windows as the
+//! normal, and the long-term normal: two pooled ranges (the older and the newer half of
+//! `long_normal_ms`; a half that fills replaces the older), so its memory is bounded by the
+//! application's services, edges and log templates, not by time. A window that was part of
+//! a detection never joins either normal, so a lasting fault does not become normal while it
+//! lasts. Nothing is diagnosed until the
 //! recent range is full and the normal holds `min_normal_windows` windows with requests,
 //! a learned normal's windows counting: with the defaults, the first diagnosis can come
 //! 20 s after the job starts seeing traffic with a learned normal, 50 s without.
@@ -49,6 +58,12 @@ pub struct EvidenceDetectorConfig {
     pub pending_ms: u64,
     /// Culprits listed per detection. Default 5.
     pub max_culprits: usize,
+    /// How far back the job's own long-term normal reaches, ms: windows leaving the normal
+    /// range (`before_ms`) without having been part of a detection are pooled into it, in
+    /// two halves, so it covers between half of this and all of it. Once it holds
+    /// `min_normal_windows` windows with requests it is used as a learned normal is. Default
+    /// 86400000 (a day); 0 keeps none.
+    pub long_normal_ms: u64,
     /// The learned normal (`normal-<name>.json` in `[diagnose] normal_dir`) a job judges
     /// moves against as well, with its log template miners. Default none: the windows
     /// before are the only normal. `augur diagnose` and `augur eval --cases` pick one by
@@ -88,6 +103,7 @@ impl Default for EvidenceDetectorConfig {
             min_score: 0.5,
             pending_ms: 5_000,
             max_culprits: 5,
+            long_normal_ms: 86_400_000,
             normal: None,
             learned: LearnedNormal::default(),
         }
@@ -103,6 +119,43 @@ pub struct EvidenceDetector {
     moving_since: Option<u64>,
     /// Start of the first window seen.
     started: Option<u64>,
+    long_normal: LongNormal,
+}
+
+/// The detector's own long-term normal: windows pooled into two halves of `long_normal_ms`.
+#[derive(Default)]
+pub(super) struct LongNormal {
+    older: Range,
+    newer: Range,
+    /// End of the first window in `newer`.
+    newer_since: Option<u64>,
+}
+
+impl LongNormal {
+    /// Pools a window that left the normal range; the newer half becomes the older once it
+    /// spans half of `reach_ms`.
+    pub(super) fn add(&mut self, window: &WindowSnapshot, reach_ms: u64) {
+        if reach_ms == 0 {
+            return;
+        }
+        let since = *self.newer_since.get_or_insert(window.window_end);
+        if window.window_end >= since + reach_ms / 2 {
+            self.older = std::mem::take(&mut self.newer);
+            self.newer_since = Some(window.window_end);
+        }
+        self.newer.absorb(&Range::of(std::iter::once(window)));
+    }
+
+    fn windows(&self) -> usize {
+        self.older.windows + self.newer.windows
+    }
+
+    /// Both halves pooled.
+    pub(super) fn range(&self) -> Range {
+        let mut r = self.older.clone();
+        r.absorb(&self.newer);
+        r
+    }
 }
 
 impl EvidenceDetector {
@@ -113,6 +166,7 @@ impl EvidenceDetector {
             recent: VecDeque::new(),
             moving_since: None,
             started: None,
+            long_normal: LongNormal::default(),
         }
     }
 
@@ -176,23 +230,22 @@ impl EvidenceDetector {
         while let Some(w) = self.normal.front()
             && w.window_end + self.config.recent_ms + self.config.before_ms <= now
         {
-            self.normal.pop_front();
+            if let Some(w) = self.normal.pop_front() {
+                self.long_normal.add(&w, self.config.long_normal_ms);
+            }
         }
-        // A learned normal stands in for live windows not yet seen; the recent range has to
-        // be full either way.
-        let learned_windows = self
-            .config
-            .learned
-            .0
-            .as_ref()
-            .map_or(0, |n| n.range().windows);
+        // The learned normal and the job's own long-term one stand in for live windows not
+        // yet seen; the recent range has to be full either way.
+        let reference = self.reference();
+        let reference_windows = reference.as_ref().map_or(0, |r| r.windows);
         // Full once the job has seen `recent_ms` of time, however sparse its windows (metrics
         // scraped once a minute give one window a minute).
         let started = *self
             .started
             .get_or_insert(now.saturating_sub(window.window_ms));
         let recent_full = started + self.config.recent_ms <= now;
-        if self.normal_windows() + learned_windows < self.config.min_normal_windows || !recent_full
+        if self.normal_windows() + reference_windows < self.config.min_normal_windows
+            || !recent_full
         {
             return None;
         }
@@ -211,11 +264,14 @@ impl EvidenceDetector {
         if top.score < self.config.min_score {
             return None;
         }
-        let d = match &self.config.learned.0 {
+        let d = match reference
+            .as_ref()
+            .filter(|r| r.windows >= self.config.min_normal_windows)
+        {
             None => live,
-            Some(learned) => {
-                let against_learned = diagnose_ranges(learned.range(), &after, at, &params);
-                if !against_learned
+            Some(reference) => {
+                let against_reference = diagnose_ranges(reference, &after, at, &params);
+                if !against_reference
                     .culprits
                     .iter()
                     .any(|c| c.service == top.service && c.score >= self.config.min_score)
@@ -223,12 +279,31 @@ impl EvidenceDetector {
                     return None;
                 }
                 let mut pooled = before;
-                pooled.absorb(learned.range());
+                pooled.absorb(reference);
                 let d = diagnose_ranges(&pooled, &after, at, &params);
                 if d.culprits.is_empty() { live } else { d }
             }
         };
         Some(d)
+    }
+}
+
+impl EvidenceDetector {
+    /// The normal beyond the live windows: the learned one and the job's own long-term one,
+    /// pooled; `None` when there is neither.
+    fn reference(&self) -> Option<Range> {
+        let learned = self.config.learned.0.as_ref().map(|n| n.range());
+        match (learned, self.long_normal.windows()) {
+            (None, 0) => None,
+            (Some(l), 0) => Some(l.clone()),
+            (learned, _) => {
+                let mut r = self.long_normal.range();
+                if let Some(l) = learned {
+                    r.absorb(l);
+                }
+                Some(r)
+            }
+        }
     }
 }
 

@@ -954,3 +954,96 @@ fn a_learned_normal_holds_no_memory_levels() {
         "{d:?}"
     );
 }
+
+/// `windows`, with every window end (and the features stamped with it) moved by `by_s`.
+fn shifted(mut windows: Vec<WindowSnapshot>, by_s: u64) -> Vec<WindowSnapshot> {
+    let by = by_s * 1000;
+    for w in &mut windows {
+        w.window_end += by;
+        for s in &mut w.services {
+            s.window_end += by;
+        }
+        for e in &mut w.edges {
+            e.window_end += by;
+        }
+        for l in &mut w.logs {
+            l.window_end += by;
+        }
+    }
+    windows
+}
+
+/// A job that has run a while keeps a normal of its own past the two minutes before: after
+/// five minutes without traffic (a quiet night, a telemetry outage) its live normal is
+/// empty, and a fault soon after traffic resumes is still named within 10 s; without the
+/// long-term normal the detector first waits for 30 windows of its own.
+#[test]
+fn the_jobs_own_long_term_normal_stands_in_after_a_quiet_spell() {
+    use augur_operators::Detector;
+    for seed in 1..=3 {
+        let earlier = windows(1, 90, Fault::None, seed + 10);
+        // The incident's windows from 25 s before the fault, 300 s after the earlier ones.
+        let incident = shifted(windows(AT / 1000 - 25, 160, Fault::Slow(1), seed), 300);
+        let at = AT + 300_000;
+        let first_detection = |config: EvidenceDetectorConfig| {
+            let mut det = EvidenceDetector::new(config);
+            let mut first = None;
+            let mut named = Vec::new();
+            for w in earlier.iter().chain(&incident) {
+                let out = det.observe(w);
+                if !out.is_empty() {
+                    first.get_or_insert(w.window_end);
+                }
+                named.extend(out.into_iter().map(|d| d.culprits[0].service.clone()));
+            }
+            (first, named)
+        };
+        let (without, _) = first_detection(EvidenceDetectorConfig {
+            long_normal_ms: 0,
+            ..EvidenceDetectorConfig::default()
+        });
+        assert!(
+            without.is_none_or(|t| t >= at + 20_000),
+            "seed {seed}: without it, at {without:?}"
+        );
+        let (with, named) = first_detection(EvidenceDetectorConfig::default());
+        let with = with.expect("detected");
+        assert!((at..=at + 10_000).contains(&with), "seed {seed}: at {with}");
+        assert!(named.iter().all(|s| s == "b"), "seed {seed}: {named:?}");
+    }
+}
+
+/// The long-term normal pooled window by window equals the range of the same windows
+/// computed at once (while they fit in one half), and never holds more than `reach` of
+/// them once it rotates.
+#[test]
+fn the_long_term_normal_pools_as_a_range_of_its_windows_does() {
+    let all = windows(1, 160, Fault::Slow(1), 7);
+    let mut long = detector::LongNormal::default();
+    for w in &all[..60] {
+        long.add(w, 1_000_000);
+    }
+    let at_once = Range::of(all[..60].iter());
+    let after = Range::of(all[100..].iter());
+    let params = EvidenceParams::default();
+    let (a, b) = (
+        diagnose_ranges(&long.range(), &after, AT, &params),
+        diagnose_ranges(&at_once, &after, AT, &params),
+    );
+    assert_eq!(long.range().windows, at_once.windows);
+    assert_eq!(a.culprits.len(), b.culprits.len());
+    for (x, y) in a.culprits.iter().zip(&b.culprits) {
+        assert_eq!(x.service, y.service);
+        assert!(
+            (x.score - y.score).abs() <= 1e-9 * y.score.abs().max(1.0),
+            "{x:?} vs {y:?}"
+        );
+    }
+    // A reach of 40 s keeps between 20 and 40 of the last windows.
+    let mut rotating = detector::LongNormal::default();
+    for w in &all {
+        rotating.add(w, 40_000);
+        assert!(rotating.range().windows <= 40);
+    }
+    assert!(rotating.range().windows >= 20);
+}
