@@ -288,6 +288,48 @@ impl EvidenceDetector {
     }
 }
 
+/// The fault-free history a job running the detector over `windows` would have seen by
+/// `at`: the windows ending before the normal range of a diagnosis at `at` (`before_ms`)
+/// that were not part of a detection — its long-term normal and the older of the windows it
+/// still holds (the learned normal, if any, judges which moves were detections, as it would
+/// in the job). `None` when there are none.
+pub(super) fn history_before(
+    windows: &[WindowSnapshot],
+    at: u64,
+    learned: Option<&NormalProfile>,
+) -> Option<Range> {
+    let mut detector = EvidenceDetector::new(EvidenceDetectorConfig {
+        learned: LearnedNormal(learned.map(|n| Arc::new(n.clone()))),
+        ..EvidenceDetectorConfig::default()
+    });
+    // Windows older than the long-term normal could reach are left out: a long recording
+    // costs no more than a day of it.
+    let config = &detector.config;
+    let oldest = at.saturating_sub(config.long_normal_ms + config.before_ms + config.recent_ms);
+    for w in windows
+        .iter()
+        .skip_while(|w| w.window_end < oldest)
+        .take_while(|w| w.window_end <= at)
+    {
+        detector.observe(w);
+    }
+    let through = at.saturating_sub(detector.config.before_ms);
+    let held = detector
+        .normal
+        .iter()
+        .chain(
+            detector
+                .recent
+                .iter()
+                .filter(|(_, detected)| !detected)
+                .map(|(w, _)| w),
+        )
+        .filter(|w| w.window_end <= through);
+    let mut history = detector.long_normal.range();
+    history.absorb(&Range::of(held));
+    (history.windows > 0).then_some(history)
+}
+
 impl EvidenceDetector {
     /// The normal beyond the live windows: the learned one and the job's own long-term one,
     /// pooled; `None` when there is neither.

@@ -196,6 +196,10 @@ pub struct Diagnosis {
     /// `at` had a request, and the first `after_ms` of telemetry after it were examined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub examined_from: Option<EventTime>,
+    /// Of `windows_before`, those from earlier in the telemetry than the normal range: the
+    /// fault-free windows the `evidence` detector would have kept as its long-term normal.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub history_windows: usize,
     /// No move passed `min_z`: the culprits are the moves with z of at least half of it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub weak: bool,
@@ -453,7 +457,7 @@ pub fn baselines(
     params: &EvidenceParams,
     normal: Option<&NormalProfile>,
 ) -> Vec<(&'static str, Vec<String>)> {
-    let (before, after, _) = ranges_with_normal(windows, at, params, normal);
+    let (before, after, _, _) = ranges_with_normal(windows, at, params, normal);
     let ratio = |b: &BTreeMap<String, Pooled>, a: &BTreeMap<String, Pooled>| {
         let mut v: Vec<(String, f64)> = a
             .iter()
@@ -490,7 +494,7 @@ pub fn diagnose_with_normal(
     params: &EvidenceParams,
     normal: Option<&NormalProfile>,
 ) -> Diagnosis {
-    let (before, after, from) = ranges_with_normal(windows, at, params, normal);
+    let (before, after, from, history_windows) = ranges_with_normal(windows, at, params, normal);
     let mut d = diagnose_ranges(&before, &after, at, params);
     if d.culprits.is_empty() {
         // Nothing passed the bar: the strongest moves below it, said to be weak, rather
@@ -503,16 +507,22 @@ pub fn diagnose_with_normal(
         d.weak = !d.culprits.is_empty();
     }
     d.examined_from = (from != at).then_some(from);
+    d.history_windows = history_windows;
     d
 }
 
-/// [`ranges`], with a learned normal pooled into the normal range.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// [`ranges`], with a learned normal and the telemetry's own earlier history pooled into
+/// the normal range; the last is the number of windows of history.
 fn ranges_with_normal(
     windows: &[WindowSnapshot],
     at: EventTime,
     params: &EvidenceParams,
     normal: Option<&NormalProfile>,
-) -> (Range, Range, EventTime) {
+) -> (Range, Range, EventTime, usize) {
     let (mut before, after, from) = ranges(windows, at, params);
     // Pooled with the minutes before, not instead of them: those carry the current load
     // and deployment (on nezha-dev, pooling named 38 of 53 culprits first, the learned
@@ -520,7 +530,14 @@ fn ranges_with_normal(
     if let Some(normal) = normal {
         before.absorb(normal.range());
     }
-    (before, after, from)
+    // Everything fault-free before the normal range, as a job running the detector over the
+    // same telemetry would have kept it: a long recording needs no learned normal.
+    let history = detector::history_before(windows, at, normal);
+    let history_windows = history.as_ref().map_or(0, |h| h.windows);
+    if let Some(history) = history {
+        before.absorb(&history);
+    }
+    (before, after, from, history_windows)
 }
 
 /// [`diagnose`] with the normal and the examined windows given apart (`params`' ranges
@@ -792,6 +809,7 @@ fn diagnose_ranges(
         entry_ms: entry_before.zip(entry_after).map(|((_, b), (_, a))| (b, a)),
         culprits,
         examined_from: None,
+        history_windows: 0,
         weak: false,
     }
 }

@@ -1047,3 +1047,53 @@ fn the_long_term_normal_pools_as_a_range_of_its_windows_does() {
     }
     assert!(rotating.range().windows >= 20);
 }
+
+/// `augur diagnose --at` over a long recording takes the fault-free windows from earlier in
+/// it as normal, as a job would have kept them: traffic that resumes at the fault, five
+/// minutes after the earlier traffic, has no minutes before of its own, and the slow service
+/// is named with the earlier windows and not without.
+#[test]
+fn a_long_recording_is_its_own_normal() {
+    for seed in 1..=3 {
+        let earlier = windows(1, 90, Fault::None, seed + 10);
+        let incident = shifted(windows(AT / 1000 + 1, 160, Fault::Slow(1), seed), 300);
+        let at = AT + 300_000;
+        let alone = diagnose(&incident, at, &EvidenceParams::default());
+        assert!(
+            alone.culprits.is_empty(),
+            "seed {seed}: no normal, no answer: {alone:#?}"
+        );
+        let recording: Vec<WindowSnapshot> = earlier.into_iter().chain(incident).collect();
+        let d = diagnose(&recording, at, &EvidenceParams::default());
+        assert_eq!(top(&d), ("b", "cpu"), "seed {seed}: {d:#?}");
+        assert!(!d.weak, "seed {seed}: {d:#?}");
+        assert!(
+            d.history_windows >= 60,
+            "seed {seed}: {}",
+            d.history_windows
+        );
+    }
+}
+
+/// An earlier incident in the recording does not become normal: its windows were a
+/// detection, so they stay out of the history, and the same fault later is named again.
+#[test]
+fn an_earlier_incident_in_the_recording_is_not_normal() {
+    for seed in 1..=3 {
+        // b three times slower from 100 s to 160 s, then the same again 400 s later.
+        let earlier = windows(1, 160, Fault::Slow(1), seed + 10);
+        let later = shifted(windows(AT / 1000 - 25, 160, Fault::Slow(1), seed), 400);
+        let at = AT + 400_000;
+        let recording: Vec<WindowSnapshot> = earlier.into_iter().chain(later).collect();
+        let d = diagnose(&recording, at, &EvidenceParams::default());
+        assert_eq!(top(&d), ("b", "cpu"), "seed {seed}: {d:#?}");
+        assert!(!d.weak, "seed {seed}: {d:#?}");
+        // 100 fault-free windows, and at most the first few of the slow ones (before the
+        // move was significant in the recent range).
+        assert!(
+            d.history_windows <= 110,
+            "seed {seed}: the slow windows joined the history: {}",
+            d.history_windows
+        );
+    }
+}

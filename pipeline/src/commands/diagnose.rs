@@ -197,10 +197,18 @@ pub fn table(d: &Diagnosis, params: &EvidenceParams) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "diagnosis at {}: {} windows before (normal, {} s), {} after ({} s)",
+        "diagnosis at {}: {} windows before (normal, {} s{}), {} after ({} s)",
         augur_operators::decide::rfc3339(d.at),
         d.windows_before,
         params.before_ms / 1000,
+        if d.history_windows > 0 {
+            format!(
+                ", with {} fault-free windows from earlier in the telemetry",
+                d.history_windows
+            )
+        } else {
+            String::new()
+        },
         d.windows_after,
         params.after_ms / 1000
     );
