@@ -66,7 +66,7 @@ pub struct EvidenceDetectorConfig {
     pub long_normal_ms: u64,
     /// The learned normal (`normal-<name>.json` in `[diagnose] normal_dir`) a job judges
     /// moves against as well, with its log template miners. Default none: the windows
-    /// before are the only normal. `augur diagnose` and `augur eval --cases` pick one by
+    /// before and the long-term normal are the only normal. `augur diagnose` and `augur eval --cases` pick one by
     /// the services they see, whatever this says.
     pub normal: Option<String>,
     /// The learned normal itself, loaded by the job (not configured).

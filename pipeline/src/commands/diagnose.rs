@@ -106,7 +106,7 @@ pub fn replay_with_normal(
     let dir = &config.diagnose.normal_dir;
     let Some((path, normal, overlap)) = NormalProfile::find(dir, &services)? else {
         eprintln!(
-            "normal: none learned for these services in {} (augur train --model normal): the time before the moment is the only normal",
+            "normal: none learned for these services in {} (augur train --model normal): the normal is the telemetry's own, before the moment",
             dir.display()
         );
         return Ok(Replay {
