@@ -302,18 +302,19 @@ pub(super) fn history_before(
         learned: LearnedNormal(learned.map(|n| Arc::new(n.clone()))),
         ..EvidenceDetectorConfig::default()
     });
-    // Windows older than the long-term normal could reach are left out: a long recording
-    // costs no more than a day of it.
+    // A window is marked a detection (or not) when it is observed, so the windows up to
+    // the normal range are all it takes; older than the long-term normal could reach are
+    // left out: a long recording costs no more than a day of it.
     let config = &detector.config;
-    let oldest = at.saturating_sub(config.long_normal_ms + config.before_ms + config.recent_ms);
+    let through = at.saturating_sub(config.before_ms);
+    let oldest = through.saturating_sub(config.long_normal_ms + config.recent_ms);
     for w in windows
         .iter()
         .skip_while(|w| w.window_end < oldest)
-        .take_while(|w| w.window_end <= at)
+        .take_while(|w| w.window_end <= through)
     {
         detector.observe(w);
     }
-    let through = at.saturating_sub(detector.config.before_ms);
     let held = detector
         .normal
         .iter()
