@@ -236,8 +236,13 @@ impl EvidenceDetector {
         }
         // The learned normal and the job's own long-term one stand in for live windows not
         // yet seen; the recent range has to be full either way.
-        let reference = self.reference();
-        let reference_windows = reference.as_ref().map_or(0, |r| r.windows);
+        let reference_windows = self
+            .config
+            .learned
+            .0
+            .as_ref()
+            .map_or(0, |n| n.range().windows)
+            + self.long_normal.windows();
         // Full once the job has seen `recent_ms` of time, however sparse its windows (metrics
         // scraped once a minute give one window a minute).
         let started = *self
@@ -264,13 +269,14 @@ impl EvidenceDetector {
         if top.score < self.config.min_score {
             return None;
         }
-        let d = match reference
-            .as_ref()
-            .filter(|r| r.windows >= self.config.min_normal_windows)
-        {
+        // Built only for a move: pooling the learned normal every window would copy it.
+        let reference = (reference_windows >= self.config.min_normal_windows)
+            .then(|| self.reference())
+            .flatten();
+        let d = match reference {
             None => live,
             Some(reference) => {
-                let against_reference = diagnose_ranges(reference, &after, at, &params);
+                let against_reference = diagnose_ranges(&reference, &after, at, &params);
                 if !against_reference
                     .culprits
                     .iter()
@@ -279,7 +285,7 @@ impl EvidenceDetector {
                     return None;
                 }
                 let mut pooled = before;
-                pooled.absorb(reference);
+                pooled.absorb(&reference);
                 let d = diagnose_ranges(&pooled, &after, at, &params);
                 if d.culprits.is_empty() { live } else { d }
             }

@@ -447,17 +447,25 @@ fn examined_from(windows: &[WindowSnapshot], at: EventTime, params: &EvidencePar
     }
 }
 
-/// Simple rankings over the same ranges, for comparison: services by the ratio of their
-/// mean request latency after `at` to before (`latency`), of their mean self time
-/// (`self-time`), and by the z-score of their CPU utilisation (`cpu-zscore`); no
-/// significance test. Each list holds every service with data on both sides.
-pub fn baselines(
+/// [`diagnose_with_normal`], and simple rankings over the same ranges for comparison:
+/// services by the ratio of their mean request latency after `at` to before (`latency`), of
+/// their mean self time (`self-time`), and by the z-score of their CPU utilisation
+/// (`cpu-zscore`); no significance test. Each list holds every service with data on both
+/// sides.
+pub fn diagnose_with_baselines(
     windows: &[WindowSnapshot],
     at: EventTime,
     params: &EvidenceParams,
     normal: Option<&NormalProfile>,
-) -> Vec<(&'static str, Vec<String>)> {
-    let (before, after, _, _) = ranges_with_normal(windows, at, params, normal);
+) -> (Diagnosis, Vec<(&'static str, Vec<String>)>) {
+    let examined = ranges_with_normal(windows, at, params, normal);
+    (
+        diagnosis_of(&examined, at, params),
+        baselines(&examined.before, &examined.after),
+    )
+}
+
+fn baselines(before: &Range, after: &Range) -> Vec<(&'static str, Vec<String>)> {
     let ratio = |b: &BTreeMap<String, Pooled>, a: &BTreeMap<String, Pooled>| {
         let mut v: Vec<(String, f64)> = a
             .iter()
@@ -494,8 +502,18 @@ pub fn diagnose_with_normal(
     params: &EvidenceParams,
     normal: Option<&NormalProfile>,
 ) -> Diagnosis {
-    let (before, after, from, history_windows) = ranges_with_normal(windows, at, params, normal);
-    let mut d = diagnose_ranges(&before, &after, at, params);
+    diagnosis_of(&ranges_with_normal(windows, at, params, normal), at, params)
+}
+
+/// The diagnosis of `examined` at `at`: weak moves when none passes the bar.
+fn diagnosis_of(examined: &Examined, at: EventTime, params: &EvidenceParams) -> Diagnosis {
+    let Examined {
+        before,
+        after,
+        from,
+        history_windows,
+    } = examined;
+    let mut d = diagnose_ranges(before, after, at, params);
     if d.culprits.is_empty() {
         // Nothing passed the bar: the strongest moves below it, said to be weak, rather
         // than no answer.
@@ -503,11 +521,11 @@ pub fn diagnose_with_normal(
             min_z: params.min_z / 2.0,
             ..params.clone()
         };
-        d = diagnose_ranges(&before, &after, at, &relaxed);
+        d = diagnose_ranges(before, after, at, &relaxed);
         d.weak = !d.culprits.is_empty();
     }
-    d.examined_from = (from != at).then_some(from);
-    d.history_windows = history_windows;
+    d.examined_from = (*from != at).then_some(*from);
+    d.history_windows = *history_windows;
     d
 }
 
@@ -515,14 +533,24 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// The ranges a diagnosis compares: the normal (the windows before, a learned normal and
+/// the telemetry's own earlier history, pooled) and the examined windows from `from`.
+struct Examined {
+    before: Range,
+    after: Range,
+    from: EventTime,
+    /// Windows of earlier history in `before`.
+    history_windows: usize,
+}
+
 /// [`ranges`], with a learned normal and the telemetry's own earlier history pooled into
-/// the normal range; the last is the number of windows of history.
+/// the normal range.
 fn ranges_with_normal(
     windows: &[WindowSnapshot],
     at: EventTime,
     params: &EvidenceParams,
     normal: Option<&NormalProfile>,
-) -> (Range, Range, EventTime, usize) {
+) -> Examined {
     let (mut before, after, from) = ranges(windows, at, params);
     // Pooled with the minutes before, not instead of them: those carry the current load
     // and deployment (on nezha-dev, pooling named 38 of 53 culprits first, the learned
@@ -537,7 +565,12 @@ fn ranges_with_normal(
     if let Some(history) = history {
         before.absorb(&history);
     }
-    (before, after, from, history_windows)
+    Examined {
+        before,
+        after,
+        from,
+        history_windows,
+    }
 }
 
 /// [`diagnose`] with the normal and the examined windows given apart (`params`' ranges

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use augur_connectors::simulator::Labels;
-use augur_models::evidence::{baselines, diagnose_with_normal};
+use augur_models::evidence::diagnose_with_baselines;
 use augur_operators::AlertKind;
 use serde::Serialize;
 
@@ -92,7 +92,7 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
         let (windows, alerts, normal) = (replay.windows, replay.alerts, replay.normal);
         let mut case_results = Vec::new();
         for fault in &labels.faults {
-            let d = diagnose_with_normal(
+            let (d, baseline_rankings) = diagnose_with_baselines(
                 &windows,
                 fault.start_ms,
                 &config.diagnose,
@@ -116,14 +116,9 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
                 ),
             ];
             rankings.extend(
-                baselines(
-                    &windows,
-                    fault.start_ms,
-                    &config.diagnose,
-                    normal.as_deref(),
-                )
-                .into_iter()
-                .map(|(m, r)| (m.to_string(), r)),
+                baseline_rankings
+                    .into_iter()
+                    .map(|(m, r)| (m.to_string(), r)),
             );
             case_results.push(CaseResult {
                 alert_after_ms: first_alert.map(|a| a.window_end.saturating_sub(fault.start_ms)),
