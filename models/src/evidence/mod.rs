@@ -220,6 +220,10 @@ struct Range {
     requests: BTreeMap<String, f64>,
     #[serde(with = "as_pairs")]
     calls: BTreeMap<(String, String), f64>,
+    /// Per call edge: Σ over windows of calls² / the caller's requests, for the spread of
+    /// calls per request between windows ([`Range::dispersion`]).
+    #[serde(with = "as_pairs", default)]
+    calls_sq: BTreeMap<(String, String), f64>,
     #[serde(with = "as_pairs")]
     gap: BTreeMap<(String, String), Pooled>,
     #[serde(with = "as_pairs")]
@@ -296,6 +300,7 @@ impl Range {
         shares(&mut self.errors, &other.errors);
         counts(&mut self.requests, &other.requests);
         counts(&mut self.calls, &other.calls);
+        counts(&mut self.calls_sq, &other.calls_sq);
         counts(&mut self.transitions, &other.transitions);
         pooled(&mut self.gap, &other.gap);
         pooled(&mut self.client, &other.client);
@@ -315,6 +320,27 @@ impl Range {
         self.windows += other.windows;
     }
 
+    /// How much more calls per request on `edge` vary between windows than independent
+    /// requests would (Pearson's χ² over the windows / degrees of freedom; at least 1):
+    /// requests come in clusters (a search fans out to every train it lists, each calling
+    /// the same callee), and a share moves by whole clusters. 1 with fewer than 3 windows.
+    fn dispersion(&self, edge: &(String, String), binomial: bool) -> f64 {
+        let (Some(&c), Some(&n), Some(&sq)) = (
+            self.calls.get(edge),
+            self.requests.get(&edge.0),
+            self.calls_sq.get(edge),
+        ) else {
+            return 1.0;
+        };
+        let windows = self.self_time.get(&edge.0).map_or(0.0, |p| p.windows());
+        let r = c / n;
+        let var = if binomial { r * (1.0 - r) } else { r };
+        if windows < 3.0 || var <= 0.0 {
+            return 1.0;
+        }
+        ((sq - r * c) / (var * (windows - 1.0))).max(1.0)
+    }
+
     /// Services seen in any signal.
     fn services(&self) -> std::collections::BTreeSet<&str> {
         self.requests
@@ -332,7 +358,18 @@ impl Range {
         let mut r = Range::default();
         for w in windows {
             let mut out_client: BTreeMap<&str, f64> = BTreeMap::new();
+            let requests: BTreeMap<&str, f64> = w
+                .services
+                .iter()
+                .filter(|s| s.requests > 0)
+                .map(|s| (s.service.as_str(), s.requests as f64))
+                .collect();
             for e in &w.edges {
+                if let Some(n) = requests.get(e.caller.as_str()) {
+                    *r.calls_sq
+                        .entry((e.caller.clone(), e.callee.clone()))
+                        .or_default() += (e.calls as f64).powi(2) / n;
+                }
                 *out_client.entry(e.caller.as_str()).or_default() += e.client_total_ms;
                 *r.calls
                     .entry((e.caller.clone(), e.callee.clone()))
@@ -702,8 +739,19 @@ fn diagnose_ranges(
         let cb = before.calls.get(edge).copied().unwrap_or(0.0);
         let ca = after.calls.get(edge).copied().unwrap_or(0.0);
         // At most one call per request: the share of requests making it; else a count.
-        let change = if cb <= nb && ca <= na {
-            stats::proportion_change(Signal::CallPattern, &edge.1, (cb, nb), (ca, na), 0.1, z_min)
+        let binomial = cb <= nb && ca <= na;
+        // Requests that come in clusters move the share by whole clusters: the bar rises
+        // with the normal's own spread between windows.
+        let spread = before.dispersion(edge, binomial).sqrt();
+        let change = if binomial {
+            stats::proportion_change(
+                Signal::CallPattern,
+                &edge.1,
+                (cb, nb),
+                (ca, na),
+                0.1,
+                z_min * spread,
+            )
         } else {
             stats::count_change(
                 Signal::CallPattern,
@@ -712,7 +760,7 @@ fn diagnose_ranges(
                 (ca, na),
                 0.0,
                 0.1,
-                z_min,
+                z_min * spread,
             )
         };
         if let Some(ev) = change {

@@ -74,7 +74,7 @@ impl Pooled {
         self.n
     }
 
-    fn windows(&self) -> f64 {
+    pub(super) fn windows(&self) -> f64 {
         self.windows
     }
 

@@ -1097,3 +1097,81 @@ fn an_earlier_incident_in_the_recording_is_not_normal() {
         );
     }
 }
+
+/// A window of service `s` serving 4 requests, `calls` of which call `x`.
+fn fan_out_window(end: u64, calls: u64) -> WindowSnapshot {
+    let service = |name: &str, requests: u64| ServiceFeatures {
+        window_end: end,
+        service: name.into(),
+        requests,
+        errors: 0,
+        latency_ms: [5.0; 5],
+        outstanding: 5.0 * requests as f64 / 1000.0,
+        replicas: 1,
+        usage: [[0.0; 4]; 5],
+        in_flight: 0.0,
+        version: None,
+    };
+    let mut services = vec![service("s", 4)];
+    let mut edges = Vec::new();
+    if calls > 0 {
+        services.push(service("x", calls));
+        edges.push(EdgeFeatures {
+            window_end: end,
+            caller: "s".into(),
+            callee: "x".into(),
+            calls,
+            errors: 0,
+            client_ms: [6.0; 5],
+            server_ms: [5.0; 5],
+            gap_ms: [1.0; 5],
+            parallel: Default::default(),
+            client_total_ms: 6.0 * calls as f64,
+            gap_total_ms: calls as f64,
+            gap_calls: calls,
+        });
+    }
+    WindowSnapshot {
+        window_end: end,
+        window_ms: 1000,
+        services,
+        edges,
+        ..WindowSnapshot::default()
+    }
+}
+
+/// Half of `s`'s requests call `x`, as whole windows (all four or none: a search that
+/// fans out to every item it lists) or spread evenly (two in every window); then ten
+/// windows make no call. The share's fall is a move only where the normal's requests were
+/// independent: against clustered ones, ten empty windows in a row are a 1-in-1000 run,
+/// not a 1-in-10^9 one (the binomial test takes 40 requests, not 10 clusters).
+#[test]
+fn a_share_that_moves_by_whole_clusters_is_judged_by_its_clusters() {
+    let mut rng = Lcg(5);
+    let clustered: Vec<u64> = (0..100)
+        .map(|_| if rng.noise(1.0) > 1.0 { 4 } else { 0 })
+        .collect();
+    assert!((40..=60).contains(&clustered.iter().filter(|&&c| c == 4).count()));
+    for (normal, expect_move) in [(clustered, false), (vec![2; 100], true)] {
+        let windows: Vec<WindowSnapshot> = normal
+            .iter()
+            .chain(std::iter::repeat_n(&0, 10))
+            .enumerate()
+            .map(|(k, &calls)| fan_out_window(1000 * (k as u64 + 1), calls))
+            .collect();
+        let d = diagnose(
+            &windows,
+            100_000,
+            &EvidenceParams {
+                min_z: 4.0,
+                ..EvidenceParams::default()
+            },
+        );
+        // A weak answer (no move passed the bar) lists moves of half of it.
+        let moved = !d.weak
+            && d.culprits.iter().any(|c| {
+                c.service == "s" && c.evidence.iter().any(|e| e.signal == Signal::CallPattern)
+            });
+        assert_eq!(moved, expect_move, "{d:#?}");
+    }
+}
