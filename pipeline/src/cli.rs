@@ -341,6 +341,11 @@ pub struct EvalArgs {
     /// baselines on the same windows.
     #[arg(long, conflicts_with_all = ["input", "brokers", "closed_loop", "simulate"])]
     pub cases: Option<PathBuf>,
+    /// With --cases: diagnose each fault this long after its labelled start, as a person
+    /// who noticed it late would ask (`30s`, `1m`; the first alerts are unaffected).
+    /// Default 0.
+    #[arg(long, requires = "cases", value_parser = humantime::parse_duration)]
+    pub late: Option<std::time::Duration>,
     #[command(flatten)]
     pub topics: TopicInput,
     /// With --brokers: the labels file (default: the last message of `--labels-topic`).
@@ -500,6 +505,10 @@ pub struct EvalCasesArgs {
     /// Every directory under this one that holds a `labels.json` and recorded files is a
     /// case.
     pub dir: PathBuf,
+    /// Diagnose each fault this long after its labelled start, as a person who noticed it
+    /// late would ask (`30s`, `1m`; the first alerts are unaffected). Default 0.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub late: Option<std::time::Duration>,
 }
 
 impl EvalArgs {
@@ -520,6 +529,7 @@ impl EvalArgs {
             job: common.job.clone(),
             input: None,
             cases: None,
+            late: None,
             topics: TopicInput {
                 brokers: None,
                 topic: None,
@@ -568,7 +578,10 @@ impl EvalArgs {
                 args.detector = l.detector.map(|kind| DetectorList(vec![kind]));
                 args.report = l.report.clone();
             }
-            EvalCommand::Cases(c) => args.cases = Some(c.dir.clone()),
+            EvalCommand::Cases(c) => {
+                args.cases = Some(c.dir.clone());
+                args.late = c.late;
+            }
         }
         args
     }

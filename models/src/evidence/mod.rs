@@ -41,6 +41,7 @@
 
 mod detector;
 mod normal;
+mod onset;
 mod repair;
 mod stats;
 
@@ -75,6 +76,11 @@ pub struct EvidenceParams {
     /// all: `self_time`, `network`, `errors`, `call_pattern`, `cpu`, `log_errors`,
     /// `log_template`, `log_flow`, `traffic`, `memory`, `disk`.
     pub signals: Vec<Signal>,
+    /// Diagnose a departure under way at the moment asked from where it began (found by
+    /// the `evidence` detector run over the telemetry before it; see `onset`), when it had
+    /// lasted at least the detector's recent range. `false`: the normal always ends at the
+    /// moment asked. Default true.
+    pub follow_onset: bool,
 }
 
 impl Default for EvidenceParams {
@@ -86,6 +92,7 @@ impl Default for EvidenceParams {
             max_culprits: 5,
             normal_dir: std::path::PathBuf::from("models/normals"),
             signals: Signal::ALL.to_vec(),
+            follow_onset: true,
         }
     }
 }
@@ -203,6 +210,11 @@ pub struct Diagnosis {
     /// No move passed `min_z`: the culprits are the moves with z of at least half of it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub weak: bool,
+    /// Where the diagnosis was made instead of `at`: a departure from the normal was under
+    /// way at `at` and had begun here (the normal range ends here, the examined range
+    /// starts here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onset: Option<EventTime>,
 }
 
 /// Per service, its signals over one range of windows. Maps are stored as lists of
@@ -547,6 +559,7 @@ fn diagnosis_of(examined: &Examined, at: EventTime, params: &EvidenceParams) -> 
     let Examined {
         before,
         after,
+        at: onset,
         from,
         history_windows,
     } = examined;
@@ -561,7 +574,8 @@ fn diagnosis_of(examined: &Examined, at: EventTime, params: &EvidenceParams) -> 
         d = diagnose_ranges(before, after, at, &relaxed);
         d.weak = !d.culprits.is_empty();
     }
-    d.examined_from = (*from != at).then_some(*from);
+    d.onset = (*onset != at).then_some(*onset);
+    d.examined_from = (from != onset).then_some(*from);
     d.history_windows = *history_windows;
     d
 }
@@ -575,19 +589,31 @@ fn is_zero(n: &usize) -> bool {
 struct Examined {
     before: Range,
     after: Range,
+    /// Where the normal ends: the moment asked about, or the onset of a departure under
+    /// way at it.
+    at: EventTime,
     from: EventTime,
     /// Windows of earlier history in `before`.
     history_windows: usize,
 }
 
 /// [`ranges`], with a learned normal and the telemetry's own earlier history pooled into
-/// the normal range.
+/// the normal range, from the onset of a departure under way at `at` if there is one
+/// ([`onset::onset`]).
 fn ranges_with_normal(
     windows: &[WindowSnapshot],
     at: EventTime,
     params: &EvidenceParams,
     normal: Option<&NormalProfile>,
 ) -> Examined {
+    // Everything fault-free before the normal range, as a job running the detector over the
+    // same telemetry would have kept it: a long recording needs no learned normal.
+    let pass = detector::pass(windows, at, normal);
+    let (at, history) = params
+        .follow_onset
+        .then(|| onset::onset(windows, at, params, normal, &pass.moves))
+        .flatten()
+        .unwrap_or((at, pass.history));
     let (mut before, after, from) = ranges(windows, at, params);
     // Pooled with the minutes before, not instead of them: those carry the current load
     // and deployment (on nezha-dev, pooling named 38 of 53 culprits first, the learned
@@ -595,9 +621,6 @@ fn ranges_with_normal(
     if let Some(normal) = normal {
         before.absorb(normal.range());
     }
-    // Everything fault-free before the normal range, as a job running the detector over the
-    // same telemetry would have kept it: a long recording needs no learned normal.
-    let history = detector::history_before(windows, at, normal);
     let history_windows = history.as_ref().map_or(0, |h| h.windows);
     if let Some(history) = history {
         before.absorb(&history);
@@ -605,6 +628,7 @@ fn ranges_with_normal(
     Examined {
         before,
         after,
+        at,
         from,
         history_windows,
     }
@@ -892,6 +916,7 @@ fn diagnose_ranges(
         examined_from: None,
         history_windows: 0,
         weak: false,
+        onset: None,
     }
 }
 

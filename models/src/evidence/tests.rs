@@ -1175,3 +1175,59 @@ fn a_share_that_moves_by_whole_clusters_is_judged_by_its_clusters() {
         assert_eq!(moved, expect_move, "{d:#?}");
     }
 }
+
+/// `b`'s own time × 3 (8 → 24 ms) from `AT` on; asked 40 s later, the minutes before
+/// hold the slowdown's first 40 s. The detector, run over the telemetry, was following
+/// the departure since it began: the diagnosis is made there, against a normal without
+/// the fault. With the onset left alone, the normal is a third slow and the move half as
+/// large.
+#[test]
+fn a_departure_under_way_is_diagnosed_from_where_it_began() {
+    let own_b = |d: &Diagnosis| {
+        d.culprits
+            .iter()
+            .find(|c| c.service == "b")
+            .and_then(|c| c.evidence.iter().find(|e| e.signal == Signal::SelfTime))
+            .map_or((f64::NAN, f64::NAN), |e| (e.before, e.score))
+    };
+    for seed in 1..=3 {
+        let windows = windows(1, 160, Fault::Slow(1), seed);
+        let late = AT + 40_000;
+        let d = diagnose(&windows, late, &EvidenceParams::default());
+        let onset = d.onset.unwrap_or(late);
+        let (normal, score) = own_b(&d);
+        assert!(
+            onset.abs_diff(AT) <= 3_000 && top(&d) == ("b", "cpu") && normal < 9.0 && score > 1.5,
+            "seed {seed}: onset {onset}: {d:#?}"
+        );
+        let exact = diagnose(
+            &windows,
+            late,
+            &EvidenceParams {
+                follow_onset: false,
+                ..EvidenceParams::default()
+            },
+        );
+        let (normal, score) = own_b(&exact);
+        assert!(
+            exact.onset.is_none() && normal > 11.0 && score < 1.2,
+            "seed {seed}: {exact:#?}"
+        );
+    }
+}
+
+/// Asked at the start of a fault, or before anything departs, the moment is kept.
+#[test]
+fn a_moment_at_a_departures_start_is_kept() {
+    for seed in 1..=3 {
+        let windows = windows(1, 160, Fault::Slow(1), seed);
+        for at in [AT, AT - 30_000] {
+            let d = diagnose(&windows, at, &EvidenceParams::default());
+            assert_eq!(d.onset, None, "seed {seed}, at {at}: {d:#?}");
+        }
+        assert_eq!(
+            top(&diagnose(&windows, AT, &EvidenceParams::default())),
+            ("b", "cpu")
+        );
+    }
+}

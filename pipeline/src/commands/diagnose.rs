@@ -212,6 +212,14 @@ pub fn table(d: &Diagnosis, params: &EvidenceParams) -> String {
         d.windows_after,
         params.after_ms / 1000
     );
+    if let Some(onset) = d.onset {
+        let _ = writeln!(
+            out,
+            "a departure from the normal was under way: it began at {} ({} s before), so the normal ends and the examined range starts there",
+            augur_operators::decide::rfc3339(onset),
+            d.at.saturating_sub(onset) / 1000
+        );
+    }
     if let Some(from) = d.examined_from {
         let _ = writeln!(
             out,
@@ -219,7 +227,7 @@ pub fn table(d: &Diagnosis, params: &EvidenceParams) -> String {
             params.after_ms / 1000,
             params.after_ms / 1000,
             augur_operators::decide::rfc3339(from),
-            from.saturating_sub(d.at) / 1000
+            from.saturating_sub(d.onset.unwrap_or(d.at)) / 1000
         );
     }
     if let Some((before, after)) = d.entry_ms {

@@ -34,7 +34,14 @@ pub struct CaseResult {
     pub app: String,
     pub kind: String,
     pub service: String,
+    /// The fault's labelled start.
     pub at_ms: u64,
+    /// Where `diagnose` was asked, when not at the start (`--late`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asked_ms: Option<u64>,
+    /// Where `diagnose` found the departure under way at the moment asked had begun.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onset_ms: Option<u64>,
     /// Per method, the faulty service's rank (1 = first), `None` when not ranked.
     pub ranks: BTreeMap<String, Option<usize>>,
     /// Per method, its first five services.
@@ -70,6 +77,7 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
             dir.display()
         );
     }
+    let late_ms = args.late.map_or(0, |d| d.as_millis() as u64);
     let mut results = Vec::new();
     for (i, case) in dirs.iter().enumerate() {
         let name = case.strip_prefix(dir).unwrap_or(case).display().to_string();
@@ -94,7 +102,7 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
         for fault in &labels.faults {
             let (d, baseline_rankings) = diagnose_with_baselines(
                 &windows,
-                fault.start_ms,
+                fault.start_ms + late_ms,
                 &config.diagnose,
                 normal.as_deref(),
             );
@@ -132,6 +140,8 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
                 kind: fault.kind.clone(),
                 service: fault.service.clone(),
                 at_ms: fault.start_ms,
+                asked_ms: (late_ms > 0).then_some(fault.start_ms + late_ms),
+                onset_ms: d.onset,
                 ranks: rankings
                     .iter()
                     .map(|(m, r)| {
@@ -271,6 +281,8 @@ mod tests {
             kind: kind.into(),
             service: "s".into(),
             at_ms: 0,
+            asked_ms: None,
+            onset_ms: None,
             ranks: [(DIAGNOSE.to_string(), rank)].into_iter().collect(),
             top: [(
                 DIAGNOSE.to_string(),
