@@ -1,12 +1,13 @@
 //! Diagnosis time of the training-free `evidence` method: one `augur diagnose --at` (the
-//! diagnosis of 180 windows: 2 minutes of normal and 1 minute after; and the same after 10
+//! diagnosis of 180 windows: 2 minutes of normal and 1 minute after; the same after 10
 //! minutes of earlier telemetry, which the diagnosis reads as the detector would to pool its
-//! fault-free history) and one window of the `evidence` detector, on a synthetic 30-service
+//! fault-free history; and one asked a minute into a departure, whose onset it searches)
+//! and one window of the `evidence` detector, on a synthetic 30-service
 //! application (a tree of calls, logs with 5 templates per service, a CPU metric), at low and
 //! high traffic.
 //!
 //! `cargo bench --bench evidence`: 20 warm-up runs, then the median and p99 of 200 (2 and 10
-//! for the diagnosis with history).
+//! for the diagnoses with history or a departure).
 //! The replay that produces the windows is measured by the `pipeline` bench.
 
 mod common;
@@ -134,6 +135,27 @@ fn main() {
         });
         println!(
             "diagnose --at after 10 min of earlier telemetry (780 windows), {requests} requests/s at the root: p50 {p50:.3} ms, p99 {p99:.3} ms"
+        );
+        // Service 5's own time × 3 from 150 s on, asked about 60 s later: the detector's
+        // pass finds the departure and the onset is searched.
+        let incident: Vec<WindowSnapshot> = (1..=240)
+            .map(|k| {
+                let mut w = window(k * 1000, requests, k);
+                if k > 150
+                    && let Some(s) = w.services.get_mut(5)
+                {
+                    s.outstanding *= 3.0;
+                }
+                w
+            })
+            .collect();
+        let onset = diagnose(&incident, 210_000, &params).onset;
+        let (p50, p99) = time_n(2, 10, || {
+            std::hint::black_box(diagnose(&incident, 210_000, &params));
+        });
+        println!(
+            "diagnose --at 60 s into a departure (240 windows; onset found {} s before), {requests} requests/s at the root: p50 {p50:.3} ms, p99 {p99:.3} ms",
+            onset.map_or(0, |o| (210_000 - o) / 1000)
         );
         let learned = NormalProfile::learn("bench", &windows, &Default::default())
             .map(|n| LearnedNormal(Some(std::sync::Arc::new(n))))

@@ -368,6 +368,9 @@ impl Range {
 
     fn of<'a>(windows: impl Iterator<Item = &'a WindowSnapshot>) -> Range {
         let mut r = Range::default();
+        // Counts per edge, keyed by the windows' own names until the end (no copies per
+        // window).
+        let mut calls: BTreeMap<(&str, &str), (f64, f64)> = BTreeMap::new();
         for w in windows {
             let mut out_client: BTreeMap<&str, f64> = BTreeMap::new();
             let requests: BTreeMap<&str, f64> = w
@@ -377,15 +380,14 @@ impl Range {
                 .map(|s| (s.service.as_str(), s.requests as f64))
                 .collect();
             for e in &w.edges {
+                let count = calls
+                    .entry((e.caller.as_str(), e.callee.as_str()))
+                    .or_default();
+                count.0 += e.calls as f64;
                 if let Some(n) = requests.get(e.caller.as_str()) {
-                    *r.calls_sq
-                        .entry((e.caller.clone(), e.callee.clone()))
-                        .or_default() += (e.calls as f64).powi(2) / n;
+                    count.1 += (e.calls as f64).powi(2) / n;
                 }
                 *out_client.entry(e.caller.as_str()).or_default() += e.client_total_ms;
-                *r.calls
-                    .entry((e.caller.clone(), e.callee.clone()))
-                    .or_default() += e.calls as f64;
                 r.client
                     .entry((e.caller.clone(), e.callee.clone()))
                     .or_default()
@@ -452,6 +454,13 @@ impl Range {
                 *r.requests.entry(s.service.clone()).or_default() += n;
             }
             r.windows += usize::from(any);
+        }
+        for ((caller, callee), (n, sq)) in calls {
+            let edge = (caller.to_string(), callee.to_string());
+            if sq > 0.0 {
+                r.calls_sq.insert(edge.clone(), sq);
+            }
+            r.calls.insert(edge, n);
         }
         r
     }
