@@ -353,6 +353,34 @@ impl Range {
         ((sq - r * c) / (var * (windows - 1.0))).max(1.0)
     }
 
+    /// Replaces `service`'s log records, templates and log flow with `other`'s.
+    fn logs_from(&mut self, other: &Range, service: &str) {
+        match other.logs.get(service) {
+            Some(&counts) => {
+                self.logs.insert(service.to_string(), counts);
+            }
+            None => {
+                self.logs.remove(service);
+            }
+        }
+        self.templates.retain(|(s, _), _| s != service);
+        self.templates.extend(
+            other
+                .templates
+                .iter()
+                .filter(|((s, _), _)| s == service)
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        self.transitions.retain(|(s, _, _), _| s != service);
+        self.transitions.extend(
+            other
+                .transitions
+                .iter()
+                .filter(|((s, _, _), _)| s == service)
+                .map(|(k, v)| (k.clone(), *v)),
+        );
+    }
+
     /// Services seen in any signal.
     fn services(&self) -> std::collections::BTreeSet<&str> {
         self.requests
@@ -627,12 +655,22 @@ fn ranges_with_normal(
     // Pooled with the minutes before, not instead of them: those carry the current load
     // and deployment (on nezha-dev, pooling named 38 of 53 culprits first, the learned
     // normal alone 36, the minutes before alone 27).
+    let standing = normal.map_or_else(Vec::new, |n| {
+        failing_already(n.range(), &before, at, params)
+    });
     if let Some(normal) = normal {
         before.absorb(normal.range());
     }
     let history_windows = history.as_ref().map_or(0, |h| h.windows);
     if let Some(history) = history {
         before.absorb(&history);
+    }
+    // A service already failing in the minutes before: its failure is not its normal, its
+    // logs are judged against the learned normal alone.
+    if let Some(normal) = normal {
+        for service in &standing {
+            before.logs_from(normal.range(), service);
+        }
     }
     Examined {
         before,
@@ -641,6 +679,28 @@ fn ranges_with_normal(
         from,
         history_windows,
     }
+}
+
+/// Services whose share of error log records in `live` (the minutes before a moment) rose
+/// significantly against the learned normal: failing before the moment, as an injected
+/// defect that outlives its first incident, or an incident asked about well after it began.
+/// Pooled into the normal, their failure would hide a failure that goes on.
+fn failing_already(
+    learned: &Range,
+    live: &Range,
+    at: EventTime,
+    params: &EvidenceParams,
+) -> Vec<String> {
+    diagnose_ranges(learned, live, at, params)
+        .culprits
+        .into_iter()
+        .filter(|c| {
+            c.evidence
+                .iter()
+                .any(|e| e.signal == Signal::LogErrors && e.z > 0.0)
+        })
+        .map(|c| c.service)
+        .collect()
 }
 
 /// [`diagnose`] with the normal and the examined windows given apart (`params`' ranges

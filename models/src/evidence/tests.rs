@@ -1231,3 +1231,23 @@ fn a_moment_at_a_departures_start_is_kept() {
         );
     }
 }
+
+/// `b` logs an error line in every third request from before the telemetry begins (a
+/// defect injected earlier that never stopped): the minutes before the moment hold the
+/// failure too, so against them nothing moved. Against the learned normal, where `b`
+/// writes no error, `b` was already failing: its logs are judged against the learned
+/// normal alone, and it is named.
+#[test]
+fn a_service_failing_before_the_moment_is_judged_against_the_learned_normal() {
+    for seed in 1..=3 {
+        let normal = learned(1, 40, Fault::None, seed);
+        let failing = windows(AT / 1000 + 1, AT / 1000 + 160, Fault::ErrorLogs(1), seed);
+        let at = AT + 100_000;
+        let d = diagnose_with_normal(&failing, at, &EvidenceParams::default(), Some(&normal));
+        let b = d.culprits.first().filter(|c| c.service == "b");
+        assert!(
+            !d.weak && b.is_some_and(|c| c.evidence.iter().any(|e| e.signal == Signal::LogErrors)),
+            "seed {seed}: {d:#?}"
+        );
+    }
+}
