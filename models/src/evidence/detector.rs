@@ -294,82 +294,62 @@ impl EvidenceDetector {
     }
 }
 
-/// What a job running the detector over `windows` up to `at` would have seen.
-pub(super) struct Pass {
-    /// The fault-free history by `at`: the windows ending before the normal range of a
-    /// diagnosis at `at` (`before_ms`) that were not part of a detection — its long-term
-    /// normal and the older of the windows it still holds (the learned normal, if any,
-    /// judges which moves were detections, as it would in the job). `None` when there are
-    /// none.
-    pub(super) history: Option<Range>,
-    /// Every window observed, in order: its end, and whether the detector found a move in
-    /// it (pending or a detection).
-    pub(super) moves: Vec<(u64, bool)>,
+/// Which of `windows` a job running the detector over them up to `at` would have found a
+/// move in (pending or a detection), with the learned normal, if any: per window from
+/// `from` on, in order. Windows older than a diagnosis at `at` could take as history are
+/// not observed: a long recording costs no more than a day of it.
+pub(super) struct Moves {
+    pub(super) from: usize,
+    pub(super) moving: Vec<bool>,
 }
 
-/// Runs the detector over `windows` up to `at`, as a job would have (with the learned
-/// normal, if any); see [`Pass`]. Windows older than the long-term normal could reach
-/// are left out: a long recording costs no more than a day of it.
-pub(super) fn pass(windows: &[WindowSnapshot], at: u64, learned: Option<&NormalProfile>) -> Pass {
+pub(super) fn moves(windows: &[WindowSnapshot], at: u64, learned: Option<&NormalProfile>) -> Moves {
     let mut detector = EvidenceDetector::new(EvidenceDetectorConfig {
         learned: LearnedNormal(learned.map(|n| Arc::new(n.clone()))),
         ..EvidenceDetectorConfig::default()
     });
     let config = &detector.config;
-    let through = at.saturating_sub(config.before_ms);
-    let oldest = through.saturating_sub(config.long_normal_ms + config.recent_ms);
-    let mut history = None;
-    let mut moves = Vec::new();
-    for w in windows
+    let oldest = at.saturating_sub(config.before_ms + config.long_normal_ms + config.recent_ms);
+    let from = windows.partition_point(|w| w.window_end < oldest);
+    let to = windows.partition_point(|w| w.window_end <= at);
+    let moving = windows[from..to.max(from)]
         .iter()
-        .skip_while(|w| w.window_end < oldest)
-        .take_while(|w| w.window_end <= at)
-    {
-        // A window is marked a detection (or not) when it is observed, so the history is
-        // complete once the windows up to the normal range are.
-        if w.window_end > through && history.is_none() {
-            history = Some(detector.history(through));
-        }
-        detector.observe(w);
-        moves.push((
-            w.window_end,
-            detector.recent.back().is_some_and(|(_, m)| *m),
-        ));
-    }
-    Pass {
-        history: history.unwrap_or_else(|| detector.history(through)),
-        moves,
-    }
+        .map(|w| {
+            detector.observe(w);
+            // A window is marked when it is observed, never after.
+            detector.recent.back().is_some_and(|(_, m)| *m)
+        })
+        .collect();
+    Moves { from, moving }
 }
 
-/// [`Pass::history`] alone (the windows after the normal range are not observed).
-pub(super) fn history_before(
-    windows: &[WindowSnapshot],
-    at: u64,
-    learned: Option<&NormalProfile>,
-) -> Option<Range> {
-    let through = at.saturating_sub(EvidenceDetectorConfig::default().before_ms);
-    let end = windows.partition_point(|w| w.window_end <= through);
-    pass(&windows[..end], at, learned).history
-}
-
-impl EvidenceDetector {
-    /// The fault-free windows it holds ending by `through`, pooled with its long-term
-    /// normal; `None` when there are none.
-    fn history(&self, through: u64) -> Option<Range> {
-        let held = self
-            .normal
+impl Moves {
+    /// The fault-free history of a diagnosis at `at`: the windows ending before its normal
+    /// range (`before_ms`), back to `long_normal_ms` before that, in which the detector
+    /// found no move — what its long-term normal and the windows it held had kept, its
+    /// detections left out. `None` when there are none.
+    pub(super) fn history(&self, windows: &[WindowSnapshot], at: u64) -> Option<Range> {
+        let config = EvidenceDetectorConfig::default();
+        let through = at.saturating_sub(config.before_ms);
+        let oldest = through.saturating_sub(config.long_normal_ms + config.recent_ms);
+        let kept = windows[self.from..]
             .iter()
-            .chain(
-                self.recent
-                    .iter()
-                    .filter(|(_, detected)| !detected)
-                    .map(|(w, _)| w),
-            )
-            .filter(|w| w.window_end <= through);
-        let mut history = self.long_normal.range();
-        history.absorb(&Range::of(held));
+            .zip(&self.moving)
+            .filter(|(w, moving)| !**moving && w.window_end >= oldest && w.window_end <= through)
+            .map(|(w, _)| w);
+        let history = Range::of(kept);
         (history.windows > 0).then_some(history)
+    }
+
+    /// Per window observed, its end and whether it was part of a move.
+    pub(super) fn ends<'a>(
+        &'a self,
+        windows: &'a [WindowSnapshot],
+    ) -> impl DoubleEndedIterator<Item = (u64, bool)> + 'a {
+        windows[self.from..]
+            .iter()
+            .zip(&self.moving)
+            .map(|(w, m)| (w.window_end, *m))
     }
 }
 

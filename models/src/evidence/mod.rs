@@ -643,63 +643,72 @@ fn ranges_with_normal(
     params: &EvidenceParams,
     normal: Option<&NormalProfile>,
 ) -> Examined {
-    // Everything fault-free before the normal range, as a job running the detector over the
-    // same telemetry would have kept it: a long recording needs no learned normal.
-    let pass = detector::pass(windows, at, normal);
-    let (at, history) = params
+    // The detector run over the telemetry as a job would have: what it kept as normal is
+    // the history (a long recording needs no learned normal), and what it was following at
+    // `at` a departure under way.
+    let moves = detector::moves(windows, at, normal);
+    let at = params
         .follow_onset
-        .then(|| onset::onset(windows, at, params, normal, &pass.moves))
+        .then(|| onset::onset(windows, at, params, normal, &moves))
         .flatten()
-        .unwrap_or((at, pass.history));
-    let (mut before, after, from) = ranges(windows, at, params);
-    // Pooled with the minutes before, not instead of them: those carry the current load
-    // and deployment (on nezha-dev, pooling named 38 of 53 culprits first, the learned
-    // normal alone 36, the minutes before alone 27).
-    let standing = normal.map_or_else(Vec::new, |n| {
-        failing_already(n.range(), &before, at, params)
-    });
-    if let Some(normal) = normal {
-        before.absorb(normal.range());
-    }
-    let history_windows = history.as_ref().map_or(0, |h| h.windows);
-    if let Some(history) = history {
-        before.absorb(&history);
-    }
-    // A service already failing in the minutes before: its failure is not its normal, its
-    // logs are judged against the learned normal alone.
-    if let Some(normal) = normal {
-        for service in &standing {
-            before.logs_from(normal.range(), service);
-        }
-    }
+        .unwrap_or(at);
+    let history = moves.history(windows, at);
+    let (before, after, from) = pooled_ranges(windows, at, params, normal, history.as_ref());
     Examined {
         before,
         after,
         at,
         from,
-        history_windows,
+        history_windows: history.as_ref().map_or(0, |h| h.windows),
     }
 }
 
-/// Services whose share of error log records in `live` (the minutes before a moment) rose
-/// significantly against the learned normal: failing before the moment, as an injected
-/// defect that outlives its first incident, or an incident asked about well after it began.
-/// Pooled into the normal, their failure would hide a failure that goes on.
-fn failing_already(
-    learned: &Range,
-    live: &Range,
+/// [`ranges`] at `at`, the normal range pooled with the learned normal and `history`; a
+/// service already failing in the minutes before ([`failing_already`]) keeps the learned
+/// normal alone as the normal of its logs.
+fn pooled_ranges(
+    windows: &[WindowSnapshot],
     at: EventTime,
     params: &EvidenceParams,
-) -> Vec<String> {
-    diagnose_ranges(learned, live, at, params)
-        .culprits
-        .into_iter()
-        .filter(|c| {
-            c.evidence
-                .iter()
-                .any(|e| e.signal == Signal::LogErrors && e.z > 0.0)
+    normal: Option<&NormalProfile>,
+    history: Option<&Range>,
+) -> (Range, Range, EventTime) {
+    let (mut before, after, from) = ranges(windows, at, params);
+    // Pooled with the minutes before, not instead of them: those carry the current load
+    // and deployment (on nezha-dev, pooling named 38 of 53 culprits first, the learned
+    // normal alone 36, the minutes before alone 27).
+    let failing = normal.map_or_else(Vec::new, |n| failing_already(n.range(), &before, params));
+    if let Some(normal) = normal {
+        before.absorb(normal.range());
+    }
+    if let Some(history) = history {
+        before.absorb(history);
+    }
+    if let Some(normal) = normal {
+        for service in &failing {
+            before.logs_from(normal.range(), service);
+        }
+    }
+    (before, after, from)
+}
+
+/// Services whose share of error log records in `live` (the minutes before a moment) is
+/// significantly above the learned normal's (the `log_errors` test): failing before the
+/// moment, as an injected defect that outlives its first incident, or an incident asked
+/// about well after it began. Pooled into the normal, their failure would hide a failure
+/// that goes on.
+fn failing_already(learned: &Range, live: &Range, params: &EvidenceParams) -> Vec<String> {
+    if !params.signals.contains(&Signal::LogErrors) {
+        return Vec::new();
+    }
+    live.logs
+        .iter()
+        .filter(|&(service, &(na, ea))| {
+            learned.logs.get(service).is_some_and(|&(nb, eb)| {
+                stats::share_increase(eb, nb, ea, na, params.min_z).is_some()
+            })
         })
-        .map(|c| c.service)
+        .map(|(service, _)| service.clone())
         .collect()
 }
 

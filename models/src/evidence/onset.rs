@@ -12,23 +12,22 @@
 //! separates the normal from what followed most sharply (the largest |z| of any signal).
 //!
 //! **In:** the windows, the moment, and the detector's moves per window. **Out:** the
-//! onset and the fault-free history before it, or `None` to diagnose at the moment itself.
+//! onset, or `None` to diagnose at the moment itself.
 
 use augur_operators::{EventTime, WindowSnapshot};
 
-use super::detector::{EvidenceDetectorConfig, history_before};
-use super::{EvidenceParams, NormalProfile, Range, diagnose_ranges, ranges};
+use super::detector::{EvidenceDetectorConfig, Moves};
+use super::{EvidenceParams, NormalProfile, diagnose_ranges, pooled_ranges};
 
-/// The start of the departure under way at `at`, and the history before it; `None` when
-/// none had lasted the detector's recent range by `at`. `moves`: per window in order, its
-/// end and whether the detector found a move in it.
+/// The start of the departure under way at `at`; `None` when none had lasted the
+/// detector's recent range by `at`.
 pub(super) fn onset(
     windows: &[WindowSnapshot],
     at: EventTime,
     params: &EvidenceParams,
     normal: Option<&NormalProfile>,
-    moves: &[(u64, bool)],
-) -> Option<(EventTime, Option<Range>)> {
+    moves: &Moves,
+) -> Option<EventTime> {
     let recent_ms = EvidenceDetectorConfig::default().recent_ms;
     // A window or a few without a move inside a departure do not end it (the detector's
     // bar is crossed by the recent range as a whole, windows at a time).
@@ -40,8 +39,8 @@ pub(super) fn onset(
         .filter(|w| w.window_end <= at && w.services.iter().any(|s| s.requests > 0))
         .map(|w| w.window_end)
         .max()?;
-    let &(last, _) = moves
-        .iter()
+    let (last, _) = moves
+        .ends(windows)
         .rev()
         .filter(|(end, _)| *end <= at)
         .find(|(_, moving)| *moving)?;
@@ -49,7 +48,7 @@ pub(super) fn onset(
         return None;
     }
     let mut first = last;
-    for &(end, moving) in moves.iter().rev().filter(|(end, _)| *end <= last) {
+    for (end, moving) in moves.ends(windows).rev().filter(|(end, _)| *end <= last) {
         if moving {
             first = end;
         } else if end + gap_ms < first {
@@ -62,7 +61,7 @@ pub(super) fn onset(
     // The move was found once the recent range held enough of it: it began within the
     // recent range before.
     let earliest = first.saturating_sub(recent_ms);
-    let history = history_before(windows, earliest, normal);
+    let history = moves.history(windows, earliest);
     let mut best: Option<(f64, EventTime)> = None;
     for t in windows
         .iter()
@@ -70,13 +69,7 @@ pub(super) fn onset(
         .filter(|&t| t >= earliest && t <= first)
         .rev()
     {
-        let (mut before, after, _) = ranges(windows, t, params);
-        if let Some(normal) = normal {
-            before.absorb(normal.range());
-        }
-        if let Some(history) = &history {
-            before.absorb(history);
-        }
+        let (before, after, _) = pooled_ranges(windows, t, params, normal, history.as_ref());
         let z = diagnose_ranges(&before, &after, t, params)
             .culprits
             .iter()
@@ -88,5 +81,5 @@ pub(super) fn onset(
             best = Some((z, t));
         }
     }
-    Some((best.map_or(first, |(_, t)| t), history))
+    Some(best.map_or(first, |(_, t)| t))
 }
