@@ -33,7 +33,7 @@ use std::sync::Arc;
 use augur_operators::{AlertKind, Culprit, Detection, Detector, Resource, WindowSnapshot};
 use serde::{Deserialize, Serialize};
 
-use super::{Diagnosis, EvidenceParams, NormalProfile, Range, diagnose_ranges};
+use super::{Diagnosis, EvidenceParams, NormalProfile, Range, Signal, diagnose_ranges, repair};
 
 /// Settings of the `evidence` detector (`[detector.evidence]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,6 +58,14 @@ pub struct EvidenceDetectorConfig {
     pub pending_ms: u64,
     /// Culprits listed per detection. Default 5.
     pub max_culprits: usize,
+    /// The share of the application's departure a detection has to account for. When the
+    /// top culprit's move is one of latency (own time, network, CPU) and the entry services'
+    /// mean request latency rose by at least a fifth, the culprit, with the listed culprits
+    /// that call it directly or through others (the queues it fills upstream), has to take
+    /// back at least this share of the rise had it stayed normal (its counterfactual
+    /// repair). Less, and what raised the latency is not in view yet — a passing slow call
+    /// elsewhere is on top — so the move stays pending. 0 turns this off. Default 0.5.
+    pub min_explained: f64,
     /// How far back the job's own long-term normal reaches, ms: windows leaving the normal
     /// range (`before_ms`) without having been part of a detection are pooled into it, in
     /// two halves, so it covers between half of this and all of it. Once it holds
@@ -103,6 +111,7 @@ impl Default for EvidenceDetectorConfig {
             min_score: 0.5,
             pending_ms: 5_000,
             max_culprits: 5,
+            min_explained: 0.5,
             long_normal_ms: 86_400_000,
             normal: None,
             learned: LearnedNormal::default(),
@@ -195,7 +204,7 @@ impl Detector for EvidenceDetector {
 
     fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection> {
         let now = window.window_end;
-        let Some(d) = self.diagnose(window) else {
+        let Some((d, accounted)) = self.diagnose(window) else {
             self.moving_since = None;
             return Vec::new();
         };
@@ -204,7 +213,7 @@ impl Detector for EvidenceDetector {
             last.1 = true;
         }
         let since = *self.moving_since.get_or_insert(now);
-        if now + window.window_ms < since + self.config.pending_ms {
+        if now + window.window_ms < since + self.config.pending_ms || !accounted {
             return Vec::new();
         }
         detection_of(&d).into_iter().collect()
@@ -213,8 +222,9 @@ impl Detector for EvidenceDetector {
 
 impl EvidenceDetector {
     /// Takes in `window` and diagnoses the recent range against the normal: the diagnosis
-    /// when some service moved enough to be a detection.
-    fn diagnose(&mut self, window: &WindowSnapshot) -> Option<Diagnosis> {
+    /// when some service moved enough to be a detection, and whether it accounts for the
+    /// application's departure (`min_explained`).
+    fn diagnose(&mut self, window: &WindowSnapshot) -> Option<(Diagnosis, bool)> {
         let now = window.window_end;
         self.recent.push_back((window.clone(), false));
         // Windows leaving the recent range join the normal unless they were detected.
@@ -273,8 +283,8 @@ impl EvidenceDetector {
         let reference = (reference_windows >= self.config.min_normal_windows)
             .then(|| self.reference())
             .flatten();
-        let d = match reference {
-            None => live,
+        let (d, normal) = match reference {
+            None => (live, before),
             Some(reference) => {
                 let against_reference = diagnose_ranges(&reference, &after, at, &params);
                 if !against_reference
@@ -284,13 +294,18 @@ impl EvidenceDetector {
                 {
                     return None;
                 }
-                let mut pooled = before;
+                let mut pooled = before.clone();
                 pooled.absorb(&reference);
                 let d = diagnose_ranges(&pooled, &after, at, &params);
-                if d.culprits.is_empty() { live } else { d }
+                if d.culprits.is_empty() {
+                    (live, before)
+                } else {
+                    (d, pooled)
+                }
             }
         };
-        Some(d)
+        let accounted = accounts_for_departure(&d, &normal, &after, self.config.min_explained);
+        Some((d, accounted))
     }
 }
 
@@ -369,6 +384,29 @@ impl EvidenceDetector {
                 Some(r)
             }
         }
+    }
+}
+
+/// Whether a diagnosis's top culprit accounts for at least `min_share` of the rise of the
+/// entry latency (see `min_explained`); always when its move is not one of latency or the
+/// entry latency did not rise by a fifth.
+fn accounts_for_departure(d: &Diagnosis, normal: &Range, after: &Range, min_share: f64) -> bool {
+    // A fifth of the entry latency: smaller rises are the recent range's own noise at a
+    // request a second.
+    const RISE: f64 = 0.2;
+    let Some(top) = d.culprits.first() else {
+        return true;
+    };
+    let latency = top
+        .evidence
+        .first()
+        .is_some_and(|e| matches!(e.signal, Signal::SelfTime | Signal::Network | Signal::Cpu));
+    match d.entry_ms {
+        Some((before, now)) if latency && min_share > 0.0 && now - before >= RISE * before => {
+            repair::explained_ms(&d.culprits, &top.service, normal, after)
+                >= min_share * (now - before)
+        }
+        _ => true,
     }
 }
 

@@ -7,7 +7,9 @@
 //! services no other service calls), is what one entry request would have saved. Calls are
 //! taken as sequential, so it is an upper bound where a request's calls overlap.
 
-use super::Range;
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Culprit, Range};
 
 /// The entry services' requests and mean request latency (ms) in `range`.
 pub(super) fn entry(range: &Range) -> Option<(f64, f64)> {
@@ -34,10 +36,7 @@ pub(super) fn entry(range: &Range) -> Option<(f64, f64)> {
 /// Milliseconds per entry request saved had `service` behaved as in `before` (see the
 /// module docs), given the `entry_requests` of `after`.
 pub(super) fn repair_ms(service: &str, before: &Range, after: &Range, entry_requests: f64) -> f64 {
-    let mut saved = 0.0;
-    if let (Some(b), Some(a)) = (before.self_time.get(service), after.self_time.get(service)) {
-        saved += (a.mean() - b.mean()).max(0.0) * a.units();
-    }
+    let mut saved = own_excess(service, before, after);
     for (edge, a) in &after.gap {
         if edge.0 != service && edge.1 != service {
             continue;
@@ -47,4 +46,44 @@ pub(super) fn repair_ms(service: &str, before: &Range, after: &Range, entry_requ
         }
     }
     saved / entry_requests
+}
+
+/// What repairing `top` would take back of the entry latency with its effects upstream: its
+/// counterfactual repair, and the excess own time of each of `culprits` that calls it,
+/// directly or through other services (a slower service holds its callers' threads and
+/// fills their queues: their own time rises with it; the delays of their other calls are
+/// not its doing). Ms per entry request.
+pub(super) fn explained_ms(culprits: &[Culprit], top: &str, before: &Range, after: &Range) -> f64 {
+    let Some((requests, _)) = entry(after) else {
+        return 0.0;
+    };
+    let mut callers_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (caller, callee) in after.client.keys() {
+        if caller != callee {
+            callers_of.entry(callee).or_default().push(caller);
+        }
+    }
+    let mut reached: BTreeSet<&str> = BTreeSet::from([top]);
+    let mut stack = vec![top];
+    while let Some(callee) = stack.pop() {
+        for &caller in callers_of.get(callee).into_iter().flatten() {
+            if reached.insert(caller) {
+                stack.push(caller);
+            }
+        }
+    }
+    let queued: f64 = culprits
+        .iter()
+        .filter(|c| c.service != top && reached.contains(c.service.as_str()))
+        .map(|c| own_excess(&c.service, before, after))
+        .sum();
+    repair_ms(top, before, after, requests) + queued / requests
+}
+
+/// A service's own time above its normal level, times its requests after (ms).
+fn own_excess(service: &str, before: &Range, after: &Range) -> f64 {
+    match (before.self_time.get(service), after.self_time.get(service)) {
+        (Some(b), Some(a)) => (a.mean() - b.mean()).max(0.0) * a.units(),
+        _ => 0.0,
+    }
 }

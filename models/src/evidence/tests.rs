@@ -1251,3 +1251,96 @@ fn a_service_failing_before_the_moment_is_judged_against_the_learned_normal() {
         );
     }
 }
+
+/// The chain with a branch: `a` also calls `d` (2 ms of its own) once per request, the gap
+/// of that call about 1 ms — and `delay_ms` more from `delay_from` on.
+fn with_branch(
+    mut windows: Vec<WindowSnapshot>,
+    delay_from: u64,
+    delay_ms: f64,
+    seed: u64,
+) -> Vec<WindowSnapshot> {
+    let mut rng = Lcg(seed + 100);
+    for w in &mut windows {
+        let own_d = 2.0 * rng.noise(0.3);
+        let mut gap = rng.noise(0.3);
+        if w.window_end >= delay_from {
+            gap += delay_ms;
+        }
+        let client = own_d + gap;
+        if let Some(a) = w.services.iter_mut().find(|s| s.service == "a") {
+            a.latency_ms = a.latency_ms.map(|l| l + client);
+            a.outstanding += client / 1000.0;
+        }
+        w.services.push(ServiceFeatures {
+            window_end: w.window_end,
+            service: "d".into(),
+            requests: 1,
+            errors: 0,
+            latency_ms: [own_d; 5],
+            outstanding: own_d / 1000.0,
+            replicas: 1,
+            usage: [[0.0; 4]; 5],
+            in_flight: 0.0,
+            version: None,
+        });
+        w.edges.push(EdgeFeatures {
+            window_end: w.window_end,
+            caller: "a".into(),
+            callee: "d".into(),
+            calls: 1,
+            errors: 0,
+            client_ms: [client; 5],
+            server_ms: [own_d; 5],
+            gap_ms: [gap; 5],
+            parallel: Default::default(),
+            client_total_ms: client,
+            gap_total_ms: gap,
+            gap_calls: 1,
+        });
+    }
+    windows
+}
+
+/// `c` three times slower (3 → 9 ms) from `AT`, then, in the window where the detector
+/// would first name it, every call from `a` to `d` 300 ms slower: the entry latency jumps
+/// by far more than `c` could account for, and the delayed calls are one window, not yet a
+/// move. Named at once (`min_explained = 0`) the detection is `c`; waiting until what
+/// raised the latency is in view, it is `d` a window or two later.
+#[test]
+fn a_detection_waits_for_what_raised_the_entry_latency() {
+    use augur_operators::Detector;
+    let first = |config: EvidenceDetectorConfig, stream: &[WindowSnapshot]| {
+        let mut det = EvidenceDetector::new(config);
+        stream.iter().find_map(|w| {
+            let out = det.observe(w);
+            out.first()
+                .map(|d| (w.window_end, d.culprits[0].service.clone()))
+        })
+    };
+    let at_once = EvidenceDetectorConfig {
+        min_explained: 0.0,
+        ..EvidenceDetectorConfig::default()
+    };
+    for seed in 1..=3 {
+        let slow_c = windows(1, 160, Fault::Slow(2), seed);
+        let (named_at, named) = first(
+            at_once.clone(),
+            &with_branch(slow_c.clone(), u64::MAX, 0.0, seed),
+        )
+        .expect("c detected");
+        assert_eq!(named, "c", "seed {seed}");
+        let stream = with_branch(slow_c, named_at, 300.0, seed);
+        assert_eq!(
+            first(at_once.clone(), &stream),
+            Some((named_at, "c".to_string())),
+            "seed {seed}"
+        );
+        let (at, named) = first(EvidenceDetectorConfig::default(), &stream).expect("detected");
+        assert_eq!(named, "d", "seed {seed}: at {at}");
+        assert!(
+            (named_at + 1000..=named_at + 5000).contains(&at),
+            "seed {seed}: {named_at} -> {at}"
+        );
+    }
+}
