@@ -60,11 +60,13 @@ pub struct EvidenceDetectorConfig {
     pub max_culprits: usize,
     /// The share of the application's departure a detection has to account for. When the
     /// top culprit's move is one of latency (own time, network, CPU) and the entry services'
-    /// mean request latency rose by at least a fifth, the culprit, with the listed culprits
-    /// that call it directly or through others (the queues it fills upstream), has to take
+    /// mean request latency rose by at least a fifth, the culprit, with the services that
+    /// call it directly or through others and whose own time rose (the queues it fills
+    /// upstream), has to take
     /// back at least this share of the rise had it stayed normal (its counterfactual
     /// repair). Less, and what raised the latency is not in view yet — a passing slow call
-    /// elsewhere is on top — so the move stays pending. 0 turns this off. Default 0.5.
+    /// elsewhere is on top — so the move stays pending (a run that has made a detection is
+    /// not held back again). 0 turns this off. Default 0.5.
     pub min_explained: f64,
     /// How far back the job's own long-term normal reaches, ms: windows leaving the normal
     /// range (`before_ms`) without having been part of a detection are pooled into it, in
@@ -126,6 +128,9 @@ pub struct EvidenceDetector {
     recent: VecDeque<(WindowSnapshot, bool)>,
     /// End of the first window of the current run of windows that each found a move.
     moving_since: Option<u64>,
+    /// Whether the current run has made a detection: from then on it is not held back for
+    /// `min_explained` (an alert that fires stays one while the move lasts).
+    run_detected: bool,
     /// Start of the first window seen.
     started: Option<u64>,
     long_normal: LongNormal,
@@ -174,6 +179,7 @@ impl EvidenceDetector {
             normal: VecDeque::new(),
             recent: VecDeque::new(),
             moving_since: None,
+            run_detected: false,
             started: None,
             long_normal: LongNormal::default(),
         }
@@ -206,6 +212,7 @@ impl Detector for EvidenceDetector {
         let now = window.window_end;
         let Some((d, accounted)) = self.diagnose(window) else {
             self.moving_since = None;
+            self.run_detected = false;
             return Vec::new();
         };
         // The move's windows stay out of the normal while it is pending, too.
@@ -213,9 +220,12 @@ impl Detector for EvidenceDetector {
             last.1 = true;
         }
         let since = *self.moving_since.get_or_insert(now);
-        if now + window.window_ms < since + self.config.pending_ms || !accounted {
+        if now + window.window_ms < since + self.config.pending_ms
+            || !(accounted || self.run_detected)
+        {
             return Vec::new();
         }
+        self.run_detected = true;
         detection_of(&d).into_iter().collect()
     }
 }
@@ -304,7 +314,8 @@ impl EvidenceDetector {
                 }
             }
         };
-        let accounted = accounts_for_departure(&d, &normal, &after, self.config.min_explained);
+        let accounted =
+            accounts_for_departure(&d, &normal, &after, &params, self.config.min_explained);
         Some((d, accounted))
     }
 }
@@ -390,7 +401,13 @@ impl EvidenceDetector {
 /// Whether a diagnosis's top culprit accounts for at least `min_share` of the rise of the
 /// entry latency (see `min_explained`); always when its move is not one of latency or the
 /// entry latency did not rise by a fifth.
-fn accounts_for_departure(d: &Diagnosis, normal: &Range, after: &Range, min_share: f64) -> bool {
+fn accounts_for_departure(
+    d: &Diagnosis,
+    normal: &Range,
+    after: &Range,
+    params: &EvidenceParams,
+    min_share: f64,
+) -> bool {
     // A fifth of the entry latency: smaller rises are the recent range's own noise at a
     // request a second.
     const RISE: f64 = 0.2;
@@ -403,7 +420,7 @@ fn accounts_for_departure(d: &Diagnosis, normal: &Range, after: &Range, min_shar
         .is_some_and(|e| matches!(e.signal, Signal::SelfTime | Signal::Network | Signal::Cpu));
     match d.entry_ms {
         Some((before, now)) if latency && min_share > 0.0 && now - before >= RISE * before => {
-            repair::explained_ms(&d.culprits, &top.service, normal, after)
+            repair::explained_ms(&top.service, normal, after, params.min_z)
                 >= min_share * (now - before)
         }
         _ => true,

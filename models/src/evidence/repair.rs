@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Culprit, Range};
+use super::{Range, Signal, stats};
 
 /// The entry services' requests and mean request latency (ms) in `range`.
 pub(super) fn entry(range: &Range) -> Option<(f64, f64)> {
@@ -49,11 +49,11 @@ pub(super) fn repair_ms(service: &str, before: &Range, after: &Range, entry_requ
 }
 
 /// What repairing `top` would take back of the entry latency with its effects upstream: its
-/// counterfactual repair, and the excess own time of each of `culprits` that calls it,
-/// directly or through other services (a slower service holds its callers' threads and
-/// fills their queues: their own time rises with it; the delays of their other calls are
-/// not its doing). Ms per entry request.
-pub(super) fn explained_ms(culprits: &[Culprit], top: &str, before: &Range, after: &Range) -> f64 {
+/// counterfactual repair, and the excess own time of each service that calls it, directly
+/// or through other services, where that rose significantly (`min_z`): a slower service
+/// holds its callers' threads and fills their queues, so their own time rises with it; the
+/// delays of their other calls are not its doing. Ms per entry request.
+pub(super) fn explained_ms(top: &str, before: &Range, after: &Range, min_z: f64) -> f64 {
     let Some((requests, _)) = entry(after) else {
         return 0.0;
     };
@@ -72,10 +72,18 @@ pub(super) fn explained_ms(culprits: &[Culprit], top: &str, before: &Range, afte
             }
         }
     }
-    let queued: f64 = culprits
+    let queued: f64 = reached
         .iter()
-        .filter(|c| c.service != top && reached.contains(c.service.as_str()))
-        .map(|c| own_excess(&c.service, before, after))
+        .filter(|&&s| s != top)
+        .filter(
+            |&&s| match (before.self_time.get(s), after.self_time.get(s)) {
+                (Some(b), Some(a)) => {
+                    stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, min_z).is_some()
+                }
+                _ => false,
+            },
+        )
+        .map(|s| own_excess(s, before, after))
         .sum();
     repair_ms(top, before, after, requests) + queued / requests
 }

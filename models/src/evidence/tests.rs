@@ -1253,10 +1253,10 @@ fn a_service_failing_before_the_moment_is_judged_against_the_learned_normal() {
 }
 
 /// The chain with a branch: `a` also calls `d` (2 ms of its own) once per request, the gap
-/// of that call about 1 ms — and `delay_ms` more from `delay_from` on.
+/// of that call about 1 ms — and `delay_ms` more in the windows ending in `delayed`.
 fn with_branch(
     mut windows: Vec<WindowSnapshot>,
-    delay_from: u64,
+    delayed: std::ops::RangeInclusive<u64>,
     delay_ms: f64,
     seed: u64,
 ) -> Vec<WindowSnapshot> {
@@ -1264,7 +1264,7 @@ fn with_branch(
     for w in &mut windows {
         let own_d = 2.0 * rng.noise(0.3);
         let mut gap = rng.noise(0.3);
-        if w.window_end >= delay_from {
+        if delayed.contains(&w.window_end) {
             gap += delay_ms;
         }
         let client = own_d + gap;
@@ -1326,11 +1326,11 @@ fn a_detection_waits_for_what_raised_the_entry_latency() {
         let slow_c = windows(1, 160, Fault::Slow(2), seed);
         let (named_at, named) = first(
             at_once.clone(),
-            &with_branch(slow_c.clone(), u64::MAX, 0.0, seed),
+            &with_branch(slow_c.clone(), 0..=0, 0.0, seed),
         )
         .expect("c detected");
         assert_eq!(named, "c", "seed {seed}");
-        let stream = with_branch(slow_c, named_at, 300.0, seed);
+        let stream = with_branch(slow_c, named_at..=u64::MAX, 300.0, seed);
         assert_eq!(
             first(at_once.clone(), &stream),
             Some((named_at, "c".to_string())),
@@ -1342,5 +1342,36 @@ fn a_detection_waits_for_what_raised_the_entry_latency() {
             (named_at + 1000..=named_at + 5000).contains(&at),
             "seed {seed}: {named_at} -> {at}"
         );
+    }
+}
+
+/// Once a run of moves has made a detection it is not held back again: `c` three times
+/// slower from `AT` and named, then one call from `a` to `d` 300 ms slower 10 s later (the
+/// entry latency jumps while `c` is still on top): every window of the run stays a
+/// detection, so the alert it raised does not resolve and fire again.
+#[test]
+fn a_detection_made_is_not_held_back_by_a_later_jump() {
+    use augur_operators::Detector;
+    for seed in 1..=3 {
+        let slow_c = windows(1, 160, Fault::Slow(2), seed);
+        let mut det = EvidenceDetector::new(EvidenceDetectorConfig::default());
+        let named_at = with_branch(slow_c.clone(), 0..=0, 0.0, seed)
+            .iter()
+            .find(|w| !det.observe(w).is_empty())
+            .map(|w| w.window_end)
+            .expect("c detected");
+        let jump = named_at + 10_000;
+        let stream = with_branch(slow_c, jump..=jump, 300.0, seed);
+        let mut det = EvidenceDetector::new(EvidenceDetectorConfig::default());
+        for w in &stream {
+            let found = !det.observe(w).is_empty();
+            if (named_at..=jump + 3000).contains(&w.window_end) {
+                assert!(
+                    found,
+                    "seed {seed}: none at {} (named at {named_at})",
+                    w.window_end
+                );
+            }
+        }
     }
 }
