@@ -381,6 +381,17 @@ impl Range {
         );
     }
 
+    /// Per callee, the services that called it (calls to itself left out).
+    fn callers_of(&self) -> BTreeMap<&str, Vec<&str>> {
+        let mut callers_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (caller, callee) in self.client.keys() {
+            if caller != callee {
+                callers_of.entry(callee).or_default().push(caller);
+            }
+        }
+        callers_of
+    }
+
     /// Services seen in any signal.
     fn services(&self) -> std::collections::BTreeSet<&str> {
         self.requests
@@ -1044,12 +1055,7 @@ fn explained_last(
         .filter(|(_, r)| **r == errors)
         .map(|(s, _)| *s)
         .collect();
-    let mut callers_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (caller, callee) in after.client.keys() {
-        if caller != callee {
-            callers_of.entry(callee).or_default().push(caller);
-        }
-    }
+    let callers_of = after.callers_of();
     let mut explained: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for f in failing {
         let mut stack: Vec<&str> = callers_of.get(f).cloned().unwrap_or_default();

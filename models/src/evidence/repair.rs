@@ -7,7 +7,7 @@
 //! services no other service calls), is what one entry request would have saved. Calls are
 //! taken as sequential, so it is an upper bound where a request's calls overlap.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::{Range, Signal, stats};
 
@@ -57,12 +57,7 @@ pub(super) fn explained_ms(top: &str, before: &Range, after: &Range, min_z: f64)
     let Some((requests, _)) = entry(after) else {
         return 0.0;
     };
-    let mut callers_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (caller, callee) in after.client.keys() {
-        if caller != callee {
-            callers_of.entry(callee).or_default().push(caller);
-        }
-    }
+    let callers_of = after.callers_of();
     let mut reached: BTreeSet<&str> = BTreeSet::from([top]);
     let mut stack = vec![top];
     while let Some(callee) = stack.pop() {
