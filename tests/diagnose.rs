@@ -157,6 +157,7 @@ fn a_replay_without_slo_or_labels_runs_and_says_so() {
 /// diagnosis whose own minutes before the moment are cut off (`--before 0s`) still names
 /// the faulty service, from the learned normal, and says which normal it used. Without one
 /// the same diagnosis has no normal and fails. Too little data fails the training loudly.
+/// The input's summary (span shape) is printed once, though it is read twice.
 #[test]
 fn a_learned_normal_answers_when_the_minutes_before_are_missing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -211,6 +212,8 @@ fn a_learned_normal_answers_when_the_minutes_before_are_missing() {
     assert_eq!(d["culprits"][0]["service"], "tier-2", "{d:#}");
     let stderr = String::from_utf8_lossy(&with.stderr);
     assert!(stderr.contains("normal-chain-app.json"), "{stderr}");
+    // The input is read again with the normal's log template miners; its summary is said once.
+    assert_eq!(stderr.matches("span shape:").count(), 1, "{stderr}");
     let without = diagnose(&format!(
         "[diagnose]\nnormal_dir = \"{}\"\n",
         tmp.path().join("nothing-here").display()

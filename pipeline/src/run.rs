@@ -27,6 +27,9 @@ pub struct RunOptions {
     pub progress: Option<&'static str>,
     /// Keep every window snapshot (for eval).
     pub keep_windows: bool,
+    /// Print no summary of the input on stderr (span shape, metrics not read): a second
+    /// read of an input already summarized.
+    pub quiet: bool,
     /// Where alerts and dead letters go besides the callbacks (instead of the DLQ file).
     pub outputs: Option<Box<dyn Outputs>>,
     /// Called once with the job's counters when it starts (e.g. to serve them).
@@ -308,11 +311,13 @@ where
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    if let Some(shape) = stats.span_shape() {
-        eprintln!("{shape}");
-    }
-    if let Some(ignored) = stats.ignored_metrics_line() {
-        eprintln!("{ignored}");
+    if !options.quiet {
+        if let Some(shape) = stats.span_shape() {
+            eprintln!("{shape}");
+        }
+        if let Some(ignored) = stats.ignored_metrics_line() {
+            eprintln!("{ignored}");
+        }
     }
     if let Some(mut file) = dlq {
         file.flush().context("flushing the dead-letter file")?;

@@ -90,7 +90,11 @@ pub fn replay_with_normal(
         input.clone(),
         topic.clone(),
         workers,
-        progress,
+        if progress {
+            Shown::ProgressAndSummary
+        } else {
+            Shown::Summary
+        },
         detectors,
         &miners,
     )?;
@@ -133,12 +137,31 @@ pub fn replay_with_normal(
     // Replayed again: template ids as the normal's, and the detectors judging against it.
     let mut config = config.clone();
     let miners = serve_normal(&mut config, &path, Arc::clone(&normal))?;
-    let (windows, alerts) = windows_of(&config, input, topic, workers, false, detectors, &miners)?;
+    let (windows, alerts) = windows_of(
+        &config,
+        input,
+        topic,
+        workers,
+        Shown::Nothing,
+        detectors,
+        &miners,
+    )?;
     Ok(Replay {
         windows,
         alerts,
         normal: Some(normal),
     })
+}
+
+/// What a replay shows on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shown {
+    /// A progress bar, then the summary of the input (span shape, metrics not read).
+    ProgressAndSummary,
+    /// The summary only.
+    Summary,
+    /// Nothing: a second read of an input already summarized.
+    Nothing,
 }
 
 /// Every closed window of a replay of files or a topic range, and the alerts of the
@@ -148,7 +171,7 @@ pub fn windows_of(
     input: Option<std::path::PathBuf>,
     topic: Option<crate::source::KafkaSourceSpec>,
     workers: usize,
-    progress: bool,
+    shown: Shown,
     detectors: &[augur_models::DetectorKind],
     miners: &LogMiners,
 ) -> anyhow::Result<(Vec<WindowSnapshot>, Vec<augur_operators::Alert>)> {
@@ -168,8 +191,13 @@ pub fn windows_of(
         spec,
         replay_sources(input, topic, names, metrics),
         RunOptions {
-            progress: progress.then_some(if has_input { "input bytes" } else { "offsets" }),
+            progress: (shown == Shown::ProgressAndSummary).then_some(if has_input {
+                "input bytes"
+            } else {
+                "offsets"
+            }),
             keep_windows: true,
+            quiet: shown == Shown::Nothing,
             ..RunOptions::default()
         },
         stop_on_signal(),

@@ -154,6 +154,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         RunOptions {
             progress: None,
             keep_windows: false,
+            quiet: false,
             outputs: Some(Box::new(outputs)),
             on_start: Some(Box::new(move |stats: Arc<JobStats>| {
                 supervise::mark_started();

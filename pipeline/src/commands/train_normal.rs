@@ -9,7 +9,7 @@ use augur_models::evidence::NormalProfile;
 use augur_operators::LogMiners;
 
 use crate::cli::NormalTrainArgs;
-use crate::commands::diagnose::windows_of;
+use crate::commands::diagnose::{Shown, windows_of};
 use crate::commands::load_config;
 use crate::commands::train_sage::checkpoint_name;
 
@@ -30,7 +30,7 @@ pub fn run(args: &NormalTrainArgs) -> anyhow::Result<()> {
             Some(input.clone()),
             None,
             args.common.job.workers,
-            true,
+            Shown::ProgressAndSummary,
             &[],
             &miners,
         )
