@@ -212,7 +212,28 @@ fn a_learned_normal_answers_when_the_minutes_before_are_missing() {
     assert_eq!(d["culprits"][0]["service"], "tier-2", "{d:#}");
     let stderr = String::from_utf8_lossy(&with.stderr);
     assert!(stderr.contains("normal-chain-app.json"), "{stderr}");
-    // The input is read again with the normal's log template miners; its summary is said once.
+    // `eval --cases` reads each case again, its detector judging against the normal; the
+    // input's summary is said once.
+    let cfg = tmp.path().join("eval.toml");
+    std::fs::write(
+        &cfg,
+        format!("[diagnose]\nnormal_dir = \"{}\"\n", models.display()),
+    )
+    .unwrap();
+    let eval = augur(
+        &[
+            "eval",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--cases",
+            case.to_str().unwrap(),
+            "--json",
+        ],
+        tmp.path(),
+    );
+    ok(&eval);
+    let stderr = String::from_utf8_lossy(&eval.stderr);
+    assert!(stderr.contains("normal-chain-app.json"), "{stderr}");
     assert_eq!(stderr.matches("span shape:").count(), 1, "{stderr}");
     let without = diagnose(&format!(
         "[diagnose]\nnormal_dir = \"{}\"\n",
