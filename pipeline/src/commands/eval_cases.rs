@@ -52,6 +52,18 @@ pub struct CaseResult {
     pub alert_after_ms: Option<u64>,
     /// `root_cause` alerts fired before the fault's start (false alarms).
     pub alerts_before: usize,
+    /// Telemetry before the fault's start (from the start of the case's first window), ms:
+    /// the time `alerts_before` were raised in.
+    pub observed_before_ms: u64,
+}
+
+/// Root-cause alerts raised before the faults of an application's cases, over the time
+/// observed before them (each case counted once, up to its first fault).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertsBefore {
+    pub app: String,
+    pub alerts: usize,
+    pub minutes: f64,
 }
 
 /// The scores of one method over a group of cases.
@@ -130,6 +142,9 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
             );
             case_results.push(CaseResult {
                 alert_after_ms: first_alert.map(|a| a.window_end.saturating_sub(fault.start_ms)),
+                observed_before_ms: windows.first().map_or(0, |w| {
+                    fault.start_ms.saturating_sub(w.window_end - w.window_ms)
+                }),
                 alerts_before: alerts
                     .iter()
                     .filter(|a| a.kind == AlertKind::RootCause && a.ends_at.is_none())
@@ -168,15 +183,47 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
         }));
     }
     let scores = summarize(&results);
+    let before = alerts_before(&results);
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"cases": results, "scores": scores})
+            serde_json::json!({"cases": results, "scores": scores, "alerts_before_faults": before})
         );
     } else {
         print!("{}", table(&scores));
+        for b in &before {
+            println!(
+                "{}: {} root_cause alerts before the faults, in {:.1} min of telemetry before them",
+                b.app, b.alerts, b.minutes
+            );
+        }
     }
     Ok(())
+}
+
+/// Per application and over all, the alerts raised before each case's first fault and the
+/// time observed before it.
+pub fn alerts_before(results: &[CaseResult]) -> Vec<AlertsBefore> {
+    let mut first: BTreeMap<&str, &CaseResult> = BTreeMap::new();
+    for r in results {
+        let kept = first.entry(r.case.as_str()).or_insert(r);
+        if r.at_ms < kept.at_ms {
+            *kept = r;
+        }
+    }
+    let mut per_app: BTreeMap<String, AlertsBefore> = BTreeMap::new();
+    for r in first.values() {
+        for app in [r.app.as_str(), "all"] {
+            let e = per_app.entry(app.to_string()).or_insert(AlertsBefore {
+                app: app.to_string(),
+                alerts: 0,
+                minutes: 0.0,
+            });
+            e.alerts += r.alerts_before;
+            e.minutes += r.observed_before_ms as f64 / 60_000.0;
+        }
+    }
+    per_app.into_values().collect()
 }
 
 /// Directories under `dir` (itself included) with a labels.json and a traces file, sorted.
@@ -297,6 +344,7 @@ mod tests {
             seconds: 2.0,
             alert_after_ms: None,
             alerts_before: 0,
+            observed_before_ms: 0,
         }
     }
 
@@ -326,5 +374,28 @@ mod tests {
         let all = get("all", "all");
         assert_eq!((all.cases, all.ac1, all.ac3), (4, 0.25, 0.5));
         assert_eq!(all.seconds_mean, 2.0);
+    }
+
+    /// A case with two faults counts its alerts and time once, up to its first fault.
+    #[test]
+    fn alerts_before_count_each_case_once() {
+        let fault = |case_name: &str, app: &str, at_ms: u64, alerts: usize| CaseResult {
+            case: case_name.into(),
+            at_ms,
+            alerts_before: alerts,
+            observed_before_ms: at_ms,
+            ..case(app, "cpu", Some(1))
+        };
+        let results = vec![
+            fault("a", "ob", 120_000, 1),
+            fault("a", "ob", 300_000, 4),
+            fault("b", "ob", 60_000, 0),
+            fault("c", "tt", 30_000, 2),
+        ];
+        let before = alerts_before(&results);
+        let get = |app: &str| before.iter().find(|b| b.app == app).cloned().expect("row");
+        assert_eq!((get("ob").alerts, get("ob").minutes), (1, 3.0));
+        assert_eq!((get("tt").alerts, get("tt").minutes), (2, 0.5));
+        assert_eq!((get("all").alerts, get("all").minutes), (3, 3.5));
     }
 }
