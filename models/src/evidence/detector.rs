@@ -9,7 +9,10 @@
 //! stand against it: the top service's move must be significant against the learned normal
 //! alone as well as against the windows before, so a swing the application is known to make
 //! is not a detection. The culprits are then ranked against both pooled, as `augur diagnose`
-//! ranks them. Figures: docs/models/evidence.md.
+//! ranks them. A detection whose top culprit moved in latency must also account for half of
+//! the entry latency's rise, if it rose (`min_explained`): a passing slow call elsewhere on
+//! top while the fault's own calls are still one window waits until they are named.
+//! Figures: docs/models/evidence.md.
 //!
 //! The job also learns a normal of its own: windows that age out of `before_ms` without
 //! having been part of a detection are pooled into a long-term normal reaching back
@@ -62,11 +65,10 @@ pub struct EvidenceDetectorConfig {
     /// top culprit's move is one of latency (own time, network, CPU) and the entry services'
     /// mean request latency rose by at least a fifth, the culprit, with the services that
     /// call it directly or through others and whose own time rose (the queues it fills
-    /// upstream), has to take
-    /// back at least this share of the rise had it stayed normal (its counterfactual
-    /// repair). Less, and what raised the latency is not in view yet — a passing slow call
-    /// elsewhere is on top — so the move stays pending (a run that has made a detection is
-    /// not held back again). 0 turns this off. Default 0.5.
+    /// upstream), has to take back at least this share of the rise had it stayed normal
+    /// (its counterfactual repair). Less, and what raised the latency is not in view yet — a
+    /// passing slow call elsewhere is on top — so the move stays pending (a run that has
+    /// made a detection is not held back again). 0 turns this off. Default 0.5.
     pub min_explained: f64,
     /// How far back the job's own long-term normal reaches, ms: windows leaving the normal
     /// range (`before_ms`) without having been part of a detection are pooled into it, in
