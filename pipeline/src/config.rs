@@ -304,6 +304,12 @@ impl Config {
                 "must be the name a normal was learned under (`augur train normal --name N`), not a path",
             );
         }
+        if !(0.0..=1.0).contains(&self.detector.evidence.min_explained) {
+            return fail(
+                "detector.evidence.min_explained",
+                "must be in [0, 1], a share of the entry latency's rise (0 turns the check off)",
+            );
+        }
         if !is_positive(self.detector.nsigma.sigma) {
             return fail("detector.nsigma.sigma", "must be positive");
         }
@@ -410,6 +416,10 @@ mod tests {
             .expect_err("prom_json logs")
             .to_string();
         assert!(err.contains("kafka.logs_encoding"), "{err}");
+        let err = parse("[detector.evidence]\nmin_explained = 50.0\n")
+            .expect_err("a share of 50")
+            .to_string();
+        assert!(err.contains("detector.evidence.min_explained"), "{err}");
     }
 
     #[test]
