@@ -306,14 +306,12 @@ impl EvidenceDetector {
                 {
                     return None;
                 }
-                let mut pooled = before.clone();
+                let mut pooled = before;
                 pooled.absorb(&reference);
                 let d = diagnose_ranges(&pooled, &after, at, &params);
-                if d.culprits.is_empty() {
-                    (live, before)
-                } else {
-                    (d, pooled)
-                }
+                // The live culprits stand when the pooled normal leaves none; what they
+                // account for is judged against the pooled normal either way.
+                (if d.culprits.is_empty() { live } else { d }, pooled)
             }
         };
         let accounted =

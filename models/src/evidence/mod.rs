@@ -703,6 +703,24 @@ fn pooled_ranges(
     (before, after, from)
 }
 
+/// The services that call `service` directly or through others, by [`Range::callers_of`]
+/// (`service` itself only where the calls come back to it).
+fn upstream<'a>(
+    callers_of: &BTreeMap<&'a str, Vec<&'a str>>,
+    service: &'a str,
+) -> std::collections::BTreeSet<&'a str> {
+    let mut reached = std::collections::BTreeSet::new();
+    let mut stack = vec![service];
+    while let Some(callee) = stack.pop() {
+        for &caller in callers_of.get(callee).into_iter().flatten() {
+            if reached.insert(caller) {
+                stack.push(caller);
+            }
+        }
+    }
+    reached
+}
+
 /// Services whose share of error log records in `live` (the minutes before a moment) is
 /// significantly above the learned normal's (the `log_errors` test): failing before the
 /// moment, as an injected defect that outlives its first incident, or an incident asked
@@ -743,10 +761,9 @@ fn diagnose_ranges(
     let mut by_service: BTreeMap<String, Vec<Evidence>> = BTreeMap::new();
     let z_min = params.min_z;
     let reads = |signal: Signal| params.signals.contains(&signal);
-    // Self time: floors 5 % of the normal level, 0.5 ms.
     for (service, a) in after.self_time.iter().filter(|_| reads(Signal::SelfTime)) {
         if let Some(b) = before.self_time.get(service)
-            && let Some(ev) = stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, z_min)
+            && let Some(ev) = stats::own_time_increase(b, a, z_min)
         {
             by_service.entry(service.clone()).or_default().push(ev);
         }
@@ -1056,23 +1073,22 @@ fn explained_last(
         .map(|(s, _)| *s)
         .collect();
     let callers_of = after.callers_of();
-    let mut explained: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    for f in failing {
-        let mut stack: Vec<&str> = callers_of.get(f).cloned().unwrap_or_default();
-        while let Some(caller) = stack.pop() {
-            if caller != f && explained.insert(caller.to_string()) {
-                stack.extend(callers_of.get(caller).into_iter().flatten());
-            }
-        }
-    }
+    let mut explained: std::collections::BTreeSet<String> = failing
+        .iter()
+        .flat_map(|&f| {
+            upstream(&callers_of, f)
+                .into_iter()
+                .filter(move |&c| c != f)
+        })
+        .map(str::to_string)
+        .collect();
     // A slower callee explains a caller's slowness (its own time, its CPU), not a change of
     // its code path nor the delay of the calls into it; and so on up every chain of calls
     // that slowed (a saturated back end holds its callers' threads, whose callers then
     // queue: their own time rises too).
     let own = [cpu, Signal::Memory.resource(), Signal::Disk.resource()];
     let rose = |b: Option<&Pooled>, a: Option<&Pooled>| match (b, a) {
-        (Some(b), Some(a)) => stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, min_z)
-            .is_some_and(|e| e.score >= 0.2),
+        (Some(b), Some(a)) => stats::own_time_increase(b, a, min_z).is_some_and(|e| e.score >= 0.2),
         _ => false,
     };
     // The calls slowed because the callee did (its own latency rose), not because the

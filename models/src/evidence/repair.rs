@@ -7,9 +7,7 @@
 //! services no other service calls), is what one entry request would have saved. Calls are
 //! taken as sequential, so it is an upper bound where a request's calls overlap.
 
-use std::collections::BTreeSet;
-
-use super::{Range, Signal, stats};
+use super::{Range, stats, upstream};
 
 /// The entry services' requests and mean request latency (ms) in `range`.
 pub(super) fn entry(range: &Range) -> Option<(f64, f64)> {
@@ -57,24 +55,12 @@ pub(super) fn explained_ms(top: &str, before: &Range, after: &Range, min_z: f64)
     let Some((requests, _)) = entry(after) else {
         return 0.0;
     };
-    let callers_of = after.callers_of();
-    let mut reached: BTreeSet<&str> = BTreeSet::from([top]);
-    let mut stack = vec![top];
-    while let Some(callee) = stack.pop() {
-        for &caller in callers_of.get(callee).into_iter().flatten() {
-            if reached.insert(caller) {
-                stack.push(caller);
-            }
-        }
-    }
-    let queued: f64 = reached
-        .iter()
-        .filter(|&&s| s != top)
+    let queued: f64 = upstream(&after.callers_of(), top)
+        .into_iter()
+        .filter(|&s| s != top)
         .filter(
-            |&&s| match (before.self_time.get(s), after.self_time.get(s)) {
-                (Some(b), Some(a)) => {
-                    stats::increase(Signal::SelfTime, None, b, a, 0.05, 0.5, min_z).is_some()
-                }
+            |&s| match (before.self_time.get(s), after.self_time.get(s)) {
+                (Some(b), Some(a)) => stats::own_time_increase(b, a, min_z).is_some(),
                 _ => false,
             },
         )

@@ -147,6 +147,12 @@ pub(super) fn increase(
     })
 }
 
+/// A rise of a service's own time per request ([`increase`], floors 5 % of the normal
+/// level and 0.5 ms).
+pub(super) fn own_time_increase(before: &Pooled, after: &Pooled, min_z: f64) -> Option<Evidence> {
+    increase(Signal::SelfTime, None, before, after, 0.05, 0.5, min_z)
+}
+
 /// A fall, significant by [`increase`]'s test mirrored (the normal's spread, its floors),
 /// scored against the smaller, after level: a level falling tenfold scores as one rising
 /// tenfold would (its `z` is negative).
