@@ -48,6 +48,7 @@ fn window(end: u64, requests: u64, k: u64) -> WindowSnapshot {
                 usage,
                 in_flight: 0.0,
                 version: None,
+                own_ms: None,
             }
         })
         .collect();

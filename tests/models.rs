@@ -210,6 +210,7 @@ fn snapshot(t: u64, services: &[&str], order: &[&str], violated: bool) -> Window
                 usage: [[0.1; 4]; 5],
                 in_flight: 0.0,
                 version: None,
+                own_ms: None,
             })
             .collect(),
         qos: vec![QosVerdict {

@@ -9,7 +9,7 @@
 //! Identical for any number of workers.
 //!
 //! **State:** that of the operators it wires: [`span_fanout`] (which reads each span once
-//! and feeds [`trace_assembly`] and stage 1 of [`crate::service_features`] and
+//! and feeds [`trace_assembly`], [`own_time`] and stage 1 of [`crate::service_features`] and
 //! [`crate::qos_check`]), [`service_features_of_partials`], [`edge_partials`] and
 //! [`edge_features_of_partials`] (whose stage-1 keys also feed the graph),
 //! [`qos_verdicts`], [`dependency_graph_of_pairs`], [`window_snapshot`].
@@ -22,6 +22,7 @@ use timely::dataflow::operators::vec::Map;
 use crate::dependency_graph::dependency_graph_of_pairs;
 use crate::edge_features::{edge_features_of_partials, edge_partials};
 use crate::log_features::{LogMiners, log_features};
+use crate::own_time::own_time;
 use crate::qos_check::{Slo, qos_verdicts};
 use crate::records::{LogRecord, MetricPoint, Span, WindowSnapshot};
 use crate::service_features::service_features_of_partials;
@@ -94,8 +95,9 @@ pub fn features_dataflow_with_logs<'s>(
     params: &FeatureParams,
 ) -> (StreamVec<'s, u64, WindowSnapshot>, TraceAssemblyStats) {
     let window_ms = params.window_ms.max(1);
-    let (spans, span_partials, qos_partials) = span_fanout(spans, &params.slos);
+    let (spans, span_partials, qos_partials, timings) = span_fanout(spans, &params.slos);
     let (edges, stats) = trace_assembly(spans, params.trace_ttl_ms);
+    let own = own_time(timings, params.trace_ttl_ms);
     let qos = qos_verdicts(qos_partials, &params.slos);
     // Stage 1 of the edge features once per edge; the graph needs only its keys (per window
     // and worker, not per RPC), so the edges themselves are not copied for two consumers.
@@ -104,8 +106,11 @@ pub fn features_dataflow_with_logs<'s>(
     let callee_requests = partials
         .clone()
         .flat_map(|((_, callee), p)| p.callee_requests.map(|requests| (callee, requests)));
-    let services =
-        service_features_of_partials(span_partials.concat(callee_requests), metrics, window_ms);
+    let services = service_features_of_partials(
+        span_partials.concat(callee_requests).concat(own),
+        metrics,
+        window_ms,
+    );
     let graph = dependency_graph_of_pairs(
         partials.clone().map(|(pair, _)| pair),
         params.retention_windows_ms(),

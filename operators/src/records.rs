@@ -287,6 +287,11 @@ pub struct ServiceFeatures {
     /// spans carry one: a change is a new deployment of the service.
     #[serde(default)]
     pub version: Option<String>,
+    /// Σ own time of the window's spans of the service, ms: each span's duration less its
+    /// children's, none for the caller's side of a call ([`crate::own_time`]). A request's
+    /// calls are subtracted from it whatever window they ended in. `None` where not taken.
+    #[serde(default)]
+    pub own_ms: Option<f64>,
 }
 
 /// Per-edge features of one window (Sage's per-RPC latency nodes).

@@ -52,6 +52,8 @@ pub struct ServicePartial {
     pub in_flight: BTreeMap<String, (u64, f64)>,
     /// The latest server span's `(end_ns, service.version)`, if it carries one.
     pub version: Option<(u64, String)>,
+    /// Σ own time of the window's spans, ns ([`crate::own_time`]); `None` when not taken.
+    pub own_ns: Option<i128>,
 }
 
 /// The later of two in-flight samples (equal times: the larger value, so merge order
@@ -65,6 +67,14 @@ fn latest(a: (u64, f64), b: (u64, f64)) -> (u64, f64) {
 }
 
 impl ServicePartial {
+    /// A partial holding only own time.
+    pub fn of_own_time(own_ns: i128) -> ServicePartial {
+        ServicePartial {
+            own_ns: Some(own_ns),
+            ..ServicePartial::default()
+        }
+    }
+
     pub fn add_span(&mut self, span: &Span) {
         if !self.instances.contains(&span.instance) {
             self.instances.insert(span.instance.clone());
@@ -133,6 +143,9 @@ impl ServicePartial {
         if let Some((t, v)) = other.version {
             self.note_version(t, &v);
         }
+        if let Some(o) = other.own_ns {
+            self.own_ns = Some(self.own_ns.unwrap_or(0) + o);
+        }
     }
 
     /// The features of this (complete) partial.
@@ -164,6 +177,7 @@ impl ServicePartial {
             usage,
             in_flight: stable_sum(&mut self.in_flight.values().map(|s| s.1).collect::<Vec<_>>()),
             version: self.version.map(|(_, v)| v),
+            own_ms: self.own_ns.map(|ns| ns as f64 / 1e6),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Span fan-out: one pass over each span container for all consumers of spans.
 //!
-//! Three operators read spans (trace assembly, service features, QoS check). Giving them the
+//! Four operators read spans (trace assembly, own time, service features, QoS check). Giving them the
 //! same stream would make timely clone every container (and every span's strings) for all
 //! but one of them; instead this operator reads each container once, by reference, and
 //! moves it on.
@@ -14,7 +14,8 @@
 //!    [`crate::service_features`] ([`SpanPartials::finish`]: `(service, partial)` sorted by
 //!    service), emitted when the window closes;
 //! 2. per window with matching requests on this worker, stage 1 of [`crate::qos_check`]
-//!    ([`QosPartials::finish`]: `(SLO position, partial)`), emitted when the window closes.
+//!    ([`QosPartials::finish`]: `(SLO position, partial)`), emitted when the window closes;
+//! 3. each span's [`SpanTiming`] (for [`crate::own_time`]), as its span arrives.
 //!
 //! **State:** per open window, the two accumulators and a capability for each of outputs 1
 //! and 2; freed when the input frontier passes the window's end.
@@ -26,15 +27,17 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
+use crate::own_time::SpanTiming;
 use crate::qos_check::{QosPartial, QosPartials, Slo};
 use crate::records::Span;
 use crate::service_features::{ServicePartial, SpanPartials};
 
-/// The three outputs of [`span_fanout`].
+/// The four outputs of [`span_fanout`].
 pub type FannedOut<'s> = (
     StreamVec<'s, u64, Span>,
     StreamVec<'s, u64, (String, ServicePartial)>,
     StreamVec<'s, u64, (usize, QosPartial)>,
+    StreamVec<'s, u64, SpanTiming>,
 );
 
 struct Open {
@@ -52,6 +55,7 @@ pub fn span_fanout<'s>(spans: StreamVec<'s, u64, Span>, slos: &[Slo]) -> FannedO
     let (mut span_out, span_stream) = builder.new_output::<Vec<Span>>();
     let (mut service_out, service_stream) = builder.new_output::<Vec<(String, ServicePartial)>>();
     let (mut qos_out, qos_stream) = builder.new_output::<Vec<(usize, QosPartial)>>();
+    let (mut timing_out, timing_stream) = builder.new_output::<Vec<SpanTiming>>();
     builder.build(move |_initial| {
         // The initial capabilities are dropped: outputs are produced only under input times.
         let mut open: BTreeMap<u64, Open> = BTreeMap::new();
@@ -59,6 +63,7 @@ pub fn span_fanout<'s>(spans: StreamVec<'s, u64, Span>, slos: &[Slo]) -> FannedO
             let mut span_out = span_out.activate();
             let mut service_out = service_out.activate();
             let mut qos_out = qos_out.activate();
+            let mut timing_out = timing_out.activate();
             let (service_port, qos_port) = (service_out.output_index(), qos_out.output_index());
             input.for_each_stamp(|cap, data| {
                 let Some(&t) = cap.least() else { return };
@@ -69,10 +74,13 @@ pub fn span_fanout<'s>(spans: StreamVec<'s, u64, Span>, slos: &[Slo]) -> FannedO
                     qos: QosPartials::default(),
                 });
                 for batch in data {
+                    let mut timings = Vec::with_capacity(batch.len());
                     for span in batch.iter() {
                         slot.services.add(span);
                         slot.qos.add(&slos, span);
+                        timings.push(SpanTiming::of(span));
                     }
+                    timing_out.give(&cap, &mut timings);
                     span_out.give(&cap, batch);
                 }
             });
@@ -92,5 +100,5 @@ pub fn span_fanout<'s>(spans: StreamVec<'s, u64, Span>, slos: &[Slo]) -> FannedO
             }
         }
     });
-    (span_stream, service_stream, qos_stream)
+    (span_stream, service_stream, qos_stream, timing_stream)
 }

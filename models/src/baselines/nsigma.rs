@@ -209,6 +209,7 @@ mod tests {
             usage: [[0.0; 4]; 5],
             in_flight: 0.0,
             version: None,
+            own_ms: None,
         }
     }
 
@@ -265,6 +266,7 @@ mod ranking_tests {
             usage: [[0.0; 4]; 5],
             in_flight: 0.0,
             version: None,
+            own_ms: None,
         }
     }
 

@@ -478,7 +478,11 @@ impl Range {
                 any = true;
                 let n = s.requests as f64;
                 let busy_ms = s.outstanding * w.window_ms as f64;
-                let own = busy_ms - out_client.get(s.service.as_str()).copied().unwrap_or(0.0);
+                // Own time from whole span trees where taken; else the window's busy time
+                // less the calls that ended in it.
+                let own = s.own_ms.unwrap_or_else(|| {
+                    busy_ms - out_client.get(s.service.as_str()).copied().unwrap_or(0.0)
+                });
                 r.self_time
                     .entry(s.service.clone())
                     .or_default()

@@ -113,6 +113,7 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
             usage: [[0.0; 4]; 5],
             in_flight: 0.0,
             version: None,
+            own_ms: None,
         })
         .collect();
     let edge = |i: usize, client: f64| EdgeFeatures {
@@ -737,6 +738,7 @@ fn metrics_scraped_once_a_minute_still_make_detections() {
                         usage,
                         in_flight: 0.0,
                         version: None,
+                        own_ms: None,
                     }
                 })
                 .collect();
@@ -1111,6 +1113,7 @@ fn fan_out_window(end: u64, calls: u64) -> WindowSnapshot {
         usage: [[0.0; 4]; 5],
         in_flight: 0.0,
         version: None,
+        own_ms: None,
     };
     let mut services = vec![service("s", 4)];
     let mut edges = Vec::new();
@@ -1283,6 +1286,7 @@ fn with_branch(
             usage: [[0.0; 4]; 5],
             in_flight: 0.0,
             version: None,
+            own_ms: None,
         });
         w.edges.push(EdgeFeatures {
             window_end: w.window_end,

@@ -60,6 +60,7 @@ fn service_features(
         usage,
         in_flight: 0.0,
         version: None,
+        own_ms: None,
     }
 }
 

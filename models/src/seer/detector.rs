@@ -764,6 +764,7 @@ mod tests {
                     usage: [[0.1; 4]; 5],
                     in_flight: 0.0,
                     version: None,
+                    own_ms: None,
                 })
                 .collect(),
             edges: Vec::new(),

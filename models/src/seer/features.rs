@@ -214,6 +214,7 @@ mod tests {
             usage: [[0.0; 4]; 5],
             in_flight,
             version: None,
+            own_ms: None,
         }
     }
 

@@ -153,6 +153,7 @@ pub(crate) mod tests {
                 usage,
                 in_flight: 0.0,
                 version: None,
+                own_ms: None,
             }],
             ..WindowSnapshot::default()
         }
