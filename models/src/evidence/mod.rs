@@ -1049,7 +1049,8 @@ fn resource_of(evidence: &[Evidence]) -> &'static str {
 /// Effects travel from callees to callers: a saturated callee fills its callers' queues,
 /// fails their calls, makes them retry. A culprit may only be showing another culprit's
 /// effect when it reaches, directly or through other services, a culprit whose evidence is
-/// errors (a failure shows upstream as errors, retries, waits and other code paths), or
+/// errors (a failure shows upstream as errors, retries, waits and other code paths, not as
+/// delays on the wire: a culprit named for its network is not explained so), or
 /// when its evidence is own time, CPU, memory or disk and it reaches a culprit named for
 /// one of those through calls that each slowed significantly, by at least 20 %, along with
 /// their callee's latency (a slower callee holds its callers' threads, and theirs; it
@@ -1076,6 +1077,17 @@ fn explained_last(
         .filter(|(_, r)| **r == errors)
         .map(|(s, _)| *s)
         .collect();
+    // The network of calls is not among them: a failing callee neither delays a caller's
+    // calls on the wire nor the calls into it.
+    let delayed_on_the_wire: std::collections::BTreeSet<&str> = culprits
+        .iter()
+        .filter(|c| {
+            c.evidence
+                .first()
+                .is_some_and(|e| e.signal == Signal::Network)
+        })
+        .map(|c| c.service.as_str())
+        .collect();
     let callers_of = after.callers_of();
     let mut explained: std::collections::BTreeSet<String> = failing
         .iter()
@@ -1084,6 +1096,7 @@ fn explained_last(
                 .into_iter()
                 .filter(move |&c| c != f)
         })
+        .filter(|c| !delayed_on_the_wire.contains(c))
         .map(str::to_string)
         .collect();
     // A slower callee explains a caller's slowness (its own time, its CPU), not a change of

@@ -816,6 +816,40 @@ fn a_slower_callee_does_not_explain_its_callers_network() {
     }
 }
 
+#[test]
+fn a_failing_callee_does_not_explain_its_callers_network() {
+    let all = windows(1, 160, Fault::None, 1);
+    let before = Range::of(all.iter().filter(|w| w.window_end <= AT));
+    let after = Range::of(all.iter().filter(|w| w.window_end > AT));
+    let culprit = |service: &str, score: f64, signal: Signal| Culprit {
+        service: service.into(),
+        score,
+        resource: signal.resource().into(),
+        evidence: vec![Evidence {
+            signal,
+            on: None,
+            before: 1.0,
+            after: 2.0,
+            z: 10.0,
+            score,
+        }],
+        repair_ms: None,
+    };
+    let order = |b_signal: Signal| {
+        // `b` moved strongly; `c`, which it calls, logs a little differently.
+        let ranked = vec![
+            culprit("b", 100.0, b_signal),
+            culprit("c", 1.0, Signal::LogFlow),
+        ];
+        explained_last(ranked, &before, &after, 3.0, 5)
+            .into_iter()
+            .map(|c| c.service)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(order(Signal::Network), ["b", "c"]);
+    assert_eq!(order(Signal::SelfTime), ["c", "b"]);
+}
+
 /// `windows` with every service's `resource` at about `level` (± `noise`, relative), and
 /// `b`'s multiplied by `b_after` from `AT` on.
 fn with_usage(
