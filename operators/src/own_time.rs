@@ -26,9 +26,12 @@
 //!
 //! **State:** per worker, the open windows' spans (freed when the window closes) and,
 //! by parent, the children of spans not yet closed, freed when their parent's window closes
-//! or, for parents never seen, `ttl_ms` after the newest child's window.
+//! or, for parents never seen, `ttl_ms` after the newest child's window (as trace assembly's
+//! `trace_ttl_ms`: a request longer than that is not charged with calls that ended more than
+//! `ttl_ms` before it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
@@ -73,9 +76,38 @@ impl SpanTiming {
 
 /// A child as its parent needs it.
 struct Child {
+    /// The window the child ended in.
     window: u64,
     duration_ns: u64,
-    service: String,
+    service: Arc<str>,
+}
+
+type Hasher = foldhash::fast::RandomState;
+
+/// Service names of held children, interned so that a child costs no allocation; names no
+/// held child uses are dropped whenever the table has doubled since the last sweep.
+#[derive(Default)]
+struct Names {
+    set: HashSet<Arc<str>, Hasher>,
+    after_sweep: usize,
+}
+
+impl Names {
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.set.get(name) {
+            return Arc::clone(n);
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.set.insert(Arc::clone(&n));
+        n
+    }
+
+    fn sweep(&mut self) {
+        if self.set.len() > 2 * self.after_sweep.max(64) {
+            self.set.retain(|n| Arc::strong_count(n) > 1);
+            self.after_sweep = self.set.len();
+        }
+    }
 }
 
 /// The own time of `span` given its children (all of them in its window or earlier).
@@ -108,7 +140,8 @@ pub fn own_time<'s>(
     ttl_ms: u64,
 ) -> StreamVec<'s, u64, (String, ServicePartial)> {
     // Children by parent, carried across windows (`finish` runs in window order).
-    let mut children: HashMap<Key, Vec<Child>, foldhash::fast::RandomState> = HashMap::default();
+    let mut children: HashMap<Key, Vec<Child>, Hasher> = HashMap::default();
+    let mut names = Names::default();
     let mut expiry: BTreeMap<u64, Vec<Key>> = BTreeMap::new();
     window_fold(
         spans,
@@ -129,21 +162,19 @@ pub fn own_time<'s>(
                     list.push(Child {
                         window,
                         duration_ns: s.duration_ns,
-                        service: s.service.clone(),
+                        service: names.intern(&s.service),
                     });
                 }
             }
+            // Only windows up to this one have been folded in: a child ending in a later
+            // window (clock skew) is never among a span's children, whatever the arrival
+            // order.
             let mut by_service: BTreeMap<&str, i128> = BTreeMap::new();
             for s in &spans {
                 let kids = children
                     .remove(&(s.trace_id, s.span_id))
                     .unwrap_or_default();
-                let own = own_ns(
-                    s,
-                    kids.iter()
-                        .filter(|c| c.window <= window)
-                        .map(|c| (c.service.as_str(), c.duration_ns)),
-                );
+                let own = own_ns(s, kids.iter().map(|c| (&*c.service, c.duration_ns)));
                 *by_service.entry(s.service.as_str()).or_default() += own;
             }
             // Children whose parent never closed here: a parent outside the data, or one
@@ -168,6 +199,7 @@ pub fn own_time<'s>(
                     }
                 }
             }
+            names.sweep();
             by_service
                 .into_iter()
                 .map(|(service, own_ns)| (service.to_owned(), ServicePartial::of_own_time(own_ns)))

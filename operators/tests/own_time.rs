@@ -39,74 +39,18 @@ fn reported(workers: usize, spans: Vec<Span>) -> BTreeMap<(u64, String), f64> {
 fn a_request_is_charged_with_its_calls_whatever_window_they_ended_in() {
     // `front` serves a 2.4 s request ending at 3.2 s. Through kind-less client spans it calls
     // `back` twice: the first call ends at 1.9 s, two windows before the request ends.
+    let kindless = SpanKind::Unspecified;
+    let hop = |id, parent, service: &str, kind, end_ms, dur_ms| {
+        span(1, id, parent, service, service, kind, "op", end_ms, dur_ms)
+    };
     let spans = vec![
-        span(
-            1,
-            1,
-            None,
-            "front",
-            "f-0",
-            SpanKind::Unspecified,
-            "/",
-            3200,
-            2400,
-        ),
-        span(
-            1,
-            2,
-            Some(1),
-            "front",
-            "f-0",
-            SpanKind::Unspecified,
-            "GET",
-            1900,
-            1000,
-        ),
-        span(
-            1,
-            3,
-            Some(2),
-            "back",
-            "b-0",
-            SpanKind::Unspecified,
-            "/a",
-            1890,
-            980,
-        ),
-        span(
-            1,
-            4,
-            Some(1),
-            "front",
-            "f-0",
-            SpanKind::Unspecified,
-            "GET",
-            3100,
-            1000,
-        ),
-        span(
-            1,
-            5,
-            Some(4),
-            "back",
-            "b-0",
-            SpanKind::Unspecified,
-            "/b",
-            3090,
-            900,
-        ),
+        hop(1, None, "front", kindless, 3200, 2400),
+        hop(2, Some(1), "front", kindless, 1900, 1000),
+        hop(3, Some(2), "back", kindless, 1890, 980),
+        hop(4, Some(1), "front", kindless, 3100, 1000),
+        hop(5, Some(4), "back", kindless, 3090, 900),
         // `back`'s own database span: its own time.
-        span(
-            1,
-            6,
-            Some(5),
-            "back",
-            "b-0",
-            SpanKind::Client,
-            "SELECT",
-            3050,
-            300,
-        ),
+        hop(6, Some(5), "back", SpanKind::Client, 3050, 300),
     ];
     for workers in [1, 2] {
         let own = reported(workers, spans.clone());
