@@ -212,28 +212,43 @@ fn a_learned_normal_answers_when_the_minutes_before_are_missing() {
     assert_eq!(d["culprits"][0]["service"], "tier-2", "{d:#}");
     let stderr = String::from_utf8_lossy(&with.stderr);
     assert!(stderr.contains("normal-chain-app.json"), "{stderr}");
-    // `eval --cases` reads each case again, its detector judging against the normal; the
-    // input's summary is said once.
-    let cfg = tmp.path().join("eval.toml");
-    std::fs::write(
-        &cfg,
-        format!("[diagnose]\nnormal_dir = \"{}\"\n", models.display()),
-    )
-    .unwrap();
-    let eval = augur(
-        &[
-            "eval",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--cases",
-            case.to_str().unwrap(),
-            "--json",
-        ],
-        tmp.path(),
-    );
-    ok(&eval);
-    let stderr = String::from_utf8_lossy(&eval.stderr);
+    // The only normal there is was read with at once: one read.
+    assert!(!stderr.contains("reading the input again"), "{stderr}");
+    // `eval --cases` runs the detector, judging against the normal. With two normals to
+    // choose from, the services read decide, and the case is read again with the one that
+    // fits; the input's summary is said once either way.
+    let eval = |normal_dir: &Path| {
+        let cfg = tmp.path().join("eval.toml");
+        std::fs::write(
+            &cfg,
+            format!("[diagnose]\nnormal_dir = \"{}\"\n", normal_dir.display()),
+        )
+        .unwrap();
+        let out = augur(
+            &[
+                "eval",
+                "-c",
+                cfg.to_str().unwrap(),
+                "--cases",
+                case.to_str().unwrap(),
+                "--json",
+            ],
+            tmp.path(),
+        );
+        ok(&out);
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let stderr = eval(&models);
     assert!(stderr.contains("normal-chain-app.json"), "{stderr}");
+    assert!(!stderr.contains("reading the input again"), "{stderr}");
+    assert_eq!(stderr.matches("span shape:").count(), 1, "{stderr}");
+    let two = tmp.path().join("two-normals");
+    std::fs::create_dir_all(&two).unwrap();
+    for name in ["normal-chain-app.json", "normal-other.json"] {
+        std::fs::copy(models.join("normal-chain-app.json"), two.join(name)).unwrap();
+    }
+    let stderr = eval(&two);
+    assert!(stderr.contains("reading the input again"), "{stderr}");
     assert_eq!(stderr.matches("span shape:").count(), 1, "{stderr}");
     let without = diagnose(&format!(
         "[diagnose]\nnormal_dir = \"{}\"\n",

@@ -154,9 +154,40 @@ impl NormalProfile {
         dir: &Path,
         services: &BTreeSet<String>,
     ) -> Result<Option<(PathBuf, NormalProfile, f64)>, NormalError> {
+        let mut best: Option<(PathBuf, NormalProfile, f64)> = None;
+        for path in Self::paths(dir)? {
+            let profile = NormalProfile::load(&path)?;
+            let overlap = profile.overlap(services);
+            if overlap >= MIN_OVERLAP && best.as_ref().is_none_or(|b| overlap > b.2) {
+                best = Some((path, profile, overlap));
+            }
+        }
+        Ok(best)
+    }
+
+    /// The normal a replay of an application's telemetry will most likely be judged
+    /// against, before any of it is read: the one named `name` (if saved in `dir`), else the
+    /// only one in `dir`. [`NormalProfile::find`] on the services seen confirms it or not.
+    pub fn guess(
+        dir: &Path,
+        name: Option<&str>,
+    ) -> Result<Option<(PathBuf, NormalProfile)>, NormalError> {
+        let paths = Self::paths(dir)?;
+        let named = name.map(|n| dir.join(Self::file_name(n)));
+        let path = match named {
+            Some(p) if paths.contains(&p) => p,
+            _ if paths.len() == 1 => paths[0].clone(),
+            _ => return Ok(None),
+        };
+        let profile = Self::load(&path)?;
+        Ok(Some((path, profile)))
+    }
+
+    /// The normals saved in `dir` (`normal-*.json`), sorted; none for a missing directory.
+    fn paths(dir: &Path) -> Result<Vec<PathBuf>, NormalError> {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => {
                 return Err(NormalError::Io {
                     path: dir.to_path_buf(),
@@ -173,15 +204,7 @@ impl NormalProfile {
             })
             .collect();
         paths.sort();
-        let mut best: Option<(PathBuf, NormalProfile, f64)> = None;
-        for path in paths {
-            let profile = NormalProfile::load(&path)?;
-            let overlap = profile.overlap(services);
-            if overlap >= MIN_OVERLAP && best.as_ref().is_none_or(|b| overlap > b.2) {
-                best = Some((path, profile, overlap));
-            }
-        }
-        Ok(best)
+        Ok(paths)
     }
 
     /// Whether it holds log template miners (the data it was learned from had logs).

@@ -642,6 +642,14 @@ fn a_normal_is_found_by_its_services() {
         NormalProfile::learn("chain", &windows(1, 60, Fault::None, 1), &miners).expect("learned");
     let path = normal.save(dir.path()).expect("saved");
     assert_eq!(path, dir.path().join("normal-chain.json"));
+    // Before anything is read: the only normal there is, or the one named.
+    let guess = |name: Option<&str>| {
+        NormalProfile::guess(dir.path(), name)
+            .expect("readable")
+            .map(|(p, _)| p)
+    };
+    assert_eq!(guess(None), Some(path.clone()));
+    assert_eq!(guess(Some("missing")), Some(path.clone()));
     let mut other = windows(1, 60, Fault::None, 2);
     for w in &mut other {
         for s in &mut w.services {
@@ -655,6 +663,11 @@ fn a_normal_is_found_by_its_services() {
         .expect("learned")
         .save(dir.path())
         .expect("saved");
+    assert_eq!(guess(None), None, "two to choose from");
+    assert_eq!(
+        guess(Some("other")),
+        Some(dir.path().join("normal-other.json"))
+    );
     let seen: std::collections::BTreeSet<String> =
         ["a", "b", "zz"].iter().map(|s| s.to_string()).collect();
     let (found, loaded, overlap) = NormalProfile::find(dir.path(), &seen)

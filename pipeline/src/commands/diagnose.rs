@@ -73,9 +73,12 @@ pub struct Replay {
 }
 
 /// [`windows_of`], with the learned normal in `diagnose.normal_dir` that knows the most of
-/// the replay's services (at least half; said on stderr either way). When that normal has
-/// template miners, the input is replayed again with them restored, so its template ids
-/// are the normal's.
+/// the replay's services (at least half; said on stderr either way). The input is read with
+/// that normal's template miners restored, so its template ids are the normal's, and the
+/// `detectors` judge against it. Which normal fits is known only from the services read; the
+/// first read takes the likely one ([`NormalProfile::guess`]: the one the config's
+/// `[detector.evidence] normal` names, or the only one there is), and the input is read
+/// again only when another fits, or none does and detectors ran.
 pub fn replay_with_normal(
     config: &Config,
     input: Option<std::path::PathBuf>,
@@ -84,9 +87,16 @@ pub fn replay_with_normal(
     progress: bool,
     detectors: &[augur_models::DetectorKind],
 ) -> anyhow::Result<Replay> {
-    let miners = LogMiners::default();
+    let dir = &config.diagnose.normal_dir;
+    let guess = NormalProfile::guess(dir, config.detector.evidence.normal.as_deref())?
+        .map(|(path, normal)| (path, Arc::new(normal)));
+    let mut first = config.clone();
+    let miners = match &guess {
+        Some((path, normal)) => serve_normal(&mut first, path, Arc::clone(normal))?,
+        None => LogMiners::default(),
+    };
     let (windows, alerts) = windows_of(
-        config,
+        &first,
         input.clone(),
         topic.clone(),
         workers,
@@ -107,12 +117,29 @@ pub fn replay_with_normal(
                 .chain(w.logs.iter().map(|l| l.service.clone()))
         })
         .collect();
-    let dir = &config.diagnose.normal_dir;
     let Some((path, normal, overlap)) = NormalProfile::find(dir, &services)? else {
         eprintln!(
             "normal: none learned for these services in {} (augur train --model normal): the normal is the telemetry's own, before the moment",
             dir.display()
         );
+        if guess.is_none() || detectors.is_empty() {
+            return Ok(Replay {
+                windows,
+                alerts,
+                normal: None,
+            });
+        }
+        // The detectors judged against the guessed normal: read again without one.
+        eprintln!("reading the input again: the detectors judged it against another normal");
+        let (windows, alerts) = windows_of(
+            config,
+            input,
+            topic,
+            workers,
+            Shown::Nothing,
+            detectors,
+            &LogMiners::default(),
+        )?;
         return Ok(Replay {
             windows,
             alerts,
@@ -126,6 +153,15 @@ pub fn replay_with_normal(
         overlap * 100.0,
         services.len()
     );
+    if let Some((guessed, normal)) = guess
+        && guessed == path
+    {
+        return Ok(Replay {
+            windows,
+            alerts,
+            normal: Some(normal),
+        });
+    }
     let normal = Arc::new(normal);
     if !normal.has_miners() && detectors.is_empty() {
         return Ok(Replay {
@@ -134,7 +170,16 @@ pub fn replay_with_normal(
             normal: Some(normal),
         });
     }
-    // Replayed again: template ids as the normal's, and the detectors judging against it.
+    // Read again: template ids as the normal's, and the detectors judging against it.
+    eprintln!(
+        "reading the input again with {}'s log templates{}",
+        path.display(),
+        if detectors.is_empty() {
+            ""
+        } else {
+            " and the detectors judging against it"
+        }
+    );
     let mut config = config.clone();
     let miners = serve_normal(&mut config, &path, Arc::clone(&normal))?;
     let (windows, alerts) = windows_of(
