@@ -27,6 +27,7 @@ pub mod features;
 pub mod inference_times;
 pub mod log_features;
 pub mod model_worker;
+pub mod names;
 pub mod own_time;
 pub mod qos_check;
 pub mod quantile;

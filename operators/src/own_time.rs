@@ -30,13 +30,14 @@
 //! `trace_ttl_ms`: a request longer than that is not charged with calls that ended more than
 //! `ttl_ms` before it).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 
+use crate::names::Names;
 use crate::records::{Span, SpanKind};
 use crate::service_features::ServicePartial;
 use crate::window::{route, window_fold};
@@ -83,32 +84,6 @@ struct Child {
 }
 
 type Hasher = foldhash::fast::RandomState;
-
-/// Service names of held children, interned so that a child costs no allocation; names no
-/// held child uses are dropped whenever the table has doubled since the last sweep.
-#[derive(Default)]
-struct Names {
-    set: HashSet<Arc<str>, Hasher>,
-    after_sweep: usize,
-}
-
-impl Names {
-    fn intern(&mut self, name: &str) -> Arc<str> {
-        if let Some(n) = self.set.get(name) {
-            return Arc::clone(n);
-        }
-        let n: Arc<str> = Arc::from(name);
-        self.set.insert(Arc::clone(&n));
-        n
-    }
-
-    fn sweep(&mut self) {
-        if self.set.len() > 2 * self.after_sweep.max(64) {
-            self.set.retain(|n| Arc::strong_count(n) > 1);
-            self.after_sweep = self.set.len();
-        }
-    }
-}
 
 /// The own time of `span` given its children (all of them in its window or earlier).
 pub fn own_ns<'a>(span: &SpanTiming, children: impl IntoIterator<Item = (&'a str, u64)>) -> i128 {

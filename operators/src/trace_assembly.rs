@@ -43,7 +43,7 @@
 //! [`TraceAssemblyStats`] (shared by the workers of one process). The peer check holds a
 //! capability for the windows of pending client spans until they close.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -52,6 +52,7 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 
+use crate::names::Names;
 use crate::records::{RpcEdge, Span, SpanKind};
 use crate::window::route;
 
@@ -90,33 +91,6 @@ impl TraceAssemblyStats {
 
 type Key = (u128, u64);
 type Hasher = foldhash::fast::RandomState;
-
-/// Names (services, operations, peers) of this worker's held spans, interned so that held
-/// spans don't own strings. Names no held span uses any more are dropped whenever the table
-/// has doubled since the last sweep, so it stays proportional to the live names.
-#[derive(Default)]
-struct Names {
-    set: HashSet<Arc<str>, Hasher>,
-    after_sweep: usize,
-}
-
-impl Names {
-    fn intern(&mut self, name: &str) -> Arc<str> {
-        if let Some(n) = self.set.get(name) {
-            return Arc::clone(n);
-        }
-        let n: Arc<str> = Arc::from(name);
-        self.set.insert(Arc::clone(&n));
-        n
-    }
-
-    fn sweep(&mut self) {
-        if self.set.len() > 2 * self.after_sweep.max(512) {
-            self.set.retain(|n| Arc::strong_count(n) > 1);
-            self.after_sweep = self.set.len();
-        }
-    }
-}
 
 /// What trace assembly keeps of a span (its ids are the map key).
 #[derive(Clone)]
