@@ -95,11 +95,9 @@ pub fn own_ns<'a>(span: &SpanTiming, children: impl IntoIterator<Item = (&'a str
             remote_min = Some(remote_min.map_or(duration_ns, |m| m.min(duration_ns)));
         }
     }
-    let call_side = match span.kind {
-        SpanKind::Client | SpanKind::Producer => remote_min.is_some() || span.peer_call,
-        SpanKind::Unspecified => remote_min.is_some_and(|m| m <= span.duration_ns),
-        _ => false,
-    };
+    // The shortest remote child is the one a kind-less span most likely covers.
+    let call_side =
+        span.peer_call || remote_min.is_some_and(|m| span.kind.is_call_side(span.duration_ns, m));
     if call_side {
         0
     } else {

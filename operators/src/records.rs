@@ -28,6 +28,20 @@ pub enum SpanKind {
     Consumer,
 }
 
+impl SpanKind {
+    /// Whether a span of this kind, lasting `duration_ns`, is the caller's side of a call to
+    /// a child in another service lasting `child_duration_ns`: a `Client`/`Producer` span,
+    /// or a kind-less one (kinds not recorded) as long as it covers the child. Trace assembly
+    /// reads calls this way and own time leaves such spans out, so the two agree.
+    pub fn is_call_side(self, duration_ns: u64, child_duration_ns: u64) -> bool {
+        match self {
+            SpanKind::Client | SpanKind::Producer => true,
+            SpanKind::Unspecified => duration_ns >= child_duration_ns,
+            _ => false,
+        }
+    }
+}
+
 /// One decoded, validated span: the fields of an OTLP span that augur uses.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Span {

@@ -172,13 +172,9 @@ fn part_edge_of(parent: &Part, trace_id: u128, child: &Part) -> Option<RpcEdge> 
     // A kind-less child with a parent in another service is that service's handling of a
     // call: one of its requests, counted from the edge (a SERVER span counts itself).
     let callee_request = !matches!(child.kind, SpanKind::Server | SpanKind::Consumer);
-    let client_side = match parent.kind {
-        SpanKind::Client | SpanKind::Producer => true,
-        // A kind-less parent of a remote child is the caller's side of the call (its client
-        // span, kinds not recorded), as long as it covers the child.
-        SpanKind::Unspecified => parent.duration_ns >= child.duration_ns,
-        _ => false,
-    };
+    let client_side = parent
+        .kind
+        .is_call_side(parent.duration_ns, child.duration_ns);
     let edge = if client_side {
         let client = parent.duration_ms();
         RpcEdge {

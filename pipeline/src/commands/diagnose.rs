@@ -117,71 +117,53 @@ pub fn replay_with_normal(
                 .chain(w.logs.iter().map(|l| l.service.clone()))
         })
         .collect();
-    let Some((path, normal, overlap)) = NormalProfile::find(dir, &services)? else {
-        eprintln!(
+    let found = NormalProfile::find(dir, &services)?;
+    match &found {
+        Some((path, normal, overlap)) => eprintln!(
+            "normal: {} ({} windows; knows {:.0} % of the {} services seen)",
+            path.display(),
+            normal.windows,
+            overlap * 100.0,
+            services.len()
+        ),
+        None => eprintln!(
             "normal: none learned for these services in {} (augur train --model normal): the normal is the telemetry's own, before the moment",
             dir.display()
-        );
-        if guess.is_none() || detectors.is_empty() {
-            return Ok(Replay {
-                windows,
-                alerts,
-                normal: None,
-            });
-        }
-        // The detectors judged against the guessed normal: read again without one.
-        eprintln!("reading the input again: the detectors judged it against another normal");
-        let (windows, alerts) = windows_of(
-            config,
-            input,
-            topic,
-            workers,
-            Shown::Nothing,
-            detectors,
-            &LogMiners::default(),
-        )?;
+        ),
+    }
+    let found_path = found.as_ref().map(|(path, ..)| path);
+    let read_with = guess.as_ref().map(|(path, _)| path);
+    // Read again when the first read took another normal than the one that fits and that
+    // matters: the detectors judged against it, or the one that fits numbers templates.
+    let read_again = found_path != read_with
+        && (!detectors.is_empty() || found.as_ref().is_some_and(|(_, n, _)| n.has_miners()));
+    let found = found.map(|(path, normal, _)| (path, Arc::new(normal)));
+    if !read_again {
         return Ok(Replay {
             windows,
             alerts,
-            normal: None,
-        });
-    };
-    eprintln!(
-        "normal: {} ({} windows; knows {:.0} % of the {} services seen)",
-        path.display(),
-        normal.windows,
-        overlap * 100.0,
-        services.len()
-    );
-    if let Some((guessed, normal)) = guess
-        && guessed == path
-    {
-        return Ok(Replay {
-            windows,
-            alerts,
-            normal: Some(normal),
+            normal: found.map(|(_, normal)| normal),
         });
     }
-    let normal = Arc::new(normal);
-    if !normal.has_miners() && detectors.is_empty() {
-        return Ok(Replay {
-            windows,
-            alerts,
-            normal: Some(normal),
-        });
-    }
-    // Read again: template ids as the normal's, and the detectors judging against it.
-    eprintln!(
-        "reading the input again with {}'s log templates{}",
-        path.display(),
-        if detectors.is_empty() {
-            ""
-        } else {
-            " and the detectors judging against it"
-        }
-    );
     let mut config = config.clone();
-    let miners = serve_normal(&mut config, &path, Arc::clone(&normal))?;
+    let miners = match &found {
+        Some((path, normal)) => {
+            eprintln!(
+                "reading the input again with {}'s log templates{}",
+                path.display(),
+                if detectors.is_empty() {
+                    ""
+                } else {
+                    " and the detectors judging against it"
+                }
+            );
+            serve_normal(&mut config, path, Arc::clone(normal))?
+        }
+        None => {
+            eprintln!("reading the input again: the detectors judged it against another normal");
+            LogMiners::default()
+        }
+    };
     let (windows, alerts) = windows_of(
         &config,
         input,
@@ -194,7 +176,7 @@ pub fn replay_with_normal(
     Ok(Replay {
         windows,
         alerts,
-        normal: Some(normal),
+        normal: found.map(|(_, normal)| normal),
     })
 }
 
