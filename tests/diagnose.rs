@@ -215,13 +215,21 @@ fn a_learned_normal_answers_when_the_minutes_before_are_missing() {
     // The only normal there is was read with at once: one read.
     assert!(!stderr.contains("reading the input again"), "{stderr}");
     // `eval --cases` runs the detector, judging against the normal. With two normals to
-    // choose from, the services read decide, and the case is read again with the one that
-    // fits; the input's summary is said once either way.
-    let eval = |normal_dir: &Path| {
+    // choose from, a first look at the input's services picks one to read with; the
+    // services read decide, and the case is read again when they pick another (here: the
+    // config names a normal that knows the chain no better than the one found first). The
+    // input's summary is said once either way.
+    let eval = |normal_dir: &Path, named: Option<&str>| {
         let cfg = tmp.path().join("eval.toml");
+        let named = named
+            .map(|n| format!("[detector.evidence]\nnormal = \"{n}\"\n"))
+            .unwrap_or_default();
         std::fs::write(
             &cfg,
-            format!("[diagnose]\nnormal_dir = \"{}\"\n", normal_dir.display()),
+            format!(
+                "[diagnose]\nnormal_dir = \"{}\"\n{named}",
+                normal_dir.display()
+            ),
         )
         .unwrap();
         let out = augur(
@@ -238,7 +246,7 @@ fn a_learned_normal_answers_when_the_minutes_before_are_missing() {
         ok(&out);
         String::from_utf8_lossy(&out.stderr).to_string()
     };
-    let stderr = eval(&models);
+    let stderr = eval(&models, None);
     assert!(stderr.contains("normal-chain-app.json"), "{stderr}");
     assert!(!stderr.contains("reading the input again"), "{stderr}");
     assert_eq!(stderr.matches("span shape:").count(), 1, "{stderr}");
@@ -247,8 +255,15 @@ fn a_learned_normal_answers_when_the_minutes_before_are_missing() {
     for name in ["normal-chain-app.json", "normal-other.json"] {
         std::fs::copy(models.join("normal-chain-app.json"), two.join(name)).unwrap();
     }
-    let stderr = eval(&two);
-    assert!(stderr.contains("reading the input again"), "{stderr}");
+    let stderr = eval(&two, None);
+    assert!(stderr.contains("normal-chain-app.json"), "{stderr}");
+    assert!(!stderr.contains("reading the input again"), "{stderr}");
+    assert_eq!(stderr.matches("span shape:").count(), 1, "{stderr}");
+    let stderr = eval(&two, Some("other"));
+    assert!(
+        stderr.contains("reading the input again with") && stderr.contains("normal-chain-app"),
+        "{stderr}"
+    );
     assert_eq!(stderr.matches("span shape:").count(), 1, "{stderr}");
     let without = diagnose(&format!(
         "[diagnose]\nnormal_dir = \"{}\"\n",

@@ -166,17 +166,23 @@ impl NormalProfile {
     }
 
     /// The normal a replay of an application's telemetry will most likely be judged
-    /// against, before any of it is read: the one named `name` (if saved in `dir`), else the
-    /// only one in `dir`. [`NormalProfile::find`] on the services seen confirms it or not.
+    /// against, before all of it is read: the one named `name` (if saved in `dir`), else the
+    /// only one in `dir`, else the one [`NormalProfile::find`] takes for `seen` (services
+    /// from a first look at the input; none when nothing was looked at). `find` on all the
+    /// services read confirms it or not.
     pub fn guess(
         dir: &Path,
         name: Option<&str>,
+        seen: &BTreeSet<String>,
     ) -> Result<Option<(PathBuf, NormalProfile)>, NormalError> {
         let paths = Self::paths(dir)?;
         let named = name.map(|n| dir.join(Self::file_name(n)));
         let path = match named {
             Some(p) if paths.contains(&p) => p,
             _ if paths.len() == 1 => paths[0].clone(),
+            _ if !seen.is_empty() => {
+                return Ok(Self::find(dir, seen)?.map(|(path, profile, _)| (path, profile)));
+            }
             _ => return Ok(None),
         };
         let profile = Self::load(&path)?;

@@ -642,12 +642,17 @@ fn a_normal_is_found_by_its_services() {
         NormalProfile::learn("chain", &windows(1, 60, Fault::None, 1), &miners).expect("learned");
     let path = normal.save(dir.path()).expect("saved");
     assert_eq!(path, dir.path().join("normal-chain.json"));
-    // Before anything is read: the only normal there is, or the one named.
-    let guess = |name: Option<&str>| {
-        NormalProfile::guess(dir.path(), name)
+    // Before anything is read: the only normal there is, or the one named, else the one
+    // that knows the services of a first look at the input.
+    let set = |names: &[&str]| -> std::collections::BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    };
+    let guess_seeing = |name: Option<&str>, seen: &[&str]| {
+        NormalProfile::guess(dir.path(), name, &set(seen))
             .expect("readable")
             .map(|(p, _)| p)
     };
+    let guess = |name: Option<&str>| guess_seeing(name, &[]);
     assert_eq!(guess(None), Some(path.clone()));
     assert_eq!(guess(Some("missing")), Some(path.clone()));
     let mut other = windows(1, 60, Fault::None, 2);
@@ -667,6 +672,17 @@ fn a_normal_is_found_by_its_services() {
     assert_eq!(
         guess(Some("other")),
         Some(dir.path().join("normal-other.json"))
+    );
+    assert_eq!(
+        guess_seeing(None, &["x-a", "x-b"]),
+        Some(dir.path().join("normal-other.json"))
+    );
+    assert_eq!(guess_seeing(None, &["a"]), Some(path.clone()));
+    assert_eq!(guess_seeing(None, &["nobody"]), None);
+    assert_eq!(
+        guess_seeing(Some("chain"), &["x-a"]),
+        Some(path.clone()),
+        "the one named comes first"
     );
     let seen: std::collections::BTreeSet<String> =
         ["a", "b", "zz"].iter().map(|s| s.to_string()).collect();

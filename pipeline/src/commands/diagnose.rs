@@ -15,8 +15,8 @@ use crate::config::Config;
 use crate::dataflow::JobSpec;
 use crate::job_metrics::JobMetrics;
 use crate::run::{RunOptions, run as run_job};
-use crate::source::input_files;
 use crate::source::replay_sources;
+use crate::source::{input_files, services_in_head};
 
 pub fn run(args: &DiagnoseArgs) -> anyhow::Result<()> {
     let mut config = load_config(args.job.config.as_deref())?;
@@ -65,6 +65,10 @@ pub fn run(args: &DiagnoseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Lines of each input file looked at to guess the learned normal before the replay: an
+/// OTLP export request per line holds many spans, so a few lines name most services.
+const HEAD_LINES: usize = 100;
+
 /// A replay's windows and alerts, and the learned normal that fits its services.
 pub struct Replay {
     pub windows: Vec<WindowSnapshot>,
@@ -77,8 +81,9 @@ pub struct Replay {
 /// that normal's template miners restored, so its template ids are the normal's, and the
 /// `detectors` judge against it. Which normal fits is known only from the services read; the
 /// first read takes the likely one ([`NormalProfile::guess`]: the one the config's
-/// `[detector.evidence] normal` names, or the only one there is), and the input is read
-/// again only when another fits, or none does and detectors ran.
+/// `[detector.evidence] normal` names, else the only one there is, else the one that knows
+/// the services of the input's first lines), and the input is read again only when another
+/// fits, or none does and detectors ran.
 pub fn replay_with_normal(
     config: &Config,
     input: Option<std::path::PathBuf>,
@@ -88,7 +93,11 @@ pub fn replay_with_normal(
     detectors: &[augur_models::DetectorKind],
 ) -> anyhow::Result<Replay> {
     let dir = &config.diagnose.normal_dir;
-    let guess = NormalProfile::guess(dir, config.detector.evidence.normal.as_deref())?
+    let seen = match &input {
+        Some(input) => services_in_head(input, HEAD_LINES, &metric_names(config))?,
+        None => Default::default(),
+    };
+    let guess = NormalProfile::guess(dir, config.detector.evidence.normal.as_deref(), &seen)?
         .map(|(path, normal)| (path, Arc::new(normal)));
     let mut first = config.clone();
     let miners = match &guess {

@@ -4,7 +4,7 @@
 
 pub mod simulator;
 
-pub use augur_connectors::files::{FileSource, input_files};
+pub use augur_connectors::files::{FileSource, input_files, services_in_head};
 pub use augur_connectors::kafka::{KafkaSource, KafkaSourceSpec};
 pub use augur_connectors::source::{
     Batch, PartitionWatermarks, SourceError, SourceState, WorkerSource,

@@ -1,0 +1,88 @@
+//! The services a recorded directory names in its first lines: a cheap look at an input
+//! before it is replayed, to choose what the replay needs (the learned normal of the
+//! application) without reading it twice.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::lines::{FileError, LineReader, find_input};
+use super::source::input_files;
+use crate::otlp::{MetricNames, decode_logs_json, decode_metrics_json, decode_traces_json};
+
+/// The `service.name`s of the spans, metric points (of the metrics `names` reads) and log
+/// records in the first `lines` lines of each of the directory's files. Lines that don't
+/// decode are skipped here: the replay itself counts them and sends them to the dead
+/// letters.
+pub fn services_in_head(
+    dir: &Path,
+    lines: usize,
+    names: &MetricNames,
+) -> Result<BTreeSet<String>, FileError> {
+    let (traces, metrics) = input_files(dir)?;
+    let mut services = BTreeSet::new();
+    let mut line = Vec::new();
+    let mut each_line = |path: &Path, decode: &mut dyn FnMut(&[u8], &mut BTreeSet<String>)| {
+        let mut reader = LineReader::open(path)?;
+        for _ in 0..lines {
+            if reader.next_line(&mut line)?.is_none() {
+                break;
+            }
+            decode(&line, &mut services);
+        }
+        Ok::<_, FileError>(())
+    };
+    let mut spans = Vec::new();
+    each_line(&traces, &mut |line, seen| {
+        let _ = decode_traces_json(line, &mut spans);
+        seen.extend(spans.drain(..).map(|s| s.service));
+    })?;
+    let mut points = Vec::new();
+    each_line(&metrics, &mut |line, seen| {
+        let _ = decode_metrics_json(line, names, &mut points);
+        seen.extend(points.drain(..).map(|p| p.service));
+    })?;
+    if let Ok(logs) = find_input(dir, "logs.otlp") {
+        let mut records = Vec::new();
+        each_line(&logs, &mut |line, seen| {
+            let _ = decode_logs_json(line, &mut records);
+            seen.extend(records.drain(..).map(|r| r.service));
+        })?;
+    }
+    Ok(services)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_services_of_the_first_lines_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let span = |service: &str| {
+            format!(
+                r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"op","kind":2,"startTimeUnixNano":"1000000000","endTimeUnixNano":"1002000000"}}]}}]}}]}}"#
+            )
+        };
+        let traces = [span("a"), "not json".to_string(), span("b"), span("c")].join("\n");
+        std::fs::write(dir.path().join("traces.otlp.jsonl"), traces).unwrap();
+        let gauge = |service: &str, metric: &str| {
+            format!(
+                r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeMetrics":[{{"metrics":[{{"name":"{metric}","gauge":{{"dataPoints":[{{"timeUnixNano":"1000000000","asDouble":0.5}}]}}}}]}}]}}]}}"#
+            )
+        };
+        let metrics = [
+            gauge("m", "container.cpu.utilization"),
+            gauge("unread", "no.such.metric"),
+        ];
+        std::fs::write(dir.path().join("metrics.otlp.jsonl"), metrics.join("\n")).unwrap();
+        let log = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"l"}}]},"scopeLogs":[{"logRecords":[{"timeUnixNano":"1000000000","body":{"stringValue":"hi"}}]}]}]}"#;
+        std::fs::write(dir.path().join("logs.otlp.jsonl"), log).unwrap();
+        let names = MetricNames::default();
+        let seen = services_in_head(dir.path(), 3, &names).unwrap();
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            ["a", "b", "l", "m"].map(String::from)
+        );
+        assert!(services_in_head(&dir.path().join("missing"), 3, &names).is_err());
+    }
+}
