@@ -120,9 +120,42 @@ pub fn decode_logs_proto(
     bytes: &[u8],
     out: &mut Vec<LogRecord>,
 ) -> Result<Vec<RecordError>, DecodeError> {
-    let req = ExportLogsServiceRequest::decode(bytes)
+    let mut req = ExportLogsServiceRequest::decode(bytes)
         .map_err(|e| DecodeError::Protobuf(e.to_string()))?;
+    older_scopes(bytes, &mut req)?;
     Ok(decode_logs(&req, out))
+}
+
+/// The deprecated field number of `ResourceLogs.instrumentation_library_logs`.
+const INSTRUMENTATION_LIBRARY_LOGS: u32 = 1000;
+
+/// Adds the scopes OTLP 0.15–0.18 senders wrote in field 1000 of each `ResourceLogs`
+/// (laid out as scope logs are; the current schema, which prost decodes, has no such
+/// field, so they would be dropped without a word).
+fn older_scopes(bytes: &[u8], req: &mut ExportLogsServiceRequest) -> Result<(), DecodeError> {
+    use super::wire::Fields;
+    use opentelemetry_proto::tonic::logs::v1::ScopeLogs;
+    let mut resources = req.resource_logs.iter_mut();
+    let mut f = Fields::new(bytes);
+    while let Some((n, v)) = f.next()? {
+        if n != 1 {
+            continue;
+        }
+        let rl = v.bytes("resource_logs")?;
+        let Some(decoded) = resources.next() else {
+            break;
+        };
+        let mut rf = Fields::new(rl);
+        while let Some((n, v)) = rf.next()? {
+            if n == INSTRUMENTATION_LIBRARY_LOGS {
+                let scope = v.bytes("ResourceLogs.instrumentation_library_logs")?;
+                decoded.scope_logs.push(
+                    ScopeLogs::decode(scope).map_err(|e| DecodeError::Protobuf(e.to_string()))?,
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -137,7 +170,14 @@ struct Request<'a> {
 struct ResourceLogs<'a> {
     #[serde(borrow, default)]
     resource: Option<super::traces_json::Resource<'a>>,
-    #[serde(borrow, default, alias = "scope_logs")]
+    // Exports before OTLP 0.15 name the scopes instrumentation libraries.
+    #[serde(
+        borrow,
+        default,
+        alias = "scope_logs",
+        alias = "instrumentationLibraryLogs",
+        alias = "instrumentation_library_logs"
+    )]
     scope_logs: Option<Vec<ScopeLogs<'a>>>,
 }
 

@@ -26,7 +26,14 @@ struct Request<'a> {
 struct ResourceMetrics<'a> {
     #[serde(borrow, default)]
     resource: Option<Resource<'a>>,
-    #[serde(borrow, default, alias = "scope_metrics")]
+    // Exports before OTLP 0.15 name the scopes instrumentation libraries.
+    #[serde(
+        borrow,
+        default,
+        alias = "scope_metrics",
+        alias = "instrumentationLibraryMetrics",
+        alias = "instrumentation_library_metrics"
+    )]
     scope_metrics: Option<Vec<ScopeMetrics<'a>>>,
 }
 

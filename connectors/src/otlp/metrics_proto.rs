@@ -12,6 +12,9 @@ use super::metrics::{Accumulation, MetricsDecoded, RawPoint, SeriesKey, route};
 use super::view::ResourceAttrs;
 use super::wire::{Fields, WireError, add_attr, resource_attrs, string_attr};
 
+/// The deprecated field number of `ResourceMetrics.instrumentation_library_metrics`.
+const INSTRUMENTATION_LIBRARY_METRICS: u32 = 1000;
+
 /// Decodes one protobuf `ExportMetricsServiceRequest`; good points are appended to `out`.
 pub fn decode_metrics_proto(
     bytes: &[u8],
@@ -50,7 +53,9 @@ fn request(
         }
         let mut rf = Fields::new(rm);
         while let Some((n, v)) = rf.next()? {
-            if n != 2 {
+            // 1000: `instrumentation_library_metrics` of OTLP 0.15–0.18 senders, laid out
+            // as scope metrics are.
+            if n != 2 && n != INSTRUMENTATION_LIBRARY_METRICS {
                 continue;
             }
             let mut sf = Fields::new(v.bytes("ResourceMetrics.scope_metrics")?);

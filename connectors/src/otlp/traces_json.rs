@@ -23,7 +23,15 @@ struct Request<'a> {
 struct ResourceSpans<'a> {
     #[serde(borrow, default)]
     resource: Option<Resource<'a>>,
-    #[serde(borrow, default, alias = "scope_spans")]
+    // Exports before OTLP 0.15 (Collectors of early 2022 and older) name the scopes
+    // instrumentation libraries.
+    #[serde(
+        borrow,
+        default,
+        alias = "scope_spans",
+        alias = "instrumentationLibrarySpans",
+        alias = "instrumentation_library_spans"
+    )]
     scope_spans: Option<Vec<ScopeSpans<'a>>>,
 }
 

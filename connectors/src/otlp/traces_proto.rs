@@ -43,6 +43,9 @@ fn request(
     Ok(())
 }
 
+/// The deprecated field number of `ResourceSpans.instrumentation_library_spans`.
+const INSTRUMENTATION_LIBRARY_SPANS: u32 = 1000;
+
 fn resource_spans(
     rs: &[u8],
     out: &mut Vec<Span>,
@@ -59,7 +62,9 @@ fn resource_spans(
     let ident = OwnedIdentity::new(&attrs);
     let mut f = Fields::new(rs);
     while let Some((n, v)) = f.next()? {
-        if n == 2 {
+        // 1000: `instrumentation_library_spans` of OTLP 0.15–0.18 senders, laid out as
+        // scope spans are.
+        if n == 2 || n == INSTRUMENTATION_LIBRARY_SPANS {
             let mut ss = Fields::new(v.bytes("ResourceSpans.scope_spans")?);
             while let Some((n, v)) = ss.next()? {
                 if n == 2 {
