@@ -65,8 +65,15 @@ fn not_an_export_request_is_a_decode_error() {
         decode_logs_proto(b"\xff\xff\xff\xff", &mut out),
         Err(DecodeError::Protobuf(_))
     ));
-    // An empty request is no records and no errors.
+    // An empty request is no records and no errors; a line of another signal is no request.
     assert_eq!(decode_logs_json(b"{}", &mut out).map(|e| e.len()), Ok(0));
+    assert!(matches!(
+        decode_logs_json(br#"{"resourceSpans":[]}"#, &mut out),
+        Err(DecodeError::NotAnExport {
+            field: "resourceLogs",
+            ..
+        })
+    ));
     assert!(out.is_empty());
 }
 

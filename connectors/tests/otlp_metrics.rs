@@ -244,6 +244,20 @@ fn json_values_are_numbers_or_special_strings() {
     assert_eq!(dp["timeUnixNano"], "1");
 }
 
+/// `{}` is an empty request; a JSON object without `resourceMetrics` (a Prometheus
+/// remote-write dump, a line of traces) is no request, not an empty one.
+#[test]
+fn other_json_is_not_an_empty_request() {
+    let names = MetricNames::default();
+    let mut out = Vec::new();
+    assert!(decode_metrics_json(b"{}", &names, &mut out).is_ok());
+    let e = decode_metrics_json(br#"{"timeseries":[]}"#, &names, &mut out)
+        .err()
+        .expect("not an export request");
+    assert!(e.to_string().contains("no `resourceMetrics` field"), "{e}");
+    assert!(out.is_empty());
+}
+
 /// One `k8s.pod.network.io` data point of pod `cart-1` (`direction` receive or transmit),
 /// as a sum of the given temporality (1 delta, 2 cumulative) and monotonicity.
 fn network_sum(

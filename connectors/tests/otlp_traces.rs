@@ -402,6 +402,26 @@ fn unparseable_messages_are_errors() {
     // An empty message is a valid empty request.
     assert_eq!(decode_traces_proto(&[], &mut out), Ok(vec![]));
     assert_eq!(decode_traces_json(b"{}", &mut out), Ok(vec![]));
+    // Another format's export (Jaeger's JSON here), or another signal's, is not read as an
+    // empty request.
+    for other in [
+        &br#"{"data":[{"traceID":"5b8e","spans":[{"spanID":"1","operationName":"x"}]}]}"#[..],
+        br#"{"resourceLogs":[]}"#,
+    ] {
+        let e = decode_traces_json(other, &mut out).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DecodeError::NotAnExport {
+                    field: "resourceSpans",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("no `resourceSpans` field"), "{e}");
+    }
+    assert!(out.is_empty());
 }
 
 fn bench_spans(n: usize) -> Vec<Span> {

@@ -16,6 +16,30 @@ pub enum DecodeError {
     /// Not a valid protobuf encoding of the export request.
     #[error("invalid protobuf: {0}")]
     Protobuf(String),
+    /// JSON, but not an OTLP export request: its resources' field is missing (another
+    /// format's export, or a file of another signal).
+    #[error(
+        "not an OTLP {request}: no `{field}` field (a line is one OTLP/JSON export request, as the Collector's file exporter writes)"
+    )]
+    NotAnExport {
+        request: &'static str,
+        field: &'static str,
+    },
+}
+
+/// `Ok` when the JSON object `bytes` has no keys (an empty export request), else
+/// [`DecodeError::NotAnExport`].
+pub(crate) fn not_an_export(
+    bytes: &[u8],
+    request: &'static str,
+    field: &'static str,
+) -> Result<(), DecodeError> {
+    let keys: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes)?;
+    if keys.is_empty() {
+        Ok(())
+    } else {
+        Err(DecodeError::NotAnExport { request, field })
+    }
 }
 
 impl From<serde_json::Error> for DecodeError {

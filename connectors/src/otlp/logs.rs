@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use prost::Message;
 use serde::Deserialize;
 
-use super::error::{DecodeError, RECORD_CONTEXTS, RecordError};
+use super::error::{DecodeError, RECORD_CONTEXTS, RecordError, not_an_export};
 use super::json_model::{Attrs, EnumInt, Str, U64};
 use super::json_write::{push_str_truncated, push_u64_str};
 use super::traces::resource_attrs;
@@ -229,8 +229,14 @@ pub fn decode_logs_json(
     out: &mut Vec<LogRecord>,
 ) -> Result<Vec<RecordError>, DecodeError> {
     let req: Request<'_> = serde_json::from_slice(bytes)?;
+    let Some(resource_logs) = req.resource_logs else {
+        // `{}` is an empty request (proto3 JSON leaves out empty lists); other keys alone
+        // are another format.
+        not_an_export(bytes, "ExportLogsServiceRequest", "resourceLogs")?;
+        return Ok(Vec::new());
+    };
     let mut errors = Vec::new();
-    for rl in req.resource_logs.iter().flatten() {
+    for rl in &resource_logs {
         let attrs = rl
             .resource
             .as_ref()

@@ -8,7 +8,7 @@
 use augur_operators::records::MetricPoint;
 use serde::Deserialize;
 
-use super::error::DecodeError;
+use super::error::{DecodeError, not_an_export};
 use super::json_model::{Count, F64, I64, PointAttrs, Str, Temporality, U64};
 use super::metric_names::MetricNames;
 use super::metrics::{Accumulation, MetricsDecoded, RawPoint, route};
@@ -100,8 +100,14 @@ pub fn decode_metrics_json(
     out: &mut Vec<MetricPoint>,
 ) -> Result<MetricsDecoded, DecodeError> {
     let req: Request<'_> = serde_json::from_slice(bytes)?;
+    let Some(resource_metrics) = req.resource_metrics else {
+        // `{}` is an empty request (proto3 JSON leaves out empty lists); other keys alone
+        // are another format.
+        not_an_export(bytes, "ExportMetricsServiceRequest", "resourceMetrics")?;
+        return Ok(MetricsDecoded::default());
+    };
     let mut d = MetricsDecoded::default();
-    for rm in req.resource_metrics.iter().flatten() {
+    for rm in &resource_metrics {
         let res = rm
             .resource
             .as_ref()

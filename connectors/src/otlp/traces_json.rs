@@ -7,7 +7,7 @@
 use augur_operators::records::Span;
 use serde::Deserialize;
 
-use super::error::{DecodeError, RecordError};
+use super::error::{DecodeError, RecordError, not_an_export};
 use super::json_model::{Attrs, EnumInt, Str, U64};
 use super::view::{IdRef, OwnedIdentity, RawSpan};
 
@@ -88,8 +88,14 @@ pub fn decode_traces_json(
     out: &mut Vec<Span>,
 ) -> Result<Vec<RecordError>, DecodeError> {
     let req: Request<'_> = serde_json::from_slice(bytes)?;
+    let Some(resource_spans) = req.resource_spans else {
+        // `{}` is an empty request (proto3 JSON leaves out empty lists); other keys alone
+        // are another format.
+        not_an_export(bytes, "ExportTraceServiceRequest", "resourceSpans")?;
+        return Ok(Vec::new());
+    };
     let mut errors = Vec::new();
-    for rs in req.resource_spans.iter().flatten() {
+    for rs in &resource_spans {
         let attrs = rs
             .resource
             .as_ref()
