@@ -122,3 +122,42 @@ fn protobuf_decodes_like_json() {
         }]
     );
 }
+
+/// A record without a `severityNumber` takes its `severityText`, else the level its line
+/// starts with (lines shipped as printed); a number, when there is one, decides.
+#[test]
+fn severity_from_number_text_or_line() {
+    let record = |fields: &str| {
+        format!(
+            r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"s"}}}}]}},"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"1",{fields}}}]}}]}}]}}"#
+        )
+    };
+    let cases = [
+        (
+            r#""severityNumber":9,"severityText":"ERROR","body":{"stringValue":"ERROR x y"}"#,
+            Severity::Info,
+        ),
+        (
+            r#""severityText":"Warning","body":{"stringValue":"x y"}"#,
+            Severity::Warn,
+        ),
+        (
+            r#""severityText":"E42","body":{"stringValue":"2023-01-29 16:43:17.120 ERROR c.s.Contacts#37 none"}"#,
+            Severity::Error,
+        ),
+        (
+            r#""body":{"stringValue":"16:43:17.120 [fatal] out of memory"}"#,
+            Severity::Fatal,
+        ),
+        (
+            r#""body":{"stringValue":"c.s.Contacts#37 retrying after error"}"#,
+            Severity::Unspecified,
+        ),
+    ];
+    for (fields, want) in cases {
+        let mut out = Vec::new();
+        let errors = decode_logs_json(record(fields).as_bytes(), &mut out).expect("parses");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(out[0].severity, want, "{fields}");
+    }
+}

@@ -26,6 +26,7 @@ pub mod edge_features;
 pub mod features;
 pub mod inference_times;
 pub mod log_features;
+pub mod log_line;
 pub mod model_worker;
 pub mod names;
 pub mod own_time;

@@ -25,6 +25,7 @@ use logdrain::{Mask, Miner, MinerBuilder, builtin_masks};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 
+use crate::log_line::statement;
 use crate::records::{
     END_OF_TRACE, LogFeatures, LogRecord, Severity, TemplateCount, TemplateTransition,
 };
@@ -32,58 +33,6 @@ use crate::window::{route, window_fold};
 
 /// Templates kept per leaf of a service's prefix tree.
 pub const MAX_CLUSTERS_PER_LEAF: usize = 200;
-
-/// Tokens of a line that identify its log statement: the logger, level and message come
-/// first; what follows is mostly values, and a payload of varying length (a list of
-/// records) would otherwise make one template per length.
-pub const STATEMENT_TOKENS: usize = 16;
-
-/// Leading tokens of a line that may be its own timestamp and level, dropped.
-const MAX_PREFIX_TOKENS: usize = 4;
-
-/// The statement of a log line: its first [`STATEMENT_TOKENS`] whitespace-separated
-/// tokens, after a leading timestamp and level. Those repeat the record's own time and
-/// severity; left in, they are the first tokens of every line, which Drain's prefix tree
-/// keys on, so statements of different loggers fall into one leaf and merge.
-pub fn statement(body: &str) -> &str {
-    let mut rest = body.trim_start();
-    for _ in 0..MAX_PREFIX_TOKENS {
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        if end == rest.len() || !(is_timestamp(&rest[..end]) || is_level(&rest[..end])) {
-            break;
-        }
-        rest = rest[end..].trim_start();
-    }
-    match rest
-        .char_indices()
-        .filter(|&(i, c)| c.is_whitespace() && i > 0 && !rest[..i].ends_with(char::is_whitespace))
-        .nth(STATEMENT_TOKENS - 1)
-    {
-        Some((end, _)) => &rest[..end],
-        None => rest,
-    }
-}
-
-/// A date, a time or both (`2023-01-29`, `18:11:08.820`, `2023-01-29T18:11:08Z`,
-/// `[18:11:08]`): digits and separators only, with a separator.
-fn is_timestamp(token: &str) -> bool {
-    let t = token.trim_matches(|c| matches!(c, '[' | ']' | '(' | ')'));
-    t.bytes().any(|b| b.is_ascii_digit())
-        && t.bytes().any(|b| matches!(b, b'-' | b':' | b'/'))
-        && t.bytes().all(|b| {
-            b.is_ascii_digit() || matches!(b, b'-' | b':' | b'.' | b',' | b'/' | b'T' | b'Z' | b'+')
-        })
-}
-
-/// A severity word (`INFO`, `[warn]`, `ERROR:`), in any case.
-fn is_level(token: &str) -> bool {
-    let t = token.trim_matches(|c| matches!(c, '[' | ']' | '(' | ')' | ':'));
-    [
-        "TRACE", "DEBUG", "INFO", "NOTICE", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL",
-    ]
-    .iter()
-    .any(|level| t.eq_ignore_ascii_case(level))
-}
 
 /// A miner with augur's masks.
 pub fn new_miner() -> Miner {
@@ -366,28 +315,6 @@ mod tests {
         let mut got = out.lock().expect("lock").clone();
         got.sort_by(|a, b| (a.window_end, &a.service).cmp(&(b.window_end, &b.service)));
         got
-    }
-
-    #[test]
-    fn a_statement_is_the_first_tokens_of_a_line() {
-        assert_eq!(statement("a b  c"), "a b  c");
-        let long: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
-        let line = long.join("  ");
-        let cut = statement(&line);
-        assert_eq!(cut.split_whitespace().count(), STATEMENT_TOKENS);
-        assert!(cut.ends_with("t15"), "{cut}");
-        assert_eq!(statement(""), "");
-        assert_eq!(
-            statement("2023-01-29 18:11:08,820 [INFO] c.Foo hello 12"),
-            "c.Foo hello 12"
-        );
-        assert_eq!(statement("18:11:08.820 error: boom"), "boom");
-        assert_eq!(
-            statement("INFO"),
-            "INFO",
-            "a line that is only a level keeps it"
-        );
-        assert_eq!(statement("GET /cart 200"), "GET /cart 200");
     }
 
     /// Lines of two loggers that share the time, level and ids in front stay two templates

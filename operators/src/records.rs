@@ -83,7 +83,9 @@ impl Span {
 }
 
 /// OpenTelemetry log severity, by `severityNumber` range (1-4 trace, 5-8 debug, 9-12 info,
-/// 13-16 warn, 17-20 error, 21-24 fatal; 0 or out of range: unspecified).
+/// 13-16 warn, 17-20 error, 21-24 fatal; 0 or out of range: unspecified). A record without
+/// one takes its `severityText`, else the level its line starts with
+/// ([`crate::log_line::leading_severity`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -107,6 +109,28 @@ impl Severity {
             21..=24 => Severity::Fatal,
             _ => Severity::Unspecified,
         }
+    }
+
+    /// The severity a level word names (`ERROR`, `[warn]`, `Info:`, `CRITICAL`; any case,
+    /// in brackets or with a colon), as OpenTelemetry maps them; `None` for any other word.
+    pub fn from_text(word: &str) -> Option<Severity> {
+        let w = word.trim_matches(|c| matches!(c, '[' | ']' | '(' | ')' | ':'));
+        let is = |name: &str| w.eq_ignore_ascii_case(name);
+        Some(if is("TRACE") {
+            Severity::Trace
+        } else if is("DEBUG") {
+            Severity::Debug
+        } else if is("INFO") || is("NOTICE") {
+            Severity::Info
+        } else if is("WARN") || is("WARNING") {
+            Severity::Warn
+        } else if is("ERROR") {
+            Severity::Error
+        } else if is("FATAL") || is("CRITICAL") {
+            Severity::Fatal
+        } else {
+            return None;
+        })
     }
 
     /// Error or fatal.

@@ -6,8 +6,11 @@
 //! A record needs its resource's `service.name` and a time (`timeUnixNano`, else
 //! `observedTimeUnixNano`). Trace and span ids are kept when valid hex of the right length
 //! (an invalid one is a rejected record; an absent one is fine). A string body is kept as
-//! is; any other body as its JSON text.
+//! is; any other body as its JSON text. The severity is the record's `severityNumber`, else
+//! its `severityText`, else the level its line starts with (`2023-01-29 18:11:08 ERROR …`):
+//! lines shipped as printed carry their level only in the text.
 
+use augur_operators::log_line::leading_severity;
 use augur_operators::records::{LogRecord, Severity};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
@@ -20,11 +23,23 @@ use super::json_write::{push_str_truncated, push_u64_str};
 use super::traces::resource_attrs;
 use super::view::{IdRef, OwnedIdentity};
 
+/// A record's severity: its `severityNumber`, else its `severityText`, else the level its
+/// line starts with (lines shipped as printed, with no severity parsed).
+fn severity(number: i32, text: &str, body: &str) -> Severity {
+    match Severity::from_number(number) {
+        Severity::Unspecified => Severity::from_text(text)
+            .or_else(|| leading_severity(body))
+            .unwrap_or(Severity::Unspecified),
+        known => known,
+    }
+}
+
 /// The fields of one log record, however it was encoded.
 struct RawLog<'a> {
     time_ns: u64,
     observed_ns: u64,
     severity_number: i32,
+    severity_text: &'a str,
     body: String,
     trace_id: IdRef<'a>,
     span_id: IdRef<'a>,
@@ -46,7 +61,7 @@ impl RawLog<'_> {
                 service: service.clone(),
                 instance: instance.clone(),
                 time_ns,
-                severity: Severity::from_number(self.severity_number),
+                severity: severity(self.severity_number, self.severity_text, &self.body),
                 body: self.body.clone(),
                 trace_id: self
                     .trace_id
@@ -102,6 +117,7 @@ pub fn decode_logs(req: &ExportLogsServiceRequest, out: &mut Vec<LogRecord>) -> 
                 time_ns: r.time_unix_nano,
                 observed_ns: r.observed_time_unix_nano,
                 severity_number: r.severity_number,
+                severity_text: &r.severity_text,
                 body: body_text(r.body.as_ref()),
                 trace_id: IdRef::Bytes(&r.trace_id),
                 span_id: IdRef::Bytes(&r.span_id),
@@ -197,6 +213,8 @@ struct JsonLog<'a> {
     observed_time_unix_nano: Option<U64>,
     #[serde(default, alias = "severity_number")]
     severity_number: Option<EnumInt>,
+    #[serde(borrow, default, alias = "severity_text")]
+    severity_text: Option<Str<'a>>,
     #[serde(default)]
     body: Option<serde_json::Value>,
     #[serde(borrow, default, alias = "trace_id")]
@@ -249,6 +267,7 @@ pub fn decode_logs_json(
                     time_ns: r.time_unix_nano.unwrap_or_default().0,
                     observed_ns: r.observed_time_unix_nano.unwrap_or_default().0,
                     severity_number: r.severity_number.unwrap_or_default().0,
+                    severity_text: r.severity_text.as_ref().map_or("", Str::as_str),
                     body: json_body(r.body.as_ref()),
                     trace_id: IdRef::Hex(r.trace_id.as_ref().map_or("", Str::as_str)),
                     span_id: IdRef::Hex(r.span_id.as_ref().map_or("", Str::as_str)),
