@@ -5,7 +5,9 @@ use augur_connectors::otlp::{
     DecodeError, ExportLogsServiceRequest, decode_logs_json, decode_logs_proto,
 };
 use augur_operators::records::{LogRecord, Severity};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, KeyValue, KeyValueList, any_value,
+};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpLog, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
@@ -124,7 +126,8 @@ fn protobuf_decodes_like_json() {
 }
 
 /// A record without a `severityNumber` takes its `severityText`, else the level its line
-/// starts with (lines shipped as printed); a number, when there is one, decides.
+/// starts with (lines shipped as printed), or its level field (structured lines); a number,
+/// when there is one, decides.
 #[test]
 fn severity_from_number_text_or_line() {
     let record = |fields: &str| {
@@ -153,6 +156,15 @@ fn severity_from_number_text_or_line() {
             r#""body":{"stringValue":"c.s.Contacts#37 retrying after error"}"#,
             Severity::Unspecified,
         ),
+        // Structured lines: a JSON string, or a map body.
+        (
+            r#""body":{"stringValue":"{\"level\":\"error\",\"msg\":\"boom\"}"}"#,
+            Severity::Error,
+        ),
+        (
+            r#""body":{"kvlistValue":{"values":[{"key":"severity","value":{"stringValue":"warning"}},{"key":"message","value":{"stringValue":"slow"}}]}}"#,
+            Severity::Warn,
+        ),
     ];
     for (fields, want) in cases {
         let mut out = Vec::new();
@@ -160,4 +172,59 @@ fn severity_from_number_text_or_line() {
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(out[0].severity, want, "{fields}");
     }
+}
+
+/// A map body reads as the JSON object it is, in JSON and in protobuf.
+#[test]
+fn map_bodies_are_plain_json() {
+    let line = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"s"}}]},"scopeLogs":[{"logRecords":[{"timeUnixNano":"1","body":{"kvlistValue":{"values":[{"key":"msg","value":{"stringValue":"boom"}},{"key":"n","value":{"intValue":"3"}},{"key":"ok","value":{"boolValue":false}},{"key":"tags","value":{"arrayValue":{"values":[{"doubleValue":1.5}]}}}]}}}]}]}]}"#;
+    let mut out = Vec::new();
+    decode_logs_json(line.as_bytes(), &mut out).expect("parses");
+    let want = serde_json::json!({"msg": "boom", "n": 3, "ok": false, "tags": [1.5]});
+    let got: serde_json::Value = serde_json::from_str(&out[0].body).expect("JSON");
+    assert_eq!(got, want);
+    let kv = |key: &str, value: any_value::Value| KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    };
+    let body = any_value::Value::KvlistValue(KeyValueList {
+        values: vec![
+            kv("msg", any_value::Value::StringValue("boom".into())),
+            kv("n", any_value::Value::IntValue(3)),
+            kv("ok", any_value::Value::BoolValue(false)),
+            kv(
+                "tags",
+                any_value::Value::ArrayValue(ArrayValue {
+                    values: vec![AnyValue {
+                        value: Some(any_value::Value::DoubleValue(1.5)),
+                    }],
+                }),
+            ),
+        ],
+    });
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv(
+                    "service.name",
+                    any_value::Value::StringValue("s".into()),
+                )],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![OtlpLog {
+                    time_unix_nano: 1,
+                    body: Some(AnyValue { value: Some(body) }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut out = Vec::new();
+    decode_logs_proto(&req.encode_to_vec(), &mut out).expect("decodes");
+    let got: serde_json::Value = serde_json::from_str(&out[0].body).expect("JSON");
+    assert_eq!(got, want);
 }

@@ -148,7 +148,7 @@ pub fn log_features<'s>(
                         c.records += 1;
                         c.errors += u64::from(r.severity.is_error());
                         c.warnings += u64::from(r.severity == Severity::Warn);
-                        let id = miner.add(statement(&r.body)).cluster_id;
+                        let id = miner.add(&statement(&r.body)).cluster_id;
                         *c.templates.entry(id).or_default() += 1;
                         if let Some(trace) = r.trace_id
                             && let Some(from) = last.insert(trace, id)
@@ -329,7 +329,7 @@ mod tests {
         ];
         let ids: Vec<_> = lines
             .iter()
-            .map(|l| miner.add(statement(l)).cluster_id)
+            .map(|l| miner.add(&statement(l)).cluster_id)
             .collect();
         assert_ne!(ids[0], ids[1]);
         assert_eq!(ids[0], ids[2]);

@@ -1,13 +1,52 @@
 //! What the text of a log line says besides its message: a leading timestamp and level,
-//! and the statement that follows them.
+//! and the statement that follows them; or, for a structured (JSON) line, its level and
+//! message fields.
 //!
 //! Many pipelines ship log lines as their application printed them, with no severity field
 //! (the Collector's filelog receiver without a severity parser, Fluent Bit's tail input):
 //! the level is then only in the text, where it also sits in front of what identifies the
 //! log statement. Both template mining ([`statement`]) and the severity of a record without
-//! one ([`leading_severity`]) read that prefix the same way.
+//! one ([`leading_severity`]) read that prefix the same way. A JSON line (logrus, zap,
+//! pino, bunyan; or an OTLP body that is a map) names both: `level` / `severity` and `msg`
+//! / `message`.
+
+use std::borrow::Cow;
 
 use crate::records::Severity;
+
+/// Keys of a structured line's level, and of its message, in the order they are looked up.
+const LEVEL_KEYS: [&str; 5] = ["level", "severity", "lvl", "loglevel", "log.level"];
+const MESSAGE_KEYS: [&str; 4] = ["msg", "message", "log", "event"];
+
+/// A structured line's level and message, if `body` is a JSON object (with either).
+fn structured(body: &str) -> Option<(Option<Severity>, Option<String>)> {
+    let body = body.trim();
+    if !body.starts_with('{') {
+        return None;
+    }
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body).ok()?;
+    let level = LEVEL_KEYS
+        .iter()
+        .find_map(|k| map.get(*k))
+        .and_then(|v| match v {
+            serde_json::Value::String(s) => Severity::from_text(s),
+            // pino and bunyan: 10 trace, 20 debug, 30 info, 40 warn, 50 error, 60 fatal.
+            serde_json::Value::Number(n) => match n.as_u64()? {
+                10 => Some(Severity::Trace),
+                20 => Some(Severity::Debug),
+                30 => Some(Severity::Info),
+                40 => Some(Severity::Warn),
+                50 => Some(Severity::Error),
+                60 => Some(Severity::Fatal),
+                _ => None,
+            },
+            _ => None,
+        });
+    let message = MESSAGE_KEYS
+        .iter()
+        .find_map(|k| map.get(*k)?.as_str().map(str::to_string));
+    (level.is_some() || message.is_some()).then_some((level, message))
+}
 
 /// Tokens of a line that identify its log statement: the logger, level and message come
 /// first; what follows is mostly values, and a payload of varying length (a list of
@@ -37,9 +76,18 @@ fn prefix(body: &str) -> (impl Iterator<Item = &str>, &str) {
 /// The statement of a log line: its first [`STATEMENT_TOKENS`] whitespace-separated
 /// tokens, after a leading timestamp and level. Those repeat the record's own time and
 /// severity; left in, they are the first tokens of every line, which Drain's prefix tree
-/// keys on, so statements of different loggers fall into one leaf and merge.
-pub fn statement(body: &str) -> &str {
-    let (_, rest) = prefix(body);
+/// keys on, so statements of different loggers fall into one leaf and merge. Of a
+/// structured line with a message, the statement of its message: its other fields are
+/// values (times, ids, durations).
+pub fn statement(body: &str) -> Cow<'_, str> {
+    if let Some((_, Some(message))) = structured(body) {
+        return Cow::Owned(first_tokens(&message).to_string());
+    }
+    Cow::Borrowed(first_tokens(prefix(body).1))
+}
+
+/// The first [`STATEMENT_TOKENS`] tokens of `rest`.
+fn first_tokens(rest: &str) -> &str {
     match rest
         .char_indices()
         .filter(|&(i, c)| c.is_whitespace() && i > 0 && !rest[..i].ends_with(char::is_whitespace))
@@ -51,9 +99,13 @@ pub fn statement(body: &str) -> &str {
 }
 
 /// The level a line states among its leading timestamp and level tokens
-/// (`2023-01-29 18:11:08,820 [ERROR] c.Foo boom`, `18:11:08 warn: slow`), if any. A level
-/// word later in the line is message text (`retrying after error`), not its severity.
+/// (`2023-01-29 18:11:08,820 [ERROR] c.Foo boom`, `18:11:08 warn: slow`), or in the level
+/// field of a structured line (`{"level":"error","msg":"boom"}`), if any. A level word
+/// later in the line is message text (`retrying after error`), not its severity.
 pub fn leading_severity(body: &str) -> Option<Severity> {
+    if let Some((level, _)) = structured(body) {
+        return level;
+    }
     let (mut tokens, _) = prefix(body);
     tokens.find_map(Severity::from_text)
 }
@@ -93,6 +145,25 @@ mod tests {
             "a line that is only a level keeps it"
         );
         assert_eq!(statement("GET /cart 200"), "GET /cart 200");
+        // A structured line: its message, not its times and ids.
+        let line = |ts: &str, id: &str| {
+            format!(
+                r#"{{"severity":"info","timestamp":"{ts}","message":"request complete","http.req.id":"{id}"}}"#
+            )
+        };
+        assert_eq!(
+            statement(&line("2022-08-22T04:18:35Z", "a1")),
+            "request complete"
+        );
+        assert_eq!(
+            statement(&line("2022-08-22T04:18:36Z", "b2")),
+            "request complete"
+        );
+        assert_eq!(
+            statement(r#"{"level":"info"}"#),
+            r#"{"level":"info"}"#,
+            "no message: the line"
+        );
     }
 
     #[test]
@@ -110,6 +181,20 @@ mod tests {
             ("GET /cart 200", None),
             ("ERROR", None),
             ("", None),
+            (
+                r#"{"level":"error","ts":1675.2,"msg":"no contacts"}"#,
+                Some(Severity::Error),
+            ),
+            (
+                r#"{"severity":"warning","message":"slow","timestamp":"2022-08-22T04:18:35Z"}"#,
+                Some(Severity::Warn),
+            ),
+            (
+                r#"{"level":50,"time":1675,"msg":"boom"}"#,
+                Some(Severity::Error),
+            ),
+            (r#"{"msg":"no level"}"#, None),
+            ("{not json", None),
         ];
         for (line, want) in cases {
             assert_eq!(leading_severity(line), want, "{line:?}");

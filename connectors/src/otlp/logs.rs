@@ -102,7 +102,33 @@ fn body_text(v: Option<&AnyValue>) -> String {
     match v.and_then(|v| v.value.as_ref()) {
         Some(any_value::Value::StringValue(s)) => s.clone(),
         None => String::new(),
-        Some(other) => serde_json::to_string(other).unwrap_or_default(),
+        Some(other) => plain(other).to_string(),
+    }
+}
+
+/// A protobuf `AnyValue` as plain JSON: a map as an object of its keys, a list as an
+/// array, scalars as themselves (bytes as hex), so a structured body reads as the JSON line
+/// its application would have printed.
+fn plain(v: &any_value::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    let of = |v: &AnyValue| v.value.as_ref().map_or(J::Null, plain);
+    match v {
+        any_value::Value::StringValue(s) => J::String(s.clone()),
+        any_value::Value::BoolValue(b) => J::Bool(*b),
+        any_value::Value::IntValue(i) => J::from(*i),
+        any_value::Value::DoubleValue(d) => J::from(*d),
+        any_value::Value::ArrayValue(a) => J::Array(a.values.iter().map(of).collect()),
+        any_value::Value::KvlistValue(kv) => J::Object(
+            kv.values
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.as_ref().map_or(J::Null, of)))
+                .collect(),
+        ),
+        any_value::Value::BytesValue(b) => {
+            J::String(b.iter().map(|x| format!("{x:02x}")).collect())
+        }
+        #[allow(unreachable_patterns)]
+        _ => J::Null,
     }
 }
 
@@ -228,16 +254,58 @@ struct JsonLog<'a> {
 
 /// A JSON `AnyValue` body as text: `stringValue` as is, anything else as its JSON.
 fn json_body(v: Option<&serde_json::Value>) -> String {
-    match v {
+    match v.map(plain_json) {
         None | Some(serde_json::Value::Null) => String::new(),
-        Some(serde_json::Value::Object(o)) => {
-            match o.get("stringValue").or(o.get("string_value")) {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                _ => serde_json::Value::Object(o.clone()).to_string(),
-            }
-        }
+        Some(serde_json::Value::String(s)) => s,
         Some(other) => other.to_string(),
     }
+}
+
+/// An OTLP/JSON `AnyValue` (`{"stringValue": …}`, `{"kvlistValue": {"values": […]}}`, …)
+/// as plain JSON, as [`plain`] does for protobuf; anything else as it is.
+fn plain_json(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    let J::Object(o) = v else {
+        return v.clone();
+    };
+    let field = |camel: &str, snake: &str| o.get(camel).or(o.get(snake));
+    if let Some(s) = field("stringValue", "string_value") {
+        return s.clone();
+    }
+    if let Some(b) = field("boolValue", "bool_value") {
+        return b.clone();
+    }
+    if let Some(i) = field("intValue", "int_value") {
+        // int64 as a string, as OTLP/JSON writes it.
+        return match i {
+            J::String(s) => s.parse::<i64>().map_or_else(|_| i.clone(), J::from),
+            _ => i.clone(),
+        };
+    }
+    if let Some(d) = field("doubleValue", "double_value") {
+        return d.clone();
+    }
+    if let Some(b) = field("bytesValue", "bytes_value") {
+        return b.clone();
+    }
+    if let Some(a) = field("arrayValue", "array_value") {
+        let values = a.get("values").and_then(J::as_array);
+        return J::Array(values.map_or_else(Vec::new, |vs| vs.iter().map(plain_json).collect()));
+    }
+    if let Some(kv) = field("kvlistValue", "kvlist_value") {
+        let values = kv.get("values").and_then(J::as_array);
+        return J::Object(
+            values
+                .into_iter()
+                .flatten()
+                .filter_map(|kv| {
+                    let key = kv.get("key")?.as_str()?.to_string();
+                    Some((key, kv.get("value").map_or(J::Null, plain_json)))
+                })
+                .collect(),
+        );
+    }
+    v.clone()
 }
 
 /// Decodes one OTLP/JSON `ExportLogsServiceRequest` (one line of the Collector's file
