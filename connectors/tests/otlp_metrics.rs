@@ -251,9 +251,9 @@ fn other_json_is_not_an_empty_request() {
     let names = MetricNames::default();
     let mut out = Vec::new();
     assert!(decode_metrics_json(b"{}", &names, &mut out).is_ok());
-    let e = decode_metrics_json(br#"{"timeseries":[]}"#, &names, &mut out)
-        .err()
-        .expect("not an export request");
+    let Err(e) = decode_metrics_json(br#"{"timeseries":[]}"#, &names, &mut out) else {
+        panic!("not an export request");
+    };
     assert!(e.to_string().contains("no `resourceMetrics` field"), "{e}");
     assert!(out.is_empty());
 }
