@@ -56,21 +56,28 @@ pub const STATEMENT_TOKENS: usize = 16;
 /// Leading tokens of a line that may be its own timestamp and level.
 const MAX_PREFIX_TOKENS: usize = 4;
 
-/// The leading timestamp and level tokens of `body`, and the rest after them (a line that
-/// is nothing but such tokens keeps its last one as the rest).
-fn prefix(body: &str) -> (impl Iterator<Item = &str>, &str) {
+/// The level among the leading timestamp and level tokens of `body` (the first, if it
+/// names two), and the rest after them (a line that is nothing but such tokens keeps its
+/// last one as the rest). Allocates nothing: it runs for every log record.
+fn prefix(body: &str) -> (Option<Severity>, &str) {
     let mut rest = body.trim_start();
-    let mut tokens = Vec::new();
+    let mut level = None;
     for _ in 0..MAX_PREFIX_TOKENS {
         let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
         let token = &rest[..end];
-        if end == rest.len() || !(is_timestamp(token) || Severity::from_text(token).is_some()) {
+        if end == rest.len() {
             break;
         }
-        tokens.push(token);
+        match Severity::from_text(token) {
+            Some(severity) => {
+                level.get_or_insert(severity);
+            }
+            None if is_timestamp(token) => {}
+            None => break,
+        }
         rest = rest[end..].trim_start();
     }
-    (tokens.into_iter(), rest)
+    (level, rest)
 }
 
 /// The statement of a log line: its first [`STATEMENT_TOKENS`] whitespace-separated
@@ -106,8 +113,7 @@ pub fn leading_severity(body: &str) -> Option<Severity> {
     if let Some((level, _)) = structured(body) {
         return level;
     }
-    let (mut tokens, _) = prefix(body);
-    tokens.find_map(Severity::from_text)
+    prefix(body).0
 }
 
 /// A date, a time or both (`2023-01-29`, `18:11:08.820`, `2023-01-29T18:11:08Z`,
