@@ -443,3 +443,34 @@ fn metrics_not_read_are_named() {
         assert_eq!(d.ignored, 5);
     }
 }
+
+/// cAdvisor's CPU counter as the Collector's Prometheus receiver delivers it: the resource
+/// is the scrape job, the pod a data point label. The point's pod names the service (its
+/// deployment) and the instance; the counter is cores in use.
+#[test]
+fn prometheus_scraped_container_metrics_are_the_pods() {
+    use augur_connectors::otlp::Rates;
+    let line = |time_s: u64, cpu_seconds: f64| {
+        format!(
+            r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"kubernetes-cadvisor"}}}},{{"key":"service.instance.id","value":{{"stringValue":"10.0.0.7:10250"}}}}]}},"scopeMetrics":[{{"metrics":[{{"name":"container_cpu_usage_seconds_total","sum":{{"dataPoints":[{{"attributes":[{{"key":"container","value":{{"stringValue":"server"}}}},{{"key":"namespace","value":{{"stringValue":"shop"}}}},{{"key":"pod","value":{{"stringValue":"cartservice-7d4b9c8f6-x2x9k"}}}}],"startTimeUnixNano":"1000000000","timeUnixNano":"{time_s}000000000","asDouble":{cpu_seconds}}}],"aggregationTemporality":2,"isMonotonic":true}}}}]}}]}}]}}"#
+        )
+    };
+    let names = MetricNames::default();
+    let mut rates = Rates::default();
+    let mut out = Vec::new();
+    for (t, v) in [(100, 40.0), (115, 43.0)] {
+        let d = decode_metrics_json(line(t, v).as_bytes(), &names, &mut out).expect("parses");
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        rates.extend(&d.cumulative, &mut out);
+    }
+    assert_eq!(
+        out,
+        vec![MetricPoint {
+            service: "cartservice".into(),
+            instance: "cartservice-7d4b9c8f6-x2x9k".into(),
+            resource: Resource::Cpu,
+            time_ns: 115_000_000_000,
+            value: 0.2,
+        }]
+    );
+}

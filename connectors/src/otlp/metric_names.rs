@@ -14,11 +14,12 @@ pub struct MetricNames {
 
 impl Default for MetricNames {
     /// The OpenTelemetry semantic-convention names (container, k8s pod, process and system
-    /// CPU/memory/network/disk), `rpc.server.queue_length` for the queue gauge and
-    /// `http.server.active_requests` for the in-flight gauge.
+    /// CPU/memory/network/disk), cAdvisor's as Prometheus exposes them (the Collector's
+    /// Prometheus receiver keeps the names), `rpc.server.queue_length` for the queue gauge
+    /// and `http.server.active_requests` for the in-flight gauge.
     fn default() -> Self {
         use Resource::*;
-        let defaults: [(&str, Resource); 18] = [
+        let defaults: [(&str, Resource); 24] = [
             ("container.cpu.utilization", Cpu),
             ("k8s.pod.cpu.utilization", Cpu),
             ("process.cpu.utilization", Cpu),
@@ -36,6 +37,13 @@ impl Default for MetricNames {
             ("system.network.io", Network),
             ("container.disk.io", Disk),
             ("system.disk.io", Disk),
+            // cAdvisor (kubelet's /metrics/cadvisor), per container; counters as rates.
+            ("container_cpu_usage_seconds_total", Cpu),
+            ("container_memory_working_set_bytes", Memory),
+            ("container_network_receive_bytes_total", Network),
+            ("container_network_transmit_bytes_total", Network),
+            ("container_fs_reads_bytes_total", Disk),
+            ("container_fs_writes_bytes_total", Disk),
             ("rpc.server.queue_length", Queue),
             ("http.server.active_requests", InFlight),
         ];

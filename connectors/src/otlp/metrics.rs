@@ -138,8 +138,10 @@ pub(crate) struct RawPoint<'a> {
 }
 
 impl RawPoint<'_> {
-    /// Validates the point: identity from the resource attributes, else the point's own
-    /// (prometheus-style `service.name` labels); a time; a finite value. A rejection has
+    /// Validates the point: identity from the point's own attributes when they name a
+    /// service, workload or pod (the Prometheus receiver's `pod` label of cAdvisor metrics,
+    /// whose resource is the scrape job), else from the resource's; a time; a finite value.
+    /// A rejection has
     /// the point's context when `rejected` (the message's so far) is below
     /// [`RECORD_CONTEXTS`].
     pub fn validate(
@@ -148,7 +150,16 @@ impl RawPoint<'_> {
         point: &ResourceAttrs<'_>,
         rejected: usize,
     ) -> Result<MetricPoint, RecordError> {
-        let attrs = res.or(*point);
+        let attrs = if point.names_workload() {
+            // The resource is then who reported the point (a scrape job), not what it
+            // describes: its host stays only as the instance of last resort.
+            point.or(ResourceAttrs {
+                host: res.host,
+                ..ResourceAttrs::default()
+            })
+        } else {
+            res.or(*point)
+        };
         let identity = attrs.identity();
         let reason = match (identity, attrs.too_long(), self.value) {
             (None, _, _) => "missing service.name".to_owned(),

@@ -21,6 +21,9 @@ pub(crate) const SERVICE_VERSION: &str = "service.version";
 pub(crate) const K8S_DEPLOYMENT_NAME: &str = "k8s.deployment.name";
 pub(crate) const K8S_STATEFULSET_NAME: &str = "k8s.statefulset.name";
 pub(crate) const K8S_DAEMONSET_NAME: &str = "k8s.daemonset.name";
+/// The pod label of Kubernetes metrics scraped by Prometheus (cAdvisor, kube-state-metrics),
+/// which the Collector's Prometheus receiver keeps as a data point attribute.
+pub(crate) const PROMETHEUS_POD: &str = "pod";
 
 /// The longest service name, instance and version augur accepts, in bytes (longer than any
 /// Kubernetes or DNS name). Every record of a resource owns a copy of these, so without a
@@ -47,7 +50,7 @@ impl<'a> ResourceAttrs<'a> {
     /// The keys augur reads, each with a slot here: decoders that skip attributes before
     /// decoding them (the protobuf wire walk, the JSON model) consult this list, so a new
     /// key is added in one place.
-    pub const KEYS: [&'static str; 8] = [
+    pub const KEYS: [&'static str; 9] = [
         SERVICE_NAME,
         SERVICE_INSTANCE_ID,
         K8S_POD_NAME,
@@ -56,13 +59,14 @@ impl<'a> ResourceAttrs<'a> {
         K8S_DEPLOYMENT_NAME,
         K8S_STATEFULSET_NAME,
         K8S_DAEMONSET_NAME,
+        PROMETHEUS_POD,
     ];
 
     fn slot(&mut self, key: &str) -> Option<&mut Option<&'a str>> {
         Some(match key {
             SERVICE_NAME => &mut self.service,
             SERVICE_INSTANCE_ID => &mut self.instance_id,
-            K8S_POD_NAME => &mut self.pod,
+            K8S_POD_NAME | PROMETHEUS_POD => &mut self.pod,
             HOST_NAME => &mut self.host,
             SERVICE_VERSION => &mut self.version,
             K8S_DEPLOYMENT_NAME | K8S_STATEFULSET_NAME | K8S_DAEMONSET_NAME => &mut self.workload,
@@ -79,6 +83,11 @@ impl<'a> ResourceAttrs<'a> {
         if let Some(slot) = self.slot(key) {
             *slot = Some(value);
         }
+    }
+
+    /// Whether these attributes name what they describe: a service, a workload or a pod.
+    pub fn names_workload(&self) -> bool {
+        self.service.is_some() || self.workload.is_some() || self.pod.is_some()
     }
 
     /// Each attribute from `self`, else from `other`.
