@@ -473,4 +473,19 @@ fn prometheus_scraped_container_metrics_are_the_pods() {
             value: 0.2,
         }]
     );
+    // A pod label that names no deployment (a stateful set's `db-0`) leaves the resource's
+    // identity, as before.
+    let mut out = Vec::new();
+    let mut rates = Rates::default();
+    for (t, v) in [(100, 40.0), (115, 43.0)] {
+        let db = line(t, v).replace("cartservice-7d4b9c8f6-x2x9k", "db-0");
+        let d = decode_metrics_json(db.as_bytes(), &names, &mut out).expect("parses");
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        rates.extend(&d.cumulative, &mut out);
+    }
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].service.as_str(), out[0].instance.as_str()),
+        ("kubernetes-cadvisor", "10.0.0.7:10250")
+    );
 }

@@ -140,7 +140,8 @@ pub(crate) struct RawPoint<'a> {
 impl RawPoint<'_> {
     /// Validates the point: identity from the point's own attributes when they name a
     /// service, workload or pod (the Prometheus receiver's `pod` label of cAdvisor metrics,
-    /// whose resource is the scrape job), else from the resource's; a time; a finite value.
+    /// whose resource is the scrape job) and give a service, else from the resource's; a
+    /// time; a finite value.
     /// A rejection has
     /// the point's context when `rejected` (the message's so far) is below
     /// [`RECORD_CONTEXTS`].
@@ -150,13 +151,15 @@ impl RawPoint<'_> {
         point: &ResourceAttrs<'_>,
         rejected: usize,
     ) -> Result<MetricPoint, RecordError> {
-        let attrs = if point.names_workload() {
-            // The resource is then who reported the point (a scrape job), not what it
-            // describes: its host stays only as the instance of last resort.
-            point.or(ResourceAttrs {
-                host: res.host,
-                ..ResourceAttrs::default()
-            })
+        // A point that names what it describes has a resource that is who reported it (a
+        // scrape job), whose host stays only as the instance of last resort; unless the
+        // point's names give no service (a pod name of no deployment's shape).
+        let own = point.or(ResourceAttrs {
+            host: res.host,
+            ..ResourceAttrs::default()
+        });
+        let attrs = if point.names_workload() && own.identity().is_some() {
+            own
         } else {
             res.or(*point)
         };
