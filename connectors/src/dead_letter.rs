@@ -82,12 +82,17 @@ struct Line<'a> {
     time: String,
 }
 
+/// Characters of the first dead letter's reason a summary repeats.
+const FIRST_REASON_CHARS: usize = 200;
+
 /// A JSON-lines dead-letter file.
 #[derive(Debug)]
 pub struct DeadLetterFile {
     writer: LineWriter,
     count: u64,
     line: Vec<u8>,
+    /// Where the first dead letter came from and why, for the summary.
+    first: Option<String>,
 }
 
 impl DeadLetterFile {
@@ -97,6 +102,7 @@ impl DeadLetterFile {
             writer: LineWriter::create(path)?,
             count: 0,
             line: Vec::new(),
+            first: None,
         })
     }
 
@@ -126,7 +132,21 @@ impl DeadLetterFile {
         })?;
         self.writer.write_line(&self.line)?;
         self.count += 1;
+        if self.first.is_none() {
+            let mut reason = dl.reason.clone();
+            if let Some((cut, _)) = reason.char_indices().nth(FIRST_REASON_CHARS) {
+                reason.truncate(cut);
+                reason.push('…');
+            }
+            self.first = Some(format!("{} at {}: {reason}", dl.source, dl.offset));
+        }
         Ok(())
+    }
+
+    /// Where the first dead letter came from (source and offset) and why; `None` before
+    /// any was written.
+    pub fn first(&self) -> Option<&str> {
+        self.first.as_deref()
     }
 
     /// Dead letters written so far.

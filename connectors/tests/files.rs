@@ -139,6 +139,7 @@ fn dead_letter_file_lines_parse() {
     let path = dir.path().join("dlq.jsonl");
     let mut f = DeadLetterFile::create(&path).expect("create");
     assert_eq!(f.count(), 0);
+    assert_eq!(f.first(), None);
     f.write(&DeadLetter {
         source: "data/traces.otlp.jsonl".into(),
         offset: 17,
@@ -156,6 +157,11 @@ fn dead_letter_file_lines_parse() {
     })
     .expect("write");
     assert_eq!(f.count(), 2);
+    // The summary names the first: where from, and why.
+    assert_eq!(
+        f.first(),
+        Some("data/traces.otlp.jsonl at 17: invalid OTLP JSON at line 1 column 3: expected value")
+    );
     f.flush().expect("flush");
 
     let text = std::fs::read_to_string(&path).expect("read");
@@ -230,4 +236,73 @@ fn a_line_of_rejected_spans_is_one_dead_letter() {
         dead.reason,
         "2000 records failed validation, the first: missing service.name"
     );
+}
+
+/// A compressed file cut off mid-frame (its writer stopped) is read up to the cut: the
+/// spans before it go on, the rest is one dead letter saying so, from one worker of two,
+/// and the source finishes instead of failing the job.
+#[test]
+fn a_file_cut_off_mid_frame_is_read_up_to_the_cut() {
+    use augur_connectors::files::FileSource;
+    use augur_connectors::otlp::{MetricNames, encode_traces_json};
+    use augur_connectors::source::{Batch, SourceState, WorkerSource};
+
+    let span = |id: u64| augur_operators::records::Span {
+        trace_id: 1,
+        span_id: id,
+        parent_span_id: None,
+        service: "a".into(),
+        instance: "a".into(),
+        kind: augur_operators::records::SpanKind::Server,
+        name: "op".into(),
+        start_ns: id * 1_000_000,
+        end_ns: id * 1_000_000 + 1,
+        error: false,
+        peer_service: None,
+        version: None,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two whole frames of one line each, then a frame cut in half.
+    let mut packed = Vec::new();
+    for id in 1..=2 {
+        let line = format!("{}\n", encode_traces_json(&[span(id)]));
+        packed.extend(zstd::encode_all(line.as_bytes(), 3).expect("compresses"));
+    }
+    let rest: String = (3..200)
+        .map(|id| format!("{}\n", encode_traces_json(&[span(id)])))
+        .collect();
+    let rest = zstd::encode_all(rest.as_bytes(), 3).expect("compresses");
+    packed.extend_from_slice(&rest[..rest.len() / 2]);
+    std::fs::write(dir.path().join("traces.otlp.jsonl.zst"), &packed).expect("writes");
+    std::fs::write(dir.path().join("metrics.otlp.jsonl"), "").expect("writes");
+    let mut spans = 0;
+    let mut dead = Vec::new();
+    for index in 0..2 {
+        let mut source =
+            FileSource::open(dir.path(), MetricNames::default(), index, 2).expect("opens");
+        let mut batch = Batch::default();
+        let mut polls = 0;
+        while !matches!(
+            source
+                .poll(&mut batch)
+                .expect("polls: a cut file is no error"),
+            SourceState::Exhausted
+        ) {
+            polls += 1;
+            assert!(polls < 1000, "the source never finished");
+        }
+        spans += batch.spans.len();
+        dead.extend(batch.dead);
+    }
+    assert!(spans >= 2, "the whole frames are read: {spans}");
+    assert_eq!(dead.len(), 1, "one dead letter, from one worker: {dead:?}");
+    assert_eq!(dead[0].kind, DeadLetterKind::Invalid);
+    assert!(
+        dead[0]
+            .reason
+            .starts_with("unreadable from this line to the end"),
+        "{}",
+        dead[0].reason
+    );
+    assert!(dead[0].source.ends_with("traces.otlp.jsonl.zst"));
 }

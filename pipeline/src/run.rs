@@ -322,9 +322,12 @@ where
     if let Some(mut file) = dlq {
         file.flush().context("flushing the dead-letter file")?;
         eprintln!(
-            "{} dead letters written to {}",
+            "{} dead letters written to {}{}",
             file.count(),
-            dlq_path.display()
+            dlq_path.display(),
+            file.first()
+                .map(|first| format!(" (the first: {first})"))
+                .unwrap_or_default()
         );
     }
     result?;

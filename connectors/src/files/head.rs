@@ -10,9 +10,10 @@ use super::source::input_files;
 use crate::otlp::{MetricNames, decode_logs_json, decode_metrics_json, decode_traces_json};
 
 /// The `service.name`s of the spans, metric points (of the metrics `names` reads) and log
-/// records in the first `lines` lines of each of the directory's files. Lines that don't
-/// decode are skipped here: the replay itself counts them and sends them to the dead
-/// letters.
+/// records in the first `lines` lines of each of the directory's files. A missing input
+/// file is an error; lines that don't decode are skipped, and a file that can't be read
+/// further (a truncated compressed file) is read up to there: the replay itself counts
+/// them and sends them to the dead letters, or fails saying why.
 pub fn services_in_head(
     dir: &Path,
     lines: usize,
@@ -22,31 +23,32 @@ pub fn services_in_head(
     let mut services = BTreeSet::new();
     let mut line = Vec::new();
     let mut each_line = |path: &Path, decode: &mut dyn FnMut(&[u8], &mut BTreeSet<String>)| {
-        let mut reader = LineReader::open(path)?;
+        let Ok(mut reader) = LineReader::open(path) else {
+            return;
+        };
         for _ in 0..lines {
-            if reader.next_line(&mut line)?.is_none() {
-                break;
+            match reader.next_line(&mut line) {
+                Ok(Some(_)) => decode(&line, &mut services),
+                Ok(None) | Err(_) => break,
             }
-            decode(&line, &mut services);
         }
-        Ok::<_, FileError>(())
     };
     let mut spans = Vec::new();
     each_line(&traces, &mut |line, seen| {
         let _ = decode_traces_json(line, &mut spans);
         seen.extend(spans.drain(..).map(|s| s.service));
-    })?;
+    });
     let mut points = Vec::new();
     each_line(&metrics, &mut |line, seen| {
         let _ = decode_metrics_json(line, names, &mut points);
         seen.extend(points.drain(..).map(|p| p.service));
-    })?;
+    });
     if let Ok(logs) = find_input(dir, "logs.otlp") {
         let mut records = Vec::new();
         each_line(&logs, &mut |line, seen| {
             let _ = decode_logs_json(line, &mut records);
             seen.extend(records.drain(..).map(|r| r.service));
-        })?;
+        });
     }
     Ok(services)
 }
@@ -84,5 +86,16 @@ mod tests {
             ["a", "b", "l", "m"].map(String::from)
         );
         assert!(services_in_head(&dir.path().join("missing"), 3, &names).is_err());
+
+        // A compressed traces file cut off after its first lines (the Collector stopped
+        // mid-frame): what was read counts.
+        let cut = tempfile::tempdir().unwrap();
+        let mut packed = zstd::encode_all(format!("{}\n", span("a")).as_bytes(), 3).unwrap();
+        let rest = zstd::encode_all(span("b").repeat(50).as_bytes(), 3).unwrap();
+        packed.extend_from_slice(&rest[..rest.len() / 2]);
+        std::fs::write(cut.path().join("traces.otlp.jsonl.zst"), &packed).unwrap();
+        std::fs::write(cut.path().join("metrics.otlp.jsonl"), "").unwrap();
+        let seen = services_in_head(cut.path(), 100, &names).unwrap();
+        assert!(seen.contains("a"), "{seen:?}");
     }
 }

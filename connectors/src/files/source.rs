@@ -5,6 +5,8 @@
 //! Every worker reads both files but decodes only the lines `line % workers == index`, so
 //! decoding — the expensive part — is spread over workers. Each file is a partition with
 //! its own watermark; the worker reads from whichever file is further behind in event time.
+//! A file that can't be read to its end (a compressed file cut off mid-frame) is read up
+//! to where it breaks, the rest one dead letter saying so.
 
 use std::path::{Path, PathBuf};
 
@@ -72,9 +74,30 @@ impl WorkerSource for FileSource {
         };
         let (path, reader) = &mut self.readers[partition];
         for _ in 0..LINES_PER_POLL {
-            let Some(line_no) = reader.next_line(&mut self.line)? else {
-                self.watermarks.finish(partition);
-                break;
+            let line_no = match reader.next_line(&mut self.line) {
+                Ok(Some(line_no)) => line_no,
+                Ok(None) => {
+                    self.watermarks.finish(partition);
+                    break;
+                }
+                // A file that can't be read further (cut off mid-frame when its writer
+                // stopped, a bad block) is read up to there: the rest is one dead letter,
+                // from the worker the line falls to, and the job goes on with what was read.
+                Err(FileError::Read { line, source, .. }) => {
+                    if line % self.peers == self.index {
+                        batch.messages += 1;
+                        batch.dead.push(DeadLetter {
+                            source: path.display().to_string(),
+                            offset: line,
+                            reason: format!("unreadable from this line to the end: {source}"),
+                            kind: DeadLetterKind::Invalid,
+                            payload: std::mem::take(&mut self.line),
+                        });
+                    }
+                    self.watermarks.finish(partition);
+                    break;
+                }
+                Err(e) => return Err(e.into()),
             };
             if line_no % self.peers != self.index {
                 continue;
