@@ -107,8 +107,8 @@ fn body_text(v: Option<&AnyValue>) -> String {
 }
 
 /// A protobuf `AnyValue` as plain JSON: a map as an object of its keys, a list as an
-/// array, scalars as themselves (bytes as hex), so a structured body reads as the JSON line
-/// its application would have printed.
+/// array, scalars as themselves (bytes in base64, as OTLP/JSON writes them), so a
+/// structured body reads as the JSON line its application would have printed.
 fn plain(v: &any_value::Value) -> serde_json::Value {
     use serde_json::Value as J;
     let of = |v: &AnyValue| v.value.as_ref().map_or(J::Null, plain);
@@ -125,7 +125,8 @@ fn plain(v: &any_value::Value) -> serde_json::Value {
                 .collect(),
         ),
         any_value::Value::BytesValue(b) => {
-            J::String(b.iter().map(|x| format!("{x:02x}")).collect())
+            use base64::Engine;
+            J::String(base64::engine::general_purpose::STANDARD.encode(b))
         }
         #[allow(unreachable_patterns)]
         _ => J::Null,
@@ -252,7 +253,8 @@ struct JsonLog<'a> {
     attributes: Attrs<'a>,
 }
 
-/// A JSON `AnyValue` body as text: `stringValue` as is, anything else as its JSON.
+/// A JSON `AnyValue` body as text: a string as is, anything else as its plain JSON
+/// ([`plain_json`]).
 fn json_body(v: Option<&serde_json::Value>) -> String {
     match v.map(plain_json) {
         None | Some(serde_json::Value::Null) => String::new(),

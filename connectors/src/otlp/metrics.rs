@@ -141,10 +141,8 @@ impl RawPoint<'_> {
     /// Validates the point: identity from the point's own attributes when they name a
     /// service, workload or pod (the Prometheus receiver's `pod` label of cAdvisor metrics,
     /// whose resource is the scrape job) and give a service, else from the resource's; a
-    /// time; a finite value.
-    /// A rejection has
-    /// the point's context when `rejected` (the message's so far) is below
-    /// [`RECORD_CONTEXTS`].
+    /// time; a finite value. A rejection has the point's context when `rejected` (the
+    /// message's so far) is below [`RECORD_CONTEXTS`].
     pub fn validate(
         &self,
         res: &ResourceAttrs<'_>,
@@ -154,15 +152,16 @@ impl RawPoint<'_> {
         // A point that names what it describes has a resource that is who reported it (a
         // scrape job), whose host stays only as the instance of last resort; unless the
         // point's names give no service (a pod name of no deployment's shape).
-        let own = point.or(ResourceAttrs {
-            host: res.host,
-            ..ResourceAttrs::default()
-        });
-        let attrs = if point.names_workload() && own.identity().is_some() {
-            own
-        } else {
-            res.or(*point)
-        };
+        let own = point
+            .names_workload()
+            .then(|| {
+                point.or(ResourceAttrs {
+                    host: res.host,
+                    ..ResourceAttrs::default()
+                })
+            })
+            .filter(|own| own.identity().is_some());
+        let attrs = own.unwrap_or_else(|| res.or(*point));
         let identity = attrs.identity();
         let reason = match (identity, attrs.too_long(), self.value) {
             (None, _, _) => "missing service.name".to_owned(),
