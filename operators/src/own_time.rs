@@ -66,11 +66,9 @@ impl SpanTiming {
             service: span.service.clone(),
             kind: span.kind,
             duration_ns: span.end_ns.saturating_sub(span.start_ns),
-            peer_call: span.kind == SpanKind::Client
-                && span
-                    .peer_service
-                    .as_deref()
-                    .is_some_and(|p| p != span.service),
+            peer_call: span
+                .kind
+                .calls_peer(&span.service, span.peer_service.as_deref()),
         }
     }
 }

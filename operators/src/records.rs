@@ -40,6 +40,13 @@ impl SpanKind {
             _ => false,
         }
     }
+
+    /// Whether a span of this kind, of `service`, naming `peer` (its `peer.service`) is a
+    /// call to that peer, which may emit no spans of its own: a `Client` span naming another
+    /// service. Trace assembly makes it an edge and own time gives it none, alike.
+    pub fn calls_peer(self, service: &str, peer: Option<&str>) -> bool {
+        self == SpanKind::Client && peer.is_some_and(|p| p != service)
+    }
 }
 
 /// One decoded, validated span: the fields of an OTLP span that augur uses.

@@ -213,7 +213,7 @@ fn part_edge_of(parent: &Part, trace_id: u128, child: &Part) -> Option<RpcEdge> 
 /// The edge to an uninstrumented peer for a client span, if it names one.
 fn peer_edge(trace_id: u128, client: &Part) -> Option<RpcEdge> {
     let peer = client.peer_service.as_ref()?;
-    if client.kind != SpanKind::Client || *peer == client.service {
+    if !client.kind.calls_peer(&client.service, Some(peer)) {
         return None;
     }
     Some(RpcEdge {
