@@ -24,28 +24,98 @@ fn structured(body: &str) -> Option<(Option<Severity>, Option<String>)> {
     if !body.starts_with('{') {
         return None;
     }
-    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body).ok()?;
-    let level = LEVEL_KEYS
-        .iter()
-        .find_map(|k| map.get(*k))
-        .and_then(|v| match v {
-            serde_json::Value::String(s) => Severity::from_text(s),
-            // pino and bunyan: 10 trace, 20 debug, 30 info, 40 warn, 50 error, 60 fatal.
-            serde_json::Value::Number(n) => match n.as_u64()? {
-                10 => Some(Severity::Trace),
-                20 => Some(Severity::Debug),
-                30 => Some(Severity::Info),
-                40 => Some(Severity::Warn),
-                50 => Some(Severity::Error),
-                60 => Some(Severity::Fatal),
-                _ => None,
-            },
+    let Structured { level, message } = serde_json::from_str(body).ok()?;
+    let level = level.and_then(|(_, v)| match v {
+        serde_json::Value::String(s) => Severity::from_text(&s),
+        // pino and bunyan: 10 trace, 20 debug, 30 info, 40 warn, 50 error, 60 fatal.
+        serde_json::Value::Number(n) => match n.as_u64()? {
+            10 => Some(Severity::Trace),
+            20 => Some(Severity::Debug),
+            30 => Some(Severity::Info),
+            40 => Some(Severity::Warn),
+            50 => Some(Severity::Error),
+            60 => Some(Severity::Fatal),
             _ => None,
-        });
-    let message = MESSAGE_KEYS
-        .iter()
-        .find_map(|k| map.get(*k)?.as_str().map(str::to_string));
+        },
+        _ => None,
+    });
+    let message = message.map(|(_, m)| m);
     (level.is_some() || message.is_some()).then_some((level, message))
+}
+
+/// Of a JSON object, only the value of its first level key and the string of its first
+/// message key (by the keys' order of lookup); every other field is skipped unread, so a
+/// line with many fields costs no tree of values (this runs for every JSON log line).
+struct Structured {
+    level: Option<(usize, serde_json::Value)>,
+    message: Option<(usize, String)>,
+}
+
+/// A key of a structured line: which lookup it answers, and how early in its list.
+enum Key {
+    Level(usize),
+    Message(usize),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+                let rank = |keys: &[&str]| keys.iter().position(|k| *k == key);
+                Ok(match (rank(&LEVEL_KEYS), rank(&MESSAGE_KEYS)) {
+                    (Some(r), _) => Key::Level(r),
+                    (None, Some(r)) => Key::Message(r),
+                    (None, None) => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Structured {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Structured, D::Error> {
+        struct MapVisitor;
+        impl<'de> serde::de::Visitor<'de> for MapVisitor {
+            type Value = Structured;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Structured, A::Error> {
+                let earlier = |have: Option<usize>, rank: usize| have.is_none_or(|h| rank < h);
+                let mut out = Structured {
+                    level: None,
+                    message: None,
+                };
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Level(r) if earlier(out.level.as_ref().map(|l| l.0), r) => {
+                            out.level = Some((r, map.next_value()?));
+                        }
+                        Key::Message(r) if earlier(out.message.as_ref().map(|m| m.0), r) => {
+                            if let serde_json::Value::String(m) = map.next_value()? {
+                                out.message = Some((r, m));
+                            }
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(MapVisitor)
+    }
 }
 
 /// Tokens of a line that identify its log statement: the logger, level and message come
@@ -170,6 +240,11 @@ mod tests {
             r#"{"level":"info"}"#,
             "no message: the line"
         );
+        assert_eq!(
+            statement(r#"{"msg":{"code":7},"message":"payment declined"}"#),
+            "payment declined",
+            "a message key that holds no text gives way to the next"
+        );
     }
 
     #[test]
@@ -200,6 +275,11 @@ mod tests {
                 Some(Severity::Error),
             ),
             (r#"{"msg":"no level"}"#, None),
+            // The first level key wins wherever it stands; nested fields are skipped.
+            (
+                r#"{"severity":"info","ctx":{"level":"debug"},"level":"error"}"#,
+                Some(Severity::Error),
+            ),
             ("{not json", None),
         ];
         for (line, want) in cases {
