@@ -12,6 +12,9 @@
 //! ranks them. A detection whose top culprit moved in latency must also account for half of
 //! the entry latency's rise, if it rose (`min_explained`): a passing slow call elsewhere on
 //! top while the fault's own calls are still one window waits until they are named.
+//! A pending move's `pending_ms` runs in event time: when it falls due in a stretch without
+//! windows (a service whose spans stopped, metrics scraped once a minute), the next window
+//! brings its detection, from the diagnosis of the last window before the stretch.
 //! Figures: docs/models/evidence.md.
 //!
 //! The job also learns a normal of its own: windows that age out of `before_ms` without
@@ -57,7 +60,9 @@ pub struct EvidenceDetectorConfig {
     /// How long a move must last before it is a detection, ms: the windows of this span
     /// must each find one (as a Prometheus rule's `for`). A short-lived move (a burst of
     /// slow calls, a retry storm that clears) is no detection, and the culprits of the one
-    /// made rest on more of the change. Default 5000.
+    /// made rest on more of the change. Time without windows counts as the move going on
+    /// (Prometheus keeps a series' last sample): a move pending when the telemetry stops is
+    /// a detection at the next window. Default 5000.
     pub pending_ms: u64,
     /// Culprits listed per detection. Default 5.
     pub max_culprits: usize,
@@ -136,6 +141,9 @@ pub struct EvidenceDetector {
     /// Start of the first window seen.
     started: Option<u64>,
     long_normal: LongNormal,
+    /// The end of the last window observed, and the diagnosis of the move it found (with
+    /// whether it accounted for the departure), if it found one.
+    previous: Option<(u64, Option<(Diagnosis, bool)>)>,
 }
 
 /// The detector's own long-term normal: windows pooled into two halves of `long_normal_ms`.
@@ -184,6 +192,7 @@ impl EvidenceDetector {
             run_detected: false,
             started: None,
             long_normal: LongNormal::default(),
+            previous: None,
         }
     }
 
@@ -212,11 +221,14 @@ impl Detector for EvidenceDetector {
 
     fn observe(&mut self, window: &WindowSnapshot) -> Vec<Detection> {
         let now = window.window_end;
+        let due = self.due_in_gap(now, window.window_ms);
         let Some((d, accounted)) = self.diagnose(window) else {
             self.moving_since = None;
             self.run_detected = false;
-            return Vec::new();
+            self.previous = Some((now, None));
+            return due;
         };
+        self.previous = Some((now, Some((d.clone(), accounted))));
         // The move's windows stay out of the normal while it is pending, too.
         if let Some(last) = self.recent.back_mut() {
             last.1 = true;
@@ -225,14 +237,41 @@ impl Detector for EvidenceDetector {
         if now + window.window_ms < since + self.config.pending_ms
             || !(accounted || self.run_detected)
         {
-            return Vec::new();
+            return due;
         }
         self.run_detected = true;
-        detection_of(&d).into_iter().collect()
+        // This window's own diagnosis, fresher than the one that fell due in the gap.
+        let now_detected: Vec<Detection> = detection_of(&d).into_iter().collect();
+        if now_detected.is_empty() {
+            due
+        } else {
+            now_detected
+        }
     }
 }
 
 impl EvidenceDetector {
+    /// The detection a pending move came to while no window arrived: event time that
+    /// passes without telemetry (a service that stopped answering, spans that stopped
+    /// coming, a sparse stream) runs its `pending_ms` clock as empty windows would, and
+    /// nothing came to undo it. Made from the last window's diagnosis (empty windows leave
+    /// the recent range as it was), when the first window at which the move had lasted
+    /// `pending_ms` falls in the gap before `now`.
+    fn due_in_gap(&mut self, now: u64, window_ms: u64) -> Vec<Detection> {
+        let (Some(since), Some((last_end, Some((d, accounted))))) =
+            (self.moving_since, self.previous.as_ref())
+        else {
+            return Vec::new();
+        };
+        let fires_at = (since + self.config.pending_ms).saturating_sub(window_ms);
+        if self.run_detected || !accounted || fires_at <= *last_end || fires_at >= now {
+            return Vec::new();
+        }
+        let due: Vec<Detection> = detection_of(d).into_iter().collect();
+        self.run_detected = !due.is_empty();
+        due
+    }
+
     /// Takes in `window` and diagnoses the recent range against the normal: the diagnosis
     /// when some service moved enough to be a detection, and whether it accounts for the
     /// application's departure (`min_explained`).

@@ -817,6 +817,41 @@ fn a_move_shorter_than_pending_is_no_detection() {
     }
 }
 
+/// `b` three times slower for 8 s from the fault on, and then no window for 30 s (its
+/// telemetry stopped), `pending_ms` 10 s: event time ran the move's clock with nothing to
+/// undo it, so the
+/// next window — quiet, its own recent range holding no move — brings the detection that
+/// fell due in the gap, naming `b`. The same quiet window after calm ones brings none.
+#[test]
+fn a_move_pending_when_the_windows_stop_is_a_detection_at_the_next() {
+    use augur_operators::Detector;
+    for seed in 1..=3 {
+        let slow = windows(1, AT / 1000 + 8, Fault::Slow(1), seed);
+        let mut quiet = windows(AT / 1000 + 40, AT / 1000 + 40, Fault::None, seed + 7);
+        let quiet = quiet.remove(0);
+        let config = || EvidenceDetectorConfig {
+            pending_ms: 10_000,
+            ..EvidenceDetectorConfig::default()
+        };
+        let mut det = EvidenceDetector::new(config());
+        for w in &slow {
+            assert!(
+                det.observe(w).is_empty(),
+                "seed {seed}: at {}",
+                w.window_end
+            );
+        }
+        let out = det.observe(&quiet);
+        assert_eq!(out.len(), 1, "seed {seed}: {out:?}");
+        assert_eq!(out[0].culprits[0].service, "b", "seed {seed}: {out:?}");
+        let mut calm = EvidenceDetector::new(config());
+        for w in windows(1, AT / 1000 + 8, Fault::None, seed) {
+            assert!(calm.observe(&w).is_empty());
+        }
+        assert!(calm.observe(&quiet).is_empty(), "seed {seed}");
+    }
+}
+
 /// A slower callee explains its caller's own slowness, not delays of the calls into the
 /// caller: with `c` twice as slow (so `b`'s calls to it slowed), a `b` named for its
 /// network stays ahead of `c`; a `b` named for its own time comes after it.
