@@ -13,8 +13,10 @@
 //! the entry latency's rise, if it rose (`min_explained`): a passing slow call elsewhere on
 //! top while the fault's own calls are still one window waits until they are named.
 //! A pending move's `pending_ms` runs in event time: when it falls due in a stretch without
-//! windows (a service whose spans stopped, metrics scraped once a minute), the next window
-//! brings its detection, from the diagnosis of the last window before the stretch.
+//! windows longer than `recent_ms` (a service whose spans stopped, metrics scraped once a
+//! minute), the next window brings its detection, from the diagnosis of the last window
+//! before the stretch; after a shorter stretch the move's windows are still in the next
+//! window's recent range, which judges them with what came since.
 //! Figures: docs/models/evidence.md.
 //!
 //! The job also learns a normal of its own: windows that age out of `before_ms` without
@@ -61,8 +63,8 @@ pub struct EvidenceDetectorConfig {
     /// must each find one (as a Prometheus rule's `for`). A short-lived move (a burst of
     /// slow calls, a retry storm that clears) is no detection, and the culprits of the one
     /// made rest on more of the change. Time without windows counts as the move going on
-    /// (Prometheus keeps a series' last sample): a move pending when the telemetry stops is
-    /// a detection at the next window. Default 5000.
+    /// (Prometheus keeps a series' last sample): a move pending when the telemetry stops for
+    /// longer than `recent_ms` is a detection at the next window. Default 5000.
     pub pending_ms: u64,
     /// Culprits listed per detection. Default 5.
     pub max_culprits: usize,
@@ -256,7 +258,8 @@ impl EvidenceDetector {
     /// coming, a sparse stream) runs its `pending_ms` clock as empty windows would, and
     /// nothing came to undo it. Made from the last window's diagnosis (empty windows leave
     /// the recent range as it was), when the first window at which the move had lasted
-    /// `pending_ms` falls in the gap before `now`.
+    /// `pending_ms` falls in the gap before `now` and the gap outlasts the recent range
+    /// (the move's windows are gone from it by `now`).
     fn due_in_gap(&mut self, now: u64, window_ms: u64) -> Vec<Detection> {
         let (Some(since), Some((last_end, Some((d, accounted))))) =
             (self.moving_since, self.previous.as_ref())
@@ -264,7 +267,15 @@ impl EvidenceDetector {
             return Vec::new();
         };
         let fires_at = (since + self.config.pending_ms).saturating_sub(window_ms);
-        if self.run_detected || !accounted || fires_at <= *last_end || fires_at >= now {
+        // A gap the move's windows outlast is the next window's to judge: they are still in
+        // its recent range.
+        let judged_next = *last_end + self.config.recent_ms > now;
+        if self.run_detected
+            || !accounted
+            || judged_next
+            || fires_at <= *last_end
+            || fires_at >= now
+        {
             return Vec::new();
         }
         let due: Vec<Detection> = detection_of(d).into_iter().collect();
