@@ -49,6 +49,7 @@ fn window(end: u64, requests: u64, k: u64) -> WindowSnapshot {
                 in_flight: 0.0,
                 version: None,
                 own_ms: None,
+                usage_held: [false; 5],
             }
         })
         .collect();

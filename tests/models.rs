@@ -211,6 +211,7 @@ fn snapshot(t: u64, services: &[&str], order: &[&str], violated: bool) -> Window
                 in_flight: 0.0,
                 version: None,
                 own_ms: None,
+                usage_held: [false; 5],
             })
             .collect(),
         qos: vec![QosVerdict {

@@ -42,6 +42,10 @@ pub struct FeatureParams {
     /// multiple of the window).
     pub graph_retention_ms: u64,
     pub slos: Vec<Slo>,
+    /// How long a service's latest sampled resource usage stands in windows without a
+    /// sample, ms ([`crate::metric_hold`]; 0: not at all). Default 300000, Prometheus'
+    /// lookback: metrics scraped every 10 s to a minute do not read as zero in between.
+    pub metric_stale_ms: u64,
     /// The log template miners (default: new, empty ones).
     #[serde(skip)]
     pub log_miners: LogMiners,
@@ -54,6 +58,7 @@ impl Default for FeatureParams {
             trace_ttl_ms: DEFAULT_TRACE_TTL_MS,
             graph_retention_ms: 60_000,
             slos: Vec::new(),
+            metric_stale_ms: crate::metric_hold::DEFAULT_METRIC_STALE_MS,
             log_miners: LogMiners::default(),
         }
     }
@@ -117,6 +122,14 @@ pub fn features_dataflow_with_logs<'s>(
     );
     let edge_feats = edge_features_of_partials(partials);
     let logs = log_features(logs, &params.log_miners);
-    let snapshots = window_snapshot(services, edge_feats, qos, graph, logs, window_ms);
+    let snapshots = window_snapshot(
+        services,
+        edge_feats,
+        qos,
+        graph,
+        logs,
+        window_ms,
+        params.metric_stale_ms,
+    );
     (snapshots, stats)
 }

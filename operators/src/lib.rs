@@ -27,6 +27,7 @@ pub mod features;
 pub mod inference_times;
 pub mod log_features;
 pub mod log_line;
+pub mod metric_hold;
 pub mod model_worker;
 pub mod names;
 pub mod own_time;

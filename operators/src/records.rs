@@ -337,6 +337,12 @@ pub struct ServiceFeatures {
     /// calls are subtracted from it whatever window they ended in. `None` where not taken.
     #[serde(default)]
     pub own_ms: Option<f64>,
+    /// Per resource (indexed by [`Resource::index`]): `usage` is not sampled in this window
+    /// but held from the latest window that sampled it, within the staleness bound
+    /// ([`crate::metric_hold`]): metrics scraped less often than windows pass do not read
+    /// as zero in between. Statistics over samples skip held values.
+    #[serde(default)]
+    pub usage_held: [bool; 5],
 }
 
 /// Per-edge features of one window (Sage's per-RPC latency nodes).

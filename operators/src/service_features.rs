@@ -178,6 +178,7 @@ impl ServicePartial {
             in_flight: stable_sum(&mut self.in_flight.values().map(|s| s.1).collect::<Vec<_>>()),
             version: self.version.map(|(_, v)| v),
             own_ms: self.own_ns.map(|ns| ns as f64 / 1e6),
+            usage_held: [false; 5],
         }
     }
 }

@@ -8,9 +8,12 @@
 //! them, stamped with the window end, emitted when the window closes, in window order.
 //! Services are sorted by name, edges by (caller, callee), verdicts by entry. `order` is
 //! the order of the latest [`GraphUpdate`] at or before the window (empty before the first);
-//! `topology_changed` is set when the window has a `GraphUpdate`.
+//! `topology_changed` is set when the window has a `GraphUpdate`. Each service's resource
+//! usage that no instance reported in the window is held from its latest sample up to
+//! `metric_stale_ms` old ([`MetricHold`]).
 //!
-//! **State:** the parts of each open window (freed when it closes) and the latest order.
+//! **State:** the parts of each open window (freed when it closes), the latest order, and
+//! the [`MetricHold`]'s latest usage per service and resource.
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
@@ -18,6 +21,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Concatenate;
 use timely::dataflow::operators::vec::Map;
 
+use crate::metric_hold::MetricHold;
 use crate::records::{
     EdgeFeatures, GraphUpdate, LogFeatures, QosVerdict, ServiceFeatures, WindowSnapshot,
 };
@@ -50,6 +54,7 @@ pub fn window_snapshot<'s>(
     graph: StreamVec<'s, u64, GraphUpdate>,
     logs: StreamVec<'s, u64, LogFeatures>,
     window_ms: u64,
+    metric_stale_ms: u64,
 ) -> StreamVec<'s, u64, WindowSnapshot> {
     let scope = services.scope();
     let parts = scope.concatenate([
@@ -60,6 +65,7 @@ pub fn window_snapshot<'s>(
         logs.map(SnapshotPart::Logs),
     ]);
     let mut last_order: Vec<String> = Vec::new();
+    let mut hold = MetricHold::new(metric_stale_ms);
     window_fold(
         parts,
         Exchange::new(|_: &SnapshotPart| 0),
@@ -78,6 +84,7 @@ pub fn window_snapshot<'s>(
         },
         move |t, mut acc| {
             acc.services.sort_by(|a, b| a.service.cmp(&b.service));
+            hold.fill(t, &mut acc.services);
             acc.edges
                 .sort_by(|a, b| (&a.caller, &a.callee).cmp(&(&b.caller, &b.callee)));
             acc.qos.sort_by(|a, b| {

@@ -615,3 +615,41 @@ fn params_and_slo_serde() {
     );
     assert!(serde_json::from_str::<FeatureParams>(r#"{"window":5}"#).is_err());
 }
+
+/// CPU scraped once, in the first window, and requests every window after: the snapshots
+/// hold the sample (marked held) while it is at most `metric_stale_ms` old, then zeros;
+/// the same for one and two workers. Without the hold every window but the first read 0.
+#[test]
+fn a_scraped_sample_stands_in_the_windows_after_it_until_stale() {
+    let spans: Vec<Span> = (1..=8u64)
+        .map(|w| server(u128::from(w), "api", "api-0", w * W - 100, 10))
+        .collect();
+    let metrics = vec![metric("api", "api-0", Resource::Cpu, 500, 0.4)];
+    let feed = Feed::new(spans, metrics, W);
+    for workers in [1, 2] {
+        let params = FeatureParams {
+            window_ms: W,
+            metric_stale_ms: 3 * W,
+            ..FeatureParams::default()
+        };
+        let out = run(workers, feed.clone(), W, move |s, m| {
+            features_dataflow(s, m, &params)
+        });
+        let cpu: Vec<(u64, f64, bool)> = out
+            .iter()
+            .filter_map(|(_, snapshot)| {
+                let api = snapshot.services.iter().find(|s| s.service == "api")?;
+                let i = Resource::Cpu.index();
+                Some((snapshot.window_end, api.usage[i][1], api.usage_held[i]))
+            })
+            .collect();
+        let expected: Vec<(u64, f64, bool)> = (1..=8u64)
+            .map(|w| match w {
+                1 => (W, 0.4, false),
+                2..=4 => (w * W, 0.4, true),
+                _ => (w * W, 0.0, false),
+            })
+            .collect();
+        assert_eq!(cpu, expected, "{workers} workers");
+    }
+}

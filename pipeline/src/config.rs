@@ -77,6 +77,9 @@ pub struct FeaturesConfig {
     pub trace_ttl_ms: u64,
     /// An RPC edge not seen for this long leaves the dependency graph, ms. Default 60000.
     pub graph_retention_ms: u64,
+    /// How long a service's latest sampled resource usage stands in windows without a
+    /// sample, ms (as Prometheus' lookback; 0: not at all). Default 300000.
+    pub metric_stale_ms: u64,
 }
 
 impl Default for FeaturesConfig {
@@ -84,6 +87,7 @@ impl Default for FeaturesConfig {
         FeaturesConfig {
             trace_ttl_ms: 10_000,
             graph_retention_ms: 60_000,
+            metric_stale_ms: augur_operators::metric_hold::DEFAULT_METRIC_STALE_MS,
         }
     }
 }

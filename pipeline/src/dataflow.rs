@@ -287,6 +287,7 @@ fn build_dataflow(
         window_ms: spec.config.window.length_ms,
         trace_ttl_ms: spec.config.features.trace_ttl_ms,
         graph_retention_ms: spec.config.features.graph_retention_ms,
+        metric_stale_ms: spec.config.features.metric_stale_ms,
         slos: spec.slos.clone(),
         log_miners: spec.log_miners.clone(),
     };

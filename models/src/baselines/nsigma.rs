@@ -210,6 +210,7 @@ mod tests {
             in_flight: 0.0,
             version: None,
             own_ms: None,
+            usage_held: [false; 5],
         }
     }
 
@@ -267,6 +268,7 @@ mod ranking_tests {
             in_flight: 0.0,
             version: None,
             own_ms: None,
+            usage_held: [false; 5],
         }
     }
 

@@ -458,8 +458,10 @@ impl Range {
             }
             let mut any = false;
             for s in &w.services {
+                // Samples only: usage held from an earlier window is not a new observation.
+                let sampled = |r: Resource| !s.usage_held[r.index()];
                 let cpu = s.usage[Resource::Cpu.index()][2];
-                if cpu > 0.0 {
+                if cpu > 0.0 && sampled(Resource::Cpu) {
                     r.cpu.entry(s.service.clone()).or_default().add(cpu, 1.0);
                 }
                 for (resource, into) in [
@@ -468,7 +470,7 @@ impl Range {
                     (Resource::Disk, &mut r.disk),
                 ] {
                     let level = s.usage[resource.index()][2];
-                    if level > 0.0 {
+                    if level > 0.0 && sampled(resource) {
                         into.entry(s.service.clone()).or_default().add(level, 1.0);
                     }
                 }

@@ -114,6 +114,7 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
             in_flight: 0.0,
             version: None,
             own_ms: None,
+            usage_held: [false; 5],
         })
         .collect();
     let edge = |i: usize, client: f64| EdgeFeatures {
@@ -768,6 +769,7 @@ fn metrics_scraped_once_a_minute_still_make_detections() {
                         in_flight: 0.0,
                         version: None,
                         own_ms: None,
+                        usage_held: [false; 5],
                     }
                 })
                 .collect();
@@ -1212,6 +1214,7 @@ fn fan_out_window(end: u64, calls: u64) -> WindowSnapshot {
         in_flight: 0.0,
         version: None,
         own_ms: None,
+        usage_held: [false; 5],
     };
     let mut services = vec![service("s", 4)];
     let mut edges = Vec::new();
@@ -1385,6 +1388,7 @@ fn with_branch(
             in_flight: 0.0,
             version: None,
             own_ms: None,
+            usage_held: [false; 5],
         });
         w.edges.push(EdgeFeatures {
             window_end: w.window_end,

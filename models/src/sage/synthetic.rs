@@ -61,6 +61,7 @@ fn service_features(
         in_flight: 0.0,
         version: None,
         own_ms: None,
+        usage_held: [false; 5],
     }
 }
 

@@ -765,6 +765,7 @@ mod tests {
                     in_flight: 0.0,
                     version: None,
                     own_ms: None,
+                    usage_held: [false; 5],
                 })
                 .collect(),
             edges: Vec::new(),

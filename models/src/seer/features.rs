@@ -215,6 +215,7 @@ mod tests {
             in_flight,
             version: None,
             own_ms: None,
+            usage_held: [false; 5],
         }
     }
 

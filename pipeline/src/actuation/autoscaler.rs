@@ -154,6 +154,7 @@ pub(crate) mod tests {
                 in_flight: 0.0,
                 version: None,
                 own_ms: None,
+                usage_held: [false; 5],
             }],
             ..WindowSnapshot::default()
         }
