@@ -178,6 +178,7 @@ fn collector_metrics_line() {
 fn names() {
     let n = MetricNames::default();
     assert_eq!(n.resource("container.cpu.utilization"), Some(Resource::Cpu));
+    assert_eq!(n.resource("k8s.pod.cpu.usage"), Some(Resource::Cpu));
     assert_eq!(n.resource("system.memory.usage"), Some(Resource::Memory));
     assert_eq!(n.resource("k8s.pod.network.io"), Some(Resource::Network));
     assert_eq!(n.resource("system.disk.io"), Some(Resource::Disk));

@@ -19,9 +19,12 @@ impl Default for MetricNames {
     /// and `http.server.active_requests` for the in-flight gauge.
     fn default() -> Self {
         use Resource::*;
-        let defaults: [(&str, Resource); 24] = [
+        let defaults: [(&str, Resource); 25] = [
             ("container.cpu.utilization", Cpu),
             ("k8s.pod.cpu.utilization", Cpu),
+            // kubeletstats' newer name for the same cores in use (the older is deprecated;
+            // a Collector may send both).
+            ("k8s.pod.cpu.usage", Cpu),
             ("process.cpu.utilization", Cpu),
             ("system.cpu.utilization", Cpu),
             // Counters of CPU seconds (kubeletstats, hostmetrics): their rate is cores in use.
