@@ -143,8 +143,8 @@ pub struct EvidenceDetector {
     /// Start of the first window seen.
     started: Option<u64>,
     long_normal: LongNormal,
-    /// The end of the last window observed, and the diagnosis of the move it found (with
-    /// whether it accounted for the departure), if it found one.
+    /// The end of the last window observed, and the diagnosis of the move it found pending
+    /// (with whether it accounted for the departure), if it did.
     previous: Option<(u64, Option<(Diagnosis, bool)>)>,
 }
 
@@ -230,7 +230,6 @@ impl Detector for EvidenceDetector {
             self.previous = Some((now, None));
             return due;
         };
-        self.previous = Some((now, Some((d.clone(), accounted))));
         // The move's windows stay out of the normal while it is pending, too.
         if let Some(last) = self.recent.back_mut() {
             last.1 = true;
@@ -239,8 +238,11 @@ impl Detector for EvidenceDetector {
         if now + window.window_ms < since + self.config.pending_ms
             || !(accounted || self.run_detected)
         {
+            // Pending: kept, in case its time comes while no window arrives.
+            self.previous = Some((now, Some((d, accounted))));
             return due;
         }
+        self.previous = Some((now, None));
         self.run_detected = true;
         // This window's own diagnosis, fresher than the one that fell due in the gap.
         let now_detected: Vec<Detection> = detection_of(&d).into_iter().collect();
