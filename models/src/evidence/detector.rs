@@ -11,7 +11,9 @@
 //! is not a detection. The culprits are then ranked against both pooled, as `augur diagnose`
 //! ranks them. A detection whose top culprit moved in latency must also account for half of
 //! the entry latency's rise, if it rose (`min_explained`): a passing slow call elsewhere on
-//! top while the fault's own calls are still one window waits until they are named.
+//! top while the fault's own calls are still one window waits until they are named. A
+//! detection naming a service for its network must rest on two or more delayed calls of
+//! its edges: one slow call on a quiet edge waits for the next.
 //! A pending move's `pending_ms` runs in event time: when it falls due in a stretch without
 //! windows longer than `recent_ms` (a service whose spans stopped, metrics scraped once a
 //! minute), the next window brings its detection, from the diagnosis of the last window
@@ -367,7 +369,8 @@ impl EvidenceDetector {
             }
         };
         let accounted =
-            accounts_for_departure(&d, &normal, &after, &params, self.config.min_explained);
+            accounts_for_departure(&d, &normal, &after, &params, self.config.min_explained)
+                && network_corroborated(&d, &normal, &after, params.min_z);
         Some((d, accounted))
     }
 }
@@ -477,6 +480,36 @@ fn accounts_for_departure(
         }
         _ => true,
     }
+}
+
+/// Whether a diagnosis whose top culprit is named for its network rests on two or more
+/// calls of the edges it takes part in that are significantly delayed: one call's gap (such
+/// as a lost packet's retransmission, which Linux waits at least 200 ms for, or a connection
+/// being set up) is no service's network, and at a call every 20 s it is all an edge shows.
+/// A real delay shows again on the service's next call. Always true for other top culprits.
+fn network_corroborated(d: &Diagnosis, normal: &Range, after: &Range, min_z: f64) -> bool {
+    let Some(top) = d.culprits.first() else {
+        return true;
+    };
+    if top
+        .evidence
+        .first()
+        .is_none_or(|e| e.signal != Signal::Network)
+    {
+        return true;
+    }
+    let mut calls = 0.0;
+    for (edge, a) in &after.gap {
+        if edge.0 != top.service && edge.1 != top.service {
+            continue;
+        }
+        if let Some(b) = normal.gap.get(edge)
+            && super::stats::increase(Signal::Network, None, b, a, 0.1, 1.0, min_z).is_some()
+        {
+            calls += a.units();
+        }
+    }
+    calls >= 2.0
 }
 
 /// The detection a diagnosis makes: about its top culprit (none without culprits).

@@ -819,6 +819,45 @@ fn a_move_shorter_than_pending_is_no_detection() {
     }
 }
 
+/// `b` calls `c` once every 30 s, and one of those calls, 20 s after `AT`, spends 200 ms
+/// more on the wire (a lost packet's retransmission): one delayed call is no service's
+/// network, so the detector names nobody for it; `b` and `c` delayed on every call (+20 ms)
+/// is a detection naming one of them.
+#[test]
+fn one_slow_call_on_a_quiet_edge_is_no_detection() {
+    use augur_operators::Detector;
+    for seed in 1..=3 {
+        let quiet: Vec<WindowSnapshot> = windows(1, 160, Fault::None, seed)
+            .into_iter()
+            .map(|mut w| {
+                let end = w.window_end;
+                w.edges.retain(|e| e.callee != "c" || end % 30_000 == 0);
+                for e in w.edges.iter_mut().filter(|e| e.callee == "c") {
+                    if end == AT + 20_000 {
+                        e.gap_total_ms += 200.0 * e.gap_calls as f64;
+                        e.client_total_ms += 200.0 * e.calls as f64;
+                    }
+                }
+                w
+            })
+            .collect();
+        let mut det = EvidenceDetector::new(EvidenceDetectorConfig::default());
+        let found: Vec<_> = quiet.iter().flat_map(|w| det.observe(w)).collect();
+        assert!(found.is_empty(), "seed {seed}: {found:?}");
+        let mut det = EvidenceDetector::new(EvidenceDetectorConfig::default());
+        let delayed: Vec<_> = windows(1, 160, Fault::Delay(1), seed)
+            .iter()
+            .flat_map(|w| det.observe(w))
+            .collect();
+        assert!(
+            delayed
+                .first()
+                .is_some_and(|d| ["b", "c"].contains(&d.culprits[0].service.as_str())),
+            "seed {seed}: {delayed:?}"
+        );
+    }
+}
+
 /// `b` three times slower for 8 s from the fault on, and then no window for 30 s (its
 /// telemetry stopped), `pending_ms` 10 s: event time ran the move's clock with nothing to
 /// undo it, so the
