@@ -13,7 +13,8 @@
 //! the entry latency's rise, if it rose (`min_explained`): a passing slow call elsewhere on
 //! top while the fault's own calls are still one window waits until they are named. A
 //! detection naming a service for its network must rest on two or more delayed calls of
-//! its edges: one slow call on a quiet edge waits for the next.
+//! its edges, and one naming it for its own time on requests in two or more windows: one
+//! slow call on a quiet edge, or one slow request of a quiet service, waits for the next.
 //! A pending move's `pending_ms` runs in event time: when it falls due in a stretch without
 //! windows longer than `recent_ms` (a service whose spans stopped, metrics scraped once a
 //! minute), the next window brings its detection, from the diagnosis of the last window
@@ -370,7 +371,7 @@ impl EvidenceDetector {
         };
         let accounted =
             accounts_for_departure(&d, &normal, &after, &params, self.config.min_explained)
-                && network_corroborated(&d, &normal, &after, params.min_z);
+                && corroborated(&d, &normal, &after, params.min_z);
         Some((d, accounted))
     }
 }
@@ -482,15 +483,28 @@ fn accounts_for_departure(
     }
 }
 
-/// Whether a diagnosis whose top culprit is named for its network rests on two or more
-/// calls of the edges it takes part in that are significantly delayed: one call's gap (such
-/// as a lost packet's retransmission, which Linux waits at least 200 ms for, or a connection
-/// being set up) is no service's network, and at a call every 20 s it is all an edge shows.
-/// A real delay shows again on the service's next call. Always true for other top culprits.
-fn network_corroborated(d: &Diagnosis, normal: &Range, after: &Range, min_z: f64) -> bool {
+/// Whether a diagnosis's top culprit, when named for its network or its own time, rests on
+/// more than one of its units. Network: two or more calls of the edges the service takes
+/// part in, significantly delayed; one call's gap (such as a lost packet's retransmission,
+/// which Linux waits at least 200 ms for, or a connection being set up) is no service's
+/// network, and at a call every 20 s it is all an edge shows. Own time: requests in two or
+/// more windows of the recent range (a rise must then stand without its slowest window);
+/// one slow request of a quiet service is no service's slowness. A real fault shows again
+/// on the next call or request. Always true for other top culprits.
+fn corroborated(d: &Diagnosis, normal: &Range, after: &Range, min_z: f64) -> bool {
     let Some(top) = d.culprits.first() else {
         return true;
     };
+    if top
+        .evidence
+        .first()
+        .is_some_and(|e| e.signal == Signal::SelfTime)
+    {
+        return after
+            .self_time
+            .get(&top.service)
+            .is_some_and(|p| p.windows() >= 2.0);
+    }
     if top
         .evidence
         .first()

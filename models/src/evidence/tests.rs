@@ -858,6 +858,35 @@ fn one_slow_call_on_a_quiet_edge_is_no_detection() {
     }
 }
 
+/// `c` serves a request once every 30 s, and one of them, 20 s after `AT`, takes 100 times
+/// its own time: one slow request of a quiet service is no detection. `b` three times
+/// slower on every request is (`the_detector_names_the_fault_soon_after_it_starts_and_not_before`).
+#[test]
+fn one_slow_request_of_a_quiet_service_is_no_detection() {
+    use augur_operators::Detector;
+    for seed in 1..=3 {
+        let quiet: Vec<WindowSnapshot> = windows(1, 160, Fault::None, seed)
+            .into_iter()
+            .map(|mut w| {
+                let end = w.window_end;
+                if end % 30_000 != 0 {
+                    w.services.retain(|s| s.service != "c");
+                    w.edges.retain(|e| e.callee != "c");
+                    w.logs.retain(|l| l.service != "c");
+                } else if end == AT + 20_000 {
+                    for s in w.services.iter_mut().filter(|s| s.service == "c") {
+                        s.outstanding *= 100.0;
+                    }
+                }
+                w
+            })
+            .collect();
+        let mut det = EvidenceDetector::new(EvidenceDetectorConfig::default());
+        let found: Vec<_> = quiet.iter().flat_map(|w| det.observe(w)).collect();
+        assert!(found.is_empty(), "seed {seed}: {found:?}");
+    }
+}
+
 /// `b` three times slower for 8 s from the fault on, and then no window for 30 s (its
 /// telemetry stopped), `pending_ms` 10 s: event time ran the move's clock with nothing to
 /// undo it, so the
