@@ -518,7 +518,7 @@ fn corroborated(d: &Diagnosis, normal: &Range, after: &Range, min_z: f64) -> boo
             continue;
         }
         if let Some(b) = normal.gap.get(edge)
-            && super::stats::increase(Signal::Network, None, b, a, 0.1, 1.0, min_z).is_some()
+            && super::gap_increase(None, b, a, min_z).is_some()
         {
             calls += a.units();
         }

@@ -965,8 +965,7 @@ fn diagnose_ranges(
             continue;
         };
         let on = format!("{}->{}", edge.0, edge.1);
-        // Floors: 10 % of the normal gap, 1 ms.
-        let ev = stats::increase(Signal::Network, Some(on), b, a, 0.1, 1.0, z_min)
+        let ev = gap_increase(Some(on), b, a, z_min)
             .unwrap_or_else(|| stats::unmoved(Signal::Network, b, a));
         touching
             .entry(edge.0.as_str())
@@ -1030,6 +1029,18 @@ fn diagnose_ranges(
         weak: false,
         onset: None,
     }
+}
+
+/// A call edge's network gap rising significantly from `before` to `after` ([`stats::increase`],
+/// floors 10 % of the normal gap and 1 ms): the test of a network move, in the diagnosis and
+/// in what a detection rests on.
+fn gap_increase(
+    on: Option<String>,
+    before: &Pooled,
+    after: &Pooled,
+    min_z: f64,
+) -> Option<Evidence> {
+    stats::increase(Signal::Network, on, before, after, 0.1, 1.0, min_z)
 }
 
 /// The resource a service's evidence points at: its strongest signal's, except that own
