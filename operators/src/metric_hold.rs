@@ -47,7 +47,14 @@ impl MetricHold {
             return;
         }
         for row in rows.iter_mut() {
-            let latest = self.latest.entry(row.service.clone()).or_default();
+            // A service is entered once, at its first sample; rows of services without one
+            // (spans only) cost a lookup.
+            let sampled = row.usage.iter().any(|u| u.iter().any(|v| *v != 0.0));
+            let latest = match self.latest.get_mut(row.service.as_str()) {
+                Some(latest) => latest,
+                None if sampled => self.latest.entry(row.service.clone()).or_default(),
+                None => continue,
+            };
             for r in Resource::ALL {
                 let i = r.index();
                 if row.usage[i].iter().any(|v| *v != 0.0) {
