@@ -974,6 +974,23 @@ fn a_long_resource_attribute_is_not_copied_into_every_record() {
     assert!(errors[0].record.len() < 400, "{}", errors[0].record);
 }
 
+/// Just past a power of two, a list's growth leaves it nearly half empty: the parsed
+/// records of a message of small records (empty or valid) stay within the bounds there
+/// too, where the spare half of a list of large parsed records would not.
+#[test]
+fn many_small_records_stay_within_bounds_just_past_a_power_of_two() {
+    for (format, d) in AMPLIFIER_DECODERS.into_iter().enumerate() {
+        for count in [129, 257, 513, 1025] {
+            for repeated in [Repeated::Valid, Repeated::Empty] {
+                let bytes = amplifier(format, 8, count, repeated);
+                if let Err(e) = check(d, &bytes) {
+                    panic!("{d:?} {repeated:?} {count}: {e}");
+                }
+            }
+        }
+    }
+}
+
 /// 100 000 empty spans, points and log records (two bytes each) under one resource: every
 /// one is rejected and counted, only the first [`RECORD_CONTEXTS`] with their context, and
 /// the decoders stay within the bounds (a context for each would cost about 70 bytes of

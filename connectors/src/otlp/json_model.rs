@@ -211,23 +211,34 @@ struct KeyValue<'a> {
     value: Option<AnyValue<'a>>,
 }
 
-/// An attribute list, keeping only the string attributes augur reads.
+/// The span attributes augur reads beside the resource keys, after [`ResourceAttrs::KEYS`]
+/// in [`Attrs`]' numbering.
+const SPAN_KEYS: [&str; 3] = [PEER_SERVICE, SERVER_ADDRESS, NET_PEER_NAME];
+
+/// An attribute list, keeping only the string attributes augur reads: each as its key's
+/// number ([`ResourceAttrs::KEYS`], then [`SPAN_KEYS`]) and value. A list of the few that
+/// are present, not a slot per key: a record with none costs nothing beyond the list's
+/// three words, so a message of many small records stays small while it is parsed.
 #[derive(Debug, Default)]
 pub(crate) struct Attrs<'a> {
-    /// Values of [`ResourceAttrs::KEYS`], in its order.
-    resource: [Option<Str<'a>>; ResourceAttrs::KEYS.len()],
-    peer_service: Option<Str<'a>>,
-    server_address: Option<Str<'a>>,
-    net_peer_name: Option<Str<'a>>,
+    kept: Vec<(u8, Str<'a>)>,
 }
 
 impl Attrs<'_> {
+    /// The value kept for key number `key`.
+    fn get(&self, key: usize) -> Option<&str> {
+        self.kept
+            .iter()
+            .find(|(k, _)| usize::from(*k) == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The resource attributes.
     pub fn resource(&self) -> ResourceAttrs<'_> {
         let mut r = ResourceAttrs::default();
-        for (k, v) in ResourceAttrs::KEYS.iter().zip(&self.resource) {
-            if let Some(v) = v {
-                r.set(k, v.as_str());
+        for (k, v) in &self.kept {
+            if let Some(key) = ResourceAttrs::KEYS.get(usize::from(*k)) {
+                r.set(key, v.as_str());
             }
         }
         r
@@ -235,15 +246,13 @@ impl Attrs<'_> {
 
     /// `peer.service`, if set.
     pub fn peer_service(&self) -> Option<&str> {
-        self.peer_service.as_ref().map(Str::as_str)
+        self.get(ResourceAttrs::KEYS.len())
     }
 
     /// `server.address`, else `net.peer.name`, if set.
     pub fn peer_address(&self) -> Option<&str> {
-        self.server_address
-            .as_ref()
-            .or(self.net_peer_name.as_ref())
-            .map(Str::as_str)
+        self.get(ResourceAttrs::KEYS.len() + 1)
+            .or_else(|| self.get(ResourceAttrs::KEYS.len() + 2))
     }
 }
 
@@ -273,21 +282,23 @@ impl<'de: 'a, 'a> Deserialize<'de> for Attrs<'a> {
 }
 
 impl<'a> Attrs<'a> {
-    /// Keeps the attribute if augur reads it.
+    /// Keeps the attribute if augur reads it; a later value of a key replaces an earlier
+    /// one, and a key without a string value clears it.
     fn keep(&mut self, key: Str<'a>, value: Option<Str<'a>>) {
         let key = key.as_str();
-        let slot = if key == PEER_SERVICE {
-            &mut self.peer_service
-        } else if key == SERVER_ADDRESS {
-            &mut self.server_address
-        } else if key == NET_PEER_NAME {
-            &mut self.net_peer_name
-        } else if let Some(i) = ResourceAttrs::KEYS.iter().position(|k| *k == key) {
-            &mut self.resource[i]
-        } else {
+        let Some(number) = ResourceAttrs::KEYS
+            .iter()
+            .chain(&SPAN_KEYS)
+            .position(|k| *k == key)
+        else {
             return;
         };
-        *slot = value;
+        // At most 12 keys: the number fits a byte.
+        let number = number as u8;
+        self.kept.retain(|(k, _)| *k != number);
+        if let Some(value) = value {
+            self.kept.push((number, value));
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use prost::Message;
 use serde::Deserialize;
 
 use super::error::{DecodeError, RECORD_CONTEXTS, RecordError, not_an_export};
-use super::json_model::{Attrs, EnumInt, Str, U64};
+use super::json_model::{EnumInt, Str, U64};
 use super::json_write::{push_str_truncated, push_u64_str};
 use super::traces::resource_attrs;
 use super::view::{IdRef, OwnedIdentity};
@@ -248,9 +248,8 @@ struct JsonLog<'a> {
     trace_id: Option<Str<'a>>,
     #[serde(borrow, default, alias = "span_id")]
     span_id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    #[allow(dead_code)]
-    attributes: Attrs<'a>,
+    // A record's attributes are not read: left out, serde skips them without keeping
+    // anything per record (a message of many small records stays small in memory).
 }
 
 /// A JSON `AnyValue` body as text: a string as is, anything else as its plain JSON
