@@ -103,6 +103,21 @@ fn open_missing_names_the_path() {
     assert!(e.to_string().contains("/nonexistent/x.jsonl"), "{e}");
 }
 
+/// A directory that isn't there, or a file given for it, is said as such (not as a
+/// directory without input files).
+#[test]
+fn find_input_on_no_directory_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("typo");
+    let e = find_input(&missing, "traces.otlp").unwrap_err();
+    assert!(matches!(e, FileError::NoDirectory { .. }), "{e}");
+    assert!(e.to_string().contains("no such directory"), "{e}");
+    let file = dir.path().join("traces.otlp.jsonl");
+    std::fs::write(&file, b"").expect("write");
+    let e = find_input(&file, "traces.otlp").unwrap_err();
+    assert!(matches!(e, FileError::NotADirectory { .. }), "{e}");
+}
+
 #[test]
 fn find_input_picks_existing_variant() {
     let dir = tempfile::tempdir().expect("tempdir");

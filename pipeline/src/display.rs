@@ -8,6 +8,24 @@ pub fn clock(t_ms: u64) -> String {
     stamp.get(11..23).unwrap_or(&stamp).to_string()
 }
 
+/// An error and its causes on one line, `outer: cause: …`, each cause once: errors that
+/// already end with their cause's text (`cannot read config F: No such file …`, whose
+/// source is that io error) don't repeat it.
+pub fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 pub fn alert_line(alert: &Alert) -> String {
     let when = clock(alert.window_end);
     if let Some(ends_at) = &alert.ends_at {
@@ -108,5 +126,33 @@ pub fn inference_summary(times: &augur_operators::InferenceTimes) -> String {
         "inference per window: no detector ran".to_string()
     } else {
         format!("inference per window: {}", parts.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::error_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read config {path}: {source}")]
+    struct Read {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(Read {
+            path: "a.toml".into(),
+            source: io,
+        })
+        .context("loading the job");
+        assert_eq!(
+            error_line(&e),
+            "loading the job: cannot read config a.toml: No such file"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_line(&plain), "outer: inner");
     }
 }

@@ -26,7 +26,7 @@ fn main() {
         Command::Twin(args) => commands::twin::run(args),
     };
     if let Err(error) = result {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", augur::display::error_line(&error));
         std::process::exit(match error.downcast_ref::<augur::config::ConfigError>() {
             Some(_) => 2,
             None => commands::supervise::failure_status(),

@@ -26,6 +26,10 @@ pub enum FileError {
     Write { path: PathBuf, source: io::Error },
     #[error("no input {stem}.jsonl, {stem}.jsonl.zst or {stem}.jsonl.gz in {}", dir.display())]
     NotFound { dir: PathBuf, stem: String },
+    #[error("{}: no such directory", dir.display())]
+    NoDirectory { dir: PathBuf },
+    #[error("{}: not a directory (the input is the directory that holds the files)", dir.display())]
+    NotADirectory { dir: PathBuf },
 }
 
 /// How a file is compressed, from its extension.
@@ -262,6 +266,16 @@ impl Drop for LineWriter {
 /// Finds `dir/{stem}.jsonl`, `.jsonl.zst` or `.jsonl.gz`, the first that exists, e.g.
 /// `find_input(dir, "traces.otlp")`.
 pub fn find_input(dir: &Path, stem: &str) -> Result<PathBuf, FileError> {
+    if !dir.exists() {
+        return Err(FileError::NoDirectory {
+            dir: dir.to_owned(),
+        });
+    }
+    if !dir.is_dir() {
+        return Err(FileError::NotADirectory {
+            dir: dir.to_owned(),
+        });
+    }
     ["jsonl", "jsonl.zst", "jsonl.gz"]
         .iter()
         .map(|ext| dir.join(format!("{stem}.{ext}")))
