@@ -175,6 +175,14 @@ impl Inputs {
         late_to: LateTo,
     ) {
         let mut per_kind = [0u64; 6];
+        late_to.0.add_services(
+            crate::stats::SEEN_IN_SPANS,
+            batch.spans.iter().map(|s| s.service.as_str()),
+        );
+        late_to.0.add_services(
+            crate::stats::SEEN_IN_METRICS,
+            batch.metrics.iter().map(|m| m.service.as_str()),
+        );
         self.spans.give(
             &mut batch.spans,
             |span| {

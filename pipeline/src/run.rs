@@ -318,6 +318,9 @@ where
         if let Some(ignored) = stats.ignored_metrics_line() {
             eprintln!("{ignored}");
         }
+        if let Some(join) = stats.service_join_line() {
+            eprintln!("{join}");
+        }
     }
     if let Some(mut file) = dlq {
         file.flush().context("flushing the dead-letter file")?;
