@@ -336,3 +336,49 @@ fn a_learned_normal_answers_when_the_minutes_before_are_missing() {
         "{stderr}"
     );
 }
+
+/// Pod metrics named by a Kubernetes workload that is not the spans' `service.name` (no
+/// `service.name` on the metrics' resources, as kubeletstats exports them): they join the
+/// traced service of their instance, the run says so, and the CPU fault is named with its
+/// resource.
+#[test]
+fn metrics_named_by_their_workload_join_the_traced_service_of_their_pod() {
+    let tmp = tempfile::tempdir().unwrap();
+    let case = simulate_case(tmp.path(), "cases/workload-named");
+    let path = case.join("metrics.otlp.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let renamed = text.replace(
+        r#"{"key":"service.name","value":{"stringValue":"tier-"#,
+        r#"{"key":"k8s.deployment.name","value":{"stringValue":"demo-tier-"#,
+    );
+    assert_ne!(text, renamed, "the simulator names the metrics' services");
+    std::fs::write(&path, renamed).unwrap();
+    let at = fault_start(&case).to_string();
+    let out = augur(
+        &[
+            "diagnose",
+            "--at",
+            &at,
+            "--input",
+            case.to_str().unwrap(),
+            "--json",
+        ],
+        tmp.path(),
+    );
+    let d: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let top = &d["culprits"][0];
+    assert_eq!(top["service"], "tier-2", "{d:#}");
+    assert_eq!(top["resource"], "cpu", "{d:#}");
+    // Its CPU usage is in its evidence (under the workload's name it would not be).
+    assert!(
+        top["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["signal"] == "cpu"),
+        "{d:#}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("demo-tier-2 → tier-2"), "{stderr}");
+    assert!(!stderr.contains("metrics name none"), "{stderr}");
+}

@@ -175,6 +175,10 @@ impl Inputs {
         late_to: LateTo,
     ) {
         let mut per_kind = [0u64; 6];
+        let join = &late_to.0.service_join;
+        join.learn(&batch.spans);
+        join.join_points(&mut batch.metrics);
+        join.join_logs(&mut batch.logs);
         late_to.0.add_services(
             crate::stats::SEEN_IN_SPANS,
             batch.spans.iter().map(|s| s.service.as_str()),

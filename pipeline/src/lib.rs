@@ -12,6 +12,7 @@ pub mod eval;
 pub mod job_metrics;
 pub mod memory;
 pub mod run;
+pub mod service_join;
 pub mod sink;
 pub mod source;
 pub mod stats;

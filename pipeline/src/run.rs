@@ -318,6 +318,9 @@ where
         if let Some(ignored) = stats.ignored_metrics_line() {
             eprintln!("{ignored}");
         }
+        if let Some(joined) = stats.service_join.summary_line() {
+            eprintln!("{joined}");
+        }
         if let Some(join) = stats.service_join_line() {
             eprintln!("{join}");
         }

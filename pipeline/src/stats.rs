@@ -63,6 +63,8 @@ pub struct JobStats {
     /// The services records named, each with the signals it was seen in ([`SEEN_IN_SPANS`],
     /// [`SEEN_IN_METRICS`]; at most [`SERVICES_KEPT`] services).
     pub services: Mutex<BTreeMap<String, u8>>,
+    /// Metrics and logs joined to their instance's traced service.
+    pub service_join: crate::service_join::ServiceJoin,
 }
 
 /// A service named by spans, in [`JobStats::services`].

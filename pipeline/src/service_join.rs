@@ -1,0 +1,227 @@
+//! Metrics and logs joined to the traced service of their instance.
+//!
+//! Pod metrics and pod logs join the traces by service name. A resource without
+//! `service.name` — kubeletstats' and cAdvisor's pod metrics, the filelog receiver's
+//! lines — is named by its Kubernetes workload, which is not always the name the
+//! application's SDKs give its spans (a chart's `demo-cartservice` beside the traces'
+//! `cartservice`); its CPU, memory, logs and errors would then belong to a service no span
+//! names. Spans name their instance too (`service.instance.id`, else the pod, else the
+//! host, which in a pod is the pod's name): a metric point or log record whose service no
+//! span names, of an instance whose spans name one service, takes that service. An
+//! instance whose spans name two services (a sidecar that traces) joins nothing.
+//!
+//! The join is learned from the spans read so far, by each process from its own: a point
+//! read before the first span of its instance keeps its name (in a replay, which reads its
+//! files in event-time order, the first second or so), and so does one whose instance's
+//! spans another process of the job reads (Kafka partitions split between processes).
+//!
+//! **State:** per process, the services spans named, and per instance the one service its
+//! spans named (at most [`INSTANCES_KEPT`] instances); what was joined, counted for the
+//! run's summary.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+use augur_operators::{LogRecord, MetricPoint, Span};
+
+/// Instances remembered: a bound on what a stream of made-up instance names costs.
+pub const INSTANCES_KEPT: usize = 100_000;
+
+#[derive(Default)]
+struct State {
+    traced: HashSet<String>,
+    /// The service of an instance's spans; `None` once its spans named two.
+    of_instance: HashMap<String, Option<String>>,
+    /// (service as named, traced service it took) → records.
+    joined: BTreeMap<(String, String), u64>,
+}
+
+/// See the module docs. Shared by a process's workers.
+#[derive(Default)]
+pub struct ServiceJoin(Mutex<State>);
+
+impl ServiceJoin {
+    /// Learns the services and instances of `spans`.
+    pub fn learn(&self, spans: &[Span]) {
+        let Ok(mut state) = self.0.lock() else {
+            return;
+        };
+        let mut last: Option<(&str, &str)> = None;
+        for span in spans {
+            let pair = (span.service.as_str(), span.instance.as_str());
+            // Spans come in runs of one resource.
+            if last == Some(pair) {
+                continue;
+            }
+            last = Some(pair);
+            if !state.traced.contains(pair.0) {
+                state.traced.insert(pair.0.to_string());
+            }
+            if pair.1 == pair.0 {
+                continue;
+            }
+            let full = state.of_instance.len() >= INSTANCES_KEPT;
+            match state.of_instance.get_mut(pair.1) {
+                Some(known) if known.as_deref().is_some_and(|s| s != pair.0) => *known = None,
+                Some(_) => {}
+                None if !full => {
+                    state
+                        .of_instance
+                        .insert(pair.1.to_string(), Some(pair.0.to_string()));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Renames the points whose service no span names to their instance's traced service.
+    pub fn join_points(&self, points: &mut [MetricPoint]) {
+        self.join(
+            points
+                .iter_mut()
+                .map(|p| (&mut p.service, p.instance.as_str())),
+        );
+    }
+
+    /// Renames the log records whose service no span names to their instance's traced
+    /// service.
+    pub fn join_logs(&self, logs: &mut [LogRecord]) {
+        self.join(
+            logs.iter_mut()
+                .map(|r| (&mut r.service, r.instance.as_str())),
+        );
+    }
+
+    fn join<'a>(&self, records: impl Iterator<Item = (&'a mut String, &'a str)>) {
+        let Ok(mut state) = self.0.lock() else {
+            return;
+        };
+        if state.of_instance.is_empty() {
+            return;
+        }
+        let State {
+            traced,
+            of_instance,
+            joined,
+        } = &mut *state;
+        for (service, instance) in records {
+            if traced.contains(service.as_str()) {
+                continue;
+            }
+            if let Some(Some(to)) = of_instance.get(instance) {
+                let from = std::mem::replace(service, to.clone());
+                *joined.entry((from, to.clone())).or_default() += 1;
+            }
+        }
+    }
+
+    /// What was joined, in one line; `None` when nothing was.
+    pub fn summary_line(&self) -> Option<String> {
+        let state = self.0.lock().ok()?;
+        if state.joined.is_empty() {
+            return None;
+        }
+        let pairs: Vec<String> = state
+            .joined
+            .iter()
+            .take(8)
+            .map(|((from, to), n)| format!("{from} → {to} ({n})"))
+            .collect();
+        let more = state.joined.len().saturating_sub(8);
+        Some(format!(
+            "metrics and logs joined to the traced service of their instance (their service no span names): {}{}",
+            pairs.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use augur_operators::{Resource, Severity, SpanKind};
+
+    fn span(service: &str, instance: &str) -> Span {
+        Span {
+            trace_id: 1,
+            span_id: 1,
+            parent_span_id: None,
+            service: service.into(),
+            instance: instance.into(),
+            kind: SpanKind::Server,
+            name: "op".into(),
+            start_ns: 1,
+            end_ns: 2,
+            error: false,
+            peer_service: None,
+            version: None,
+        }
+    }
+
+    fn point(service: &str, instance: &str) -> MetricPoint {
+        MetricPoint {
+            service: service.into(),
+            instance: instance.into(),
+            resource: Resource::Cpu,
+            time_ns: 1,
+            value: 0.5,
+        }
+    }
+
+    #[test]
+    fn a_workload_named_point_takes_its_pods_traced_service() {
+        let join = ServiceJoin::default();
+        join.learn(&[
+            span("cartservice", "demo-cartservice-7d4b9c8f6-x2x9k"),
+            span("checkout", "demo-checkout-5f6d8-abcde"),
+            // A pod whose spans name two services joins nothing.
+            span("app", "shared-pod"),
+            span("proxy", "shared-pod"),
+        ]);
+        let mut points = vec![
+            point("demo-cartservice", "demo-cartservice-7d4b9c8f6-x2x9k"),
+            // Already a traced service: kept, whatever its instance.
+            point("checkout", "demo-cartservice-7d4b9c8f6-x2x9k"),
+            // No span of its instance: kept.
+            point("redis", "redis-0"),
+            point("shared", "shared-pod"),
+        ];
+        join.join_points(&mut points);
+        let names: Vec<&str> = points.iter().map(|p| p.service.as_str()).collect();
+        assert_eq!(names, ["cartservice", "checkout", "redis", "shared"]);
+        let mut logs = vec![LogRecord {
+            service: "demo-checkout".into(),
+            instance: "demo-checkout-5f6d8-abcde".into(),
+            time_ns: 1,
+            severity: Severity::Error,
+            body: "boom".into(),
+            trace_id: None,
+            span_id: None,
+        }];
+        join.join_logs(&mut logs);
+        assert_eq!(logs[0].service, "checkout");
+        assert_eq!(
+            join.summary_line().as_deref(),
+            Some(
+                "metrics and logs joined to the traced service of their instance (their service no span names): demo-cartservice → cartservice (1), demo-checkout → checkout (1)"
+            )
+        );
+    }
+
+    #[test]
+    fn nothing_joins_before_spans_or_without_them() {
+        let join = ServiceJoin::default();
+        let mut points = vec![point("demo-cartservice", "pod-1")];
+        join.join_points(&mut points);
+        assert_eq!(points[0].service, "demo-cartservice");
+        // Spans whose instance is their service name (no instance attribute) join nothing.
+        join.learn(&[span("cartservice", "cartservice")]);
+        join.join_points(&mut points);
+        assert_eq!(points[0].service, "demo-cartservice");
+        assert_eq!(join.summary_line(), None);
+    }
+}
