@@ -233,7 +233,8 @@ impl Attrs<'_> {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The resource attributes.
+    /// The resource attributes, set in the list's order as the protobuf decoder sets them:
+    /// of two keys for one slot (`k8s.pod.name` and Prometheus' `pod`), the later wins.
     pub fn resource(&self) -> ResourceAttrs<'_> {
         let mut r = ResourceAttrs::default();
         for (k, v) in &self.kept {
