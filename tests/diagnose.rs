@@ -352,7 +352,10 @@ fn metrics_named_by_their_workload_join_the_traced_service_of_their_pod() {
         r#"{"key":"k8s.deployment.name","value":{"stringValue":"demo-tier-"#,
     );
     assert_ne!(text, renamed, "the simulator names the metrics' services");
-    std::fs::write(&path, renamed).unwrap();
+    // A scrape 10 s before the first span: joined too (a replay reads the traces' first
+    // lines before the metrics'), not left under the workload's name.
+    let early = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"k8s.deployment.name","value":{"stringValue":"demo-tier-2"}},{"key":"service.instance.id","value":{"stringValue":"tier-2-0"}}]},"scopeMetrics":[{"metrics":[{"name":"container.cpu.utilization","gauge":{"dataPoints":[{"timeUnixNano":"1699999990000000000","asDouble":0.1}]}}]}]}]}"#;
+    std::fs::write(&path, format!("{early}\n{renamed}")).unwrap();
     let at = fault_start(&case).to_string();
     let out = augur(
         &[
@@ -381,4 +384,5 @@ fn metrics_named_by_their_workload_join_the_traced_service_of_their_pod() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("demo-tier-2 → tier-2"), "{stderr}");
     assert!(!stderr.contains("metrics name none"), "{stderr}");
+    assert!(!stderr.contains("kept their name"), "{stderr}");
 }

@@ -10,10 +10,12 @@
 //! span names, of an instance whose spans name one service, takes that service. An
 //! instance whose spans name two services (a sidecar that traces) joins nothing.
 //!
-//! The join is learned from the spans read so far, by each process from its own: a point
-//! read before the first span of its instance keeps its name (in a replay, which reads its
-//! files in event-time order, the first second or so), and so does one whose instance's
-//! spans another process of the job reads (Kafka partitions split between processes).
+//! The join is learned from the spans read so far, by each process from its own: a
+//! recorded directory's replay reads the traces' first lines before the metrics' (all
+//! partitions start level), but a stream may bring a pod's metrics before its first span;
+//! those keep their name, and the run's summary says how many. So does a record whose
+//! instance's spans another process of the job reads (Kafka partitions split between
+//! processes).
 //!
 //! **State:** per process, the services spans named, and per instance the one service its
 //! spans named (at most [`INSTANCES_KEPT`] instances); what was joined, counted for the
@@ -34,6 +36,9 @@ struct State {
     of_instance: HashMap<String, Option<String>>,
     /// (service as named, traced service it took) → records.
     joined: BTreeMap<(String, String), u64>,
+    /// Records of services no span names whose instance was not known (yet) → records; at
+    /// most [`INSTANCES_KEPT`] services.
+    unjoined: HashMap<String, u64>,
 }
 
 /// See the module docs. Shared by a process's workers.
@@ -43,12 +48,20 @@ pub struct ServiceJoin(Mutex<State>);
 impl ServiceJoin {
     /// Learns the services and instances of `spans`.
     pub fn learn(&self, spans: &[Span]) {
+        self.learn_pairs(
+            spans
+                .iter()
+                .map(|s| (s.service.as_str(), s.instance.as_str())),
+        );
+    }
+
+    /// Learns `(service, instance)` pairs of spans.
+    pub fn learn_pairs<'a>(&self, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
         let Ok(mut state) = self.0.lock() else {
             return;
         };
         let mut last: Option<(&str, &str)> = None;
-        for span in spans {
-            let pair = (span.service.as_str(), span.instance.as_str());
+        for pair in pairs {
             // Spans come in runs of one resource.
             if last == Some(pair) {
                 continue;
@@ -96,21 +109,29 @@ impl ServiceJoin {
         let Ok(mut state) = self.0.lock() else {
             return;
         };
-        if state.of_instance.is_empty() {
-            return;
-        }
         let State {
             traced,
             of_instance,
             joined,
+            unjoined,
         } = &mut *state;
         for (service, instance) in records {
             if traced.contains(service.as_str()) {
                 continue;
             }
-            if let Some(Some(to)) = of_instance.get(instance) {
-                let from = std::mem::replace(service, to.clone());
-                *joined.entry((from, to.clone())).or_default() += 1;
+            match of_instance.get(instance) {
+                Some(Some(to)) => {
+                    let from = std::mem::replace(service, to.clone());
+                    *joined.entry((from, to.clone())).or_default() += 1;
+                }
+                None => {
+                    if let Some(n) = unjoined.get_mut(service.as_str()) {
+                        *n += 1;
+                    } else if unjoined.len() < INSTANCES_KEPT {
+                        unjoined.insert(service.clone(), 1);
+                    }
+                }
+                Some(None) => {}
             }
         }
     }
@@ -128,13 +149,31 @@ impl ServiceJoin {
             .map(|((from, to), n)| format!("{from} → {to} ({n})"))
             .collect();
         let more = state.joined.len().saturating_sub(8);
+        // Records of a joined name read before any span of their instance.
+        let mut early: Vec<String> = state
+            .joined
+            .keys()
+            .map(|(from, _)| from)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|from| state.unjoined.get(from).map(|n| format!("{from} ({n})")))
+            .collect();
+        early.truncate(8);
         Some(format!(
-            "metrics and logs joined to the traced service of their instance (their service no span names): {}{}",
+            "metrics and logs joined to the traced service of their instance (their service no span names): {}{}{}",
             pairs.join(", "),
             if more > 0 {
                 format!(" and {more} more")
             } else {
                 String::new()
+            },
+            if early.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; read before any span of their instance, kept their name: {}",
+                    early.join(", ")
+                )
             }
         ))
     }
@@ -218,6 +257,20 @@ mod tests {
         let mut points = vec![point("demo-cartservice", "pod-1")];
         join.join_points(&mut points);
         assert_eq!(points[0].service, "demo-cartservice");
+        // Once the pod's spans are seen, its points join, and the early one is said.
+        let seen = ServiceJoin::default();
+        seen.join_points(&mut points);
+        seen.learn(&[span("cartservice", "pod-1")]);
+        let mut later = vec![point("demo-cartservice", "pod-1")];
+        seen.join_points(&mut later);
+        assert_eq!(later[0].service, "cartservice");
+        assert!(
+            seen.summary_line().is_some_and(|l| l.ends_with(
+                "demo-cartservice → cartservice (1); read before any span of their instance, kept their name: demo-cartservice (1)"
+            )),
+            "{:?}",
+            seen.summary_line()
+        );
         // Spans whose instance is their service name (no instance attribute) join nothing.
         join.learn(&[span("cartservice", "cartservice")]);
         join.join_points(&mut points);
