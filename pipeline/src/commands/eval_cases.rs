@@ -93,9 +93,9 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for (i, case) in dirs.iter().enumerate() {
         let name = case.strip_prefix(dir).unwrap_or(case).display().to_string();
-        if !args.json {
-            eprintln!("[{}/{}] {name}", i + 1, dirs.len());
-        }
+        // On stderr with --json too: the progress of a long run, and the case each
+        // replay's summary lines (span shape, metrics not read) belong to.
+        eprintln!("[{}/{}] {name}", i + 1, dirs.len());
         let started = Instant::now();
         let labels: Labels = serde_json::from_value(read_labels(case)?)
             .with_context(|| format!("{}: labels.json", case.display()))?;
