@@ -31,6 +31,22 @@ fn fault_start(case: &Path) -> u64 {
     labels["faults"][0]["start_ms"].as_u64().unwrap()
 }
 
+/// `augur diagnose --at AT --input CASE --json` run in `cwd`: its answer, and the run.
+fn diagnose_json(case: &Path, at: &str, cwd: &Path) -> (serde_json::Value, std::process::Output) {
+    let out = augur(
+        &[
+            "diagnose",
+            "--at",
+            at,
+            "--input",
+            case.to_str().unwrap(),
+            "--json",
+        ],
+        cwd,
+    );
+    (serde_json::from_str(&ok(&out)).unwrap(), out)
+}
+
 #[test]
 fn diagnose_names_the_faulty_service_with_and_without_span_kinds() {
     let tmp = tempfile::tempdir().unwrap();
@@ -39,18 +55,7 @@ fn diagnose_names_the_faulty_service_with_and_without_span_kinds() {
     strip_kinds(&kindless);
     for case in [&kinded, &kindless] {
         let at = fault_start(case).to_string();
-        let out = augur(
-            &[
-                "diagnose",
-                "--at",
-                &at,
-                "--input",
-                case.to_str().unwrap(),
-                "--json",
-            ],
-            tmp.path(),
-        );
-        let d: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+        let (d, out) = diagnose_json(case, &at, tmp.path());
         assert_eq!(d["at"].as_u64().unwrap().to_string(), at);
         let top = &d["culprits"][0];
         assert_eq!(top["service"], "tier-2", "{}: {d:#}", case.display());
@@ -356,19 +361,7 @@ fn metrics_named_by_their_workload_join_the_traced_service_of_their_pod() {
     // lines before the metrics'), not left under the workload's name.
     let early = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"k8s.deployment.name","value":{"stringValue":"demo-tier-2"}},{"key":"service.instance.id","value":{"stringValue":"tier-2-0"}}]},"scopeMetrics":[{"metrics":[{"name":"container.cpu.utilization","gauge":{"dataPoints":[{"timeUnixNano":"1699999990000000000","asDouble":0.1}]}}]}]}]}"#;
     std::fs::write(&path, format!("{early}\n{renamed}")).unwrap();
-    let at = fault_start(&case).to_string();
-    let out = augur(
-        &[
-            "diagnose",
-            "--at",
-            &at,
-            "--input",
-            case.to_str().unwrap(),
-            "--json",
-        ],
-        tmp.path(),
-    );
-    let d: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let (d, out) = diagnose_json(&case, &fault_start(&case).to_string(), tmp.path());
     let top = &d["culprits"][0];
     assert_eq!(top["service"], "tier-2", "{d:#}");
     assert_eq!(top["resource"], "cpu", "{d:#}");

@@ -8,6 +8,17 @@ pub fn clock(t_ms: u64) -> String {
     stamp.get(11..23).unwrap_or(&stamp).to_string()
 }
 
+/// The first `shown` of `items`, comma-separated, then `and N more` for the rest.
+pub fn listed<S: AsRef<str>>(items: &[S], shown: usize) -> String {
+    let head: Vec<&str> = items.iter().take(shown).map(AsRef::as_ref).collect();
+    let more = items.len().saturating_sub(shown);
+    if more > 0 {
+        format!("{} and {more} more", head.join(", "))
+    } else {
+        head.join(", ")
+    }
+}
+
 /// An error and its causes on one line, `outer: cause: …`, each cause once: errors that
 /// already end with their cause's text (`cannot read config F: No such file …`, whose
 /// source is that io error) don't repeat it.
@@ -131,7 +142,14 @@ pub fn inference_summary(times: &augur_operators::InferenceTimes) -> String {
 
 #[cfg(test)]
 mod error_tests {
-    use super::error_line;
+    use super::{error_line, listed};
+
+    #[test]
+    fn lists_the_first_and_counts_the_rest() {
+        assert_eq!(listed(&["a", "b", "c"], 2), "a, b and 1 more");
+        assert_eq!(listed(&["a", "b"], 2), "a, b");
+        assert_eq!(listed::<&str>(&[], 2), "");
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("cannot read config {path}: {source}")]

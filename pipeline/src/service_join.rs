@@ -145,12 +145,10 @@ impl ServiceJoin {
         let pairs: Vec<String> = state
             .joined
             .iter()
-            .take(8)
             .map(|((from, to), n)| format!("{from} → {to} ({n})"))
             .collect();
-        let more = state.joined.len().saturating_sub(8);
         // Records of a joined name read before any span of their instance.
-        let mut early: Vec<String> = state
+        let early: Vec<String> = state
             .joined
             .keys()
             .map(|(from, _)| from)
@@ -158,23 +156,17 @@ impl ServiceJoin {
             .into_iter()
             .filter_map(|from| state.unjoined.get(from).map(|n| format!("{from} ({n})")))
             .collect();
-        early.truncate(8);
+        let early = if early.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; read before any span of their instance, kept their name: {}",
+                crate::display::listed(&early, 8)
+            )
+        };
         Some(format!(
-            "metrics and logs joined to the traced service of their instance (their service no span names): {}{}{}",
-            pairs.join(", "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            },
-            if early.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; read before any span of their instance, kept their name: {}",
-                    early.join(", ")
-                )
-            }
+            "metrics and logs joined to the traced service of their instance (their service no span names): {}{early}",
+            crate::display::listed(&pairs, 8)
         ))
     }
 }

@@ -169,19 +169,7 @@ impl JobStats {
         if traced.is_empty() || metered.is_empty() {
             return None;
         }
-        let list = |names: &[&str]| {
-            let shown: Vec<&str> = names.iter().take(8).copied().collect();
-            let more = names.len().saturating_sub(8);
-            format!(
-                "{}{}",
-                shown.join(", "),
-                if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                }
-            )
-        };
+        let list = |names: &[&str]| crate::display::listed(names, 8);
         let unmetered: Vec<&str> = traced
             .iter()
             .copied()
@@ -212,21 +200,14 @@ impl JobStats {
         let mut names: Vec<(&String, &u64)> = m.iter().collect();
         names.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let total: u64 = names.iter().map(|(_, n)| **n).sum();
-        let listed: Vec<String> = names
+        let counted: Vec<String> = names
             .iter()
-            .take(10)
             .map(|(name, n)| format!("{name} ({n})"))
             .collect();
-        let more = names.len().saturating_sub(10);
         Some(format!(
-            "metrics not read: {total} points of {} names: {}{} (histograms and summaries are not read; map gauges and sums to a resource in [metrics.names])",
+            "metrics not read: {total} points of {} names: {} (histograms and summaries are not read; map gauges and sums to a resource in [metrics.names])",
             names.len(),
-            listed.join(", "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
+            crate::display::listed(&counted, 10),
         ))
     }
 
