@@ -179,14 +179,6 @@ impl Inputs {
         join.learn(&batch.spans);
         join.join_points(&mut batch.metrics);
         join.join_logs(&mut batch.logs);
-        late_to.0.add_services(
-            crate::stats::SEEN_IN_SPANS,
-            batch.spans.iter().map(|s| s.service.as_str()),
-        );
-        late_to.0.add_services(
-            crate::stats::SEEN_IN_METRICS,
-            batch.metrics.iter().map(|m| m.service.as_str()),
-        );
         self.spans.give(
             &mut batch.spans,
             |span| {

@@ -321,7 +321,7 @@ where
         if let Some(joined) = stats.service_join.summary_line() {
             eprintln!("{joined}");
         }
-        if let Some(join) = stats.service_join_line() {
+        if let Some(join) = stats.service_join.coverage_line() {
             eprintln!("{join}");
         }
     }

@@ -17,9 +17,12 @@
 //! instance's spans another process of the job reads (Kafka partitions split between
 //! processes).
 //!
-//! **State:** per process, the services spans named, and per instance the one service its
-//! spans named (at most [`INSTANCES_KEPT`] instances); what was joined, counted for the
-//! run's summary.
+//! A run ends by saying what it joined, and whether the metrics, joined, name the traced
+//! services at all ([`ServiceJoin::coverage_line`]).
+//!
+//! **State:** per process, the services spans and metric points named (at most
+//! [`SERVICES_KEPT`] each), and per instance the one service its spans named (at most
+//! [`INSTANCES_KEPT`] instances); what was joined, counted for the run's summary.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -29,9 +32,15 @@ use augur_operators::{LogRecord, MetricPoint, Span};
 /// Instances remembered: a bound on what a stream of made-up instance names costs.
 pub const INSTANCES_KEPT: usize = 100_000;
 
+/// Services remembered per signal: a bound on what a stream of made-up names costs.
+pub const SERVICES_KEPT: usize = 10_000;
+
 #[derive(Default)]
 struct State {
+    /// Services spans name.
     traced: HashSet<String>,
+    /// Services metric points name, once joined.
+    metered: HashSet<String>,
     /// The service of an instance's spans; `None` once its spans named two.
     of_instance: HashMap<String, Option<String>>,
     /// (service as named, traced service it took) → records.
@@ -41,6 +50,13 @@ struct State {
     unjoined: HashMap<String, u64>,
 }
 
+/// `names`, sorted.
+fn sorted(names: &HashSet<String>) -> Vec<&str> {
+    let mut v: Vec<&str> = names.iter().map(String::as_str).collect();
+    v.sort_unstable();
+    v
+}
+
 /// See the module docs. Shared by a process's workers.
 #[derive(Default)]
 pub struct ServiceJoin(Mutex<State>);
@@ -48,26 +64,18 @@ pub struct ServiceJoin(Mutex<State>);
 impl ServiceJoin {
     /// Learns the services and instances of `spans`.
     pub fn learn(&self, spans: &[Span]) {
-        self.learn_pairs(
-            spans
-                .iter()
-                .map(|s| (s.service.as_str(), s.instance.as_str())),
-        );
-    }
-
-    /// Learns `(service, instance)` pairs of spans.
-    pub fn learn_pairs<'a>(&self, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
         let Ok(mut state) = self.0.lock() else {
             return;
         };
         let mut last: Option<(&str, &str)> = None;
-        for pair in pairs {
+        for span in spans {
+            let pair = (span.service.as_str(), span.instance.as_str());
             // Spans come in runs of one resource.
             if last == Some(pair) {
                 continue;
             }
             last = Some(pair);
-            if !state.traced.contains(pair.0) {
+            if !state.traced.contains(pair.0) && state.traced.len() < SERVICES_KEPT {
                 state.traced.insert(pair.0.to_string());
             }
             if pair.1 == pair.0 {
@@ -93,6 +101,7 @@ impl ServiceJoin {
             points
                 .iter_mut()
                 .map(|p| (&mut p.service, p.instance.as_str())),
+            true,
         );
     }
 
@@ -102,36 +111,41 @@ impl ServiceJoin {
         self.join(
             logs.iter_mut()
                 .map(|r| (&mut r.service, r.instance.as_str())),
+            false,
         );
     }
 
-    fn join<'a>(&self, records: impl Iterator<Item = (&'a mut String, &'a str)>) {
+    /// Joins `records`; `metrics` notes the services they name, once joined.
+    fn join<'a>(&self, records: impl Iterator<Item = (&'a mut String, &'a str)>, metrics: bool) {
         let Ok(mut state) = self.0.lock() else {
             return;
         };
         let State {
             traced,
+            metered,
             of_instance,
             joined,
             unjoined,
         } = &mut *state;
         for (service, instance) in records {
-            if traced.contains(service.as_str()) {
-                continue;
-            }
-            match of_instance.get(instance) {
-                Some(Some(to)) => {
-                    let from = std::mem::replace(service, to.clone());
-                    *joined.entry((from, to.clone())).or_default() += 1;
-                }
-                None => {
-                    if let Some(n) = unjoined.get_mut(service.as_str()) {
-                        *n += 1;
-                    } else if unjoined.len() < INSTANCES_KEPT {
-                        unjoined.insert(service.clone(), 1);
+            if !traced.contains(service.as_str()) {
+                match of_instance.get(instance) {
+                    Some(Some(to)) => {
+                        let from = std::mem::replace(service, to.clone());
+                        *joined.entry((from, to.clone())).or_default() += 1;
                     }
+                    None => {
+                        if let Some(n) = unjoined.get_mut(service.as_str()) {
+                            *n += 1;
+                        } else if unjoined.len() < INSTANCES_KEPT {
+                            unjoined.insert(service.clone(), 1);
+                        }
+                    }
+                    Some(None) => {}
                 }
-                Some(None) => {}
+            }
+            if metrics && !metered.contains(service.as_str()) && metered.len() < SERVICES_KEPT {
+                metered.insert(service.clone());
             }
         }
     }
@@ -168,6 +182,37 @@ impl ServiceJoin {
             "metrics and logs joined to the traced service of their instance (their service no span names): {}{early}",
             crate::display::listed(&pairs, 8)
         ))
+    }
+
+    /// Whether the metrics, joined, name the traced services, in one line; `None` when
+    /// they name every one, or when there are no spans or no metrics. When they name
+    /// none, both lists and how to fix it; else the traced services without metrics.
+    pub fn coverage_line(&self) -> Option<String> {
+        let state = self.0.lock().ok()?;
+        if state.traced.is_empty() || state.metered.is_empty() {
+            return None;
+        }
+        let traced = sorted(&state.traced);
+        let unmetered: Vec<&str> = traced
+            .iter()
+            .copied()
+            .filter(|n| !state.metered.contains(*n))
+            .collect();
+        let list = |names: &[&str]| crate::display::listed(names, 8);
+        if unmetered.len() == traced.len() {
+            return Some(format!(
+                "metrics name none of the {} traced services ({}); they name {}: CPU, memory, network and disk are not joined to the traces. A metric resource without service.name is named by its Kubernetes workload: give the metrics the traces' service.name (the Collector's k8sattributes or resource processor)",
+                traced.len(),
+                list(&traced),
+                list(&sorted(&state.metered))
+            ));
+        }
+        (!unmetered.is_empty()).then(|| {
+            format!(
+                "traced services without metrics: {} (their CPU, memory, network and disk are not in the evidence)",
+                list(&unmetered)
+            )
+        })
     }
 }
 
@@ -268,5 +313,42 @@ mod tests {
         join.join_points(&mut points);
         assert_eq!(points[0].service, "demo-cartservice");
         assert_eq!(join.summary_line(), None);
+    }
+
+    #[test]
+    fn metrics_that_name_no_traced_service_are_said() {
+        let join = ServiceJoin::default();
+        assert_eq!(join.coverage_line(), None);
+        // Spans without an instance of their own: nothing joins by instance.
+        join.learn(&[
+            span("cart", "cart"),
+            span("cart", "cart"),
+            span("checkout", "checkout"),
+        ]);
+        assert_eq!(join.coverage_line(), None, "no metrics: nothing to join");
+        join.join_points(&mut [
+            point("demo-cartservice", "demo-cartservice"),
+            point("demo-checkoutservice", "demo-checkoutservice"),
+            point("redis", "redis"),
+        ]);
+        let line = join.coverage_line().expect("a mismatch is said");
+        assert!(
+            line.starts_with("metrics name none of the 2 traced services (cart, checkout)"),
+            "{line}"
+        );
+        assert!(
+            line.contains("demo-cartservice, demo-checkoutservice, redis"),
+            "{line}"
+        );
+        // Once they join for one service, the others without metrics are listed.
+        join.join_points(&mut [point("cart", "cart")]);
+        assert_eq!(
+            join.coverage_line().as_deref(),
+            Some(
+                "traced services without metrics: checkout (their CPU, memory, network and disk are not in the evidence)"
+            )
+        );
+        join.join_points(&mut [point("checkout", "checkout")]);
+        assert_eq!(join.coverage_line(), None);
     }
 }

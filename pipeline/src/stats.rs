@@ -60,19 +60,10 @@ pub struct JobStats {
     /// Metric points not read, by metric name (at most [`IGNORED_NAMES`] names; the
     /// rest under [`OTHER_NAMES`]).
     pub ignored_metrics: Mutex<BTreeMap<String, u64>>,
-    /// The services records named, each with the signals it was seen in ([`SEEN_IN_SPANS`],
-    /// [`SEEN_IN_METRICS`]; at most [`SERVICES_KEPT`] services).
-    pub services: Mutex<BTreeMap<String, u8>>,
-    /// Metrics and logs joined to their instance's traced service.
+    /// The services spans and metrics name, and metrics and logs joined to their
+    /// instance's traced service.
     pub service_join: crate::service_join::ServiceJoin,
 }
-
-/// A service named by spans, in [`JobStats::services`].
-pub const SEEN_IN_SPANS: u8 = 1;
-/// A service named by metric points, in [`JobStats::services`].
-pub const SEEN_IN_METRICS: u8 = 2;
-/// Services kept in [`JobStats::services`]: a bound on what a stream of made-up names costs.
-pub const SERVICES_KEPT: usize = 10_000;
 
 /// Metric names counted one by one among those not read.
 pub const IGNORED_NAMES: usize = 100;
@@ -125,70 +116,6 @@ impl JobStats {
                 }
             }
         }
-    }
-
-    /// Notes that `names` were seen in `signal` ([`SEEN_IN_SPANS`], [`SEEN_IN_METRICS`]).
-    pub fn add_services<'a>(&self, signal: u8, names: impl Iterator<Item = &'a str>) {
-        let mut batch: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
-        let mut last = None;
-        for name in names {
-            // Records come in runs of one resource: most repeat the name before them.
-            if last != Some(name) {
-                batch.insert(name);
-                last = Some(name);
-            }
-        }
-        if batch.is_empty() {
-            return;
-        }
-        if let Ok(mut m) = self.services.lock() {
-            for name in batch {
-                if let Some(seen) = m.get_mut(name) {
-                    *seen |= signal;
-                } else if m.len() < SERVICES_KEPT {
-                    m.insert(name.to_string(), signal);
-                }
-            }
-        }
-    }
-
-    /// Whether the metrics name the traced services, in one line; `None` when they do
-    /// (some traced services without metrics are listed), or either is missing. Pod
-    /// metrics join the traces by service name: a metric resource without
-    /// `service.name` is named by its Kubernetes workload, which is not always the name
-    /// the application's SDKs give.
-    pub fn service_join_line(&self) -> Option<String> {
-        let m = self.services.lock().ok()?;
-        let named = |bit: u8| {
-            m.iter()
-                .filter(move |(_, s)| **s & bit != 0)
-                .map(|(n, _)| n.as_str())
-        };
-        let traced: Vec<&str> = named(SEEN_IN_SPANS).collect();
-        let metered: Vec<&str> = named(SEEN_IN_METRICS).collect();
-        if traced.is_empty() || metered.is_empty() {
-            return None;
-        }
-        let list = |names: &[&str]| crate::display::listed(names, 8);
-        let unmetered: Vec<&str> = traced
-            .iter()
-            .copied()
-            .filter(|n| m.get(*n).is_some_and(|s| s & SEEN_IN_METRICS == 0))
-            .collect();
-        if unmetered.len() == traced.len() {
-            return Some(format!(
-                "metrics name none of the {} traced services ({}); they name {}: CPU, memory, network and disk are not joined to the traces. A metric resource without service.name is named by its Kubernetes workload: give the metrics the traces' service.name (the Collector's k8sattributes or resource processor)",
-                traced.len(),
-                list(&traced),
-                list(&metered)
-            ));
-        }
-        (!unmetered.is_empty()).then(|| {
-            format!(
-                "traced services without metrics: {} (their CPU, memory, network and disk are not in the evidence)",
-                list(&unmetered)
-            )
-        })
     }
 
     /// What the metrics not read were, in one line; `None` when every point was read.
@@ -262,45 +189,5 @@ impl JobStats {
 
     pub fn closed_at(&self, window_end: EventTime) -> Option<Instant> {
         self.window_closed_at.lock().ok()?.get(&window_end).copied()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metrics_that_name_no_traced_service_are_said() {
-        let stats = JobStats::default();
-        assert_eq!(stats.service_join_line(), None);
-        stats.add_services(SEEN_IN_SPANS, ["cart", "cart", "checkout"].into_iter());
-        assert_eq!(
-            stats.service_join_line(),
-            None,
-            "no metrics: nothing to join"
-        );
-        stats.add_services(
-            SEEN_IN_METRICS,
-            ["demo-cartservice", "demo-checkoutservice", "redis"].into_iter(),
-        );
-        let line = stats.service_join_line().expect("a mismatch is said");
-        assert!(
-            line.starts_with("metrics name none of the 2 traced services (cart, checkout)"),
-            "{line}"
-        );
-        assert!(
-            line.contains("demo-cartservice, demo-checkoutservice, redis"),
-            "{line}"
-        );
-        // Once they join for one service, the others without metrics are listed.
-        stats.add_services(SEEN_IN_METRICS, ["cart"].into_iter());
-        assert_eq!(
-            stats.service_join_line().as_deref(),
-            Some(
-                "traced services without metrics: checkout (their CPU, memory, network and disk are not in the evidence)"
-            )
-        );
-        stats.add_services(SEEN_IN_METRICS, ["checkout"].into_iter());
-        assert_eq!(stats.service_join_line(), None);
     }
 }
