@@ -495,22 +495,15 @@ fn corroborated(d: &Diagnosis, normal: &Range, after: &Range, min_z: f64) -> boo
     let Some(top) = d.culprits.first() else {
         return true;
     };
-    if top
-        .evidence
-        .first()
-        .is_some_and(|e| e.signal == Signal::SelfTime)
-    {
-        return after
-            .self_time
-            .get(&top.service)
-            .is_some_and(|p| p.windows() >= 2.0);
-    }
-    if top
-        .evidence
-        .first()
-        .is_none_or(|e| e.signal != Signal::Network)
-    {
-        return true;
+    match top.evidence.first().map(|e| e.signal) {
+        Some(Signal::SelfTime) => {
+            return after
+                .self_time
+                .get(&top.service)
+                .is_some_and(|p| p.windows() >= 2.0);
+        }
+        Some(Signal::Network) => {}
+        _ => return true,
     }
     let mut calls = 0.0;
     for (edge, a) in &after.gap {
