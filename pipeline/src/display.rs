@@ -141,7 +141,7 @@ pub fn inference_summary(times: &augur_operators::InferenceTimes) -> String {
 }
 
 #[cfg(test)]
-mod error_tests {
+mod tests {
     use super::{error_line, listed};
 
     #[test]
