@@ -379,3 +379,51 @@ fn metrics_named_by_their_workload_join_the_traced_service_of_their_pod() {
     assert!(!stderr.contains("metrics name none"), "{stderr}");
     assert!(!stderr.contains("kept their name"), "{stderr}");
 }
+
+/// Spans whose SDK sets `service.instance.id` to a UUID of its own and carry the pod
+/// (as the Collector's `k8sattributes` processor adds it) join the pod metrics by the pod.
+#[test]
+fn pod_metrics_join_spans_whose_sdk_names_its_own_instance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let case = simulate_case(tmp.path(), "cases/sdk-instance");
+    let pod_key = r#"{"key":"service.instance.id","value":{"stringValue":"tier-"#;
+    let traces_path = case.join("traces.otlp.jsonl");
+    let traces = std::fs::read_to_string(&traces_path).unwrap();
+    assert!(traces.contains(pod_key), "the simulator names instances");
+    let mut with_uuids = traces.clone();
+    for tier in 0..10 {
+        with_uuids = with_uuids.replace(
+            &format!(r#"{pod_key}{tier}-"#),
+            &format!(
+                r#"{{"key":"service.instance.id","value":{{"stringValue":"6f1c2a9e-0b7d-4e3a-9c55-00000000000{tier}"}}}},{{"key":"k8s.pod.name","value":{{"stringValue":"tier-{tier}-"#
+            ),
+        );
+    }
+    assert_ne!(traces, with_uuids);
+    std::fs::write(&traces_path, with_uuids).unwrap();
+    let metrics_path = case.join("metrics.otlp.jsonl");
+    let metrics = std::fs::read_to_string(&metrics_path).unwrap();
+    let renamed = metrics
+        .replace(
+            r#"{"key":"service.name","value":{"stringValue":"tier-"#,
+            r#"{"key":"k8s.deployment.name","value":{"stringValue":"demo-tier-"#,
+        )
+        .replace(
+            pod_key,
+            r#"{"key":"k8s.pod.name","value":{"stringValue":"tier-"#,
+        );
+    std::fs::write(&metrics_path, renamed).unwrap();
+    let (d, out) = diagnose_json(&case, &fault_start(&case).to_string(), tmp.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("demo-tier-2 → tier-2"), "{stderr}");
+    let top = &d["culprits"][0];
+    assert_eq!(top["service"], "tier-2", "{d:#}");
+    assert!(
+        top["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["signal"] == "cpu"),
+        "{d:#}"
+    );
+}

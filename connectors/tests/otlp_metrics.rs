@@ -475,7 +475,8 @@ fn prometheus_scraped_container_metrics_are_the_pods() {
         }]
     );
     // A pod label that names no deployment (a stateful set's `db-0`) leaves the resource's
-    // identity, as before.
+    // service; the pod is still the instance, so the traced service of the pod's spans can
+    // take the point (the service join).
     let mut out = Vec::new();
     let mut rates = Rates::default();
     for (t, v) in [(100, 40.0), (115, 43.0)] {
@@ -487,6 +488,6 @@ fn prometheus_scraped_container_metrics_are_the_pods() {
     assert_eq!(out.len(), 1);
     assert_eq!(
         (out[0].service.as_str(), out[0].instance.as_str()),
-        ("kubernetes-cadvisor", "10.0.0.7:10250")
+        ("kubernetes-cadvisor", "db-0")
     );
 }

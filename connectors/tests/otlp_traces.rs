@@ -233,15 +233,15 @@ fn instance_fallbacks() {
                 kv("k8s.pod.name", "p"),
                 kv("service.instance.id", "i"),
             ],
-            "i",
+            "p",
         ),
         (
             vec![
                 kv("service.name", "a"),
                 kv("host.name", "h"),
-                kv("k8s.pod.name", "p"),
+                kv("service.instance.id", "i"),
             ],
-            "p",
+            "i",
         ),
         (vec![kv("service.name", "a"), kv("host.name", "h")], "h"),
         (

@@ -60,7 +60,7 @@ pub struct Span {
     pub parent_span_id: Option<u64>,
     /// `service.name` of the emitting resource.
     pub service: String,
-    /// `service.instance.id`, else `k8s.pod.name`, else `host.name`, else the service name.
+    /// `k8s.pod.name`, else `service.instance.id`, else `host.name`, else the service name.
     pub instance: String,
     pub kind: SpanKind,
     /// Span name (the operation, e.g. `/compose` or `ComposePost`).

@@ -5,7 +5,7 @@
 //! lines — is named by its Kubernetes workload, which is not always the name the
 //! application's SDKs give its spans (a chart's `demo-cartservice` beside the traces'
 //! `cartservice`); its CPU, memory, logs and errors would then belong to a service no span
-//! names. Spans name their instance too (`service.instance.id`, else the pod, else the
+//! names. Spans name their instance too (the pod, else `service.instance.id`, else the
 //! host, which in a pod is the pod's name): a metric point or log record whose service no
 //! span names, of an instance whose spans name one service, takes that service. An
 //! instance whose spans name two services (a sidecar that traces) joins nothing.

@@ -1,8 +1,8 @@
 //! prometheus-kafka-adapter JSON: in, one message
 //! `{"timestamp":"2024-01-01T00:00:00Z","value":"0.5","name":"container_cpu_utilization","labels":{...}}`;
 //! out, a [`MetricPoint`] when the name maps to a resource. Service from the labels
-//! `service.name`/`service_name`/`job`, instance from `service.instance.id`/
-//! `service_instance_id`/`pod`/`instance`. Stateless.
+//! `service.name`/`service_name`/`job`, instance from `pod`/`service.instance.id`/
+//! `service_instance_id`/`instance` (the pod first, as for OTLP resources). Stateless.
 
 use std::collections::BTreeMap;
 
@@ -44,9 +44,9 @@ pub fn decode_prom_json(
     let service = label(&["service.name", "service_name", "job"])
         .ok_or_else(|| bad("missing service.name (labels service_name or job)".into()))?;
     let instance = label(&[
+        "pod",
         "service.instance.id",
         "service_instance_id",
-        "pod",
         "instance",
     ])
     .unwrap_or_else(|| service.clone());

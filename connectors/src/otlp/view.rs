@@ -121,8 +121,15 @@ impl<'a> ResourceAttrs<'a> {
         })
     }
 
-    /// `(service, instance)`: instance is `service.instance.id`, else `k8s.pod.name`, else
+    /// `(service, instance)`: instance is `k8s.pod.name`, else `service.instance.id`, else
     /// `host.name`, else the service name. `None` without a service name or a workload.
+    ///
+    /// The pod comes first because it is what every signal of a pod shares: pod metrics
+    /// (kubeletstats, cAdvisor) and pod logs name the pod and no `service.instance.id`, while
+    /// SDKs may set `service.instance.id` to a UUID of their own (OpenTelemetry .NET and
+    /// Java do), which no metric names; spans that carry both (the Collector's
+    /// `k8sattributes` processor adds the pod) then share their instance with the pod's
+    /// metrics and logs.
     ///
     /// Without a service name (or with the SDKs' default `unknown_service…`), the service
     /// is the Kubernetes workload, as the OpenTelemetry conventions derive one: the
@@ -136,8 +143,8 @@ impl<'a> ResourceAttrs<'a> {
             .or(self.pod.and_then(deployment_of_pod))
             .or(self.service)?;
         let instance = self
-            .instance_id
-            .or(self.pod)
+            .pod
+            .or(self.instance_id)
             .or(self.host)
             .unwrap_or(service);
         Some((service, instance))
@@ -452,6 +459,21 @@ mod tests {
         assert_eq!(
             attrs(&[(K8S_POD_NAME, pod)]).identity(),
             Some(("cart", pod))
+        );
+        // An SDK's own instance id beside the pod: the pod, which metrics and logs name too.
+        let uuid = "4b0c5f2e-8d51-4c43-9e0b-2b8f1d6f3a77";
+        assert_eq!(
+            attrs(&[
+                (SERVICE_NAME, "cartservice"),
+                (SERVICE_INSTANCE_ID, uuid),
+                (K8S_POD_NAME, pod)
+            ])
+            .identity(),
+            Some(("cartservice", pod))
+        );
+        assert_eq!(
+            attrs(&[(SERVICE_NAME, "cartservice"), (SERVICE_INSTANCE_ID, uuid)]).identity(),
+            Some(("cartservice", uuid))
         );
         // Not a deployment's pod name (vowels in the hashes, one segment): no service.
         for pod in ["redis-0", "my-app-instance", "web"] {
