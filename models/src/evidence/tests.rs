@@ -1549,3 +1549,89 @@ fn a_detection_made_is_not_held_back_by_a_later_jump() {
         }
     }
 }
+
+/// A window of one service `s` with `requests` requests, each writing `INFO s start`, and
+/// `priced` records of `INFO s priced <*>`.
+fn logging_window(end: u64, requests: u64, priced: u64) -> WindowSnapshot {
+    let mut w = fan_out_window(end, 0);
+    w.services[0].requests = requests;
+    let mut templates = vec![TemplateCount {
+        id: 1,
+        template: "INFO s start <*>".into(),
+        count: requests,
+    }];
+    if priced > 0 {
+        templates.push(TemplateCount {
+            id: 2,
+            template: "INFO s priced <*>".into(),
+            count: priced,
+        });
+    }
+    w.logs = vec![LogFeatures {
+        window_end: end,
+        service: "s".into(),
+        records: requests + priced,
+        errors: 0,
+        warnings: 0,
+        templates,
+        transitions: Vec::new(),
+    }];
+    w
+}
+
+/// Whether `d` names `s` for a template move that passed the bar.
+fn template_moved(d: &Diagnosis) -> bool {
+    !d.weak
+        && d.culprits.iter().any(|c| {
+            c.service == "s"
+                && c.evidence
+                    .iter()
+                    .any(|e| e.signal == Signal::LogTemplate && e.z <= -3.0)
+        })
+}
+
+/// A line every request of a quiet service wrote (one request a second), written by one of
+/// the five requests after the moment: a move (z about −9 as a share of the requests;
+/// as a Poisson count, 1 record against 5 expected, z −1.6, it was not).
+#[test]
+fn a_line_every_request_wrote_skipped_by_a_few_requests_is_a_move() {
+    let params = EvidenceParams {
+        signals: vec![Signal::LogTemplate],
+        ..EvidenceParams::default()
+    };
+    let windows: Vec<WindowSnapshot> = (1..=100)
+        .map(|k| logging_window(k * 1000, 1, 1))
+        .chain((101..=105).map(|k| logging_window(k * 1000, 1, u64::from(k == 101))))
+        .collect();
+    let d = diagnose(&windows, 100_000, &params);
+    assert!(template_moved(&d), "{d:#?}");
+    let ev = &d.culprits[0].evidence[0];
+    assert_eq!((ev.before, ev.after), (1.0, 0.2), "{ev:?}");
+}
+
+/// A line that whole clusters of requests write (every request of a window, or none)
+/// moves by whole clusters: its fall from half the requests to a tenth is judged by its
+/// clusters and is no move; the same fall of a line written by every other request is.
+#[test]
+fn a_line_written_by_whole_clusters_is_judged_by_its_clusters() {
+    let params = EvidenceParams {
+        signals: vec![Signal::LogTemplate],
+        ..EvidenceParams::default()
+    };
+    let mut rng = Lcg(5);
+    let clustered: Vec<u64> = (0..100)
+        .map(|_| if rng.noise(1.0) > 1.0 { 4 } else { 0 })
+        .collect();
+    assert!((40..=60).contains(&clustered.iter().filter(|&&c| c == 4).count()));
+    for (normal, expect_move) in [(clustered, false), (vec![2; 100], true)] {
+        let after = (0..10).map(|k| if k == 0 { 4 } else { 0 });
+        let windows: Vec<WindowSnapshot> = normal
+            .into_iter()
+            .chain(after)
+            .enumerate()
+            .map(|(k, priced)| logging_window(1000 * (k as u64 + 1), 4, priced))
+            .collect();
+        let d = diagnose(&windows, 100_000, &params);
+        assert_eq!(template_moved(&d), expect_move, "{d:#?}");
+    }
+}
