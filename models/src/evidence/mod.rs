@@ -34,10 +34,8 @@
 //!   its disk bytes per second, where metrics are exported. A service whose own time rose
 //!   along with its memory or disk use, and not its CPU, is named for that resource.
 //! - **log errors, log templates, log flow** (→ `errors`): the share of a service's log
-//!   records at error severity; each template's records per request of the service (per
-//!   log record where it serves none), a line every request wrote tested as the share of
-//!   requests that write it; and, within each trace, how often one log statement follows
-//!   another: code that throws stops writing the lines that follow.
+//!   records at error severity, of each template, and, within each trace, how often one
+//!   log statement follows another: code that throws stops writing the lines that follow.
 //!
 //! State: none; a pure function of its input.
 
@@ -110,8 +108,8 @@ pub enum Signal {
     Cpu,
     /// The share of a service's log records at error severity or above.
     LogErrors,
-    /// A template's (mined online) records per request of the service, else its share of
-    /// the service's log records, either way: a new template, or a usual one gone.
+    /// The share of a service's log records of one template (mined online), either way: a
+    /// new template, or a usual one gone.
     LogTemplate,
     /// Within requests, how often a log statement follows another, either way: code that
     /// throws or returns early stops writing the lines that usually follow.
@@ -259,10 +257,6 @@ struct Range {
     /// Per (service, template id): records and the template's latest text.
     #[serde(with = "as_pairs")]
     templates: BTreeMap<(String, u64), (f64, String)>,
-    /// Per (service, template id): Σ over windows of records² / the service's requests, for
-    /// the spread of records per request between windows.
-    #[serde(with = "as_pairs", default)]
-    templates_sq: BTreeMap<(String, u64), f64>,
     /// Per (service, from template, to template): how often, within a trace, one followed
     /// the other.
     #[serde(with = "as_pairs", default)]
@@ -293,19 +287,6 @@ mod as_pairs {
     }
 }
 
-/// How much more a count per request varies between windows than independent requests
-/// would: Pearson's χ² over the windows / degrees of freedom (at least 1), from the total
-/// count `c`, requests `n`, Σ over windows of count² / requests `sq` and the windows with
-/// requests; 1 with fewer than 3 windows. `binomial`: at most one per request.
-fn over_dispersion(c: f64, n: f64, sq: f64, windows: f64, binomial: bool) -> f64 {
-    let r = c / n;
-    let var = if binomial { r * (1.0 - r) } else { r };
-    if windows < 3.0 || var <= 0.0 {
-        return 1.0;
-    }
-    ((sq - r * c) / (var * (windows - 1.0))).max(1.0)
-}
-
 impl Range {
     /// Pools `other`'s windows into this range.
     fn absorb(&mut self, other: &Range) {
@@ -333,7 +314,6 @@ impl Range {
         counts(&mut self.calls, &other.calls);
         counts(&mut self.calls_sq, &other.calls_sq);
         counts(&mut self.transitions, &other.transitions);
-        counts(&mut self.templates_sq, &other.templates_sq);
         pooled(&mut self.gap, &other.gap);
         pooled(&mut self.client, &other.client);
         pooled(&mut self.cpu, &other.cpu);
@@ -353,9 +333,9 @@ impl Range {
     }
 
     /// How much more calls per request on `edge` vary between windows than independent
-    /// requests would ([`over_dispersion`]): requests come in clusters (a search fans out
-    /// to every train it lists, each calling the same callee), and a share moves by whole
-    /// clusters.
+    /// requests would (Pearson's χ² over the windows / degrees of freedom; at least 1):
+    /// requests come in clusters (a search fans out to every train it lists, each calling
+    /// the same callee), and a share moves by whole clusters. 1 with fewer than 3 windows.
     fn dispersion(&self, edge: &(String, String), binomial: bool) -> f64 {
         let (Some(&c), Some(&n), Some(&sq)) = (
             self.calls.get(edge),
@@ -364,26 +344,13 @@ impl Range {
         ) else {
             return 1.0;
         };
-        over_dispersion(c, n, sq, self.request_windows(&edge.0), binomial)
-    }
-
-    /// How much more a template's records per request of its service vary between windows
-    /// than independent requests would ([`over_dispersion`], binomial): requests of one
-    /// kind come in clusters, and a line only they write moves by whole clusters.
-    fn template_dispersion(&self, key: &(String, u64)) -> f64 {
-        let (Some(&(c, _)), Some(&n), Some(&sq)) = (
-            self.templates.get(key),
-            self.requests.get(&key.0),
-            self.templates_sq.get(key),
-        ) else {
+        let windows = self.self_time.get(&edge.0).map_or(0.0, |p| p.windows());
+        let r = c / n;
+        let var = if binomial { r * (1.0 - r) } else { r };
+        if windows < 3.0 || var <= 0.0 {
             return 1.0;
-        };
-        over_dispersion(c, n, sq, self.request_windows(&key.0), true)
-    }
-
-    /// Windows in which `service` served requests.
-    fn request_windows(&self, service: &str) -> f64 {
-        self.self_time.get(service).map_or(0.0, |p| p.windows())
+        }
+        ((sq - r * c) / (var * (windows - 1.0))).max(1.0)
     }
 
     /// Replaces `service`'s log records, templates and log flow with `other`'s.
@@ -403,14 +370,6 @@ impl Range {
                 .iter()
                 .filter(|((s, _), _)| s == service)
                 .map(|(k, v)| (k.clone(), v.clone())),
-        );
-        self.templates_sq.retain(|(s, _), _| s != service);
-        self.templates_sq.extend(
-            other
-                .templates_sq
-                .iter()
-                .filter(|((s, _), _)| s == service)
-                .map(|(k, v)| (k.clone(), *v)),
         );
         self.transitions.retain(|(s, _, _), _| s != service);
         self.transitions.extend(
@@ -489,10 +448,6 @@ impl Range {
                         .or_default() += t.count as f64;
                 }
                 for t in &l.templates {
-                    if let Some(n) = requests.get(l.service.as_str()) {
-                        *r.templates_sq.entry((l.service.clone(), t.id)).or_default() +=
-                            (t.count as f64).powi(2) / n;
-                    }
                     let slot = r
                         .templates
                         .entry((l.service.clone(), t.id))
@@ -870,12 +825,11 @@ fn diagnose_ranges(
         }
         // Templates per request where the service serves requests in both ranges (a code
         // path that stops writing a line writes it less per request, whatever its other
-        // lines do), else per log record (Poisson).
-        let (ub, ua, per_request) =
-            match (before.requests.get(service), after.requests.get(service)) {
-                (Some(&rb), Some(&ra)) if rb > 0.0 && ra > 0.0 => (rb, ra, true),
-                _ => (nb, na, false),
-            };
+        // lines do), else per log record.
+        let (ub, ua) = match (before.requests.get(service), after.requests.get(service)) {
+            (Some(&rb), Some(&ra)) if rb > 0.0 && ra > 0.0 => (rb, ra),
+            _ => (nb, na),
+        };
         let ids: std::collections::BTreeSet<u64> = before
             .templates
             .keys()
@@ -890,22 +844,6 @@ fn diagnose_ranges(
                 let (cb, tb) = before.templates.get(&key).cloned().unwrap_or_default();
                 let (ca, ta) = after.templates.get(&key).cloned().unwrap_or_default();
                 let text = if ta.is_empty() { tb } else { ta };
-                // A line written at most once per request is a share of the requests, as
-                // a call at most once per request is: a code path every request took,
-                // skipped by the few requests of a quiet service, is a move the Poisson
-                // test misses; lines written by whole clusters of requests raise the bar.
-                // A new line (none before) keeps the Poisson test, which a single one
-                // does not pass.
-                if per_request && cb > 0.0 && cb <= ub && ca <= ua {
-                    return stats::proportion_change(
-                        Signal::LogTemplate,
-                        &text,
-                        (cb, ub),
-                        (ca, ua),
-                        0.02,
-                        z_min * before.template_dispersion(&key).sqrt(),
-                    );
-                }
                 // A first occurrence counts as half a record before.
                 stats::count_change(
                     Signal::LogTemplate,
