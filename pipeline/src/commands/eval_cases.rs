@@ -82,13 +82,29 @@ pub struct Scores {
 
 pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
     let config = load_config(args.job.config.as_deref())?;
-    let dirs = case_dirs(dir)?;
+    let CaseDirs {
+        cases: dirs,
+        without_traces,
+    } = case_dirs(dir)?;
+    if !without_traces.is_empty() {
+        let names: Vec<String> = without_traces
+            .iter()
+            .map(|d| d.strip_prefix(dir).unwrap_or(d).display().to_string())
+            .collect();
+        eprintln!(
+            "skipped {} director{} with labels.json and no traces.otlp.jsonl[.zst|.gz]: {}",
+            names.len(),
+            if names.len() == 1 { "y" } else { "ies" },
+            crate::display::listed(&names, 8)
+        );
+    }
     if dirs.is_empty() {
         anyhow::bail!(
             "no case under {}: a case is a directory with labels.json and traces.otlp.jsonl[.zst|.gz]",
             dir.display()
         );
     }
+    eprintln!("{} cases under {}", dirs.len(), dir.display());
     let late_ms = args.late.map_or(0, |d| d.as_millis() as u64);
     let mut results = Vec::new();
     for (i, case) in dirs.iter().enumerate() {
@@ -226,9 +242,20 @@ pub fn alerts_before(results: &[CaseResult]) -> Vec<AlertsBefore> {
     per_app.into_values().collect()
 }
 
-/// Directories under `dir` (itself included) with a labels.json and a traces file, sorted.
-fn case_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// The case directories under a directory.
+#[derive(Debug, PartialEq)]
+struct CaseDirs {
+    /// With a labels.json and a traces file, sorted.
+    cases: Vec<PathBuf>,
+    /// With a labels.json and no traces file (a case recorded in part, or its traces under
+    /// another name), sorted: said, not silently passed over.
+    without_traces: Vec<PathBuf>,
+}
+
+/// The case directories under `dir` (itself included), at any depth.
+fn case_dirs(dir: &Path) -> anyhow::Result<CaseDirs> {
     let mut out = Vec::new();
+    let mut without_traces = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let entries = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
@@ -247,12 +274,18 @@ fn case_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 has_traces = true;
             }
         }
-        if has_labels && has_traces {
-            out.push(d);
+        match (has_labels, has_traces) {
+            (true, true) => out.push(d),
+            (true, false) => without_traces.push(d),
+            _ => {}
         }
     }
     out.sort();
-    Ok(out)
+    without_traces.sort();
+    Ok(CaseDirs {
+        cases: out,
+        without_traces,
+    })
 }
 
 /// Scores per (app, kind, method), with `all` rows per app and over every app.
@@ -320,6 +353,33 @@ fn table(scores: &[Scores]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn case_dirs_are_found_at_any_depth_and_labels_without_traces_are_said() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for (dir, files) in [
+            ("a", &["labels.json", "traces.otlp.jsonl"][..]),
+            ("b", &["labels.json", "traces.json"][..]),
+            (
+                "normal/day",
+                &["traces.otlp.jsonl.zst", "metrics.otlp.jsonl"][..],
+            ),
+            ("app/c", &["labels.json", "traces.otlp.jsonl.zst"][..]),
+        ] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+            for f in files {
+                std::fs::write(root.join(dir).join(f), "").unwrap();
+            }
+        }
+        assert_eq!(
+            case_dirs(root).unwrap(),
+            CaseDirs {
+                cases: vec![root.join("a"), root.join("app/c")],
+                without_traces: vec![root.join("b")],
+            }
+        );
+    }
 
     fn case(app: &str, kind: &str, rank: Option<usize>) -> CaseResult {
         CaseResult {
