@@ -23,6 +23,7 @@ use augur_operators::{
 };
 use crossbeam_channel::Sender;
 use timely::container::CapacityContainerBuilder;
+use timely::dataflow::InputHandleVec;
 use timely::dataflow::operators::core::{UnorderedHandle, UnorderedInput};
 use timely::dataflow::operators::{ActivateCapability, Inspect, Probe};
 
@@ -163,6 +164,9 @@ struct Inputs {
     spans: WindowedInput<Span>,
     metrics: WindowedInput<MetricPoint>,
     logs: WindowedInput<LogRecord>,
+    /// The `(service, instance)` pairs this process learns from its spans, for every
+    /// worker of the job ([`crate::service_join::share_pairs`]); `None` once closed.
+    instance_pairs: Option<InputHandleVec<u64, (String, String)>>,
 }
 
 impl Inputs {
@@ -176,7 +180,15 @@ impl Inputs {
     ) {
         let mut per_kind = [0u64; 6];
         let join = &late_to.0.service_join;
-        join.learn(&batch.spans);
+        let learned = join.learn(&batch.spans);
+        if let Some(pairs) = self.instance_pairs.as_mut()
+            && !learned.is_empty()
+        {
+            for pair in learned {
+                pairs.send(pair);
+            }
+            pairs.flush();
+        }
         join.join_points(&mut batch.metrics);
         join.join_logs(&mut batch.logs);
         self.spans.give(
@@ -207,6 +219,7 @@ impl Inputs {
 
     /// Ends the input: every window still open may close.
     fn close(&mut self) {
+        self.instance_pairs = None;
         self.spans.cap = None;
         self.metrics.cap = None;
         self.logs.cap = None;
@@ -340,10 +353,12 @@ fn build_dataflow(
         let (probe, _) = alerts.probe();
         (span_handles, metric_handles, log_handles, probe)
     });
+    let instance_pairs = crate::service_join::share_pairs(worker, Arc::clone(&stats.service_join));
     let inputs = Inputs {
         spans: WindowedInput::new("span", spans),
         metrics: WindowedInput::new("metric point", metrics),
         logs: WindowedInput::new("log record", logs),
+        instance_pairs: Some(instance_pairs),
     };
     Ok((inputs, probe))
 }

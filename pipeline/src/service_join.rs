@@ -10,12 +10,13 @@
 //! span names, of an instance whose spans name one service, takes that service. An
 //! instance whose spans name two services (a sidecar that traces) joins nothing.
 //!
-//! The join is learned from the spans read so far, by each process from its own: a
-//! recorded directory's replay reads the traces' first lines before the metrics' (all
-//! partitions start level), but a stream may bring a pod's metrics before its first span;
-//! those keep their name, and the run's summary says how many. So does a record whose
-//! instance's spans another process of the job reads (Kafka partitions split between
-//! processes).
+//! The join is learned from the spans read so far: each process learns from its own, and
+//! tells the job's other processes the pairs it learned through a small dataflow
+//! ([`share_pairs`]), since a job whose Kafka partitions split between processes may read
+//! a pod's spans in one and its metrics in another. A recorded directory's replay reads
+//! the traces' first lines before the metrics' (all partitions start level), but a stream
+//! may bring a pod's metrics before its first span (or before another process's word of
+//! it); those keep their name, and the run's summary says how many.
 //!
 //! A run ends by saying what it joined, and whether the metrics, joined, name the traced
 //! services at all ([`ServiceJoin::coverage_line`]).
@@ -25,9 +26,12 @@
 //! [`INSTANCES_KEPT`] instances); what was joined, counted for the run's summary.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use augur_operators::{LogRecord, MetricPoint, Span};
+use timely::dataflow::InputHandleVec;
+use timely::dataflow::operators::Inspect;
+use timely::dataflow::operators::vec::{Broadcast, Input};
 
 /// Instances remembered: a bound on what a stream of made-up instance names costs.
 pub const INSTANCES_KEPT: usize = 100_000;
@@ -50,6 +54,35 @@ struct State {
     unjoined: HashMap<String, u64>,
 }
 
+impl State {
+    /// Notes that spans of `service` name `instance`; whether that was new (a service not
+    /// traced before, an instance not known, or a second service of an instance).
+    fn note(&mut self, service: &str, instance: &str) -> bool {
+        let mut new = false;
+        if !self.traced.contains(service) && self.traced.len() < SERVICES_KEPT {
+            self.traced.insert(service.to_string());
+            new = true;
+        }
+        if instance == service {
+            return new;
+        }
+        let full = self.of_instance.len() >= INSTANCES_KEPT;
+        match self.of_instance.get_mut(instance) {
+            Some(known) if known.as_deref().is_some_and(|s| s != service) => {
+                *known = None;
+                true
+            }
+            Some(_) => new,
+            None if !full => {
+                self.of_instance
+                    .insert(instance.to_string(), Some(service.to_string()));
+                true
+            }
+            None => new,
+        }
+    }
+}
+
 /// `names`, sorted.
 fn sorted(names: &HashSet<String>) -> Vec<&str> {
     let mut v: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -57,16 +90,38 @@ fn sorted(names: &HashSet<String>) -> Vec<&str> {
     v
 }
 
+/// Builds, on this worker, the dataflow through which every worker tells every worker of
+/// the job (in every process, itself included) the `(service, instance)` pairs its
+/// process learned ([`ServiceJoin::learn`]); each arrives, as the workers step, in the
+/// receiving process's `join` ([`ServiceJoin::learn_pairs`]). Every worker must build it,
+/// in the same order relative to its other dataflows; the dataflow ends once every
+/// worker has dropped the input returned.
+pub fn share_pairs(
+    worker: &mut timely::worker::Worker,
+    join: Arc<ServiceJoin>,
+) -> InputHandleVec<u64, (String, String)> {
+    worker.dataflow::<u64, _, _>(|scope| {
+        let (input, pairs) = scope.new_input::<(String, String)>();
+        pairs
+            .broadcast()
+            .inspect(move |pair: &(String, String)| join.learn_pairs(std::slice::from_ref(pair)));
+        input
+    })
+}
+
 /// See the module docs. Shared by a process's workers.
 #[derive(Default)]
 pub struct ServiceJoin(Mutex<State>);
 
 impl ServiceJoin {
-    /// Learns the services and instances of `spans`.
-    pub fn learn(&self, spans: &[Span]) {
+    /// Learns the services and instances of `spans`; returns the `(service, instance)`
+    /// pairs this process had not seen, for the job's other processes
+    /// ([`ServiceJoin::learn_pairs`]).
+    pub fn learn(&self, spans: &[Span]) -> Vec<(String, String)> {
         let Ok(mut state) = self.0.lock() else {
-            return;
+            return Vec::new();
         };
+        let mut new = Vec::new();
         let mut last: Option<(&str, &str)> = None;
         for span in spans {
             let pair = (span.service.as_str(), span.instance.as_str());
@@ -75,23 +130,22 @@ impl ServiceJoin {
                 continue;
             }
             last = Some(pair);
-            if !state.traced.contains(pair.0) && state.traced.len() < SERVICES_KEPT {
-                state.traced.insert(pair.0.to_string());
+            if state.note(pair.0, pair.1) {
+                new.push((pair.0.to_string(), pair.1.to_string()));
             }
-            if pair.1 == pair.0 {
-                continue;
-            }
-            let full = state.of_instance.len() >= INSTANCES_KEPT;
-            match state.of_instance.get_mut(pair.1) {
-                Some(known) if known.as_deref().is_some_and(|s| s != pair.0) => *known = None,
-                Some(_) => {}
-                None if !full => {
-                    state
-                        .of_instance
-                        .insert(pair.1.to_string(), Some(pair.0.to_string()));
-                }
-                None => {}
-            }
+        }
+        new
+    }
+
+    /// Learns `(service, instance)` pairs another process learned from its spans (a job
+    /// whose Kafka partitions split between processes: a pod's spans may be read by one,
+    /// its metrics by another).
+    pub fn learn_pairs(&self, pairs: &[(String, String)]) {
+        let Ok(mut state) = self.0.lock() else {
+            return;
+        };
+        for (service, instance) in pairs {
+            state.note(service, instance);
         }
     }
 
@@ -246,6 +300,46 @@ mod tests {
             time_ns: 1,
             value: 0.5,
         }
+    }
+
+    /// Two workers each with their own join, as two processes of a job: a pod's spans read
+    /// by one, its metrics by the other. The pair the first learns reaches the second,
+    /// which joins the metrics; and a second service of the instance, learned by the
+    /// second, undoes the first's join too.
+    #[test]
+    fn pairs_learned_in_one_process_join_the_records_of_another() -> anyhow::Result<()> {
+        let joined = |spans_by_worker: Vec<Vec<Span>>| -> anyhow::Result<Vec<String>> {
+            let spans_by_worker = Arc::new(spans_by_worker);
+            let results = timely::execute(timely::Config::process(2), move |worker| {
+                let join = Arc::new(ServiceJoin::default());
+                let mut input = share_pairs(worker, Arc::clone(&join));
+                for pair in join.learn(&spans_by_worker[worker.index()]) {
+                    input.send(pair);
+                }
+                drop(input);
+                while worker.step_or_park(None) {}
+                let mut points = vec![point("demo-cart", "cart-0")];
+                join.join_points(&mut points);
+                points[0].service.clone()
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .join();
+            results
+                .into_iter()
+                .map(|r| r.map_err(|e| anyhow::anyhow!("{e}")))
+                .collect()
+        };
+        let cart = vec![span("cart", "cart-0")];
+        assert_eq!(joined(vec![cart.clone(), Vec::new()])?, ["cart", "cart"]);
+        // Without the pairs of the other worker, the second would keep the workload's name.
+        let alone = ServiceJoin::default();
+        let mut points = vec![point("demo-cart", "cart-0")];
+        alone.join_points(&mut points);
+        assert_eq!(points[0].service, "demo-cart");
+        // A sidecar that traces in the same pod, read by the other worker: no join anywhere.
+        let sidecar = vec![span("mesh-proxy", "cart-0")];
+        assert_eq!(joined(vec![cart, sidecar])?, ["demo-cart", "demo-cart"]);
+        Ok(())
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub struct JobStats {
     pub ignored_metrics: Mutex<BTreeMap<String, u64>>,
     /// The services spans and metrics name, and metrics and logs joined to their
     /// instance's traced service.
-    pub service_join: crate::service_join::ServiceJoin,
+    pub service_join: Arc<crate::service_join::ServiceJoin>,
 }
 
 /// Metric names counted one by one among those not read.
