@@ -189,8 +189,6 @@ impl Inputs {
             }
             pairs.flush();
         }
-        join.join_points(&mut batch.metrics);
-        join.join_logs(&mut batch.logs);
         self.spans.give(
             &mut batch.spans,
             |span| {
@@ -326,6 +324,7 @@ fn build_dataflow(
     let inference = Arc::clone(&stats.inference);
     let window_events = events.clone();
     let alert_events = events.clone();
+    let service_join = Arc::clone(&stats.service_join);
     let (spans, metrics, logs, probe) = worker.dataflow::<EventTime, _, _>(|scope| {
         let (span_handles, spans) =
             scope.new_unordered_input::<CapacityContainerBuilder<Vec<Span>>>();
@@ -333,6 +332,8 @@ fn build_dataflow(
             scope.new_unordered_input::<CapacityContainerBuilder<Vec<MetricPoint>>>();
         let (log_handles, logs) =
             scope.new_unordered_input::<CapacityContainerBuilder<Vec<LogRecord>>>();
+        let (metrics, logs) =
+            crate::service_join::join_at_window_close(metrics, logs, &service_join);
         let snapshots = features_dataflow_with_logs(spans, metrics, logs, &params).0;
         let snapshots = snapshots.inspect(move |snapshot: &WindowSnapshot| {
             let _ = window_events.send(Event::Window(Box::new(snapshot.clone())));

@@ -10,13 +10,15 @@
 //! span names, of an instance whose spans name one service, takes that service. An
 //! instance whose spans name two services (a sidecar that traces) joins nothing.
 //!
-//! The join is learned from the spans read so far: each process learns from its own, and
-//! tells the job's other processes the pairs it learned through a small dataflow
+//! The join is learned from the spans as they are read: each process learns from its own,
+//! and tells the job's other processes the pairs it learned through a small dataflow
 //! ([`share_pairs`]), since a job whose Kafka partitions split between processes may read
-//! a pod's spans in one and its metrics in another. A recorded directory's replay reads
-//! the traces' first lines before the metrics' (all partitions start level), but a stream
-//! may bring a pod's metrics before its first span (or before another process's word of
-//! it); those keep their name, and the run's summary says how many.
+//! a pod's spans in one and its metrics in another. Points and records are joined when
+//! their window closes ([`join_at_window_close`]), not as they are read: by then every
+//! span of the window, and of any later time read so far, has been learned, so a pod's
+//! first scrape joins even when it was read before the pod's first span. A record whose
+//! window closed before any span of its instance was read (or before another process's
+//! word of it arrived) keeps its name, and the run's summary says how many.
 //!
 //! A run ends by saying what it joined, and whether the metrics, joined, name the traced
 //! services at all ([`ServiceJoin::coverage_line`]).
@@ -28,10 +30,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use augur_operators::{LogRecord, MetricPoint, Span};
-use timely::dataflow::InputHandleVec;
+use augur_operators::{LogRecord, MetricPoint, Span, window_fold};
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Inspect;
 use timely::dataflow::operators::vec::{Broadcast, Input};
+use timely::dataflow::{InputHandleVec, StreamVec};
 
 /// Instances remembered: a bound on what a stream of made-up instance names costs.
 pub const INSTANCES_KEPT: usize = 100_000;
@@ -107,6 +110,45 @@ pub fn share_pairs(
             .inspect(move |pair: &(String, String)| join.learn_pairs(std::slice::from_ref(pair)));
         input
     })
+}
+
+/// The metric points and log records of `streams`, joined ([`ServiceJoin::join_points`],
+/// [`ServiceJoin::join_logs`]) when their window closes.
+///
+/// **In:** points and records stamped with their window's end, on the worker that read
+/// them. **Out:** the same, each window's once the input frontier has passed it, renamed
+/// where their service no span names and their instance's spans name one. **State:** the
+/// open windows' points and records.
+pub fn join_at_window_close<'s>(
+    points: StreamVec<'s, u64, MetricPoint>,
+    logs: StreamVec<'s, u64, LogRecord>,
+    join: &Arc<ServiceJoin>,
+) -> (
+    StreamVec<'s, u64, MetricPoint>,
+    StreamVec<'s, u64, LogRecord>,
+) {
+    let (for_points, for_logs) = (Arc::clone(join), Arc::clone(join));
+    let points = window_fold(
+        points,
+        Pipeline,
+        "ServiceJoinPoints",
+        |open: &mut Vec<MetricPoint>, p| open.push(p),
+        move |_, mut points| {
+            for_points.join_points(&mut points);
+            points
+        },
+    );
+    let logs = window_fold(
+        logs,
+        Pipeline,
+        "ServiceJoinLogs",
+        |open: &mut Vec<LogRecord>, r| open.push(r),
+        move |_, mut logs| {
+            for_logs.join_logs(&mut logs);
+            logs
+        },
+    );
+    (points, logs)
 }
 
 /// See the module docs. Shared by a process's workers.
@@ -215,7 +257,8 @@ impl ServiceJoin {
             .iter()
             .map(|((from, to), n)| format!("{from} → {to} ({n})"))
             .collect();
-        // Records of a joined name read before any span of their instance.
+        // Records of a joined name whose window closed before any span of their instance
+        // was read.
         let early: Vec<String> = state
             .joined
             .keys()
@@ -228,7 +271,7 @@ impl ServiceJoin {
             String::new()
         } else {
             format!(
-                "; read before any span of their instance, kept their name: {}",
+                "; in windows that closed before any span of their instance was read, kept their name: {}",
                 crate::display::listed(&early, 8)
             )
         };
@@ -300,6 +343,57 @@ mod tests {
             time_ns: 1,
             value: 0.5,
         }
+    }
+
+    /// A pod's first scrape read before its first span, in the same window: joined when the
+    /// window closes, as every span of the window has been learned by then. A scrape whose
+    /// window closed before any span of its pod was read keeps its name.
+    #[test]
+    fn a_point_read_before_its_pods_first_span_joins_when_its_window_closes() {
+        use timely::dataflow::operators::vec::Input;
+        use timely::dataflow::operators::{Inspect, Probe};
+        let join = Arc::new(ServiceJoin::default());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        timely::execute_directly({
+            let (join, seen) = (Arc::clone(&join), Arc::clone(&seen));
+            move |worker| {
+                let (mut points_in, mut logs_in, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                    let (points_in, points) = scope.new_input::<MetricPoint>();
+                    let (logs_in, logs) = scope.new_input::<LogRecord>();
+                    let (points, _) = join_at_window_close(points, logs, &join);
+                    let (probe, _) = points
+                        .inspect(move |p: &MetricPoint| {
+                            if let Ok(mut seen) = seen.lock() {
+                                seen.push((p.instance.clone(), p.service.clone()));
+                            }
+                        })
+                        .probe();
+                    (points_in, logs_in, probe)
+                });
+                // Window 1000: a pod's scrape whose window closes before its pod's spans
+                // are read; window 2000: the cart pod's, read before its span.
+                points_in.send(point("demo-cart", "cart-1"));
+                points_in.advance_to(2000);
+                logs_in.advance_to(2000);
+                while probe.less_than(&2000) {
+                    worker.step();
+                }
+                points_in.send(point("demo-cart", "cart-0"));
+                worker.step();
+                join.learn(&[span("cart", "cart-0"), span("cart", "cart-1")]);
+                drop((points_in, logs_in));
+                while worker.step() {}
+            }
+        });
+        let mut names = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                ("cart-0".to_string(), "cart".to_string()),
+                ("cart-1".to_string(), "demo-cart".to_string())
+            ]
+        );
     }
 
     /// Two workers each with their own join, as two processes of a job: a pod's spans read
@@ -397,7 +491,7 @@ mod tests {
         assert_eq!(later[0].service, "cartservice");
         assert!(
             seen.summary_line().is_some_and(|l| l.ends_with(
-                "demo-cartservice → cartservice (1); read before any span of their instance, kept their name: demo-cartservice (1)"
+                "demo-cartservice → cartservice (1); in windows that closed before any span of their instance was read, kept their name: demo-cartservice (1)"
             )),
             "{:?}",
             seen.summary_line()
