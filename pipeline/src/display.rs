@@ -21,7 +21,8 @@ pub fn listed<S: AsRef<str>>(items: &[S], shown: usize) -> String {
 
 /// An error and its causes on one line, `outer: cause: …`, each cause once: errors that
 /// already end with their cause's text (`cannot read config F: No such file …`, whose
-/// source is that io error) don't repeat it.
+/// source is that io error) don't repeat it, nor does a cause that begins with the path
+/// (or name) the line ends with (`replaying D` then `D: no such directory`).
 pub fn error_line(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain() {
@@ -29,10 +30,17 @@ pub fn error_line(error: &anyhow::Error) -> String {
         if line.ends_with(&text) {
             continue;
         }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
+        let last_word = line.rsplit(' ').next().unwrap_or_default();
+        let text = match text.strip_prefix(last_word) {
+            Some(rest) if !last_word.is_empty() && rest.starts_with(": ") => rest,
+            _ => {
+                if !line.is_empty() {
+                    line.push_str(": ");
+                }
+                &text
+            }
+        };
+        line.push_str(text);
     }
     line
 }
@@ -172,5 +180,12 @@ mod tests {
         );
         let plain = anyhow::anyhow!("inner").context("outer");
         assert_eq!(error_line(&plain), "outer: inner");
+        let path = anyhow::anyhow!("/data/x: no such directory").context("replaying /data/x");
+        assert_eq!(error_line(&path), "replaying /data/x: no such directory");
+        let other = anyhow::anyhow!("/data/y: no such directory").context("replaying /data/x");
+        assert_eq!(
+            error_line(&other),
+            "replaying /data/x: /data/y: no such directory"
+        );
     }
 }
