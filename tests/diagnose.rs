@@ -346,6 +346,21 @@ fn a_learned_normal_answers_when_the_minutes_before_are_missing() {
 /// `service.name` on the metrics' resources, as kubeletstats exports them): they join the
 /// traced service of their instance, the run says so, and the CPU fault is named with its
 /// resource.
+/// The top culprit is `tier-2`, with its CPU usage in its evidence (under the workload's
+/// name, not joined to the traced service, it would not be).
+fn assert_top_is_tier_2_with_its_cpu(d: &serde_json::Value) {
+    let top = &d["culprits"][0];
+    assert_eq!(top["service"], "tier-2", "{d:#}");
+    assert!(
+        top["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["signal"] == "cpu"),
+        "{d:#}"
+    );
+}
+
 #[test]
 fn metrics_named_by_their_workload_join_the_traced_service_of_their_pod() {
     let tmp = tempfile::tempdir().unwrap();
@@ -362,18 +377,8 @@ fn metrics_named_by_their_workload_join_the_traced_service_of_their_pod() {
     let early = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"k8s.deployment.name","value":{"stringValue":"demo-tier-2"}},{"key":"service.instance.id","value":{"stringValue":"tier-2-0"}}]},"scopeMetrics":[{"metrics":[{"name":"container.cpu.utilization","gauge":{"dataPoints":[{"timeUnixNano":"1699999990000000000","asDouble":0.1}]}}]}]}]}"#;
     std::fs::write(&path, format!("{early}\n{renamed}")).unwrap();
     let (d, out) = diagnose_json(&case, &fault_start(&case).to_string(), tmp.path());
-    let top = &d["culprits"][0];
-    assert_eq!(top["service"], "tier-2", "{d:#}");
-    assert_eq!(top["resource"], "cpu", "{d:#}");
-    // Its CPU usage is in its evidence (under the workload's name it would not be).
-    assert!(
-        top["evidence"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["signal"] == "cpu"),
-        "{d:#}"
-    );
+    assert_top_is_tier_2_with_its_cpu(&d);
+    assert_eq!(d["culprits"][0]["resource"], "cpu", "{d:#}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("demo-tier-2 → tier-2"), "{stderr}");
     assert!(!stderr.contains("metrics name none"), "{stderr}");
@@ -416,14 +421,5 @@ fn pod_metrics_join_spans_whose_sdk_names_its_own_instance() {
     let (d, out) = diagnose_json(&case, &fault_start(&case).to_string(), tmp.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("demo-tier-2 → tier-2"), "{stderr}");
-    let top = &d["culprits"][0];
-    assert_eq!(top["service"], "tier-2", "{d:#}");
-    assert!(
-        top["evidence"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["signal"] == "cpu"),
-        "{d:#}"
-    );
+    assert_top_is_tier_2_with_its_cpu(&d);
 }

@@ -127,28 +127,30 @@ pub fn join_at_window_close<'s>(
     StreamVec<'s, u64, MetricPoint>,
     StreamVec<'s, u64, LogRecord>,
 ) {
-    let (for_points, for_logs) = (Arc::clone(join), Arc::clone(join));
-    let points = window_fold(
-        points,
+    (
+        joined_at_close(points, "ServiceJoinPoints", join, ServiceJoin::join_points),
+        joined_at_close(logs, "ServiceJoinLogs", join, ServiceJoin::join_logs),
+    )
+}
+
+/// `stream`'s records, each window's given to `apply` when it closes.
+fn joined_at_close<'s, R: Clone + 'static>(
+    stream: StreamVec<'s, u64, R>,
+    name: &str,
+    join: &Arc<ServiceJoin>,
+    apply: fn(&ServiceJoin, &mut [R]),
+) -> StreamVec<'s, u64, R> {
+    let join = Arc::clone(join);
+    window_fold(
+        stream,
         Pipeline,
-        "ServiceJoinPoints",
-        |open: &mut Vec<MetricPoint>, p| open.push(p),
-        move |_, mut points| {
-            for_points.join_points(&mut points);
-            points
+        name,
+        |open: &mut Vec<R>, r| open.push(r),
+        move |_, mut records| {
+            apply(&join, &mut records);
+            records
         },
-    );
-    let logs = window_fold(
-        logs,
-        Pipeline,
-        "ServiceJoinLogs",
-        |open: &mut Vec<LogRecord>, r| open.push(r),
-        move |_, mut logs| {
-            for_logs.join_logs(&mut logs);
-            logs
-        },
-    );
-    (points, logs)
+    )
 }
 
 /// See the module docs. Shared by a process's workers.
