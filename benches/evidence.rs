@@ -50,6 +50,7 @@ fn window(end: u64, requests: u64, k: u64) -> WindowSnapshot {
                 version: None,
                 own_ms: None,
                 usage_held: [false; 5],
+                operations: Vec::new(),
             }
         })
         .collect();

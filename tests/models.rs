@@ -212,6 +212,7 @@ fn snapshot(t: u64, services: &[&str], order: &[&str], violated: bool) -> Window
                 version: None,
                 own_ms: None,
                 usage_held: [false; 5],
+                operations: Vec::new(),
             })
             .collect(),
         qos: vec![QosVerdict {

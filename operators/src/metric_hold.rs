@@ -99,6 +99,7 @@ mod tests {
             version: None,
             own_ms: None,
             usage_held: [false; 5],
+            operations: Vec::new(),
         }
     }
 

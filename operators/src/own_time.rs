@@ -5,9 +5,11 @@
 //! trace id, so a span and its children meet on one worker.
 //!
 //! **Out:** per window and service with spans on this worker, a [`ServicePartial`] holding
-//! only the own time ([`ServicePartial::own_ns`]), emitted when the window closes, sorted by
+//! only the own time ([`ServicePartial::own_ns`]) and its split by span name
+//! ([`ServicePartial::own_by_operation`]), emitted when the window closes, sorted by
 //! service; [`crate::service_features`] merges them into
-//! [`crate::records::ServiceFeatures::own_ms`].
+//! [`crate::records::ServiceFeatures::own_ms`] and
+//! [`crate::records::ServiceFeatures::operations`].
 //!
 //! A span's own time is its duration less its children's. A span that is the caller's side
 //! of a call — a `Client`/`Producer` span with a child in another service or a
@@ -49,6 +51,8 @@ pub struct SpanTiming {
     pub span_id: u64,
     pub parent_span_id: Option<u64>,
     pub service: String,
+    /// The span's name: its operation.
+    pub name: String,
     pub kind: SpanKind,
     /// `end_ns - start_ns` (saturating).
     pub duration_ns: u64,
@@ -64,6 +68,7 @@ impl SpanTiming {
             span_id: span.span_id,
             parent_span_id: span.parent_span_id,
             service: span.service.clone(),
+            name: span.name.clone(),
             kind: span.kind,
             duration_ns: span.end_ns.saturating_sub(span.start_ns),
             peer_call: span
@@ -140,13 +145,15 @@ pub fn own_time<'s>(
             // Only windows up to this one have been folded in: a child ending in a later
             // window (clock skew) is never among a span's children, whatever the arrival
             // order.
-            let mut by_service: BTreeMap<&str, i128> = BTreeMap::new();
+            let mut by_service: BTreeMap<&str, (i128, BTreeMap<&str, i128>)> = BTreeMap::new();
             for s in &spans {
                 let kids = children
                     .remove(&(s.trace_id, s.span_id))
                     .unwrap_or_default();
                 let own = own_ns(s, kids.iter().map(|c| (&*c.service, c.duration_ns)));
-                *by_service.entry(s.service.as_str()).or_default() += own;
+                let (total, by_operation) = by_service.entry(s.service.as_str()).or_default();
+                *total += own;
+                *by_operation.entry(s.name.as_str()).or_default() += own;
             }
             // Children whose parent never closed here: a parent outside the data, or one
             // that ended long after them.
@@ -173,7 +180,16 @@ pub fn own_time<'s>(
             names.sweep();
             by_service
                 .into_iter()
-                .map(|(service, own_ns)| (service.to_owned(), ServicePartial::of_own_time(own_ns)))
+                .map(|(service, (own_ns, by_operation))| {
+                    let by_operation = by_operation
+                        .into_iter()
+                        .map(|(name, ns)| (name.to_owned(), ns))
+                        .collect();
+                    (
+                        service.to_owned(),
+                        ServicePartial::of_own_time(own_ns, by_operation),
+                    )
+                })
                 .collect()
         },
     )
@@ -195,6 +211,7 @@ mod tests {
             span_id,
             parent_span_id: parent,
             service: service.to_owned(),
+            name: "op".to_owned(),
             kind,
             duration_ns: dur,
             peer_call: false,

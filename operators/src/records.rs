@@ -343,6 +343,23 @@ pub struct ServiceFeatures {
     /// as zero in between. Statistics over samples skip held values.
     #[serde(default)]
     pub usage_held: [bool; 5],
+    /// `own_ms` of the operations (span names) with the most of it, at most
+    /// [`MAX_OPERATIONS`], sorted by name: where in the service its own time went.
+    #[serde(default)]
+    pub operations: Vec<OperationTime>,
+}
+
+/// Operations kept per service and window in [`ServiceFeatures::operations`]: span names
+/// can be many (a URL with an id in it), and what a diagnosis names is where most time went.
+pub const MAX_OPERATIONS: usize = 16;
+
+/// One operation's own time in a window.
+#[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct OperationTime {
+    /// The span name.
+    pub name: String,
+    /// Σ own time of its spans, ms.
+    pub own_ms: f64,
 }
 
 /// Per-edge features of one window (Sage's per-RPC latency nodes).

@@ -10,6 +10,8 @@
 //! - `outstanding`: Σ server-span durations (integer nanoseconds, so exact) / window length.
 //! - `replicas`: distinct instances seen in any span or metric sample of the service.
 //! - `version`: `service.version` of the latest server span (ties in time: the greatest).
+//! - `own_ms`, `operations`: own time from [`crate::own_time`], in all and for the
+//!   [`MAX_OPERATIONS`] span names with the most (ties: by name).
 //! - `in_flight`: per instance, its latest [`Resource::InFlight`] sample in the window (ties
 //!   in time: the larger value), summed over instances.
 //! - `usage`: per instance and resource, the mean of its samples in the window (summed in
@@ -33,7 +35,8 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Concat;
 
 use crate::records::{
-    LATENCY_QUANTILES, MetricPoint, Resource, ServiceFeatures, Span, SpanKind, USAGE_QUANTILES,
+    LATENCY_QUANTILES, MAX_OPERATIONS, MetricPoint, OperationTime, Resource, ServiceFeatures, Span,
+    SpanKind, USAGE_QUANTILES,
 };
 use crate::window::{interpolated_quantile, route, sketch_quantiles, stable_sum, window_fold};
 
@@ -54,6 +57,8 @@ pub struct ServicePartial {
     pub version: Option<(u64, String)>,
     /// Σ own time of the window's spans, ns ([`crate::own_time`]); `None` when not taken.
     pub own_ns: Option<i128>,
+    /// `own_ns` by span name (the operation), ns.
+    pub own_by_operation: BTreeMap<String, i128>,
 }
 
 /// The later of two in-flight samples (equal times: the larger value, so merge order
@@ -67,10 +72,11 @@ fn latest(a: (u64, f64), b: (u64, f64)) -> (u64, f64) {
 }
 
 impl ServicePartial {
-    /// A partial holding only own time.
-    pub fn of_own_time(own_ns: i128) -> ServicePartial {
+    /// A partial holding only own time, in all and by operation.
+    pub fn of_own_time(own_ns: i128, own_by_operation: BTreeMap<String, i128>) -> ServicePartial {
         ServicePartial {
             own_ns: Some(own_ns),
+            own_by_operation,
             ..ServicePartial::default()
         }
     }
@@ -146,6 +152,9 @@ impl ServicePartial {
         if let Some(o) = other.own_ns {
             self.own_ns = Some(self.own_ns.unwrap_or(0) + o);
         }
+        for (name, ns) in other.own_by_operation {
+            *self.own_by_operation.entry(name).or_default() += ns;
+        }
     }
 
     /// The features of this (complete) partial.
@@ -179,8 +188,23 @@ impl ServicePartial {
             version: self.version.map(|(_, v)| v),
             own_ms: self.own_ns.map(|ns| ns as f64 / 1e6),
             usage_held: [false; 5],
+            operations: top_operations(self.own_by_operation),
         }
     }
+}
+
+/// The [`MAX_OPERATIONS`] operations with the most own time (ties: by name), sorted by name.
+fn top_operations(by_operation: BTreeMap<String, i128>) -> Vec<OperationTime> {
+    let mut ops: Vec<(String, i128)> = by_operation.into_iter().collect();
+    ops.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    ops.truncate(MAX_OPERATIONS);
+    ops.sort_by(|a, b| a.0.cmp(&b.0));
+    ops.into_iter()
+        .map(|(name, ns)| OperationTime {
+            name,
+            own_ms: ns as f64 / 1e6,
+        })
+        .collect()
 }
 
 /// Stage 1 over the spans of one window on one worker: a [`ServicePartial`] per service.
@@ -303,6 +327,21 @@ mod tests {
 
         let empty = ServicePartial::default().finish(1000, "api".into(), 1000);
         assert_eq!(empty.in_flight, 0.0);
+    }
+
+    /// Operations: the ones with the most own time, at most `MAX_OPERATIONS`, by name.
+    #[test]
+    fn operations_kept_are_those_with_the_most_own_time() {
+        let by_operation: BTreeMap<String, i128> = (0..MAX_OPERATIONS as i128 + 4)
+            .map(|i| (format!("op-{i:02}"), i * 1_000_000))
+            .collect();
+        let f = ServicePartial::of_own_time(0, by_operation).finish(1000, "api".into(), 1000);
+        assert_eq!(f.operations.len(), MAX_OPERATIONS);
+        // The four smallest (op-00..op-03) are left out; the rest in name order.
+        assert_eq!(f.operations[0].name, "op-04");
+        assert_eq!(f.operations[0].own_ms, 4.0);
+        let last = &f.operations[MAX_OPERATIONS - 1];
+        assert_eq!(last.name, format!("op-{:02}", MAX_OPERATIONS + 3));
     }
 
     fn server_span(end_ms: u64, version: Option<&str>) -> Span {

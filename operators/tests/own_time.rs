@@ -1,5 +1,6 @@
-//! Own time per service and window: by hand where a request's calls end in earlier windows,
-//! and against a from-scratch recomputation over random traces, on 1 and 2 workers.
+//! Own time per service and window, in all and by operation: by hand where a request's
+//! calls end in earlier windows, and against a from-scratch recomputation over random
+//! traces, on 1 and 2 workers.
 
 mod common;
 
@@ -15,8 +16,11 @@ use proptest::test_runner::{Config, TestRunner};
 
 const W: u64 = 1000;
 
-/// Own time (ms) per (window, service) as the feature dataflow reports it.
-fn reported(workers: usize, spans: Vec<Span>) -> BTreeMap<(u64, String), f64> {
+/// Own time (ms) per (window, service, operation) as the feature dataflow reports it;
+/// operation `None`: the service's in all.
+type OwnTimes = BTreeMap<(u64, String, Option<String>), f64>;
+
+fn reported(workers: usize, spans: Vec<Span>) -> OwnTimes {
     let params = FeatureParams {
         window_ms: W,
         ..FeatureParams::default()
@@ -27,8 +31,14 @@ fn reported(workers: usize, spans: Vec<Span>) -> BTreeMap<(u64, String), f64> {
     let mut own = BTreeMap::new();
     for (_, snapshot) in out {
         for s in snapshot.services {
+            for op in s.operations {
+                own.insert(
+                    (snapshot.window_end, s.service.clone(), Some(op.name)),
+                    op.own_ms,
+                );
+            }
             if let Some(ms) = s.own_ms {
-                own.insert((snapshot.window_end, s.service), ms);
+                own.insert((snapshot.window_end, s.service, None), ms);
             }
         }
     }
@@ -54,7 +64,7 @@ fn a_request_is_charged_with_its_calls_whatever_window_they_ended_in() {
     ];
     for workers in [1, 2] {
         let own = reported(workers, spans.clone());
-        let at = |w: u64, s: &str| own.get(&(w, s.to_string())).copied();
+        let at = |w: u64, s: &str| own.get(&(w, s.to_string(), None)).copied();
         // The request's window: 2400 - 2 × 1000 of calls.
         assert_eq!(at(4000, "front"), Some(400.0), "{own:?}");
         // The first call's window holds only the client side of a call: no own time.
@@ -67,6 +77,7 @@ fn a_request_is_charged_with_its_calls_whatever_window_they_ended_in() {
 /// A random trace: a tree of spans over a few services, each child inside its parent.
 fn trace(trace_id: u128, seed: &[(u8, u8, u16, u16)]) -> Vec<Span> {
     let services = ["a", "b", "c"];
+    let operations = ["op", "read", "write"];
     let kinds = [
         SpanKind::Unspecified,
         SpanKind::Server,
@@ -97,7 +108,7 @@ fn trace(trace_id: u128, seed: &[(u8, u8, u16, u16)]) -> Vec<Span> {
             services[usize::from(service) % 3],
             "i-0",
             kinds[usize::from(kind) % 4],
-            "op",
+            operations[usize::from(shrink) % 3],
             end,
             dur,
         ));
@@ -105,16 +116,16 @@ fn trace(trace_id: u128, seed: &[(u8, u8, u16, u16)]) -> Vec<Span> {
     spans
 }
 
-/// Own time per (window, service) recomputed from whole traces: every span's own time in
-/// its window, its children all known.
-fn from_scratch(spans: &[Span]) -> BTreeMap<(u64, String), f64> {
+/// Own time per (window, service, operation) recomputed from whole traces: every span's own
+/// time in its window, its children all known.
+fn from_scratch(spans: &[Span]) -> OwnTimes {
     let mut children: BTreeMap<(u128, u64), Vec<&Span>> = BTreeMap::new();
     for s in spans {
         if let Some(p) = s.parent_span_id {
             children.entry((s.trace_id, p)).or_default().push(s);
         }
     }
-    let mut own: BTreeMap<(u64, String), i128> = BTreeMap::new();
+    let mut own: BTreeMap<(u64, String, Option<String>), i128> = BTreeMap::new();
     for s in spans {
         let window = window_end(s.event_ms(), W);
         let kids = children.get(&(s.trace_id, s.span_id));
@@ -124,7 +135,9 @@ fn from_scratch(spans: &[Span]) -> BTreeMap<(u64, String), f64> {
                 .flatten()
                 .map(|c| (c.service.as_str(), c.end_ns.saturating_sub(c.start_ns))),
         );
-        *own.entry((window, s.service.clone())).or_default() += ns;
+        *own.entry((window, s.service.clone(), None)).or_default() += ns;
+        *own.entry((window, s.service.clone(), Some(s.name.clone())))
+            .or_default() += ns;
     }
     own.into_iter()
         .map(|(k, ns)| (k, ns as f64 / 1e6))
@@ -169,9 +182,22 @@ fn own_time_matches_a_recomputation_from_whole_traces() {
 fn own_time_partials_merge_across_workers() {
     // The partials of two workers for one service and window add up.
     use augur_operators::service_features::ServicePartial;
-    let mut a = ServicePartial::of_own_time(1_500_000);
-    a.merge(ServicePartial::of_own_time(-500_000));
+    let ops = |pairs: &[(&str, i128)]| {
+        pairs
+            .iter()
+            .map(|&(name, ns)| (name.to_string(), ns))
+            .collect::<BTreeMap<String, i128>>()
+    };
+    let mut a = ServicePartial::of_own_time(1_500_000, ops(&[("get", 1_500_000)]));
+    a.merge(ServicePartial::of_own_time(
+        -500_000,
+        ops(&[("get", -700_000), ("put", 200_000)]),
+    ));
     assert_eq!(a.own_ns, Some(1_000_000));
+    assert_eq!(
+        a.own_by_operation,
+        ops(&[("get", 800_000), ("put", 200_000)])
+    );
     let mut none = ServicePartial::default();
     none.merge(ServicePartial::default());
     assert_eq!(none.own_ns, None);

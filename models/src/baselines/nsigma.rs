@@ -211,6 +211,7 @@ mod tests {
             version: None,
             own_ms: None,
             usage_held: [false; 5],
+            operations: Vec::new(),
         }
     }
 
@@ -269,6 +270,7 @@ mod ranking_tests {
             version: None,
             own_ms: None,
             usage_held: [false; 5],
+            operations: Vec::new(),
         }
     }
 

@@ -115,6 +115,7 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
             version: None,
             own_ms: None,
             usage_held: [false; 5],
+            operations: Vec::new(),
         })
         .collect();
     let edge = |i: usize, client: f64| EdgeFeatures {
@@ -770,6 +771,7 @@ fn metrics_scraped_once_a_minute_still_make_detections() {
                         version: None,
                         own_ms: None,
                         usage_held: [false; 5],
+                        operations: Vec::new(),
                     }
                 })
                 .collect();
@@ -1283,6 +1285,7 @@ fn fan_out_window(end: u64, calls: u64) -> WindowSnapshot {
         version: None,
         own_ms: None,
         usage_held: [false; 5],
+        operations: Vec::new(),
     };
     let mut services = vec![service("s", 4)];
     let mut edges = Vec::new();
@@ -1457,6 +1460,7 @@ fn with_branch(
             version: None,
             own_ms: None,
             usage_held: [false; 5],
+            operations: Vec::new(),
         });
         w.edges.push(EdgeFeatures {
             window_end: w.window_end,

@@ -264,6 +264,7 @@ fn snapshot(s: &Sample, window_end: u64, versions: &BTreeMap<&str, &str>) -> Win
                 version: versions.get(name.as_str()).map(|v| v.to_string()),
                 own_ms: None,
                 usage_held: [false; 5],
+                operations: Vec::new(),
             }
         })
         .collect();

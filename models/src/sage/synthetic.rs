@@ -62,6 +62,7 @@ fn service_features(
         version: None,
         own_ms: None,
         usage_held: [false; 5],
+        operations: Vec::new(),
     }
 }
 

@@ -766,6 +766,7 @@ mod tests {
                     version: None,
                     own_ms: None,
                     usage_held: [false; 5],
+                    operations: Vec::new(),
                 })
                 .collect(),
             edges: Vec::new(),

@@ -155,6 +155,7 @@ pub(crate) mod tests {
                 version: None,
                 own_ms: None,
                 usage_held: [false; 5],
+                operations: Vec::new(),
             }],
             ..WindowSnapshot::default()
         }
