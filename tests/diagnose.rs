@@ -62,6 +62,13 @@ fn diagnose_names_the_faulty_service_with_and_without_span_kinds() {
         assert_eq!(top["resource"], "cpu", "{d:#}");
         assert!(top["score"].as_f64().unwrap() > 0.0);
         assert!(!top["evidence"].as_array().unwrap().is_empty());
+        // Its own time rose, in the operation its spans name.
+        let op = &top["operation"];
+        assert!(op["name"].as_str().is_some_and(|n| !n.is_empty()), "{d:#}");
+        assert!(
+            op["after"].as_f64().unwrap() > op["before"].as_f64().unwrap(),
+            "{d:#}"
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         let shape = if case == &kindless {
             "span shape: kind-less"

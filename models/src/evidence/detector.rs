@@ -530,8 +530,19 @@ fn detection_of(d: &Diagnosis) -> Option<Detection> {
                 e.on.as_deref()
                     .map(|o| format!(" ({o})"))
                     .unwrap_or_default();
+            let operation = top
+                .operation
+                .as_ref()
+                .filter(|_| e.signal == Signal::SelfTime)
+                .map(|op| {
+                    format!(
+                        ", most in {} ({:.3} -> {:.3} ms per request)",
+                        op.name, op.before, op.after
+                    )
+                })
+                .unwrap_or_default();
             format!(
-                "{} {:?}{on} {:.3} -> {:.3} (z {:.1})",
+                "{} {:?}{on} {:.3} -> {:.3} (z {:.1}){operation}",
                 top.service, e.signal, e.before, e.after, e.z
             )
         })

@@ -184,6 +184,19 @@ pub struct Culprit {
     /// gaps stayed at their normal levels (calls taken as sequential: an upper bound).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repair_ms: Option<f64>,
+    /// Where its own time rose: the operation whose own time per request of the service
+    /// rose the most, when the service's self time moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<OperationMove>,
+}
+
+/// An operation's own time per request of its service, ms, before and after the moment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperationMove {
+    /// The span name.
+    pub name: String,
+    pub before: f64,
+    pub after: f64,
 }
 
 /// The answer to "what caused what happened at `at`?".
@@ -261,6 +274,14 @@ struct Range {
     /// the other.
     #[serde(with = "as_pairs", default)]
     transitions: BTreeMap<(String, u64, u64), f64>,
+    /// Per (service, operation): Σ own time, ms, over the windows where the operation was
+    /// among the service's [`augur_operators::MAX_OPERATIONS`] with the most.
+    #[serde(with = "as_pairs", default)]
+    operations: BTreeMap<(String, String), f64>,
+    /// Per service: requests of the windows whose own time came from span trees (so its
+    /// operations are known), the whole `operations` are per.
+    #[serde(with = "as_pairs", default)]
+    operation_requests: BTreeMap<String, f64>,
     windows: usize,
 }
 
@@ -314,6 +335,8 @@ impl Range {
         counts(&mut self.calls, &other.calls);
         counts(&mut self.calls_sq, &other.calls_sq);
         counts(&mut self.transitions, &other.transitions);
+        counts(&mut self.operations, &other.operations);
+        counts(&mut self.operation_requests, &other.operation_requests);
         pooled(&mut self.gap, &other.gap);
         pooled(&mut self.client, &other.client);
         pooled(&mut self.cpu, &other.cpu);
@@ -489,6 +512,14 @@ impl Range {
                     .entry(s.service.clone())
                     .or_default()
                     .add(own, n);
+                if s.own_ms.is_some() {
+                    *r.operation_requests.entry(s.service.clone()).or_default() += n;
+                }
+                for op in &s.operations {
+                    *r.operations
+                        .entry((s.service.clone(), op.name.clone()))
+                        .or_default() += op.own_ms;
+                }
                 r.latency
                     .entry(s.service.clone())
                     .or_default()
@@ -1002,9 +1033,15 @@ fn diagnose_ranges(
             evidence.retain(|e| e.score > 0.0);
             evidence.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.z.total_cmp(&a.z)));
             let top = evidence.first()?;
+            let operation = evidence
+                .iter()
+                .any(|e| e.signal == Signal::SelfTime)
+                .then(|| operation_move(&service, before, after))
+                .flatten();
             Some(Culprit {
                 repair_ms: entry_after
                     .map(|(requests, _)| repair::repair_ms(&service, before, after, requests)),
+                operation,
                 service,
                 score: top.score,
                 resource: resource_of(&evidence).to_string(),
@@ -1029,6 +1066,39 @@ fn diagnose_ranges(
         weak: false,
         onset: None,
     }
+}
+
+/// The operation of `service` whose own time per request of the service rose the most
+/// from `before` to `after` (the service's self time is the sum of its operations'), if any
+/// rose.
+fn operation_move(service: &str, before: &Range, after: &Range) -> Option<OperationMove> {
+    let requests = |r: &Range| {
+        r.operation_requests
+            .get(service)
+            .copied()
+            .filter(|&n| n > 0.0)
+    };
+    let (nb, na) = (requests(before)?, requests(after)?);
+    let own = |r: &'_ Range| {
+        r.operations
+            .range((service.to_string(), String::new())..)
+            .take_while(|((s, _), _)| s == service)
+            .map(|((_, op), &ms)| (op.clone(), ms))
+            .collect::<BTreeMap<String, f64>>()
+    };
+    let (b, a) = (own(before), own(after));
+    a.iter()
+        .map(|(op, &ms)| OperationMove {
+            name: op.clone(),
+            before: b.get(op).copied().unwrap_or(0.0) / nb,
+            after: ms / na,
+        })
+        .filter(|m| m.after > m.before)
+        .max_by(|x, y| {
+            (x.after - x.before)
+                .total_cmp(&(y.after - y.before))
+                .then_with(|| y.name.cmp(&x.name))
+        })
 }
 
 /// A call edge's network gap rising significantly from `before` to `after` ([`stats::increase`],

@@ -237,6 +237,67 @@ fn a_slow_service_is_named_not_its_callers() {
     }
 }
 
+/// Own time taken from span trees, split in two operations: `read` 1 ms and `write` 2 ms
+/// per request, `write` of `slow` (if any) 20 ms more after the moment.
+fn with_operations(windows: &mut [WindowSnapshot], slow: Option<&str>) {
+    for w in windows {
+        let after = w.window_end > AT;
+        for s in &mut w.services {
+            let n = s.requests as f64;
+            let extra = if after && slow == Some(s.service.as_str()) {
+                20.0
+            } else {
+                0.0
+            };
+            s.operations = vec![
+                augur_operators::OperationTime {
+                    name: "read".into(),
+                    own_ms: n,
+                },
+                augur_operators::OperationTime {
+                    name: "write".into(),
+                    own_ms: (2.0 + extra) * n,
+                },
+            ];
+            s.own_ms = Some((3.0 + extra) * n);
+        }
+    }
+}
+
+/// A service whose own time rose is named with the operation it rose in, per request of
+/// the service; a normal that knew no operations (learned before they were kept) does not
+/// make an operation look new.
+#[test]
+fn the_operation_whose_own_time_rose_is_named() {
+    for seed in 1..=3 {
+        let mut all = windows(1, 160, Fault::None, seed);
+        with_operations(&mut all, Some("b"));
+        let d = diagnose(&all, AT, &EvidenceParams::default());
+        assert_eq!(top(&d), ("b", "cpu"), "seed {seed}: {d:#?}");
+        let op = d.culprits[0].operation.as_ref().expect("an operation");
+        assert_eq!(op.name, "write");
+        assert!((op.before - 2.0).abs() < 1e-9, "{op:?}");
+        assert!((op.after - 22.0).abs() < 1e-9, "{op:?}");
+
+        let mut old = windows(1, 90, Fault::None, seed + 10);
+        with_operations(&mut old, None);
+        for w in &mut old {
+            for s in &mut w.services {
+                s.operations.clear();
+                s.own_ms = None;
+            }
+        }
+        let normal = NormalProfile::learn("old", &old, &BTreeMap::new()).expect("learned");
+        let incident: Vec<_> = all
+            .into_iter()
+            .filter(|w| w.window_end > AT - 10_000)
+            .collect();
+        let d = diagnose_with_normal(&incident, AT, &EvidenceParams::default(), Some(&normal));
+        let op = d.culprits[0].operation.as_ref().expect("an operation");
+        assert_eq!((op.name.as_str(), op.before), ("write", 2.0), "{op:?}");
+    }
+}
+
 #[test]
 fn a_network_delay_is_named_at_the_service_whose_edges_all_moved() {
     for seed in 1..=5 {
@@ -939,6 +1000,7 @@ fn a_slower_callee_does_not_explain_its_callers_network() {
             resource: resource.into(),
             evidence: Vec::new(),
             repair_ms: None,
+            operation: None,
         };
         let order = |b_resource: &str| {
             let ranked = vec![culprit("b", 10.0, b_resource), culprit("c", 1.0, "cpu")];
@@ -970,6 +1032,7 @@ fn a_failing_callee_does_not_explain_its_callers_network() {
             score,
         }],
         repair_ms: None,
+        operation: None,
     };
     let order = |b_signal: Signal| {
         // `b` moved strongly; `c`, which it calls, logs a little differently.

@@ -338,6 +338,13 @@ pub fn table(d: &Diagnosis, params: &EvidenceParams) -> String {
                 "      had it stayed normal: entry latency -{ms:.1} ms per request (at most)"
             );
         }
+        if let Some(op) = &c.operation {
+            let _ = writeln!(
+                out,
+                "      most in operation {}: own time {:.3} -> {:.3} ms per request",
+                op.name, op.before, op.after
+            );
+        }
         for e in &c.evidence {
             let on =
                 e.on.as_deref()
