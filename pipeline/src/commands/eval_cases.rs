@@ -34,6 +34,10 @@ pub struct CaseResult {
     pub app: String,
     pub kind: String,
     pub service: String,
+    /// The resource the fault is on, as labelled.
+    pub resource: String,
+    /// Per method that names resources, its top culprit's.
+    pub top_resources: BTreeMap<String, String>,
     /// The fault's labelled start.
     pub at_ms: u64,
     /// Where `diagnose` was asked, when not at the start (`--late`).
@@ -76,6 +80,10 @@ pub struct Scores {
     pub ac1: f64,
     pub ac3: f64,
     pub avg5: f64,
+    /// Share of the cases whose first culprit is the faulty service named for the fault's
+    /// resource; `None` for methods that name no resources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_ac1: Option<f64>,
     pub no_answer: usize,
     pub seconds_mean: f64,
 }
@@ -151,6 +159,15 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
                         .unwrap_or_default(),
                 ),
             ];
+            let mut top_resources = BTreeMap::new();
+            if let Some(c) = d.culprits.first() {
+                top_resources.insert(DIAGNOSE.to_string(), c.resource.clone());
+            }
+            if let Some(c) = first_alert.and_then(|a| a.culprits.first()) {
+                // The evidence detector's culprits name no resource only for errors.
+                let resource = c.resource.map_or("errors", |r| r.as_str());
+                top_resources.insert(ALERTS.to_string(), resource.to_string());
+            }
             rankings.extend(
                 baseline_rankings
                     .into_iter()
@@ -170,6 +187,8 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
                 app: labels.topology.clone(),
                 kind: fault.kind.clone(),
                 service: fault.service.clone(),
+                resource: fault.resource.clone(),
+                top_resources,
                 at_ms: fault.start_ms,
                 asked_ms: (late_ms > 0).then_some(fault.start_ms + late_ms),
                 onset_ms: d.onset,
@@ -321,6 +340,19 @@ pub fn summarize(results: &[CaseResult]) -> Vec<Scores> {
                 ac1: ac(1),
                 ac3: ac(3),
                 avg5: (1..=5).map(ac).sum::<f64>() / 5.0,
+                resource_ac1: cases
+                    .iter()
+                    .any(|c| c.top_resources.contains_key(*method))
+                    .then(|| {
+                        cases
+                            .iter()
+                            .filter(|c| {
+                                c.ranks.get(*method).copied().flatten() == Some(1)
+                                    && c.top_resources.get(*method) == Some(&c.resource)
+                            })
+                            .count() as f64
+                            / n as f64
+                    }),
                 no_answer: cases
                     .iter()
                     .filter(|c| c.top.get(*method).is_none_or(|t| t.is_empty()))
@@ -337,14 +369,35 @@ fn table(scores: &[Scores]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<18} {:<16} {:<11} {:>5} {:>6} {:>6} {:>6} {:>9} {:>7}",
-        "app", "fault kind", "method", "cases", "AC@1", "AC@3", "Avg@5", "no answer", "s/case"
+        "{:<18} {:<16} {:<11} {:>5} {:>6} {:>6} {:>6} {:>9} {:>9} {:>7}",
+        "app",
+        "fault kind",
+        "method",
+        "cases",
+        "AC@1",
+        "AC@3",
+        "Avg@5",
+        "resource",
+        "no answer",
+        "s/case"
     );
     for s in scores {
+        let resource = s
+            .resource_ac1
+            .map_or_else(|| "–".to_string(), |r| format!("{r:.2}"));
         let _ = writeln!(
             out,
-            "{:<18} {:<16} {:<11} {:>5} {:>6.2} {:>6.2} {:>6.2} {:>9} {:>7.1}",
-            s.app, s.kind, s.method, s.cases, s.ac1, s.ac3, s.avg5, s.no_answer, s.seconds_mean
+            "{:<18} {:<16} {:<11} {:>5} {:>6.2} {:>6.2} {:>6.2} {:>9} {:>9} {:>7.1}",
+            s.app,
+            s.kind,
+            s.method,
+            s.cases,
+            s.ac1,
+            s.ac3,
+            s.avg5,
+            resource,
+            s.no_answer,
+            s.seconds_mean
         );
     }
     out
@@ -387,6 +440,8 @@ mod tests {
             app: app.into(),
             kind: kind.into(),
             service: "s".into(),
+            resource: "cpu".into(),
+            top_resources: BTreeMap::new(),
             at_ms: 0,
             asked_ms: None,
             onset_ms: None,
@@ -434,6 +489,32 @@ mod tests {
         let all = get("all", "all");
         assert_eq!((all.cases, all.ac1, all.ac3), (4, 0.25, 0.5));
         assert_eq!(all.seconds_mean, 2.0);
+        assert_eq!(all.resource_ac1, None, "no method named a resource");
+    }
+
+    /// Resource AC@1: the faulty service first *and* named for the fault's resource, over
+    /// all cases of the group.
+    #[test]
+    fn resource_scores_by_hand() {
+        let named = |rank: Option<usize>, resource: &str| CaseResult {
+            top_resources: [(DIAGNOSE.to_string(), resource.to_string())]
+                .into_iter()
+                .collect(),
+            ..case("ob", "cpu", rank)
+        };
+        let results = vec![
+            named(Some(1), "cpu"),
+            named(Some(1), "network"),
+            named(Some(2), "cpu"),
+            case("ob", "cpu", None),
+        ];
+        let scores = summarize(&results);
+        let ob_cpu = scores
+            .iter()
+            .find(|s| s.app == "ob" && s.kind == "cpu")
+            .expect("row");
+        assert_eq!(ob_cpu.resource_ac1, Some(0.25));
+        assert!(table(&scores).contains("0.25"));
     }
 
     /// A case with two faults counts its alerts and time once, up to its first fault.
