@@ -1113,6 +1113,9 @@ fn gap_increase(
     stats::increase(Signal::Network, on, before, after, 0.1, 1.0, min_z)
 }
 
+/// A network move comes second to an own-time move this large relative to it (scores).
+const OWN_OVER_NETWORK: f64 = 0.1;
+
 /// The resource a service's evidence points at: its strongest signal's, except that own
 /// time that rose with memory or disk use, and not with CPU, points at that resource (own
 /// time is what any starved resource slows).
@@ -1120,6 +1123,25 @@ fn resource_of(evidence: &[Evidence]) -> &'static str {
     let Some(top) = evidence.first() else {
         return Signal::SelfTime.resource();
     };
+    match evidence
+        .iter()
+        .find(|e| e.signal == Signal::SelfTime && e.score >= OWN_OVER_NETWORK * top.score)
+    {
+        Some(own) if top.signal == Signal::Network => resource_led_by(own, evidence),
+        _ => resource_led_by(top, evidence),
+    }
+}
+
+/// [`resource_of`] by the strongest signal alone.
+fn strongest_resource(evidence: &[Evidence]) -> &'static str {
+    evidence.first().map_or(Signal::SelfTime.resource(), |top| {
+        resource_led_by(top, evidence)
+    })
+}
+
+/// The resource `top` points at, own time pointing at memory or disk where those rose and
+/// CPU did not.
+fn resource_led_by(top: &Evidence, evidence: &[Evidence]) -> &'static str {
     if top.signal != Signal::SelfTime || evidence.iter().any(|e| e.signal == Signal::Cpu) {
         return top.signal.resource();
     }
@@ -1147,10 +1169,11 @@ fn explained_last(
     min_z: f64,
     max: usize,
 ) -> Vec<Culprit> {
-    // Culprit → the resource its strongest evidence points at.
+    // Culprit → the resource its strongest evidence points at (a network gap's, whatever
+    // own time rose beside it: what travels along calls is told by the strongest move).
     let kinds: BTreeMap<&str, &str> = culprits
         .iter()
-        .map(|c| (c.service.as_str(), c.resource.as_str()))
+        .map(|c| (c.service.as_str(), strongest_resource(&c.evidence)))
         .collect();
     let (errors, cpu) = (Signal::Errors.resource(), Signal::SelfTime.resource());
     // Failures travel up in every form: a failing callee's callers, and theirs, see errors,

@@ -998,7 +998,18 @@ fn a_slower_callee_does_not_explain_its_callers_network() {
             service: service.into(),
             score,
             resource: resource.into(),
-            evidence: Vec::new(),
+            evidence: vec![Evidence {
+                signal: if resource == "network" {
+                    Signal::Network
+                } else {
+                    Signal::SelfTime
+                },
+                on: None,
+                before: 1.0,
+                after: 2.0,
+                z: 10.0,
+                score,
+            }],
             repair_ms: None,
             operation: None,
         };
@@ -1615,4 +1626,44 @@ fn a_detection_made_is_not_held_back_by_a_later_jump() {
             }
         }
     }
+}
+
+/// A wider network gap beside a rise of own time is a starved service (its requests wait
+/// before its handler runs and its answers before they are sent), unless own time moved
+/// by little against the gap (a delay on the wire slows the few calls made in own time,
+/// to a database, say).
+#[test]
+fn own_time_beside_a_wider_gap_names_cpu() {
+    let ev = |signal: Signal, score: f64| Evidence {
+        signal,
+        on: None,
+        before: 1.0,
+        after: 1.0 + score,
+        z: 20.0,
+        score,
+    };
+    let network = ev(Signal::Network, 50.0);
+    assert_eq!(resource_of(&[network.clone()]), "network");
+    assert_eq!(
+        resource_of(&[network.clone(), ev(Signal::SelfTime, 1.0)]),
+        "network"
+    );
+    assert_eq!(
+        resource_of(&[network.clone(), ev(Signal::SelfTime, 10.0)]),
+        "cpu"
+    );
+    // Own time with memory and not CPU: memory, as when own time leads.
+    assert_eq!(
+        resource_of(&[
+            network.clone(),
+            ev(Signal::SelfTime, 10.0),
+            ev(Signal::Memory, 2.0)
+        ]),
+        "memory"
+    );
+    // What travels along calls is still told by the strongest move.
+    assert_eq!(
+        strongest_resource(&[network, ev(Signal::SelfTime, 10.0)]),
+        "network"
+    );
 }
