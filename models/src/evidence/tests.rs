@@ -1643,7 +1643,7 @@ fn own_time_beside_a_wider_gap_names_cpu() {
         score,
     };
     let network = ev(Signal::Network, 50.0);
-    assert_eq!(resource_of(&[network.clone()]), "network");
+    assert_eq!(resource_of(std::slice::from_ref(&network)), "network");
     assert_eq!(
         resource_of(&[network.clone(), ev(Signal::SelfTime, 1.0)]),
         "network"
