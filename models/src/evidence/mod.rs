@@ -175,7 +175,9 @@ pub struct Evidence {
 pub struct Culprit {
     pub service: String,
     pub score: f64,
-    /// The resource the strongest evidence points at.
+    /// The resource its evidence points at: the strongest move's, except that a rise of own
+    /// time at least a tenth of a wider network gap's (by score) comes before the gap, and
+    /// memory or disk that rose with own time, CPU not, before own time ([`resource_of`]).
     pub resource: String,
     /// The service's signals that moved significantly, strongest first.
     pub evidence: Vec<Evidence>,
