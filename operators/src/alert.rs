@@ -36,6 +36,9 @@ pub struct Culprit {
     pub score: f64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub resource: Option<Resource>,
+    /// The operation (span name) the culprit's own time rose in, where the detector says.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub operation: Option<String>,
 }
 
 /// The model (or detector) that produced an alert.

@@ -36,6 +36,7 @@ impl Detector for Slow {
                 service: "db".into(),
                 score: 0.9,
                 resource: None,
+                operation: None,
             }],
             summary: "slow".into(),
         }]

@@ -440,6 +440,7 @@ mod tests {
                 service: service.to_string(),
                 score: 1.0,
                 resource,
+                operation: None,
             }],
             window_end,
             model: ModelRef {

@@ -50,6 +50,7 @@ impl Detector for CpuThreshold {
                         service: service.to_string(),
                         score: *cpu,
                         resource: Some(Resource::Cpu),
+                        operation: None,
                     })
                     .collect(),
                 summary: format!(

@@ -172,6 +172,7 @@ impl Detector for NSigma {
                         service: service.to_string(),
                         score: *score,
                         resource: None,
+                        operation: None,
                     })
                     .collect(),
                 summary: format!("{service}: {why}"),

@@ -559,6 +559,7 @@ fn detection_of(d: &Diagnosis) -> Option<Detection> {
                 service: c.service.clone(),
                 score: c.score,
                 resource: resource(&c.resource),
+                operation: c.operation.as_ref().map(|op| op.name.clone()),
             })
             .collect(),
         summary,

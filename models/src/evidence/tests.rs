@@ -287,6 +287,18 @@ fn the_operation_whose_own_time_rose_is_named() {
                 s.own_ms = None;
             }
         }
+        // The detector's alert names it too.
+        use augur_operators::Detector;
+        let mut det = EvidenceDetector::new(EvidenceDetectorConfig::default());
+        let detection = all
+            .iter()
+            .flat_map(|w| det.observe(w))
+            .next()
+            .expect("a detection");
+        assert_eq!(detection.culprits[0].service, "b");
+        assert_eq!(detection.culprits[0].operation.as_deref(), Some("write"));
+        assert!(detection.summary.contains("most in write"), "{detection:?}");
+
         let normal = NormalProfile::learn("old", &old, &BTreeMap::new()).expect("learned");
         let incident: Vec<_> = all
             .into_iter()

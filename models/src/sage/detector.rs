@@ -309,6 +309,7 @@ impl Sage {
                 service: service.clone(),
                 score: ((t.observed_ms - ms) / t.observed_ms.max(1e-9)).clamp(0.0, 1.0),
                 resource: if k == 0 { top_resource } else { None },
+                operation: None,
             })
             .collect();
         let top = d.ranked.first().cloned().unwrap_or_default();
@@ -359,6 +360,7 @@ impl Sage {
                 service: service.clone(),
                 score: share.clamp(0.0, 1.0),
                 resource: if k == 0 { c.resource } else { None },
+                operation: None,
             })
             .collect();
         if let Some((top, share)) = c.ranked.first() {

@@ -703,6 +703,7 @@ impl Seer {
                     service: service.clone(),
                     score: c * p.violation,
                     resource: None,
+                    operation: None,
                 })
                 .collect(),
             summary: format!(

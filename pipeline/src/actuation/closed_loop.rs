@@ -242,6 +242,7 @@ mod tests {
                 service: "db".into(),
                 score: 1.0,
                 resource: Some(Resource::Cpu),
+                operation: None,
             }],
             window_end: 5000,
             model: ModelRef {

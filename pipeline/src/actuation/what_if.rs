@@ -209,6 +209,7 @@ mod tests {
                 service: "db".to_string(),
                 score: 1.0,
                 resource: Some(Resource::Cpu),
+                operation: None,
             }],
             window_end: 10_000,
             model: ModelRef {

@@ -409,6 +409,7 @@ mod tests {
                     service: s.to_string(),
                     score: 1.0,
                     resource: Some(Resource::Cpu),
+                    operation: None,
                 })
                 .collect(),
             window_end: at,
