@@ -46,11 +46,7 @@ fn window(end: u64, requests: u64, k: u64) -> WindowSnapshot {
                 outstanding: n as f64 * 5.0 * jitter(i) / 1000.0,
                 replicas: 2,
                 usage,
-                in_flight: 0.0,
-                version: None,
-                own_ms: None,
-                usage_held: [false; 5],
-                operations: Vec::new(),
+                ..Default::default()
             }
         })
         .collect();

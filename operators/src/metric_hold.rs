@@ -90,16 +90,10 @@ mod tests {
             window_end: 0,
             service: service.into(),
             requests: 1,
-            errors: 0,
             latency_ms: [1.0; 5],
-            outstanding: 0.0,
             replicas: 1,
             usage,
-            in_flight: 0.0,
-            version: None,
-            own_ms: None,
-            usage_held: [false; 5],
-            operations: Vec::new(),
+            ..Default::default()
         }
     }
 

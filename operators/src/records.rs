@@ -305,7 +305,7 @@ pub const LATENCY_QUANTILES: [f64; 5] = [0.5, 0.75, 0.9, 0.95, 0.99];
 pub const USAGE_QUANTILES: [f64; 4] = [0.0, 0.5, 0.9, 1.0];
 
 /// Per-service features of one window, merged across replicas and workers.
-#[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub struct ServiceFeatures {
     pub window_end: EventTime,
     pub service: String,

@@ -203,16 +203,10 @@ mod tests {
             window_end: end,
             service: service.into(),
             requests: 100,
-            errors: 0,
             latency_ms: [p99 / 2.0, p99 / 1.5, p99 / 1.2, p99 / 1.1, p99],
             outstanding,
             replicas: 1,
-            usage: [[0.0; 4]; 5],
-            in_flight: 0.0,
-            version: None,
-            own_ms: None,
-            usage_held: [false; 5],
-            operations: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -262,16 +256,10 @@ mod ranking_tests {
             window_end: end,
             service: service.into(),
             requests: 100,
-            errors: 0,
             latency_ms: [p99; 5],
             outstanding: 1.0,
             replicas: 1,
-            usage: [[0.0; 4]; 5],
-            in_flight: 0.0,
-            version: None,
-            own_ms: None,
-            usage_held: [false; 5],
-            operations: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -106,16 +106,10 @@ fn window(end: u64, fault: Fault, rng: &mut Lcg) -> WindowSnapshot {
             window_end: end,
             service: CHAIN[i].into(),
             requests: requests[i],
-            errors: 0,
             latency_ms: [lat[i]; 5],
             outstanding: lat[i] * requests[i] as f64 / 1000.0,
             replicas: 1,
-            usage: [[0.0; 4]; 5],
-            in_flight: 0.0,
-            version: None,
-            own_ms: None,
-            usage_held: [false; 5],
-            operations: Vec::new(),
+            ..Default::default()
         })
         .collect();
     let edge = |i: usize, client: f64| EdgeFeatures {
@@ -834,17 +828,9 @@ fn metrics_scraped_once_a_minute_still_make_detections() {
                     ServiceFeatures {
                         window_end: end,
                         service: (*name).into(),
-                        requests: 0,
-                        errors: 0,
-                        latency_ms: [0.0; 5],
-                        outstanding: 0.0,
                         replicas: 1,
                         usage,
-                        in_flight: 0.0,
-                        version: None,
-                        own_ms: None,
-                        usage_held: [false; 5],
-                        operations: Vec::new(),
+                        ..Default::default()
                     }
                 })
                 .collect();
@@ -1362,16 +1348,10 @@ fn fan_out_window(end: u64, calls: u64) -> WindowSnapshot {
         window_end: end,
         service: name.into(),
         requests,
-        errors: 0,
         latency_ms: [5.0; 5],
         outstanding: 5.0 * requests as f64 / 1000.0,
         replicas: 1,
-        usage: [[0.0; 4]; 5],
-        in_flight: 0.0,
-        version: None,
-        own_ms: None,
-        usage_held: [false; 5],
-        operations: Vec::new(),
+        ..Default::default()
     };
     let mut services = vec![service("s", 4)];
     let mut edges = Vec::new();
@@ -1537,16 +1517,10 @@ fn with_branch(
             window_end: w.window_end,
             service: "d".into(),
             requests: 1,
-            errors: 0,
             latency_ms: [own_d; 5],
             outstanding: own_d / 1000.0,
             replicas: 1,
-            usage: [[0.0; 4]; 5],
-            in_flight: 0.0,
-            version: None,
-            own_ms: None,
-            usage_held: [false; 5],
-            operations: Vec::new(),
+            ..Default::default()
         });
         w.edges.push(EdgeFeatures {
             window_end: w.window_end,

@@ -255,16 +255,11 @@ fn snapshot(s: &Sample, window_end: u64, versions: &BTreeMap<&str, &str>) -> Win
                 window_end,
                 service: name.clone(),
                 requests: o.own[0].round() as u64,
-                errors: 0,
                 latency_ms: o.latency.map(f64::from),
-                outstanding: 0.0,
                 replicas: o.own[1] as u32,
                 usage,
-                in_flight: 0.0,
                 version: versions.get(name.as_str()).map(|v| v.to_string()),
-                own_ms: None,
-                usage_held: [false; 5],
-                operations: Vec::new(),
+                ..Default::default()
             }
         })
         .collect();

@@ -53,16 +53,11 @@ fn service_features(
         window_end,
         service: name.to_string(),
         requests: rate as u64,
-        errors: 0,
         latency_ms: server,
         outstanding: rate * server[0] / 1000.0,
         replicas: 2,
         usage,
-        in_flight: 0.0,
-        version: None,
-        own_ms: None,
-        usage_held: [false; 5],
-        operations: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -758,16 +758,11 @@ mod tests {
                     window_end: t * 1000,
                     service: s.to_string(),
                     requests: 100,
-                    errors: 0,
                     latency_ms: [5.0, 6.0, 8.0, 9.0, 12.0],
                     outstanding: if violated { 30.0 } else { 1.0 },
                     replicas: 1,
                     usage: [[0.1; 4]; 5],
-                    in_flight: 0.0,
-                    version: None,
-                    own_ms: None,
-                    usage_held: [false; 5],
-                    operations: Vec::new(),
+                    ..Default::default()
                 })
                 .collect(),
             edges: Vec::new(),

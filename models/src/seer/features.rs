@@ -211,12 +211,8 @@ mod tests {
             latency_ms,
             outstanding: 2.0,
             replicas: 1,
-            usage: [[0.0; 4]; 5],
             in_flight,
-            version: None,
-            own_ms: None,
-            usage_held: [false; 5],
-            operations: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -146,16 +146,11 @@ pub(crate) mod tests {
                 window_end: end,
                 service: "api".to_string(),
                 requests: 100,
-                errors: 0,
                 latency_ms: [1.0; 5],
                 outstanding: 1.0,
                 replicas,
                 usage,
-                in_flight: 0.0,
-                version: None,
-                own_ms: None,
-                usage_held: [false; 5],
-                operations: Vec::new(),
+                ..Default::default()
             }],
             ..WindowSnapshot::default()
         }
