@@ -276,10 +276,10 @@ struct Range {
     /// the other.
     #[serde(with = "as_pairs", default)]
     transitions: BTreeMap<(String, u64, u64), f64>,
-    /// Per (service, operation): Σ own time, ms, over the windows where the operation was
-    /// among the service's [`augur_operators::MAX_OPERATIONS`] with the most.
+    /// Per service, per operation: Σ own time, ms, over the windows where the operation
+    /// was among the service's [`augur_operators::MAX_OPERATIONS`] with the most.
     #[serde(with = "as_pairs", default)]
-    operations: BTreeMap<(String, String), f64>,
+    operations: BTreeMap<String, BTreeMap<String, f64>>,
     /// Per service: requests of the windows whose own time came from span trees (so its
     /// operations are known), the whole `operations` are per.
     #[serde(with = "as_pairs", default)]
@@ -337,7 +337,9 @@ impl Range {
         counts(&mut self.calls, &other.calls);
         counts(&mut self.calls_sq, &other.calls_sq);
         counts(&mut self.transitions, &other.transitions);
-        counts(&mut self.operations, &other.operations);
+        for (service, ops) in &other.operations {
+            counts(self.operations.entry(service.clone()).or_default(), ops);
+        }
         counts(&mut self.operation_requests, &other.operation_requests);
         pooled(&mut self.gap, &other.gap);
         pooled(&mut self.client, &other.client);
@@ -517,10 +519,19 @@ impl Range {
                 if s.own_ms.is_some() {
                     *r.operation_requests.entry(s.service.clone()).or_default() += n;
                 }
-                for op in &s.operations {
-                    *r.operations
-                        .entry((s.service.clone(), op.name.clone()))
-                        .or_default() += op.own_ms;
+                if !s.operations.is_empty() {
+                    let ops = match r.operations.get_mut(s.service.as_str()) {
+                        Some(ops) => ops,
+                        None => r.operations.entry(s.service.clone()).or_default(),
+                    };
+                    for op in &s.operations {
+                        match ops.get_mut(op.name.as_str()) {
+                            Some(ms) => *ms += op.own_ms,
+                            None => {
+                                ops.insert(op.name.clone(), op.own_ms);
+                            }
+                        }
+                    }
                 }
                 r.latency
                     .entry(s.service.clone())
@@ -1081,18 +1092,14 @@ fn operation_move(service: &str, before: &Range, after: &Range) -> Option<Operat
             .filter(|&n| n > 0.0)
     };
     let (nb, na) = (requests(before)?, requests(after)?);
-    let own = |r: &'_ Range| {
-        r.operations
-            .range((service.to_string(), String::new())..)
-            .take_while(|((s, _), _)| s == service)
-            .map(|((_, op), &ms)| (op.clone(), ms))
-            .collect::<BTreeMap<String, f64>>()
-    };
-    let (b, a) = (own(before), own(after));
-    a.iter()
+    let b = before.operations.get(service);
+    after
+        .operations
+        .get(service)?
+        .iter()
         .map(|(op, &ms)| OperationMove {
             name: op.clone(),
-            before: b.get(op).copied().unwrap_or(0.0) / nb,
+            before: b.and_then(|b| b.get(op)).copied().unwrap_or(0.0) / nb,
             after: ms / na,
         })
         .filter(|m| m.after > m.before)
