@@ -348,7 +348,9 @@ pub fn summarize(results: &[CaseResult]) -> Vec<Scores> {
                             .iter()
                             .filter(|c| {
                                 c.ranks.get(*method).copied().flatten() == Some(1)
-                                    && c.top_resources.get(*method) == Some(&c.resource)
+                                    && c.top_resources.get(*method).is_some_and(|r| {
+                                        crate::eval::score::resource_matches(r, &c.resource)
+                                    })
                             })
                             .count() as f64
                             / n as f64

@@ -105,7 +105,7 @@ pub struct RcaCase {
 }
 
 /// Whether a culprit's resource names the fault's (`threads` faults show as `queue`).
-fn resource_matches(resource: &str, fault: &str) -> bool {
+pub(crate) fn resource_matches(resource: &str, fault: &str) -> bool {
     resource == fault || (resource == "queue" && fault == "threads")
 }
 
