@@ -67,6 +67,7 @@ fn window(end: u64, requests: u64, k: u64) -> WindowSnapshot {
                 client_total_ms: calls as f64 * 3.0 * jitter(c),
                 gap_total_ms: calls as f64 * jitter(c),
                 gap_calls: calls,
+                gap_over: Default::default(),
             }
         })
         .collect();

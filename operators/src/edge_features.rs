@@ -7,7 +7,8 @@
 //! worker's batch: calls, errors, and DDSketch quantiles ([`LATENCY_QUANTILES`]) of client,
 //! server and gap latency. Server and gap quantiles cover the calls that have a server side
 //! (zeros when none has: calls to uninstrumented peers). Gaps may be negative (clock skew);
-//! the sketch keeps their sign. Per other callee of the same caller, the calls that
+//! the sketch keeps their sign; the calls with a gap of at least each of [`GAP_LEVELS_MS`]
+//! are counted. Per other callee of the same caller, the calls that
 //! overlapped a call to it from the same caller span (parallel calls; sibling calls in
 //! different windows aren't paired).
 //!
@@ -23,7 +24,7 @@ use sketches_ddsketch::DDSketch;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 
-use crate::records::{EdgeFeatures, LATENCY_QUANTILES, RpcEdge};
+use crate::records::{EdgeFeatures, GAP_LEVELS_MS, LATENCY_QUANTILES, RpcEdge};
 use crate::service_features::ServicePartial;
 use crate::window::{route, sketch_quantiles, window_fold};
 
@@ -46,6 +47,8 @@ pub struct EdgePartial {
     /// Σ gap (may be negative: clock skew), µs, over `gap_calls` calls.
     pub gap_total_us: i64,
     pub gap_calls: u64,
+    /// Of those, the calls with a gap of at least each of [`GAP_LEVELS_MS`].
+    pub gap_over: [u64; GAP_LEVELS_MS.len()],
 }
 
 impl EdgePartial {
@@ -65,6 +68,9 @@ impl EdgePartial {
         if let Some(g) = e.gap_ms {
             self.gap_total_us += (g * 1e3).round() as i64;
             self.gap_calls += 1;
+            for (over, level) in self.gap_over.iter_mut().zip(GAP_LEVELS_MS) {
+                *over += u64::from(g >= level);
+            }
         }
         if let Some(s) = e.server_ms {
             self.server.add(s);
@@ -80,6 +86,9 @@ impl EdgePartial {
         self.client_total_us += o.client_total_us;
         self.gap_total_us += o.gap_total_us;
         self.gap_calls += o.gap_calls;
+        for (over, o) in self.gap_over.iter_mut().zip(o.gap_over) {
+            *over += o;
+        }
         for (m, s) in [
             (&mut self.client, &o.client),
             (&mut self.server, &o.server),
@@ -108,6 +117,7 @@ impl EdgePartial {
             client_total_ms: self.client_total_us as f64 / 1e3,
             gap_total_ms: self.gap_total_us as f64 / 1e3,
             gap_calls: self.gap_calls,
+            gap_over: self.gap_over,
         }
     }
 }

@@ -300,6 +300,12 @@ pub struct RpcEdge {
 
 /// Latency quantiles reported for services, edges and entry points.
 pub const LATENCY_QUANTILES: [f64; 5] = [0.5, 0.75, 0.9, 0.95, 0.99];
+/// The gap levels, ms, at which [`EdgeFeatures::gap_over`] counts calls: 16 ms doubling to
+/// about 4 s, so how often calls are delayed by a given amount can be compared between edges
+/// and ranges without keeping every call.
+pub const GAP_LEVELS_MS: [f64; 9] = [
+    16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
+];
 /// Quantiles across replicas of per-replica resource usage (Sage's "vector of percentiles",
 /// so the shape of the feature doesn't change with the replica count): min, median, p90, max.
 pub const USAGE_QUANTILES: [f64; 4] = [0.0, 0.5, 0.9, 1.0];
@@ -388,6 +394,9 @@ pub struct EdgeFeatures {
     pub gap_total_ms: f64,
     #[serde(default)]
     pub gap_calls: u64,
+    /// Of the `gap_calls`, how many had a gap of at least each of [`GAP_LEVELS_MS`].
+    #[serde(default)]
+    pub gap_over: [u64; GAP_LEVELS_MS.len()],
 }
 
 /// End-to-end latency of one entry point (root server spans) in one window, checked

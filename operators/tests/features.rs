@@ -2,7 +2,7 @@
 
 mod common;
 
-use augur_operators::records::{Resource, Span, SpanKind, WindowSnapshot};
+use augur_operators::records::{GAP_LEVELS_MS, Resource, Span, SpanKind, WindowSnapshot};
 use augur_operators::{
     FeatureParams, Slo, edge_features, features_dataflow, qos_check, service_features,
     trace_assembly,
@@ -173,6 +173,64 @@ fn edge_features_by_hand() {
         );
         assert!(redis.client_ms.iter().all(|v| close(*v, 8.0, ACC)));
         assert_eq!((redis.server_ms, redis.gap_ms), ([0.0; 5], [0.0; 5]));
+    }
+}
+
+/// Calls counted at each gap level they reach, against the gaps the spans were made with.
+#[test]
+fn gap_levels_count_the_calls_that_reach_them() {
+    let gaps = [5u64, 20, 300, 5000];
+    for workers in [1, 2] {
+        let mut spans = Vec::new();
+        for (i, gap) in gaps.iter().enumerate() {
+            let trace = i as u128 + 1;
+            let server = 10;
+            spans.push(span(
+                trace,
+                1,
+                None,
+                "frontend",
+                "fe-0",
+                SpanKind::Server,
+                "/",
+                9900,
+                server + gap + 20,
+            ));
+            spans.push(span(
+                trace,
+                2,
+                Some(1),
+                "frontend",
+                "fe-0",
+                SpanKind::Client,
+                "Get",
+                9890,
+                server + gap,
+            ));
+            spans.push(span(
+                trace,
+                3,
+                Some(2),
+                "backend",
+                "be-0",
+                SpanKind::Server,
+                "Get",
+                9880,
+                server,
+            ));
+        }
+        let out = run(workers, Feed::new(spans, vec![], W), W, |s, _| {
+            edge_features(trace_assembly(s, 10_000).0)
+        });
+        assert_eq!(out.len(), 1, "{out:?}");
+        let edge = &out[0].1;
+        let expected: Vec<u64> = GAP_LEVELS_MS
+            .iter()
+            .map(|level| gaps.iter().filter(|g| **g as f64 >= *level).count() as u64)
+            .collect();
+        assert_eq!(expected, [3, 2, 2, 2, 2, 1, 1, 1, 1]);
+        assert_eq!(edge.gap_over.to_vec(), expected, "{workers} workers");
+        assert_eq!(edge.gap_calls, 4);
     }
 }
 

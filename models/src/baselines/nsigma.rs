@@ -277,6 +277,7 @@ mod ranking_tests {
             client_total_ms: 0.0,
             gap_total_ms: 0.0,
             gap_calls: 0,
+            gap_over: Default::default(),
         }
     }
 

@@ -44,7 +44,9 @@ use std::sync::Arc;
 use augur_operators::{AlertKind, Culprit, Detection, Detector, Resource, WindowSnapshot};
 use serde::{Deserialize, Serialize};
 
-use super::{Diagnosis, EvidenceParams, NormalProfile, Range, Signal, diagnose_ranges, repair};
+use super::{
+    Diagnosis, EvidenceParams, NormalProfile, Range, Signal, delays, diagnose_ranges, repair,
+};
 
 /// Settings of the `evidence` detector (`[detector.evidence]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -484,13 +486,17 @@ fn accounts_for_departure(
 }
 
 /// Whether a diagnosis's top culprit, when named for its network or its own time, rests on
-/// more than one of its units. Network: two or more calls of the edges the service takes
-/// part in, significantly delayed; one call's gap (such as a lost packet's retransmission,
+/// more than one of its units. Network: the calls of the edges the service takes part in
+/// whose gap rose significantly must be delayed more often than the application's calls
+/// are normally delayed as much ([`delays`], at `min_z` less one: the move itself already
+/// stood at `min_z`), by two or more calls. One call's gap (a lost packet's retransmission,
 /// which Linux waits at least 200 ms for, or a connection being set up) is no service's
-/// network, and at a call every 20 s it is all an edge shows. Own time: requests in two or
-/// more windows of the recent range (a rise must then stand without its slowest window);
-/// one slow request of a quiet service is no service's slowness. A real fault shows again
-/// on the next call or request. Always true for other top culprits.
+/// network, and neither are a few such calls where the application's calls show them every
+/// minute. Without delayed calls counted in the normal (a learned normal saved before they
+/// were), two or more delayed calls suffice. Own time: requests in two or more windows of
+/// the recent range (a rise must then stand without its slowest window); one slow request
+/// of a quiet service is no service's slowness. A real fault shows again on the next call
+/// or request. Always true for other top culprits.
 fn corroborated(d: &Diagnosis, normal: &Range, after: &Range, min_z: f64) -> bool {
     let Some(top) = d.culprits.first() else {
         return true;
@@ -506,6 +512,7 @@ fn corroborated(d: &Diagnosis, normal: &Range, after: &Range, min_z: f64) -> boo
         _ => return true,
     }
     let mut calls = 0.0;
+    let mut delayed = Vec::new();
     for (edge, a) in &after.gap {
         if edge.0 != top.service && edge.1 != top.service {
             continue;
@@ -514,9 +521,13 @@ fn corroborated(d: &Diagnosis, normal: &Range, after: &Range, min_z: f64) -> boo
             && super::gap_increase(None, b, a, min_z).is_some()
         {
             calls += a.units();
+            delayed.push(edge);
         }
     }
-    calls >= 2.0
+    match delays::delayed_calls_z(normal, after, delayed, 2.0) {
+        Some(z) => z >= min_z - 1.0,
+        None => calls >= 2.0,
+    }
 }
 
 /// The detection a diagnosis makes: about its top culprit (none without culprits).

@@ -39,6 +39,7 @@
 //!
 //! State: none; a pure function of its input.
 
+mod delays;
 mod detector;
 mod normal;
 mod onset;
@@ -253,6 +254,10 @@ struct Range {
     calls_sq: BTreeMap<(String, String), f64>,
     #[serde(with = "as_pairs")]
     gap: BTreeMap<(String, String), Pooled>,
+    /// Per call edge: the calls with a gap, then of them those with a gap of at least each
+    /// of [`augur_operators::GAP_LEVELS_MS`] ([`delays`]).
+    #[serde(with = "as_pairs", default)]
+    gap_over: BTreeMap<(String, String), [f64; delays::LADDER]>,
     #[serde(with = "as_pairs")]
     client: BTreeMap<(String, String), Pooled>,
     #[serde(with = "as_pairs")]
@@ -342,6 +347,12 @@ impl Range {
         }
         counts(&mut self.operation_requests, &other.operation_requests);
         pooled(&mut self.gap, &other.gap);
+        for (edge, counts) in &other.gap_over {
+            let into = self.gap_over.entry(edge.clone()).or_default();
+            for (a, b) in into.iter_mut().zip(counts) {
+                *a += b;
+            }
+        }
         pooled(&mut self.client, &other.client);
         pooled(&mut self.cpu, &other.cpu);
         pooled(&mut self.traffic, &other.traffic);
@@ -459,8 +470,14 @@ impl Range {
                     .or_default()
                     .add(e.client_total_ms, e.calls as f64);
                 if e.gap_calls > 0 {
+                    let edge = (e.caller.clone(), e.callee.clone());
+                    let over = r.gap_over.entry(edge.clone()).or_default();
+                    over[0] += e.gap_calls as f64;
+                    for (o, c) in over[1..].iter_mut().zip(e.gap_over) {
+                        *o += c as f64;
+                    }
                     r.gap
-                        .entry((e.caller.clone(), e.callee.clone()))
+                        .entry(edge)
                         .or_default()
                         .add(e.gap_total_ms, e.gap_calls as f64);
                 }

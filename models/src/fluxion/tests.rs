@@ -280,6 +280,7 @@ fn snapshot(s: &Sample, window_end: u64, versions: &BTreeMap<&str, &str>) -> Win
                 client_total_ms: 0.0,
                 gap_total_ms: 0.0,
                 gap_calls: 0,
+                gap_over: Default::default(),
             })
         })
         .collect();

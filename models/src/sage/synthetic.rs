@@ -194,6 +194,7 @@ fn chain_window_of(
             client_total_ms: 0.0,
             gap_total_ms: 0.0,
             gap_calls: 0,
+            gap_over: Default::default(),
         })
         .collect();
     let normal: f64 = own.iter().take(n).sum::<f64>() * OWN_MS + 2.0 * GAP_MS * (n as f64 - 1.0);
@@ -287,6 +288,7 @@ pub fn parallel_window(
                 client_total_ms: 0.0,
                 gap_total_ms: 0.0,
                 gap_calls: 0,
+                gap_over: Default::default(),
             }
         })
         .collect();

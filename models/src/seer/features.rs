@@ -276,6 +276,7 @@ mod tests {
             client_total_ms: 0.0,
             gap_total_ms: 0.0,
             gap_calls: 0,
+            gap_over: Default::default(),
         };
         let fe = ServiceFeatures {
             service: "fe".into(),
