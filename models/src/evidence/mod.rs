@@ -348,9 +348,15 @@ impl Range {
         counts(&mut self.operation_requests, &other.operation_requests);
         pooled(&mut self.gap, &other.gap);
         for (edge, counts) in &other.gap_over {
-            let into = self.gap_over.entry(edge.clone()).or_default();
-            for (a, b) in into.iter_mut().zip(counts) {
-                *a += b;
+            match self.gap_over.get_mut(edge) {
+                Some(into) => {
+                    for (a, b) in into.iter_mut().zip(counts) {
+                        *a += b;
+                    }
+                }
+                None => {
+                    self.gap_over.insert(edge.clone(), *counts);
+                }
             }
         }
         pooled(&mut self.client, &other.client);
@@ -448,6 +454,7 @@ impl Range {
         // Counts per edge, keyed by the windows' own names until the end (no copies per
         // window).
         let mut calls: BTreeMap<(&str, &str), (f64, f64)> = BTreeMap::new();
+        let mut gap_over: BTreeMap<(&str, &str), [f64; delays::LADDER]> = BTreeMap::new();
         for w in windows {
             let mut out_client: BTreeMap<&str, f64> = BTreeMap::new();
             let requests: BTreeMap<&str, f64> = w
@@ -470,14 +477,15 @@ impl Range {
                     .or_default()
                     .add(e.client_total_ms, e.calls as f64);
                 if e.gap_calls > 0 {
-                    let edge = (e.caller.clone(), e.callee.clone());
-                    let over = r.gap_over.entry(edge.clone()).or_default();
+                    let over = gap_over
+                        .entry((e.caller.as_str(), e.callee.as_str()))
+                        .or_default();
                     over[0] += e.gap_calls as f64;
                     for (o, c) in over[1..].iter_mut().zip(e.gap_over) {
                         *o += c as f64;
                     }
                     r.gap
-                        .entry(edge)
+                        .entry((e.caller.clone(), e.callee.clone()))
                         .or_default()
                         .add(e.gap_total_ms, e.gap_calls as f64);
                 }
@@ -568,6 +576,10 @@ impl Range {
             }
             r.calls.insert(edge, n);
         }
+        r.gap_over = gap_over
+            .into_iter()
+            .map(|((caller, callee), over)| ((caller.to_string(), callee.to_string()), over))
+            .collect();
         r
     }
 }
