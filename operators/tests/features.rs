@@ -7,7 +7,7 @@ use augur_operators::{
     FeatureParams, Slo, edge_features, features_dataflow, qos_check, service_features,
     trace_assembly,
 };
-use common::{Feed, close, metric, run, span};
+use common::{Feed, close, frontend_calls_backend, metric, run, span};
 
 const W: u64 = 1000;
 /// DDSketch's relative accuracy, with margin.
@@ -98,52 +98,17 @@ fn service_features_by_hand() {
     }
 }
 
-/// One request of `frontend` (root span ending at `end` ms, lasting `root` ms) calling
-/// `backend`: the client span ends 10 ms and the server span 20 ms before the root.
-fn frontend_calls_backend(trace: u128, end: u64, root: u64, client: u64, server: u64) -> [Span; 3] {
-    [
-        span(
-            trace,
-            1,
-            None,
-            "frontend",
-            "fe-0",
-            SpanKind::Server,
-            "/",
-            end,
-            root,
-        ),
-        span(
-            trace,
-            2,
-            Some(1),
-            "frontend",
-            "fe-0",
-            SpanKind::Client,
-            "Get",
-            end - 10,
-            client,
-        ),
-        span(
-            trace,
-            3,
-            Some(2),
-            "backend",
-            "be-0",
-            SpanKind::Server,
-            "Get",
-            end - 20,
-            server,
-        ),
-    ]
-}
-
 #[test]
 fn edge_features_by_hand() {
     for workers in [1, 2] {
         let mut spans = Vec::new();
         for (trace, client, srv) in [(1u128, 50, 40), (2, 30, 25)] {
-            spans.extend(frontend_calls_backend(trace, 300, 80, client, srv));
+            spans.extend(frontend_calls_backend(
+                trace,
+                (300, 80),
+                (290, client),
+                (280, srv),
+            ));
         }
         let mut peer = span(
             3,
@@ -194,10 +159,9 @@ fn gap_levels_count_the_calls_that_reach_them() {
             let server = 10;
             spans.extend(frontend_calls_backend(
                 i as u128 + 1,
-                9900,
-                server + gap + 20,
-                server + gap,
-                server,
+                (9900, server + gap + 20),
+                (9890, server + gap),
+                (9880, server),
             ));
         }
         let out = run(workers, Feed::new(spans, vec![], W), W, |s, _| {

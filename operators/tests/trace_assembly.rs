@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use augur_operators::records::{RpcEdge, SpanKind};
 use augur_operators::trace_assembly::{TraceAssemblyStats, trace_assembly};
-use common::{Feed, run, run_with_hook, span};
+use common::{Feed, frontend_calls_backend, run, run_with_hook, span};
 
 const W: u64 = 100;
 
@@ -31,41 +31,12 @@ fn client_server_trace(
     server_end: u64,
     client_end: u64,
 ) -> Vec<augur_operators::Span> {
-    vec![
-        span(
-            trace,
-            1,
-            None,
-            "frontend",
-            "fe-0",
-            SpanKind::Server,
-            "/home",
-            client_end + 5,
-            70,
-        ),
-        span(
-            trace,
-            2,
-            Some(1),
-            "frontend",
-            "fe-0",
-            SpanKind::Client,
-            "GetUser",
-            client_end,
-            50,
-        ),
-        span(
-            trace,
-            3,
-            Some(2),
-            "backend",
-            "be-0",
-            SpanKind::Server,
-            "GetUser",
-            server_end,
-            40,
-        ),
-    ]
+    frontend_calls_backend(
+        trace,
+        (client_end + 5, 70),
+        (client_end, 50),
+        (server_end, 40),
+    )
 }
 
 fn check_client_server(e: &RpcEdge, trace: u128) {

@@ -40,6 +40,51 @@ pub fn span(
     }
 }
 
+/// A `frontend` request calling `backend` once: root server span 1 (`/home`) → client
+/// span 2 → backend server span 3 (`GetUser`), each given as (end ms, duration ms).
+pub fn frontend_calls_backend(
+    trace: u128,
+    (root_end, root_ms): (u64, u64),
+    (client_end, client_ms): (u64, u64),
+    (server_end, server_ms): (u64, u64),
+) -> Vec<Span> {
+    vec![
+        span(
+            trace,
+            1,
+            None,
+            "frontend",
+            "fe-0",
+            SpanKind::Server,
+            "/home",
+            root_end,
+            root_ms,
+        ),
+        span(
+            trace,
+            2,
+            Some(1),
+            "frontend",
+            "fe-0",
+            SpanKind::Client,
+            "GetUser",
+            client_end,
+            client_ms,
+        ),
+        span(
+            trace,
+            3,
+            Some(2),
+            "backend",
+            "be-0",
+            SpanKind::Server,
+            "GetUser",
+            server_end,
+            server_ms,
+        ),
+    ]
+}
+
 pub fn metric(
     service: &str,
     instance: &str,
