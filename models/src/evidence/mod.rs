@@ -318,61 +318,57 @@ mod as_pairs {
 impl Range {
     /// Pools `other`'s windows into this range.
     fn absorb(&mut self, other: &Range) {
-        fn pooled<K: Ord + Clone>(into: &mut BTreeMap<K, Pooled>, from: &BTreeMap<K, Pooled>) {
-            for (k, p) in from {
-                into.entry(k.clone()).or_default().absorb(p);
-            }
-        }
-        fn counts<K: Ord + Clone>(into: &mut BTreeMap<K, f64>, from: &BTreeMap<K, f64>) {
-            for (k, c) in from {
-                *into.entry(k.clone()).or_default() += c;
-            }
-        }
-        fn shares(into: &mut BTreeMap<String, (f64, f64)>, from: &BTreeMap<String, (f64, f64)>) {
-            for (k, (a, b)) in from {
-                let e = into.entry(k.clone()).or_default();
-                e.0 += a;
-                e.1 += b;
-            }
-        }
-        pooled(&mut self.self_time, &other.self_time);
-        pooled(&mut self.latency, &other.latency);
-        shares(&mut self.errors, &other.errors);
-        counts(&mut self.requests, &other.requests);
-        counts(&mut self.calls, &other.calls);
-        counts(&mut self.calls_sq, &other.calls_sq);
-        counts(&mut self.transitions, &other.transitions);
-        for (service, ops) in &other.operations {
-            counts(self.operations.entry(service.clone()).or_default(), ops);
-        }
-        counts(&mut self.operation_requests, &other.operation_requests);
-        pooled(&mut self.gap, &other.gap);
-        for (edge, counts) in &other.gap_over {
-            match self.gap_over.get_mut(edge) {
-                Some(into) => {
-                    for (a, b) in into.iter_mut().zip(counts) {
-                        *a += b;
-                    }
-                }
-                None => {
-                    self.gap_over.insert(edge.clone(), *counts);
+        /// Adds each of `from`'s values into `into`'s under the same key; a key is copied
+        /// only when `into` lacks it (a long-term normal absorbs every window).
+        fn merge<K: Ord + Clone, V: Default>(
+            into: &mut BTreeMap<K, V>,
+            from: &BTreeMap<K, V>,
+            add: impl Fn(&mut V, &V),
+        ) {
+            for (k, v) in from {
+                match into.get_mut(k) {
+                    Some(slot) => add(slot, v),
+                    None => add(into.entry(k.clone()).or_default(), v),
                 }
             }
         }
-        pooled(&mut self.client, &other.client);
-        pooled(&mut self.cpu, &other.cpu);
-        pooled(&mut self.traffic, &other.traffic);
-        pooled(&mut self.memory, &other.memory);
-        pooled(&mut self.disk, &other.disk);
-        shares(&mut self.logs, &other.logs);
-        for (k, (c, text)) in &other.templates {
-            let e = self
-                .templates
-                .entry(k.clone())
-                .or_insert_with(|| (0.0, String::new()));
-            e.0 += c;
-            e.1.clone_from(text);
-        }
+        let pooled = |into: &mut Pooled, p: &Pooled| into.absorb(p);
+        let count = |into: &mut f64, c: &f64| *into += c;
+        let share = |into: &mut (f64, f64), s: &(f64, f64)| {
+            into.0 += s.0;
+            into.1 += s.1;
+        };
+        merge(&mut self.self_time, &other.self_time, pooled);
+        merge(&mut self.latency, &other.latency, pooled);
+        merge(&mut self.errors, &other.errors, share);
+        merge(&mut self.requests, &other.requests, count);
+        merge(&mut self.calls, &other.calls, count);
+        merge(&mut self.calls_sq, &other.calls_sq, count);
+        merge(&mut self.transitions, &other.transitions, count);
+        merge(&mut self.operations, &other.operations, |into, ops| {
+            merge(into, ops, count)
+        });
+        merge(
+            &mut self.operation_requests,
+            &other.operation_requests,
+            count,
+        );
+        merge(&mut self.gap, &other.gap, pooled);
+        merge(&mut self.gap_over, &other.gap_over, |into, over| {
+            for (a, b) in into.iter_mut().zip(over) {
+                *a += b;
+            }
+        });
+        merge(&mut self.client, &other.client, pooled);
+        merge(&mut self.cpu, &other.cpu, pooled);
+        merge(&mut self.traffic, &other.traffic, pooled);
+        merge(&mut self.memory, &other.memory, pooled);
+        merge(&mut self.disk, &other.disk, pooled);
+        merge(&mut self.logs, &other.logs, share);
+        merge(&mut self.templates, &other.templates, |into, (c, text)| {
+            into.0 += c;
+            into.1.clone_from(text);
+        });
         self.windows += other.windows;
     }
 
