@@ -90,7 +90,7 @@ fn diagnose_names_the_faulty_service_with_and_without_span_kinds() {
     );
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no requests before"),
+        String::from_utf8_lossy(&out.stderr).contains("no telemetry before"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -429,4 +429,38 @@ fn pod_metrics_join_spans_whose_sdk_names_its_own_instance() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("demo-tier-2 → tier-2"), "{stderr}");
     assert_top_is_tier_2_with_its_cpu(&d);
+}
+
+/// An application without tracing: with the traces file removed, `diagnose` ranks from the
+/// metrics alone and says what is not measured, and `eval --cases` scores the case. A
+/// moment with telemetry on both sides and nothing moved is an answer, not an error.
+#[test]
+fn without_traces_the_metrics_name_the_faulty_service() {
+    let tmp = tempfile::tempdir().unwrap();
+    let case = simulate_case(tmp.path(), "cases/untraced");
+    std::fs::remove_file(case.join("traces.otlp.jsonl")).unwrap();
+    let (d, out) = diagnose_json(&case, &fault_start(&case).to_string(), tmp.path());
+    assert_top_is_tier_2_with_its_cpu(&d);
+    assert_eq!(d["culprits"][0]["resource"], "cpu", "{d:#}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("span shape: no spans"), "{stderr}");
+
+    // The minute after this moment ends before the fault.
+    let quiet = (fault_start(&case) - 61_000).to_string();
+    let (d, _) = diagnose_json(&case, &quiet, tmp.path());
+    assert!(d["culprits"].as_array().unwrap().is_empty(), "{d:#}");
+
+    let report = ok(&augur(
+        &[
+            "eval",
+            "--cases",
+            tmp.path().join("cases").to_str().unwrap(),
+            "--json",
+        ],
+        tmp.path(),
+    ));
+    let r: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let cases = r["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 1, "{r:#}");
+    assert_eq!(cases[0]["ranks"]["diagnose"], 1, "{r:#}");
 }

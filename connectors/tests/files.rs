@@ -321,3 +321,62 @@ fn a_file_cut_off_mid_frame_is_read_up_to_the_cut() {
     );
     assert!(dead[0].source.ends_with("traces.otlp.jsonl.zst"));
 }
+
+/// An application without tracing: a directory with metrics and logs and no traces file is
+/// an input, read by every worker of two (each line decoded once); one with none of the
+/// three files says which it looked for.
+#[test]
+fn a_directory_without_traces_is_read_from_its_metrics_and_logs() {
+    use augur_connectors::files::{FileSource, input_files};
+    use augur_connectors::otlp::MetricNames;
+    use augur_connectors::source::{Batch, SourceState, WorkerSource};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gauge = |t: u64| {
+        format!(
+            r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"cart"}}}}]}},"scopeMetrics":[{{"metrics":[{{"name":"container.cpu.utilization","gauge":{{"dataPoints":[{{"timeUnixNano":"{t}000000000","asDouble":0.5}}]}}}}]}}]}}]}}"#
+        )
+    };
+    let log = |t: u64| {
+        format!(
+            r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"cart"}}}}]}},"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"{t}000000000","severityText":"ERROR","body":{{"stringValue":"cart store unreachable"}}}}]}}]}}]}}"#
+        )
+    };
+    let metrics: Vec<String> = (1..=5).map(gauge).collect();
+    let logs: Vec<String> = (1..=3).map(log).collect();
+    std::fs::write(dir.path().join("metrics.otlp.jsonl"), metrics.join("\n")).expect("writes");
+    std::fs::write(dir.path().join("logs.otlp.jsonl"), logs.join("\n")).expect("writes");
+
+    let files = input_files(dir.path()).expect("an input");
+    assert_eq!(files.traces, None);
+    assert_eq!(files.metrics, Some(dir.path().join("metrics.otlp.jsonl")));
+    assert_eq!(files.logs, Some(dir.path().join("logs.otlp.jsonl")));
+    let (mut points, mut records) = (0, 0);
+    for index in 0..2 {
+        let mut source =
+            FileSource::open(dir.path(), MetricNames::default(), index, 2).expect("opens");
+        let mut batch = Batch::default();
+        let mut polls = 0;
+        while !matches!(
+            source.poll(&mut batch).expect("polls"),
+            SourceState::Exhausted
+        ) {
+            polls += 1;
+            assert!(polls < 1000, "the source never finished");
+        }
+        assert!(batch.spans.is_empty());
+        assert!(batch.dead.is_empty(), "{:?}", batch.dead);
+        points += batch.metrics.len();
+        records += batch.logs.len();
+    }
+    assert_eq!((points, records), (5, 3));
+
+    let empty = tempfile::tempdir().expect("tempdir");
+    let e = input_files(empty.path()).unwrap_err();
+    assert!(matches!(e, FileError::NoInputs { .. }), "{e}");
+    let msg = e.to_string();
+    for file in ["traces.otlp.jsonl", "metrics.otlp.jsonl", "logs.otlp.jsonl"] {
+        assert!(msg.contains(file), "{msg}");
+    }
+    assert!(FileSource::open(empty.path(), MetricNames::default(), 0, 1).is_err());
+}

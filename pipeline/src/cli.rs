@@ -126,7 +126,8 @@ pub struct DiagnoseArgs {
     /// The moment to explain (RFC 3339, or ms since the epoch), e.g. when an incident began.
     #[arg(long)]
     pub at: String,
-    /// Directory with traces.otlp.jsonl[.zst|.gz] and metrics.otlp.jsonl[...].
+    /// Directory with traces.otlp.jsonl[.zst|.gz], metrics.otlp.jsonl[...] and
+    /// logs.otlp.jsonl[...] (any of them: without traces, metrics and logs alone are read).
     #[arg(long, required_unless_present = "brokers")]
     pub input: Option<PathBuf>,
     #[command(flatten)]
@@ -310,7 +311,8 @@ pub struct ReplayArgs {
     pub job: JobArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Directory with traces.otlp.jsonl[.zst|.gz] and metrics.otlp.jsonl[...].
+    /// Directory with traces.otlp.jsonl[.zst|.gz], metrics.otlp.jsonl[...] and
+    /// logs.otlp.jsonl[...] (any of them: without traces, metrics and logs alone are read).
     #[arg(long, required_unless_present = "brokers")]
     pub input: Option<PathBuf>,
     #[command(flatten)]

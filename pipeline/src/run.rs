@@ -312,9 +312,7 @@ where
         bar.finish_and_clear();
     }
     if !options.quiet {
-        if let Some(shape) = stats.span_shape() {
-            eprintln!("{shape}");
-        }
+        eprintln!("{}", stats.span_shape());
         if let Some(ignored) = stats.ignored_metrics_line() {
             eprintln!("{ignored}");
         }

@@ -144,12 +144,16 @@ impl JobStats {
         std::array::from_fn(|i| (names[i], self.span_kinds[i].load(Ordering::Relaxed)))
     }
 
-    /// The instrumentation shape the spans so far show, in one line; `None` before any span.
-    pub fn span_shape(&self) -> Option<String> {
+    /// The instrumentation shape the spans so far show, in one line; with no span, that
+    /// there are none (an application without tracing, or the wrong input), as what is
+    /// not measured then is much.
+    pub fn span_shape(&self) -> String {
         let n = self.span_kind_counts().map(|(_, k)| k);
         let total: u64 = n.iter().sum();
         if total == 0 {
-            return None;
+            return "span shape: no spans: requests, latency, calls and network gaps are not \
+                    measured; moves are read from metrics and logs only"
+                .to_string();
         }
         let kindless = n[SpanKind::Unspecified as usize];
         let (server, client) = (n[SpanKind::Server as usize], n[SpanKind::Client as usize]);
@@ -171,7 +175,7 @@ impl JobStats {
             .filter(|(_, k)| *k > 0)
             .map(|(name, k)| format!("{k} {name}"))
             .collect();
-        Some(format!("span shape: {shape} ({})", counts.join(", ")))
+        format!("span shape: {shape} ({})", counts.join(", "))
     }
 
     /// Summed progress over workers.

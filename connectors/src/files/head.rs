@@ -5,13 +5,13 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::lines::{FileError, LineReader, find_input};
+use super::lines::{FileError, LineReader};
 use super::source::input_files;
 use crate::otlp::{MetricNames, decode_logs_json, decode_metrics_json, decode_traces_json};
 
 /// The `service.name`s of the spans, metric points (of the metrics `names` reads) and log
-/// records in the first `lines` lines of each of the directory's files. A missing input
-/// file is an error; lines that don't decode are skipped, and a file that can't be read
+/// records in the first `lines` lines of each of the directory's files. A directory with
+/// none of them is an error; lines that don't decode are skipped, and a file that can't be read
 /// further (a truncated compressed file) is read up to there: the replay itself counts
 /// them and sends them to the dead letters, or fails saying why.
 pub fn services_in_head(
@@ -19,7 +19,7 @@ pub fn services_in_head(
     lines: usize,
     names: &MetricNames,
 ) -> Result<BTreeSet<String>, FileError> {
-    let (traces, metrics) = input_files(dir)?;
+    let files = input_files(dir)?;
     let mut services = BTreeSet::new();
     let mut line = Vec::new();
     let mut each_line = |path: &Path, decode: &mut dyn FnMut(&[u8], &mut BTreeSet<String>)| {
@@ -33,19 +33,23 @@ pub fn services_in_head(
             }
         }
     };
-    let mut spans = Vec::new();
-    each_line(&traces, &mut |line, seen| {
-        let _ = decode_traces_json(line, &mut spans);
-        seen.extend(spans.drain(..).map(|s| s.service));
-    });
-    let mut points = Vec::new();
-    each_line(&metrics, &mut |line, seen| {
-        let _ = decode_metrics_json(line, names, &mut points);
-        seen.extend(points.drain(..).map(|p| p.service));
-    });
-    if let Ok(logs) = find_input(dir, "logs.otlp") {
+    if let Some(traces) = &files.traces {
+        let mut spans = Vec::new();
+        each_line(traces, &mut |line, seen| {
+            let _ = decode_traces_json(line, &mut spans);
+            seen.extend(spans.drain(..).map(|s| s.service));
+        });
+    }
+    if let Some(metrics) = &files.metrics {
+        let mut points = Vec::new();
+        each_line(metrics, &mut |line, seen| {
+            let _ = decode_metrics_json(line, names, &mut points);
+            seen.extend(points.drain(..).map(|p| p.service));
+        });
+    }
+    if let Some(logs) = &files.logs {
         let mut records = Vec::new();
-        each_line(&logs, &mut |line, seen| {
+        each_line(logs, &mut |line, seen| {
             let _ = decode_logs_json(line, &mut records);
             seen.extend(records.drain(..).map(|r| r.service));
         });
@@ -86,6 +90,19 @@ mod tests {
             ["a", "b", "l", "m"].map(String::from)
         );
         assert!(services_in_head(&dir.path().join("missing"), 3, &names).is_err());
+
+        // No tracing: the metrics' services.
+        let untraced = tempfile::tempdir().unwrap();
+        std::fs::write(
+            untraced.path().join("metrics.otlp.jsonl"),
+            metrics.join("\n"),
+        )
+        .unwrap();
+        let seen = services_in_head(untraced.path(), 3, &names).unwrap();
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            ["m"].map(String::from)
+        );
 
         // A compressed traces file cut off after its first lines (the Collector stopped
         // mid-frame): what was read counts.

@@ -26,6 +26,11 @@ pub enum FileError {
     Write { path: PathBuf, source: io::Error },
     #[error("no input {stem}.jsonl, {stem}.jsonl.zst or {stem}.jsonl.gz in {}", dir.display())]
     NotFound { dir: PathBuf, stem: String },
+    #[error(
+        "no input in {}: none of traces.otlp.jsonl, metrics.otlp.jsonl or logs.otlp.jsonl (each may end in .zst or .gz)",
+        dir.display()
+    )]
+    NoInputs { dir: PathBuf },
     #[error("{}: no such directory", dir.display())]
     NoDirectory { dir: PathBuf },
     #[error("{}: not a directory (the input is the directory that holds the files)", dir.display())]

@@ -8,4 +8,4 @@ mod source;
 
 pub use head::services_in_head;
 pub use lines::{FileError, LineReader, LineWriter, find_input};
-pub use source::{FileSource, input_files};
+pub use source::{FileSource, InputFiles, input_files};

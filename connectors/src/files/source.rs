@@ -1,8 +1,8 @@
 //! Replay of recorded OTLP JSON-lines files (`traces.otlp.jsonl[.zst|.gz]`,
-//! `metrics.otlp.jsonl[...]` and, if present, `logs.otlp.jsonl[...]` in a directory), as
-//! fast as possible.
+//! `metrics.otlp.jsonl[...]` and `logs.otlp.jsonl[...]` in a directory, whichever are
+//! there: an application without tracing has metrics and logs only), as fast as possible.
 //!
-//! Every worker reads both files but decodes only the lines `line % workers == index`, so
+//! Every worker reads every file but decodes only the lines `line % workers == index`, so
 //! decoding — the expensive part — is spread over workers. Each file is a partition with
 //! its own watermark; the worker reads from whichever file is further behind in event time.
 //! A file that can't be read to its end (a compressed file cut off mid-frame) is read up
@@ -18,12 +18,16 @@ use crate::source::{Batch, PartitionWatermarks, SourceError, SourceState, Worker
 /// Lines read per poll per partition: bounds the batch size.
 const LINES_PER_POLL: usize = 64;
 
-const TRACES: usize = 0;
-const METRICS: usize = 1;
-const LOGS: usize = 2;
+/// What a file of a recorded directory holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
 
 pub struct FileSource {
-    readers: Vec<(PathBuf, LineReader)>,
+    readers: Vec<(Signal, PathBuf, LineReader)>,
     watermarks: PartitionWatermarks,
     names: MetricNames,
     /// Counters' previous points, for their rates.
@@ -33,12 +37,34 @@ pub struct FileSource {
     line: Vec<u8>,
 }
 
-/// The two input files of a recorded directory.
-pub fn input_files(dir: &Path) -> Result<(PathBuf, PathBuf), FileError> {
-    Ok((
-        find_input(dir, "traces.otlp")?,
-        find_input(dir, "metrics.otlp")?,
-    ))
+/// The input files of a recorded directory, each `None` when the directory has none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputFiles {
+    pub traces: Option<PathBuf>,
+    pub metrics: Option<PathBuf>,
+    pub logs: Option<PathBuf>,
+}
+
+/// The input files of a recorded directory: at least one of traces, metrics and logs
+/// ([`FileError::NoInputs`] when it has none; a missing or non-directory path is its own
+/// error).
+pub fn input_files(dir: &Path) -> Result<InputFiles, FileError> {
+    let find = |stem: &str| match find_input(dir, stem) {
+        Ok(path) => Ok(Some(path)),
+        Err(FileError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    };
+    let files = InputFiles {
+        traces: find("traces.otlp")?,
+        metrics: find("metrics.otlp")?,
+        logs: find("logs.otlp")?,
+    };
+    if files.traces.is_none() && files.metrics.is_none() && files.logs.is_none() {
+        return Err(FileError::NoInputs {
+            dir: dir.to_owned(),
+        });
+    }
+    Ok(files)
 }
 
 impl FileSource {
@@ -48,12 +74,17 @@ impl FileSource {
         index: usize,
         peers: usize,
     ) -> Result<Self, FileError> {
-        let (traces, metrics) = input_files(dir)?;
-        let logs = find_input(dir, "logs.otlp").ok();
+        let files = input_files(dir)?;
         let mut readers = Vec::new();
-        for path in [traces, metrics].into_iter().chain(logs) {
-            let reader = LineReader::open(&path)?;
-            readers.push((path, reader));
+        for (signal, path) in [
+            (Signal::Traces, files.traces),
+            (Signal::Metrics, files.metrics),
+            (Signal::Logs, files.logs),
+        ] {
+            if let Some(path) = path {
+                let reader = LineReader::open(&path)?;
+                readers.push((signal, path, reader));
+            }
         }
         Ok(FileSource {
             watermarks: PartitionWatermarks::new(readers.len()),
@@ -72,7 +103,8 @@ impl WorkerSource for FileSource {
         let Some(partition) = self.watermarks.slowest() else {
             return Ok(SourceState::Exhausted);
         };
-        let (path, reader) = &mut self.readers[partition];
+        let (signal, path, reader) = &mut self.readers[partition];
+        let signal = *signal;
         for _ in 0..LINES_PER_POLL {
             let line_no = match reader.next_line(&mut self.line) {
                 Ok(Some(line_no)) => line_no,
@@ -113,34 +145,36 @@ impl WorkerSource for FileSource {
                 });
                 continue;
             }
-            let decoded = if partition == TRACES {
-                let before = batch.spans.len();
-                let result = decode_traces_json(&self.line, &mut batch.spans);
-                for span in &batch.spans[before..] {
-                    self.watermarks.observe(TRACES, span.event_ms());
+            let decoded = match signal {
+                Signal::Traces => {
+                    let before = batch.spans.len();
+                    let result = decode_traces_json(&self.line, &mut batch.spans);
+                    for span in &batch.spans[before..] {
+                        self.watermarks.observe(partition, span.event_ms());
+                    }
+                    result
                 }
-                result
-            } else if partition == LOGS {
-                let before = batch.logs.len();
-                let result = decode_logs_json(&self.line, &mut batch.logs);
-                for record in &batch.logs[before..] {
-                    self.watermarks.observe(LOGS, record.event_ms());
+                Signal::Logs => {
+                    let before = batch.logs.len();
+                    let result = decode_logs_json(&self.line, &mut batch.logs);
+                    for record in &batch.logs[before..] {
+                        self.watermarks.observe(partition, record.event_ms());
+                    }
+                    result
                 }
-                result
-            } else {
-                debug_assert_eq!(partition, METRICS);
-                let before = batch.metrics.len();
-                let result = decode_metrics_json(&self.line, &self.names, &mut batch.metrics).map(
-                    |decoded| {
-                        self.rates.extend(&decoded.cumulative, &mut batch.metrics);
-                        batch.ignored_metrics.extend(decoded.ignored_names);
-                        decoded.errors
-                    },
-                );
-                for point in &batch.metrics[before..] {
-                    self.watermarks.observe(METRICS, point.event_ms());
+                Signal::Metrics => {
+                    let before = batch.metrics.len();
+                    let result = decode_metrics_json(&self.line, &self.names, &mut batch.metrics)
+                        .map(|decoded| {
+                            self.rates.extend(&decoded.cumulative, &mut batch.metrics);
+                            batch.ignored_metrics.extend(decoded.ignored_names);
+                            decoded.errors
+                        });
+                    for point in &batch.metrics[before..] {
+                        self.watermarks.observe(partition, point.event_ms());
+                    }
+                    result
                 }
-                result
             };
             match decoded {
                 Ok(record_errors) => {
@@ -174,9 +208,11 @@ impl WorkerSource for FileSource {
     }
 
     fn progress(&self) -> (u64, u64) {
-        self.readers.iter().fold((0, 0), |(done, total), (_, r)| {
-            let (d, t) = r.progress();
-            (done + d, total + t)
-        })
+        self.readers
+            .iter()
+            .fold((0, 0), |(done, total), (_, _, r)| {
+                let (d, t) = r.progress();
+                (done + d, total + t)
+            })
     }
 }

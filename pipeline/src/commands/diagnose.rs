@@ -50,14 +50,19 @@ pub fn run(args: &DiagnoseArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", table(&d, &params));
     }
-    if d.culprits.is_empty() && (d.windows_before == 0 || d.windows_after == 0) {
+    // A moment outside the data is an error; one inside it with no requests on a side
+    // (an application without tracing, a gap in its traces) is read from metrics and logs.
+    let telemetry = |from: u64, to: u64| {
+        windows
+            .iter()
+            .any(|w| w.window_end > from && w.window_end <= to)
+    };
+    let before = telemetry(at.saturating_sub(params.before_ms), at);
+    let after = telemetry(at, at + params.after_ms);
+    if d.culprits.is_empty() && !(before && after) {
         anyhow::bail!(
-            "no requests {} {}: the input covers {}",
-            if d.windows_before == 0 {
-                "before"
-            } else {
-                "after"
-            },
+            "no telemetry {} {}: the input covers {}",
+            if before { "after" } else { "before" },
             augur_operators::decide::rfc3339(at),
             coverage(&windows)
         );
@@ -310,10 +315,11 @@ pub fn table(d: &Diagnosis, params: &EvidenceParams) -> String {
     }
     if d.culprits.is_empty() {
         let _ = writeln!(out, "no service's own signals moved significantly");
-    } else if d.windows_before == 0 || d.windows_after == 0 {
+    }
+    if d.windows_before == 0 || d.windows_after == 0 {
         let _ = writeln!(
             out,
-            "no requests {}: ranked from metrics and logs only",
+            "no requests {}: read from metrics and logs only",
             if d.windows_before == 0 {
                 "before"
             } else {

@@ -92,15 +92,15 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
     let config = load_config(args.job.config.as_deref())?;
     let CaseDirs {
         cases: dirs,
-        without_traces,
+        without_inputs,
     } = case_dirs(dir)?;
-    if !without_traces.is_empty() {
-        let names: Vec<String> = without_traces
+    if !without_inputs.is_empty() {
+        let names: Vec<String> = without_inputs
             .iter()
             .map(|d| d.strip_prefix(dir).unwrap_or(d).display().to_string())
             .collect();
         eprintln!(
-            "skipped {} director{} with labels.json and no traces.otlp.jsonl[.zst|.gz]: {}",
+            "skipped {} director{} with labels.json and no traces, metrics or logs (traces.otlp.jsonl, metrics.otlp.jsonl, logs.otlp.jsonl, each may end in .zst or .gz): {}",
             names.len(),
             if names.len() == 1 { "y" } else { "ies" },
             crate::display::listed(&names, 8)
@@ -108,7 +108,7 @@ pub fn run(args: &EvalArgs, dir: &Path) -> anyhow::Result<()> {
     }
     if dirs.is_empty() {
         anyhow::bail!(
-            "no case under {}: a case is a directory with labels.json and traces.otlp.jsonl[.zst|.gz]",
+            "no case under {}: a case is a directory with labels.json and traces.otlp.jsonl, metrics.otlp.jsonl or logs.otlp.jsonl (each may end in .zst or .gz)",
             dir.display()
         );
     }
@@ -264,22 +264,23 @@ pub fn alerts_before(results: &[CaseResult]) -> Vec<AlertsBefore> {
 /// The case directories under a directory.
 #[derive(Debug, PartialEq)]
 struct CaseDirs {
-    /// With a labels.json and a traces file, sorted.
+    /// With a labels.json and a traces, metrics or logs file, sorted. A case without
+    /// traces is diagnosed from its metrics and logs.
     cases: Vec<PathBuf>,
-    /// With a labels.json and no traces file (a case recorded in part, or its traces under
-    /// another name), sorted: said, not silently passed over.
-    without_traces: Vec<PathBuf>,
+    /// With a labels.json and none of those files (files under other names), sorted: said,
+    /// not silently passed over.
+    without_inputs: Vec<PathBuf>,
 }
 
 /// The case directories under `dir` (itself included), at any depth.
 fn case_dirs(dir: &Path) -> anyhow::Result<CaseDirs> {
     let mut out = Vec::new();
-    let mut without_traces = Vec::new();
+    let mut without_inputs = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let entries = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
         let mut has_labels = false;
-        let mut has_traces = false;
+        let mut has_inputs = false;
         for e in entries {
             let e = e.with_context(|| format!("reading {}", d.display()))?;
             let path = e.path();
@@ -289,21 +290,24 @@ fn case_dirs(dir: &Path) -> anyhow::Result<CaseDirs> {
                 stack.push(path);
             } else if name == "labels.json" {
                 has_labels = true;
-            } else if name.starts_with("traces.otlp.jsonl") {
-                has_traces = true;
+            } else if ["traces", "metrics", "logs"]
+                .iter()
+                .any(|signal| name.starts_with(&format!("{signal}.otlp.jsonl")))
+            {
+                has_inputs = true;
             }
         }
-        match (has_labels, has_traces) {
+        match (has_labels, has_inputs) {
             (true, true) => out.push(d),
-            (true, false) => without_traces.push(d),
+            (true, false) => without_inputs.push(d),
             _ => {}
         }
     }
     out.sort();
-    without_traces.sort();
+    without_inputs.sort();
     Ok(CaseDirs {
         cases: out,
-        without_traces,
+        without_inputs,
     })
 }
 
@@ -410,7 +414,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn case_dirs_are_found_at_any_depth_and_labels_without_traces_are_said() {
+    fn case_dirs_are_found_at_any_depth_and_labels_without_inputs_are_said() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         for (dir, files) in [
@@ -421,6 +425,11 @@ mod tests {
                 &["traces.otlp.jsonl.zst", "metrics.otlp.jsonl"][..],
             ),
             ("app/c", &["labels.json", "traces.otlp.jsonl.zst"][..]),
+            // No tracing: metrics and logs only.
+            (
+                "app/d",
+                &["labels.json", "metrics.otlp.jsonl.gz", "logs.otlp.jsonl"][..],
+            ),
         ] {
             std::fs::create_dir_all(root.join(dir)).unwrap();
             for f in files {
@@ -430,8 +439,8 @@ mod tests {
         assert_eq!(
             case_dirs(root).unwrap(),
             CaseDirs {
-                cases: vec![root.join("a"), root.join("app/c")],
-                without_traces: vec![root.join("b")],
+                cases: vec![root.join("a"), root.join("app/c"), root.join("app/d")],
+                without_inputs: vec![root.join("b")],
             }
         );
     }
