@@ -34,7 +34,8 @@
 //! application's services, edges and log templates, not by time. A window that was part of
 //! a detection never joins either normal, so a lasting fault does not become normal while it
 //! lasts. Nothing is diagnosed until the
-//! recent range is full and the normal holds `min_normal_windows` windows with requests,
+//! recent range is full and the normal holds `min_normal_windows` windows with requests
+//! (until a request is seen, windows with any record: an application without tracing),
 //! a learned normal's windows counting: with the defaults, the first diagnosis can come
 //! 20 s after the job starts seeing traffic with a learned normal, 50 s without.
 
@@ -56,7 +57,8 @@ pub struct EvidenceDetectorConfig {
     pub before_ms: u64,
     /// The recent range examined every window, ms. Default 20000.
     pub recent_ms: u64,
-    /// Windows with requests the normal needs before anything is diagnosed. Default 30.
+    /// Windows with requests the normal needs before anything is diagnosed (windows with
+    /// any metric sample or log record, for an application without tracing). Default 30.
     pub min_normal_windows: usize,
     /// Smallest z of a move that counts. Default 4 (every service and signal is tested
     /// every window: a stricter bar than a one-off `augur diagnose`).
@@ -147,6 +149,8 @@ pub struct EvidenceDetector {
     run_detected: bool,
     /// Start of the first window seen.
     started: Option<u64>,
+    /// Whether any window has had a request (the application is traced).
+    traced: bool,
     long_normal: LongNormal,
     /// The end of the last window observed, and the diagnosis of the move it found pending
     /// (with whether it accounted for the departure), if it did.
@@ -177,8 +181,14 @@ impl LongNormal {
         self.newer.absorb(&Range::of(std::iter::once(window)));
     }
 
-    fn windows(&self) -> usize {
-        self.older.windows + self.newer.windows
+    /// Its windows with a request, or, for an application without tracing (`traced`
+    /// false), with any record.
+    fn windows(&self, traced: bool) -> usize {
+        if traced {
+            self.older.windows + self.newer.windows
+        } else {
+            self.older.telemetry_windows + self.newer.telemetry_windows
+        }
     }
 
     /// Both halves pooled.
@@ -198,16 +208,24 @@ impl EvidenceDetector {
             moving_since: None,
             run_detected: false,
             started: None,
+            traced: false,
             long_normal: LongNormal::default(),
             previous: None,
         }
     }
 
+    /// The normal's windows with a request; until a request is seen (an application
+    /// without tracing), its windows with any record: metrics and logs are then the
+    /// application's only telemetry, and the detector diagnoses from them.
     fn normal_windows(&self) -> usize {
-        self.normal
-            .iter()
-            .filter(|w| w.services.iter().any(|s| s.requests > 0))
-            .count()
+        let counted = |w: &&WindowSnapshot| {
+            if self.traced {
+                w.services.iter().any(|s| s.requests > 0)
+            } else {
+                !w.services.is_empty() || !w.logs.is_empty()
+            }
+        };
+        self.normal.iter().filter(counted).count()
     }
 }
 
@@ -295,6 +313,7 @@ impl EvidenceDetector {
     /// application's departure (`min_explained`).
     fn diagnose(&mut self, window: &WindowSnapshot) -> Option<(Diagnosis, bool)> {
         let now = window.window_end;
+        self.traced |= window.services.iter().any(|s| s.requests > 0);
         self.recent.push_back((window.clone(), false));
         // Windows leaving the recent range join the normal unless they were detected.
         while let Some((w, _)) = self.recent.front()
@@ -321,7 +340,7 @@ impl EvidenceDetector {
             .0
             .as_ref()
             .map_or(0, |n| n.range().windows)
-            + self.long_normal.windows();
+            + self.long_normal.windows(self.traced);
         // Full once the job has seen `recent_ms` of time, however sparse its windows (metrics
         // scraped once a minute give one window a minute).
         let started = *self
@@ -442,7 +461,7 @@ impl EvidenceDetector {
     /// pooled; `None` when there is neither.
     fn reference(&self) -> Option<Range> {
         let learned = self.config.learned.0.as_ref().map(|n| n.range());
-        match (learned, self.long_normal.windows()) {
+        match (learned, self.long_normal.windows(self.traced)) {
             (None, 0) => None,
             (Some(l), 0) => Some(l.clone()),
             (learned, _) => {

@@ -289,7 +289,12 @@ struct Range {
     /// operations are known), the whole `operations` are per.
     #[serde(with = "as_pairs", default)]
     operation_requests: BTreeMap<String, f64>,
+    /// Windows with a request.
     windows: usize,
+    /// Windows with any record (a request, a metric sample, a log record): the normal of
+    /// an application without tracing is counted in these.
+    #[serde(default)]
+    telemetry_windows: usize,
 }
 
 /// A map (de)serialized as a list of `[key, value]` pairs.
@@ -370,6 +375,7 @@ impl Range {
             into.1.clone_from(text);
         });
         self.windows += other.windows;
+        self.telemetry_windows += other.telemetry_windows;
     }
 
     /// How much more calls per request on `edge` vary between windows than independent
@@ -564,6 +570,7 @@ impl Range {
                 *r.requests.entry(s.service.clone()).or_default() += n;
             }
             r.windows += usize::from(any);
+            r.telemetry_windows += usize::from(!w.services.is_empty() || !w.logs.is_empty());
         }
         for ((caller, callee), (n, sq)) in calls {
             let edge = (caller.to_string(), callee.to_string());

@@ -858,6 +858,54 @@ fn metrics_scraped_once_a_minute_still_make_detections() {
     }
 }
 
+/// An application without tracing and no learned normal: metrics scraped every 5 s are its
+/// only telemetry. The detector counts those windows toward the normal it needs (it would
+/// otherwise wait forever for windows with requests) and names the service whose CPU rose.
+#[test]
+fn without_traces_the_detector_learns_from_metric_windows() {
+    use augur_operators::Detector;
+    for seed in 1..=3 {
+        let mut det = EvidenceDetector::new(EvidenceDetectorConfig::default());
+        let mut rng = Lcg(seed);
+        let mut first = None;
+        for scrape in 1..=120u64 {
+            let end = scrape * 5_000;
+            let rise = end > 400_000;
+            let services = CHAIN
+                .iter()
+                .map(|name| {
+                    let cpu = if rise && *name == "b" { 0.8 } else { 0.05 };
+                    let mut usage = [[0.0; 4]; 5];
+                    usage[augur_operators::Resource::Cpu.index()] = [cpu * rng.noise(0.3); 4];
+                    ServiceFeatures {
+                        window_end: end,
+                        service: (*name).into(),
+                        replicas: 1,
+                        usage,
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            let w = WindowSnapshot {
+                window_end: end,
+                window_ms: 1000,
+                services,
+                ..WindowSnapshot::default()
+            };
+            let out = det.observe(&w);
+            if !rise {
+                assert!(out.is_empty(), "seed {seed}: {end} ms: {out:?}");
+            } else if let Some(d) = out.first() {
+                assert_eq!(d.culprits[0].service, "b", "seed {seed}: {d:?}");
+                assert_eq!(d.culprits[0].resource, Some(augur_operators::Resource::Cpu));
+                first.get_or_insert(end);
+            }
+        }
+        let first = first.unwrap_or_else(|| panic!("seed {seed}: no detection"));
+        assert!(first <= 420_000, "seed {seed}: first at {first} ms");
+    }
+}
+
 /// `b` three times slower for 6 s only: the detector finds the move in a run of fewer than
 /// 20 consecutive windows (while the rise weighs enough in the recent 20 s). With
 /// `pending_ms = 0` those are detections; with `pending_ms` longer than the run, none.
