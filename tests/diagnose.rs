@@ -464,3 +464,40 @@ fn without_traces_the_metrics_name_the_faulty_service() {
     assert_eq!(cases.len(), 1, "{r:#}");
     assert_eq!(cases[0]["ranks"]["diagnose"], 1, "{r:#}");
 }
+
+/// A Collector whose pipelines share one file exporter writes every signal to one file, in
+/// the order it exports them: `diagnose --input FILE` reads each line as its signal, spans
+/// and metrics alike (the culprit is named with its CPU, which only the metrics show).
+#[test]
+fn one_file_of_every_signal_is_an_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let case = simulate_case(tmp.path(), "cases/shared");
+    // The first time a line carries: the simulator writes each file in time order, and a
+    // shared exporter interleaves them so.
+    let first_ns = |line: &str| -> u64 {
+        let at = line.find("UnixNano\":").unwrap() + "UnixNano\":".len();
+        line[at..]
+            .trim_start_matches('"')
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    let mut lines: Vec<String> = ["traces.otlp.jsonl", "metrics.otlp.jsonl"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(case.join(f))
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort_by_key(|l| first_ns(l));
+    let shared = tmp.path().join("agent.out");
+    std::fs::write(&shared, lines.join("\n")).unwrap();
+    let (d, _) = diagnose_json(&shared, &fault_start(&case).to_string(), tmp.path());
+    assert_top_is_tier_2_with_its_cpu(&d);
+}

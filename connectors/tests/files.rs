@@ -380,3 +380,80 @@ fn a_directory_without_traces_is_read_from_its_metrics_and_logs() {
     }
     assert!(FileSource::open(empty.path(), MetricNames::default(), 0, 1).is_err());
 }
+
+/// A Collector whose pipelines share one file exporter writes spans, metrics and logs to one
+/// file: given itself as the input, each line is read as the signal it holds, by every
+/// worker of two; a line of no OTLP signal is a dead letter.
+#[test]
+fn one_file_of_every_signal_is_read_line_by_line() {
+    use augur_connectors::files::{FileSource, input_files, services_in_head};
+    use augur_connectors::otlp::{MetricNames, encode_traces_json};
+    use augur_connectors::source::{Batch, SourceState, WorkerSource};
+
+    let span = |id: u64| augur_operators::records::Span {
+        trace_id: 1,
+        span_id: id,
+        parent_span_id: None,
+        service: "front".into(),
+        instance: "front-0".into(),
+        kind: augur_operators::records::SpanKind::Server,
+        name: "op".into(),
+        start_ns: id * 1_000_000_000,
+        end_ns: id * 1_000_000_000 + 5_000_000,
+        error: false,
+        peer_service: None,
+        version: None,
+    };
+    let gauge = |t: u64| {
+        format!(
+            r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"cart"}}}}]}},"scopeMetrics":[{{"metrics":[{{"name":"container.cpu.utilization","gauge":{{"dataPoints":[{{"timeUnixNano":"{t}000000000","asDouble":0.5}}]}}}}]}}]}}]}}"#
+        )
+    };
+    let log = |t: u64| {
+        format!(
+            r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"store"}}}}]}},"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"{t}000000000","body":{{"stringValue":"saved"}}}}]}}]}}]}}"#
+        )
+    };
+    let mut lines = Vec::new();
+    for t in 1..=4 {
+        lines.push(encode_traces_json(&[span(t)]));
+        lines.push(gauge(t));
+        lines.push(log(t));
+    }
+    lines.push(r#"{"data":[]}"#.to_string());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("agent.out");
+    std::fs::write(&file, lines.join("\n")).expect("writes");
+
+    let files = input_files(&file).expect("a file is an input");
+    assert_eq!(files.single, Some(file.clone()));
+    assert_eq!(
+        (files.traces, files.metrics, files.logs),
+        (None, None, None)
+    );
+    let seen = services_in_head(&file, 100, &MetricNames::default()).expect("reads");
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["cart", "front", "store"].map(String::from)
+    );
+    let (mut spans, mut points, mut records, mut dead) = (0, 0, 0, Vec::new());
+    for index in 0..2 {
+        let mut source = FileSource::open(&file, MetricNames::default(), index, 2).expect("opens");
+        let mut batch = Batch::default();
+        let mut polls = 0;
+        while !matches!(
+            source.poll(&mut batch).expect("polls"),
+            SourceState::Exhausted
+        ) {
+            polls += 1;
+            assert!(polls < 1000, "the source never finished");
+        }
+        spans += batch.spans.len();
+        points += batch.metrics.len();
+        records += batch.logs.len();
+        dead.extend(batch.dead);
+    }
+    assert_eq!((spans, points, records), (4, 4, 4));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].offset, 13);
+}

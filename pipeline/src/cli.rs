@@ -127,7 +127,8 @@ pub struct DiagnoseArgs {
     #[arg(long)]
     pub at: String,
     /// Directory with traces.otlp.jsonl[.zst|.gz], metrics.otlp.jsonl[...] and
-    /// logs.otlp.jsonl[...] (any of them: without traces, metrics and logs alone are read).
+    /// logs.otlp.jsonl[...] (any of them: without traces, metrics and logs alone are read),
+    /// or one file of OTLP/JSON lines of any signals (a shared file exporter's).
     #[arg(long, required_unless_present = "brokers")]
     pub input: Option<PathBuf>,
     #[command(flatten)]
@@ -312,7 +313,8 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Directory with traces.otlp.jsonl[.zst|.gz], metrics.otlp.jsonl[...] and
-    /// logs.otlp.jsonl[...] (any of them: without traces, metrics and logs alone are read).
+    /// logs.otlp.jsonl[...] (any of them: without traces, metrics and logs alone are read),
+    /// or one file of OTLP/JSON lines of any signals (a shared file exporter's).
     #[arg(long, required_unless_present = "brokers")]
     pub input: Option<PathBuf>,
     #[command(flatten)]
@@ -831,8 +833,9 @@ pub struct FluxionTrainArgs {
 pub struct NormalTrainArgs {
     #[command(flatten)]
     pub common: TrainCommon,
-    /// Directories of OTLP files (traces.otlp.jsonl[.zst|.gz], metrics, logs) of the
-    /// application running normally; repeat for several.
+    /// Directories of OTLP files (traces.otlp.jsonl[.zst|.gz], metrics, logs), or files of
+    /// OTLP/JSON lines of any signals, of the application running normally; repeat for
+    /// several.
     #[arg(long)]
     pub input: Vec<PathBuf>,
     /// Name of the normal (default `<topology>`, the topology in the first input's

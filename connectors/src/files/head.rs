@@ -6,53 +6,54 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::lines::{FileError, LineReader};
+use super::signal::Signal;
 use super::source::input_files;
 use crate::otlp::{MetricNames, decode_logs_json, decode_metrics_json, decode_traces_json};
 
 /// The `service.name`s of the spans, metric points (of the metrics `names` reads) and log
-/// records in the first `lines` lines of each of the directory's files. A directory with
-/// none of them is an error; lines that don't decode are skipped, and a file that can't be read
-/// further (a truncated compressed file) is read up to there: the replay itself counts
-/// them and sends them to the dead letters, or fails saying why.
+/// records in the first `lines` lines of each of the input's files (each line read as the
+/// signal it holds). An input with none of them is an error; lines that don't decode are
+/// skipped, and a file that can't be read further (a truncated compressed file) is read up
+/// to there: the replay itself counts them and sends them to the dead letters, or fails
+/// saying why.
 pub fn services_in_head(
-    dir: &Path,
+    input: &Path,
     lines: usize,
     names: &MetricNames,
 ) -> Result<BTreeSet<String>, FileError> {
-    let files = input_files(dir)?;
+    let files = input_files(input)?;
     let mut services = BTreeSet::new();
-    let mut line = Vec::new();
-    let mut each_line = |path: &Path, decode: &mut dyn FnMut(&[u8], &mut BTreeSet<String>)| {
-        let Ok(mut reader) = LineReader::open(path) else {
-            return;
+    let (mut line, mut spans, mut points, mut records) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (default, path) in [
+        (Signal::Traces, &files.traces),
+        (Signal::Metrics, &files.metrics),
+        (Signal::Logs, &files.logs),
+        (Signal::Traces, &files.single),
+    ] {
+        let Some(Ok(mut reader)) = path.as_deref().map(LineReader::open) else {
+            continue;
         };
         for _ in 0..lines {
             match reader.next_line(&mut line) {
-                Ok(Some(_)) => decode(&line, &mut services),
+                Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }
+            match Signal::of_line(&line, default) {
+                Signal::Traces => {
+                    let _ = decode_traces_json(&line, &mut spans);
+                    services.extend(spans.drain(..).map(|s| s.service));
+                }
+                Signal::Metrics => {
+                    let _ = decode_metrics_json(&line, names, &mut points);
+                    services.extend(points.drain(..).map(|p| p.service));
+                }
+                Signal::Logs => {
+                    let _ = decode_logs_json(&line, &mut records);
+                    services.extend(records.drain(..).map(|r| r.service));
+                }
+            }
         }
-    };
-    if let Some(traces) = &files.traces {
-        let mut spans = Vec::new();
-        each_line(traces, &mut |line, seen| {
-            let _ = decode_traces_json(line, &mut spans);
-            seen.extend(spans.drain(..).map(|s| s.service));
-        });
-    }
-    if let Some(metrics) = &files.metrics {
-        let mut points = Vec::new();
-        each_line(metrics, &mut |line, seen| {
-            let _ = decode_metrics_json(line, names, &mut points);
-            seen.extend(points.drain(..).map(|p| p.service));
-        });
-    }
-    if let Some(logs) = &files.logs {
-        let mut records = Vec::new();
-        each_line(logs, &mut |line, seen| {
-            let _ = decode_logs_json(line, &mut records);
-            seen.extend(records.drain(..).map(|r| r.service));
-        });
     }
     Ok(services)
 }

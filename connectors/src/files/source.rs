@@ -1,6 +1,8 @@
 //! Replay of recorded OTLP JSON-lines files (`traces.otlp.jsonl[.zst|.gz]`,
 //! `metrics.otlp.jsonl[...]` and `logs.otlp.jsonl[...]` in a directory, whichever are
-//! there: an application without tracing has metrics and logs only), as fast as possible.
+//! there: an application without tracing has metrics and logs only; or one file given
+//! itself, as a Collector whose pipelines share one file exporter writes it), as fast as
+//! possible. Each line is read as the signal its first key names, whatever file holds it.
 //!
 //! Every worker reads every file but decodes only the lines `line % workers == index`, so
 //! decoding — the expensive part — is spread over workers. Each file is a partition with
@@ -11,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use super::lines::{FileError, LineReader, find_input};
+use super::signal::Signal;
 use crate::dead_letter::{DeadLetter, DeadLetterKind, rejected_reason};
 use crate::otlp::{MetricNames, Rates, decode_logs_json, decode_metrics_json, decode_traces_json};
 use crate::source::{Batch, PartitionWatermarks, SourceError, SourceState, WorkerSource};
@@ -18,15 +21,9 @@ use crate::source::{Batch, PartitionWatermarks, SourceError, SourceState, Worker
 /// Lines read per poll per partition: bounds the batch size.
 const LINES_PER_POLL: usize = 64;
 
-/// What a file of a recorded directory holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Signal {
-    Traces,
-    Metrics,
-    Logs,
-}
-
 pub struct FileSource {
+    /// Per input file: the signal of its lines whose first key names none, its path, its
+    /// reader.
     readers: Vec<(Signal, PathBuf, LineReader)>,
     watermarks: PartitionWatermarks,
     names: MetricNames,
@@ -37,18 +34,30 @@ pub struct FileSource {
     line: Vec<u8>,
 }
 
-/// The input files of a recorded directory, each `None` when the directory has none.
+/// The input files of a recorded directory, each `None` when the directory has none; or
+/// the one file given as the input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InputFiles {
     pub traces: Option<PathBuf>,
     pub metrics: Option<PathBuf>,
     pub logs: Option<PathBuf>,
+    /// The input itself, when it is a file: lines of any signal.
+    pub single: Option<PathBuf>,
 }
 
-/// The input files of a recorded directory: at least one of traces, metrics and logs
-/// ([`FileError::NoInputs`] when it has none; a missing or non-directory path is its own
-/// error).
-pub fn input_files(dir: &Path) -> Result<InputFiles, FileError> {
+/// The input files at `input`: a file is read whole, whatever signals its lines hold; a
+/// directory needs at least one of traces, metrics and logs ([`FileError::NoInputs`] when
+/// it has none; a missing path is its own error).
+pub fn input_files(input: &Path) -> Result<InputFiles, FileError> {
+    if input.is_file() {
+        return Ok(InputFiles {
+            traces: None,
+            metrics: None,
+            logs: None,
+            single: Some(input.to_owned()),
+        });
+    }
+    let dir = input;
     let find = |stem: &str| match find_input(dir, stem) {
         Ok(path) => Ok(Some(path)),
         Err(FileError::NotFound { .. }) => Ok(None),
@@ -58,6 +67,7 @@ pub fn input_files(dir: &Path) -> Result<InputFiles, FileError> {
         traces: find("traces.otlp")?,
         metrics: find("metrics.otlp")?,
         logs: find("logs.otlp")?,
+        single: None,
     };
     if files.traces.is_none() && files.metrics.is_none() && files.logs.is_none() {
         return Err(FileError::NoInputs {
@@ -68,18 +78,23 @@ pub fn input_files(dir: &Path) -> Result<InputFiles, FileError> {
 }
 
 impl FileSource {
+    /// The source of worker `index` of `peers` over the input files at `input` (a
+    /// directory, or one file: [`input_files`]).
     pub fn open(
-        dir: &Path,
+        input: &Path,
         names: MetricNames,
         index: usize,
         peers: usize,
     ) -> Result<Self, FileError> {
-        let files = input_files(dir)?;
+        let files = input_files(input)?;
         let mut readers = Vec::new();
         for (signal, path) in [
             (Signal::Traces, files.traces),
             (Signal::Metrics, files.metrics),
             (Signal::Logs, files.logs),
+            // Mostly spans, as a shared file exporter's output usually is; each line is
+            // read as its own signal either way.
+            (Signal::Traces, files.single),
         ] {
             if let Some(path) = path {
                 let reader = LineReader::open(&path)?;
@@ -103,8 +118,8 @@ impl WorkerSource for FileSource {
         let Some(partition) = self.watermarks.slowest() else {
             return Ok(SourceState::Exhausted);
         };
-        let (signal, path, reader) = &mut self.readers[partition];
-        let signal = *signal;
+        let (default, path, reader) = &mut self.readers[partition];
+        let default = *default;
         for _ in 0..LINES_PER_POLL {
             let line_no = match reader.next_line(&mut self.line) {
                 Ok(Some(line_no)) => line_no,
@@ -145,7 +160,7 @@ impl WorkerSource for FileSource {
                 });
                 continue;
             }
-            let decoded = match signal {
+            let decoded = match Signal::of_line(&self.line, default) {
                 Signal::Traces => {
                     let before = batch.spans.len();
                     let result = decode_traces_json(&self.line, &mut batch.spans);
