@@ -430,8 +430,9 @@ impl Moves {
     /// The fault-free history of a diagnosis at `at`: the windows ending before its normal
     /// range (`before_ms`), back to `long_normal_ms` before that, in which the detector
     /// found no move — what its long-term normal and the windows it held had kept, its
-    /// detections left out. `None` when there are none.
-    pub(super) fn history(&self, windows: &[WindowSnapshot], at: u64) -> Option<Range> {
+    /// detections left out, and how many windows it holds that have a request (that have
+    /// any record, for an application without tracing). `None` when that is none.
+    pub(super) fn history(&self, windows: &[WindowSnapshot], at: u64) -> Option<(Range, usize)> {
         let config = EvidenceDetectorConfig::default();
         let through = at.saturating_sub(config.before_ms);
         let oldest = through.saturating_sub(config.long_normal_ms + config.recent_ms);
@@ -441,7 +442,15 @@ impl Moves {
             .filter(|(w, moving)| !**moving && w.window_end >= oldest && w.window_end <= through)
             .map(|(w, _)| w);
         let history = Range::of(kept);
-        (history.windows > 0).then_some(history)
+        let traced = windows
+            .iter()
+            .any(|w| w.services.iter().any(|s| s.requests > 0));
+        let counted = if traced {
+            history.windows
+        } else {
+            history.telemetry_windows
+        };
+        (counted > 0).then_some((history, counted))
     }
 
     /// Per window observed, its end and whether it was part of a move.

@@ -746,13 +746,19 @@ fn ranges_with_normal(
         .flatten()
         .unwrap_or(at);
     let history = moves.history(windows, at);
-    let (before, after, from) = pooled_ranges(windows, at, params, normal, history.as_ref());
+    let (before, after, from) = pooled_ranges(
+        windows,
+        at,
+        params,
+        normal,
+        history.as_ref().map(|(h, _)| h),
+    );
     Examined {
         before,
         after,
         at,
         from,
-        history_windows: history.as_ref().map_or(0, |h| h.windows),
+        history_windows: history.as_ref().map_or(0, |(_, n)| *n),
     }
 }
 

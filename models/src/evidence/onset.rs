@@ -61,7 +61,7 @@ pub(super) fn onset(
     // The move was found once the recent range held enough of it: it began within the
     // recent range before.
     let earliest = first.saturating_sub(recent_ms);
-    let history = moves.history(windows, earliest);
+    let history = moves.history(windows, earliest).map(|(h, _)| h);
     let mut best: Option<(f64, EventTime)> = None;
     for t in windows
         .iter()

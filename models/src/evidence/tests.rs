@@ -1440,6 +1440,57 @@ fn a_long_recording_is_its_own_normal() {
     }
 }
 
+/// The same for an application without tracing: metric samples are its only windows, and
+/// the earlier ones are the history that names the service whose CPU rose when the
+/// telemetry resumed.
+#[test]
+fn a_long_recording_without_traces_is_its_own_normal() {
+    let metric_windows = |from_s: u64, to_s: u64, b_cpu: f64, seed: u64| {
+        let mut rng = Lcg(seed);
+        (from_s..=to_s)
+            .map(|s| {
+                let end = s * 1000;
+                let services = CHAIN
+                    .iter()
+                    .map(|name| {
+                        let cpu = if *name == "b" { b_cpu } else { 0.05 };
+                        let mut usage = [[0.0; 4]; 5];
+                        usage[augur_operators::Resource::Cpu.index()] = [cpu * rng.noise(0.3); 4];
+                        ServiceFeatures {
+                            window_end: end,
+                            service: (*name).into(),
+                            replicas: 1,
+                            usage,
+                            ..Default::default()
+                        }
+                    })
+                    .collect();
+                WindowSnapshot {
+                    window_end: end,
+                    window_ms: 1000,
+                    services,
+                    ..WindowSnapshot::default()
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    for seed in 1..=3 {
+        let earlier = metric_windows(1, 90, 0.05, seed + 10);
+        let incident = metric_windows(391, 450, 0.8, seed);
+        let at = 390_000;
+        let alone = diagnose(&incident, at, &EvidenceParams::default());
+        assert!(alone.culprits.is_empty(), "seed {seed}: {alone:#?}");
+        let recording: Vec<WindowSnapshot> = earlier.into_iter().chain(incident).collect();
+        let d = diagnose(&recording, at, &EvidenceParams::default());
+        assert_eq!(top(&d), ("b", "cpu"), "seed {seed}: {d:#?}");
+        assert!(
+            d.history_windows >= 60,
+            "seed {seed}: {}",
+            d.history_windows
+        );
+    }
+}
+
 /// An earlier incident in the recording does not become normal: its windows were a
 /// detection, so they stay out of the history, and the same fault later is named again.
 #[test]
