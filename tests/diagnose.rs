@@ -47,6 +47,15 @@ fn diagnose_json(case: &Path, at: &str, cwd: &Path) -> (serde_json::Value, std::
     (serde_json::from_str(&ok(&out)).unwrap(), out)
 }
 
+/// `augur eval --cases CASES --json` run in `cwd`: its report.
+fn eval_cases_json(cases: &Path, cwd: &Path) -> serde_json::Value {
+    let report = ok(&augur(
+        &["eval", "--cases", cases.to_str().unwrap(), "--json"],
+        cwd,
+    ));
+    serde_json::from_str(&report).unwrap()
+}
+
 #[test]
 fn diagnose_names_the_faulty_service_with_and_without_span_kinds() {
     let tmp = tempfile::tempdir().unwrap();
@@ -95,16 +104,7 @@ fn diagnose_names_the_faulty_service_with_and_without_span_kinds() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Both cases scored: the faulty service first in each.
-    let report = ok(&augur(
-        &[
-            "eval",
-            "--cases",
-            tmp.path().join("cases").to_str().unwrap(),
-            "--json",
-        ],
-        tmp.path(),
-    ));
-    let r: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let r = eval_cases_json(&tmp.path().join("cases"), tmp.path());
     assert_eq!(r["cases"].as_array().unwrap().len(), 2, "{r:#}");
     let overall = r["scores"]
         .as_array()
@@ -450,16 +450,7 @@ fn without_traces_the_metrics_name_the_faulty_service() {
     let (d, _) = diagnose_json(&case, &quiet, tmp.path());
     assert!(d["culprits"].as_array().unwrap().is_empty(), "{d:#}");
 
-    let report = ok(&augur(
-        &[
-            "eval",
-            "--cases",
-            tmp.path().join("cases").to_str().unwrap(),
-            "--json",
-        ],
-        tmp.path(),
-    ));
-    let r: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let r = eval_cases_json(&tmp.path().join("cases"), tmp.path());
     let cases = r["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 1, "{r:#}");
     assert_eq!(cases[0]["ranks"]["diagnose"], 1, "{r:#}");

@@ -14,6 +14,26 @@ fn lines() -> Vec<Vec<u8>> {
     v
 }
 
+/// Everything worker `index` of `peers` reads from the input at `path`, polled to its end.
+fn read_all(path: &std::path::Path, index: usize, peers: usize) -> augur_connectors::source::Batch {
+    use augur_connectors::files::FileSource;
+    use augur_connectors::otlp::MetricNames;
+    use augur_connectors::source::{Batch, SourceState, WorkerSource};
+    let mut source = FileSource::open(path, MetricNames::default(), index, peers).expect("opens");
+    let mut batch = Batch::default();
+    let mut polls = 0;
+    while !matches!(
+        source
+            .poll(&mut batch)
+            .expect("polls: a cut or bad line is no error"),
+        SourceState::Exhausted
+    ) {
+        polls += 1;
+        assert!(polls < 1000, "the source never finished");
+    }
+    batch
+}
+
 #[test]
 fn round_trip_plain_zst_gz() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -204,10 +224,6 @@ fn dead_letter_file_lines_parse() {
 /// its own size.
 #[test]
 fn a_line_of_rejected_spans_is_one_dead_letter() {
-    use augur_connectors::files::FileSource;
-    use augur_connectors::otlp::MetricNames;
-    use augur_connectors::source::{Batch, SourceState, WorkerSource};
-
     let dir = tempfile::tempdir().expect("tempdir");
     // 2000 spans of a resource without service.name, then a line of one good span.
     let spans = vec!["{\"traceId\":\"01010101010101010101010101010101\",\"spanId\":\"0101010101010101\",\"startTimeUnixNano\":\"1\",\"endTimeUnixNano\":\"2\"}"; 2000].join(",");
@@ -232,16 +248,7 @@ fn a_line_of_rejected_spans_is_one_dead_letter() {
     )
     .expect("writes");
     std::fs::write(dir.path().join("metrics.otlp.jsonl"), "").expect("writes");
-    let mut source = FileSource::open(dir.path(), MetricNames::default(), 0, 1).expect("opens");
-    let mut batch = Batch::default();
-    let mut polls = 0;
-    while !matches!(
-        source.poll(&mut batch).expect("polls"),
-        SourceState::Exhausted
-    ) {
-        polls += 1;
-        assert!(polls < 1000, "the source never finished");
-    }
+    let batch = read_all(dir.path(), 0, 1);
     assert_eq!(batch.spans.len(), 1);
     assert_eq!(batch.dead.len(), 1, "one dead letter for the line");
     let dead = &batch.dead[0];
@@ -258,9 +265,7 @@ fn a_line_of_rejected_spans_is_one_dead_letter() {
 /// and the source finishes instead of failing the job.
 #[test]
 fn a_file_cut_off_mid_frame_is_read_up_to_the_cut() {
-    use augur_connectors::files::FileSource;
-    use augur_connectors::otlp::{MetricNames, encode_traces_json};
-    use augur_connectors::source::{Batch, SourceState, WorkerSource};
+    use augur_connectors::otlp::encode_traces_json;
 
     let span = |id: u64| augur_operators::records::Span {
         trace_id: 1,
@@ -293,19 +298,7 @@ fn a_file_cut_off_mid_frame_is_read_up_to_the_cut() {
     let mut spans = 0;
     let mut dead = Vec::new();
     for index in 0..2 {
-        let mut source =
-            FileSource::open(dir.path(), MetricNames::default(), index, 2).expect("opens");
-        let mut batch = Batch::default();
-        let mut polls = 0;
-        while !matches!(
-            source
-                .poll(&mut batch)
-                .expect("polls: a cut file is no error"),
-            SourceState::Exhausted
-        ) {
-            polls += 1;
-            assert!(polls < 1000, "the source never finished");
-        }
+        let batch = read_all(dir.path(), index, 2);
         spans += batch.spans.len();
         dead.extend(batch.dead);
     }
@@ -329,7 +322,6 @@ fn a_file_cut_off_mid_frame_is_read_up_to_the_cut() {
 fn a_directory_without_traces_is_read_from_its_metrics_and_logs() {
     use augur_connectors::files::{FileSource, input_files};
     use augur_connectors::otlp::MetricNames;
-    use augur_connectors::source::{Batch, SourceState, WorkerSource};
 
     let dir = tempfile::tempdir().expect("tempdir");
     let gauge = |t: u64| {
@@ -353,17 +345,7 @@ fn a_directory_without_traces_is_read_from_its_metrics_and_logs() {
     assert_eq!(files.logs, Some(dir.path().join("logs.otlp.jsonl")));
     let (mut points, mut records) = (0, 0);
     for index in 0..2 {
-        let mut source =
-            FileSource::open(dir.path(), MetricNames::default(), index, 2).expect("opens");
-        let mut batch = Batch::default();
-        let mut polls = 0;
-        while !matches!(
-            source.poll(&mut batch).expect("polls"),
-            SourceState::Exhausted
-        ) {
-            polls += 1;
-            assert!(polls < 1000, "the source never finished");
-        }
+        let batch = read_all(dir.path(), index, 2);
         assert!(batch.spans.is_empty());
         assert!(batch.dead.is_empty(), "{:?}", batch.dead);
         points += batch.metrics.len();
@@ -386,9 +368,8 @@ fn a_directory_without_traces_is_read_from_its_metrics_and_logs() {
 /// worker of two; a line of no OTLP signal is a dead letter.
 #[test]
 fn one_file_of_every_signal_is_read_line_by_line() {
-    use augur_connectors::files::{FileSource, input_files, services_in_head};
+    use augur_connectors::files::{input_files, services_in_head};
     use augur_connectors::otlp::{MetricNames, encode_traces_json};
-    use augur_connectors::source::{Batch, SourceState, WorkerSource};
 
     let span = |id: u64| augur_operators::records::Span {
         trace_id: 1,
@@ -438,16 +419,7 @@ fn one_file_of_every_signal_is_read_line_by_line() {
     );
     let (mut spans, mut points, mut records, mut dead) = (0, 0, 0, Vec::new());
     for index in 0..2 {
-        let mut source = FileSource::open(&file, MetricNames::default(), index, 2).expect("opens");
-        let mut batch = Batch::default();
-        let mut polls = 0;
-        while !matches!(
-            source.poll(&mut batch).expect("polls"),
-            SourceState::Exhausted
-        ) {
-            polls += 1;
-            assert!(polls < 1000, "the source never finished");
-        }
+        let batch = read_all(&file, index, 2);
         spans += batch.spans.len();
         points += batch.metrics.len();
         records += batch.logs.len();

@@ -795,6 +795,32 @@ fn normals_are_not_written_where_checkpoints_are_read() {
 }
 
 /// `windows` with every service's CPU (median replica) at about `level` (± 30 %).
+/// A window of the chain's CPU samples alone (an application without tracing, or a scrape
+/// between requests): `b` at `b_cpu`, the others at 0.05, each ±30 %.
+fn metric_window(end: u64, b_cpu: f64, rng: &mut Lcg) -> WindowSnapshot {
+    let services = CHAIN
+        .iter()
+        .map(|name| {
+            let cpu = if *name == "b" { b_cpu } else { 0.05 };
+            let mut usage = [[0.0; 4]; 5];
+            usage[augur_operators::Resource::Cpu.index()] = [cpu * rng.noise(0.3); 4];
+            ServiceFeatures {
+                window_end: end,
+                service: (*name).into(),
+                replicas: 1,
+                usage,
+                ..Default::default()
+            }
+        })
+        .collect();
+    WindowSnapshot {
+        window_end: end,
+        window_ms: 1000,
+        services,
+        ..WindowSnapshot::default()
+    }
+}
+
 fn with_cpu(mut windows: Vec<WindowSnapshot>, level: f64, seed: u64) -> Vec<WindowSnapshot> {
     let mut rng = Lcg(seed);
     for w in &mut windows {
@@ -825,27 +851,7 @@ fn metrics_scraped_once_a_minute_still_make_detections() {
         for minute in 1..=10u64 {
             let end = minute * 60_000;
             let rise = minute > 5;
-            let services = CHAIN
-                .iter()
-                .map(|name| {
-                    let cpu = if rise && *name == "b" { 0.8 } else { 0.05 };
-                    let mut usage = [[0.0; 4]; 5];
-                    usage[augur_operators::Resource::Cpu.index()] = [cpu * rng.noise(0.3); 4];
-                    ServiceFeatures {
-                        window_end: end,
-                        service: (*name).into(),
-                        replicas: 1,
-                        usage,
-                        ..Default::default()
-                    }
-                })
-                .collect();
-            let w = WindowSnapshot {
-                window_end: end,
-                window_ms: 1000,
-                services,
-                ..WindowSnapshot::default()
-            };
+            let w = metric_window(end, if rise { 0.8 } else { 0.05 }, &mut rng);
             let out = det.observe(&w);
             if !rise {
                 assert!(out.is_empty(), "seed {seed}: minute {minute}: {out:?}");
@@ -871,27 +877,7 @@ fn without_traces_the_detector_learns_from_metric_windows() {
         for scrape in 1..=120u64 {
             let end = scrape * 5_000;
             let rise = end > 400_000;
-            let services = CHAIN
-                .iter()
-                .map(|name| {
-                    let cpu = if rise && *name == "b" { 0.8 } else { 0.05 };
-                    let mut usage = [[0.0; 4]; 5];
-                    usage[augur_operators::Resource::Cpu.index()] = [cpu * rng.noise(0.3); 4];
-                    ServiceFeatures {
-                        window_end: end,
-                        service: (*name).into(),
-                        replicas: 1,
-                        usage,
-                        ..Default::default()
-                    }
-                })
-                .collect();
-            let w = WindowSnapshot {
-                window_end: end,
-                window_ms: 1000,
-                services,
-                ..WindowSnapshot::default()
-            };
+            let w = metric_window(end, if rise { 0.8 } else { 0.05 }, &mut rng);
             let out = det.observe(&w);
             if !rise {
                 assert!(out.is_empty(), "seed {seed}: {end} ms: {out:?}");
@@ -1448,30 +1434,7 @@ fn a_long_recording_without_traces_is_its_own_normal() {
     let metric_windows = |from_s: u64, to_s: u64, b_cpu: f64, seed: u64| {
         let mut rng = Lcg(seed);
         (from_s..=to_s)
-            .map(|s| {
-                let end = s * 1000;
-                let services = CHAIN
-                    .iter()
-                    .map(|name| {
-                        let cpu = if *name == "b" { b_cpu } else { 0.05 };
-                        let mut usage = [[0.0; 4]; 5];
-                        usage[augur_operators::Resource::Cpu.index()] = [cpu * rng.noise(0.3); 4];
-                        ServiceFeatures {
-                            window_end: end,
-                            service: (*name).into(),
-                            replicas: 1,
-                            usage,
-                            ..Default::default()
-                        }
-                    })
-                    .collect();
-                WindowSnapshot {
-                    window_end: end,
-                    window_ms: 1000,
-                    services,
-                    ..WindowSnapshot::default()
-                }
-            })
+            .map(|s| metric_window(s * 1000, b_cpu, &mut rng))
             .collect::<Vec<_>>()
     };
     for seed in 1..=3 {
