@@ -491,4 +491,9 @@ fn one_file_of_every_signal_is_an_input() {
     std::fs::write(&shared, lines.join("\n")).unwrap();
     let (d, _) = diagnose_json(&shared, &fault_start(&case).to_string(), tmp.path());
     assert_top_is_tier_2_with_its_cpu(&d);
+    // Scoring needs the labels beside the files: a file is said to be the wrong input.
+    let out = augur(&["eval", "--input", shared.to_str().unwrap()], tmp.path());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is a file"), "{stderr}");
 }

@@ -118,7 +118,14 @@ pub fn labels_and_slos(
 ) -> anyhow::Result<(Labels, Vec<augur_operators::Slo>)> {
     match input {
         Some(input) => {
-            input_files(input)?;
+            if input_files(input)?.single.is_some() {
+                anyhow::bail!(
+                    "{} is a file: `augur eval --input` takes the directory that holds the \
+                     recorded files and their labels.json (`augur diagnose` and `augur replay` \
+                     read one file)",
+                    input.display()
+                );
+            }
             Ok((read_labels(input)?, resolve_slos(config, input)?))
         }
         None => {
