@@ -160,37 +160,25 @@ impl WorkerSource for FileSource {
                 });
                 continue;
             }
+            let (spans, points, records) =
+                (batch.spans.len(), batch.metrics.len(), batch.logs.len());
             let decoded = match Signal::of_line(&self.line, default) {
-                Signal::Traces => {
-                    let before = batch.spans.len();
-                    let result = decode_traces_json(&self.line, &mut batch.spans);
-                    for span in &batch.spans[before..] {
-                        self.watermarks.observe(partition, span.event_ms());
-                    }
-                    result
-                }
-                Signal::Logs => {
-                    let before = batch.logs.len();
-                    let result = decode_logs_json(&self.line, &mut batch.logs);
-                    for record in &batch.logs[before..] {
-                        self.watermarks.observe(partition, record.event_ms());
-                    }
-                    result
-                }
-                Signal::Metrics => {
-                    let before = batch.metrics.len();
-                    let result = decode_metrics_json(&self.line, &self.names, &mut batch.metrics)
-                        .map(|decoded| {
-                            self.rates.extend(&decoded.cumulative, &mut batch.metrics);
-                            batch.ignored_metrics.extend(decoded.ignored_names);
-                            decoded.errors
-                        });
-                    for point in &batch.metrics[before..] {
-                        self.watermarks.observe(partition, point.event_ms());
-                    }
-                    result
-                }
+                Signal::Traces => decode_traces_json(&self.line, &mut batch.spans),
+                Signal::Logs => decode_logs_json(&self.line, &mut batch.logs),
+                Signal::Metrics => decode_metrics_json(&self.line, &self.names, &mut batch.metrics)
+                    .map(|decoded| {
+                        self.rates.extend(&decoded.cumulative, &mut batch.metrics);
+                        batch.ignored_metrics.extend(decoded.ignored_names);
+                        decoded.errors
+                    }),
             };
+            // The file's watermark follows every record of the line, whatever its signal.
+            let times = (batch.spans[spans..].iter().map(|s| s.event_ms()))
+                .chain(batch.metrics[points..].iter().map(|p| p.event_ms()))
+                .chain(batch.logs[records..].iter().map(|r| r.event_ms()));
+            for t in times {
+                self.watermarks.observe(partition, t);
+            }
             match decoded {
                 Ok(record_errors) => {
                     // One dead letter for the line however many of its records failed.
