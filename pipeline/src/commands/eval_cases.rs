@@ -280,7 +280,6 @@ fn case_dirs(dir: &Path) -> anyhow::Result<CaseDirs> {
     while let Some(d) = stack.pop() {
         let entries = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
         let mut has_labels = false;
-        let mut has_inputs = false;
         for e in entries {
             let e = e.with_context(|| format!("reading {}", d.display()))?;
             let path = e.path();
@@ -290,17 +289,14 @@ fn case_dirs(dir: &Path) -> anyhow::Result<CaseDirs> {
                 stack.push(path);
             } else if name == "labels.json" {
                 has_labels = true;
-            } else if ["traces", "metrics", "logs"]
-                .iter()
-                .any(|signal| name.starts_with(&format!("{signal}.otlp.jsonl")))
-            {
-                has_inputs = true;
             }
         }
-        match (has_labels, has_inputs) {
-            (true, true) => out.push(d),
-            (true, false) => without_inputs.push(d),
-            _ => {}
+        if has_labels {
+            // What a replay of it would read.
+            match crate::source::input_files(&d) {
+                Ok(_) => out.push(d),
+                Err(_) => without_inputs.push(d),
+            }
         }
     }
     out.sort();
