@@ -46,7 +46,8 @@ use augur_operators::{AlertKind, Culprit, Detection, Detector, Resource, WindowS
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Diagnosis, EvidenceParams, NormalProfile, Range, Signal, delays, diagnose_ranges, repair,
+    Diagnosis, EvidenceParams, NormalProfile, Range, Signal, delays, diagnose_ranges, has_records,
+    has_requests, repair,
 };
 
 /// Settings of the `evidence` detector (`[detector.evidence]`).
@@ -184,11 +185,7 @@ impl LongNormal {
     /// Its windows with a request, or, for an application without tracing (`traced`
     /// false), with any record.
     fn windows(&self, traced: bool) -> usize {
-        if traced {
-            self.older.windows + self.newer.windows
-        } else {
-            self.older.telemetry_windows + self.newer.telemetry_windows
-        }
+        self.older.windows_counted(traced) + self.newer.windows_counted(traced)
     }
 
     /// Both halves pooled.
@@ -218,14 +215,12 @@ impl EvidenceDetector {
     /// without tracing), its windows with any record: metrics and logs are then the
     /// application's only telemetry, and the detector diagnoses from them.
     fn normal_windows(&self) -> usize {
-        let counted = |w: &&WindowSnapshot| {
-            if self.traced {
-                w.services.iter().any(|s| s.requests > 0)
-            } else {
-                !w.services.is_empty() || !w.logs.is_empty()
-            }
+        let counted = if self.traced {
+            has_requests
+        } else {
+            has_records
         };
-        self.normal.iter().filter(counted).count()
+        self.normal.iter().filter(|w| counted(w)).count()
     }
 }
 
@@ -313,7 +308,7 @@ impl EvidenceDetector {
     /// application's departure (`min_explained`).
     fn diagnose(&mut self, window: &WindowSnapshot) -> Option<(Diagnosis, bool)> {
         let now = window.window_end;
-        self.traced |= window.services.iter().any(|s| s.requests > 0);
+        self.traced |= has_requests(window);
         self.recent.push_back((window.clone(), false));
         // Windows leaving the recent range join the normal unless they were detected.
         while let Some((w, _)) = self.recent.front()
@@ -442,14 +437,7 @@ impl Moves {
             .filter(|(w, moving)| !**moving && w.window_end >= oldest && w.window_end <= through)
             .map(|(w, _)| w);
         let history = Range::of(kept);
-        let traced = windows
-            .iter()
-            .any(|w| w.services.iter().any(|s| s.requests > 0));
-        let counted = if traced {
-            history.windows
-        } else {
-            history.telemetry_windows
-        };
+        let counted = history.windows_counted(windows.iter().any(has_requests));
         (counted > 0).then_some((history, counted))
     }
 

@@ -320,7 +320,27 @@ mod as_pairs {
     }
 }
 
+/// Whether any service of `w` had a request.
+fn has_requests(w: &WindowSnapshot) -> bool {
+    w.services.iter().any(|s| s.requests > 0)
+}
+
+/// Whether `w` holds any record: a request, a metric sample, a log record.
+fn has_records(w: &WindowSnapshot) -> bool {
+    !w.services.is_empty() || !w.logs.is_empty()
+}
+
 impl Range {
+    /// Its windows with a request, or, for an application without tracing (`traced`
+    /// false), with any record.
+    fn windows_counted(&self, traced: bool) -> usize {
+        if traced {
+            self.windows
+        } else {
+            self.telemetry_windows
+        }
+    }
+
     /// Pools `other`'s windows into this range.
     fn absorb(&mut self, other: &Range) {
         /// Adds each of `from`'s values into `into`'s under the same key; a key is copied
@@ -570,7 +590,7 @@ impl Range {
                 *r.requests.entry(s.service.clone()).or_default() += n;
             }
             r.windows += usize::from(any);
-            r.telemetry_windows += usize::from(!w.services.is_empty() || !w.logs.is_empty());
+            r.telemetry_windows += usize::from(has_records(w));
         }
         for ((caller, callee), (n, sq)) in calls {
             let edge = (caller.to_string(), callee.to_string());
@@ -612,11 +632,9 @@ fn ranges(
 /// Where the examined range starts: `at`, or, when no window in `(at, at + after_ms]` had
 /// a request (a gap in the telemetry), the start of the first window after it that had one.
 fn examined_from(windows: &[WindowSnapshot], at: EventTime, params: &EvidenceParams) -> EventTime {
-    let has_requests = |w: &&WindowSnapshot| w.services.iter().any(|s| s.requests > 0);
     let later = windows
         .iter()
-        .filter(|w| w.window_end > at)
-        .filter(has_requests);
+        .filter(|w| w.window_end > at && has_requests(w));
     match later
         .map(|w| w.window_end.saturating_sub(w.window_ms))
         .min()

@@ -17,7 +17,7 @@
 use augur_operators::{EventTime, WindowSnapshot};
 
 use super::detector::{EvidenceDetectorConfig, Moves};
-use super::{EvidenceParams, NormalProfile, diagnose_ranges, pooled_ranges};
+use super::{EvidenceParams, NormalProfile, diagnose_ranges, has_requests, pooled_ranges};
 
 /// The start of the departure under way at `at`; `None` when none had lasted the
 /// detector's recent range by `at`.
@@ -36,7 +36,7 @@ pub(super) fn onset(
     // ends nothing).
     let last_data = windows
         .iter()
-        .filter(|w| w.window_end <= at && w.services.iter().any(|s| s.requests > 0))
+        .filter(|w| w.window_end <= at && has_requests(w))
         .map(|w| w.window_end)
         .max()?;
     let (last, _) = moves
